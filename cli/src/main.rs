@@ -1,0 +1,3 @@
+//! The hubwire command-line program.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Conformance suite: spec-statement tests and interop with real peers.

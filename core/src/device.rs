@@ -1,0 +1,1 @@
+//! One device API over every protocol (STUB until the MQTT session lands).

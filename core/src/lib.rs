@@ -1,0 +1,54 @@
+//! hubwire-core: the Azure IoT Hub device protocols as sans-IO state machines.
+//!
+//! Nothing in this crate opens a socket, spawns a thread, sleeps or reads a clock:
+//! bytes and [`Timestamp`]s go in, bytes, events and timer deadlines come out
+//! (see [`sansio`]). Runtimes drive these machines over real transports.
+//!
+//! - [`iothub`]: rules shared by every protocol: connection strings, SAS tokens,
+//!   the message model, C2D lock tokens and dispositions, IoT Hub error codes.
+//! - [`mqtt`]: the MQTT 3.1.1 codec, IoT Hub topics, and the device and hub sessions.
+//! - [`device`]: one device API over every protocol.
+//! - [`hub`]: the hub engine: registry, D2C log, C2D queues, feedback.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod device;
+pub mod iothub;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+pub mod sansio;
+pub mod time;
+pub mod utf8;
+
+#[cfg(feature = "hub")]
+pub mod hub;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use sansio::{Connection, ConnectionId, Endpoint, Transmit};
+pub use time::Timestamp;
+
+/// The device protocols hubwire speaks. Later protocols (AMQP, HTTP) join this list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// MQTT 3.1.1 (OASIS standard, 2014).
+    Mqtt,
+}
+
+impl Protocol {
+    /// The protocol's name as users write it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Mqtt => "MQTT",
+        }
+    }
+}
+
+impl core::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,1 @@
+//! The MQTT device session (STUB).

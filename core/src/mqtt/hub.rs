@@ -1,0 +1,1 @@
+//! The hub's side of one MQTT connection (STUB).

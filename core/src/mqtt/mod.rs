@@ -1,0 +1,22 @@
+//! MQTT 3.1.1 with IoT Hub's conventions (spec file §4).
+//!
+//! - [`packet`] and [`codec`]: the fourteen control packets and their wire format.
+//! - [`topic`], [`property_bag`], [`username`]: IoT Hub's topic names, property bags
+//!   and CONNECT user names.
+//! - [`device`]: the device session (CONNECT, keep-alive, telemetry, C2D).
+//! - [`hub`]: the hub's side of one connection.
+
+pub mod codec;
+pub mod device;
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod packet;
+pub mod property_bag;
+pub mod topic;
+pub mod username;
+
+pub use codec::{DecodeError, EncodeError, Limits};
+pub use packet::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,
+    SubscribeReturnCode, Unsubscribe, Will,
+};
