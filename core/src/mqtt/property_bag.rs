@@ -207,18 +207,20 @@ pub fn decode(bag: &str, message: &mut Message) -> Result<(), PropertyBagError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloc::vec::Vec;
     use proptest::prelude::*;
 
     /// TV-11's message.
-    fn tv11_message() -> Message {
-        let mut m = Message::default();
-        m.message_id = Some("msg-0001".into());
-        m.correlation_id = Some("corr 1".into());
-        m.content_type = Some("application/json".into());
-        m.content_encoding = Some("utf-8".into());
+    pub(crate) fn tv11_message() -> Message {
+        let mut m = Message {
+            message_id: Some("msg-0001".into()),
+            correlation_id: Some("corr 1".into()),
+            content_type: Some("application/json".into()),
+            content_encoding: Some("utf-8".into()),
+            ..Message::default()
+        };
         m.properties.set("alert", "high temp");
         m.properties.set("unit", "°C");
         m.properties.set("path", "a/b=c&d");
@@ -301,13 +303,16 @@ mod tests {
         "flag",    // key only: null
     );
 
-    fn tv12_message() -> Message {
-        let mut m = Message::default();
-        m.message_id = Some("6a1f0c2e-0000-4000-8000-000000000001".into());
-        m.to = Some("/devices/device1/messages/deviceBound".into());
-        m.content_type = Some("text/plain; charset=utf-8".into());
-        m.content_encoding = Some("utf-8".into());
-        m.ack = Some(Ack::Full);
+    /// TV-12's message.
+    pub(crate) fn tv12_message() -> Message {
+        let mut m = Message {
+            message_id: Some("6a1f0c2e-0000-4000-8000-000000000001".into()),
+            to: Some("/devices/device1/messages/deviceBound".into()),
+            content_type: Some("text/plain; charset=utf-8".into()),
+            content_encoding: Some("utf-8".into()),
+            ack: Some(Ack::Full),
+            ..Message::default()
+        };
         m.properties.set("color", "blue");
         m.properties.set("empty", "");
         m.properties.insert("flag", None);
@@ -329,8 +334,10 @@ mod tests {
 
     #[test]
     fn ack_none_is_not_written_and_unknown_ack_is_refused() {
-        let mut m = Message::default();
-        m.ack = Some(Ack::None);
+        let m = Message {
+            ack: Some(Ack::None),
+            ..Message::default()
+        };
         assert_eq!(encoded(&m), "");
         assert_eq!(decoded("iothub-ack=none").unwrap().ack, Some(Ack::None));
         assert_eq!(
@@ -343,9 +350,11 @@ mod tests {
 
     #[test]
     fn expiry_is_written_as_rfc3339_utc_milliseconds() {
-        let mut m = Message::default();
-        // 2024-01-02T03:04:05.678Z
-        m.expiry = Some(Timestamp::from_millis(1_704_164_645_678));
+        let m = Message {
+            // 2024-01-02T03:04:05.678Z
+            expiry: Some(Timestamp::from_millis(1_704_164_645_678)),
+            ..Message::default()
+        };
         assert_eq!(encoded(&m), "%24.exp=2024-01-02T03%3A04%3A05.678Z");
         assert_eq!(decoded(&encoded(&m)), Ok(m));
     }
@@ -386,8 +395,10 @@ mod tests {
 
     #[test]
     fn expiry_past_year_9999_is_written_as_the_last_writable_instant() {
-        let mut m = Message::default();
-        m.expiry = Some(Timestamp::from_millis(u64::MAX));
+        let m = Message {
+            expiry: Some(Timestamp::from_millis(u64::MAX)),
+            ..Message::default()
+        };
         assert_eq!(encoded(&m), "%24.exp=9999-12-31T23%3A59%3A59.999Z");
     }
 
@@ -445,8 +456,10 @@ mod tests {
 
     #[test]
     fn bare_system_key_unsets_and_empty_value_is_empty() {
-        let mut m = Message::default();
-        m.message_id = Some("old".into());
+        let mut m = Message {
+            message_id: Some("old".into()),
+            ..Message::default()
+        };
         decode("%24.mid&%24.cid=", &mut m).unwrap();
         assert_eq!(m.message_id, None);
         assert_eq!(m.correlation_id.as_deref(), Some(""));
@@ -508,7 +521,8 @@ mod tests {
     }
 
     prop_compose! {
-        fn message()(
+        /// Messages with arbitrary properties that [`encode`] writes.
+        pub(crate) fn message()(
             message_id in proptest::option::of(text()),
             correlation_id in proptest::option::of(text()),
             user_id in proptest::option::of(text()),
