@@ -135,7 +135,7 @@ pub fn encode(message: &Message, out: &mut String) {
         (ACK, ack),
     ]
     .into_iter()
-    .filter_map(|(name, value)| Some((name, Some(value?))));
+    .filter_map(|(name, value)| value.map(|v| (name, Some(v))));
     let application = message
         .properties
         .iter()

@@ -3,9 +3,9 @@
 //! `devices/{d}/messages/devicebound/{bag}`, with a [property bag](super::property_bag)
 //! at the end.
 //!
-//! Matching is case-sensitive, as MQTT topic names are (MQTT 3.1.1 §4.7.3): every
-//! SDK sends exactly these spellings (spec file §4.3, §4.4), and the hub's own
-//! `$.to` value `…/deviceBound` shows the case is not folded anywhere.
+//! Matching is case-sensitive, as MQTT topic names are (MQTT 3.1.1 §4.7.3), and
+//! every SDK sends exactly these spellings (spec file §4.3, §4.4): a topic in
+//! another case is unknown.
 //!
 //! Ids in topics come in two forms: Python percent-encodes them, Node and C insert
 //! them raw (spec file §2.1). Since `%` is itself a legal id character, readers here
