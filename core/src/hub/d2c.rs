@@ -1,5 +1,11 @@
-//! The D2C log (STUB).
+//! The D2C log: every device-to-cloud message the hub accepted, in arrival order.
+//!
+//! This is the data structure only. Storing is I/O (DESIGN.md, "Storage is I/O"):
+//! the runtime's in-memory store wraps a [`D2cLog`], and the hub acknowledges a device
+//! only after the store reports the write done.
 
+use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::iothub::{Identity, Message};
@@ -8,25 +14,193 @@ use crate::time::Timestamp;
 /// One stored D2C message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct D2cRecord {
-    /// Who sent it.
+    /// Who sent it: the device, or a module of it.
     pub identity: Identity,
-    /// Per-device arrival number, from 1.
+    /// Per-device arrival number, from 1 (a device's modules share its numbering).
     pub sequence_number: u64,
-    /// Arrival time.
+    /// Arrival time (hub-stamped `iothub-enqueuedtime`, spec file §3).
     pub enqueued_time: Timestamp,
     /// The message.
     pub message: Message,
 }
 
-/// D2C messages in arrival order.
+/// D2C records in arrival order, indexed by device.
 #[derive(Clone, Debug, Default)]
 pub struct D2cLog {
     records: Vec<D2cRecord>,
+    devices: BTreeMap<String, DeviceIndex>,
+}
+
+/// Where one device's records are in [`D2cLog::records`].
+#[derive(Clone, Debug, Default)]
+struct DeviceIndex {
+    /// Positions in arrival order.
+    arrivals: Vec<usize>,
+    /// Position by sequence number.
+    by_sequence_number: BTreeMap<u64, usize>,
 }
 
 impl D2cLog {
-    /// Appends a record.
+    /// An empty log.
+    pub fn new() -> Self {
+        D2cLog::default()
+    }
+
+    /// Appends a record as it is. A sequence number the record's device used before
+    /// stays in the log; [`get`](Self::get) then finds the later record.
     pub fn append(&mut self, record: D2cRecord) {
+        let position = self.records.len();
+        let index = self
+            .devices
+            .entry(record.identity.device_id.clone())
+            .or_default();
+        index.arrivals.push(position);
+        index
+            .by_sequence_number
+            .insert(record.sequence_number, position);
         self.records.push(record);
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the log holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Every record, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = &D2cRecord> {
+        self.records.iter()
+    }
+
+    /// The records of one device (its modules' included), in arrival order, without
+    /// scanning the other devices' records.
+    pub fn device(&self, device_id: &str) -> impl Iterator<Item = &D2cRecord> {
+        self.devices
+            .get(device_id)
+            .into_iter()
+            .flat_map(|index| index.arrivals.iter())
+            .filter_map(|&position| self.records.get(position))
+    }
+
+    /// The record of `device_id` with this sequence number.
+    pub fn get(&self, device_id: &str, sequence_number: u64) -> Option<&D2cRecord> {
+        let index = self.devices.get(device_id)?;
+        let position = index.by_sequence_number.get(&sequence_number)?;
+        self.records.get(*position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(device: &str, module: Option<&str>, seq: u64, body: &'static str) -> D2cRecord {
+        D2cRecord {
+            identity: Identity {
+                device_id: device.into(),
+                module_id: module.map(Into::into),
+            },
+            sequence_number: seq,
+            enqueued_time: Timestamp::from_millis(seq * 10),
+            message: Message::new(body.as_bytes()),
+        }
+    }
+
+    fn bodies<'a>(records: impl Iterator<Item = &'a D2cRecord>) -> Vec<&'a [u8]> {
+        records.map(|r| &r.message.body[..]).collect()
+    }
+
+    #[test]
+    fn empty_log() {
+        let log = D2cLog::new();
+        assert!(log.is_empty());
+        assert_eq!(log.len(), 0);
+        assert_eq!(log.iter().count(), 0);
+        assert_eq!(log.device("d").count(), 0);
+        assert_eq!(log.get("d", 1), None);
+    }
+
+    #[test]
+    fn iter_is_arrival_order_across_devices() {
+        let mut log = D2cLog::new();
+        log.append(record("b", None, 1, "b1"));
+        log.append(record("a", None, 1, "a1"));
+        log.append(record("b", None, 2, "b2"));
+        assert_eq!(log.len(), 3);
+        assert_eq!(bodies(log.iter()), [&b"b1"[..], b"a1", b"b2"]);
+    }
+
+    #[test]
+    fn device_yields_one_device_in_arrival_order_with_its_modules() {
+        let mut log = D2cLog::new();
+        log.append(record("a", None, 1, "a1"));
+        log.append(record("b", None, 1, "b1"));
+        log.append(record("a", Some("m"), 2, "a2"));
+        log.append(record("ab", None, 1, "ab1"));
+        log.append(record("a", None, 3, "a3"));
+        assert_eq!(bodies(log.device("a")), [&b"a1"[..], b"a2", b"a3"]);
+        assert_eq!(bodies(log.device("b")), [&b"b1"[..]]);
+        // Ids are case-sensitive and not prefixes.
+        assert_eq!(log.device("A").count(), 0);
+        assert_eq!(bodies(log.device("ab")), [&b"ab1"[..]]);
+    }
+
+    #[test]
+    fn get_finds_by_device_and_sequence_number() {
+        let mut log = D2cLog::new();
+        log.append(record("a", None, 1, "a1"));
+        log.append(record("b", None, 1, "b1"));
+        log.append(record("a", None, 2, "a2"));
+        assert_eq!(
+            log.get("a", 2).map(|r| &r.message.body[..]),
+            Some(&b"a2"[..])
+        );
+        assert_eq!(
+            log.get("b", 1).map(|r| &r.message.body[..]),
+            Some(&b"b1"[..])
+        );
+        assert_eq!(log.get("b", 2), None);
+        assert_eq!(log.get("c", 1), None);
+    }
+
+    #[test]
+    fn reused_sequence_number_keeps_both_and_gets_the_later() {
+        let mut log = D2cLog::new();
+        log.append(record("a", None, 1, "first"));
+        log.append(record("a", None, 1, "second"));
+        assert_eq!(log.device("a").count(), 2);
+        assert_eq!(
+            log.get("a", 1).map(|r| &r.message.body[..]),
+            Some(&b"second"[..])
+        );
+    }
+
+    proptest! {
+        /// The index agrees with a full scan for any interleaving of devices.
+        #[test]
+        fn device_index_matches_a_scan(devices in proptest::collection::vec(0u8..4, 0..40)) {
+            let mut log = D2cLog::new();
+            let mut next = [0u64; 4];
+            for d in &devices {
+                let slot = &mut next[usize::from(*d)];
+                *slot += 1;
+                log.append(record(&alloc::format!("d{d}"), None, *slot, "x"));
+            }
+            for d in 0..4u8 {
+                let id = alloc::format!("d{d}");
+                let scanned: Vec<&D2cRecord> =
+                    log.iter().filter(|r| r.identity.device_id == id).collect();
+                let indexed: Vec<&D2cRecord> = log.device(&id).collect();
+                prop_assert_eq!(&scanned, &indexed);
+                for r in scanned {
+                    prop_assert_eq!(log.get(&id, r.sequence_number), Some(r));
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@ pub mod c2d;
 pub mod d2c;
 pub mod registry;
 
-pub use c2d::{C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Settled};
+pub use c2d::{
+    C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Outcome, Settled,
+};
 pub use d2c::{D2cLog, D2cRecord};
 pub use registry::{AuthError, DeviceRecord, Registry, RegistryError};

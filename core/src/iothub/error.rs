@@ -52,6 +52,11 @@ impl ErrorCode {
         code: 404104,
         name: "DeviceConnectionClosedRemotely",
     };
+    /// 409001: a device with this id is registered already.
+    pub const DEVICE_ALREADY_EXISTS: ErrorCode = ErrorCode {
+        code: 409001,
+        name: "DeviceAlreadyExists",
+    };
     /// 412002: the C2D lock expired or is unknown.
     pub const DEVICE_MESSAGE_LOCK_LOST: ErrorCode = ErrorCode {
         code: 412002,
