@@ -525,3 +525,660 @@ fn report(device_id: &str, now: Timestamp, entry: &Entry, outcome: Outcome) -> S
         feedback,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::num::NonZeroU16;
+    use proptest::prelude::*;
+
+    const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+    const SECOND: Duration = Duration::from_secs(1);
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn queue() -> C2dQueue {
+        C2dQueue::new("device1", C2dConfig::default())
+    }
+
+    fn lock(n: u8) -> LockToken {
+        LockToken::from_guid([n; 16])
+    }
+
+    fn msg(id: &str) -> Message {
+        let mut m = Message::new(id.to_string().into_bytes());
+        m.message_id = Some(id.into());
+        m
+    }
+
+    fn msg_with_ack(id: &str, ack: Ack) -> Message {
+        let mut m = msg(id);
+        m.ack = Some(ack);
+        m
+    }
+
+    fn drain(q: &mut C2dQueue) -> Vec<Settled> {
+        core::iter::from_fn(|| q.poll_settled()).collect()
+    }
+
+    fn outcomes(q: &mut C2dQueue) -> Vec<(Option<String>, Outcome)> {
+        drain(q)
+            .into_iter()
+            .map(|s| (s.message_id, s.outcome))
+            .collect()
+    }
+
+    /// Locks the next message for an AMQP/HTTP receiver: lock timeout from the config.
+    fn receive(q: &mut C2dQueue, now: Timestamp, l: LockToken) -> Option<Delivery> {
+        let until = now + q.config().lock_timeout;
+        q.lock_next(now, l, Some(until))
+    }
+
+    fn received_id(d: Option<Delivery>) -> Option<String> {
+        d.and_then(|d| d.message.message_id)
+    }
+
+    #[test]
+    fn defaults_are_iot_hubs_numbers() {
+        // Spec file §7 and §8.
+        let c = C2dConfig::default();
+        assert_eq!(c.default_ttl, Duration::from_secs(3600));
+        assert_eq!(c.max_delivery_count, 10);
+        assert_eq!(c.max_queue_depth, 50);
+        assert_eq!(c.lock_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_message_size, 65_536);
+    }
+
+    #[test]
+    fn enqueue_stamps_enqueued_time_expiry_and_to() {
+        let mut q = queue();
+        let seq = q.enqueue(T0, msg("m1")).unwrap();
+        assert_eq!(seq, 1);
+        let d = q.lock_next(T0, lock(1), None).unwrap();
+        assert_eq!(d.message.enqueued_time, Some(T0));
+        assert_eq!(d.message.expiry, Some(T0 + Duration::from_secs(3600)));
+        assert_eq!(
+            d.message.to.as_deref(),
+            Some("/devices/device1/messages/devicebound")
+        );
+        assert_eq!((d.sequence_number, d.delivery_count), (1, 0));
+        assert_eq!(&d.message.body[..], b"m1");
+    }
+
+    #[test]
+    fn enqueue_keeps_the_senders_expiry_and_to_but_not_its_enqueued_time() {
+        let mut q = queue();
+        let mut m = msg("m1");
+        m.expiry = Some(T0 + SECOND);
+        m.to = Some("/devices/device1/messages/deviceBound".into());
+        m.enqueued_time = Some(Timestamp::EPOCH);
+        q.enqueue(T0, m).unwrap();
+        let d = q.lock_next(T0, lock(1), None).unwrap();
+        assert_eq!(d.message.expiry, Some(T0 + SECOND));
+        assert_eq!(
+            d.message.to.as_deref(),
+            Some("/devices/device1/messages/deviceBound")
+        );
+        assert_eq!(d.message.enqueued_time, Some(T0));
+    }
+
+    #[test]
+    fn sequence_numbers_count_from_1_and_are_never_reused() {
+        let mut q = queue();
+        assert_eq!(q.enqueue(T0, msg("a")), Ok(1));
+        assert_eq!(q.enqueue(T0, msg("b")), Ok(2));
+        q.purge(T0);
+        assert_eq!(q.enqueue(T0, msg("c")), Ok(3));
+    }
+
+    #[test]
+    fn depth_limit_50_counts_locked_messages_and_is_403004() {
+        let mut q = queue();
+        for i in 0..50 {
+            q.enqueue(T0, msg(&i.to_string())).unwrap();
+        }
+        // Lock some: they still occupy the queue.
+        for n in 0..10 {
+            assert!(receive(&mut q, T0, lock(n)).is_some());
+        }
+        let err = q.enqueue(T0, msg("51st")).unwrap_err();
+        assert_eq!(err, C2dError::QueueFull);
+        assert_eq!(err.code().code, 403004);
+        assert_eq!(q.len(), 50);
+        // Completing one makes room for one.
+        q.settle(T0, &lock(0), Disposition::Complete).unwrap();
+        assert_eq!(q.enqueue(T0, msg("51st")), Ok(51));
+        assert_eq!(q.enqueue(T0, msg("52nd")), Err(C2dError::QueueFull));
+    }
+
+    #[test]
+    fn message_over_64_kb_is_413001() {
+        let mut q = queue();
+        // 65 536 bytes counted: body plus message id.
+        let mut m = Message::new(vec![0u8; 65_536 - 2]);
+        m.message_id = Some("ok".into());
+        assert_eq!(m.size(), 65_536);
+        assert_eq!(q.enqueue(T0, m.clone()), Ok(1));
+        m.properties.set("x", "");
+        let err = q.enqueue(T0, m).unwrap_err();
+        assert_eq!(
+            err,
+            C2dError::TooLarge {
+                size: 65_537,
+                max: 65_536
+            }
+        );
+        assert_eq!(err.code().code, 413001);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn messages_are_delivered_in_fifo_order() {
+        let mut q = queue();
+        for id in ["a", "b", "c"] {
+            q.enqueue(T0, msg(id)).unwrap();
+        }
+        let got: Vec<_> = (1..=4)
+            .map(|n| received_id(receive(&mut q, T0, lock(n))))
+            .collect();
+        assert_eq!(
+            got,
+            [Some("a".into()), Some("b".into()), Some("c".into()), None]
+        );
+    }
+
+    #[test]
+    fn a_lock_in_use_is_not_handed_out_twice() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        q.enqueue(T0, msg("b")).unwrap();
+        assert!(receive(&mut q, T0, lock(1)).is_some());
+        assert_eq!(receive(&mut q, T0, lock(1)), None);
+        assert!(q.has_deliverable(T0));
+        assert_eq!(received_id(receive(&mut q, T0, lock(2))), Some("b".into()));
+    }
+
+    #[test]
+    fn complete_removes_and_reports_completed() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        let d = receive(&mut q, T0, lock(1)).unwrap();
+        assert!(q.is_locked(&d.lock));
+        q.settle(T0 + SECOND, &d.lock, Disposition::Complete)
+            .unwrap();
+        assert!(q.is_empty() && !q.is_locked(&d.lock));
+        let s = drain(&mut q);
+        assert_eq!(
+            s,
+            [Settled {
+                device_id: "device1".into(),
+                message_id: Some("a".into()),
+                sequence_number: 1,
+                outcome: Outcome::Completed,
+                feedback: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn complete_with_a_stale_lock_is_412002() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        // Never issued.
+        let err = q.settle(T0, &lock(9), Disposition::Complete).unwrap_err();
+        assert_eq!(err, C2dError::LockLost);
+        assert_eq!(err.code().code, 412002);
+        // Settled already.
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.settle(T0, &lock(1), Disposition::Complete).unwrap();
+        assert_eq!(
+            q.settle(T0, &lock(1), Disposition::Complete),
+            Err(C2dError::LockLost)
+        );
+    }
+
+    #[test]
+    fn settling_after_the_lock_timed_out_is_lock_lost_and_requeues() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        // The lock ends at T0 + 60 s; handle_timeout has not run yet.
+        assert_eq!(
+            q.settle(T0 + MINUTE, &lock(1), Disposition::Complete),
+            Err(C2dError::LockLost)
+        );
+        assert!(!q.is_locked(&lock(1)));
+        assert_eq!(q.len(), 1);
+        let d = receive(&mut q, T0 + MINUTE, lock(2)).unwrap();
+        assert_eq!(d.delivery_count, 0);
+        assert!(drain(&mut q).is_empty());
+    }
+
+    #[test]
+    fn lock_expiry_requeues_without_counting() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        q.enqueue(T0, msg("b")).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        assert_eq!(q.poll_timeout(), Some(T0 + MINUTE));
+        // Just before the lock ends nothing changes.
+        q.handle_timeout((T0 + MINUTE).saturating_sub(Duration::from_millis(1)));
+        assert!(q.is_locked(&lock(1)));
+        q.handle_timeout(T0 + MINUTE);
+        assert!(!q.is_locked(&lock(1)));
+        assert!(drain(&mut q).is_empty(), "a lock timeout is not an outcome");
+        // Back in its original place, uncounted (DOC-C2D, 2026 revision).
+        let d = receive(&mut q, T0 + MINUTE, lock(2)).unwrap();
+        assert_eq!(d.message.message_id.as_deref(), Some("a"));
+        assert_eq!(d.delivery_count, 0);
+    }
+
+    #[test]
+    fn mqtt_locks_never_time_out() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        let pid = LockToken::from_packet_id(NonZeroU16::MIN);
+        q.lock_next(T0, pid, None).unwrap();
+        // Only the message's expiry is a deadline while it is held... and it is not
+        // one, because a locked message does not expire.
+        assert_eq!(q.poll_timeout(), None);
+        q.handle_timeout(T0 + Duration::from_secs(86_400));
+        assert!(q.is_locked(&pid));
+        q.settle(
+            T0 + Duration::from_secs(86_400),
+            &pid,
+            Disposition::Complete,
+        )
+        .unwrap();
+        assert_eq!(outcomes(&mut q), [(Some("a".into()), Outcome::Completed)]);
+    }
+
+    #[test]
+    fn unlock_requeues_without_counting() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        q.lock_next(T0, lock(1), None).unwrap();
+        assert!(!q.has_deliverable(T0));
+        assert!(q.unlock(&lock(1)));
+        assert!(!q.unlock(&lock(1)));
+        assert!(q.has_deliverable(T0));
+        assert_eq!(receive(&mut q, T0, lock(2)).unwrap().delivery_count, 0);
+        assert!(drain(&mut q).is_empty());
+    }
+
+    #[test]
+    fn abandon_counts_and_returns_the_message_to_its_place() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        q.enqueue(T0, msg("b")).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.settle(T0, &lock(1), Disposition::Abandon).unwrap();
+        assert_eq!(
+            outcomes(&mut q),
+            [(Some("a".into()), Outcome::Abandoned { delivery_count: 1 })]
+        );
+        let d = receive(&mut q, T0, lock(2)).unwrap();
+        assert_eq!(d.message.message_id.as_deref(), Some("a"));
+        assert_eq!(d.delivery_count, 1);
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn the_10th_abandon_dead_letters() {
+        let mut q = queue();
+        q.enqueue(T0, msg_with_ack("a", Ack::Negative)).unwrap();
+        for n in 1..=9u8 {
+            let d = receive(&mut q, T0, lock(n)).unwrap();
+            assert_eq!(d.delivery_count, u32::from(n) - 1);
+            q.settle(T0, &lock(n), Disposition::Abandon).unwrap();
+            let s = drain(&mut q);
+            assert_eq!(s.len(), 1);
+            assert_eq!(
+                s[0].outcome,
+                Outcome::Abandoned {
+                    delivery_count: u32::from(n)
+                }
+            );
+            assert_eq!(s[0].feedback, None);
+        }
+        receive(&mut q, T0, lock(10)).unwrap();
+        q.settle(T0, &lock(10), Disposition::Abandon).unwrap();
+        assert!(q.is_empty());
+        let s = drain(&mut q);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].outcome, Outcome::DeliveryCountExceeded);
+        assert_eq!(
+            s[0].feedback.as_ref().map(|f| f.status),
+            Some(FeedbackStatus::DeliveryCountExceeded)
+        );
+    }
+
+    #[test]
+    fn max_delivery_count_is_configurable() {
+        let config = C2dConfig {
+            max_delivery_count: 1,
+            ..C2dConfig::default()
+        };
+        let mut q = C2dQueue::new("d", config);
+        q.enqueue(T0, msg("a")).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.settle(T0, &lock(1), Disposition::Abandon).unwrap();
+        assert_eq!(
+            outcomes(&mut q),
+            [(Some("a".into()), Outcome::DeliveryCountExceeded)]
+        );
+    }
+
+    #[test]
+    fn reject_dead_letters() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.settle(T0, &lock(1), Disposition::Reject).unwrap();
+        assert!(q.is_empty());
+        assert_eq!(outcomes(&mut q), [(Some("a".into()), Outcome::Rejected)]);
+    }
+
+    #[test]
+    fn ttl_expiry_dead_letters_with_feedback_only_when_ack_asks() {
+        let mut q = queue();
+        q.enqueue(T0, msg_with_ack("none", Ack::None)).unwrap();
+        q.enqueue(T0, msg("absent")).unwrap();
+        q.enqueue(T0, msg_with_ack("positive", Ack::Positive))
+            .unwrap();
+        q.enqueue(T0, msg_with_ack("negative", Ack::Negative))
+            .unwrap();
+        q.enqueue(T0, msg_with_ack("full", Ack::Full)).unwrap();
+        let expiry = T0 + Duration::from_secs(3600);
+        assert_eq!(q.poll_timeout(), Some(expiry));
+        assert!(q.has_deliverable(expiry.saturating_sub(SECOND)));
+        // Expired messages are not handed out, even before handle_timeout runs.
+        assert!(!q.has_deliverable(expiry));
+        assert_eq!(receive(&mut q, expiry, lock(1)), None);
+        q.handle_timeout(expiry);
+        assert!(q.is_empty());
+        let s = drain(&mut q);
+        assert!(s.iter().all(|s| s.outcome == Outcome::Expired));
+        let with_feedback: Vec<_> = s
+            .iter()
+            .filter_map(|s| s.feedback.as_ref())
+            .map(|f| f.original_message_id.as_deref())
+            .collect();
+        assert_eq!(with_feedback, [Some("negative"), Some("full")]);
+        let f = s[3].feedback.as_ref().unwrap();
+        assert_eq!(f.status, FeedbackStatus::Expired);
+        assert_eq!(f.enqueued_time, expiry);
+        assert_eq!(f.device_id, "device1");
+        assert_eq!(f.description, "Message expired");
+    }
+
+    #[test]
+    fn a_locked_message_does_not_expire_until_it_is_back_in_the_queue() {
+        let mut q = queue();
+        let mut m = msg("a");
+        m.expiry = Some(T0 + SECOND);
+        q.enqueue(T0, m).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.handle_timeout(T0 + SECOND);
+        assert!(q.is_locked(&lock(1)));
+        // The lock times out at T0 + 60 s; the message is past its expiry by then.
+        assert_eq!(q.poll_timeout(), Some(T0 + MINUTE));
+        q.handle_timeout(T0 + MINUTE);
+        assert_eq!(outcomes(&mut q), [(Some("a".into()), Outcome::Expired)]);
+        assert_eq!(q.poll_timeout(), None);
+    }
+
+    #[test]
+    fn poll_timeout_is_the_earliest_deadline() {
+        let mut q = queue();
+        assert_eq!(q.poll_timeout(), None);
+        let mut late = msg("late");
+        late.expiry = Some(T0 + Duration::from_secs(600));
+        q.enqueue(T0, late).unwrap();
+        let mut soon = msg("soon");
+        soon.expiry = Some(T0 + Duration::from_secs(30));
+        q.enqueue(T0, soon).unwrap();
+        assert_eq!(q.poll_timeout(), Some(T0 + Duration::from_secs(30)));
+        // Locking "late" replaces its expiry by its lock timeout as its deadline.
+        receive(&mut q, T0, lock(1)).unwrap();
+        assert_eq!(q.poll_timeout(), Some(T0 + Duration::from_secs(30)));
+        q.handle_timeout(T0 + Duration::from_secs(30));
+        assert_eq!(outcomes(&mut q), [(Some("soon".into()), Outcome::Expired)]);
+        assert_eq!(q.poll_timeout(), Some(T0 + MINUTE));
+    }
+
+    #[test]
+    fn feedback_per_ack_and_outcome() {
+        use FeedbackStatus as F;
+        // (ack, outcome, expected feedback): spec file §7; Purged is this hub's
+        // decision (negative). Abandons never carry feedback (`the_10th_abandon_...`).
+        let table = [
+            (Ack::None, Outcome::Completed, None),
+            (Ack::Positive, Outcome::Completed, Some(F::Success)),
+            (Ack::Negative, Outcome::Completed, None),
+            (Ack::Full, Outcome::Completed, Some(F::Success)),
+            (Ack::None, Outcome::Rejected, None),
+            (Ack::Positive, Outcome::Rejected, None),
+            (Ack::Negative, Outcome::Rejected, Some(F::Rejected)),
+            (Ack::Full, Outcome::Rejected, Some(F::Rejected)),
+            (Ack::None, Outcome::Expired, None),
+            (Ack::Positive, Outcome::Expired, None),
+            (Ack::Negative, Outcome::Expired, Some(F::Expired)),
+            (Ack::Full, Outcome::Expired, Some(F::Expired)),
+            (Ack::None, Outcome::DeliveryCountExceeded, None),
+            (Ack::Positive, Outcome::DeliveryCountExceeded, None),
+            (
+                Ack::Negative,
+                Outcome::DeliveryCountExceeded,
+                Some(F::DeliveryCountExceeded),
+            ),
+            (
+                Ack::Full,
+                Outcome::DeliveryCountExceeded,
+                Some(F::DeliveryCountExceeded),
+            ),
+            (Ack::None, Outcome::Purged, None),
+            (Ack::Positive, Outcome::Purged, None),
+            (Ack::Negative, Outcome::Purged, Some(F::Purged)),
+            (Ack::Full, Outcome::Purged, Some(F::Purged)),
+        ];
+        for (ack, outcome, expected) in table {
+            // Drive the queue to the outcome, so the queue's wiring is tested too.
+            let config = C2dConfig {
+                max_delivery_count: 1,
+                ..C2dConfig::default()
+            };
+            let mut q = C2dQueue::new("d", config);
+            let mut m = msg_with_ack("m", ack);
+            m.expiry = Some(T0 + SECOND);
+            q.enqueue(T0, m).unwrap();
+            let settle = |q: &mut C2dQueue, disposition| {
+                q.lock_next(T0, lock(1), None).unwrap();
+                q.settle(T0, &lock(1), disposition).unwrap();
+            };
+            match outcome {
+                Outcome::Completed => settle(&mut q, Disposition::Complete),
+                Outcome::Rejected => settle(&mut q, Disposition::Reject),
+                Outcome::DeliveryCountExceeded => settle(&mut q, Disposition::Abandon),
+                Outcome::Expired => q.handle_timeout(T0 + SECOND),
+                Outcome::Purged => q.purge(T0),
+                Outcome::Abandoned { .. } => unreachable!("not in the table"),
+            }
+            assert_eq!(outcome.feedback(ack), expected, "{ack:?} {outcome:?}");
+            let s = drain(&mut q);
+            assert_eq!(s.len(), 1, "{ack:?} {outcome:?}");
+            assert_eq!(s[0].outcome, outcome);
+            assert_eq!(
+                s[0].feedback.as_ref().map(|f| f.status),
+                expected,
+                "{ack:?} {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_without_ack_gets_no_feedback() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        q.lock_next(T0, lock(1), None).unwrap();
+        q.settle(T0, &lock(1), Disposition::Reject).unwrap();
+        assert_eq!(drain(&mut q)[0].feedback, None);
+    }
+
+    #[test]
+    fn feedback_record_carries_iot_hub_fields() {
+        let mut q = queue();
+        q.enqueue(T0, msg_with_ack("m-7", Ack::Positive)).unwrap();
+        q.lock_next(T0, lock(1), None).unwrap();
+        q.settle(T0 + SECOND, &lock(1), Disposition::Complete)
+            .unwrap();
+        let f = drain(&mut q).remove(0).feedback.unwrap();
+        assert_eq!(
+            f,
+            FeedbackRecord {
+                original_message_id: Some("m-7".into()),
+                enqueued_time: T0 + SECOND,
+                status: FeedbackStatus::Success,
+                description: "Success".into(),
+                device_id: "device1".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn feedback_status_names_are_iot_hubs() {
+        let names: Vec<_> = [
+            FeedbackStatus::Success,
+            FeedbackStatus::Expired,
+            FeedbackStatus::DeliveryCountExceeded,
+            FeedbackStatus::Rejected,
+            FeedbackStatus::Purged,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "Success",
+                "Expired",
+                "DeliveryCountExceeded",
+                "Rejected",
+                "Purged"
+            ]
+        );
+    }
+
+    #[test]
+    fn purge_removes_everything_locked_or_not_in_order() {
+        let mut q = queue();
+        q.enqueue(T0, msg_with_ack("a", Ack::Full)).unwrap();
+        q.enqueue(T0, msg("b")).unwrap();
+        q.enqueue(T0, msg_with_ack("c", Ack::Positive)).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.purge(T0 + SECOND);
+        assert!(q.is_empty() && !q.is_locked(&lock(1)));
+        assert_eq!(q.poll_timeout(), None);
+        let s = drain(&mut q);
+        assert_eq!(
+            s.iter()
+                .map(|s| (s.sequence_number, s.outcome))
+                .collect::<Vec<_>>(),
+            [
+                (1, Outcome::Purged),
+                (2, Outcome::Purged),
+                (3, Outcome::Purged)
+            ]
+        );
+        assert_eq!(
+            s.iter()
+                .map(|s| s.feedback.as_ref().map(|f| f.status))
+                .collect::<Vec<_>>(),
+            [Some(FeedbackStatus::Purged), None, None]
+        );
+        // A purged lock is gone.
+        assert_eq!(
+            q.settle(T0, &lock(1), Disposition::Complete),
+            Err(C2dError::LockLost)
+        );
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Enqueue { ttl_s: u8 },
+        Lock { lock: u8, mqtt: bool },
+        Settle { lock: u8, disposition: u8 },
+        Unlock { lock: u8 },
+        Advance { s: u8 },
+        Purge,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..=120).prop_map(|ttl_s| Op::Enqueue { ttl_s }),
+            (0u8..6, any::<bool>()).prop_map(|(lock, mqtt)| Op::Lock { lock, mqtt }),
+            (0u8..6, 0u8..3).prop_map(|(lock, disposition)| Op::Settle { lock, disposition }),
+            (0u8..6).prop_map(|lock| Op::Unlock { lock }),
+            (0u8..=90).prop_map(|s| Op::Advance { s }),
+            Just(Op::Purge),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of calls keeps the limits and reports every message that left
+        /// exactly once.
+        #[test]
+        fn queue_invariants_hold_for_any_call_sequence(ops in proptest::collection::vec(op(), 0..200)) {
+            let config = C2dConfig { max_queue_depth: 5, max_delivery_count: 3, ..C2dConfig::default() };
+            let mut q = C2dQueue::new("d", config);
+            let mut now = T0;
+            let mut accepted = 0usize;
+            let mut left = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Enqueue { ttl_s } => {
+                        let mut m = msg("m");
+                        m.expiry = (ttl_s > 0).then(|| now + Duration::from_secs(ttl_s.into()));
+                        if q.enqueue(now, m).is_ok() {
+                            accepted += 1;
+                        }
+                    }
+                    Op::Lock { lock: l, mqtt } => {
+                        let until = (!mqtt).then(|| now + MINUTE);
+                        if let Some(d) = q.lock_next(now, lock(l), until) {
+                            prop_assert!(d.delivery_count < 3);
+                            prop_assert!(d.message.expiry.is_some_and(|e| e > now));
+                        }
+                    }
+                    Op::Settle { lock: l, disposition } => {
+                        let d = [Disposition::Complete, Disposition::Reject, Disposition::Abandon];
+                        let _ = q.settle(now, &lock(l), d[usize::from(disposition)]);
+                    }
+                    Op::Unlock { lock: l } => {
+                        q.unlock(&lock(l));
+                    }
+                    Op::Advance { s } => {
+                        now = now + Duration::from_secs(s.into());
+                        if q.poll_timeout().is_some_and(|t| t <= now) {
+                            q.handle_timeout(now);
+                        }
+                        prop_assert!(q.poll_timeout().is_none_or(|t| t > now));
+                    }
+                    Op::Purge => q.purge(now),
+                }
+                prop_assert!(q.len() <= 5);
+                while let Some(s) = q.poll_settled() {
+                    if !matches!(s.outcome, Outcome::Abandoned { .. }) {
+                        left.push(s.sequence_number);
+                    }
+                }
+            }
+            prop_assert_eq!(left.len() + q.len(), accepted);
+            left.sort_unstable();
+            left.dedup();
+            prop_assert_eq!(left.len() + q.len(), accepted);
+        }
+    }
+}

@@ -172,7 +172,7 @@ impl AuthError {
                 "module identities are not supported by this hub yet; connect as the device"
             }
             AuthError::MalformedToken => {
-                "the password is not a SAS token of the form `SharedAccessSignature sr=..&sig=..&se=..`"
+                "the credential is not a SAS token of the form `SharedAccessSignature sr=..&sig=..&se=..`"
             }
             AuthError::WrongAudience => {
                 "the SAS token was issued for another hub host name or another device (check `sr`)"
