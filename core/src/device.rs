@@ -1,1 +1,339 @@
-//! One device API over every protocol (STUB until the MQTT session lands).
+//! One device API over every protocol.
+//!
+//! Application code sends telemetry, receives C2D messages and settles them the same
+//! way whatever the protocol: [`Device`] forwards to the protocol's session. A
+//! disposition a protocol cannot express is an error naming the protocol, never a
+//! silent complete (DESIGN.md, "push versus poll").
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::Protocol;
+use crate::iothub::{ConnectionString, Disposition, LockToken, Message};
+use crate::retry::Backoff;
+use crate::sansio::{Connection, Transmit};
+use crate::time::{Duration, Timestamp};
+
+#[cfg(feature = "mqtt")]
+use crate::mqtt;
+
+/// How a device connects and behaves. [`DeviceConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    /// Who the device is, where its hub is, and its credential.
+    pub connection_string: ConnectionString,
+    /// The protocol to speak.
+    pub protocol: Protocol,
+    /// MQTT Keep Alive: the longest quiet interval before a PINGREQ. Whole seconds
+    /// are sent; zero turns pinging off. Default 240 s, as the C SDKs use (spec file
+    /// §4.1.2).
+    pub keep_alive: Duration,
+    /// How long to wait for a PINGRESP (or a CONNACK) before declaring the
+    /// connection dead. Default 30 s.
+    pub response_timeout: Duration,
+    /// MQTT Clean Session. Default false, as every IoT Hub SDK connects (spec file
+    /// §4.1): the hub keeps the C2D subscription and undelivered messages.
+    pub clean_session: bool,
+    /// Telemetry messages sent but not yet acknowledged, at most. Default 16.
+    pub max_in_flight: usize,
+    /// Telemetry messages waiting to be sent (while offline or while the in-flight
+    /// window is full), at most; `send_telemetry` refuses more. Default 1000.
+    pub max_queued: usize,
+    /// Lifetime of the SAS tokens the device signs with its key. Default 3600 s,
+    /// as the SDKs use (spec file §2.3).
+    pub token_lifetime: Duration,
+    /// Reconnect schedule after a lost connection.
+    pub backoff: Backoff,
+    /// Subscribe to C2D messages. Default true.
+    pub receive_c2d: bool,
+    /// Largest packet accepted from the hub, bytes.
+    pub max_packet_size: usize,
+    /// Product information sent as `DeviceClientType`.
+    pub client_type: String,
+    /// Seed for reconnect jitter.
+    pub seed: u64,
+}
+
+impl DeviceConfig {
+    /// The defaults above for this device, over MQTT.
+    pub fn new(connection_string: ConnectionString) -> Self {
+        DeviceConfig {
+            connection_string,
+            protocol: Protocol::Mqtt,
+            keep_alive: Duration::from_secs(240),
+            response_timeout: Duration::from_secs(30),
+            clean_session: false,
+            max_in_flight: 16,
+            max_queued: 1000,
+            token_lifetime: Duration::from_secs(3600),
+            backoff: Backoff::default(),
+            receive_c2d: true,
+            max_packet_size: 256 * 1024 + 16 * 1024,
+            client_type: String::from(concat!("hubwire/", env!("CARGO_PKG_VERSION"))),
+            seed: 0,
+        }
+    }
+}
+
+/// Names one telemetry message from `send_telemetry` to its acknowledgement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TelemetryId(pub u64);
+
+/// A C2D message as the application sees it, however it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct C2dMessage {
+    /// What to pass to `complete`, `reject` or `abandon`; `None` when the hub
+    /// expects no settlement (an MQTT QoS 0 delivery).
+    pub lock_token: Option<LockToken>,
+    /// The message.
+    pub message: Message,
+}
+
+/// Why a device connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The transport closed, broke, or could not be opened.
+    TransportClosed,
+    /// The hub did not answer a PINGREQ in time.
+    KeepAliveTimeout,
+    /// The hub did not answer CONNECT in time.
+    ConnAckTimeout,
+    /// The hub refused the connection with this MQTT Connect Return code.
+    Refused(mqtt::ConnectReturnCode),
+    /// The hub broke the protocol.
+    ProtocolViolation(ProtocolError),
+    /// The device reconnects to present a fresh SAS token (spec file §4.1.3).
+    TokenRenewal,
+    /// The application asked to disconnect.
+    Closed,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::TransportClosed => f.write_str("transport closed"),
+            DisconnectReason::KeepAliveTimeout => f.write_str("no PINGRESP in time"),
+            DisconnectReason::ConnAckTimeout => f.write_str("no CONNACK in time"),
+            DisconnectReason::Refused(code) => write!(f, "refused by the hub: {code:?}"),
+            DisconnectReason::ProtocolViolation(e) => write!(f, "protocol violation: {e}"),
+            DisconnectReason::TokenRenewal => f.write_str("reconnecting to renew the SAS token"),
+            DisconnectReason::Closed => f.write_str("closed by the application"),
+        }
+    }
+}
+
+/// What a device tells its application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceEvent {
+    /// The hub accepted the connection. `session_present`: it kept the session
+    /// (subscription, undelivered messages) from an earlier connection.
+    Connected {
+        /// MQTT Session Present.
+        session_present: bool,
+    },
+    /// The connection ended. `reconnect_at` is when the next attempt starts; `None`
+    /// means the device has stopped (an authentication refusal is not retried, and
+    /// neither is an application's `disconnect`).
+    Disconnected {
+        /// Why.
+        reason: DisconnectReason,
+        /// When the device dials again.
+        reconnect_at: Option<Timestamp>,
+    },
+    /// The hub acknowledged (stored) this telemetry message.
+    TelemetryAcknowledged(TelemetryId),
+    /// A C2D message arrived.
+    C2d(C2dMessage),
+    /// The hub refused the C2D subscription: no C2D message will arrive.
+    C2dSubscriptionRefused,
+}
+
+/// Why `send_telemetry` refused a message. Nothing was queued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// `max_queued` messages already wait.
+    #[error("telemetry queue is full ({capacity} messages)")]
+    QueueFull {
+        /// The configured bound.
+        capacity: usize,
+    },
+    /// The device has stopped and will not reconnect.
+    #[error("device has stopped")]
+    Stopped,
+    /// The message cannot be sent in one packet.
+    #[error("message of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Encoded size, bytes.
+        size: usize,
+        /// Limit, bytes.
+        max: usize,
+    },
+}
+
+/// Why a disposition was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispositionError {
+    /// The protocol has no way to say it: MQTT can only complete (spec file §4.4).
+    #[error("{protocol} cannot {disposition} a C2D message; only complete")]
+    Unsupported {
+        /// The protocol in use.
+        protocol: Protocol,
+        /// What was asked.
+        disposition: Disposition,
+    },
+    /// The lock token is not one this device holds (already settled, or lost with
+    /// the session).
+    #[error("unknown lock token {0}")]
+    UnknownLockToken(LockToken),
+}
+
+/// The hub broke the protocol; the device closed the connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Bytes that are not valid MQTT.
+    #[cfg(feature = "mqtt")]
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::DecodeError),
+    /// A valid packet a hub must not send at this point.
+    #[error("unexpected {0} from the hub")]
+    UnexpectedPacket(&'static str),
+}
+
+/// Why a configuration cannot make a device.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The device's key is not base64.
+    #[error("the shared access key is not base64")]
+    InvalidKey,
+    /// `max_in_flight` or `max_queued` is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+/// A device client: one [`Connection`] whatever the protocol.
+#[derive(Debug)]
+pub struct Device {
+    session: Session,
+}
+
+#[derive(Debug)]
+enum Session {
+    #[cfg(feature = "mqtt")]
+    Mqtt(mqtt::device::DeviceSession),
+}
+
+impl Device {
+    /// A device that dials as soon as it is polled.
+    pub fn new(now: Timestamp, config: DeviceConfig) -> Result<Self, ConfigError> {
+        let session = match config.protocol {
+            Protocol::Mqtt => Session::Mqtt(mqtt::device::DeviceSession::new(now, config)?),
+        };
+        Ok(Device { session })
+    }
+
+    /// Queues a telemetry message; [`DeviceEvent::TelemetryAcknowledged`] with the
+    /// returned id reports the hub's acknowledgement.
+    pub fn send_telemetry(
+        &mut self,
+        now: Timestamp,
+        message: Message,
+    ) -> Result<TelemetryId, SendError> {
+        match &mut self.session {
+            Session::Mqtt(s) => s.send_telemetry(now, message),
+        }
+    }
+
+    /// Settles a C2D message: the hub removes it.
+    pub fn complete(&mut self, now: Timestamp, lock: &LockToken) -> Result<(), DispositionError> {
+        self.settle(now, lock, Disposition::Complete)
+    }
+
+    /// Settles a C2D message: the hub dead-letters it.
+    pub fn reject(&mut self, now: Timestamp, lock: &LockToken) -> Result<(), DispositionError> {
+        self.settle(now, lock, Disposition::Reject)
+    }
+
+    /// Settles a C2D message: the hub requeues it.
+    pub fn abandon(&mut self, now: Timestamp, lock: &LockToken) -> Result<(), DispositionError> {
+        self.settle(now, lock, Disposition::Abandon)
+    }
+
+    /// Settles a C2D message as `disposition` says.
+    pub fn settle(
+        &mut self,
+        now: Timestamp,
+        lock: &LockToken,
+        disposition: Disposition,
+    ) -> Result<(), DispositionError> {
+        match &mut self.session {
+            Session::Mqtt(s) => s.settle(now, lock, disposition),
+        }
+    }
+
+    /// Closes the connection cleanly and stops reconnecting.
+    pub fn disconnect(&mut self, now: Timestamp) {
+        match &mut self.session {
+            Session::Mqtt(s) => s.disconnect(now),
+        }
+    }
+
+    /// Telemetry messages queued or in flight, not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        match &self.session {
+            Session::Mqtt(s) => s.unacknowledged(),
+        }
+    }
+}
+
+impl Connection for Device {
+    type Event = DeviceEvent;
+    type Error = ProtocolError;
+
+    fn handle_connected(&mut self, now: Timestamp) {
+        match &mut self.session {
+            Session::Mqtt(s) => s.handle_connected(now),
+        }
+    }
+
+    fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
+        match &mut self.session {
+            Session::Mqtt(s) => s.handle_input(now, bytes),
+        }
+    }
+
+    fn handle_close(&mut self, now: Timestamp) {
+        match &mut self.session {
+            Session::Mqtt(s) => s.handle_close(now),
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        match &mut self.session {
+            Session::Mqtt(s) => s.poll_transmit(),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<DeviceEvent> {
+        match &mut self.session {
+            Session::Mqtt(s) => s.poll_event(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        match &self.session {
+            Session::Mqtt(s) => s.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        match &mut self.session {
+            Session::Mqtt(s) => s.handle_timeout(now),
+        }
+    }
+}

@@ -13,10 +13,12 @@
 
 extern crate alloc;
 
+#[cfg(feature = "mqtt")]
 pub mod device;
 pub mod iothub;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod retry;
 pub mod sansio;
 pub mod time;
 pub mod utf8;
@@ -24,7 +26,7 @@ pub mod utf8;
 #[cfg(feature = "hub")]
 pub mod hub;
 
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use sansio::{Connection, ConnectionId, Endpoint, Transmit};

@@ -121,3 +121,63 @@ pub trait Endpoint {
     /// A deadline returned by `poll_timeout` has passed.
     fn handle_timeout(&mut self, now: Timestamp);
 }
+
+/// Ordered transport output of one connection: encoded bytes are gathered into one
+/// buffer so a burst of packets leaves as one write, while `Connect` and `Close`
+/// keep their place in the order.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queued: alloc::collections::VecDeque<Transmit>,
+    bytes: bytes::BytesMut,
+}
+
+impl Outbox {
+    /// The buffer to encode the next packet into.
+    pub(crate) fn buffer(&mut self) -> &mut bytes::BytesMut {
+        &mut self.bytes
+    }
+
+    /// Queues a `Connect` or `Close` after the bytes buffered so far.
+    pub(crate) fn push(&mut self, transmit: Transmit) {
+        self.flush();
+        self.queued.push_back(transmit);
+    }
+
+    /// Forgets buffered bytes not yet handed out (their connection is gone).
+    pub(crate) fn discard_bytes(&mut self) {
+        self.bytes.clear();
+        self.queued.retain(|t| !matches!(t, Transmit::Send(_)));
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Transmit> {
+        self.flush();
+        self.queued.pop_front()
+    }
+
+    fn flush(&mut self) {
+        if !self.bytes.is_empty() {
+            self.queued
+                .push_back(Transmit::Send(self.bytes.split().freeze()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_keeps_bytes_and_closes_in_order() {
+        let mut o = Outbox::default();
+        o.buffer().extend_from_slice(b"ab");
+        o.buffer().extend_from_slice(b"c");
+        o.push(Transmit::Close);
+        o.push(Transmit::Connect);
+        o.buffer().extend_from_slice(b"d");
+        assert_eq!(o.pop(), Some(Transmit::Send(Bytes::from_static(b"abc"))));
+        assert_eq!(o.pop(), Some(Transmit::Close));
+        assert_eq!(o.pop(), Some(Transmit::Connect));
+        assert_eq!(o.pop(), Some(Transmit::Send(Bytes::from_static(b"d"))));
+        assert_eq!(o.pop(), None);
+    }
+}

@@ -1,12 +1,508 @@
 //! The hub engine: every device connection of a local IoT Hub in one sans-IO
-//! machine (connection ids in, connection ids out).
+//! machine, connection ids in and connection ids out (DESIGN.md, "The sans-IO
+//! contract").
+//!
+//! The engine keeps the registry, each device's C2D queue and protocol session, and
+//! asks the runtime to persist D2C messages ([`HubEvent::StoreTelemetry`]); a device
+//! is acknowledged only after [`Hub::telemetry_stored`] (DESIGN.md, "Storage is I/O").
+//! Protocol rules live with each protocol ([`crate::mqtt::hub`]); what is shared —
+//! authentication, one connection per identity, queues, logging of refusals — lives
+//! here.
 
 pub mod c2d;
 pub mod d2c;
 pub mod registry;
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use c2d::{
     C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Outcome, Settled,
 };
 pub use d2c::{D2cLog, D2cRecord};
 pub use registry::{AuthError, DeviceRecord, Registry, RegistryError};
+
+use crate::Protocol;
+use crate::iothub::{ErrorCode, Identity, LockToken, Message, sas};
+use crate::mqtt;
+use crate::sansio::{ConnectionId, Endpoint, Transmit};
+use crate::time::{Duration, Timestamp, earliest};
+
+/// Hub settings. [`HubConfig::default`] follows IoT Hub's own numbers (spec file §8).
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Host names devices may address in their SAS token audience (compared without
+    /// port, ignoring case).
+    pub host_names: Vec<String>,
+    /// C2D queue rules.
+    pub c2d: C2dConfig,
+    /// Largest D2C message, bytes, counted with [`Message::size`]: 256 KiB.
+    pub max_message_size: usize,
+    /// Clock skew allowed on SAS expiry: 5 min (spec file §2.3).
+    pub sas_skew: Duration,
+    /// How long a new connection may take to authenticate: 30 s.
+    pub connect_timeout: Duration,
+    /// Largest MQTT packet accepted, bytes.
+    pub mqtt_limits: mqtt::Limits,
+    /// C2D messages sent to one MQTT connection and not yet acknowledged, at most.
+    pub mqtt_c2d_in_flight: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            host_names: alloc::vec![String::from("localhost")],
+            c2d: C2dConfig::default(),
+            max_message_size: 256 * 1024,
+            sas_skew: sas::DEFAULT_CLOCK_SKEW,
+            connect_timeout: Duration::from_secs(30),
+            mqtt_limits: mqtt::Limits::default(),
+            mqtt_c2d_in_flight: 16,
+        }
+    }
+}
+
+/// Names one D2C message between [`HubEvent::StoreTelemetry`] and
+/// [`Hub::telemetry_stored`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreTicket(pub u64);
+
+/// What the hub tells its runtime and service side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubEvent {
+    /// Persist this D2C message, then call [`Hub::telemetry_stored`] with `ticket`;
+    /// the device is acknowledged only then.
+    StoreTelemetry {
+        /// What to hand back.
+        ticket: StoreTicket,
+        /// The message with the hub's stamps.
+        record: D2cRecord,
+    },
+    /// A device authenticated.
+    Connected {
+        /// Its connection.
+        connection: ConnectionId,
+        /// Who.
+        identity: Identity,
+        /// Whether an earlier session was resumed.
+        session_present: bool,
+    },
+    /// The hub refused a connection or an operation. The SDKs hide the code from
+    /// their users, so this is where it is seen.
+    Refused {
+        /// The connection.
+        connection: ConnectionId,
+        /// Who, when known.
+        identity: Option<Identity>,
+        /// IoT Hub's code.
+        code: ErrorCode,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An authenticated connection ended.
+    Disconnected {
+        /// The connection.
+        connection: ConnectionId,
+        /// Who.
+        identity: Identity,
+        /// IoT Hub's code for the cause.
+        code: ErrorCode,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A C2D message left its queue or was given back (with its feedback record when
+    /// its sender asked for one).
+    C2dSettled(Settled),
+}
+
+/// Why a service-side request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// 404001: no such device.
+    #[error("device {0} is not registered")]
+    DeviceNotFound(String),
+    /// The queue refused the message.
+    #[error(transparent)]
+    C2d(#[from] C2dError),
+}
+
+impl HubError {
+    /// IoT Hub's code for the error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            HubError::DeviceNotFound(_) => ErrorCode::DEVICE_NOT_FOUND,
+            HubError::C2d(e) => e.code(),
+        }
+    }
+}
+
+/// The local IoT Hub: see the module documentation.
+#[derive(Debug)]
+pub struct Hub {
+    state: HubState,
+    connections: BTreeMap<ConnectionId, mqtt::hub::MqttConnection>,
+    /// Connections whose outbox may hold something.
+    ready: BTreeSet<ConnectionId>,
+    next_connection: u64,
+}
+
+/// Everything but the connections, so a connection can be handed the rest.
+#[derive(Debug)]
+pub(crate) struct HubState {
+    pub(crate) config: HubConfig,
+    pub(crate) registry: Registry,
+    pub(crate) devices: BTreeMap<String, DeviceState>,
+    events: VecDeque<HubEvent>,
+    rng: Xoshiro256PlusPlus,
+    next_ticket: u64,
+    /// Which connection waits for each store.
+    pending_stores: BTreeMap<StoreTicket, ConnectionId>,
+    /// Connections a protocol rule requires closing (evicted by a newer one).
+    pub(crate) evicted: Vec<ConnectionId>,
+}
+
+/// What the hub keeps per device between connections.
+#[derive(Debug)]
+pub(crate) struct DeviceState {
+    pub(crate) queue: C2dQueue,
+    /// The connection authenticated as this device, if any.
+    pub(crate) connection: Option<ConnectionId>,
+    /// MQTT session state kept for Clean Session 0 [MQTT-3.1.2-4].
+    pub(crate) mqtt_session: Option<mqtt::hub::Session>,
+    next_sequence: u64,
+}
+
+impl HubState {
+    pub(crate) fn device_mut(&mut self, device_id: &str) -> Option<&mut DeviceState> {
+        if !self.devices.contains_key(device_id) {
+            self.registry.get(device_id)?;
+            let queue = C2dQueue::new(device_id, self.config.c2d);
+            let state = DeviceState {
+                queue,
+                connection: None,
+                mqtt_session: None,
+                next_sequence: 1,
+            };
+            self.devices.insert(String::from(device_id), state);
+        }
+        self.devices.get_mut(device_id)
+    }
+
+    /// Checks a SAS token for `identity` against the registry.
+    pub(crate) fn authenticate(
+        &self,
+        identity: &Identity,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        self.registry
+            .authenticate(
+                identity,
+                token,
+                &self.config.host_names,
+                now,
+                self.config.sas_skew,
+            )
+            .map(|_| ())
+    }
+
+    /// Makes `connection` the device's one connection; an older one is evicted
+    /// (spec file §4.1.3: 400027 ConnectionForcefullyClosedOnNewConnection).
+    pub(crate) fn bind(&mut self, device_id: &str, connection: ConnectionId) {
+        let Some(device) = self.device_mut(device_id) else {
+            return;
+        };
+        if let Some(old) = device.connection.replace(connection) {
+            if old != connection {
+                // The session's deliveries were the old connection's: back to the
+                // queue, to be sent again on the new one.
+                if let Some(session) = device.mqtt_session.as_mut() {
+                    session.detach(&mut device.queue);
+                }
+                self.evicted.push(old);
+            }
+        }
+    }
+
+    /// Forgets that `connection` speaks for `device_id`, if it still does.
+    pub(crate) fn unbind(&mut self, device_id: &str, connection: ConnectionId) {
+        if let Some(device) = self.devices.get_mut(device_id) {
+            if device.connection == Some(connection) {
+                device.connection = None;
+            }
+        }
+    }
+
+    /// Stamps a D2C message and asks the runtime to store it.
+    pub(crate) fn store_telemetry(
+        &mut self,
+        now: Timestamp,
+        connection: ConnectionId,
+        identity: &Identity,
+        mut message: Message,
+    ) -> StoreTicket {
+        let sequence_number = match self.devices.get_mut(&identity.device_id) {
+            Some(d) => {
+                d.next_sequence += 1;
+                d.next_sequence - 1
+            }
+            None => 0,
+        };
+        message.enqueued_time = Some(now);
+        let ticket = StoreTicket(self.next_ticket);
+        self.next_ticket += 1;
+        self.pending_stores.insert(ticket, connection);
+        let record = D2cRecord {
+            identity: identity.clone(),
+            sequence_number,
+            enqueued_time: now,
+            message,
+        };
+        self.events
+            .push_back(HubEvent::StoreTelemetry { ticket, record });
+        ticket
+    }
+
+    /// A fresh C2D lock: a random GUID (version 4 layout).
+    pub(crate) fn new_lock(&mut self) -> LockToken {
+        let mut g = [0u8; 16];
+        self.rng.fill_bytes(&mut g);
+        g[6] = (g[6] & 0x0f) | 0x40;
+        g[8] = (g[8] & 0x3f) | 0x80;
+        LockToken::from_guid(g)
+    }
+
+    pub(crate) fn emit(&mut self, event: HubEvent) {
+        self.events.push_back(event);
+    }
+
+    /// Moves the queue's settlement reports into the event stream.
+    pub(crate) fn drain_settled(&mut self, device_id: &str) {
+        let Some(device) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        while let Some(settled) = device.queue.poll_settled() {
+            self.events.push_back(HubEvent::C2dSettled(settled));
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with an empty registry. `seed` drives lock tokens and other random
+    /// choices, so a test replays a run exactly.
+    pub fn new(config: HubConfig, seed: u64) -> Self {
+        Hub {
+            state: HubState {
+                config,
+                registry: Registry::new(),
+                devices: BTreeMap::new(),
+                events: VecDeque::new(),
+                rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+                next_ticket: 0,
+                pending_stores: BTreeMap::new(),
+                evicted: Vec::new(),
+            },
+            connections: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            next_connection: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.state.config
+    }
+
+    /// The device registry.
+    pub fn registry(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    /// The device registry, to add or change devices.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.state.registry
+    }
+
+    /// Queues a C2D message for `device_id` (the service side's "send"). Returns its
+    /// sequence number. A connected, subscribed device receives it at once.
+    pub fn send_c2d(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        message: Message,
+    ) -> Result<u64, HubError> {
+        let device = self
+            .state
+            .device_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        let sequence = device.queue.enqueue(now, message)?;
+        let connection = device.connection;
+        self.state.drain_settled(device_id);
+        if let Some(id) = connection {
+            self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
+        }
+        Ok(sequence)
+    }
+
+    /// Empties `device_id`'s C2D queue (the service side's "purge"). Returns how many
+    /// messages were removed.
+    pub fn purge_c2d(&mut self, now: Timestamp, device_id: &str) -> Result<usize, HubError> {
+        let device = self
+            .state
+            .devices
+            .get_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        let removed = device.queue.len();
+        device.queue.purge(now);
+        self.state.drain_settled(device_id);
+        Ok(removed)
+    }
+
+    /// The runtime stored the message of `ticket`: acknowledge it to its device.
+    pub fn telemetry_stored(&mut self, now: Timestamp, ticket: StoreTicket) {
+        if let Some(id) = self.state.pending_stores.remove(&ticket) {
+            self.with_connection(now, id, |conn, _| conn.telemetry_stored(now, ticket));
+        }
+    }
+
+    /// Connections open now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    fn with_connection(
+        &mut self,
+        now: Timestamp,
+        id: ConnectionId,
+        f: impl FnOnce(&mut mqtt::hub::MqttConnection, &mut HubState),
+    ) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        f(conn, &mut self.state);
+        self.ready.insert(id);
+        self.settle_connection_effects(now);
+    }
+
+    /// Applies what one connection's step did to others: evictions.
+    fn settle_connection_effects(&mut self, now: Timestamp) {
+        while let Some(old) = self.state.evicted.pop() {
+            if let Some(conn) = self.connections.get_mut(&old) {
+                conn.evict(now, &mut self.state);
+                self.ready.insert(old);
+            }
+        }
+    }
+}
+
+impl Endpoint for Hub {
+    type Event = HubEvent;
+    type Error = mqtt::hub::HubProtocolError;
+
+    fn accept(&mut self, now: Timestamp, protocol: Protocol) -> ConnectionId {
+        let id = ConnectionId(self.next_connection);
+        self.next_connection += 1;
+        let conn = match protocol {
+            Protocol::Mqtt => mqtt::hub::MqttConnection::new(id, now, &self.state.config),
+        };
+        self.connections.insert(id, conn);
+        id
+    }
+
+    fn handle_input(
+        &mut self,
+        now: Timestamp,
+        id: ConnectionId,
+        bytes: &[u8],
+    ) -> Result<(), Self::Error> {
+        let mut result = Ok(());
+        self.with_connection(now, id, |conn, state| {
+            result = conn.handle_input(now, bytes, state)
+        });
+        result
+    }
+
+    fn handle_close(&mut self, now: Timestamp, id: ConnectionId) {
+        if let Some(mut conn) = self.connections.remove(&id) {
+            conn.handle_close(now, &mut self.state);
+            self.ready.remove(&id);
+            self.settle_connection_effects(now);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<(ConnectionId, Transmit)> {
+        while let Some(&id) = self.ready.first() {
+            let Some(conn) = self.connections.get_mut(&id) else {
+                self.ready.remove(&id);
+                continue;
+            };
+            match conn.poll_transmit() {
+                Some(Transmit::Close) => {
+                    // The connection ended on this side; it has cleaned up already.
+                    self.connections.remove(&id);
+                    self.ready.remove(&id);
+                    return Some((id, Transmit::Close));
+                }
+                Some(t) => return Some((id, t)),
+                None => {
+                    self.ready.remove(&id);
+                }
+            }
+        }
+        None
+    }
+
+    fn poll_event(&mut self) -> Option<HubEvent> {
+        self.state.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        let connections = self
+            .connections
+            .values()
+            .filter_map(|c| c.poll_timeout())
+            .min();
+        let queues = self
+            .state
+            .devices
+            .values()
+            .filter_map(|d| d.queue.poll_timeout())
+            .min();
+        earliest(connections, queues)
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        let due: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.with_connection(now, id, |conn, state| conn.handle_timeout(now, state));
+        }
+        let devices: Vec<String> = self
+            .state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.queue.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for device_id in devices {
+            let Some(device) = self.state.devices.get_mut(&device_id) else {
+                continue;
+            };
+            device.queue.handle_timeout(now);
+            let connection = device.connection;
+            self.state.drain_settled(&device_id);
+            if let Some(id) = connection {
+                self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
+            }
+        }
+    }
+}

@@ -57,4 +57,9 @@ impl Packet {
     pub fn encode(&self, _out: &mut BytesMut) -> Result<(), EncodeError> {
         Ok(())
     }
+
+    /// Encoded size.
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        Ok(0)
+    }
 }

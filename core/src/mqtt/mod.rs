@@ -10,7 +10,9 @@ pub mod codec;
 pub mod device;
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod keep_alive;
 pub mod packet;
+mod packet_ids;
 pub mod property_bag;
 pub mod topic;
 pub mod username;

@@ -68,6 +68,28 @@ pub enum Packet {
     Disconnect,
 }
 
+impl Packet {
+    /// The packet type's name as the standard writes it, for logs and errors.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Packet::Connect(_) => "CONNECT",
+            Packet::ConnAck(_) => "CONNACK",
+            Packet::Publish(_) => "PUBLISH",
+            Packet::PubAck(_) => "PUBACK",
+            Packet::PubRec(_) => "PUBREC",
+            Packet::PubRel(_) => "PUBREL",
+            Packet::PubComp(_) => "PUBCOMP",
+            Packet::Subscribe(_) => "SUBSCRIBE",
+            Packet::SubAck(_) => "SUBACK",
+            Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+            Packet::UnsubAck(_) => "UNSUBACK",
+            Packet::PingReq => "PINGREQ",
+            Packet::PingResp => "PINGRESP",
+            Packet::Disconnect => "DISCONNECT",
+        }
+    }
+}
+
 /// CONNECT (§3.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connect {

@@ -1,0 +1,1 @@
+//! Fuzz bodies (TODO in this change).
