@@ -49,7 +49,7 @@ pub enum DecodeError {
     #[error("PUBLISH with DUP set at QoS 0 [MQTT-3.3.1-2]")]
     DupAtQoS0,
     /// A field runs past the end given by the Remaining Length (§2.2.3), or a
-    /// fixed-size packet announces fewer bytes than it has (§3.2–§3.14).
+    /// fixed-size packet announces fewer bytes than its layout needs (§3.2–§3.14).
     #[error("a field runs past the remaining length (§2.2.3)")]
     Truncated,
     /// Bytes remain after the last field of a packet whose layout is fixed, e.g. a
@@ -82,9 +82,10 @@ pub enum DecodeError {
     /// CONNECT has the Password Flag without the User Name Flag [MQTT-3.1.2-22].
     #[error("password without a user name [MQTT-3.1.2-22]")]
     PasswordWithoutUsername,
-    /// A CONNECT at a protocol level other than 4 does not follow the 3.1.1 layout
-    /// (an MQTT 5 CONNECT, say). The server answers CONNACK 0x01 and closes
-    /// [MQTT-3.1.2-2].
+    /// A CONNECT at a protocol level other than 4 has a payload that breaks the 3.1.1
+    /// layout or its rules (an MQTT 5 CONNECT, whose properties come first, say). The
+    /// server answers CONNACK 0x01 and closes [MQTT-3.1.2-2]. At level 4 the payload's
+    /// own error is reported instead.
     #[error("CONNECT at unsupported protocol level {level} [MQTT-3.1.2-2]")]
     UnsupportedProtocolLevel {
         /// The Protocol Level byte as sent.

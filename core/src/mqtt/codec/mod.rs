@@ -1,5 +1,5 @@
 //! MQTT 3.1.1 wire format (OASIS MQTT 3.1.1, chapters 1–3): [`decode`] and [`check`]
-//! read packets from a receive buffer, [`Packet::encode`] writes them.
+//! read packets from a receive buffer, [`Packet::encode`](super::Packet::encode) writes them.
 //!
 //! - `fixed_header`: packet type, flags and the Remaining Length (§2.2), checked
 //!   against [`Limits`] before the body is waited for.
