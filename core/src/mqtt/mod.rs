@@ -1,6 +1,7 @@
 //! MQTT 3.1.1 with IoT Hub's conventions (spec file §4).
 //!
 //! - [`packet`] and [`codec`]: the fourteen control packets and their wire format.
+//! - [`topic_rules`]: the MQTT rules for Topic Names and Topic Filters (§4.7).
 //! - [`topic`], [`property_bag`], [`username`]: IoT Hub's topic names, property bags
 //!   and CONNECT user names.
 //! - [`device`]: the device session (CONNECT, keep-alive, telemetry, C2D).
@@ -15,6 +16,7 @@ pub mod packet;
 mod packet_ids;
 pub mod property_bag;
 pub mod topic;
+pub mod topic_rules;
 pub mod username;
 
 pub use codec::{DecodeError, EncodeError, Limits};

@@ -112,6 +112,13 @@ pub struct Connect {
     pub password: Option<Bytes>,
 }
 
+impl Connect {
+    /// The Protocol Name of MQTT 3.1.1 [MQTT-3.1.2-1].
+    pub const PROTOCOL_NAME: &'static str = "MQTT";
+    /// The Protocol Level of MQTT 3.1.1 (§3.1.2.2).
+    pub const PROTOCOL_LEVEL: u8 = 4;
+}
+
 /// The Will message of a CONNECT (§3.1.2.5–3.1.2.7).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Will {
@@ -201,6 +208,31 @@ pub enum SubscribeReturnCode {
     Success(QoS),
     /// 0x80 Failure.
     Failure,
+}
+
+impl SubscribeReturnCode {
+    /// 0x80, the Failure return code.
+    const FAILURE: u8 = 0x80;
+
+    /// The wire value, if defined: 0x00–0x02 or 0x80; the others are reserved
+    /// [MQTT-3.9.3-2].
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            Self::FAILURE => Some(Self::Failure),
+            _ => match QoS::from_bits(v) {
+                Some(qos) => Some(Self::Success(qos)),
+                None => None,
+            },
+        }
+    }
+
+    /// The wire value.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            Self::Success(qos) => qos as u8,
+            Self::Failure => Self::FAILURE,
+        }
+    }
 }
 
 /// SUBACK (§3.9).
