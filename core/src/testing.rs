@@ -7,9 +7,11 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use crate::Protocol;
-use crate::device::{Device, DeviceConfig, DeviceEvent};
-use crate::hub::{D2cLog, DeviceRecord, Hub, HubConfig, HubEvent};
-use crate::iothub::{Authentication, ConnectionString};
+use crate::device::{
+    C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, SendError, TelemetryId,
+};
+use crate::hub::{D2cLog, DeviceRecord, Hub, HubConfig, HubError, HubEvent};
+use crate::iothub::{Authentication, ConnectionString, Disposition, LockToken, Message};
 use crate::sansio::{Connection, ConnectionId, Endpoint, Transmit};
 use crate::time::{Duration, Timestamp};
 
@@ -278,6 +280,47 @@ impl Pair {
             let _ = self.hub.handle_input(now, id, bytes);
         }
         self.drive();
+    }
+
+    /// Device `i` sends `message`; the pair is driven after.
+    pub fn send_telemetry(&mut self, i: usize, message: Message) -> Result<TelemetryId, SendError> {
+        let now = self.now;
+        let result = self.devices[i].device.send_telemetry(now, message);
+        self.drive();
+        result
+    }
+
+    /// Device `i` settles a C2D message; the pair is driven after.
+    pub fn settle(
+        &mut self,
+        i: usize,
+        lock: &LockToken,
+        disposition: Disposition,
+    ) -> Result<(), DispositionError> {
+        let now = self.now;
+        let result = self.devices[i].device.settle(now, lock, disposition);
+        self.drive();
+        result
+    }
+
+    /// The service side sends a C2D message; the pair is driven after.
+    pub fn send_c2d(&mut self, device_id: &str, message: Message) -> Result<u64, HubError> {
+        let now = self.now;
+        let result = self.hub.send_c2d(now, device_id, message);
+        self.drive();
+        result
+    }
+
+    /// The C2D messages device `i` received so far, in order.
+    pub fn c2d_received(&self, i: usize) -> Vec<C2dMessage> {
+        self.devices[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                DeviceEvent::C2d(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Bodies of the D2C messages stored for `device_id`, in arrival order.

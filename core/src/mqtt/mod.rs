@@ -19,6 +19,9 @@ pub mod topic;
 pub mod topic_rules;
 pub mod username;
 
+#[cfg(test)]
+mod tests;
+
 pub use codec::{DecodeError, EncodeError, Limits};
 pub use packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,

@@ -1,0 +1,3 @@
+//! Device and hub sessions joined by the `Pair` harness in simulated time.
+
+mod scenarios;
