@@ -4,14 +4,18 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::Protocol;
 use crate::device::{
     C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, SendError, TelemetryId,
 };
 use crate::hub::{D2cLog, DeviceRecord, Hub, HubConfig, HubError, HubEvent};
-use crate::iothub::{Authentication, ConnectionString, Disposition, LockToken, Message};
+use crate::iothub::{
+    Authentication, ConnectionString, Disposition, LockToken, Message, SasToken,
+};
+use crate::mqtt::{self, Packet};
+use crate::utf8::Utf8Bytes;
 use crate::sansio::{Connection, ConnectionId, Endpoint, Transmit};
 use crate::time::{Duration, Timestamp};
 
@@ -35,6 +39,10 @@ pub struct DeviceEnd {
     pub events: Vec<DeviceEvent>,
     /// Bytes it wrote, in total.
     pub bytes_sent: usize,
+    /// Every byte it sent to the hub, across connections.
+    pub wire_to_hub: BytesMut,
+    /// Every byte the hub sent it, across connections.
+    pub wire_from_hub: BytesMut,
 }
 
 impl DeviceEnd {
@@ -42,6 +50,58 @@ impl DeviceEnd {
     pub fn take_events(&mut self) -> Vec<DeviceEvent> {
         core::mem::take(&mut self.events)
     }
+
+    /// The MQTT packets the device sent, in order.
+    pub fn packets_to_hub(&self) -> Vec<Packet> {
+        decode_all(&self.wire_to_hub)
+    }
+
+    /// The MQTT packets the hub sent the device, in order.
+    pub fn packets_from_hub(&self) -> Vec<Packet> {
+        decode_all(&self.wire_from_hub)
+    }
+}
+
+/// A client that speaks raw bytes to the hub, for tests of what the hub does with
+/// packets a well-behaved device never sends.
+#[derive(Debug, Default)]
+pub struct RawClient {
+    /// Its connection, until closed.
+    pub connection: Option<ConnectionId>,
+    /// Every byte the hub sent it.
+    pub received: BytesMut,
+    /// Whether the hub closed the connection.
+    pub closed_by_hub: bool,
+}
+
+impl RawClient {
+    /// The MQTT packets the hub sent, in order.
+    pub fn packets(&self) -> Vec<Packet> {
+        decode_all(&self.received)
+    }
+}
+
+/// Decodes a whole byte stream of MQTT packets; panics (test failure) on bad bytes.
+pub fn decode_all(bytes: &[u8]) -> Vec<Packet> {
+    let mut buf = BytesMut::from(bytes);
+    let limits = mqtt::Limits { max_remaining_length: mqtt::codec::MAX_REMAINING_LENGTH };
+    let mut packets = Vec::new();
+    loop {
+        match mqtt::codec::decode(&mut buf, &limits) {
+            Ok(Some(p)) => packets.push(p),
+            Ok(None) => return packets,
+            Err(e) => panic!("bad bytes on the wire: {e}"),
+        }
+    }
+}
+
+/// Encodes one packet; panics (test failure) if it cannot be.
+pub fn encode(packet: &Packet) -> BytesMut {
+    let mut out = BytesMut::new();
+    if let Err(e) = packet.encode(&mut out) {
+        panic!("test packet does not encode: {e}");
+    }
+    out
 }
 
 /// Devices and a hub joined in memory, in simulated time (DESIGN.md, "Tests").
@@ -66,6 +126,11 @@ pub struct Pair {
     pub hold_stores: bool,
     /// Stores waiting while `hold_stores` is set.
     pub pending_stores: Vec<HubEvent>,
+    /// While true every byte in either direction is lost, but the connections stay
+    /// open: a peer that went silent.
+    pub blackhole: bool,
+    /// Raw clients, in the order added.
+    pub raw: Vec<RawClient>,
 }
 
 impl Pair {
@@ -80,6 +145,8 @@ impl Pair {
             hub_down: false,
             hold_stores: false,
             pending_stores: Vec::new(),
+            blackhole: false,
+            raw: Vec::new(),
         }
     }
 
@@ -102,14 +169,8 @@ impl Pair {
         device_id: &str,
         configure: impl FnOnce(&mut DeviceConfig),
     ) -> usize {
-        let record = DeviceRecord {
-            device_id: String::from(device_id),
-            primary_key: String::from(KEY),
-            secondary_key: String::from(KEY),
-            enabled: true,
-        };
         // A second device end for the same id (to test eviction) reuses the record.
-        let _ = self.hub.registry_mut().add(record);
+        self.register(device_id);
         let mut config = DeviceConfig::new(Self::connection_string(device_id));
         config.seed = self.devices.len() as u64;
         configure(&mut config);
@@ -127,6 +188,8 @@ impl Pair {
             connection: None,
             events: Vec::new(),
             bytes_sent: 0,
+            wire_to_hub: BytesMut::new(),
+            wire_from_hub: BytesMut::new(),
         });
         self.devices.len() - 1
     }
@@ -167,6 +230,10 @@ impl Pair {
                 }
                 Transmit::Send(bytes) => {
                     self.devices[i].bytes_sent += bytes.len();
+                    if self.blackhole {
+                        continue;
+                    }
+                    self.devices[i].wire_to_hub.extend_from_slice(&bytes);
                     if let Some(id) = self.devices[i].connection {
                         let _ = self.hub.handle_input(now, id, &bytes);
                     }
@@ -190,11 +257,26 @@ impl Pair {
         let now = self.now;
         while let Some((id, t)) = self.hub.poll_transmit() {
             moved = true;
+            if matches!(t, Transmit::Send(_)) && self.blackhole {
+                continue;
+            }
+            if let Some(raw) = self.raw.iter_mut().find(|r| r.connection == Some(id)) {
+                match t {
+                    Transmit::Send(bytes) => raw.received.extend_from_slice(&bytes),
+                    Transmit::Close => {
+                        raw.connection = None;
+                        raw.closed_by_hub = true;
+                    }
+                    Transmit::Connect => {}
+                }
+                continue;
+            }
             let Some(end) = self.devices.iter_mut().find(|d| d.connection == Some(id)) else {
                 continue;
             };
             match t {
                 Transmit::Send(bytes) => {
+                    end.wire_from_hub.extend_from_slice(&bytes);
                     let _ = end.device.handle_input(now, &bytes);
                 }
                 Transmit::Close => {
@@ -270,6 +352,60 @@ impl Pair {
             self.devices[i].device.handle_close(now);
         }
         self.drive();
+    }
+
+    /// Opens a raw connection to the hub. Returns its index in `raw`.
+    pub fn raw_connect(&mut self) -> usize {
+        let id = self.hub.accept(self.now, Protocol::Mqtt);
+        self.raw.push(RawClient { connection: Some(id), ..RawClient::default() });
+        self.raw.len() - 1
+    }
+
+    /// Sends bytes on raw connection `r` (nothing if the hub closed it).
+    pub fn raw_send(&mut self, r: usize, bytes: &[u8]) {
+        if let Some(id) = self.raw[r].connection {
+            let now = self.now;
+            let _ = self.hub.handle_input(now, id, bytes);
+        }
+        self.drive();
+    }
+
+    /// Sends `packet` on raw connection `r`.
+    pub fn raw_send_packet(&mut self, r: usize, packet: &Packet) {
+        let bytes = encode(packet);
+        self.raw_send(r, &bytes);
+    }
+
+    /// A CONNECT for `device_id` with a valid token (signed with [`KEY`], an hour
+    /// from now), clean session 0, keep-alive 60 s.
+    pub fn connect_packet(&self, device_id: &str) -> mqtt::Connect {
+        let resource = alloc::format!("localhost/devices/{device_id}");
+        let token = match SasToken::sign(&resource, KEY, self.now + Duration::from_secs(3600), None)
+        {
+            Ok(t) => t.to_string(),
+            Err(e) => panic!("cannot sign: {e}"),
+        };
+        mqtt::Connect {
+            protocol_name: Utf8Bytes::from_static("MQTT"),
+            protocol_level: 4,
+            clean_session: false,
+            keep_alive: 60,
+            client_id: device_id.into(),
+            will: None,
+            username: Some(alloc::format!("localhost/{device_id}/?api-version=2021-04-12").into()),
+            password: Some(Bytes::from(token.into_bytes())),
+        }
+    }
+
+    /// Registers `device_id` with [`KEY`] without adding a device end.
+    pub fn register(&mut self, device_id: &str) {
+        let record = DeviceRecord {
+            device_id: String::from(device_id),
+            primary_key: String::from(KEY),
+            secondary_key: String::from(KEY),
+            enabled: true,
+        };
+        let _ = self.hub.registry_mut().add(record);
     }
 
     /// Feeds raw bytes to the hub on device `i`'s connection, as if the device sent

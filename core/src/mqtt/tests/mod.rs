@@ -1,3 +1,4 @@
 //! Device and hub sessions joined by the `Pair` harness in simulated time.
 
+mod device;
 mod scenarios;
