@@ -124,6 +124,9 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// What a device tells its application.
+// C2D messages are the common large event; boxing them would cost an allocation
+// per message to save queue slots that are few.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceEvent {

@@ -11,13 +11,11 @@ use crate::device::{
     C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, SendError, TelemetryId,
 };
 use crate::hub::{D2cLog, DeviceRecord, Hub, HubConfig, HubError, HubEvent};
-use crate::iothub::{
-    Authentication, ConnectionString, Disposition, LockToken, Message, SasToken,
-};
+use crate::iothub::{Authentication, ConnectionString, Disposition, LockToken, Message, SasToken};
 use crate::mqtt::{self, Packet};
-use crate::utf8::Utf8Bytes;
 use crate::sansio::{Connection, ConnectionId, Endpoint, Transmit};
 use crate::time::{Duration, Timestamp};
+use crate::utf8::Utf8Bytes;
 
 pub mod fuzz;
 
@@ -84,7 +82,9 @@ impl RawClient {
 /// Decodes a whole byte stream of MQTT packets; panics (test failure) on bad bytes.
 pub fn decode_all(bytes: &[u8]) -> Vec<Packet> {
     let mut buf = BytesMut::from(bytes);
-    let limits = mqtt::Limits { max_remaining_length: mqtt::codec::MAX_REMAINING_LENGTH };
+    let limits = mqtt::Limits {
+        max_remaining_length: mqtt::codec::MAX_REMAINING_LENGTH,
+    };
     let mut packets = Vec::new();
     loop {
         match mqtt::codec::decode(&mut buf, &limits) {
@@ -357,7 +357,10 @@ impl Pair {
     /// Opens a raw connection to the hub. Returns its index in `raw`.
     pub fn raw_connect(&mut self) -> usize {
         let id = self.hub.accept(self.now, Protocol::Mqtt);
-        self.raw.push(RawClient { connection: Some(id), ..RawClient::default() });
+        self.raw.push(RawClient {
+            connection: Some(id),
+            ..RawClient::default()
+        });
         self.raw.len() - 1
     }
 

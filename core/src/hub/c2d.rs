@@ -295,8 +295,8 @@ impl C2dQueue {
     /// never reused by this queue).
     ///
     /// The hub stamps `enqueued_time = now`, `expiry = now + default_ttl` when the
-    /// message has none, and `to = /devices/<id>/messages/devicebound` when it has
-    /// none (spec file §7). The size limit applies to the message as the service sent
+    /// message has none, and `to = /devices/<id>/messages/deviceBound` when it has
+    /// none (spec file §7; the casing of the SDKs' samples and TV-15). The size limit applies to the message as the service sent
     /// it, before stamping.
     ///
     /// Errors: [`C2dError::TooLarge`] (413001) above `max_message_size`;
@@ -318,7 +318,7 @@ impl C2dQueue {
             message.expiry = Some(now + self.config.default_ttl);
         }
         if message.to.is_none() {
-            message.to = Some(format!("/devices/{}/messages/devicebound", self.device_id));
+            message.to = Some(format!("/devices/{}/messages/deviceBound", self.device_id));
         }
         let sequence_number = self.next_sequence_number;
         self.next_sequence_number = sequence_number.saturating_add(1);
@@ -601,7 +601,7 @@ mod tests {
         assert_eq!(d.message.expiry, Some(T0 + Duration::from_secs(3600)));
         assert_eq!(
             d.message.to.as_deref(),
-            Some("/devices/device1/messages/devicebound")
+            Some("/devices/device1/messages/deviceBound")
         );
         assert_eq!((d.sequence_number, d.delivery_count), (1, 0));
         assert_eq!(&d.message.body[..], b"m1");

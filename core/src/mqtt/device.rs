@@ -18,7 +18,7 @@
 //!   refusal is final.
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use bytes::BytesMut;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -259,7 +259,7 @@ impl DeviceSession {
                     cs.shared_access_key_name.as_deref(),
                 );
                 // `new` signed with this key already, so this cannot fail.
-                let password = token.map(|t| alloc::string::ToString::to_string(&t)).ok();
+                let password = token.map(|t| t.to_string()).ok();
                 (password, Some(now + self.config.token_lifetime * 4 / 5))
             }
             Authentication::SharedAccessSignature(token) => (Some(token.clone()), None),

@@ -168,9 +168,7 @@ impl MqttConnection {
                 // Any packet counts as a sign of life [MQTT-3.1.2-24].
                 online.silent_until = now + online.timeout;
             }
-            if let Err(e) = self.handle_packet(now, packet, hub) {
-                return Err(e);
-            }
+            self.handle_packet(now, packet, hub)?;
             if matches!(self.state, State::Closed) {
                 return Ok(());
             }

@@ -1,4 +1,5 @@
 //! Device and hub sessions joined by the `Pair` harness in simulated time.
 
 mod device;
+mod hub;
 mod scenarios;
