@@ -84,6 +84,7 @@ pub fn decode_all(bytes: &[u8]) -> Vec<Packet> {
     let mut buf = BytesMut::from(bytes);
     let limits = mqtt::Limits {
         max_remaining_length: mqtt::codec::MAX_REMAINING_LENGTH,
+        ..mqtt::Limits::default()
     };
     let mut packets = Vec::new();
     loop {

@@ -136,6 +136,7 @@ impl DeviceSession {
             rx: BytesMut::new(),
             limits: Limits {
                 max_remaining_length: config.max_packet_size,
+                ..Limits::default()
             },
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             packet_ids: PacketIds::default(),

@@ -54,12 +54,16 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Packet>, Dec
     let mut body = buf.split_to(packet_len).freeze();
     body.advance(header.header_len);
     let mut reader = Reader(body);
-    let packet = decode_body(header, &mut reader)?;
+    let packet = decode_body(header, &mut reader, limits)?;
     reader.end()?;
     Ok(Some(packet))
 }
 
-fn decode_body(header: FixedHeader, r: &mut Reader) -> Result<Packet, DecodeError> {
+fn decode_body(
+    header: FixedHeader,
+    r: &mut Reader,
+    limits: &Limits,
+) -> Result<Packet, DecodeError> {
     Ok(match header.packet_type {
         PacketType::Connect => Packet::Connect(decode_connect(r)?),
         PacketType::ConnAck => Packet::ConnAck(decode_connack(r)?),
@@ -68,9 +72,9 @@ fn decode_body(header: FixedHeader, r: &mut Reader) -> Result<Packet, DecodeErro
         PacketType::PubRec => Packet::PubRec(r.packet_id()?),
         PacketType::PubRel => Packet::PubRel(r.packet_id()?),
         PacketType::PubComp => Packet::PubComp(r.packet_id()?),
-        PacketType::Subscribe => Packet::Subscribe(decode_subscribe(r)?),
-        PacketType::SubAck => Packet::SubAck(decode_suback(r)?),
-        PacketType::Unsubscribe => Packet::Unsubscribe(decode_unsubscribe(r)?),
+        PacketType::Subscribe => Packet::Subscribe(decode_subscribe(r, limits)?),
+        PacketType::SubAck => Packet::SubAck(decode_suback(r, limits)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(decode_unsubscribe(r, limits)?),
         PacketType::UnsubAck => Packet::UnsubAck(r.packet_id()?),
         PacketType::PingReq => Packet::PingReq,
         PacketType::PingResp => Packet::PingResp,
@@ -185,10 +189,15 @@ fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
 }
 
 /// SUBSCRIBE (§3.8).
-fn decode_subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
+fn decode_subscribe(r: &mut Reader, limits: &Limits) -> Result<Subscribe, DecodeError> {
     let packet_id = r.packet_id()?;
     let mut filters = Vec::new();
     while r.has_remaining() {
+        if filters.len() == limits.max_topic_filters {
+            return Err(DecodeError::TooManyTopicFilters {
+                max: limits.max_topic_filters,
+            });
+        }
         let filter = r.topic_filter()?;
         let byte = r.u8()?;
         // Bits 7–2 are reserved; QoS::from_bits refuses them along with QoS 3.
@@ -202,10 +211,15 @@ fn decode_subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
 }
 
 /// SUBACK (§3.9).
-fn decode_suback(r: &mut Reader) -> Result<SubAck, DecodeError> {
+fn decode_suback(r: &mut Reader, limits: &Limits) -> Result<SubAck, DecodeError> {
     let packet_id = r.packet_id()?;
-    let return_codes = r
-        .rest()
+    let codes = r.rest();
+    if codes.len() > limits.max_topic_filters {
+        return Err(DecodeError::TooManyTopicFilters {
+            max: limits.max_topic_filters,
+        });
+    }
+    let return_codes = codes
         .iter()
         .map(|&code| {
             SubscribeReturnCode::from_u8(code).ok_or(DecodeError::InvalidSubAckReturnCode { code })
@@ -221,10 +235,15 @@ fn decode_suback(r: &mut Reader) -> Result<SubAck, DecodeError> {
 }
 
 /// UNSUBSCRIBE (§3.10).
-fn decode_unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
+fn decode_unsubscribe(r: &mut Reader, limits: &Limits) -> Result<Unsubscribe, DecodeError> {
     let packet_id = r.packet_id()?;
     let mut filters = Vec::new();
     while r.has_remaining() {
+        if filters.len() == limits.max_topic_filters {
+            return Err(DecodeError::TooManyTopicFilters {
+                max: limits.max_topic_filters,
+            });
+        }
         filters.push(r.topic_filter()?);
     }
     if filters.is_empty() {

@@ -106,6 +106,13 @@ pub enum DecodeError {
     /// A CONNACK refuses the connection yet sets Session Present [MQTT-3.2.2-4].
     #[error("CONNACK sets Session Present with a non-zero return code [MQTT-3.2.2-4]")]
     SessionPresentWithRefusal,
+    /// A SUBSCRIBE, UNSUBSCRIBE or SUBACK lists more entries than
+    /// [`Limits::max_topic_filters`](super::Limits::max_topic_filters).
+    #[error("more than {max} topic filters in one packet")]
+    TooManyTopicFilters {
+        /// The limit.
+        max: usize,
+    },
     /// A SUBSCRIBE has no Topic Filter [MQTT-3.8.3-3].
     #[error("SUBSCRIBE without topic filters [MQTT-3.8.3-3]")]
     NoSubscriptions,

@@ -28,15 +28,23 @@ pub struct Limits {
     /// Largest Remaining Length accepted, bytes. Values above
     /// [`MAX_REMAINING_LENGTH`] have no effect: the wire cannot say more.
     pub max_remaining_length: usize,
+    /// Most Topic Filters (or SUBACK return codes) one SUBSCRIBE, UNSUBSCRIBE or
+    /// SUBACK may carry: the list is refused before it grows past this.
+    pub max_topic_filters: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_remaining_length: DEFAULT_MAX_REMAINING_LENGTH,
+            max_topic_filters: DEFAULT_MAX_TOPIC_FILTERS,
         }
     }
 }
+
+/// IoT Hub serves at most 5 subscriptions per connection (spec file §8), so one
+/// packet naming more is refused whole.
+pub const DEFAULT_MAX_TOPIC_FILTERS: usize = 5;
 
 /// A 256 KiB message (IoT Hub's D2C limit, spec file §8) plus 16 KiB of topic, bytes.
 pub const DEFAULT_MAX_REMAINING_LENGTH: usize = 256 * 1024 + 16 * 1024;

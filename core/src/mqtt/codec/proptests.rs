@@ -129,7 +129,10 @@ fn publish() -> impl Strategy<Value = Publish> {
 }
 
 fn subscribe() -> impl Strategy<Value = Subscribe> {
-    (packet_id(), vec((topic_filter(), qos()), 1..5))
+    (
+        packet_id(),
+        vec((topic_filter(), qos()), 1..=DEFAULT_MAX_TOPIC_FILTERS),
+    )
         .prop_map(|(packet_id, filters)| Subscribe { packet_id, filters })
 }
 
@@ -138,14 +141,19 @@ fn suback() -> impl Strategy<Value = SubAck> {
         qos().prop_map(SubscribeReturnCode::Success),
         Just(SubscribeReturnCode::Failure)
     ];
-    (packet_id(), vec(code, 1..8)).prop_map(|(packet_id, return_codes)| SubAck {
-        packet_id,
-        return_codes,
+    (packet_id(), vec(code, 1..=DEFAULT_MAX_TOPIC_FILTERS)).prop_map(|(packet_id, return_codes)| {
+        SubAck {
+            packet_id,
+            return_codes,
+        }
     })
 }
 
 fn unsubscribe() -> impl Strategy<Value = Unsubscribe> {
-    (packet_id(), vec(topic_filter(), 1..5))
+    (
+        packet_id(),
+        vec(topic_filter(), 1..=DEFAULT_MAX_TOPIC_FILTERS),
+    )
         .prop_map(|(packet_id, filters)| Unsubscribe { packet_id, filters })
 }
 
@@ -233,7 +241,7 @@ proptest! {
         bytes in vec(any::<u8>(), 0..512),
         max_remaining_length in prop_oneof![Just(DEFAULT_MAX_REMAINING_LENGTH), 0..64usize],
     ) {
-        let limits = Limits { max_remaining_length };
+        let limits = Limits { max_remaining_length, ..Limits::default() };
         let _ = drain(&mut BytesMut::from(&bytes[..]), &limits, &mut Vec::new());
     }
 

@@ -363,11 +363,13 @@ fn remaining_length_boundaries_encode_and_decode() {
         let header = [&[0x30][..], field].concat();
         let limits = Limits {
             max_remaining_length: len,
+            ..Limits::default()
         };
         assert_eq!(check(&header, &limits), Ok(Some(1 + field.len() + len)));
         if len > 0 {
             let below = Limits {
                 max_remaining_length: len - 1,
+                ..Limits::default()
             };
             assert!(matches!(
                 check(&header, &below),
@@ -390,6 +392,7 @@ fn publish_at_each_remaining_length_boundary_round_trips() {
         let mut buf = BytesMut::from(&bytes[..]);
         let limits = Limits {
             max_remaining_length: len,
+            ..Limits::default()
         };
         assert_eq!(decode(&mut buf, &limits), Ok(Some(packet)));
         assert!(buf.is_empty());
@@ -470,6 +473,7 @@ fn header_announcing_200_mb_fails_at_once() {
 fn header_over_the_limit_fails_with_two_bytes() {
     let limits = Limits {
         max_remaining_length: 100,
+        ..Limits::default()
     };
     // PUBLISH, Remaining Length 101.
     assert_eq!(
@@ -1065,4 +1069,38 @@ fn encode_appends_after_existing_bytes() {
     tv14_publish().encode(&mut out).unwrap();
     assert_eq!(&out[..4], TV14_PUBACK);
     assert_eq!(&out[4..], &tv14_publish_bytes()[..]);
+}
+
+#[test]
+fn more_topic_filters_than_the_limit_are_refused_before_they_are_collected() {
+    let limits = Limits {
+        max_topic_filters: 2,
+        ..Limits::default()
+    };
+    // SUBSCRIBE pid 1 with three one-byte filters "a", "b", "c" at QoS 0.
+    let bytes = [
+        0x82, 0x0e, // SUBSCRIBE, remaining length 14
+        0x00, 0x01, // packet id 1
+        0x00, 0x01, b'a', 0x00, // "a" QoS 0
+        0x00, 0x01, b'b', 0x00, // "b" QoS 0
+        0x00, 0x01, b'c', 0x00, // "c" QoS 0
+    ];
+    assert_eq!(
+        decode(&mut BytesMut::from(&bytes[..]), &limits),
+        Err(DecodeError::TooManyTopicFilters { max: 2 })
+    );
+    // UNSUBSCRIBE pid 1 with the same three filters.
+    let bytes = [
+        0xa2, 0x0b, 0x00, 0x01, 0x00, 0x01, b'a', 0x00, 0x01, b'b', 0x00, 0x01, b'c',
+    ];
+    assert_eq!(
+        decode(&mut BytesMut::from(&bytes[..]), &limits),
+        Err(DecodeError::TooManyTopicFilters { max: 2 })
+    );
+    // SUBACK pid 1 with three return codes.
+    let bytes = [0x90, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00];
+    assert_eq!(
+        decode(&mut BytesMut::from(&bytes[..]), &limits),
+        Err(DecodeError::TooManyTopicFilters { max: 2 })
+    );
 }
