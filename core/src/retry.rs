@@ -23,10 +23,7 @@ pub struct Backoff {
 impl Default for Backoff {
     /// 1 s doubling up to 60 s.
     fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        }
+        Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) }
     }
 }
 
@@ -55,25 +52,14 @@ mod tests {
 
     #[test]
     fn delays_double_until_the_cap_and_stay_within_half_to_full() {
-        let b = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(8),
-        };
+        let b = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(8) };
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-        for (attempt, ceiling) in [
-            (0, 1000),
-            (1, 2000),
-            (2, 4000),
-            (3, 8000),
-            (4, 8000),
-            (40, 8000),
-        ] {
+        for (attempt, ceiling) in
+            [(0, 1000), (1, 2000), (2, 4000), (3, 8000), (4, 8000), (40, 8000)]
+        {
             for _ in 0..100 {
                 let d = b.delay(attempt, &mut rng).as_millis() as u64;
-                assert!(
-                    (ceiling / 2..=ceiling).contains(&d),
-                    "attempt {attempt}: {d} ms"
-                );
+                assert!((ceiling / 2..=ceiling).contains(&d), "attempt {attempt}: {d} ms");
             }
         }
     }

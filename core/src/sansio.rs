@@ -156,8 +156,7 @@ impl Outbox {
 
     fn flush(&mut self) {
         if !self.bytes.is_empty() {
-            self.queued
-                .push_back(Transmit::Send(self.bytes.split().freeze()));
+            self.queued.push_back(Transmit::Send(self.bytes.split().freeze()));
         }
     }
 }

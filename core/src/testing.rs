@@ -358,10 +358,7 @@ impl Pair {
     /// Opens a raw connection to the hub. Returns its index in `raw`.
     pub fn raw_connect(&mut self) -> usize {
         let id = self.hub.accept(self.now, Protocol::Mqtt);
-        self.raw.push(RawClient {
-            connection: Some(id),
-            ..RawClient::default()
-        });
+        self.raw.push(RawClient { connection: Some(id), ..RawClient::default() });
         self.raw.len() - 1
     }
 
@@ -465,9 +462,6 @@ impl Pair {
 
     /// Bodies of the D2C messages stored for `device_id`, in arrival order.
     pub fn stored_bodies(&self, device_id: &str) -> Vec<Bytes> {
-        self.stored
-            .device(device_id)
-            .map(|r| r.message.body.clone())
-            .collect()
+        self.stored.device(device_id).map(|r| r.message.body.clone()).collect()
     }
 }

@@ -101,10 +101,7 @@ mod tests {
 
     #[test]
     fn unix_seconds_round_down() {
-        assert_eq!(
-            Timestamp::from_millis(1_700_000_000_999).as_unix_secs(),
-            1_700_000_000
-        );
+        assert_eq!(Timestamp::from_millis(1_700_000_000_999).as_unix_secs(), 1_700_000_000);
         assert_eq!(Timestamp::from_unix_secs(2).as_millis(), 2000);
     }
 

@@ -305,10 +305,7 @@ impl C2dQueue {
     pub fn enqueue(&mut self, now: Timestamp, mut message: Message) -> Result<u64, C2dError> {
         let size = message.size();
         if size > self.config.max_message_size {
-            return Err(C2dError::TooLarge {
-                size,
-                max: self.config.max_message_size,
-            });
+            return Err(C2dError::TooLarge { size, max: self.config.max_message_size });
         }
         if self.entries.len() >= self.config.max_queue_depth {
             return Err(C2dError::QueueFull);
@@ -349,14 +346,8 @@ impl C2dQueue {
         if self.is_locked(&lock) {
             return None;
         }
-        let entry = self
-            .entries
-            .iter_mut()
-            .find(|e| e.is_enqueued() && !e.is_expired(now))?;
-        entry.state = State::Invisible {
-            lock,
-            until: lock_until,
-        };
+        let entry = self.entries.iter_mut().find(|e| e.is_enqueued() && !e.is_expired(now))?;
+        entry.state = State::Invisible { lock, until: lock_until };
         Some(Delivery {
             lock,
             sequence_number: entry.sequence_number,
@@ -384,11 +375,7 @@ impl C2dQueue {
         lock: &LockToken,
         disposition: Disposition,
     ) -> Result<(), C2dError> {
-        let index = self
-            .entries
-            .iter()
-            .position(|e| e.holds(lock))
-            .ok_or(C2dError::LockLost)?;
+        let index = self.entries.iter().position(|e| e.holds(lock)).ok_or(C2dError::LockLost)?;
         let entry = self.entries.get_mut(index).ok_or(C2dError::LockLost)?;
         if entry.lock_timed_out(now) {
             entry.state = State::Enqueued;
@@ -402,9 +389,7 @@ impl C2dQueue {
                 if entry.delivery_count >= self.config.max_delivery_count {
                     Outcome::DeliveryCountExceeded
                 } else {
-                    Outcome::Abandoned {
-                        delivery_count: entry.delivery_count,
-                    }
+                    Outcome::Abandoned { delivery_count: entry.delivery_count }
                 }
             }
         };
@@ -494,9 +479,7 @@ impl C2dQueue {
 
     /// Whether [`lock_next`](Self::lock_next) would hand out a message at `now`.
     pub fn has_deliverable(&self, now: Timestamp) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.is_enqueued() && !e.is_expired(now))
+        self.entries.iter().any(|e| e.is_enqueued() && !e.is_expired(now))
     }
 
     /// Whether a message is locked under `lock` (a timed-out lock counts until
@@ -564,10 +547,7 @@ mod tests {
     }
 
     fn outcomes(q: &mut C2dQueue) -> Vec<(Option<String>, Outcome)> {
-        drain(q)
-            .into_iter()
-            .map(|s| (s.message_id, s.outcome))
-            .collect()
+        drain(q).into_iter().map(|s| (s.message_id, s.outcome)).collect()
     }
 
     /// Locks the next message for an AMQP/HTTP receiver: lock timeout from the config.
@@ -599,10 +579,7 @@ mod tests {
         let d = q.lock_next(T0, lock(1), None).unwrap();
         assert_eq!(d.message.enqueued_time, Some(T0));
         assert_eq!(d.message.expiry, Some(T0 + Duration::from_secs(3600)));
-        assert_eq!(
-            d.message.to.as_deref(),
-            Some("/devices/device1/messages/deviceBound")
-        );
+        assert_eq!(d.message.to.as_deref(), Some("/devices/device1/messages/deviceBound"));
         assert_eq!((d.sequence_number, d.delivery_count), (1, 0));
         assert_eq!(&d.message.body[..], b"m1");
     }
@@ -617,10 +594,7 @@ mod tests {
         q.enqueue(T0, m).unwrap();
         let d = q.lock_next(T0, lock(1), None).unwrap();
         assert_eq!(d.message.expiry, Some(T0 + SECOND));
-        assert_eq!(
-            d.message.to.as_deref(),
-            Some("/devices/device1/messages/deviceBound")
-        );
+        assert_eq!(d.message.to.as_deref(), Some("/devices/device1/messages/deviceBound"));
         assert_eq!(d.message.enqueued_time, Some(T0));
     }
 
@@ -663,13 +637,7 @@ mod tests {
         assert_eq!(q.enqueue(T0, m.clone()), Ok(1));
         m.properties.set("x", "");
         let err = q.enqueue(T0, m).unwrap_err();
-        assert_eq!(
-            err,
-            C2dError::TooLarge {
-                size: 65_537,
-                max: 65_536
-            }
-        );
+        assert_eq!(err, C2dError::TooLarge { size: 65_537, max: 65_536 });
         assert_eq!(err.code().code, 413001);
         assert_eq!(q.len(), 1);
     }
@@ -680,13 +648,8 @@ mod tests {
         for id in ["a", "b", "c"] {
             q.enqueue(T0, msg(id)).unwrap();
         }
-        let got: Vec<_> = (1..=4)
-            .map(|n| received_id(receive(&mut q, T0, lock(n))))
-            .collect();
-        assert_eq!(
-            got,
-            [Some("a".into()), Some("b".into()), Some("c".into()), None]
-        );
+        let got: Vec<_> = (1..=4).map(|n| received_id(receive(&mut q, T0, lock(n)))).collect();
+        assert_eq!(got, [Some("a".into()), Some("b".into()), Some("c".into()), None]);
     }
 
     #[test]
@@ -706,8 +669,7 @@ mod tests {
         q.enqueue(T0, msg("a")).unwrap();
         let d = receive(&mut q, T0, lock(1)).unwrap();
         assert!(q.is_locked(&d.lock));
-        q.settle(T0 + SECOND, &d.lock, Disposition::Complete)
-            .unwrap();
+        q.settle(T0 + SECOND, &d.lock, Disposition::Complete).unwrap();
         assert!(q.is_empty() && !q.is_locked(&d.lock));
         let s = drain(&mut q);
         assert_eq!(
@@ -733,10 +695,7 @@ mod tests {
         // Settled already.
         receive(&mut q, T0, lock(1)).unwrap();
         q.settle(T0, &lock(1), Disposition::Complete).unwrap();
-        assert_eq!(
-            q.settle(T0, &lock(1), Disposition::Complete),
-            Err(C2dError::LockLost)
-        );
+        assert_eq!(q.settle(T0, &lock(1), Disposition::Complete), Err(C2dError::LockLost));
     }
 
     #[test]
@@ -745,10 +704,7 @@ mod tests {
         q.enqueue(T0, msg("a")).unwrap();
         receive(&mut q, T0, lock(1)).unwrap();
         // The lock ends at T0 + 60 s; handle_timeout has not run yet.
-        assert_eq!(
-            q.settle(T0 + MINUTE, &lock(1), Disposition::Complete),
-            Err(C2dError::LockLost)
-        );
+        assert_eq!(q.settle(T0 + MINUTE, &lock(1), Disposition::Complete), Err(C2dError::LockLost));
         assert!(!q.is_locked(&lock(1)));
         assert_eq!(q.len(), 1);
         let d = receive(&mut q, T0 + MINUTE, lock(2)).unwrap();
@@ -786,12 +742,7 @@ mod tests {
         assert_eq!(q.poll_timeout(), None);
         q.handle_timeout(T0 + Duration::from_secs(86_400));
         assert!(q.is_locked(&pid));
-        q.settle(
-            T0 + Duration::from_secs(86_400),
-            &pid,
-            Disposition::Complete,
-        )
-        .unwrap();
+        q.settle(T0 + Duration::from_secs(86_400), &pid, Disposition::Complete).unwrap();
         assert_eq!(outcomes(&mut q), [(Some("a".into()), Outcome::Completed)]);
     }
 
@@ -835,12 +786,7 @@ mod tests {
             q.settle(T0, &lock(n), Disposition::Abandon).unwrap();
             let s = drain(&mut q);
             assert_eq!(s.len(), 1);
-            assert_eq!(
-                s[0].outcome,
-                Outcome::Abandoned {
-                    delivery_count: u32::from(n)
-                }
-            );
+            assert_eq!(s[0].outcome, Outcome::Abandoned { delivery_count: u32::from(n) });
             assert_eq!(s[0].feedback, None);
         }
         receive(&mut q, T0, lock(10)).unwrap();
@@ -857,18 +803,12 @@ mod tests {
 
     #[test]
     fn max_delivery_count_is_configurable() {
-        let config = C2dConfig {
-            max_delivery_count: 1,
-            ..C2dConfig::default()
-        };
+        let config = C2dConfig { max_delivery_count: 1, ..C2dConfig::default() };
         let mut q = C2dQueue::new("d", config);
         q.enqueue(T0, msg("a")).unwrap();
         receive(&mut q, T0, lock(1)).unwrap();
         q.settle(T0, &lock(1), Disposition::Abandon).unwrap();
-        assert_eq!(
-            outcomes(&mut q),
-            [(Some("a".into()), Outcome::DeliveryCountExceeded)]
-        );
+        assert_eq!(outcomes(&mut q), [(Some("a".into()), Outcome::DeliveryCountExceeded)]);
     }
 
     #[test]
@@ -886,10 +826,8 @@ mod tests {
         let mut q = queue();
         q.enqueue(T0, msg_with_ack("none", Ack::None)).unwrap();
         q.enqueue(T0, msg("absent")).unwrap();
-        q.enqueue(T0, msg_with_ack("positive", Ack::Positive))
-            .unwrap();
-        q.enqueue(T0, msg_with_ack("negative", Ack::Negative))
-            .unwrap();
+        q.enqueue(T0, msg_with_ack("positive", Ack::Positive)).unwrap();
+        q.enqueue(T0, msg_with_ack("negative", Ack::Negative)).unwrap();
         q.enqueue(T0, msg_with_ack("full", Ack::Full)).unwrap();
         let expiry = T0 + Duration::from_secs(3600);
         assert_eq!(q.poll_timeout(), Some(expiry));
@@ -969,16 +907,8 @@ mod tests {
             (Ack::Full, Outcome::Expired, Some(F::Expired)),
             (Ack::None, Outcome::DeliveryCountExceeded, None),
             (Ack::Positive, Outcome::DeliveryCountExceeded, None),
-            (
-                Ack::Negative,
-                Outcome::DeliveryCountExceeded,
-                Some(F::DeliveryCountExceeded),
-            ),
-            (
-                Ack::Full,
-                Outcome::DeliveryCountExceeded,
-                Some(F::DeliveryCountExceeded),
-            ),
+            (Ack::Negative, Outcome::DeliveryCountExceeded, Some(F::DeliveryCountExceeded)),
+            (Ack::Full, Outcome::DeliveryCountExceeded, Some(F::DeliveryCountExceeded)),
             (Ack::None, Outcome::Purged, None),
             (Ack::Positive, Outcome::Purged, None),
             (Ack::Negative, Outcome::Purged, Some(F::Purged)),
@@ -986,10 +916,7 @@ mod tests {
         ];
         for (ack, outcome, expected) in table {
             // Drive the queue to the outcome, so the queue's wiring is tested too.
-            let config = C2dConfig {
-                max_delivery_count: 1,
-                ..C2dConfig::default()
-            };
+            let config = C2dConfig { max_delivery_count: 1, ..C2dConfig::default() };
             let mut q = C2dQueue::new("d", config);
             let mut m = msg_with_ack("m", ack);
             m.expiry = Some(T0 + SECOND);
@@ -1010,11 +937,7 @@ mod tests {
             let s = drain(&mut q);
             assert_eq!(s.len(), 1, "{ack:?} {outcome:?}");
             assert_eq!(s[0].outcome, outcome);
-            assert_eq!(
-                s[0].feedback.as_ref().map(|f| f.status),
-                expected,
-                "{ack:?} {outcome:?}"
-            );
+            assert_eq!(s[0].feedback.as_ref().map(|f| f.status), expected, "{ack:?} {outcome:?}");
         }
     }
 
@@ -1032,8 +955,7 @@ mod tests {
         let mut q = queue();
         q.enqueue(T0, msg_with_ack("m-7", Ack::Positive)).unwrap();
         q.lock_next(T0, lock(1), None).unwrap();
-        q.settle(T0 + SECOND, &lock(1), Disposition::Complete)
-            .unwrap();
+        q.settle(T0 + SECOND, &lock(1), Disposition::Complete).unwrap();
         let f = drain(&mut q).remove(0).feedback.unwrap();
         assert_eq!(
             f,
@@ -1059,16 +981,7 @@ mod tests {
         .iter()
         .map(|s| s.as_str())
         .collect();
-        assert_eq!(
-            names,
-            [
-                "Success",
-                "Expired",
-                "DeliveryCountExceeded",
-                "Rejected",
-                "Purged"
-            ]
-        );
+        assert_eq!(names, ["Success", "Expired", "DeliveryCountExceeded", "Rejected", "Purged"]);
     }
 
     #[test]
@@ -1083,26 +996,15 @@ mod tests {
         assert_eq!(q.poll_timeout(), None);
         let s = drain(&mut q);
         assert_eq!(
-            s.iter()
-                .map(|s| (s.sequence_number, s.outcome))
-                .collect::<Vec<_>>(),
-            [
-                (1, Outcome::Purged),
-                (2, Outcome::Purged),
-                (3, Outcome::Purged)
-            ]
+            s.iter().map(|s| (s.sequence_number, s.outcome)).collect::<Vec<_>>(),
+            [(1, Outcome::Purged), (2, Outcome::Purged), (3, Outcome::Purged)]
         );
         assert_eq!(
-            s.iter()
-                .map(|s| s.feedback.as_ref().map(|f| f.status))
-                .collect::<Vec<_>>(),
+            s.iter().map(|s| s.feedback.as_ref().map(|f| f.status)).collect::<Vec<_>>(),
             [Some(FeedbackStatus::Purged), None, None]
         );
         // A purged lock is gone.
-        assert_eq!(
-            q.settle(T0, &lock(1), Disposition::Complete),
-            Err(C2dError::LockLost)
-        );
+        assert_eq!(q.settle(T0, &lock(1), Disposition::Complete), Err(C2dError::LockLost));
     }
 
     #[derive(Clone, Debug)]

@@ -50,14 +50,9 @@ impl D2cLog {
     /// stays in the log; [`get`](Self::get) then finds the later record.
     pub fn append(&mut self, record: D2cRecord) {
         let position = self.records.len();
-        let index = self
-            .devices
-            .entry(record.identity.device_id.clone())
-            .or_default();
+        let index = self.devices.entry(record.identity.device_id.clone()).or_default();
         index.arrivals.push(position);
-        index
-            .by_sequence_number
-            .insert(record.sequence_number, position);
+        index.by_sequence_number.insert(record.sequence_number, position);
         self.records.push(record);
     }
 
@@ -101,10 +96,7 @@ mod tests {
 
     fn record(device: &str, module: Option<&str>, seq: u64, body: &'static str) -> D2cRecord {
         D2cRecord {
-            identity: Identity {
-                device_id: device.into(),
-                module_id: module.map(Into::into),
-            },
+            identity: Identity { device_id: device.into(), module_id: module.map(Into::into) },
             sequence_number: seq,
             enqueued_time: Timestamp::from_millis(seq * 10),
             message: Message::new(body.as_bytes()),
@@ -156,14 +148,8 @@ mod tests {
         log.append(record("a", None, 1, "a1"));
         log.append(record("b", None, 1, "b1"));
         log.append(record("a", None, 2, "a2"));
-        assert_eq!(
-            log.get("a", 2).map(|r| &r.message.body[..]),
-            Some(&b"a2"[..])
-        );
-        assert_eq!(
-            log.get("b", 1).map(|r| &r.message.body[..]),
-            Some(&b"b1"[..])
-        );
+        assert_eq!(log.get("a", 2).map(|r| &r.message.body[..]), Some(&b"a2"[..]));
+        assert_eq!(log.get("b", 1).map(|r| &r.message.body[..]), Some(&b"b1"[..]));
         assert_eq!(log.get("b", 2), None);
         assert_eq!(log.get("c", 1), None);
     }
@@ -174,10 +160,7 @@ mod tests {
         log.append(record("a", None, 1, "first"));
         log.append(record("a", None, 1, "second"));
         assert_eq!(log.device("a").count(), 2);
-        assert_eq!(
-            log.get("a", 1).map(|r| &r.message.body[..]),
-            Some(&b"second"[..])
-        );
+        assert_eq!(log.get("a", 1).map(|r| &r.message.body[..]), Some(&b"second"[..]));
     }
 
     proptest! {

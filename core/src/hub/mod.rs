@@ -182,12 +182,8 @@ impl HubState {
         if !self.devices.contains_key(device_id) {
             self.registry.get(device_id)?;
             let queue = C2dQueue::new(device_id, self.config.c2d);
-            let state = DeviceState {
-                queue,
-                connection: None,
-                mqtt_session: None,
-                next_sequence: 1,
-            };
+            let state =
+                DeviceState { queue, connection: None, mqtt_session: None, next_sequence: 1 };
             self.devices.insert(String::from(device_id), state);
         }
         self.devices.get_mut(device_id)
@@ -201,13 +197,7 @@ impl HubState {
         now: Timestamp,
     ) -> Result<(), AuthError> {
         self.registry
-            .authenticate(
-                identity,
-                token,
-                &self.config.host_names,
-                now,
-                self.config.sas_skew,
-            )
+            .authenticate(identity, token, &self.config.host_names, now, self.config.sas_skew)
             .map(|_| ())
     }
 
@@ -257,14 +247,9 @@ impl HubState {
         let ticket = StoreTicket(self.next_ticket);
         self.next_ticket += 1;
         self.pending_stores.insert(ticket, connection);
-        let record = D2cRecord {
-            identity: identity.clone(),
-            sequence_number,
-            enqueued_time: now,
-            message,
-        };
-        self.events
-            .push_back(HubEvent::StoreTelemetry { ticket, record });
+        let record =
+            D2cRecord { identity: identity.clone(), sequence_number, enqueued_time: now, message };
+        self.events.push_back(HubEvent::StoreTelemetry { ticket, record });
         ticket
     }
 
@@ -421,9 +406,7 @@ impl Endpoint for Hub {
         bytes: &[u8],
     ) -> Result<(), Self::Error> {
         let mut result = Ok(());
-        self.with_connection(now, id, |conn, state| {
-            result = conn.handle_input(now, bytes, state)
-        });
+        self.with_connection(now, id, |conn, state| result = conn.handle_input(now, bytes, state));
         result
     }
 
@@ -462,17 +445,8 @@ impl Endpoint for Hub {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        let connections = self
-            .connections
-            .values()
-            .filter_map(|c| c.poll_timeout())
-            .min();
-        let queues = self
-            .state
-            .devices
-            .values()
-            .filter_map(|d| d.queue.poll_timeout())
-            .min();
+        let connections = self.connections.values().filter_map(|c| c.poll_timeout()).min();
+        let queues = self.state.devices.values().filter_map(|d| d.queue.poll_timeout()).min();
         earliest(connections, queues)
     }
 

@@ -301,10 +301,7 @@ impl Registry {
         if identity.module_id.is_some() {
             return Err(AuthError::ModuleNotSupported);
         }
-        let device = self
-            .devices
-            .get(&identity.device_id)
-            .ok_or(AuthError::UnknownDevice)?;
+        let device = self.devices.get(&identity.device_id).ok_or(AuthError::UnknownDevice)?;
         if !device.enabled {
             return Err(AuthError::Disabled);
         }
@@ -319,9 +316,7 @@ impl Registry {
         if keys.is_empty() {
             return Err(AuthError::SignatureMismatch);
         }
-        token
-            .verify(&keys, now, skew)
-            .map_err(|e| AuthError::from_sas(&e))?;
+        token.verify(&keys, now, skew).map_err(|e| AuthError::from_sas(&e))?;
         Ok(device)
     }
 }
@@ -345,9 +340,7 @@ fn audience_names_device(audience: &str, device_id: &str, host_names: &[String])
         return false;
     };
     let host = without_port(host);
-    let host_known = host_names
-        .iter()
-        .any(|name| without_port(name).eq_ignore_ascii_case(host));
+    let host_known = host_names.iter().any(|name| without_port(name).eq_ignore_ascii_case(host));
     let id_matches = id == device_id || percent_decode_str(id).eq(device_id.bytes());
     host_known && !id.contains('/') && id_matches
 }
@@ -355,11 +348,7 @@ fn audience_names_device(audience: &str, device_id: &str, host_names: &[String])
 /// `s` without `prefix`, compared ignoring ASCII case.
 fn strip_prefix_ignore_ascii_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    if head.eq_ignore_ascii_case(prefix) {
-        s.get(prefix.len()..)
-    } else {
-        None
-    }
+    if head.eq_ignore_ascii_case(prefix) { s.get(prefix.len()..) } else { None }
 }
 
 /// `host` without a trailing `:port`.
@@ -419,10 +408,7 @@ mod tests {
 
     #[test]
     fn new_refuses_ids_outside_the_registry_character_set() {
-        assert_eq!(
-            DeviceRecord::new("a/b"),
-            Err(RegistryError::InvalidId("a/b".into()))
-        );
+        assert_eq!(DeviceRecord::new("a/b"), Err(RegistryError::InvalidId("a/b".into())));
         assert!(DeviceRecord::new("").is_err());
         let d = DeviceRecord::new("device-1").unwrap();
         assert!(d.enabled && d.primary_key.is_empty() && d.secondary_key.is_empty());
@@ -478,10 +464,7 @@ mod tests {
     #[test]
     fn get_mut_remove_and_iter_in_id_order() {
         let mut r = registry_with(vec![device("b", K1, ""), device("a", K2, "")]);
-        assert_eq!(
-            r.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(r.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         r.get_mut("a").unwrap().enabled = false;
         assert!(!r.get("a").unwrap().enabled);
         assert_eq!(r.remove("a").map(|d| d.device_id), Some("a".into()));
@@ -512,10 +495,7 @@ mod tests {
     #[test]
     fn module_identities_are_refused() {
         let r = registry_with(vec![device("device1", K1, "")]);
-        let id = Identity {
-            device_id: "device1".into(),
-            module_id: Some("module1".into()),
-        };
+        let id = Identity { device_id: "device1".into(), module_id: Some("module1".into()) };
         let got = r.authenticate(&id, TV4_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::ModuleNotSupported));
     }
@@ -523,22 +503,12 @@ mod tests {
     #[test]
     fn unknown_device_is_refused_with_404001() {
         let r = registry_with(vec![device("device1", K1, "")]);
-        let got = r.authenticate(
-            &Identity::device("device2"),
-            TV3_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device2"), TV3_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::UnknownDevice));
         // Ids are case-sensitive.
-        let got = r.authenticate(
-            &Identity::device("DEVICE1"),
-            TV3_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("DEVICE1"), TV3_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::UnknownDevice));
     }
 
@@ -547,13 +517,8 @@ mod tests {
         let mut d = device("device1", K1, "");
         d.enabled = false;
         let r = registry_with(vec![d]);
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV3_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV3_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::Disabled));
     }
 
@@ -561,13 +526,8 @@ mod tests {
     fn tv8_garbage_password_is_malformed() {
         let r = registry_with(vec![device("device1", K1, "")]);
         for token in ["", "hunter2", "SharedAccessSignature", "\u{0}\u{ffff}%zz"] {
-            let got = r.authenticate(
-                &Identity::device("device1"),
-                token,
-                &myhub(),
-                before_tv3(),
-                SKEW,
-            );
+            let got =
+                r.authenticate(&Identity::device("device1"), token, &myhub(), before_tv3(), SKEW);
             assert_eq!(got, Err(AuthError::MalformedToken), "{token:?}");
         }
     }
@@ -577,22 +537,10 @@ mod tests {
     #[test]
     fn audience_is_host_devices_id() {
         let h = myhub();
-        assert!(audience_names_device(
-            "myhub.azure-devices.net/devices/device1",
-            "device1",
-            &h
-        ));
+        assert!(audience_names_device("myhub.azure-devices.net/devices/device1", "device1", &h));
         // Host names compare case-insensitively; ids do not.
-        assert!(audience_names_device(
-            "MyHub.Azure-Devices.NET/devices/device1",
-            "device1",
-            &h
-        ));
-        assert!(!audience_names_device(
-            "myhub.azure-devices.net/devices/Device1",
-            "device1",
-            &h
-        ));
+        assert!(audience_names_device("MyHub.Azure-Devices.NET/devices/device1", "device1", &h));
+        assert!(!audience_names_device("myhub.azure-devices.net/devices/Device1", "device1", &h));
     }
 
     #[test]
@@ -628,11 +576,7 @@ mod tests {
             "device1",
             &myhub()
         ));
-        assert!(!audience_names_device(
-            "myhub.azure-devices.net/devices/device1",
-            "device1",
-            &[]
-        ));
+        assert!(!audience_names_device("myhub.azure-devices.net/devices/device1", "device1", &[]));
         // Any of several names.
         assert!(audience_names_device(
             "localhost/devices/device1",
@@ -664,17 +608,9 @@ mod tests {
     fn audience_device_id_may_be_percent_encoded_once_more() {
         let h = myhub();
         // `dev#1` encoded by a producer that encodes the id, then the resource.
-        assert!(audience_names_device(
-            "myhub.azure-devices.net/devices/dev%231",
-            "dev#1",
-            &h
-        ));
+        assert!(audience_names_device("myhub.azure-devices.net/devices/dev%231", "dev#1", &h));
         // An id containing `%` itself, sent encoded only once.
-        assert!(audience_names_device(
-            "myhub.azure-devices.net/devices/a%41",
-            "a%41",
-            &h
-        ));
+        assert!(audience_names_device("myhub.azure-devices.net/devices/a%41", "a%41", &h));
         // An encoded `/` does not smuggle in a module path.
         assert!(!audience_names_device(
             "myhub.azure-devices.net/devices/device1%2Fmodules%2Fm",
@@ -682,11 +618,7 @@ mod tests {
             &h
         ));
         // Invalid escapes and non-ASCII never panic.
-        assert!(!audience_names_device(
-            "myhub.azure-devices.net/devices/%zz%",
-            "device1",
-            &h
-        ));
+        assert!(!audience_names_device("myhub.azure-devices.net/devices/%zz%", "device1", &h));
         assert!(!audience_names_device("é/devices/ü", "device1", &h));
     }
 
@@ -695,26 +627,16 @@ mod tests {
     #[test]
     fn tv3_device_token_authenticates() {
         let r = registry_with(vec![device("device1", K1, "")]);
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV3_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV3_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got.map(|d| d.device_id.as_str()), Ok("device1"));
     }
 
     #[test]
     fn tv6_lower_case_escapes_authenticate() {
         let r = registry_with(vec![device("device1", K1, "")]);
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV6_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV6_TOKEN, &myhub(), before_tv3(), SKEW);
         assert!(got.is_ok(), "{got:?}");
     }
 
@@ -734,13 +656,8 @@ mod tests {
     #[test]
     fn tv4_module_token_is_the_wrong_audience_for_a_device() {
         let r = registry_with(vec![device("device1", K1, "")]);
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV4_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV4_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::WrongAudience));
     }
 
@@ -760,13 +677,8 @@ mod tests {
     #[test]
     fn tv5_policy_token_is_refused() {
         let r = registry_with(vec![device("device1", K1, "")]);
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV5_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV5_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::PolicyNotSupported));
     }
 
@@ -787,13 +699,8 @@ mod tests {
     fn token_signed_with_another_key_is_a_signature_mismatch() {
         // TV-3 is signed with K1; the device holds K2 only.
         let r = registry_with(vec![device("device1", K2, "")]);
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV3_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV3_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::SignatureMismatch));
     }
 
@@ -809,22 +716,12 @@ mod tests {
         )
         .map(|t| t.to_string())
         .unwrap_or_default();
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            &token,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), &token, &myhub(), before_tv3(), SKEW);
         assert!(got.is_err());
         // With a well-formed token the refusal is the signature.
-        let got = r.authenticate(
-            &Identity::device("device1"),
-            TV3_TOKEN,
-            &myhub(),
-            before_tv3(),
-            SKEW,
-        );
+        let got =
+            r.authenticate(&Identity::device("device1"), TV3_TOKEN, &myhub(), before_tv3(), SKEW);
         assert_eq!(got, Err(AuthError::SignatureMismatch));
     }
 
@@ -836,9 +733,8 @@ mod tests {
         let mut r = Registry::new();
         r.add(d.clone()).unwrap();
         for key in [&d.primary_key, &d.secondary_key] {
-            let token = SasToken::sign("localhost/devices/dev#1", key, expiry, None)
-                .unwrap()
-                .to_string();
+            let token =
+                SasToken::sign("localhost/devices/dev#1", key, expiry, None).unwrap().to_string();
             let got = r.authenticate(
                 &Identity::device("dev#1"),
                 &token,

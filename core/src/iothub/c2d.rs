@@ -159,10 +159,7 @@ mod tests {
             0x6a, 0x1f, 0x0c, 0x2e, 0x1b, 0x2c, 0x4d, 0x3e, 0x8f, 0x40, 0x5a, 0x6b, 0x7c, 0x8d,
             0x9e, 0x0f,
         ];
-        assert_eq!(
-            LockToken::from_guid(g).to_string(),
-            "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0f"
-        );
+        assert_eq!(LockToken::from_guid(g).to_string(), "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0f");
     }
 
     #[test]

@@ -117,10 +117,7 @@ impl ConnectionString {
         let present = [
             key.map(|k| ("SharedAccessKey", Authentication::SharedAccessKey(k.into()))),
             signature.map(|t| {
-                (
-                    "SharedAccessSignature",
-                    Authentication::SharedAccessSignature(t.into()),
-                )
+                ("SharedAccessSignature", Authentication::SharedAccessSignature(t.into()))
             }),
             x509.then_some(("x509", Authentication::X509)),
         ];
@@ -128,9 +125,7 @@ impl ConnectionString {
         let authentication = match (present.next(), present.next()) {
             (Some((_, auth)), None) => auth,
             (Some((first, _)), Some((second, _))) => {
-                return Err(ConnectionStringError::ConflictingAuthentication(
-                    first, second,
-                ));
+                return Err(ConnectionStringError::ConflictingAuthentication(first, second));
             }
             (None, _) => return Err(ConnectionStringError::NoAuthentication),
         };
@@ -147,10 +142,7 @@ impl ConnectionString {
 
     /// The identity the string names.
     pub fn identity(&self) -> Identity {
-        Identity {
-            device_id: self.device_id.clone(),
-            module_id: self.module_id.clone(),
-        }
+        Identity { device_id: self.device_id.clone(), module_id: self.module_id.clone() }
     }
 
     /// The resource a SAS token for this identity grants, before URL-encoding:
@@ -162,10 +154,7 @@ impl ConnectionString {
             self.host_name.len()
                 + "/devices/".len()
                 + self.device_id.len()
-                + self
-                    .module_id
-                    .as_ref()
-                    .map_or(0, |m| "/modules/".len() + m.len()),
+                + self.module_id.as_ref().map_or(0, |m| "/modules/".len() + m.len()),
         );
         uri.push_str(&self.host_name);
         uri.push_str("/devices/");
@@ -234,10 +223,7 @@ mod tests {
         assert_eq!(cs.device_id, "device1");
         assert_eq!(cs.module_id, None);
         // Only the first `=` splits: the key keeps its padding.
-        assert_eq!(
-            cs.authentication,
-            Authentication::SharedAccessKey(K1.into())
-        );
+        assert_eq!(cs.authentication, Authentication::SharedAccessKey(K1.into()));
         assert_eq!(cs.shared_access_key_name, None);
         assert_eq!(cs.gateway_host_name, None);
         assert_eq!(cs.identity(), Identity::device("device1"));
@@ -255,15 +241,9 @@ mod tests {
         assert_eq!(cs.device_id, "edge1");
         assert_eq!(cs.module_id.as_deref(), Some("filter"));
         assert_eq!(cs.gateway_host_name.as_deref(), Some("gw.local"));
-        assert_eq!(
-            cs.authentication,
-            Authentication::SharedAccessKey(K1.into())
-        );
+        assert_eq!(cs.authentication, Authentication::SharedAccessKey(K1.into()));
         assert_eq!(cs.identity().to_string(), "edge1/filter");
-        assert_eq!(
-            cs.resource_uri(),
-            "myhub.azure-devices.net/devices/edge1/modules/filter"
-        );
+        assert_eq!(cs.resource_uri(), "myhub.azure-devices.net/devices/edge1/modules/filter");
     }
 
     #[test]
@@ -276,10 +256,7 @@ mod tests {
     fn tv2_key_and_x509_conflict() {
         assert_eq!(
             ConnectionString::parse("HostName=h;DeviceId=d;SharedAccessKey=k;x509=true"),
-            Err(ConnectionStringError::ConflictingAuthentication(
-                "SharedAccessKey",
-                "x509"
-            ))
+            Err(ConnectionStringError::ConflictingAuthentication("SharedAccessKey", "x509"))
         );
     }
 
@@ -325,10 +302,7 @@ mod tests {
     fn signature_and_x509_conflict() {
         assert_eq!(
             ConnectionString::parse("HostName=h;DeviceId=d;SharedAccessSignature=t;x509=true"),
-            Err(ConnectionStringError::ConflictingAuthentication(
-                "SharedAccessSignature",
-                "x509"
-            ))
+            Err(ConnectionStringError::ConflictingAuthentication("SharedAccessSignature", "x509"))
         );
     }
 
@@ -339,10 +313,7 @@ mod tests {
             "HostName=h;DeviceId=d;SharedAccessSignature={token}"
         ))
         .unwrap();
-        assert_eq!(
-            cs.authentication,
-            Authentication::SharedAccessSignature(token.into())
-        );
+        assert_eq!(cs.authentication, Authentication::SharedAccessSignature(token.into()));
     }
 
     #[test]
@@ -353,14 +324,9 @@ mod tests {
         );
         let cs =
             ConnectionString::parse("HostName=h;DeviceId=d;x509=false;SharedAccessKey=k").unwrap();
+        assert_eq!(cs.authentication, Authentication::SharedAccessKey("k".into()));
         assert_eq!(
-            cs.authentication,
-            Authentication::SharedAccessKey("k".into())
-        );
-        assert_eq!(
-            ConnectionString::parse("HostName=h;DeviceId=d;x509=TRUE")
-                .unwrap()
-                .authentication,
+            ConnectionString::parse("HostName=h;DeviceId=d;x509=TRUE").unwrap().authentication,
             Authentication::X509
         );
     }

@@ -18,61 +18,35 @@ pub struct ErrorCode {
 impl ErrorCode {
     /// 400003: the operation is not allowed (a topic, QoS or address the device may
     /// not use).
-    pub const INVALID_OPERATION: ErrorCode = ErrorCode {
-        code: 400003,
-        name: "InvalidOperation",
-    };
+    pub const INVALID_OPERATION: ErrorCode = ErrorCode { code: 400003, name: "InvalidOperation" };
     /// 400004: the request is malformed (a protocol violation).
-    pub const ARGUMENT_INVALID: ErrorCode = ErrorCode {
-        code: 400004,
-        name: "ArgumentInvalid",
-    };
+    pub const ARGUMENT_INVALID: ErrorCode = ErrorCode { code: 400004, name: "ArgumentInvalid" };
     /// 400027: another connection authenticated as the same device.
-    pub const CONNECTION_FORCEFULLY_CLOSED_ON_NEW_CONNECTION: ErrorCode = ErrorCode {
-        code: 400027,
-        name: "ConnectionForcefullyClosedOnNewConnection",
-    };
+    pub const CONNECTION_FORCEFULLY_CLOSED_ON_NEW_CONNECTION: ErrorCode =
+        ErrorCode { code: 400027, name: "ConnectionForcefullyClosedOnNewConnection" };
     /// 401003: the token cannot be validated (bad signature, expired, wrong audience).
-    pub const IOT_HUB_UNAUTHORIZED: ErrorCode = ErrorCode {
-        code: 401003,
-        name: "IotHubUnauthorized",
-    };
+    pub const IOT_HUB_UNAUTHORIZED: ErrorCode =
+        ErrorCode { code: 401003, name: "IotHubUnauthorized" };
     /// 403004: the device's C2D queue holds the maximum number of messages.
-    pub const DEVICE_MAXIMUM_QUEUE_DEPTH_EXCEEDED: ErrorCode = ErrorCode {
-        code: 403004,
-        name: "DeviceMaximumQueueDepthExceeded",
-    };
+    pub const DEVICE_MAXIMUM_QUEUE_DEPTH_EXCEEDED: ErrorCode =
+        ErrorCode { code: 403004, name: "DeviceMaximumQueueDepthExceeded" };
     /// 404001: no such device in the registry.
-    pub const DEVICE_NOT_FOUND: ErrorCode = ErrorCode {
-        code: 404001,
-        name: "DeviceNotFound",
-    };
+    pub const DEVICE_NOT_FOUND: ErrorCode = ErrorCode { code: 404001, name: "DeviceNotFound" };
     /// 404104: the connection closed (keep-alive timeout, transport loss).
-    pub const DEVICE_CONNECTION_CLOSED_REMOTELY: ErrorCode = ErrorCode {
-        code: 404104,
-        name: "DeviceConnectionClosedRemotely",
-    };
+    pub const DEVICE_CONNECTION_CLOSED_REMOTELY: ErrorCode =
+        ErrorCode { code: 404104, name: "DeviceConnectionClosedRemotely" };
     /// 409001: a device with this id is registered already.
-    pub const DEVICE_ALREADY_EXISTS: ErrorCode = ErrorCode {
-        code: 409001,
-        name: "DeviceAlreadyExists",
-    };
+    pub const DEVICE_ALREADY_EXISTS: ErrorCode =
+        ErrorCode { code: 409001, name: "DeviceAlreadyExists" };
     /// 412002: the C2D lock expired or is unknown.
-    pub const DEVICE_MESSAGE_LOCK_LOST: ErrorCode = ErrorCode {
-        code: 412002,
-        name: "DeviceMessageLockLost",
-    };
+    pub const DEVICE_MESSAGE_LOCK_LOST: ErrorCode =
+        ErrorCode { code: 412002, name: "DeviceMessageLockLost" };
     /// 413001: the message exceeds the size limit.
-    pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode {
-        code: 413001,
-        name: "MessageTooLarge",
-    };
+    pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode { code: 413001, name: "MessageTooLarge" };
     /// 403002 would be the daily quota; this hub has none. 503001: the hub refuses
     /// service for now (a disabled device).
-    pub const SERVICE_UNAVAILABLE: ErrorCode = ErrorCode {
-        code: 503001,
-        name: "ServiceUnavailable",
-    };
+    pub const SERVICE_UNAVAILABLE: ErrorCode =
+        ErrorCode { code: 503001, name: "ServiceUnavailable" };
 
     /// The HTTP status class: the code's first three digits.
     pub const fn http_status(self) -> u16 {
@@ -93,9 +67,6 @@ mod tests {
     #[test]
     fn status_class_is_the_first_three_digits() {
         assert_eq!(ErrorCode::IOT_HUB_UNAUTHORIZED.http_status(), 401);
-        assert_eq!(
-            ErrorCode::DEVICE_MESSAGE_LOCK_LOST.to_string(),
-            "412002 DeviceMessageLockLost"
-        );
+        assert_eq!(ErrorCode::DEVICE_MESSAGE_LOCK_LOST.to_string(), "412002 DeviceMessageLockLost");
     }
 }

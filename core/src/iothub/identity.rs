@@ -15,19 +15,14 @@ pub struct Identity {
 impl Identity {
     /// A device identity.
     pub fn device(id: impl Into<String>) -> Self {
-        Identity {
-            device_id: id.into(),
-            module_id: None,
-        }
+        Identity { device_id: id.into(), module_id: None }
     }
 
     /// Whether `id` is a valid device or module id: 1 to 128 ASCII alphanumerics or
     /// `- . + % _ # * ? ! ( ) , = @ $ '` (spec file §2.1, DOC-REG).
     pub fn is_valid_id(id: &str) -> bool {
         (1..=128).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.+%_#*?!(),=@$'".contains(&b))
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+%_#*?!(),=@$'".contains(&b))
     }
 }
 

@@ -43,10 +43,7 @@ pub struct Message {
 impl Message {
     /// A message with this body and no properties.
     pub fn new(body: impl Into<Bytes>) -> Self {
-        Message {
-            body: body.into(),
-            ..Message::default()
-        }
+        Message { body: body.into(), ..Message::default() }
     }
 
     /// The size IoT Hub counts against its limits, in bytes: body + every system
@@ -95,10 +92,7 @@ impl Properties {
 
     /// The value of `name`: `None` if absent, `Some(None)` if present without value.
     pub fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_deref())
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_deref())
     }
 
     /// Removes `name`, returning its value.
@@ -124,10 +118,7 @@ impl Properties {
 
     /// Bytes of all names and values (spec file §3, "Message size").
     pub fn size(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(n, v)| n.len() + v.as_ref().map_or(0, String::len))
-            .sum()
+        self.0.iter().map(|(n, v)| n.len() + v.as_ref().map_or(0, String::len)).sum()
     }
 }
 
@@ -151,10 +142,7 @@ mod tests {
         p.set("a", "1");
         p.set("b", "2");
         p.insert("a", None);
-        assert_eq!(
-            p.iter().collect::<Vec<_>>(),
-            [("a", None), ("b", Some("2"))]
-        );
+        assert_eq!(p.iter().collect::<Vec<_>>(), [("a", None), ("b", Some("2"))]);
         assert_eq!(p.get("a"), Some(None));
         assert_eq!(p.get("c"), None);
     }

@@ -25,11 +25,8 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// The Node SDK's `encodeUriComponentStrict` (spec file §2.3): every byte but
 /// `A-Z a-z 0-9 - _ . ~` is escaped, with upper-case hex, so `/` becomes `%2F`.
-pub(crate) const URI_COMPONENT_STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+pub(crate) const URI_COMPONENT_STRICT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The word every token starts with.
 const PREFIX: &str = "SharedAccessSignature";
@@ -132,9 +129,8 @@ impl SasToken {
 
         let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
         for field in fields.split('&') {
-            let (name, value) = field
-                .split_once('=')
-                .ok_or(SasError::Malformed("field without '='"))?;
+            let (name, value) =
+                field.split_once('=').ok_or(SasError::Malformed("field without '='"))?;
             let slot = if name.eq_ignore_ascii_case("sr") {
                 &mut sr
             } else if name.eq_ignore_ascii_case("sig") {
@@ -152,19 +148,13 @@ impl SasToken {
             }
         }
 
-        let resource = sr
-            .filter(|v| !v.is_empty())
-            .ok_or(SasError::Malformed("missing sr"))?;
+        let resource = sr.filter(|v| !v.is_empty()).ok_or(SasError::Malformed("missing sr"))?;
         if percent_decode_str(resource).decode_utf8().is_err() {
             return Err(SasError::Malformed("sr is not UTF-8 once decoded"));
         }
-        let signature = sig
-            .filter(|v| !v.is_empty())
-            .ok_or(SasError::Malformed("missing sig"))?;
+        let signature = sig.filter(|v| !v.is_empty()).ok_or(SasError::Malformed("missing sig"))?;
         let signature = url_decode(signature, "sig is not UTF-8 once decoded")?;
-        let expiry = se
-            .filter(|v| !v.is_empty())
-            .ok_or(SasError::Malformed("missing se"))?;
+        let expiry = se.filter(|v| !v.is_empty()).ok_or(SasError::Malformed("missing se"))?;
         let expiry =
             parse_seconds(expiry).ok_or(SasError::Malformed("se is not decimal seconds"))?;
         let key_name = match skn {
@@ -173,21 +163,14 @@ impl SasToken {
             None => None,
         };
 
-        Ok(SasToken {
-            resource: resource.into(),
-            signature,
-            expiry,
-            key_name,
-        })
+        Ok(SasToken { resource: resource.into(), signature, expiry, key_name })
     }
 
     /// The URL-decoded `sr`: what the token grants access to, e.g.
     /// `myhub.azure-devices.net/devices/device1`. Both escape cases decode alike
     /// (TV-6); `+` stays `+` because ids may contain it (spec file §2.1).
     pub fn audience(&self) -> String {
-        percent_decode_str(&self.resource)
-            .decode_utf8_lossy()
-            .into_owned()
+        percent_decode_str(&self.resource).decode_utf8_lossy().into_owned()
     }
 
     /// The expiry as a timestamp.
@@ -211,13 +194,8 @@ impl SasToken {
     /// good but the token has expired. The signature is checked before the expiry
     /// so that a forged token learns nothing about expiry.
     pub fn verify(&self, keys: &[&str], now: Timestamp, skew: Duration) -> Result<(), SasError> {
-        let keys = keys
-            .iter()
-            .map(|key| decode_key(key))
-            .collect::<Result<Vec<_>, _>>()?;
-        let signature = BASE64
-            .decode(&self.signature)
-            .map_err(|_| SasError::SignatureMismatch)?;
+        let keys = keys.iter().map(|key| decode_key(key)).collect::<Result<Vec<_>, _>>()?;
+        let signature = BASE64.decode(&self.signature).map_err(|_| SasError::SignatureMismatch)?;
         let mut matched = false;
         for key in &keys {
             let mac = string_to_sign_mac(key, &self.resource, self.expiry)?;
@@ -286,11 +264,7 @@ impl fmt::Display for SasToken {
             self.expiry
         )?;
         if let Some(key_name) = &self.key_name {
-            write!(
-                f,
-                "&skn={}",
-                utf8_percent_encode(key_name, URI_COMPONENT_STRICT)
-            )?;
+            write!(f, "&skn={}", utf8_percent_encode(key_name, URI_COMPONENT_STRICT))?;
         }
         Ok(())
     }
@@ -331,14 +305,8 @@ mod tests {
     fn tv3_device_token_signature() {
         let token =
             SasToken::sign("myhub.azure-devices.net/devices/device1", K1, at(SE), None).unwrap();
-        assert_eq!(
-            token.resource,
-            "myhub.azure-devices.net%2Fdevices%2Fdevice1"
-        );
-        assert_eq!(
-            token.signature,
-            "gFSfLGMXDOvf906/iaX3KwzLLNFHgaFZyCbsGjxtd1Y="
-        );
+        assert_eq!(token.resource, "myhub.azure-devices.net%2Fdevices%2Fdevice1");
+        assert_eq!(token.signature, "gFSfLGMXDOvf906/iaX3KwzLLNFHgaFZyCbsGjxtd1Y=");
         assert_eq!(token.expiry, SE);
         assert_eq!(token.to_string(), TV3_TOKEN);
         assert_eq!(SasToken::parse(TV3_TOKEN), Ok(token.clone()));
@@ -370,10 +338,7 @@ mod tests {
             token.resource,
             "myhub.azure-devices.net%2Fdevices%2Fdevice1%2Fmodules%2Fmodule1"
         );
-        assert_eq!(
-            token.signature,
-            "aSJPNyCxfnEudzhZEU6yJNbVb8UQC0RdeXyc7OXVbi8="
-        );
+        assert_eq!(token.signature, "aSJPNyCxfnEudzhZEU6yJNbVb8UQC0RdeXyc7OXVbi8=");
         assert_eq!(
             token.to_string(),
             "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdevice1%2Fmodules%2Fmodule1\
@@ -385,21 +350,14 @@ mod tests {
     fn tv5_policy_name_is_not_signed() {
         let tv5 = "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdevice1\
                    &sig=gFSfLGMXDOvf906%2FiaX3KwzLLNFHgaFZyCbsGjxtd1Y%3D&se=1700000000&skn=device";
-        let token = SasToken::sign(
-            "myhub.azure-devices.net/devices/device1",
-            K1,
-            at(SE),
-            Some("device"),
-        )
-        .unwrap();
+        let token =
+            SasToken::sign("myhub.azure-devices.net/devices/device1", K1, at(SE), Some("device"))
+                .unwrap();
         assert_eq!(token.key_name.as_deref(), Some("device"));
         assert_eq!(token.to_string(), tv5);
         let parsed = SasToken::parse(tv5).unwrap();
         assert_eq!(parsed, token);
-        assert_eq!(
-            parsed.signature,
-            SasToken::parse(TV3_TOKEN).unwrap().signature
-        );
+        assert_eq!(parsed.signature, SasToken::parse(TV3_TOKEN).unwrap().signature);
         assert_eq!(parsed.verify(&[K1], at(SE), DEFAULT_CLOCK_SKEW), Ok(()));
     }
 
@@ -407,14 +365,8 @@ mod tests {
     fn tv6_lower_case_escapes_verify_over_the_raw_sr() {
         let lower = SasToken::parse(TV6_TOKEN).unwrap();
         let upper = SasToken::parse(TV3_TOKEN).unwrap();
-        assert_eq!(
-            lower.resource,
-            "myhub.azure-devices.net%2fdevices%2fdevice1"
-        );
-        assert_eq!(
-            lower.signature,
-            "iIyvul1z7xsjQDMXvGvUxZi+lqnXkFn5lOgyNrICYDM="
-        );
+        assert_eq!(lower.resource, "myhub.azure-devices.net%2fdevices%2fdevice1");
+        assert_eq!(lower.signature, "iIyvul1z7xsjQDMXvGvUxZi+lqnXkFn5lOgyNrICYDM=");
         assert_eq!(lower.verify(&[K1], at(SE), DEFAULT_CLOCK_SKEW), Ok(()));
         assert_eq!(upper.verify(&[K1], at(SE), DEFAULT_CLOCK_SKEW), Ok(()));
         assert_eq!(lower.audience(), "myhub.azure-devices.net/devices/device1");
@@ -446,19 +398,13 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(
-            token.signature,
-            "8kbDyrREn9bM5bMyeo57hT9+SZyUnbI7aUPqxPJjlQo="
-        );
+        assert_eq!(token.signature, "8kbDyrREn9bM5bMyeo57hT9+SZyUnbI7aUPqxPJjlQo=");
         assert_eq!(token.to_string(), tv7);
         let parsed = SasToken::parse(tv7).unwrap();
         let now = at(1_893_456_000);
         // Primary K1 does not match; secondary K2 does.
         assert_eq!(parsed.verify(&[K1, K2], now, DEFAULT_CLOCK_SKEW), Ok(()));
-        assert_eq!(
-            parsed.verify(&[K1], now, DEFAULT_CLOCK_SKEW),
-            Err(SasError::SignatureMismatch)
-        );
+        assert_eq!(parsed.verify(&[K1], now, DEFAULT_CLOCK_SKEW), Err(SasError::SignatureMismatch));
     }
 
     #[test]
@@ -485,30 +431,20 @@ mod tests {
             ),
             Err(SasError::Expired)
         );
-        assert_eq!(
-            token.verify(&[K1], at(SE + 1), Duration::ZERO),
-            Err(SasError::Expired)
-        );
+        assert_eq!(token.verify(&[K1], at(SE + 1), Duration::ZERO), Err(SasError::Expired));
     }
 
     #[test]
     fn tv8_missing_fields_are_malformed() {
         for (token, fault) in [
             ("SharedAccessSignature sig=a%3D&se=1700000000", "missing sr"),
-            (
-                "SharedAccessSignature sr=h%2Fd&se=1700000000",
-                "missing sig",
-            ),
+            ("SharedAccessSignature sr=h%2Fd&se=1700000000", "missing sig"),
             ("SharedAccessSignature sr=h%2Fd&sig=a%3D", "missing se"),
             ("SharedAccessSignature sr=&sig=a%3D&se=1", "missing sr"),
             ("SharedAccessSignature sr=h&sig=&se=1", "missing sig"),
             ("SharedAccessSignature sr=h&sig=a&se=", "missing se"),
         ] {
-            assert_eq!(
-                SasToken::parse(token),
-                Err(SasError::Malformed(fault)),
-                "{token}"
-            );
+            assert_eq!(SasToken::parse(token), Err(SasError::Malformed(fault)), "{token}");
         }
     }
 
@@ -539,9 +475,7 @@ mod tests {
         ] {
             assert_eq!(
                 SasToken::parse(token),
-                Err(SasError::Malformed(
-                    "not exactly one space-separated part after the prefix"
-                )),
+                Err(SasError::Malformed("not exactly one space-separated part after the prefix")),
                 "{token}"
             );
         }
@@ -572,15 +506,7 @@ mod tests {
 
     #[test]
     fn se_must_be_canonical_decimal_seconds() {
-        for se in [
-            "+1",
-            "-1",
-            "01",
-            "1e9",
-            "1.5",
-            "18446744073709551616",
-            "%31",
-        ] {
+        for se in ["+1", "-1", "01", "1e9", "1.5", "18446744073709551616", "%31"] {
             let token = format!("SharedAccessSignature sr=h&sig=a&se={se}");
             assert_eq!(
                 SasToken::parse(&token),
@@ -667,10 +593,7 @@ mod tests {
             token.verify(&[K2], at(SE), DEFAULT_CLOCK_SKEW),
             Err(SasError::SignatureMismatch)
         );
-        assert_eq!(
-            token.verify(&[], at(SE), DEFAULT_CLOCK_SKEW),
-            Err(SasError::SignatureMismatch)
-        );
+        assert_eq!(token.verify(&[], at(SE), DEFAULT_CLOCK_SKEW), Err(SasError::SignatureMismatch));
     }
 
     #[test]
@@ -680,10 +603,7 @@ mod tests {
             token.verify(&[K2], at(SE + 3600), DEFAULT_CLOCK_SKEW),
             Err(SasError::SignatureMismatch)
         );
-        assert_eq!(
-            token.verify(&[K1], at(SE + 3600), DEFAULT_CLOCK_SKEW),
-            Err(SasError::Expired)
-        );
+        assert_eq!(token.verify(&[K1], at(SE + 3600), DEFAULT_CLOCK_SKEW), Err(SasError::Expired));
     }
 
     #[test]
@@ -695,9 +615,7 @@ mod tests {
                 "{key}"
             );
             assert_eq!(
-                SasToken::parse(TV3_TOKEN)
-                    .unwrap()
-                    .verify(&[K1, key], at(SE), DEFAULT_CLOCK_SKEW),
+                SasToken::parse(TV3_TOKEN).unwrap().verify(&[K1, key], at(SE), DEFAULT_CLOCK_SKEW),
                 Err(SasError::InvalidKey),
                 "{key}"
             );
@@ -706,10 +624,7 @@ mod tests {
 
     #[test]
     fn sign_refuses_what_parse_would_refuse() {
-        assert_eq!(
-            SasToken::sign("", K1, at(SE), None),
-            Err(SasError::Malformed("empty sr"))
-        );
+        assert_eq!(SasToken::sign("", K1, at(SE), None), Err(SasError::Malformed("empty sr")));
         assert_eq!(
             SasToken::sign("h/devices/d", K1, at(SE), Some("")),
             Err(SasError::Malformed("empty skn"))
@@ -719,10 +634,7 @@ mod tests {
     #[test]
     fn sign_escapes_like_encode_uri_component_strict() {
         let token = SasToken::sign("h:8883/devices/a+b!'()*~ é", K1, at(SE), None).unwrap();
-        assert_eq!(
-            token.resource,
-            "h%3A8883%2Fdevices%2Fa%2Bb%21%27%28%29%2A~%20%C3%A9"
-        );
+        assert_eq!(token.resource, "h%3A8883%2Fdevices%2Fa%2Bb%21%27%28%29%2A~%20%C3%A9");
         assert_eq!(token.audience(), "h:8883/devices/a+b!'()*~ é");
     }
 

@@ -78,7 +78,9 @@ pub struct DeviceSession {
 #[derive(Debug)]
 enum State {
     /// Waiting to dial again.
-    Waiting { until: Timestamp },
+    Waiting {
+        until: Timestamp,
+    },
     /// `Transmit::Connect` is out; waiting for the transport.
     Dialing,
     /// CONNECT sent; nothing else may be until the CONNACK.
@@ -115,13 +117,8 @@ impl DeviceSession {
         if let Authentication::SharedAccessKey(key) = &cs.authentication {
             // Signing once here turns a bad key into a configuration error instead of
             // a connection that can never authenticate.
-            SasToken::sign(
-                &cs.resource_uri(),
-                key,
-                now,
-                cs.shared_access_key_name.as_deref(),
-            )
-            .map_err(|_| ConfigError::InvalidKey)?;
+            SasToken::sign(&cs.resource_uri(), key, now, cs.shared_access_key_name.as_deref())
+                .map_err(|_| ConfigError::InvalidKey)?;
         }
         let identity = cs.identity();
         let username = Username::format(&cs.host_name, &identity, &config.client_type).into();
@@ -134,10 +131,7 @@ impl DeviceSession {
             outbox,
             events: VecDeque::new(),
             rx: BytesMut::new(),
-            limits: Limits {
-                max_remaining_length: config.max_packet_size,
-                ..Limits::default()
-            },
+            limits: Limits { max_remaining_length: config.max_packet_size, ..Limits::default() },
             rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
             packet_ids: PacketIds::default(),
             next_telemetry: 0,
@@ -161,16 +155,11 @@ impl DeviceSession {
             return Err(SendError::Stopped);
         }
         if self.queued.len() >= self.config.max_queued {
-            return Err(SendError::QueueFull {
-                capacity: self.config.max_queued,
-            });
+            return Err(SendError::QueueFull { capacity: self.config.max_queued });
         }
         let size = message.size();
         if size > MAX_TELEMETRY_SIZE {
-            return Err(SendError::TooLarge {
-                size,
-                max: MAX_TELEMETRY_SIZE,
-            });
+            return Err(SendError::TooLarge { size, max: MAX_TELEMETRY_SIZE });
         }
         let publish = Publish {
             dup: false,
@@ -182,10 +171,7 @@ impl DeviceSession {
         };
         // A property bag can make a topic longer than an MQTT string may be.
         if Packet::Publish(publish.clone()).encoded_len().is_err() {
-            return Err(SendError::TooLarge {
-                size,
-                max: usize::from(u16::MAX),
-            });
+            return Err(SendError::TooLarge { size, max: usize::from(u16::MAX) });
         }
         let id = TelemetryId(self.next_telemetry);
         self.next_telemetry += 1;
@@ -203,10 +189,7 @@ impl DeviceSession {
         disposition: Disposition,
     ) -> Result<(), DispositionError> {
         if disposition != Disposition::Complete {
-            return Err(DispositionError::Unsupported {
-                protocol: Protocol::Mqtt,
-                disposition,
-            });
+            return Err(DispositionError::Unsupported { protocol: Protocol::Mqtt, disposition });
         }
         let Some(id) = lock.packet_id().filter(|id| self.c2d.contains_key(id)) else {
             return Err(DispositionError::UnknownLockToken(*lock));
@@ -278,19 +261,14 @@ impl DeviceSession {
             password: password.map(|p| bytes::Bytes::from(String::into_bytes(p))),
         };
         self.send(now, &Packet::Connect(connect));
-        self.state = State::AwaitingConnAck {
-            deadline: now + self.config.response_timeout,
-            renew_at,
-        };
+        self.state =
+            State::AwaitingConnAck { deadline: now + self.config.response_timeout, renew_at };
     }
 
     /// Bytes from the hub. A decoding error or a packet the hub may not send closes
     /// the connection and schedules a reconnect.
     pub fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
-        if !matches!(
-            self.state,
-            State::AwaitingConnAck { .. } | State::Connected { .. }
-        ) {
+        if !matches!(self.state, State::AwaitingConnAck { .. } | State::Connected { .. }) {
             return Ok(());
         }
         self.rx.extend_from_slice(bytes);
@@ -303,10 +281,7 @@ impl DeviceSession {
             if let Err(e) = self.handle_packet(now, packet) {
                 return Err(self.violation(now, e));
             }
-            if !matches!(
-                self.state,
-                State::AwaitingConnAck { .. } | State::Connected { .. }
-            ) {
+            if !matches!(self.state, State::AwaitingConnAck { .. } | State::Connected { .. }) {
                 return Ok(());
             }
         }
@@ -356,9 +331,7 @@ impl DeviceSession {
             State::AwaitingConnAck { deadline, .. } if now >= *deadline => {
                 self.close(now, DisconnectReason::ConnAckTimeout);
             }
-            State::Connected {
-                renew_at: Some(at), ..
-            } if now >= *at => {
+            State::Connected { renew_at: Some(at), .. } if now >= *at => {
                 self.send(now, &Packet::Disconnect);
                 self.outbox.push(Transmit::Close);
                 self.events.push_back(DeviceEvent::Disconnected {
@@ -390,14 +363,9 @@ impl DeviceSession {
             Packet::PubAck(id) => {
                 // Acknowledgements come in order [MQTT-4.6.0-2]; the search is for
                 // hubs that answer otherwise.
-                if let Some(i) = self
-                    .in_flight
-                    .iter()
-                    .position(|(_, p)| p.packet_id == Some(id))
-                {
+                if let Some(i) = self.in_flight.iter().position(|(_, p)| p.packet_id == Some(id)) {
                     if let Some((telemetry, _)) = self.in_flight.remove(i) {
-                        self.events
-                            .push_back(DeviceEvent::TelemetryAcknowledged(telemetry));
+                        self.events.push_back(DeviceEvent::TelemetryAcknowledged(telemetry));
                     }
                     self.pump(now);
                 }
@@ -438,9 +406,7 @@ impl DeviceSession {
             self.c2d.clear();
             self.subscribed = false;
         }
-        self.events.push_back(DeviceEvent::Connected {
-            session_present: connack.session_present,
-        });
+        self.events.push_back(DeviceEvent::Connected { session_present: connack.session_present });
         // [MQTT-4.4.0-1]: unacknowledged PUBLISHes go again, first and in order.
         for i in 0..self.in_flight.len() {
             if let Some((_, publish)) = self.in_flight.get_mut(i) {
@@ -461,10 +427,8 @@ impl DeviceSession {
         };
         self.subscribe_id = Some(id);
         let filter = topic::c2d_filter(&self.identity.device_id).into();
-        let subscribe = Subscribe {
-            packet_id: id,
-            filters: alloc::vec![(filter, QoS::AtLeastOnce)],
-        };
+        let subscribe =
+            Subscribe { packet_id: id, filters: alloc::vec![(filter, QoS::AtLeastOnce)] };
         self.send(now, &Packet::Subscribe(subscribe));
     }
 
@@ -579,10 +543,7 @@ impl DeviceSession {
             self.state = State::Waiting { until };
             Some(until)
         };
-        self.events.push_back(DeviceEvent::Disconnected {
-            reason,
-            reconnect_at,
-        });
+        self.events.push_back(DeviceEvent::Disconnected { reason, reconnect_at });
     }
 }
 

@@ -77,8 +77,7 @@ impl Session {
 
     fn next_packet_id(&mut self) -> Option<PacketId> {
         let (in_flight, resend) = (&self.in_flight, &self.resend);
-        self.packet_ids
-            .next(|id| in_flight.contains_key(&id) || resend.values().any(|r| *r == id))
+        self.packet_ids.next(|id| in_flight.contains_key(&id) || resend.values().any(|r| *r == id))
     }
 }
 
@@ -129,9 +128,7 @@ impl MqttConnection {
     pub(crate) fn new(id: ConnectionId, now: Timestamp, config: &HubConfig) -> Self {
         MqttConnection {
             id,
-            state: State::AwaitingConnect {
-                deadline: now + config.connect_timeout,
-            },
+            state: State::AwaitingConnect { deadline: now + config.connect_timeout },
             rx: BytesMut::new(),
             limits: config.mqtt_limits,
             outbox: Outbox::default(),
@@ -247,7 +244,7 @@ impl MqttConnection {
     fn handle_connect(&mut self, now: Timestamp, connect: Connect, hub: &mut HubState) {
         let (identity, token) = match self.check_connect(&connect) {
             Ok(v) => v,
-            Err(refusal) => return self.refuse_connect(now, hub, refusal),
+            Err(refusal) => return self.refuse_connect(hub, refusal),
         };
         if let Err(e) = hub.authenticate(&identity, &token, now) {
             let code = match e {
@@ -260,12 +257,11 @@ impl MqttConnection {
                 code: e.code(),
                 reason: e.reason().to_string(),
             };
-            return self.refuse_connect(now, hub, refusal);
+            return self.refuse_connect(hub, refusal);
         }
         // authenticate() parsed it already; the expiry bounds the connection.
-        let token_expiry = SasToken::parse(&token)
-            .map(|t| t.expiry_time() + hub.config.sas_skew)
-            .unwrap_or(now);
+        let token_expiry =
+            SasToken::parse(&token).map(|t| t.expiry_time() + hub.config.sas_skew).unwrap_or(now);
         hub.bind(&identity.device_id, self.id);
         let Some(device) = hub.device_mut(&identity.device_id) else {
             return;
@@ -290,15 +286,8 @@ impl MqttConnection {
             silent_until: now + timeout,
             token_expiry,
         });
-        self.send(&Packet::ConnAck(ConnAck {
-            session_present,
-            code: ConnectReturnCode::Accepted,
-        }));
-        hub.emit(HubEvent::Connected {
-            connection: self.id,
-            identity,
-            session_present,
-        });
+        self.send(&Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Accepted }));
+        hub.emit(HubEvent::Connected { connection: self.id, identity, session_present });
         self.pump_c2d(now, hub);
     }
 
@@ -369,10 +358,7 @@ impl MqttConnection {
                 "module identities are not supported by this hub yet",
             ));
         }
-        let Some(token) = connect
-            .password
-            .as_ref()
-            .and_then(|p| core::str::from_utf8(p).ok())
+        let Some(token) = connect.password.as_ref().and_then(|p| core::str::from_utf8(p).ok())
         else {
             return Err(with_identity(
                 ErrorCode::IOT_HUB_UNAUTHORIZED,
@@ -390,14 +376,11 @@ impl MqttConnection {
         Ok((identity.clone(), String::from(token)))
     }
 
-    fn refuse_connect(&mut self, now: Timestamp, hub: &mut HubState, refusal: Refusal) {
+    fn refuse_connect(&mut self, hub: &mut HubState, refusal: Refusal) {
         if let Some(code) = refusal.connack {
             // [MQTT-3.2.2-4]: Session Present is 0 with a refusal; [MQTT-3.2.2-5]:
             // then close.
-            self.send(&Packet::ConnAck(ConnAck {
-                session_present: false,
-                code,
-            }));
+            self.send(&Packet::ConnAck(ConnAck { session_present: false, code }));
         }
         hub.emit(HubEvent::Refused {
             connection: self.id,
@@ -405,15 +388,8 @@ impl MqttConnection {
             code: refusal.code,
             reason: refusal.reason,
         });
-        self.end(
-            now,
-            hub,
-            Ending {
-                code: refusal.code,
-                reason: String::new(),
-                publish_will: false,
-            },
-        );
+        self.state = State::Closed;
+        self.rx.clear();
         self.outbox.push(Transmit::Close);
     }
 
@@ -536,14 +512,8 @@ impl MqttConnection {
             .map(|(_, qos)| SubscribeReturnCode::Success((*qos).min(QoS::AtLeastOnce)))
             .collect();
         // [MQTT-3.8.4-1] [MQTT-3.8.4-2] [MQTT-3.8.4-5]
-        self.send(&Packet::SubAck(SubAck {
-            packet_id: subscribe.packet_id,
-            return_codes,
-        }));
-        if let Some(session) = hub
-            .devices
-            .get_mut(&device_id)
-            .and_then(|d| d.mqtt_session.as_mut())
+        self.send(&Packet::SubAck(SubAck { packet_id: subscribe.packet_id, return_codes }));
+        if let Some(session) = hub.devices.get_mut(&device_id).and_then(|d| d.mqtt_session.as_mut())
         {
             session.subscription = Some(granted);
         }
@@ -556,15 +526,9 @@ impl MqttConnection {
             return;
         };
         let device_id = &online.identity.device_id;
-        if unsubscribe
-            .filters
-            .iter()
-            .any(|f| topic::is_c2d_filter(f, device_id))
-        {
-            if let Some(session) = hub
-                .devices
-                .get_mut(device_id)
-                .and_then(|d| d.mqtt_session.as_mut())
+        if unsubscribe.filters.iter().any(|f| topic::is_c2d_filter(f, device_id)) {
+            if let Some(session) =
+                hub.devices.get_mut(device_id).and_then(|d| d.mqtt_session.as_mut())
             {
                 session.subscription = None;
             }
@@ -637,24 +601,16 @@ impl MqttConnection {
                 };
                 publish.dup = resent.is_some();
                 publish.packet_id = Some(id);
-                session
-                    .in_flight
-                    .insert(id, (delivery.lock, delivery.sequence_number));
+                session.in_flight.insert(id, (delivery.lock, delivery.sequence_number));
             }
             let packet = Packet::Publish(publish);
             if packet.encode(self.outbox.buffer()).is_err() {
                 // Percent-encoding can make a property bag longer than an MQTT topic
                 // may be: no device could ever receive this message over MQTT.
-                if let Packet::Publish(Publish {
-                    packet_id: Some(id),
-                    ..
-                }) = packet
-                {
+                if let Packet::Publish(Publish { packet_id: Some(id), .. }) = packet {
                     session.in_flight.remove(&id);
                 }
-                let _ = device
-                    .queue
-                    .settle(now, &delivery.lock, Disposition::Reject);
+                let _ = device.queue.settle(now, &delivery.lock, Disposition::Reject);
                 hub.emit(HubEvent::Refused {
                     connection: self.id,
                     identity: Some(Identity::device(device_id.clone())),
@@ -668,9 +624,7 @@ impl MqttConnection {
             }
             if granted == QoS::AtMostOnce {
                 // Nothing will acknowledge a QoS 0 delivery: sending completes it.
-                let _ = device
-                    .queue
-                    .settle(now, &delivery.lock, Disposition::Complete);
+                let _ = device.queue.settle(now, &delivery.lock, Disposition::Complete);
                 hub.drain_settled(&device_id);
             }
         }
@@ -786,21 +740,8 @@ impl MqttConnection {
             State::Connected(online) => Some(online.identity.clone()),
             _ => None,
         };
-        hub.emit(HubEvent::Refused {
-            connection: self.id,
-            identity,
-            code,
-            reason: reason.clone(),
-        });
-        self.end(
-            now,
-            hub,
-            Ending {
-                code,
-                reason,
-                publish_will: true,
-            },
-        );
+        hub.emit(HubEvent::Refused { connection: self.id, identity, code, reason: reason.clone() });
+        self.end(now, hub, Ending { code, reason, publish_will: true });
         self.outbox.push(Transmit::Close);
     }
 

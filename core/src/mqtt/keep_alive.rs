@@ -105,11 +105,7 @@ mod tests {
         assert_eq!(p.handle_timeout(at(59)), None);
         assert_eq!(p.handle_timeout(at(60)), Some(PingAction::SendPingReq));
         p.on_sent(at(60));
-        assert_eq!(
-            p.poll_timeout(),
-            Some(at(90)),
-            "now waiting for the PINGRESP"
-        );
+        assert_eq!(p.poll_timeout(), Some(at(90)), "now waiting for the PINGRESP");
         p.on_pingresp();
         assert_eq!(p.poll_timeout(), Some(at(120)));
     }

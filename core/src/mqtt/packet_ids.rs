@@ -33,11 +33,7 @@ mod tests {
     fn mqtt_2_3_1_1_identifiers_are_never_zero_and_skip_those_in_use() {
         let mut ids = PacketIds { last: u16::MAX - 1 };
         assert_eq!(ids.next(|_| false).map(PacketId::get), Some(u16::MAX));
-        assert_eq!(
-            ids.next(|_| false).map(PacketId::get),
-            Some(1),
-            "wraps past zero"
-        );
+        assert_eq!(ids.next(|_| false).map(PacketId::get), Some(1), "wraps past zero");
         assert_eq!(ids.next(|id| id.get() == 2).map(PacketId::get), Some(3));
         assert_eq!(ids.next(|_| true), None);
     }

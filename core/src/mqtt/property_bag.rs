@@ -34,11 +34,8 @@ pub enum PropertyBagError {
 
 /// The bytes left unescaped when writing: RFC 3986 "unreserved" (spec file §4.2,
 /// emulator guidance). Shared by every IoT Hub MQTT string this crate writes.
-pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+pub(crate) const UNRESERVED: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Decodes `%XX` escapes in `s`; every other character, `+` included, is literal.
 ///
@@ -48,10 +45,7 @@ pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     // `percent_decode_str` passes broken escapes through as text; a peer that sends
     // one has a broken encoder, so refuse instead of guessing.
     let escapes_ok = s.split('%').skip(1).all(|after| {
-        after
-            .as_bytes()
-            .get(..2)
-            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+        after.as_bytes().get(..2).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     });
     if !escapes_ok {
         return None;
@@ -102,9 +96,7 @@ fn format_expiry(t: Timestamp) -> String {
 /// dropped; a time before 1970 becomes the epoch, which is just as expired.
 fn parse_expiry(s: &str) -> Result<Timestamp, PropertyBagError> {
     let t = DateTime::parse_from_rfc3339(s).map_err(|_| PropertyBagError::InvalidExpiry)?;
-    Ok(Timestamp::from_millis(
-        u64::try_from(t.timestamp_millis()).unwrap_or(0),
-    ))
+    Ok(Timestamp::from_millis(u64::try_from(t.timestamp_millis()).unwrap_or(0)))
 }
 
 /// Appends `message`'s properties to `out` as a property bag (spec file §4.2,
@@ -136,10 +128,8 @@ pub fn encode(message: &Message, out: &mut String) {
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|v| (name, Some(v))));
-    let application = message
-        .properties
-        .iter()
-        .filter(|(name, _)| !name.is_empty() && !is_field_key(name));
+    let application =
+        message.properties.iter().filter(|(name, _)| !name.is_empty() && !is_field_key(name));
 
     for (i, (name, value)) in system.chain(application).enumerate() {
         if i > 0 {
@@ -334,16 +324,10 @@ pub(crate) mod tests {
 
     #[test]
     fn ack_none_is_not_written_and_unknown_ack_is_refused() {
-        let m = Message {
-            ack: Some(Ack::None),
-            ..Message::default()
-        };
+        let m = Message { ack: Some(Ack::None), ..Message::default() };
         assert_eq!(encoded(&m), "");
         assert_eq!(decoded("iothub-ack=none").unwrap().ack, Some(Ack::None));
-        assert_eq!(
-            decoded("iothub-ack=FULL"),
-            Err(PropertyBagError::InvalidAck)
-        );
+        assert_eq!(decoded("iothub-ack=FULL"), Err(PropertyBagError::InvalidAck));
         assert_eq!(decoded("iothub-ack="), Err(PropertyBagError::InvalidAck));
         assert_eq!(decoded("iothub-ack").unwrap().ack, None);
     }
@@ -378,13 +362,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unparseable_expiry_is_refused() {
-        for bad in [
-            "",
-            "tomorrow",
-            "2024-01-02",
-            "2024-13-02T03:04:05Z",
-            "1704164645",
-        ] {
+        for bad in ["", "tomorrow", "2024-01-02", "2024-13-02T03:04:05Z", "1704164645"] {
             assert_eq!(
                 decoded(&["%24.exp=", bad].concat()),
                 Err(PropertyBagError::InvalidExpiry),
@@ -395,10 +373,7 @@ pub(crate) mod tests {
 
     #[test]
     fn expiry_past_year_9999_is_written_as_the_last_writable_instant() {
-        let m = Message {
-            expiry: Some(Timestamp::from_millis(u64::MAX)),
-            ..Message::default()
-        };
+        let m = Message { expiry: Some(Timestamp::from_millis(u64::MAX)), ..Message::default() };
         assert_eq!(encoded(&m), "%24.exp=9999-12-31T23%3A59%3A59.999Z");
     }
 
@@ -456,10 +431,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bare_system_key_unsets_and_empty_value_is_empty() {
-        let mut m = Message {
-            message_id: Some("old".into()),
-            ..Message::default()
-        };
+        let mut m = Message { message_id: Some("old".into()), ..Message::default() };
         decode("%24.mid&%24.cid=", &mut m).unwrap();
         assert_eq!(m.message_id, None);
         assert_eq!(m.correlation_id.as_deref(), Some(""));
@@ -473,21 +445,14 @@ pub(crate) mod tests {
         )
         .unwrap();
         let names: Vec<&str> = m.properties.iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            ["$.ctime", "$.on", "$.sub", "$.ifid", "$.schema", "$.cdid"]
-        );
+        assert_eq!(names, ["$.ctime", "$.on", "$.sub", "$.ifid", "$.schema", "$.cdid"]);
         assert_eq!(m.properties.get("$.on"), Some(Some("out1")));
     }
 
     #[test]
     fn broken_escapes_are_invalid_encoding() {
         for bag in ["k=%zz", "%zz=v", "k=%", "k=%4", "k=%4g", "k=ok%2"] {
-            assert_eq!(
-                decoded(bag),
-                Err(PropertyBagError::InvalidEncoding),
-                "{bag:?}"
-            );
+            assert_eq!(decoded(bag), Err(PropertyBagError::InvalidEncoding), "{bag:?}");
         }
     }
 
@@ -513,11 +478,7 @@ pub(crate) mod tests {
 
     fn ack() -> impl Strategy<Value = Option<Ack>> {
         // `none` is the default and not written, so it cannot come back.
-        proptest::option::of(prop_oneof![
-            Just(Ack::Positive),
-            Just(Ack::Negative),
-            Just(Ack::Full)
-        ])
+        proptest::option::of(prop_oneof![Just(Ack::Positive), Just(Ack::Negative), Just(Ack::Full)])
     }
 
     prop_compose! {

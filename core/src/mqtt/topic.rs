@@ -89,12 +89,7 @@ fn split(topic: &str) -> Option<Path<'_>> {
         (None, Some(bag)) if module.is_none() => (Kind::C2d, bag),
         _ => return None,
     };
-    Some(Path {
-        device,
-        module,
-        kind,
-        bag,
-    })
+    Some(Path { device, module, kind, bag })
 }
 
 /// What follows the segment `name` at the start of `rest`: nothing, or `/` and a
@@ -156,10 +151,7 @@ pub fn parse(topic: &str) -> Option<Topic<'_>> {
             },
             bag: path.bag,
         },
-        Kind::C2d => Topic::C2d {
-            device_id,
-            bag: path.bag,
-        },
+        Kind::C2d => Topic::C2d { device_id, bag: path.bag },
     })
 }
 
@@ -177,9 +169,7 @@ pub fn parse_telemetry(
     identity: &Identity,
     body: Bytes,
 ) -> Result<Message, TopicError> {
-    let path = split(topic)
-        .filter(|p| p.kind == Kind::Telemetry)
-        .ok_or(TopicError::NoMatch)?;
+    let path = split(topic).filter(|p| p.kind == Kind::Telemetry).ok_or(TopicError::NoMatch)?;
     message_for(&path, identity, body)
 }
 
@@ -192,9 +182,7 @@ pub fn parse_telemetry(
 /// [`TopicError::WrongIdentity`] if it is another device's,
 /// [`TopicError::PropertyBag`] if its bag does not decode.
 pub fn parse_c2d(topic: &str, device_id: &str, body: Bytes) -> Result<Message, TopicError> {
-    let path = split(topic)
-        .filter(|p| p.kind == Kind::C2d)
-        .ok_or(TopicError::NoMatch)?;
+    let path = split(topic).filter(|p| p.kind == Kind::C2d).ok_or(TopicError::NoMatch)?;
     message_for(&path, &Identity::device(device_id), body)
 }
 
@@ -278,10 +266,7 @@ mod tests {
     }
 
     fn module1() -> Identity {
-        Identity {
-            device_id: "device1".into(),
-            module_id: Some("module1".into()),
-        }
+        Identity { device_id: "device1".into(), module_id: Some("module1".into()) }
     }
 
     fn telemetry_parts(topic: &str) -> Option<(Identity, &str)> {
@@ -310,30 +295,15 @@ mod tests {
         assert!(bag.starts_with("%24.mid=msg-0001&"));
         let body = Bytes::from_static(b"{}");
         let m = parse_telemetry(TV11_TOPIC, &device1(), body.clone()).unwrap();
-        assert_eq!(
-            m,
-            Message {
-                body,
-                ..tv11_message()
-            }
-        );
+        assert_eq!(m, Message { body, ..tv11_message() });
     }
 
     #[test]
     fn tv11_no_property_forms() {
-        assert_eq!(
-            telemetry(&device1(), &Message::default()),
-            "devices/device1/messages/events/"
-        );
-        for topic in [
-            "devices/device1/messages/events/",
-            "devices/device1/messages/events",
-        ] {
+        assert_eq!(telemetry(&device1(), &Message::default()), "devices/device1/messages/events/");
+        for topic in ["devices/device1/messages/events/", "devices/device1/messages/events"] {
             assert_eq!(telemetry_parts(topic), Some((device1(), "")), "{topic}");
-            assert_eq!(
-                parse_telemetry(topic, &device1(), Bytes::new()),
-                Ok(Message::default())
-            );
+            assert_eq!(parse_telemetry(topic, &device1(), Bytes::new()), Ok(Message::default()));
         }
     }
 
@@ -366,10 +336,7 @@ mod tests {
         let (device_id, bag) = c2d_parts(TV12_TOPIC).unwrap();
         assert_eq!(device_id, "device1");
         assert!(bag.ends_with("&empty=&flag"));
-        assert_eq!(
-            parse_c2d(TV12_TOPIC, "device1", Bytes::new()),
-            Ok(tv12_message())
-        );
+        assert_eq!(parse_c2d(TV12_TOPIC, "device1", Bytes::new()), Ok(tv12_message()));
     }
 
     #[test]
@@ -379,10 +346,7 @@ mod tests {
         // Node's parser: segment 4 is the bag, here empty.
         assert_eq!(topic.split('/').nth(4), Some(""));
         assert_eq!(c2d_parts(&topic), Some(("device1".into(), "")));
-        assert_eq!(
-            c2d_parts("devices/device1/messages/devicebound"),
-            Some(("device1".into(), ""))
-        );
+        assert_eq!(c2d_parts("devices/device1/messages/devicebound"), Some(("device1".into(), "")));
     }
 
     #[test]
@@ -402,10 +366,7 @@ mod tests {
         let topic = "devices/useragent_c/messages/devicebound/\
                      %24.to=%2Fdevices%2Fuseragent_c%2Fmessages%2FdeviceBound&abc=123";
         let m = parse_c2d(topic, "useragent_c", Bytes::new()).unwrap();
-        assert_eq!(
-            m.to.as_deref(),
-            Some("/devices/useragent_c/messages/deviceBound")
-        );
+        assert_eq!(m.to.as_deref(), Some("/devices/useragent_c/messages/deviceBound"));
         assert_eq!(m.properties.get("abc"), Some(Some("123")));
         let m = parse_c2d(
             "devices/useragent_c/messages/devicebound/abc=123&iothub-ack=full",
@@ -432,10 +393,7 @@ mod tests {
     #[test]
     fn python_percent_encoded_ids_are_decoded() {
         let topic = "devices/dev%231/modules/mod%28a%29/messages/events/";
-        let identity = Identity {
-            device_id: "dev#1".into(),
-            module_id: Some("mod(a)".into()),
-        };
+        let identity = Identity { device_id: "dev#1".into(), module_id: Some("mod(a)".into()) };
         assert_eq!(telemetry_parts(topic), Some((identity.clone(), "")));
         assert!(parse_telemetry(topic, &identity, Bytes::new()).is_ok());
     }
@@ -456,12 +414,9 @@ mod tests {
     #[test]
     fn raw_slash_inside_a_telemetry_bag_is_literal() {
         // The C SDK does not escape user properties by default (spec file §4.2).
-        let m = parse_telemetry(
-            "devices/device1/messages/events/path=a/b",
-            &device1(),
-            Bytes::new(),
-        )
-        .unwrap();
+        let m =
+            parse_telemetry("devices/device1/messages/events/path=a/b", &device1(), Bytes::new())
+                .unwrap();
         assert_eq!(m.properties.get("path"), Some(Some("a/b")));
     }
 
@@ -508,20 +463,8 @@ mod tests {
         assert_eq!(p(TV12_TOPIC, &device1()), no_match);
         assert_eq!(p("devices/device2/messages/events/", &device1()), wrong);
         assert_eq!(p("devices/device1/messages/events/", &module1()), wrong);
-        assert_eq!(
-            p(
-                "devices/device1/modules/module2/messages/events/",
-                &module1()
-            ),
-            wrong
-        );
-        assert_eq!(
-            p(
-                "devices/device1/modules/module1/messages/events/",
-                &device1()
-            ),
-            wrong
-        );
+        assert_eq!(p("devices/device1/modules/module2/messages/events/", &module1()), wrong);
+        assert_eq!(p("devices/device1/modules/module1/messages/events/", &device1()), wrong);
         assert_eq!(
             p("devices/device1/messages/events/k=%zz", &device1()),
             Err(TopicError::PropertyBag(PropertyBagError::InvalidEncoding))
@@ -534,28 +477,19 @@ mod tests {
         assert_eq!(p(TV11_TOPIC, "device1"), Err(TopicError::NoMatch));
         assert_eq!(p(TV12_TOPIC, "device2"), Err(TopicError::WrongIdentity));
         assert_eq!(
-            p(
-                "devices/device1/messages/devicebound/iothub-ack=maybe",
-                "device1"
-            ),
+            p("devices/device1/messages/devicebound/iothub-ack=maybe", "device1"),
             Err(TopicError::PropertyBag(PropertyBagError::InvalidAck))
         );
     }
 
     #[test]
     fn c2d_filter_in_both_sdk_forms() {
-        assert_eq!(
-            c2d_filter("device1"),
-            "devices/device1/messages/devicebound/#"
-        );
+        assert_eq!(c2d_filter("device1"), "devices/device1/messages/devicebound/#");
         assert!(is_c2d_filter(&c2d_filter("device1"), "device1"));
         // azure-sdk-for-c.
         assert!(is_c2d_filter("devices/+/messages/devicebound/#", "device1"));
         // Python encodes the id.
-        assert!(is_c2d_filter(
-            "devices/dev%231/messages/devicebound/#",
-            "dev#1"
-        ));
+        assert!(is_c2d_filter("devices/dev%231/messages/devicebound/#", "dev#1"));
         for filter in [
             "devices/device2/messages/devicebound/#",
             "devices/device1/messages/devicebound/+",

@@ -117,10 +117,7 @@ mod tests {
         assert_eq!(validate_topic_name(""), Err(TopicError::Empty));
         assert_eq!(validate_topic_filter(""), Err(TopicError::Empty));
         assert_eq!(validate_topic_name("a\0b"), Err(TopicError::NullCharacter));
-        assert_eq!(
-            validate_topic_filter("a/\0/#"),
-            Err(TopicError::NullCharacter)
-        );
+        assert_eq!(validate_topic_filter("a/\0/#"), Err(TopicError::NullCharacter));
     }
 
     #[test]
@@ -146,13 +143,7 @@ mod tests {
 
     #[test]
     fn mqtt_4_7_1_2_multi_level_wildcard_is_last_and_alone() {
-        for filter in [
-            "sport/tennis#",
-            "sport/tennis/#/ranking",
-            "##",
-            "#/",
-            "a/#+",
-        ] {
+        for filter in ["sport/tennis#", "sport/tennis/#/ranking", "##", "#/", "a/#+"] {
             assert_eq!(
                 validate_topic_filter(filter),
                 Err(TopicError::MultiLevelWildcardMisplaced),

@@ -306,11 +306,9 @@ mod tests {
 
     #[test]
     fn invalid_ids_are_refused() {
-        for s in [
-            "myhub/dev ice/?api-version=2021-04-12",
-            "myhub/device1/mod ule/",
-            "myhub/device°/",
-        ] {
+        for s in
+            ["myhub/dev ice/?api-version=2021-04-12", "myhub/device1/mod ule/", "myhub/device°/"]
+        {
             assert_eq!(Username::parse(s), Err(UsernameError::InvalidId), "{s:?}");
         }
         let long = ["myhub/", &"x".repeat(129)].concat();
@@ -319,16 +317,8 @@ mod tests {
 
     #[test]
     fn broken_escapes_in_read_values_are_refused() {
-        for s in [
-            "h/d/?DeviceClientType=%zz",
-            "h/d/?model-id=%C3",
-            "h/d/?api-version=%",
-        ] {
-            assert_eq!(
-                Username::parse(s),
-                Err(UsernameError::InvalidEncoding),
-                "{s:?}"
-            );
+        for s in ["h/d/?DeviceClientType=%zz", "h/d/?model-id=%C3", "h/d/?api-version=%"] {
+            assert_eq!(Username::parse(s), Err(UsernameError::InvalidEncoding), "{s:?}");
         }
         // Values that are not read are not checked.
         assert!(Username::parse("h/d/?other=%zz").is_ok());
@@ -342,10 +332,7 @@ mod tests {
             "myhub.azure-devices.net/device1/?api-version=2021-04-12\
              &DeviceClientType=hubwire%2F0.1.0%20%28rust%3B%20linux%29"
         );
-        let module = Identity {
-            device_id: "device1".into(),
-            module_id: Some("module1".into()),
-        };
+        let module = Identity { device_id: "device1".into(), module_id: Some("module1".into()) };
         assert_eq!(
             Username::format(HOST, &module, ""),
             "myhub.azure-devices.net/device1/module1/?api-version=2021-04-12&DeviceClientType="

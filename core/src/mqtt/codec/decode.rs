@@ -133,9 +133,7 @@ fn decode_connect(r: &mut Reader) -> Result<Connect, DecodeError> {
         if protocol_level == Connect::PROTOCOL_LEVEL {
             e
         } else {
-            DecodeError::UnsupportedProtocolLevel {
-                level: protocol_level,
-            }
+            DecodeError::UnsupportedProtocolLevel { level: protocol_level }
         }
     })?;
 
@@ -164,10 +162,7 @@ fn decode_connack(r: &mut Reader) -> Result<ConnAck, DecodeError> {
     if session_present && code != ConnectReturnCode::Accepted {
         return Err(DecodeError::SessionPresentWithRefusal);
     }
-    Ok(ConnAck {
-        session_present,
-        code,
-    })
+    Ok(ConnAck { session_present, code })
 }
 
 /// PUBLISH (§3.3). The fixed header has already refused QoS 3 and DUP at QoS 0.
@@ -194,9 +189,7 @@ fn decode_subscribe(r: &mut Reader, limits: &Limits) -> Result<Subscribe, Decode
     let mut filters = Vec::new();
     while r.has_remaining() {
         if filters.len() == limits.max_topic_filters {
-            return Err(DecodeError::TooManyTopicFilters {
-                max: limits.max_topic_filters,
-            });
+            return Err(DecodeError::TooManyTopicFilters { max: limits.max_topic_filters });
         }
         let filter = r.topic_filter()?;
         let byte = r.u8()?;
@@ -215,9 +208,7 @@ fn decode_suback(r: &mut Reader, limits: &Limits) -> Result<SubAck, DecodeError>
     let packet_id = r.packet_id()?;
     let codes = r.rest();
     if codes.len() > limits.max_topic_filters {
-        return Err(DecodeError::TooManyTopicFilters {
-            max: limits.max_topic_filters,
-        });
+        return Err(DecodeError::TooManyTopicFilters { max: limits.max_topic_filters });
     }
     let return_codes = codes
         .iter()
@@ -228,10 +219,7 @@ fn decode_suback(r: &mut Reader, limits: &Limits) -> Result<SubAck, DecodeError>
     if return_codes.is_empty() {
         return Err(DecodeError::NoReturnCodes);
     }
-    Ok(SubAck {
-        packet_id,
-        return_codes,
-    })
+    Ok(SubAck { packet_id, return_codes })
 }
 
 /// UNSUBSCRIBE (§3.10).
@@ -240,9 +228,7 @@ fn decode_unsubscribe(r: &mut Reader, limits: &Limits) -> Result<Unsubscribe, De
     let mut filters = Vec::new();
     while r.has_remaining() {
         if filters.len() == limits.max_topic_filters {
-            return Err(DecodeError::TooManyTopicFilters {
-                max: limits.max_topic_filters,
-            });
+            return Err(DecodeError::TooManyTopicFilters { max: limits.max_topic_filters });
         }
         filters.push(r.topic_filter()?);
     }
@@ -325,10 +311,6 @@ impl Reader {
 
     /// Every byte of the Remaining Length was used.
     fn end(&self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes)
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(DecodeError::TrailingBytes) }
     }
 }

@@ -28,11 +28,7 @@ impl Packet {
         match self {
             Packet::Connect(connect) => put_connect(out, connect),
             Packet::ConnAck(connack) => {
-                out.put_u8(if connack.session_present {
-                    CONNACK_SESSION_PRESENT
-                } else {
-                    0
-                });
+                out.put_u8(if connack.session_present { CONNACK_SESSION_PRESENT } else { 0 });
                 out.put_u8(connack.code as u8);
             }
             Packet::Publish(publish) => {
@@ -162,11 +158,7 @@ fn publish_len(publish: &Publish) -> Result<usize, EncodeError> {
     if publish.dup && publish.qos == QoS::AtMostOnce {
         return Err(EncodeError::DupAtQoS0);
     }
-    let packet_id_len = if publish.packet_id.is_some() {
-        PACKET_ID_LEN
-    } else {
-        0
-    };
+    let packet_id_len = if publish.packet_id.is_some() { PACKET_ID_LEN } else { 0 };
     Ok((topic_name_len(&publish.topic)? + packet_id_len).saturating_add(publish.payload.len()))
 }
 
@@ -197,9 +189,7 @@ fn unsubscribe_len(unsubscribe: &Unsubscribe) -> Result<usize, EncodeError> {
     unsubscribe
         .filters
         .iter()
-        .try_fold(PACKET_ID_LEN, |len, filter| {
-            Ok(len.saturating_add(topic_filter_len(filter)?))
-        })
+        .try_fold(PACKET_ID_LEN, |len, filter| Ok(len.saturating_add(topic_filter_len(filter)?)))
 }
 
 fn publish_flags(publish: &Publish) -> u8 {

@@ -125,12 +125,7 @@ impl FixedHeader {
                 return Err(DecodeError::Truncated);
             }
         }
-        Ok(Some(FixedHeader {
-            packet_type,
-            flags,
-            header_len: 1 + length_bytes,
-            remaining_length,
-        }))
+        Ok(Some(FixedHeader { packet_type, flags, header_len: 1 + length_bytes, remaining_length }))
     }
 
     /// Fixed header plus body, bytes.
@@ -143,14 +138,12 @@ impl FixedHeader {
 fn check_first_byte(byte: u8) -> Result<(PacketType, u8), DecodeError> {
     let raw_type = byte >> 4;
     let flags = byte & 0x0F;
-    let packet_type = PacketType::from_u8(raw_type).ok_or(DecodeError::InvalidPacketType {
-        packet_type: raw_type,
-    })?;
+    let packet_type = PacketType::from_u8(raw_type)
+        .ok_or(DecodeError::InvalidPacketType { packet_type: raw_type })?;
     match packet_type.required_flags() {
-        Some(required) if flags != required => Err(DecodeError::ReservedFlags {
-            packet_type: raw_type,
-            flags,
-        }),
+        Some(required) if flags != required => {
+            Err(DecodeError::ReservedFlags { packet_type: raw_type, flags })
+        }
         Some(_) => Ok((packet_type, flags)),
         None => {
             let qos = (flags >> PUBLISH_QOS_SHIFT) & 0b11;

@@ -21,11 +21,7 @@ fn packet_id() -> impl Strategy<Value = PacketId> {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
+    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
 }
 
 /// Any string an MQTT string may hold: no U+0000 [MQTT-1.5.3-2].
@@ -107,14 +103,7 @@ fn connack() -> impl Strategy<Value = ConnAck> {
 }
 
 fn publish() -> impl Strategy<Value = Publish> {
-    (
-        qos(),
-        any::<bool>(),
-        any::<bool>(),
-        topic_name(),
-        packet_id(),
-        vec(any::<u8>(), 0..300),
-    )
+    (qos(), any::<bool>(), any::<bool>(), topic_name(), packet_id(), vec(any::<u8>(), 0..300))
         .prop_map(|(qos, dup, retain, topic, packet_id, payload)| {
             let acknowledged = qos != QoS::AtMostOnce;
             Publish {
@@ -129,10 +118,7 @@ fn publish() -> impl Strategy<Value = Publish> {
 }
 
 fn subscribe() -> impl Strategy<Value = Subscribe> {
-    (
-        packet_id(),
-        vec((topic_filter(), qos()), 1..=DEFAULT_MAX_TOPIC_FILTERS),
-    )
+    (packet_id(), vec((topic_filter(), qos()), 1..=DEFAULT_MAX_TOPIC_FILTERS))
         .prop_map(|(packet_id, filters)| Subscribe { packet_id, filters })
 }
 
@@ -141,19 +127,12 @@ fn suback() -> impl Strategy<Value = SubAck> {
         qos().prop_map(SubscribeReturnCode::Success),
         Just(SubscribeReturnCode::Failure)
     ];
-    (packet_id(), vec(code, 1..=DEFAULT_MAX_TOPIC_FILTERS)).prop_map(|(packet_id, return_codes)| {
-        SubAck {
-            packet_id,
-            return_codes,
-        }
-    })
+    (packet_id(), vec(code, 1..=DEFAULT_MAX_TOPIC_FILTERS))
+        .prop_map(|(packet_id, return_codes)| SubAck { packet_id, return_codes })
 }
 
 fn unsubscribe() -> impl Strategy<Value = Unsubscribe> {
-    (
-        packet_id(),
-        vec(topic_filter(), 1..=DEFAULT_MAX_TOPIC_FILTERS),
-    )
+    (packet_id(), vec(topic_filter(), 1..=DEFAULT_MAX_TOPIC_FILTERS))
         .prop_map(|(packet_id, filters)| Unsubscribe { packet_id, filters })
 }
 
@@ -180,9 +159,7 @@ fn packet() -> impl Strategy<Value = Packet> {
 fn encode_all(packets: &[Packet]) -> BytesMut {
     let mut out = BytesMut::new();
     for packet in packets {
-        packet
-            .encode(&mut out)
-            .expect("strategies make valid packets");
+        packet.encode(&mut out).expect("strategies make valid packets");
     }
     out
 }

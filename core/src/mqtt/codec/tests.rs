@@ -25,9 +25,8 @@ fn decode_bytes(bytes: &[u8]) -> Result<Option<Packet>, DecodeError> {
 /// Decodes exactly one packet that uses every byte.
 fn decode_exactly(bytes: &[u8]) -> Packet {
     let mut buf = BytesMut::from(bytes);
-    let packet = decode(&mut buf, &Limits::default())
-        .expect("valid packet")
-        .expect("complete packet");
+    let packet =
+        decode(&mut buf, &Limits::default()).expect("valid packet").expect("complete packet");
     assert!(buf.is_empty(), "{} bytes left over", buf.len());
     packet
 }
@@ -118,10 +117,7 @@ fn tv10_connect_decodes_to_its_fields() {
         connect.username.as_deref(),
         Some("myhub.azure-devices.net/device1/?api-version=2021-04-12")
     );
-    assert_eq!(
-        connect.password.as_deref(),
-        Some(&b"SharedAccessSignature sr=x&sig=y&se=1"[..])
-    );
+    assert_eq!(connect.password.as_deref(), Some(&b"SharedAccessSignature sr=x&sig=y&se=1"[..]));
     assert_eq!(connect, tv10_connect());
 }
 
@@ -132,20 +128,13 @@ const TV10_CONNACKS: [([u8; 4], bool, ConnectReturnCode); 3] = [
     // CONNACK, length 2, Session Present, 0x00 Accepted
     ([0x20, 0x02, 0x01, 0x00], true, ConnectReturnCode::Accepted),
     // CONNACK, length 2, no flags, 0x05 Not authorized
-    (
-        [0x20, 0x02, 0x00, 0x05],
-        false,
-        ConnectReturnCode::NotAuthorized,
-    ),
+    ([0x20, 0x02, 0x00, 0x05], false, ConnectReturnCode::NotAuthorized),
 ];
 
 #[test]
 fn tv10_connack_forms_round_trip() {
     for (bytes, session_present, code) in TV10_CONNACKS {
-        let packet = Packet::ConnAck(ConnAck {
-            session_present,
-            code,
-        });
+        let packet = Packet::ConnAck(ConnAck { session_present, code });
         assert_eq!(decode_exactly(&bytes), packet);
         assert_eq!(encode_to_vec(&packet), bytes);
     }
@@ -180,10 +169,7 @@ fn tv14_subscribe_round_trips() {
 /// TV-14's SUBACKs: granted QoS 1, and failure.
 const TV14_SUBACKS: [([u8; 5], SubscribeReturnCode); 2] = [
     // SUBACK, length 3, Packet Identifier 1, Success - Maximum QoS 1
-    (
-        [0x90, 0x03, 0x00, 0x01, 0x01],
-        SubscribeReturnCode::Success(QoS::AtLeastOnce),
-    ),
+    ([0x90, 0x03, 0x00, 0x01, 0x01], SubscribeReturnCode::Success(QoS::AtLeastOnce)),
     // SUBACK, length 3, Packet Identifier 1, Failure
     ([0x90, 0x03, 0x00, 0x01, 0x80], SubscribeReturnCode::Failure),
 ];
@@ -191,10 +177,7 @@ const TV14_SUBACKS: [([u8; 5], SubscribeReturnCode); 2] = [
 #[test]
 fn tv14_suback_forms_round_trip() {
     for (bytes, code) in TV14_SUBACKS {
-        let packet = Packet::SubAck(SubAck {
-            packet_id: pid(1),
-            return_codes: alloc::vec![code],
-        });
+        let packet = Packet::SubAck(SubAck { packet_id: pid(1), return_codes: alloc::vec![code] });
         assert_eq!(decode_exactly(&bytes), packet);
         assert_eq!(encode_to_vec(&packet), bytes);
     }
@@ -216,11 +199,7 @@ fn tv14_publish_bytes() -> Vec<u8> {
 fn tv14_publish() -> Packet {
     Packet::Publish(Publish {
         payload: Bytes::from_static(br#"{"t":1}"#),
-        ..publish(
-            QoS::AtLeastOnce,
-            Some(2),
-            "devices/device1/messages/events/%24.mid=m1",
-        )
+        ..publish(QoS::AtLeastOnce, Some(2), "devices/device1/messages/events/%24.mid=m1")
     })
 }
 
@@ -361,20 +340,11 @@ fn remaining_length_boundaries_encode_and_decode() {
         );
         // The whole fixed header, with a limit that just admits the length.
         let header = [&[0x30][..], field].concat();
-        let limits = Limits {
-            max_remaining_length: len,
-            ..Limits::default()
-        };
+        let limits = Limits { max_remaining_length: len, ..Limits::default() };
         assert_eq!(check(&header, &limits), Ok(Some(1 + field.len() + len)));
         if len > 0 {
-            let below = Limits {
-                max_remaining_length: len - 1,
-                ..Limits::default()
-            };
-            assert!(matches!(
-                check(&header, &below),
-                Err(DecodeError::TooLarge { .. })
-            ));
+            let below = Limits { max_remaining_length: len - 1, ..Limits::default() };
+            assert!(matches!(check(&header, &below), Err(DecodeError::TooLarge { .. })));
         }
     }
 }
@@ -390,10 +360,7 @@ fn publish_at_each_remaining_length_boundary_round_trips() {
         let bytes = encode_to_vec(&packet);
         assert_eq!(&bytes[1..1 + field.len()], field);
         let mut buf = BytesMut::from(&bytes[..]);
-        let limits = Limits {
-            max_remaining_length: len,
-            ..Limits::default()
-        };
+        let limits = Limits { max_remaining_length: len, ..Limits::default() };
         assert_eq!(decode(&mut buf, &limits), Ok(Some(packet)));
         assert!(buf.is_empty());
     }
@@ -428,11 +395,7 @@ fn every_proper_prefix_needs_more_and_consumes_nothing() {
     for bytes in all_test_packets() {
         for end in 0..bytes.len() {
             let mut buf = BytesMut::from(&bytes[..end]);
-            assert_eq!(
-                decode(&mut buf, &Limits::default()),
-                Ok(None),
-                "prefix of {end}"
-            );
+            assert_eq!(decode(&mut buf, &Limits::default()), Ok(None), "prefix of {end}");
             assert_eq!(&buf[..], &bytes[..end]);
         }
     }
@@ -463,25 +426,16 @@ fn header_announcing_200_mb_fails_at_once() {
     put_remaining_length(&mut header, size);
     assert_eq!(header.len(), 5);
     let max = DEFAULT_MAX_REMAINING_LENGTH;
-    assert_eq!(
-        decode(&mut header, &Limits::default()),
-        Err(DecodeError::TooLarge { size, max })
-    );
+    assert_eq!(decode(&mut header, &Limits::default()), Err(DecodeError::TooLarge { size, max }));
 }
 
 #[test]
 fn header_over_the_limit_fails_with_two_bytes() {
-    let limits = Limits {
-        max_remaining_length: 100,
-        ..Limits::default()
-    };
+    let limits = Limits { max_remaining_length: 100, ..Limits::default() };
     // PUBLISH, Remaining Length 101.
     assert_eq!(
         decode(&mut BytesMut::from(&[0x30, 0x65][..]), &limits),
-        Err(DecodeError::TooLarge {
-            size: 101,
-            max: 100
-        })
+        Err(DecodeError::TooLarge { size: 101, max: 100 })
     );
 }
 
@@ -490,10 +444,7 @@ fn incomplete_length_field_already_over_the_limit_fails() {
     // Three continuation bytes: at least 2 097 151 whatever follows.
     assert_eq!(
         decode_bytes(&[0x30, 0xFF, 0xFF, 0xFF]),
-        Err(DecodeError::TooLarge {
-            size: 2_097_151,
-            max: DEFAULT_MAX_REMAINING_LENGTH
-        })
+        Err(DecodeError::TooLarge { size: 2_097_151, max: DEFAULT_MAX_REMAINING_LENGTH })
     );
 }
 
@@ -516,10 +467,7 @@ fn mqtt_2_2_3_remaining_length_of_five_bytes_is_malformed() {
 
 #[test]
 fn mqtt_2_2_1_packet_types_0_and_15_are_reserved() {
-    assert_eq!(
-        decode_bytes(&[0x00]),
-        Err(DecodeError::InvalidPacketType { packet_type: 0 })
-    );
+    assert_eq!(decode_bytes(&[0x00]), Err(DecodeError::InvalidPacketType { packet_type: 0 }));
     assert_eq!(
         decode_bytes(&[0xF0, 0x00]),
         Err(DecodeError::InvalidPacketType { packet_type: 15 })
@@ -529,11 +477,7 @@ fn mqtt_2_2_1_packet_types_0_and_15_are_reserved() {
 #[test]
 fn mqtt_2_2_2_2_flags_outside_table_2_2_are_malformed() {
     let required = |packet_type: u8| {
-        if matches!(packet_type, 6 | 8 | 10) {
-            2
-        } else {
-            0
-        }
+        if matches!(packet_type, 6 | 8 | 10) { 2 } else { 0 }
     };
     for packet_type in (1..=14).filter(|&t| t != 3) {
         for flags in (0..16).filter(|&f| f != required(packet_type)) {
@@ -551,10 +495,7 @@ fn mqtt_3_6_1_1_pubrel_flags_must_be_0010() {
     // PUBREL with flags 0000.
     assert_eq!(
         decode_bytes(&[0x60, 0x02, 0x00, 0x01]),
-        Err(DecodeError::ReservedFlags {
-            packet_type: 6,
-            flags: 0
-        })
+        Err(DecodeError::ReservedFlags { packet_type: 6, flags: 0 })
     );
 }
 
@@ -562,36 +503,21 @@ fn mqtt_3_6_1_1_pubrel_flags_must_be_0010() {
 fn mqtt_3_8_1_1_subscribe_flags_must_be_0010() {
     let mut bytes = tv14_subscribe_bytes();
     bytes[0] = 0x80; // SUBSCRIBE, flags 0000
-    assert_eq!(
-        decode_bytes(&bytes),
-        Err(DecodeError::ReservedFlags {
-            packet_type: 8,
-            flags: 0
-        })
-    );
+    assert_eq!(decode_bytes(&bytes), Err(DecodeError::ReservedFlags { packet_type: 8, flags: 0 }));
 }
 
 #[test]
 fn mqtt_3_10_1_1_unsubscribe_flags_must_be_0010() {
     let mut bytes = unsubscribe_bytes();
     bytes[0] = 0xA3; // UNSUBSCRIBE, flags 0011
-    assert_eq!(
-        decode_bytes(&bytes),
-        Err(DecodeError::ReservedFlags {
-            packet_type: 10,
-            flags: 3
-        })
-    );
+    assert_eq!(decode_bytes(&bytes), Err(DecodeError::ReservedFlags { packet_type: 10, flags: 3 }));
 }
 
 #[test]
 fn mqtt_3_14_1_1_disconnect_reserved_bits_must_be_zero() {
     assert_eq!(
         decode_bytes(&[0xE1, 0x00]),
-        Err(DecodeError::ReservedFlags {
-            packet_type: 14,
-            flags: 1
-        })
+        Err(DecodeError::ReservedFlags { packet_type: 14, flags: 1 })
     );
 }
 
@@ -657,10 +583,7 @@ fn connect_with_client_id(id: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mqtt_1_5_3_1_ill_formed_utf8_is_malformed() {
-    assert_eq!(
-        decode_bytes(&connect_with_client_id(&[b'a', 0xFF])),
-        Err(DecodeError::InvalidUtf8)
-    );
+    assert_eq!(decode_bytes(&connect_with_client_id(&[b'a', 0xFF])), Err(DecodeError::InvalidUtf8));
     // U+D800 encoded as if it were a character: a surrogate.
     assert_eq!(
         decode_bytes(&connect_with_client_id(&[0xED, 0xA0, 0x80])),
@@ -672,10 +595,7 @@ fn mqtt_1_5_3_1_ill_formed_utf8_is_malformed() {
 
 #[test]
 fn mqtt_1_5_3_2_null_character_in_a_string_is_malformed() {
-    assert_eq!(
-        decode_bytes(&connect_with_client_id(b"a\0b")),
-        Err(DecodeError::NullCharacter)
-    );
+    assert_eq!(decode_bytes(&connect_with_client_id(b"a\0b")), Err(DecodeError::NullCharacter));
 }
 
 #[test]
@@ -773,10 +693,7 @@ fn tv10_with_flags(flags: u8) -> Vec<u8> {
 
 #[test]
 fn mqtt_3_1_2_3_connect_reserved_flag_is_malformed() {
-    assert_eq!(
-        decode_bytes(&tv10_with_flags(0xC1)),
-        Err(DecodeError::ConnectReservedFlag)
-    );
+    assert_eq!(decode_bytes(&tv10_with_flags(0xC1)), Err(DecodeError::ConnectReservedFlag));
 }
 
 #[test]
@@ -800,10 +717,7 @@ fn mqtt_3_1_2_14_will_qos_3_is_malformed() {
 
 #[test]
 fn mqtt_3_1_2_22_password_without_username_is_malformed() {
-    assert_eq!(
-        decode_bytes(&tv10_with_flags(0x40)),
-        Err(DecodeError::PasswordWithoutUsername)
-    );
+    assert_eq!(decode_bytes(&tv10_with_flags(0x40)), Err(DecodeError::PasswordWithoutUsername));
 }
 
 #[test]
@@ -842,10 +756,7 @@ fn mqtt_3_1_2_2_other_level_with_another_layout_is_unsupported_level() {
         b"c",
     ]
     .concat();
-    assert_eq!(
-        decode_bytes(&mqtt5),
-        Err(DecodeError::UnsupportedProtocolLevel { level: 5 })
-    );
+    assert_eq!(decode_bytes(&mqtt5), Err(DecodeError::UnsupportedProtocolLevel { level: 5 }));
     // The same bytes at level 4 are plainly malformed.
     let mut level4 = mqtt5;
     level4[8] = 4;
@@ -884,10 +795,7 @@ fn mqtt_3_2_2_4_session_present_with_refusal_is_malformed() {
 #[test]
 fn mqtt_3_8_3_3_subscribe_without_filters_is_malformed() {
     // SUBSCRIBE, Remaining Length 2, Packet Identifier 1, no payload.
-    assert_eq!(
-        decode_bytes(&[0x82, 0x02, 0x00, 0x01]),
-        Err(DecodeError::NoSubscriptions)
-    );
+    assert_eq!(decode_bytes(&[0x82, 0x02, 0x00, 0x01]), Err(DecodeError::NoSubscriptions));
 }
 
 #[test]
@@ -895,20 +803,14 @@ fn mqtt_3_8_3_4_requested_qos_3_or_reserved_bits_are_malformed() {
     for byte in [0x03, 0x04, 0x81] {
         let mut bytes = subscribe_to(b"a");
         *bytes.last_mut().unwrap() = byte;
-        assert_eq!(
-            decode_bytes(&bytes),
-            Err(DecodeError::InvalidRequestedQoS { byte })
-        );
+        assert_eq!(decode_bytes(&bytes), Err(DecodeError::InvalidRequestedQoS { byte }));
     }
 }
 
 #[test]
 fn mqtt_3_8_4_5_suback_without_return_codes_is_malformed() {
     // SUBACK, Remaining Length 2, Packet Identifier 1, no return codes.
-    assert_eq!(
-        decode_bytes(&[0x90, 0x02, 0x00, 0x01]),
-        Err(DecodeError::NoReturnCodes)
-    );
+    assert_eq!(decode_bytes(&[0x90, 0x02, 0x00, 0x01]), Err(DecodeError::NoReturnCodes));
 }
 
 #[test]
@@ -924,10 +826,7 @@ fn mqtt_3_9_3_2_reserved_suback_return_code_is_malformed() {
 #[test]
 fn mqtt_3_10_3_2_unsubscribe_without_filters_is_malformed() {
     // UNSUBSCRIBE, Remaining Length 2, Packet Identifier 1, no payload.
-    assert_eq!(
-        decode_bytes(&[0xA2, 0x02, 0x00, 0x01]),
-        Err(DecodeError::NoUnsubscriptions)
-    );
+    assert_eq!(decode_bytes(&[0xA2, 0x02, 0x00, 0x01]), Err(DecodeError::NoUnsubscriptions));
 }
 
 // ---------------------------------------------------------------------------------
@@ -954,15 +853,10 @@ fn encode_refuses_remaining_length_over_268435455() {
             ..publish(QoS::AtMostOnce, None, "a")
         })
     };
-    assert_eq!(
-        at_most(MAX_REMAINING_LENGTH - 3).encoded_len(),
-        Ok(1 + 4 + MAX_REMAINING_LENGTH)
-    );
+    assert_eq!(at_most(MAX_REMAINING_LENGTH - 3).encoded_len(), Ok(1 + 4 + MAX_REMAINING_LENGTH));
     assert_encode_error(
         at_most(MAX_REMAINING_LENGTH - 2),
-        EncodeError::PacketTooLarge {
-            len: MAX_REMAINING_LENGTH + 1,
-        },
+        EncodeError::PacketTooLarge { len: MAX_REMAINING_LENGTH + 1 },
     );
 }
 
@@ -1010,10 +904,7 @@ fn mqtt_2_3_1_1_encode_refuses_qos_1_without_packet_id() {
 
 #[test]
 fn mqtt_3_3_1_2_encode_refuses_dup_at_qos_0() {
-    let publish = Publish {
-        dup: true,
-        ..publish(QoS::AtMostOnce, None, "a")
-    };
+    let publish = Publish { dup: true, ..publish(QoS::AtMostOnce, None, "a") };
     assert_encode_error(Packet::Publish(publish), EncodeError::DupAtQoS0);
 }
 
@@ -1021,10 +912,7 @@ fn mqtt_3_3_1_2_encode_refuses_dup_at_qos_0() {
 fn mqtt_3_1_2_22_encode_refuses_password_without_username() {
     let mut connect = tv10_connect();
     connect.username = None;
-    assert_encode_error(
-        Packet::Connect(connect),
-        EncodeError::PasswordWithoutUsername,
-    );
+    assert_encode_error(Packet::Connect(connect), EncodeError::PasswordWithoutUsername);
 }
 
 #[test]
@@ -1041,24 +929,15 @@ fn mqtt_3_2_2_4_encode_refuses_session_present_with_refusal() {
 #[test]
 fn encode_refuses_empty_subscribe_unsubscribe_and_suback() {
     assert_encode_error(
-        Packet::Subscribe(Subscribe {
-            packet_id: pid(1),
-            filters: Vec::new(),
-        }),
+        Packet::Subscribe(Subscribe { packet_id: pid(1), filters: Vec::new() }),
         EncodeError::NoSubscriptions,
     );
     assert_encode_error(
-        Packet::Unsubscribe(Unsubscribe {
-            packet_id: pid(1),
-            filters: Vec::new(),
-        }),
+        Packet::Unsubscribe(Unsubscribe { packet_id: pid(1), filters: Vec::new() }),
         EncodeError::NoUnsubscriptions,
     );
     assert_encode_error(
-        Packet::SubAck(SubAck {
-            packet_id: pid(1),
-            return_codes: Vec::new(),
-        }),
+        Packet::SubAck(SubAck { packet_id: pid(1), return_codes: Vec::new() }),
         EncodeError::NoReturnCodes,
     );
 }
@@ -1073,10 +952,7 @@ fn encode_appends_after_existing_bytes() {
 
 #[test]
 fn more_topic_filters_than_the_limit_are_refused_before_they_are_collected() {
-    let limits = Limits {
-        max_topic_filters: 2,
-        ..Limits::default()
-    };
+    let limits = Limits { max_topic_filters: 2, ..Limits::default() };
     // SUBSCRIBE pid 1 with three one-byte filters "a", "b", "c" at QoS 0.
     let bytes = [
         0x82, 0x0e, // SUBSCRIBE, remaining length 14
@@ -1090,9 +966,7 @@ fn more_topic_filters_than_the_limit_are_refused_before_they_are_collected() {
         Err(DecodeError::TooManyTopicFilters { max: 2 })
     );
     // UNSUBSCRIBE pid 1 with the same three filters.
-    let bytes = [
-        0xa2, 0x0b, 0x00, 0x01, 0x00, 0x01, b'a', 0x00, 0x01, b'b', 0x00, 0x01, b'c',
-    ];
+    let bytes = [0xa2, 0x0b, 0x00, 0x01, 0x00, 0x01, b'a', 0x00, 0x01, b'b', 0x00, 0x01, b'c'];
     assert_eq!(
         decode(&mut BytesMut::from(&bytes[..]), &limits),
         Err(DecodeError::TooManyTopicFilters { max: 2 })

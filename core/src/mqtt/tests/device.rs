@@ -25,11 +25,7 @@ fn reconnect_delays(pair: &Pair, i: usize) -> Vec<u64> {
     let mut last = crate::testing::START;
     let mut out = Vec::new();
     for e in &pair.devices[i].events {
-        if let DeviceEvent::Disconnected {
-            reconnect_at: Some(at),
-            ..
-        } = e
-        {
+        if let DeviceEvent::Disconnected { reconnect_at: Some(at), .. } = e {
             out.push(at.saturating_duration_since(last).as_millis() as u64);
             last = *at;
         }
@@ -48,10 +44,7 @@ fn connect_carries_the_iot_hub_client_id_username_and_sas_password() {
     assert_eq!(connect.client_id, "dev1");
     assert_eq!(connect.protocol_name, "MQTT");
     assert_eq!(connect.protocol_level, 4);
-    assert!(
-        !connect.clean_session,
-        "SDKs connect with clean session 0 (spec file §4.1)"
-    );
+    assert!(!connect.clean_session, "SDKs connect with clean session 0 (spec file §4.1)");
     assert_eq!(connect.keep_alive, 120);
     let username = connect.username.unwrap();
     assert!(username.starts_with("localhost/dev1/?api-version=2021-04-12&DeviceClientType="));
@@ -67,8 +60,7 @@ fn nothing_but_connect_goes_out_before_the_connack() {
     pair.hub_down = true;
     let d = pair.add_device("dev1", |_| {});
     for n in 0..5u8 {
-        pair.send_telemetry(d, Message::new(alloc::vec![n]))
-            .unwrap();
+        pair.send_telemetry(d, Message::new(alloc::vec![n])).unwrap();
     }
     // Drive the device by hand to see what it writes before any answer.
     let now = pair.now;
@@ -76,14 +68,9 @@ fn nothing_but_connect_goes_out_before_the_connack() {
     dev.handle_timeout(now + Duration::from_secs(120));
     assert_eq!(dev.poll_transmit(), Some(Transmit::Connect));
     dev.handle_connected(now + Duration::from_secs(120));
-    let Some(Transmit::Send(bytes)) = dev.poll_transmit() else {
-        panic!("no CONNECT")
-    };
+    let Some(Transmit::Send(bytes)) = dev.poll_transmit() else { panic!("no CONNECT") };
     let packets = decode_all(&bytes);
-    assert!(
-        matches!(packets.as_slice(), [Packet::Connect(_)]),
-        "{packets:?}"
-    );
+    assert!(matches!(packets.as_slice(), [Packet::Connect(_)]), "{packets:?}");
     assert_eq!(dev.poll_transmit(), None, "nothing else before CONNACK");
 }
 
@@ -92,31 +79,20 @@ fn telemetry_queued_offline_goes_out_after_connack_within_the_window() {
     let mut pair = Pair::new(HubConfig::default());
     pair.hub_down = true;
     let d = pair.add_device("dev1", |c| c.max_in_flight = 2);
-    let ids: Vec<_> = (0..5u8)
-        .map(|n| {
-            pair.send_telemetry(d, Message::new(alloc::vec![n]))
-                .unwrap()
-        })
-        .collect();
+    let ids: Vec<_> =
+        (0..5u8).map(|n| pair.send_telemetry(d, Message::new(alloc::vec![n])).unwrap()).collect();
     pair.hub_down = false;
     pair.hold_stores = true;
     pair.advance(Duration::from_secs(5));
     let publishes = |pair: &Pair| {
-        pair.devices[d]
-            .packets_to_hub()
-            .iter()
-            .filter(|p| matches!(p, Packet::Publish(_)))
-            .count()
+        pair.devices[d].packets_to_hub().iter().filter(|p| matches!(p, Packet::Publish(_))).count()
     };
     assert_eq!(publishes(&pair), 2, "never more in flight than the window");
     pair.release_stores();
     pair.release_stores();
     pair.release_stores();
     assert_eq!(acks(&pair.devices[d].events), ids);
-    assert_eq!(
-        pair.stored_bodies("dev1"),
-        (0..5u8).map(|n| alloc::vec![n]).collect::<Vec<_>>()
-    );
+    assert_eq!(pair.stored_bodies("dev1"), (0..5u8).map(|n| alloc::vec![n]).collect::<Vec<_>>());
 }
 
 #[test]
@@ -139,12 +115,8 @@ fn mqtt_4_4_0_1_unacknowledged_publishes_are_resent_with_dup_after_reconnect() {
     let d = pair.add_device("dev1", |_| {});
     pair.drive();
     pair.hold_stores = true;
-    let ids: Vec<_> = (0..3u8)
-        .map(|n| {
-            pair.send_telemetry(d, Message::new(alloc::vec![n]))
-                .unwrap()
-        })
-        .collect();
+    let ids: Vec<_> =
+        (0..3u8).map(|n| pair.send_telemetry(d, Message::new(alloc::vec![n])).unwrap()).collect();
     pair.pending_stores.clear(); // the hub lost them with its connection
     pair.break_connection(d);
     pair.hold_stores = false;
@@ -175,19 +147,11 @@ fn keep_alive_pings_a_quiet_connection_and_the_hub_keeps_it() {
         c.token_lifetime = Duration::from_secs(24 * 3600);
     });
     pair.advance(Duration::from_secs(3600));
-    let pings = pair.devices[d]
-        .packets_to_hub()
-        .iter()
-        .filter(|p| matches!(p, Packet::PingReq))
-        .count();
+    let pings =
+        pair.devices[d].packets_to_hub().iter().filter(|p| matches!(p, Packet::PingReq)).count();
     assert_eq!(pings, 60, "one PINGREQ a minute for an hour");
     let events = &pair.devices[d].events;
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, DeviceEvent::Disconnected { .. })),
-        "{events:?}"
-    );
+    assert!(!events.iter().any(|e| matches!(e, DeviceEvent::Disconnected { .. })), "{events:?}");
 }
 
 #[test]
@@ -226,28 +190,15 @@ fn the_token_is_renewed_by_reconnecting_before_it_expires() {
         .events
         .iter()
         .filter(|e| {
-            matches!(
-                e,
-                DeviceEvent::Disconnected {
-                    reason: DisconnectReason::TokenRenewal,
-                    ..
-                }
-            )
+            matches!(e, DeviceEvent::Disconnected { reason: DisconnectReason::TokenRenewal, .. })
         })
         .count();
-    assert_eq!(
-        renewals, 3,
-        "at 80 % of each hour-long token: 48, 96 and 144 minutes"
-    );
+    assert_eq!(renewals, 3, "at 80 % of each hour-long token: 48, 96 and 144 minutes");
     let expired = pair
         .hub_events
         .iter()
         .any(|e| matches!(e, HubEvent::Disconnected { code, .. } if code.code == 401003));
-    assert!(
-        !expired,
-        "the hub never had to close an expired token: {:?}",
-        pair.hub_events
-    );
+    assert!(!expired, "the hub never had to close an expired token: {:?}", pair.hub_events);
     // Every CONNECT carried a token that was fresh when sent.
     let connects = pair.devices[d]
         .packets_to_hub()
@@ -260,13 +211,9 @@ fn the_token_is_renewed_by_reconnecting_before_it_expires() {
 #[test]
 fn a_fixed_token_is_closed_by_the_hub_at_expiry_and_then_refused() {
     let mut pair = Pair::new(HubConfig::default());
-    let token = SasToken::sign(
-        "localhost/devices/dev1",
-        KEY,
-        pair.now + Duration::from_secs(600),
-        None,
-    )
-    .unwrap();
+    let token =
+        SasToken::sign("localhost/devices/dev1", KEY, pair.now + Duration::from_secs(600), None)
+            .unwrap();
     let d = pair.add_device("dev1", |c| {
         c.connection_string.authentication =
             Authentication::SharedAccessSignature(alloc::string::ToString::to_string(&token));
@@ -300,17 +247,11 @@ fn reconnects_back_off_exponentially_up_to_the_cap() {
     assert!(delays.len() >= 9, "{delays:?}");
     for (attempt, delay) in delays.iter().enumerate() {
         let ceiling = (1000u64 << attempt.min(16)).min(60_000);
-        assert!(
-            (ceiling / 2..=ceiling).contains(delay),
-            "attempt {attempt}: {delay} ms"
-        );
+        assert!((ceiling / 2..=ceiling).contains(delay), "attempt {attempt}: {delay} ms");
     }
     pair.hub_down = false;
     pair.advance(Duration::from_secs(61));
-    assert!(matches!(
-        pair.devices[d].events.last(),
-        Some(DeviceEvent::Connected { .. })
-    ));
+    assert!(matches!(pair.devices[d].events.last(), Some(DeviceEvent::Connected { .. })));
 }
 
 #[test]
@@ -323,10 +264,7 @@ fn the_same_seed_replays_the_same_session_byte_for_byte() {
         pair.hub_down = false;
         pair.send_telemetry(d, Message::new(&b"x"[..])).unwrap();
         pair.advance(Duration::from_secs(100));
-        (
-            reconnect_delays(&pair, d),
-            pair.devices[d].wire_to_hub.clone(),
-        )
+        (reconnect_delays(&pair, d), pair.devices[d].wire_to_hub.clone())
     };
     assert_eq!(run(), run());
 }
@@ -341,10 +279,7 @@ fn reject_and_abandon_are_refused_over_mqtt() {
     for disposition in [Disposition::Reject, Disposition::Abandon] {
         assert_eq!(
             pair.settle(d, &lock, disposition),
-            Err(DispositionError::Unsupported {
-                protocol: Protocol::Mqtt,
-                disposition
-            })
+            Err(DispositionError::Unsupported { protocol: Protocol::Mqtt, disposition })
         );
     }
     // The message is still the device's to complete.
@@ -365,24 +300,12 @@ fn c2d_completed_while_offline_is_acknowledged_when_the_hub_resends_it() {
     pair.break_connection(d);
     pair.settle(d, &lock, Disposition::Complete).unwrap();
     pair.advance(Duration::from_secs(2));
-    assert_eq!(
-        pair.c2d_received(d).len(),
-        1,
-        "not shown to the application twice"
-    );
-    assert!(
-        pair.hub_events
-            .iter()
-            .any(|e| matches!(e, HubEvent::C2dSettled(s)
-        if s.outcome == crate::hub::Outcome::Completed))
-    );
+    assert_eq!(pair.c2d_received(d).len(), 1, "not shown to the application twice");
+    assert!(pair.hub_events.iter().any(|e| matches!(e, HubEvent::C2dSettled(s)
+        if s.outcome == crate::hub::Outcome::Completed)));
     let resent = pair.devices[d]
         .packets_from_hub()
         .into_iter()
         .filter(|p| matches!(p, Packet::Publish(p) if p.dup && p.qos == QoS::AtLeastOnce));
-    assert_eq!(
-        resent.count(),
-        1,
-        "[MQTT-4.4.0-1] the hub resent it with DUP"
-    );
+    assert_eq!(resent.count(), 1, "[MQTT-4.4.0-1] the hub resent it with DUP");
 }

@@ -22,10 +22,7 @@ fn pid(n: u16) -> PacketId {
 }
 
 fn connack(code: ConnectReturnCode) -> Packet {
-    Packet::ConnAck(ConnAck {
-        session_present: false,
-        code,
-    })
+    Packet::ConnAck(ConnAck { session_present: false, code })
 }
 
 fn telemetry(device: &str, qos: QoS, id: u16, body: &'static [u8]) -> Packet {
@@ -40,10 +37,7 @@ fn telemetry(device: &str, qos: QoS, id: u16, body: &'static [u8]) -> Packet {
 }
 
 fn subscribe(id: u16, filter: &str, qos: QoS) -> Packet {
-    Packet::Subscribe(Subscribe {
-        packet_id: pid(id),
-        filters: vec![(filter.into(), qos)],
-    })
+    Packet::Subscribe(Subscribe { packet_id: pid(id), filters: vec![(filter.into(), qos)] })
 }
 
 /// A hub with `dev1` registered and a raw client that sent `connect`.
@@ -59,10 +53,7 @@ fn connect_with(edit: impl FnOnce(&mut Connect)) -> (Pair, usize) {
 
 fn connected() -> (Pair, usize) {
     let (pair, r) = connect_with(|_| {});
-    assert_eq!(
-        pair.raw[r].packets(),
-        [connack(ConnectReturnCode::Accepted)]
-    );
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::Accepted)]);
     (pair, r)
 }
 
@@ -124,20 +115,12 @@ fn mqtt_3_1_2_2_another_protocol_level_gets_connack_1() {
 
 #[test]
 fn mqtt_3_1_3_9_an_empty_client_id_gets_connack_2() {
-    assert_refused(
-        |c| c.client_id = "".into(),
-        ConnectReturnCode::IdentifierRejected,
-        400004,
-    );
+    assert_refused(|c| c.client_id = "".into(), ConnectReturnCode::IdentifierRejected, 400004);
 }
 
 #[test]
 fn a_client_id_other_than_the_username_identity_gets_connack_2() {
-    assert_refused(
-        |c| c.client_id = "dev2".into(),
-        ConnectReturnCode::IdentifierRejected,
-        400004,
-    );
+    assert_refused(|c| c.client_id = "dev2".into(), ConnectReturnCode::IdentifierRejected, 400004);
 }
 
 #[test]
@@ -163,11 +146,7 @@ fn a_username_iot_hub_cannot_read_gets_connack_4() {
 
 #[test]
 fn no_password_gets_connack_5() {
-    assert_refused(
-        |c| c.password = None,
-        ConnectReturnCode::NotAuthorized,
-        401003,
-    );
+    assert_refused(|c| c.password = None, ConnectReturnCode::NotAuthorized, 401003);
 }
 
 #[test]
@@ -175,14 +154,7 @@ fn a_token_signed_with_another_key_gets_connack_5() {
     let other = "Vp/2qy7EnX5RXLjBT62+o3PFLf8njJWiM6FEJqEiR6s=";
     let now = crate::testing::START;
     assert_refused(
-        |c| {
-            c.password = Some(token(
-                "localhost/devices/dev1",
-                other,
-                Duration::from_secs(60),
-                now,
-            ))
-        },
+        |c| c.password = Some(token("localhost/devices/dev1", other, Duration::from_secs(60), now)),
         ConnectReturnCode::NotAuthorized,
         401003,
     );
@@ -202,14 +174,7 @@ fn an_expired_token_gets_connack_5() {
 fn a_token_for_another_device_gets_connack_5() {
     let now = crate::testing::START;
     assert_refused(
-        |c| {
-            c.password = Some(token(
-                "localhost/devices/dev2",
-                KEY,
-                Duration::from_secs(60),
-                now,
-            ))
-        },
+        |c| c.password = Some(token("localhost/devices/dev2", KEY, Duration::from_secs(60), now)),
         ConnectReturnCode::NotAuthorized,
         401003,
     );
@@ -221,10 +186,7 @@ fn an_unknown_device_gets_connack_5() {
     let connect = pair.connect_packet("ghost");
     let r = pair.raw_connect();
     pair.raw_send_packet(r, &Packet::Connect(connect));
-    assert_eq!(
-        pair.raw[r].packets(),
-        [connack(ConnectReturnCode::NotAuthorized)]
-    );
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::NotAuthorized)]);
     assert_eq!(refused_code(&pair), Some(404001));
 }
 
@@ -236,10 +198,7 @@ fn a_disabled_device_gets_connack_3() {
     let connect = pair.connect_packet("dev1");
     let r = pair.raw_connect();
     pair.raw_send_packet(r, &Packet::Connect(connect));
-    assert_eq!(
-        pair.raw[r].packets(),
-        [connack(ConnectReturnCode::ServerUnavailable)]
-    );
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::ServerUnavailable)]);
     assert!(pair.raw[r].closed_by_hub);
 }
 
@@ -295,11 +254,7 @@ fn tv9_every_device_username_form_is_accepted() {
         ));
         let r = pair.raw_connect();
         pair.raw_send_packet(r, &Packet::Connect(connect));
-        assert_eq!(
-            pair.raw[r].packets(),
-            [connack(ConnectReturnCode::Accepted)],
-            "{username}"
-        );
+        assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::Accepted)], "{username}");
     }
 }
 
@@ -341,11 +296,7 @@ fn mqtt_4_6_0_2_pubacks_follow_arrival_order_whatever_order_stores_finish_in() {
     }
     assert_eq!(
         pair.raw[r].packets()[1..],
-        [
-            Packet::PubAck(pid(1)),
-            Packet::PubAck(pid(2)),
-            Packet::PubAck(pid(3))
-        ]
+        [Packet::PubAck(pid(1)), Packet::PubAck(pid(2)), Packet::PubAck(pid(3))]
     );
 }
 
@@ -381,10 +332,7 @@ fn a_retained_publish_is_stored_with_mqtt_retain() {
     p.retain = true;
     pair.raw_send_packet(r, &Packet::Publish(p));
     let stored: Vec<_> = pair.stored.device("dev1").collect();
-    assert_eq!(
-        stored[0].message.properties.get("mqtt-retain"),
-        Some(Some("true"))
-    );
+    assert_eq!(stored[0].message.properties.get("mqtt-retain"), Some(Some("true")));
 }
 
 #[test]
@@ -442,11 +390,7 @@ fn both_c2d_filter_forms_are_granted_and_qos_2_is_granted_as_1() {
 
 #[test]
 fn subscribing_to_another_topic_closes_the_connection() {
-    for filter in [
-        "devices/dev2/messages/devicebound/#",
-        "#",
-        "$iothub/twin/res/#",
-    ] {
+    for filter in ["devices/dev2/messages/devicebound/#", "#", "$iothub/twin/res/#"] {
         let (mut pair, r) = connected();
         pair.raw_send_packet(r, &subscribe(3, filter, QoS::AtLeastOnce));
         assert!(pair.raw[r].closed_by_hub, "{filter}");
@@ -457,41 +401,26 @@ fn subscribing_to_another_topic_closes_the_connection() {
 #[test]
 fn mqtt_3_10_4_4_unsubscribe_gets_unsuback_and_stops_c2d() {
     let (mut pair, r) = connected();
-    pair.raw_send_packet(
-        r,
-        &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce),
-    );
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
     let unsubscribe = Unsubscribe {
         packet_id: pid(2),
         filters: vec!["devices/dev1/messages/devicebound/#".into()],
     };
     pair.raw_send_packet(r, &Packet::Unsubscribe(unsubscribe));
-    assert_eq!(
-        pair.raw[r].packets().last(),
-        Some(&Packet::UnsubAck(pid(2)))
-    );
+    assert_eq!(pair.raw[r].packets().last(), Some(&Packet::UnsubAck(pid(2))));
     pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
-    assert_eq!(
-        pair.raw[r].packets().len(),
-        3,
-        "nothing delivered after UNSUBSCRIBE"
-    );
+    assert_eq!(pair.raw[r].packets().len(), 3, "nothing delivered after UNSUBSCRIBE");
 }
 
 #[test]
 fn c2d_goes_out_at_qos_1_with_properties_and_the_puback_completes_it() {
     let (mut pair, r) = connected();
-    pair.raw_send_packet(
-        r,
-        &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce),
-    );
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
     let mut m = Message::new(&b"hello"[..]);
     m.message_id = Some("c1".into());
     m.properties.set("color", "blue");
     pair.send_c2d("dev1", m).unwrap();
-    let Some(Packet::Publish(p)) = pair.raw[r].packets().pop() else {
-        panic!("no C2D")
-    };
+    let Some(Packet::Publish(p)) = pair.raw[r].packets().pop() else { panic!("no C2D") };
     assert_eq!(p.qos, QoS::AtLeastOnce);
     // The hub stamps `to` and the expiry of its default time to live (1 h).
     assert_eq!(
@@ -500,12 +429,7 @@ fn c2d_goes_out_at_qos_1_with_properties_and_the_puback_completes_it() {
          &%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound\
          &%24.exp=2023-11-14T23%3A13%3A20.000Z&color=blue"
     );
-    assert!(
-        !pair
-            .hub_events
-            .iter()
-            .any(|e| matches!(e, HubEvent::C2dSettled(_)))
-    );
+    assert!(!pair.hub_events.iter().any(|e| matches!(e, HubEvent::C2dSettled(_))));
     pair.raw_send_packet(r, &Packet::PubAck(p.packet_id.unwrap()));
     assert!(pair.hub_events.iter().any(|e| matches!(e,
         HubEvent::C2dSettled(s) if s.outcome == Outcome::Completed)));
@@ -514,14 +438,9 @@ fn c2d_goes_out_at_qos_1_with_properties_and_the_puback_completes_it() {
 #[test]
 fn a_qos_0_subscription_gets_c2d_at_qos_0_completed_on_sending() {
     let (mut pair, r) = connected();
-    pair.raw_send_packet(
-        r,
-        &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtMostOnce),
-    );
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtMostOnce));
     pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
-    let Some(Packet::Publish(p)) = pair.raw[r].packets().pop() else {
-        panic!("no C2D")
-    };
+    let Some(Packet::Publish(p)) = pair.raw[r].packets().pop() else { panic!("no C2D") };
     assert_eq!((p.qos, p.packet_id), (QoS::AtMostOnce, None));
     assert!(pair.hub_events.iter().any(|e| matches!(e,
         HubEvent::C2dSettled(s) if s.outcome == Outcome::Completed)));
@@ -555,12 +474,7 @@ fn the_hub_disconnects_a_device_when_its_token_expires() {
     let now = crate::testing::START;
     let (mut pair, r) = connect_with(|c| {
         c.keep_alive = 0;
-        c.password = Some(token(
-            "localhost/devices/dev1",
-            KEY,
-            Duration::from_secs(600),
-            now,
-        ));
+        c.password = Some(token("localhost/devices/dev1", KEY, Duration::from_secs(600), now));
     });
     // 600 s of validity plus the 5-minute clock-skew allowance.
     pair.advance(Duration::from_secs(899));
@@ -585,13 +499,9 @@ fn a_new_connection_for_the_device_evicts_the_old_one() {
 #[test]
 fn clean_session_0_keeps_the_subscription_and_queued_c2d_across_reconnects() {
     let (mut pair, r) = connected();
-    pair.raw_send_packet(
-        r,
-        &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce),
-    );
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
     pair.raw_send_packet(r, &Packet::Disconnect);
-    pair.send_c2d("dev1", Message::new(&b"while away"[..]))
-        .unwrap();
+    pair.send_c2d("dev1", Message::new(&b"while away"[..])).unwrap();
     let connect = pair.connect_packet("dev1");
     let again = pair.raw_connect();
     pair.raw_send_packet(again, &Packet::Connect(connect));
@@ -599,10 +509,7 @@ fn clean_session_0_keeps_the_subscription_and_queued_c2d_across_reconnects() {
     // [MQTT-3.2.2-2]: session present.
     assert_eq!(
         packets[0],
-        Packet::ConnAck(ConnAck {
-            session_present: true,
-            code: ConnectReturnCode::Accepted
-        })
+        Packet::ConnAck(ConnAck { session_present: true, code: ConnectReturnCode::Accepted })
     );
     assert!(
         matches!(&packets[1], Packet::Publish(p) if p.payload == "while away"),
@@ -613,10 +520,7 @@ fn clean_session_0_keeps_the_subscription_and_queued_c2d_across_reconnects() {
 #[test]
 fn mqtt_3_1_2_6_clean_session_1_starts_empty() {
     let (mut pair, r) = connected();
-    pair.raw_send_packet(
-        r,
-        &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce),
-    );
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
     pair.raw_send_packet(r, &Packet::Disconnect);
     pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
     let mut connect = pair.connect_packet("dev1");
@@ -624,23 +528,15 @@ fn mqtt_3_1_2_6_clean_session_1_starts_empty() {
     let again = pair.raw_connect();
     pair.raw_send_packet(again, &Packet::Connect(connect));
     // [MQTT-3.2.2-1]: no session present with clean session 1.
-    assert_eq!(
-        pair.raw[again].packets(),
-        [connack(ConnectReturnCode::Accepted)]
-    );
+    assert_eq!(pair.raw[again].packets(), [connack(ConnectReturnCode::Accepted)]);
 }
 
 #[test]
 fn mqtt_4_4_0_1_unacknowledged_c2d_is_resent_with_dup_and_its_packet_id() {
     let (mut pair, r) = connected();
-    pair.raw_send_packet(
-        r,
-        &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce),
-    );
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
     pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
-    let Some(Packet::Publish(first)) = pair.raw[r].packets().pop() else {
-        panic!()
-    };
+    let Some(Packet::Publish(first)) = pair.raw[r].packets().pop() else { panic!() };
     let id = pair.raw[r].connection.unwrap();
     let now = pair.now;
     pair.hub.handle_close(now, id);
@@ -648,9 +544,7 @@ fn mqtt_4_4_0_1_unacknowledged_c2d_is_resent_with_dup_and_its_packet_id() {
     let connect = pair.connect_packet("dev1");
     let again = pair.raw_connect();
     pair.raw_send_packet(again, &Packet::Connect(connect));
-    let Some(Packet::Publish(resent)) = pair.raw[again].packets().pop() else {
-        panic!()
-    };
+    let Some(Packet::Publish(resent)) = pair.raw[again].packets().pop() else { panic!() };
     assert!(resent.dup);
     assert_eq!(resent.packet_id, first.packet_id);
     assert_eq!(resent.payload, first.payload);
@@ -672,10 +566,7 @@ fn mqtt_3_1_2_8_the_will_is_published_as_telemetry_when_the_transport_drops() {
     let stored: Vec<_> = pair.stored.device("dev1").collect();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].message.body, "gone");
-    assert_eq!(
-        stored[0].message.properties.get("iothub-MessageType"),
-        Some(Some("Will"))
-    );
+    assert_eq!(stored[0].message.properties.get("iothub-MessageType"), Some(Some("Will")));
 }
 
 #[test]

@@ -5,10 +5,7 @@ use crate::testing::Pair;
 use crate::time::Duration;
 
 fn connected(events: &[DeviceEvent]) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, DeviceEvent::Connected { .. }))
-        .count()
+    events.iter().filter(|e| matches!(e, DeviceEvent::Connected { .. })).count()
 }
 
 #[test]
@@ -16,21 +13,12 @@ fn telemetry_is_stored_and_acknowledged() {
     let mut pair = Pair::new(HubConfig::default());
     let d = pair.add_device("dev1", |_| {});
     pair.drive();
-    assert_eq!(
-        connected(&pair.device(d).events),
-        1,
-        "{:?}",
-        pair.hub_events
-    );
+    assert_eq!(connected(&pair.device(d).events), 1, "{:?}", pair.hub_events);
     let mut m = Message::new(&b"{\"t\":21.5}"[..]);
     m.message_id = Some("m1".into());
     m.properties.set("unit", "C");
     let id = pair.send_telemetry(d, m).unwrap();
-    assert!(
-        pair.device(d)
-            .events
-            .contains(&DeviceEvent::TelemetryAcknowledged(id))
-    );
+    assert!(pair.device(d).events.contains(&DeviceEvent::TelemetryAcknowledged(id)));
     let stored: Vec<_> = pair.stored.device("dev1").collect();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].message.message_id.as_deref(), Some("m1"));
