@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command (README.md, .ci/run): installs what the tests need, then runs
+# every test — unit, statement, scenario, interop with real peers, corpus replay —
+# and a short run of every fuzz target.
+#
+# FUZZ_SECONDS sets the run per fuzz target (default 15).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+conformance/install-peers.sh
+cargo test --workspace --locked
+conformance/fuzz.sh "${FUZZ_SECONDS:-15}"
