@@ -1,0 +1,489 @@
+//! A device client on a thread: one driver thread owns the [`Device`] machine and
+//! its TCP connection; the application talks to it over a channel.
+//!
+//! The driver follows the sans-IO contract (DESIGN.md): after every input or command
+//! it drains `poll_transmit` and `poll_event`, then waits on its one channel until
+//! the next input or `poll_timeout`. A reader thread per TCP connection forwards
+//! bytes and the close to that channel, tagged with the connection's generation, so
+//! anything still arriving from a connection the machine has closed is ignored.
+//! Transmits are written by the driver itself: a device has one peer, and a blocked
+//! write has nothing else to hold up.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hubwire_core::device::{
+    C2dMessage, Device, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, SendError,
+    TelemetryId,
+};
+use hubwire_core::iothub::{Disposition, LockToken, Message};
+use hubwire_core::{Connection, Transmit};
+
+use crate::{clock, dial, reader};
+
+/// Why a telemetry message was not acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// The device refused to queue it; nothing was sent.
+    #[error(transparent)]
+    Refused(#[from] SendError),
+    /// The device stopped (an authentication refusal, or `disconnect`) before the
+    /// hub acknowledged the message.
+    #[error("the device stopped before the hub acknowledged the message: {0}")]
+    Stopped(DisconnectReason),
+    /// No acknowledgement within the time given. The message stays queued; its
+    /// acknowledgement, if it comes, is reported by [`DeviceClient::recv_event`].
+    #[error("no acknowledgement within {0:?}")]
+    TimedOut(Duration),
+    /// The client was disconnected before.
+    #[error("the device client is disconnected")]
+    Closed,
+}
+
+/// A device connected to its hub by a driver thread. See the module documentation.
+///
+/// Every method takes `&self`: one thread may send telemetry while another receives
+/// C2D messages. Dropping the client disconnects it.
+#[derive(Debug)]
+pub struct DeviceClient {
+    commands: Sender<Input>,
+    inbox: Mutex<Inbox>,
+    bytes_written: Arc<AtomicU64>,
+    driver: Option<JoinHandle<()>>,
+}
+
+/// Events received, and those [`DeviceClient::recv_c2d`] passed over.
+#[derive(Debug)]
+struct Inbox {
+    events: Receiver<DeviceEvent>,
+    passed_over: VecDeque<DeviceEvent>,
+}
+
+/// What the driver waits for.
+#[derive(Debug)]
+enum Input {
+    /// Bytes from the connection of this generation.
+    Bytes {
+        generation: u64,
+        bytes: Vec<u8>,
+    },
+    /// The connection of this generation closed or broke.
+    Closed {
+        generation: u64,
+    },
+    Command(Command),
+}
+
+#[derive(Debug)]
+enum Command {
+    /// Queue a message and answer when the hub acknowledges it.
+    Send {
+        message: Message,
+        ack: Sender<Result<(), TelemetryError>>,
+    },
+    /// Queue a message and answer with its id at once.
+    SendNowait {
+        message: Message,
+        reply: Sender<Result<TelemetryId, SendError>>,
+    },
+    Settle {
+        lock: LockToken,
+        disposition: Disposition,
+        reply: Sender<Result<(), DispositionError>>,
+    },
+    Disconnect {
+        reply: Sender<()>,
+    },
+}
+
+impl DeviceClient {
+    /// Starts a device: its driver thread dials the hub at once, and again after
+    /// every lost connection, as the machine's backoff says. The address is the
+    /// connection string's (see [`dial::target`]). Returns without waiting for the
+    /// connection: [`DeviceEvent::Connected`] reports it.
+    ///
+    /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
+    /// is not base64, a zero limit); the OS's error when the thread cannot start.
+    pub fn connect(config: DeviceConfig) -> io::Result<DeviceClient> {
+        let device_id = config.connection_string.device_id.clone();
+        let target = dial::target(&config.connection_string);
+        let device = Device::new(clock::now(), config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let (commands, inputs) = mpsc::channel();
+        let (events_tx, events) = mpsc::channel();
+        let bytes_written = Arc::new(AtomicU64::new(0));
+        let driver = Driver {
+            name: format!("hubwire-device-{device_id}"),
+            device,
+            target,
+            inputs,
+            readers: commands.clone(),
+            events: events_tx,
+            socket: None,
+            generation: 0,
+            waiting: BTreeMap::new(),
+            bytes_written: Arc::clone(&bytes_written),
+        };
+        let driver = thread::Builder::new()
+            .name(driver.name.clone())
+            .spawn(move || driver.run())?;
+        Ok(DeviceClient {
+            commands,
+            inbox: Mutex::new(Inbox {
+                events,
+                passed_over: VecDeque::new(),
+            }),
+            bytes_written,
+            driver: Some(driver),
+        })
+    }
+
+    /// Sends a telemetry message and waits until the hub acknowledges it, across
+    /// reconnects if need be. Its acknowledgement is this return, not an event.
+    ///
+    /// Errors: [`TelemetryError::Refused`] when the device would not queue it,
+    /// [`TelemetryError::Stopped`] when the device stops first,
+    /// [`TelemetryError::Closed`] after [`disconnect`](Self::disconnect).
+    pub fn send_telemetry(&self, message: Message) -> Result<(), TelemetryError> {
+        let ack = self.queue_acknowledged(message)?;
+        ack.recv().unwrap_or(Err(TelemetryError::Closed))
+    }
+
+    /// [`send_telemetry`](Self::send_telemetry), giving up after `timeout` with
+    /// [`TelemetryError::TimedOut`].
+    pub fn send_telemetry_timeout(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<(), TelemetryError> {
+        let ack = self.queue_acknowledged(message)?;
+        match ack.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(TelemetryError::TimedOut(timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(TelemetryError::Closed),
+        }
+    }
+
+    fn queue_acknowledged(
+        &self,
+        message: Message,
+    ) -> Result<Receiver<Result<(), TelemetryError>>, TelemetryError> {
+        let (ack, acknowledged) = mpsc::channel();
+        self.command(Command::Send { message, ack })
+            .ok_or(TelemetryError::Closed)?;
+        Ok(acknowledged)
+    }
+
+    /// Queues a telemetry message and returns at once with its id;
+    /// [`DeviceEvent::TelemetryAcknowledged`] from [`recv_event`](Self::recv_event)
+    /// reports the hub's acknowledgement.
+    ///
+    /// Errors: [`TelemetryError::Refused`], [`TelemetryError::Closed`].
+    pub fn send_telemetry_nowait(&self, message: Message) -> Result<TelemetryId, TelemetryError> {
+        let (reply, answer) = mpsc::channel();
+        self.command(Command::SendNowait { message, reply })
+            .ok_or(TelemetryError::Closed)?;
+        match answer.recv() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(TelemetryError::Closed),
+        }
+    }
+
+    /// The next event, waiting at most `timeout`; `None` when none came or the client
+    /// is disconnected and every event was read. Every [`DeviceEvent`] arrives here
+    /// except the acknowledgements [`send_telemetry`](Self::send_telemetry) returns.
+    pub fn recv_event(&self, timeout: Duration) -> Option<DeviceEvent> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(event) = inbox.passed_over.pop_front() {
+            return Some(event);
+        }
+        inbox.events.recv_timeout(timeout).ok()
+    }
+
+    /// The next C2D message, waiting at most `timeout`. Other events that arrive
+    /// meanwhile are kept, in order, for [`recv_event`](Self::recv_event).
+    pub fn recv_c2d(&self, timeout: Duration) -> Option<C2dMessage> {
+        let deadline = Instant::now() + timeout;
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = inbox
+            .passed_over
+            .iter()
+            .position(|e| matches!(e, DeviceEvent::C2d(_)));
+        if let Some(DeviceEvent::C2d(c2d)) = kept.and_then(|i| inbox.passed_over.remove(i)) {
+            return Some(c2d);
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match inbox.events.recv_timeout(left).ok()? {
+                DeviceEvent::C2d(c2d) => return Some(c2d),
+                other => inbox.passed_over.push_back(other),
+            }
+        }
+    }
+
+    /// Completes a C2D message: the hub removes it.
+    ///
+    /// Errors: as [`Device::complete`]; [`DispositionError::UnknownLockToken`] after
+    /// [`disconnect`](Self::disconnect), since the lock went with the session.
+    pub fn complete(&self, lock: &LockToken) -> Result<(), DispositionError> {
+        self.settle(lock, Disposition::Complete)
+    }
+
+    /// Rejects a C2D message: the hub dead-letters it. Errors: as
+    /// [`complete`](Self::complete); MQTT cannot reject
+    /// ([`DispositionError::Unsupported`]).
+    pub fn reject(&self, lock: &LockToken) -> Result<(), DispositionError> {
+        self.settle(lock, Disposition::Reject)
+    }
+
+    /// Abandons a C2D message: the hub requeues it. Errors: as
+    /// [`complete`](Self::complete); MQTT cannot abandon
+    /// ([`DispositionError::Unsupported`]).
+    pub fn abandon(&self, lock: &LockToken) -> Result<(), DispositionError> {
+        self.settle(lock, Disposition::Abandon)
+    }
+
+    fn settle(&self, lock: &LockToken, disposition: Disposition) -> Result<(), DispositionError> {
+        let (reply, answer) = mpsc::channel();
+        let command = Command::Settle {
+            lock: *lock,
+            disposition,
+            reply,
+        };
+        self.command(command)
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
+    }
+
+    /// Closes the connection cleanly (MQTT DISCONNECT) and stops the driver; returns
+    /// once the socket is shut down. Telemetry not yet acknowledged stays so, and
+    /// waiting [`send_telemetry`](Self::send_telemetry) calls return
+    /// [`TelemetryError::Stopped`]. Calling it again does nothing.
+    pub fn disconnect(&self) {
+        let (reply, done) = mpsc::channel();
+        if self.command(Command::Disconnect { reply }).is_some() {
+            let _ = done.recv();
+        }
+    }
+
+    /// Bytes this device has written to its sockets, over every connection: the
+    /// wire cost of its traffic.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Hands a command to the driver; `None` when the driver has stopped.
+    fn command(&self, command: Command) -> Option<()> {
+        self.commands.send(Input::Command(command)).ok()
+    }
+}
+
+impl Drop for DeviceClient {
+    fn drop(&mut self) {
+        self.disconnect();
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+}
+
+/// The driver thread's state.
+struct Driver {
+    name: String,
+    device: Device,
+    /// Where to dial.
+    target: (String, u16),
+    inputs: Receiver<Input>,
+    /// A sender for the reader threads.
+    readers: Sender<Input>,
+    events: Sender<DeviceEvent>,
+    /// The open connection, if any.
+    socket: Option<TcpStream>,
+    /// Counts connections (and closes): input tagged with an older generation comes
+    /// from a connection the machine has forgotten.
+    generation: u64,
+    /// Blocking sends waiting for their acknowledgement.
+    waiting: BTreeMap<TelemetryId, Sender<Result<(), TelemetryError>>>,
+    bytes_written: Arc<AtomicU64>,
+}
+
+impl Driver {
+    fn run(mut self) {
+        loop {
+            self.drain();
+            let input = match self.device.poll_timeout() {
+                Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
+                None => self
+                    .inputs
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let now = clock::now();
+            match input {
+                Ok(Input::Bytes { generation, bytes }) if generation == self.generation => {
+                    // A protocol violation is already answered (closed) by the
+                    // machine and reported as a `Disconnected` event.
+                    let _ = self.device.handle_input(now, &bytes);
+                }
+                Ok(Input::Closed { generation }) if generation == self.generation => {
+                    self.socket = None;
+                    self.device.handle_close(now);
+                }
+                Ok(Input::Bytes { .. } | Input::Closed { .. }) => {}
+                Ok(Input::Command(command)) => {
+                    if self.command(command).is_break() {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Unreachable while `readers` lives; nothing is left to drive.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // Checked after every input, not only on a quiet channel, so a steady
+            // stream of input cannot starve the timers.
+            if self.device.poll_timeout().is_some_and(|t| t <= now) {
+                self.device.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Carries out a command; `Break` when the driver is to stop.
+    fn command(&mut self, command: Command) -> ControlFlow<()> {
+        let now = clock::now();
+        match command {
+            Command::Send { message, ack } => match self.device.send_telemetry(now, message) {
+                Ok(id) => {
+                    self.waiting.insert(id, ack);
+                }
+                Err(e) => {
+                    let _ = ack.send(Err(TelemetryError::Refused(e)));
+                }
+            },
+            Command::SendNowait { message, reply } => {
+                let _ = reply.send(self.device.send_telemetry(now, message));
+            }
+            Command::Settle {
+                lock,
+                disposition,
+                reply,
+            } => {
+                let _ = reply.send(self.device.settle(now, &lock, disposition));
+            }
+            Command::Disconnect { reply } => {
+                self.device.disconnect(now);
+                self.drain();
+                self.shut_socket();
+                let _ = reply.send(());
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Drains transmits and events until the machine has nothing more to say.
+    fn drain(&mut self) {
+        loop {
+            if let Some(transmit) = self.device.poll_transmit() {
+                self.transmit(transmit);
+            } else if let Some(event) = self.device.poll_event() {
+                self.event(event);
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        match transmit {
+            Transmit::Connect => {
+                self.shut_socket();
+                match self.open() {
+                    Ok(stream) => {
+                        self.socket = Some(stream);
+                        self.device.handle_connected(clock::now());
+                    }
+                    Err(_) => self.device.handle_close(clock::now()),
+                }
+            }
+            Transmit::Send(bytes) => {
+                let Some(socket) = self.socket.as_mut() else {
+                    return;
+                };
+                match socket.write_all(&bytes) {
+                    Ok(()) => {
+                        self.bytes_written
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        // The reader sees the shutdown and reports the close, which
+                        // reaches the machine as `handle_close` in order with any
+                        // bytes read before it.
+                        let _ = socket.shutdown(Shutdown::Both);
+                        self.socket = None;
+                    }
+                }
+            }
+            Transmit::Close => self.shut_socket(),
+        }
+    }
+
+    /// Dials the hub and starts the connection's reader.
+    fn open(&mut self) -> io::Result<TcpStream> {
+        let stream = dial::dial(&self.target.0, self.target.1)?;
+        let generation = self.generation;
+        let read = stream.try_clone()?;
+        let spawned = reader::spawn(
+            format!("{}-read", self.name),
+            read,
+            self.readers.clone(),
+            move |bytes| Input::Bytes { generation, bytes },
+            Input::Closed { generation },
+        );
+        if let Err(e) = spawned {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Err(e);
+        }
+        Ok(stream)
+    }
+
+    /// Shuts the current connection down (its bytes already written leave first)
+    /// and starts a new generation, so its reader's last messages are ignored.
+    fn shut_socket(&mut self) {
+        if let Some(socket) = self.socket.take() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        self.generation += 1;
+    }
+
+    fn event(&mut self, event: DeviceEvent) {
+        match &event {
+            DeviceEvent::TelemetryAcknowledged(id) => {
+                if let Some(waiter) = self.waiting.remove(id) {
+                    if waiter.send(Ok(())).is_ok() {
+                        return;
+                    }
+                    // The caller gave up waiting: the acknowledgement becomes an
+                    // event.
+                }
+            }
+            DeviceEvent::Disconnected {
+                reason,
+                reconnect_at: None,
+            } => {
+                for (_, waiter) in std::mem::take(&mut self.waiting) {
+                    let _ = waiter.send(Err(TelemetryError::Stopped(reason.clone())));
+                }
+            }
+            _ => {}
+        }
+        let _ = self.events.send(event);
+    }
+}

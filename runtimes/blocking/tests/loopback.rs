@@ -1,0 +1,222 @@
+//! A device and a hub over real loopback sockets on ephemeral ports.
+//!
+//! Every wait has a deadline, so a failing test fails instead of hanging.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent};
+use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason, TelemetryId};
+use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
+use hubwire_core::iothub::{Ack, ConnectionString, ErrorCode, Message, Properties};
+use hubwire_core::mqtt::ConnectReturnCode;
+use hubwire_core::retry::Backoff;
+
+/// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1).
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// Another valid key, which the hub does not know.
+const WRONG_KEY: &str = "HwAeHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn record(device_id: &str) -> DeviceRecord {
+    DeviceRecord {
+        device_id: device_id.into(),
+        primary_key: KEY.into(),
+        secondary_key: String::new(),
+        enabled: true,
+    }
+}
+
+fn start_hub(addr: SocketAddr, devices: &[&str]) -> HubServer {
+    let config = HubConfig {
+        host_names: vec!["127.0.0.1".into()],
+        ..HubConfig::default()
+    };
+    match HubServer::start(config, devices.iter().map(|d| record(d)), addr) {
+        Ok(hub) => hub,
+        Err(e) => panic!("hub did not start on {addr}: {e}"),
+    }
+}
+
+fn ephemeral() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn connect(hub: SocketAddr, device_id: &str, key: &str) -> DeviceClient {
+    let cs = format!(
+        "HostName=127.0.0.1:{};DeviceId={device_id};SharedAccessKey={key}",
+        hub.port()
+    );
+    let Ok(cs) = ConnectionString::parse(&cs) else {
+        panic!("bad connection string {cs}");
+    };
+    let mut config = DeviceConfig::new(cs);
+    // Fast retries keep the restart test short.
+    config.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    match DeviceClient::connect(config) {
+        Ok(device) => device,
+        Err(e) => panic!("device did not start: {e}"),
+    }
+}
+
+/// Reads device events until `pick` accepts one; panics at the deadline, listing
+/// the events seen.
+fn wait_device<T>(device: &DeviceClient, mut pick: impl FnMut(&DeviceEvent) -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+        seen.push(event);
+    }
+    panic!("device: the event did not come within {WAIT:?}; saw {seen:?}");
+}
+
+/// Reads hub events until `pick` accepts one; panics at the deadline.
+fn wait_hub<T>(hub: &HubServer, mut pick: impl FnMut(&HubServerEvent) -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(event) = hub.recv_event(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+        seen.push(event);
+    }
+    panic!("hub: the event did not come within {WAIT:?}; saw {seen:?}");
+}
+
+fn telemetry(i: usize) -> Message {
+    let mut m = Message::new(format!("{{\"reading\":{i}}}").into_bytes());
+    m.message_id = Some(format!("m{i}"));
+    m.content_type = Some("application/json".into());
+    m.properties = Properties::from_iter([("index", i.to_string()), ("kind", "test".into())]);
+    m
+}
+
+#[test]
+fn ten_acknowledged_messages_are_stored_in_order_with_their_properties() {
+    let hub = start_hub(ephemeral(), &["dev1"]);
+    let device = connect(hub.local_addr(), "dev1", KEY);
+    for i in 0..10 {
+        if let Err(e) = device.send_telemetry_timeout(telemetry(i), WAIT) {
+            panic!("message {i}: {e}");
+        }
+    }
+    let stored = hub.stored();
+    assert_eq!(stored.len(), 10);
+    for (i, record) in stored.iter().enumerate() {
+        assert_eq!(record.identity.device_id, "dev1");
+        assert_eq!(record.sequence_number, i as u64 + 1);
+        let sent = telemetry(i);
+        assert_eq!(record.message.body, sent.body);
+        assert_eq!(record.message.message_id, sent.message_id);
+        assert_eq!(record.message.content_type, sent.content_type);
+        assert_eq!(record.message.properties, sent.properties);
+    }
+    assert!(device.bytes_written() > 0);
+}
+
+#[test]
+fn c2d_message_with_properties_reaches_the_device_and_complete_settles_it() {
+    let hub = start_hub(ephemeral(), &["dev1"]);
+    let device = connect(hub.local_addr(), "dev1", KEY);
+    let mut c2d = Message::new(&b"switch on"[..]);
+    c2d.message_id = Some("c1".into());
+    c2d.ack = Some(Ack::Full);
+    c2d.properties = Properties::from_iter([("command", "on"), ("level", "3")]);
+    let sequence = match hub.send_c2d("dev1", c2d) {
+        Ok(s) => s,
+        Err(e) => panic!("send_c2d: {e}"),
+    };
+
+    let Some(received) = device.recv_c2d(WAIT) else {
+        panic!("no C2D message within {WAIT:?}");
+    };
+    assert_eq!(&received.message.body[..], b"switch on");
+    assert_eq!(received.message.message_id.as_deref(), Some("c1"));
+    assert_eq!(received.message.properties.get("command"), Some(Some("on")));
+    assert_eq!(received.message.properties.get("level"), Some(Some("3")));
+    let Some(lock) = received.lock_token else {
+        panic!("a QoS 1 delivery has a lock token");
+    };
+    assert_eq!(device.complete(&lock), Ok(()));
+
+    let settled = wait_hub(&hub, |e| match e {
+        HubServerEvent::Hub(HubEvent::C2dSettled(s)) => Some(s.clone()),
+        _ => None,
+    });
+    assert_eq!(settled.device_id, "dev1");
+    assert_eq!(settled.sequence_number, sequence);
+    assert_eq!(settled.outcome, Outcome::Completed);
+    assert!(settled.feedback.is_some(), "ack=full asks for feedback");
+    // Settled once: a second complete is refused.
+    assert!(device.complete(&lock).is_err());
+}
+
+#[test]
+fn a_wrong_key_is_refused_for_good() {
+    let hub = start_hub(ephemeral(), &["dev1"]);
+    let device = connect(hub.local_addr(), "dev1", WRONG_KEY);
+    let (reason, reconnect_at) = wait_device(&device, |e| match e {
+        DeviceEvent::Disconnected {
+            reason,
+            reconnect_at,
+        } => Some((reason.clone(), *reconnect_at)),
+        _ => None,
+    });
+    assert_eq!(
+        reason,
+        DisconnectReason::Refused(ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(reconnect_at, None);
+    let code = wait_hub(&hub, |e| match e {
+        HubServerEvent::Hub(HubEvent::Refused { code, .. }) => Some(*code),
+        _ => None,
+    });
+    assert_eq!(code, ErrorCode::IOT_HUB_UNAUTHORIZED);
+    // A stopped device refuses telemetry instead of queueing it forever.
+    assert!(device.send_telemetry_timeout(telemetry(0), WAIT).is_err());
+}
+
+#[test]
+fn telemetry_queued_while_the_hub_is_down_is_delivered_after_it_restarts() {
+    let hub = start_hub(ephemeral(), &["dev1"]);
+    let addr = hub.local_addr();
+    let device = connect(addr, "dev1", KEY);
+    assert_eq!(device.send_telemetry_timeout(telemetry(0), WAIT), Ok(()));
+
+    hub.shutdown();
+    let reconnect_at = wait_device(&device, |e| match e {
+        DeviceEvent::Disconnected { reconnect_at, .. } => Some(*reconnect_at),
+        _ => None,
+    });
+    assert!(reconnect_at.is_some(), "a lost hub is retried");
+    let mut queued: Vec<TelemetryId> = Vec::new();
+    for i in 1..4 {
+        match device.send_telemetry_nowait(telemetry(i)) {
+            Ok(id) => queued.push(id),
+            Err(e) => panic!("message {i} not queued: {e}"),
+        }
+    }
+
+    let hub = start_hub(addr, &["dev1"]);
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < queued.len() {
+        acknowledged.push(wait_device(&device, |e| match e {
+            DeviceEvent::TelemetryAcknowledged(id) => Some(*id),
+            _ => None,
+        }));
+    }
+    assert_eq!(acknowledged, queued);
+    let bodies: Vec<Vec<u8>> = hub
+        .stored()
+        .iter()
+        .map(|r| r.message.body.to_vec())
+        .collect();
+    let sent: Vec<Vec<u8>> = (1..4).map(|i| telemetry(i).body.to_vec()).collect();
+    assert_eq!(bodies, sent);
+}
