@@ -16,9 +16,7 @@ static ORIGIN: OnceLock<(Timestamp, Instant)> = OnceLock::new();
 
 fn origin() -> (Timestamp, Instant) {
     *ORIGIN.get_or_init(|| {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let wall = Timestamp::EPOCH.saturating_add(since_epoch);
         (wall, Instant::now())
     })
@@ -52,10 +50,8 @@ mod tests {
         let a = now();
         let b = now();
         assert!(b >= a);
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let wall =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         // Within a second of the system clock (it was read moments ago).
         assert!(a.as_millis().abs_diff(wall) < 1000, "{a} vs {wall}");
     }

@@ -79,7 +79,8 @@ enum Input {
     Closed {
         generation: u64,
     },
-    Command(Command),
+    /// Boxed: commands are rare, and bytes should not pay for their size.
+    Command(Box<Command>),
 }
 
 #[derive(Debug)]
@@ -132,15 +133,11 @@ impl DeviceClient {
             waiting: BTreeMap::new(),
             bytes_written: Arc::clone(&bytes_written),
         };
-        let driver = thread::Builder::new()
-            .name(driver.name.clone())
-            .spawn(move || driver.run())?;
+        let driver =
+            thread::Builder::new().name(driver.name.clone()).spawn(move || driver.run())?;
         Ok(DeviceClient {
             commands,
-            inbox: Mutex::new(Inbox {
-                events,
-                passed_over: VecDeque::new(),
-            }),
+            inbox: Mutex::new(Inbox { events, passed_over: VecDeque::new() }),
             bytes_written,
             driver: Some(driver),
         })
@@ -177,8 +174,7 @@ impl DeviceClient {
         message: Message,
     ) -> Result<Receiver<Result<(), TelemetryError>>, TelemetryError> {
         let (ack, acknowledged) = mpsc::channel();
-        self.command(Command::Send { message, ack })
-            .ok_or(TelemetryError::Closed)?;
+        self.command(Command::Send { message, ack }).ok_or(TelemetryError::Closed)?;
         Ok(acknowledged)
     }
 
@@ -189,8 +185,7 @@ impl DeviceClient {
     /// Errors: [`TelemetryError::Refused`], [`TelemetryError::Closed`].
     pub fn send_telemetry_nowait(&self, message: Message) -> Result<TelemetryId, TelemetryError> {
         let (reply, answer) = mpsc::channel();
-        self.command(Command::SendNowait { message, reply })
-            .ok_or(TelemetryError::Closed)?;
+        self.command(Command::SendNowait { message, reply }).ok_or(TelemetryError::Closed)?;
         match answer.recv() {
             Ok(result) => Ok(result?),
             Err(_) => Err(TelemetryError::Closed),
@@ -213,10 +208,7 @@ impl DeviceClient {
     pub fn recv_c2d(&self, timeout: Duration) -> Option<C2dMessage> {
         let deadline = Instant::now() + timeout;
         let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-        let kept = inbox
-            .passed_over
-            .iter()
-            .position(|e| matches!(e, DeviceEvent::C2d(_)));
+        let kept = inbox.passed_over.iter().position(|e| matches!(e, DeviceEvent::C2d(_)));
         if let Some(DeviceEvent::C2d(c2d)) = kept.and_then(|i| inbox.passed_over.remove(i)) {
             return Some(c2d);
         }
@@ -253,11 +245,7 @@ impl DeviceClient {
 
     fn settle(&self, lock: &LockToken, disposition: Disposition) -> Result<(), DispositionError> {
         let (reply, answer) = mpsc::channel();
-        let command = Command::Settle {
-            lock: *lock,
-            disposition,
-            reply,
-        };
+        let command = Command::Settle { lock: *lock, disposition, reply };
         self.command(command)
             .and_then(|()| answer.recv().ok())
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
@@ -282,7 +270,7 @@ impl DeviceClient {
 
     /// Hands a command to the driver; `None` when the driver has stopped.
     fn command(&self, command: Command) -> Option<()> {
-        self.commands.send(Input::Command(command)).ok()
+        self.commands.send(Input::Command(Box::new(command))).ok()
     }
 }
 
@@ -321,10 +309,7 @@ impl Driver {
             self.drain();
             let input = match self.device.poll_timeout() {
                 Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
-                None => self
-                    .inputs
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
+                None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let now = clock::now();
             match input {
@@ -339,7 +324,7 @@ impl Driver {
                 }
                 Ok(Input::Bytes { .. } | Input::Closed { .. }) => {}
                 Ok(Input::Command(command)) => {
-                    if self.command(command).is_break() {
+                    if self.command(*command).is_break() {
                         return;
                     }
                 }
@@ -370,11 +355,7 @@ impl Driver {
             Command::SendNowait { message, reply } => {
                 let _ = reply.send(self.device.send_telemetry(now, message));
             }
-            Command::Settle {
-                lock,
-                disposition,
-                reply,
-            } => {
+            Command::Settle { lock, disposition, reply } => {
                 let _ = reply.send(self.device.settle(now, &lock, disposition));
             }
             Command::Disconnect { reply } => {
@@ -419,8 +400,7 @@ impl Driver {
                 };
                 match socket.write_all(&bytes) {
                     Ok(()) => {
-                        self.bytes_written
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        self.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     }
                     Err(_) => {
                         // The reader sees the shutdown and reports the close, which
@@ -474,10 +454,7 @@ impl Driver {
                     // event.
                 }
             }
-            DeviceEvent::Disconnected {
-                reason,
-                reconnect_at: None,
-            } => {
+            DeviceEvent::Disconnected { reason, reconnect_at: None } => {
                 for (_, waiter) in std::mem::take(&mut self.waiting) {
                     let _ = waiter.send(Err(TelemetryError::Stopped(reason.clone())));
                 }

@@ -79,10 +79,7 @@ mod tests {
             t("HostName=hub.local;DeviceId=d;SharedAccessKey=k"),
             ("hub.local".to_owned(), DEFAULT_PORT)
         );
-        assert_eq!(
-            t("HostName=[::1]:4001;DeviceId=d;SharedAccessKey=k"),
-            ("::1".to_owned(), 4001)
-        );
+        assert_eq!(t("HostName=[::1]:4001;DeviceId=d;SharedAccessKey=k"), ("::1".to_owned(), 4001));
         assert_eq!(
             t("HostName=[::1];DeviceId=d;SharedAccessKey=k"),
             ("::1".to_owned(), DEFAULT_PORT)

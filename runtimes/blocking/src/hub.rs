@@ -63,23 +63,15 @@ enum Input {
     Accepted(TcpStream),
     Bytes(ConnectionId, Vec<u8>),
     Closed(ConnectionId),
-    Command(Command),
+    /// Boxed: commands are rare, and bytes should not pay for their size.
+    Command(Box<Command>),
 }
 
 #[derive(Debug)]
 enum Command {
-    SendC2d {
-        device_id: String,
-        message: Message,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    AddDevice {
-        record: DeviceRecord,
-        reply: Sender<Result<(), RegistryError>>,
-    },
-    Stored {
-        reply: Sender<Vec<D2cRecord>>,
-    },
+    SendC2d { device_id: String, message: Message, reply: Sender<Result<u64, HubError>> },
+    AddDevice { record: DeviceRecord, reply: Sender<Result<(), RegistryError>> },
+    Stored { reply: Sender<Vec<D2cRecord>> },
     Shutdown,
 }
 
@@ -116,9 +108,8 @@ impl HubServer {
             events: events_tx,
             connections: BTreeMap::new(),
         };
-        let driver = thread::Builder::new()
-            .name(String::from("hubwire-hub"))
-            .spawn(move || driver.run())?;
+        let driver =
+            thread::Builder::new().name(String::from("hubwire-hub")).spawn(move || driver.run())?;
         let stopping = Arc::new(AtomicBool::new(false));
         let mut server = HubServer {
             local_addr,
@@ -149,11 +140,7 @@ impl HubServer {
     /// Errors: as [`Hub::send_c2d`]: an unknown device (404001), a full queue
     /// (403004), a message too large (413001).
     pub fn send_c2d(&self, device_id: &str, message: Message) -> Result<u64, HubError> {
-        self.ask(|reply| Command::SendC2d {
-            device_id: String::from(device_id),
-            message,
-            reply,
-        })
+        self.ask(|reply| Command::SendC2d { device_id: String::from(device_id), message, reply })
     }
 
     /// Registers a device while the hub runs.
@@ -203,7 +190,7 @@ impl HubServer {
                 let _ = acceptor.join();
             }
         }
-        let _ = self.inputs.send(Input::Command(Command::Shutdown));
+        let _ = self.inputs.send(Input::Command(Box::new(Command::Shutdown)));
         if let Some(driver) = self.driver.take() {
             let _ = driver.join();
         }
@@ -215,7 +202,7 @@ impl HubServer {
     /// driver runs, so there is nothing else to answer.
     fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
         let (reply, answer) = mpsc::channel();
-        let _ = self.inputs.send(Input::Command(command(reply)));
+        let _ = self.inputs.send(Input::Command(Box::new(command(reply))));
         match answer.recv() {
             Ok(answer) => answer,
             Err(_) => panic!("the hub driver thread panicked"),
@@ -280,10 +267,7 @@ impl Driver {
             self.drain();
             let input = match self.hub.poll_timeout() {
                 Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
-                None => self
-                    .inputs
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
+                None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let now = clock::now();
             match input {
@@ -302,7 +286,7 @@ impl Driver {
                     }
                 }
                 Ok(Input::Command(command)) => {
-                    if self.command(now, command).is_break() {
+                    if self.command(now, *command).is_break() {
                         break;
                     }
                 }
@@ -324,11 +308,7 @@ impl Driver {
     /// Carries out a command; `Break` when the driver is to stop.
     fn command(&mut self, now: Timestamp, command: Command) -> ControlFlow<()> {
         match command {
-            Command::SendC2d {
-                device_id,
-                message,
-                reply,
-            } => {
+            Command::SendC2d { device_id, message, reply } => {
                 let _ = reply.send(self.hub.send_c2d(now, &device_id, message));
             }
             Command::AddDevice { record, reply } => {

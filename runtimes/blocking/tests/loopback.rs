@@ -28,10 +28,7 @@ fn record(device_id: &str) -> DeviceRecord {
 }
 
 fn start_hub(addr: SocketAddr, devices: &[&str]) -> HubServer {
-    let config = HubConfig {
-        host_names: vec!["127.0.0.1".into()],
-        ..HubConfig::default()
-    };
+    let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
     match HubServer::start(config, devices.iter().map(|d| record(d)), addr) {
         Ok(hub) => hub,
         Err(e) => panic!("hub did not start on {addr}: {e}"),
@@ -43,19 +40,15 @@ fn ephemeral() -> SocketAddr {
 }
 
 fn connect(hub: SocketAddr, device_id: &str, key: &str) -> DeviceClient {
-    let cs = format!(
-        "HostName=127.0.0.1:{};DeviceId={device_id};SharedAccessKey={key}",
-        hub.port()
-    );
+    let cs =
+        format!("HostName=127.0.0.1:{};DeviceId={device_id};SharedAccessKey={key}", hub.port());
     let Ok(cs) = ConnectionString::parse(&cs) else {
         panic!("bad connection string {cs}");
     };
     let mut config = DeviceConfig::new(cs);
     // Fast retries keep the restart test short.
-    config.backoff = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(100),
-    };
+    config.backoff =
+        Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(100) };
     match DeviceClient::connect(config) {
         Ok(device) => device,
         Err(e) => panic!("device did not start: {e}"),
@@ -162,16 +155,10 @@ fn a_wrong_key_is_refused_for_good() {
     let hub = start_hub(ephemeral(), &["dev1"]);
     let device = connect(hub.local_addr(), "dev1", WRONG_KEY);
     let (reason, reconnect_at) = wait_device(&device, |e| match e {
-        DeviceEvent::Disconnected {
-            reason,
-            reconnect_at,
-        } => Some((reason.clone(), *reconnect_at)),
+        DeviceEvent::Disconnected { reason, reconnect_at } => Some((reason.clone(), *reconnect_at)),
         _ => None,
     });
-    assert_eq!(
-        reason,
-        DisconnectReason::Refused(ConnectReturnCode::NotAuthorized)
-    );
+    assert_eq!(reason, DisconnectReason::Refused(ConnectReturnCode::NotAuthorized));
     assert_eq!(reconnect_at, None);
     let code = wait_hub(&hub, |e| match e {
         HubServerEvent::Hub(HubEvent::Refused { code, .. }) => Some(*code),
@@ -212,11 +199,7 @@ fn telemetry_queued_while_the_hub_is_down_is_delivered_after_it_restarts() {
         }));
     }
     assert_eq!(acknowledged, queued);
-    let bodies: Vec<Vec<u8>> = hub
-        .stored()
-        .iter()
-        .map(|r| r.message.body.to_vec())
-        .collect();
+    let bodies: Vec<Vec<u8>> = hub.stored().iter().map(|r| r.message.body.to_vec()).collect();
     let sent: Vec<Vec<u8>> = (1..4).map(|i| telemetry(i).body.to_vec()).collect();
     assert_eq!(bodies, sent);
 }
