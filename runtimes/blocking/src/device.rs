@@ -71,14 +71,9 @@ struct Inbox {
 #[derive(Debug)]
 enum Input {
     /// Bytes from the connection of this generation.
-    Bytes {
-        generation: u64,
-        bytes: Vec<u8>,
-    },
+    Bytes { generation: u64, bytes: Vec<u8> },
     /// The connection of this generation closed or broke.
-    Closed {
-        generation: u64,
-    },
+    Closed { generation: u64 },
     /// Boxed: commands are rare, and bytes should not pay for their size.
     Command(Box<Command>),
 }

@@ -1,0 +1,331 @@
+//! `hubwire demo`: an embedded hub and simulated devices, with a summary table per
+//! transport. Exits non-zero if anything was lost.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent};
+use hubwire_core::device::{DeviceConfig, DeviceEvent};
+use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
+use hubwire_core::iothub::Message;
+
+use crate::registry;
+
+/// How long any one step may take before the demo calls it lost.
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `hubwire demo` arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Simulated devices, each on its own connection.
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// Telemetry messages each device sends.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+}
+
+/// What one simulated device saw.
+#[derive(Debug, Default)]
+struct DeviceRun {
+    sent: usize,
+    acknowledged: usize,
+    /// Send to acknowledgement, per message.
+    latencies: Vec<Duration>,
+    /// Bytes written while sending telemetry.
+    telemetry_bytes: u64,
+    c2d_delivered: bool,
+    problem: Option<String>,
+}
+
+/// One row of the summary table.
+#[derive(Debug)]
+struct Row {
+    transport: &'static str,
+    devices: usize,
+    sent: usize,
+    acknowledged: usize,
+    stored: usize,
+    c2d_delivered: usize,
+    c2d_completed: usize,
+    p50: Duration,
+    p99: Duration,
+    bytes_per_message: f64,
+}
+
+pub(crate) fn run(args: DemoArgs) -> ExitCode {
+    let records: Result<Vec<DeviceRecord>, _> =
+        (1..=args.devices).map(|i| registry::generated(&format!("demo-device-{i:03}"))).collect();
+    let records = match records {
+        Ok(records) => records,
+        Err(e) => {
+            eprintln!("hubwire demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = HubConfig { host_names: vec![String::from("127.0.0.1")], ..HubConfig::default() };
+    let hub = match HubServer::start(config, records.iter().cloned(), ([127, 0, 0, 1], 0).into()) {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("hubwire demo: cannot start the hub: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "hubwire demo: {} devices x {} messages, hub on {}",
+        args.devices,
+        args.messages,
+        hub.local_addr()
+    );
+
+    let all_sent = Barrier::new(records.len() + 1);
+    let runs: Vec<DeviceRun> = thread::scope(|s| {
+        let devices: Vec<_> = records
+            .iter()
+            .map(|record| {
+                let all_sent = &all_sent;
+                let addr = hub.local_addr();
+                s.spawn(move || simulate(record, addr, args.messages, all_sent))
+            })
+            .collect();
+        all_sent.wait();
+        for record in &records {
+            let mut c2d = Message::new(&b"demo command"[..]);
+            c2d.message_id = Some(format!("c2d-{}", record.device_id));
+            if let Err(e) = hub.send_c2d(&record.device_id, c2d) {
+                eprintln!("hubwire demo: C2D to {} refused: {e}", record.device_id);
+            }
+        }
+        devices
+            .into_iter()
+            .map(|d| {
+                d.join().unwrap_or_else(|_| DeviceRun {
+                    problem: Some(String::from("device thread panicked")),
+                    ..DeviceRun::default()
+                })
+            })
+            .collect()
+    });
+    let c2d_completed = count_completions(&hub, records.len());
+    let stored = hub.stored().len();
+    hub.shutdown();
+
+    let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
+    latencies.sort();
+    let acknowledged: usize = runs.iter().map(|r| r.acknowledged).sum();
+    let telemetry_bytes: u64 = runs.iter().map(|r| r.telemetry_bytes).sum();
+    let row = Row {
+        transport: "mqtt",
+        devices: records.len(),
+        sent: runs.iter().map(|r| r.sent).sum(),
+        acknowledged,
+        stored,
+        c2d_delivered: runs.iter().filter(|r| r.c2d_delivered).count(),
+        c2d_completed,
+        p50: percentile(&latencies, 50),
+        p99: percentile(&latencies, 99),
+        bytes_per_message: telemetry_bytes as f64 / acknowledged.max(1) as f64,
+    };
+    print_table(&[&row]);
+
+    let mut problems: Vec<String> = runs.into_iter().filter_map(|r| r.problem).collect();
+    problems.extend(shortfalls(&row, args.devices * args.messages));
+    if problems.is_empty() {
+        println!("ok: every message stored and acknowledged, every C2D message completed");
+        ExitCode::SUCCESS
+    } else {
+        for problem in problems {
+            eprintln!("hubwire demo: FAILED: {problem}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// One device: connect, send `messages` telemetry messages one at a time, wait for
+/// the others at `all_sent`, then complete the C2D message the hub sends.
+fn simulate(
+    record: &DeviceRecord,
+    hub: SocketAddr,
+    messages: usize,
+    all_sent: &Barrier,
+) -> DeviceRun {
+    let mut run = DeviceRun::default();
+    let cs = registry::connection_string(hub.to_string(), record);
+    let device = DeviceClient::connect(DeviceConfig::new(cs));
+    if let Err(e) = device.as_ref().map(|device| send_all(device, messages, &mut run)) {
+        run.problem = Some(format!("{}: cannot start: {e}", record.device_id));
+    }
+    // Reached whatever happened, so the hub's thread never waits for a lost device.
+    all_sent.wait();
+    let Ok(device) = device else { return run };
+    if run.problem.is_some() {
+        return run;
+    }
+    match device.recv_c2d(STEP_TIMEOUT) {
+        Some(c2d) => {
+            run.c2d_delivered = true;
+            let completed = c2d.lock_token.map(|lock| device.complete(&lock));
+            if !matches!(completed, Some(Ok(()))) {
+                run.problem = Some(format!("{}: C2D message not completed", record.device_id));
+            }
+        }
+        None => run.problem = Some(format!("{}: no C2D message", record.device_id)),
+    }
+    device.disconnect();
+    run
+}
+
+fn send_all(device: &DeviceClient, messages: usize, run: &mut DeviceRun) {
+    if let Err(problem) = wait_connected(device) {
+        run.problem = Some(problem);
+        return;
+    }
+    // Counted from here, so the connection's own packets are not in the figure.
+    let before = device.bytes_written();
+    for i in 0..messages {
+        let mut message = Message::new(format!("{{\"reading\":{i}}}").into_bytes());
+        message.properties.set("sensor", "temperature");
+        message.properties.set("index", i.to_string());
+        run.sent += 1;
+        let started = Instant::now();
+        match device.send_telemetry_timeout(message, STEP_TIMEOUT) {
+            Ok(()) => {
+                run.acknowledged += 1;
+                run.latencies.push(started.elapsed());
+            }
+            Err(e) => {
+                run.problem = Some(format!("message {i}: {e}"));
+                break;
+            }
+        }
+    }
+    run.telemetry_bytes = device.bytes_written() - before;
+}
+
+fn wait_connected(device: &DeviceClient) -> Result<(), String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
+        match event {
+            DeviceEvent::Connected { .. } => return Ok(()),
+            DeviceEvent::Disconnected { reason, reconnect_at: None } => {
+                return Err(format!("stopped: {reason}"));
+            }
+            _ => {}
+        }
+    }
+    Err(format!("not connected within {STEP_TIMEOUT:?}"))
+}
+
+/// Reads hub events until `expected` C2D completions or [`STEP_TIMEOUT`].
+fn count_completions(hub: &HubServer, expected: usize) -> usize {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut completed = 0;
+    while completed < expected {
+        let Some(event) = hub.recv_event(deadline.saturating_duration_since(Instant::now())) else {
+            break;
+        };
+        if let HubServerEvent::Hub(HubEvent::C2dSettled(settled)) = event {
+            if settled.outcome == Outcome::Completed {
+                completed += 1;
+            }
+        }
+    }
+    completed
+}
+
+/// The nearest-rank percentile of sorted values; zero for none.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// What the row shows was lost, in words.
+fn shortfalls(row: &Row, expected: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |what: &str, got: usize, wanted: usize| {
+        if got != wanted {
+            problems.push(format!("{what}: {got} of {wanted}"));
+        }
+    };
+    check("telemetry sent", row.sent, expected);
+    check("telemetry acknowledged", row.acknowledged, expected);
+    check("telemetry stored", row.stored, expected);
+    check("C2D delivered", row.c2d_delivered, row.devices);
+    check("C2D completed", row.c2d_completed, row.devices);
+    problems
+}
+
+fn print_table(rows: &[&Row]) {
+    let header = [
+        "transport",
+        "devices",
+        "sent",
+        "acknowledged",
+        "stored",
+        "c2d delivered",
+        "c2d completed",
+        "p50 ms",
+        "p99 ms",
+        "wire bytes/msg",
+    ];
+    let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
+    let cells: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.transport.to_string(),
+                r.devices.to_string(),
+                r.sent.to_string(),
+                r.acknowledged.to_string(),
+                r.stored.to_string(),
+                r.c2d_delivered.to_string(),
+                r.c2d_completed.to_string(),
+                ms(r.p50),
+                ms(r.p99),
+                format!("{:.1}", r.bytes_per_message),
+            ]
+        })
+        .collect();
+    let width =
+        |i: usize| cells.iter().map(|row| row[i].len()).chain([header[i].len()]).max().unwrap_or(0);
+    let line = |values: Vec<&str>| {
+        let padded: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if i == 0 {
+                    format!("{v:<w$}", w = width(i))
+                } else {
+                    format!("{v:>w$}", w = width(i))
+                }
+            })
+            .collect();
+        println!("{}", padded.join("  "));
+    };
+    line(header.to_vec());
+    for row in &cells {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        let values = ms(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(percentile(&values, 50), Duration::from_millis(50));
+        assert_eq!(percentile(&values, 99), Duration::from_millis(99));
+        assert_eq!(percentile(&ms(&[7]), 99), Duration::from_millis(7));
+        assert_eq!(percentile(&ms(&[1, 2, 3]), 50), Duration::from_millis(2));
+        assert_eq!(percentile(&[], 50), Duration::ZERO);
+    }
+}

@@ -1,0 +1,222 @@
+//! `hubwire device`: a device that sends telemetry, each message awaited, and
+//! prints (and completes) the C2D messages it receives.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use hubwire_blocking::{DeviceClient, TelemetryError};
+use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
+use hubwire_core::iothub::{ConnectionString, Message};
+use serde_json::json;
+
+use crate::json::MessageFields;
+
+/// `hubwire device` arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeviceArgs {
+    /// The device's connection string (`HostName=..;DeviceId=..;SharedAccessKey=..`).
+    #[arg(long)]
+    connection_string: ConnectionString,
+    /// Telemetry messages to send.
+    #[arg(long, default_value_t = 10)]
+    count: u64,
+    /// Pause between messages, milliseconds (C2D messages are handled meanwhile).
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Message body; `{n}` becomes the message number.
+    #[arg(long, default_value = "message {n}")]
+    body: String,
+    /// An application property `name=value` for every message (repeatable).
+    #[arg(long = "property", value_name = "NAME=VALUE", value_parser = property)]
+    properties: Vec<(String, String)>,
+    /// The messages' content type, e.g. application/json.
+    #[arg(long)]
+    content_type: Option<String>,
+    /// After the last message, keep receiving C2D messages this long, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    wait_c2d_ms: u64,
+    /// Print JSON lines instead of sentences.
+    #[arg(long)]
+    json: bool,
+}
+
+fn property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
+/// How the device reports what happens: sentences or JSON lines, on stdout.
+#[derive(Clone, Copy, Debug)]
+struct Report {
+    json: bool,
+}
+
+impl Report {
+    fn say(self, words: String, value: serde_json::Value) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{words}");
+        }
+    }
+}
+
+pub(crate) fn run(args: DeviceArgs) -> ExitCode {
+    let report = Report { json: args.json };
+    let device = match DeviceClient::connect(DeviceConfig::new(args.connection_string.clone())) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("hubwire device: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !wait_connected(&device, report) {
+        return ExitCode::FAILURE;
+    }
+    for n in 1..=args.count {
+        let started = Instant::now();
+        if let Err(e) = device.send_telemetry(message(&args, n)) {
+            return stopped(&e);
+        }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        report.say(
+            format!("message {n}/{} acknowledged in {ms:.2} ms", args.count),
+            json!({"event": "acknowledged", "number": n, "latencyMs": ms}),
+        );
+        let pause = if n < args.count { args.interval_ms } else { args.wait_c2d_ms };
+        if !handle_events(&device, report, Instant::now() + Duration::from_millis(pause)) {
+            return ExitCode::FAILURE;
+        }
+    }
+    device.disconnect();
+    ExitCode::SUCCESS
+}
+
+fn message(args: &DeviceArgs, n: u64) -> Message {
+    let mut message = Message::new(args.body.replace("{n}", &n.to_string()).into_bytes());
+    message.content_type = args.content_type.clone();
+    for (name, value) in &args.properties {
+        message.properties.set(name.clone(), value.clone());
+    }
+    message
+}
+
+/// What an event meant for the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Connected,
+    Stopped,
+    Other,
+}
+
+/// Reports events until the device is connected. Returns false when it stopped.
+fn wait_connected(device: &DeviceClient, report: Report) -> bool {
+    loop {
+        // The device retries on its own schedule; there is nothing to time out.
+        if let Some(event) = device.recv_event(Duration::from_secs(60)) {
+            match handle(device, report, event) {
+                Flow::Connected => return true,
+                Flow::Stopped => return false,
+                Flow::Other => {}
+            }
+        }
+    }
+}
+
+/// Reports events until `deadline`. Returns false when the device stopped.
+fn handle_events(device: &DeviceClient, report: Report, deadline: Instant) -> bool {
+    while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
+        if handle(device, report, event) == Flow::Stopped {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reports one event, completing a C2D message.
+fn handle(device: &DeviceClient, report: Report, event: DeviceEvent) -> Flow {
+    match event {
+        DeviceEvent::Connected { session_present } => {
+            report.say(
+                format!("connected (session present: {session_present})"),
+                json!({"event": "connected", "sessionPresent": session_present}),
+            );
+            return Flow::Connected;
+        }
+        DeviceEvent::Disconnected { reason, reconnect_at: Some(at) } => {
+            let ms = hubwire_blocking::clock::until(at).as_millis();
+            report.say(
+                format!("disconnected: {reason}; reconnecting in {ms} ms"),
+                json!({"event": "disconnected", "reason": reason.to_string(), "reconnectInMs": ms}),
+            );
+        }
+        DeviceEvent::Disconnected { reason, reconnect_at: None } => {
+            eprintln!("hubwire device: {}", explain(&reason));
+            return Flow::Stopped;
+        }
+        DeviceEvent::C2d(c2d) => complete(device, report, &c2d),
+        DeviceEvent::C2dSubscriptionRefused => {
+            eprintln!("hubwire device: the hub refused the C2D subscription");
+        }
+        // Acknowledgements are reported by the sending loop.
+        _ => {}
+    }
+    Flow::Other
+}
+
+fn complete(device: &DeviceClient, report: Report, c2d: &C2dMessage) {
+    let fields = MessageFields::of(&c2d.message);
+    let completed = match &c2d.lock_token {
+        Some(lock) => match device.complete(lock) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("hubwire device: cannot complete a C2D message: {e}");
+                false
+            }
+        },
+        None => false,
+    };
+    let text = String::from_utf8_lossy(&c2d.message.body);
+    let properties: Vec<String> = c2d
+        .message
+        .properties
+        .iter()
+        .map(|(name, value)| format!("{name}={}", value.unwrap_or("")))
+        .collect();
+    let id = c2d.message.message_id.as_deref().unwrap_or("-");
+    let mut value = json!({"event": "c2d", "completed": completed});
+    if let (Some(object), Ok(serde_json::Value::Object(fields))) =
+        (value.as_object_mut(), serde_json::to_value(&fields))
+    {
+        object.extend(fields);
+    }
+    report.say(
+        format!(
+            "c2d message {id}: {text:?} [{}]{}",
+            properties.join(", "),
+            if completed { " (completed)" } else { "" }
+        ),
+        value,
+    );
+}
+
+fn stopped(e: &TelemetryError) -> ExitCode {
+    match e {
+        TelemetryError::Stopped(reason) => eprintln!("hubwire device: {}", explain(reason)),
+        other => eprintln!("hubwire device: {other}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// Why a device stopped, with what to check: SDKs hide refusals, so say it here.
+fn explain(reason: &DisconnectReason) -> String {
+    match reason {
+        DisconnectReason::Refused(code) => format!(
+            "the hub refused the connection ({code:?}); check the device id and key in the \
+             connection string, and the hub's stderr for the reason"
+        ),
+        other => format!("stopped: {other}"),
+    }
+}

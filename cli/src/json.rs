@@ -1,0 +1,448 @@
+//! The hub's service side as JSON lines: what `hubwire hub` prints on stdout and
+//! reads on stdin. One object per line, its kind in `"event"`; times are
+//! milliseconds since the Unix epoch.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hubwire_core::hub::{D2cRecord, FeedbackRecord, HubError, HubEvent, Outcome, Settled};
+use hubwire_core::iothub::{Ack, ErrorCode, Identity, Message, Properties};
+use hubwire_core::time::Duration;
+use hubwire_core::{ConnectionId, Timestamp};
+use serde::ser::{Serialize, Serializer};
+use serde::{Deserialize, Serialize as DeriveSerialize};
+
+/// One stdout line.
+#[derive(Debug, DeriveSerialize)]
+#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub(crate) enum Line<'a> {
+    /// The hub is ready on this address.
+    Listening {
+        mqtt: String,
+    },
+    /// A registered device and how to connect it.
+    Device {
+        device_id: &'a str,
+        connection_string: String,
+    },
+    /// A stored D2C message.
+    Telemetry {
+        device_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        module_id: Option<&'a str>,
+        sequence_number: u64,
+        enqueued_time: u64,
+        #[serde(flatten)]
+        message: MessageFields<'a>,
+    },
+    Connected {
+        connection: u64,
+        device_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        module_id: Option<&'a str>,
+        session_present: bool,
+    },
+    Disconnected {
+        connection: u64,
+        device_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        module_id: Option<&'a str>,
+        code: u32,
+        error: &'static str,
+        reason: &'a str,
+    },
+    Refused {
+        connection: u64,
+        device_id: Option<&'a str>,
+        code: u32,
+        error: &'static str,
+        reason: &'a str,
+    },
+    C2dCompleted(Settlement<'a>),
+    C2dRejected(Settlement<'a>),
+    C2dAbandoned(Settlement<'a>),
+    C2dDeadLettered(Settlement<'a>),
+    C2dPurged(Settlement<'a>),
+    /// A C2D message from stdin was enqueued.
+    C2dQueued {
+        device_id: &'a str,
+        sequence_number: u64,
+    },
+    /// A stdin line was refused.
+    Error {
+        line: usize,
+        code: u32,
+        error: &'static str,
+        message: String,
+    },
+}
+
+/// A message's fields as the telemetry line carries them.
+#[derive(Debug, DeriveSerialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageFields<'a> {
+    message_id: Option<&'a str>,
+    correlation_id: Option<&'a str>,
+    content_type: Option<&'a str>,
+    content_encoding: Option<&'a str>,
+    properties: PropertyMap<'a>,
+    body: String,
+    /// `"base64"` when the body is not UTF-8 text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_encoding: Option<&'static str>,
+}
+
+impl<'a> MessageFields<'a> {
+    pub(crate) fn of(message: &'a Message) -> Self {
+        let (body, body_encoding) = match std::str::from_utf8(&message.body) {
+            Ok(text) => (text.to_owned(), None),
+            Err(_) => (BASE64.encode(&message.body), Some("base64")),
+        };
+        MessageFields {
+            message_id: message.message_id.as_deref(),
+            correlation_id: message.correlation_id.as_deref(),
+            content_type: message.content_type.as_deref(),
+            content_encoding: message.content_encoding.as_deref(),
+            properties: PropertyMap(&message.properties),
+            body,
+            body_encoding,
+        }
+    }
+}
+
+/// Application properties as a JSON object in their order; a bare name (no value)
+/// is `null`.
+#[derive(Debug)]
+pub(crate) struct PropertyMap<'a>(pub(crate) &'a Properties);
+
+impl Serialize for PropertyMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter())
+    }
+}
+
+/// A C2D message that left its queue, or was abandoned.
+#[derive(Debug, DeriveSerialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Settlement<'a> {
+    device_id: &'a str,
+    message_id: Option<&'a str>,
+    sequence_number: u64,
+    /// For an abandon: deliveries so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_count: Option<u32>,
+    /// For a dead-lettering: `rejected`, `expired` or `deliveryCountExceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feedback: Option<Feedback<'a>>,
+}
+
+/// A feedback record, with IoT Hub's field names (spec file §7).
+#[derive(Debug, DeriveSerialize)]
+#[serde(rename_all = "camelCase")]
+struct Feedback<'a> {
+    original_message_id: Option<&'a str>,
+    /// When the outcome happened, milliseconds since the Unix epoch.
+    enqueued_time: u64,
+    status_code: &'static str,
+    description: &'a str,
+    device_id: &'a str,
+}
+
+impl<'a> Feedback<'a> {
+    fn of(record: &'a FeedbackRecord) -> Self {
+        Feedback {
+            original_message_id: record.original_message_id.as_deref(),
+            enqueued_time: record.enqueued_time.as_millis(),
+            status_code: record.status.as_str(),
+            description: &record.description,
+            device_id: &record.device_id,
+        }
+    }
+}
+
+impl<'a> Line<'a> {
+    pub(crate) fn telemetry(record: &'a D2cRecord) -> Self {
+        Line::Telemetry {
+            device_id: &record.identity.device_id,
+            module_id: record.identity.module_id.as_deref(),
+            sequence_number: record.sequence_number,
+            enqueued_time: record.enqueued_time.as_millis(),
+            message: MessageFields::of(&record.message),
+        }
+    }
+
+    /// The line for a hub event; `None` for `StoreTelemetry`, which the runtime
+    /// turns into a stored record.
+    pub(crate) fn hub_event(event: &'a HubEvent) -> Option<Self> {
+        Some(match event {
+            HubEvent::Connected { connection, identity, session_present } => Line::Connected {
+                connection: connection.0,
+                device_id: &identity.device_id,
+                module_id: identity.module_id.as_deref(),
+                session_present: *session_present,
+            },
+            HubEvent::Disconnected { connection, identity, code, reason } => Line::Disconnected {
+                connection: connection.0,
+                device_id: &identity.device_id,
+                module_id: identity.module_id.as_deref(),
+                code: code.code,
+                error: code.name,
+                reason,
+            },
+            HubEvent::Refused { connection, identity, code, reason } => Line::Refused {
+                connection: connection.0,
+                device_id: identity.as_ref().map(|i| i.device_id.as_str()),
+                code: code.code,
+                error: code.name,
+                reason,
+            },
+            HubEvent::C2dSettled(settled) => Line::settled(settled),
+            _ => return None,
+        })
+    }
+
+    fn settled(settled: &'a Settled) -> Self {
+        let mut line = Settlement {
+            device_id: &settled.device_id,
+            message_id: settled.message_id.as_deref(),
+            sequence_number: settled.sequence_number,
+            delivery_count: None,
+            reason: None,
+            feedback: settled.feedback.as_ref().map(Feedback::of),
+        };
+        match settled.outcome {
+            Outcome::Completed => Line::C2dCompleted(line),
+            Outcome::Rejected => {
+                line.reason = Some("rejected");
+                Line::C2dRejected(line)
+            }
+            Outcome::Abandoned { delivery_count } => {
+                line.delivery_count = Some(delivery_count);
+                Line::C2dAbandoned(line)
+            }
+            Outcome::Expired => {
+                line.reason = Some("expired");
+                Line::C2dDeadLettered(line)
+            }
+            Outcome::DeliveryCountExceeded => {
+                line.reason = Some("deliveryCountExceeded");
+                Line::C2dDeadLettered(line)
+            }
+            Outcome::Purged => Line::C2dPurged(line),
+        }
+    }
+
+    pub(crate) fn error(line: usize, code: ErrorCode, message: String) -> Self {
+        Line::Error { line, code: code.code, error: code.name, message }
+    }
+
+    /// Writes the line to stdout. A closed stdout is ignored: the hub keeps serving.
+    pub(crate) fn print(&self) {
+        if let Ok(text) = serde_json::to_string(self) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The words for a refusal on stderr, since device SDKs hide the reason.
+pub(crate) fn refusal_words(
+    connection: ConnectionId,
+    identity: Option<&Identity>,
+    code: ErrorCode,
+    reason: &str,
+) -> String {
+    let who = identity.map_or_else(|| String::from("an unidentified client"), |i| format!("{i}"));
+    format!("refused connection {connection} from {who}: {code}: {reason}")
+}
+
+/// A C2D message to enqueue: one stdin line.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct C2dRequest {
+    pub(crate) device_id: String,
+    #[serde(default)]
+    body: String,
+    /// `"base64"` when `body` is base64 of binary data.
+    body_encoding: Option<String>,
+    message_id: Option<String>,
+    correlation_id: Option<String>,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    /// `none`, `positive`, `negative` or `full` (spec file §7).
+    ack: Option<String>,
+    /// Time to live in milliseconds from now; the queue's default otherwise.
+    expiry_ms: Option<u64>,
+    #[serde(default)]
+    properties: BTreeMap<String, Option<String>>,
+}
+
+/// Why a stdin line is not a C2D message: IoT Hub's code and what to fix.
+pub(crate) type RequestError = (ErrorCode, String);
+
+impl C2dRequest {
+    /// Parses one stdin line.
+    pub(crate) fn parse(line: &str) -> Result<Self, RequestError> {
+        serde_json::from_str(line).map_err(|e| (ErrorCode::ARGUMENT_INVALID, e.to_string()))
+    }
+
+    /// The message, its expiry counted from `now`.
+    pub(crate) fn into_message(self, now: Timestamp) -> Result<Message, RequestError> {
+        let invalid = |what: String| (ErrorCode::ARGUMENT_INVALID, what);
+        let body = match self.body_encoding.as_deref() {
+            None => self.body.into_bytes(),
+            Some("base64") => BASE64
+                .decode(&self.body)
+                .map_err(|e| invalid(format!("body is not base64: {e}")))?,
+            Some(other) => return Err(invalid(format!("unknown bodyEncoding {other:?}"))),
+        };
+        let ack = match self.ack.as_deref() {
+            None => None,
+            Some(a) => Some(Ack::parse(a).ok_or_else(|| {
+                invalid(format!("ack must be none, positive, negative or full, not {a:?}"))
+            })?),
+        };
+        let mut message = Message::new(body);
+        message.message_id = self.message_id;
+        message.correlation_id = self.correlation_id;
+        message.content_type = self.content_type;
+        message.content_encoding = self.content_encoding;
+        message.ack = ack;
+        message.expiry = self.expiry_ms.map(|ms| now + Duration::from_millis(ms));
+        for (name, value) in self.properties {
+            message.properties.insert(name, value);
+        }
+        Ok(message)
+    }
+}
+
+/// The error line for a refused `send_c2d`.
+pub(crate) fn hub_error(line: usize, e: &HubError) -> Line<'static> {
+    Line::error(line, e.code(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(line: &Line<'_>) -> serde_json::Value {
+        match serde_json::to_value(line) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn telemetry_line_carries_the_message_and_base64_for_binary_bodies() {
+        let mut message = Message::new(vec![0xff, 0x00]);
+        message.message_id = Some("m1".into());
+        message.properties.set("k", "v");
+        message.properties.insert("bare", None);
+        let record = D2cRecord {
+            identity: Identity::device("dev1"),
+            sequence_number: 7,
+            enqueued_time: Timestamp::from_millis(1_700_000_000_123),
+            message,
+        };
+        let v = json(&Line::telemetry(&record));
+        assert_eq!(v["event"], "telemetry");
+        assert_eq!(v["deviceId"], "dev1");
+        assert_eq!(v["sequenceNumber"], 7);
+        assert_eq!(v["enqueuedTime"], 1_700_000_000_123u64);
+        assert_eq!(v["messageId"], "m1");
+        assert_eq!(v["correlationId"], serde_json::Value::Null);
+        assert_eq!(v["properties"], serde_json::json!({"k": "v", "bare": null}));
+        assert_eq!(v["body"], "/wA=");
+        assert_eq!(v["bodyEncoding"], "base64");
+        assert!(v.get("moduleId").is_none());
+    }
+
+    #[test]
+    fn text_body_is_written_as_is() {
+        let record = D2cRecord {
+            identity: Identity::device("d"),
+            sequence_number: 1,
+            enqueued_time: Timestamp::EPOCH,
+            message: Message::new(&b"hello"[..]),
+        };
+        let v = json(&Line::telemetry(&record));
+        assert_eq!(v["body"], "hello");
+        assert!(v.get("bodyEncoding").is_none());
+    }
+
+    #[test]
+    fn refusal_carries_iot_hub_code_and_name() {
+        let event = HubEvent::Refused {
+            connection: ConnectionId(3),
+            identity: Some(Identity::device("dev1")),
+            code: ErrorCode::IOT_HUB_UNAUTHORIZED,
+            reason: "bad signature".into(),
+        };
+        let Some(line) = Line::hub_event(&event) else { panic!("no line") };
+        let v = json(&line);
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "refused", "connection": 3, "deviceId": "dev1",
+                "code": 401003, "error": "IotHubUnauthorized", "reason": "bad signature"})
+        );
+    }
+
+    #[test]
+    fn settlements_are_named_after_their_outcome() {
+        let settled = |outcome| Settled {
+            device_id: "d".into(),
+            message_id: Some("c1".into()),
+            sequence_number: 4,
+            outcome,
+            feedback: None,
+        };
+        let name = |outcome| {
+            let s = settled(outcome);
+            json(&Line::settled(&s))["event"].as_str().map(String::from)
+        };
+        assert_eq!(name(Outcome::Completed).as_deref(), Some("c2dCompleted"));
+        assert_eq!(name(Outcome::Rejected).as_deref(), Some("c2dRejected"));
+        assert_eq!(name(Outcome::Abandoned { delivery_count: 2 }).as_deref(), Some("c2dAbandoned"));
+        assert_eq!(name(Outcome::Expired).as_deref(), Some("c2dDeadLettered"));
+        assert_eq!(name(Outcome::DeliveryCountExceeded).as_deref(), Some("c2dDeadLettered"));
+        let s = settled(Outcome::Abandoned { delivery_count: 2 });
+        assert_eq!(json(&Line::settled(&s))["deliveryCount"], 2);
+    }
+
+    #[test]
+    fn c2d_request_becomes_a_message() {
+        let line = r#"{"deviceId":"dev1","body":"hello","messageId":"m1","correlationId":"c",
+            "ack":"full","expiryMs":1000,"properties":{"k":"v"}}"#;
+        let request = match C2dRequest::parse(line) {
+            Ok(r) => r,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(request.device_id, "dev1");
+        let now = Timestamp::from_millis(5000);
+        let Ok(m) = request.into_message(now) else { panic!("refused") };
+        assert_eq!(&m.body[..], b"hello");
+        assert_eq!(m.message_id.as_deref(), Some("m1"));
+        assert_eq!(m.correlation_id.as_deref(), Some("c"));
+        assert_eq!(m.ack, Some(Ack::Full));
+        assert_eq!(m.expiry, Some(Timestamp::from_millis(6000)));
+        assert_eq!(m.properties.get("k"), Some(Some("v")));
+    }
+
+    #[test]
+    fn bad_c2d_requests_are_argument_invalid() {
+        for line in
+            ["not json", r#"{"body":"no device"}"#, r#"{"deviceId":"d","messageID":"typo"}"#]
+        {
+            let Err((code, _)) = C2dRequest::parse(line) else { panic!("{line} accepted") };
+            assert_eq!(code, ErrorCode::ARGUMENT_INVALID, "{line}");
+        }
+        let bad_ack = C2dRequest::parse(r#"{"deviceId":"d","ack":"always"}"#);
+        let Ok(bad_ack) = bad_ack else { panic!("parse") };
+        assert!(bad_ack.into_message(Timestamp::EPOCH).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! `hubwire demo` runs end to end and reports every message delivered.
+
+use std::process::Command;
+
+#[test]
+fn demo_exits_zero_and_prints_the_table() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hubwire"))
+        .args(["demo", "--devices", "4", "--messages", "20"])
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run hubwire: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    for column in ["transport", "sent", "acknowledged", "stored", "p50 ms", "wire bytes/msg"] {
+        assert!(header.contains(column), "no {column:?} in {header:?}");
+    }
+    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    // transport, devices, sent, acknowledged, stored, c2d delivered, c2d completed.
+    assert_eq!(row.get(..7), Some(&["mqtt", "4", "80", "80", "80", "4", "4"][..]), "{stdout}");
+}
+
+#[test]
+fn demo_with_defaults_succeeds() {
+    let status = Command::new(env!("CARGO_BIN_EXE_hubwire")).arg("demo").output();
+    let Ok(output) = status else { panic!("cannot run hubwire") };
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("mqtt"));
+}
