@@ -156,13 +156,16 @@ impl HubServer {
     }
 
     /// The next event, waiting at most `timeout`; `None` when none came.
+    ///
+    /// Events queue in memory until read, one per stored message among them: a
+    /// long-running application reads them (the `hubwire hub` command prints each).
     pub fn recv_event(&self, timeout: Duration) -> Option<HubServerEvent> {
         let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         events.recv_timeout(timeout).ok()
     }
 
-    /// The next event, waiting as long as it takes; `None` once the hub has stopped
-    /// and every event was read.
+    /// The next event, waiting as long as it takes; `None` only if the driver thread
+    /// has died (it panicked) and every event was read.
     pub fn next_event(&self) -> Option<HubServerEvent> {
         let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         events.recv().ok()
