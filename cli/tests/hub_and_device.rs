@@ -1,80 +1,12 @@
 //! `hubwire hub` and `hubwire device` as separate processes on a loopback port.
-//!
-//! Every wait has a deadline; the processes are killed when a test ends, however it
-//! ends.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value;
+use std::io::Write;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Instant;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A child process, killed when dropped.
-struct Process {
-    child: Child,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `hubwire args…` with piped streams; returns it, its stdin and its stdout
-/// lines.
-fn start(args: &[&str]) -> (Process, ChildStdin, Receiver<String>) {
-    let child = Command::new(env!("CARGO_BIN_EXE_hubwire"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => panic!("cannot run hubwire: {e}"),
-    };
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        panic!("no pipes");
-    };
-    (Process { child }, stdin, lines(stdout))
-}
-
-/// Forwards each line of `from` to the returned channel.
-fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// The next JSON line whose `event` is `event`, skipping others (which are returned
-/// in the panic message if it never comes).
-fn next_event(lines: &Receiver<String>, event: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let value: Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => panic!("stdout line is not JSON ({e}): {line}"),
-        };
-        if value["event"] == event {
-            return value;
-        }
-        seen.push(line);
-    }
-    panic!("no {event:?} line within {WAIT:?}; saw {seen:#?}");
-}
+use common::{WAIT, next_event, start};
 
 #[test]
 fn device_telemetry_reaches_hub_stdout_and_hub_stdin_c2d_reaches_the_device() {

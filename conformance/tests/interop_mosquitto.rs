@@ -1,0 +1,133 @@
+//! hubwire's device through a real broker: mosquitto relays the IoT Hub telemetry a
+//! hubwire device publishes, and mosquitto_sub sees it byte for byte. Both come from
+//! Debian's packages (conformance/install-peers.sh); a missing one fails the test
+//! with that instruction.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hubwire_blocking::DeviceClient;
+use hubwire_core::device::DeviceConfig;
+use hubwire_core::iothub::{ConnectionString, Message};
+use hubwire_core::mqtt::topic;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A child process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peer(program: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let path = PathBuf::from(dir).join(program);
+        if path.is_file() {
+            return path;
+        }
+    }
+    panic!(
+        "{program} is not installed: run conformance/install-peers.sh \
+         (Debian packages mosquitto and mosquitto-clients)"
+    );
+}
+
+/// A mosquitto broker on a free loopback port, anonymous access allowed.
+fn start_broker() -> (Process, u16) {
+    let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("no free port: {e}"),
+    };
+    let dir = std::env::temp_dir().join(format!("hubwire-mosquitto-{port}"));
+    let config = dir.join("mosquitto.conf");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let mut f = std::fs::File::create(&config)?;
+        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false")
+    });
+    if let Err(e) = written {
+        panic!("cannot write {}: {e}", config.display());
+    }
+    let child = Command::new(peer("mosquitto"))
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let broker = match child {
+        Ok(c) => Process(c),
+        Err(e) => panic!("cannot start mosquitto: {e}"),
+    };
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Read at start; not needed any more.
+    let _ = std::fs::remove_dir_all(&dir);
+    (broker, port)
+}
+
+#[test]
+fn device_telemetry_through_mosquitto_reaches_mosquitto_sub_byte_exact() {
+    let (_broker, port) = start_broker();
+    // A persistent QoS 1 subscription, made before the device publishes: mosquitto
+    // keeps what arrives for it until the second run of mosquitto_sub collects it.
+    let subscriber = |extra: &[&str]| {
+        let output = Command::new(peer("mosquitto_sub"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
+            .args(["-i", "hubwire-interop", "-c", "-q", "1"])
+            .args(["-t", "devices/dev1/messages/events/#"])
+            .args(extra)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Ok(o) => panic!("mosquitto_sub failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => panic!("cannot run mosquitto_sub: {e}"),
+        }
+    };
+    subscriber(&["-E"]);
+
+    let cs = format!(
+        "HostName=127.0.0.1:{port};DeviceId=dev1;\
+         SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    );
+    let cs = match ConnectionString::parse(&cs) {
+        Ok(cs) => cs,
+        Err(e) => panic!("{e}"),
+    };
+    let device = match DeviceClient::connect(DeviceConfig::new(cs.clone())) {
+        Ok(d) => d,
+        Err(e) => panic!("cannot start the device: {e}"),
+    };
+    // TV-11's message, with a body that is not text.
+    let mut message = Message::new(vec![0x00, 0xff, b'{', 0x80, b'\n', 0x7f]);
+    message.message_id = Some("msg-0001".into());
+    message.correlation_id = Some("corr 1".into());
+    message.content_type = Some("application/json".into());
+    message.content_encoding = Some("utf-8".into());
+    message.properties.set("alert", "high temp");
+    message.properties.set("unit", "°C");
+    message.properties.set("path", "a/b=c&d");
+    let expected_topic = topic::telemetry(&cs.identity(), &message);
+    assert_eq!(
+        expected_topic,
+        "devices/dev1/messages/events/%24.mid=msg-0001&%24.cid=corr%201\
+         &%24.ct=application%2Fjson&%24.ce=utf-8&alert=high%20temp&unit=%C2%B0C\
+         &path=a%2Fb%3Dc%26d"
+    );
+    if let Err(e) = device.send_telemetry(message) {
+        panic!("mosquitto did not acknowledge the telemetry: {e}");
+    }
+
+    let received = subscriber(&["-C", "1", "-W", "10", "-F", "%t %x"]);
+    let line = received.trim_end();
+    assert_eq!(line, format!("{expected_topic} 00ff7b800a7f"));
+}
