@@ -8,5 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 conformance/install-peers.sh
+# The process-level tests in conformance/ run the program this builds.
+cargo build -p hubwire --locked
 cargo test --workspace --locked
 conformance/fuzz.sh "${FUZZ_SECONDS:-15}"

@@ -43,10 +43,6 @@ impl ErrorCode {
         ErrorCode { code: 412002, name: "DeviceMessageLockLost" };
     /// 413001: the message exceeds the size limit.
     pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode { code: 413001, name: "MessageTooLarge" };
-    /// 403002 would be the daily quota; this hub has none. 503001: the hub refuses
-    /// service for now (a disabled device).
-    pub const SERVICE_UNAVAILABLE: ErrorCode =
-        ErrorCode { code: 503001, name: "ServiceUnavailable" };
 
     /// The HTTP status class: the code's first three digits.
     pub const fn http_status(self) -> u16 {

@@ -2,13 +2,11 @@
 //! mosquitto-clients, installed by conformance/install-peers.sh) against
 //! `hubwire hub`, with IoT Hub user names and SAS tokens.
 
-mod common;
-
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{WAIT, next_event, peer, spawn, start_hub};
+use hubwire_conformance::process::{WAIT, next_event, peer, spawn, start_hub};
 use hubwire_core::iothub::{Authentication, ConnectionString, SasToken};
 use hubwire_core::time::Timestamp;
 

@@ -4,7 +4,7 @@ use std::process::Command;
 
 #[test]
 fn demo_exits_zero_and_prints_the_table() {
-    let output = Command::new(env!("CARGO_BIN_EXE_hubwire"))
+    let output = Command::new(hubwire_conformance::process::hubwire())
         .args(["demo", "--devices", "4", "--messages", "20"])
         .output();
     let output = match output {
@@ -26,7 +26,7 @@ fn demo_exits_zero_and_prints_the_table() {
 
 #[test]
 fn demo_with_defaults_succeeds() {
-    let status = Command::new(env!("CARGO_BIN_EXE_hubwire")).arg("demo").output();
+    let status = Command::new(hubwire_conformance::process::hubwire()).arg("demo").output();
     let Ok(output) = status else { panic!("cannot run hubwire") };
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("mqtt"));

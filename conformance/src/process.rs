@@ -1,8 +1,4 @@
-//! Helpers shared by the tests that run `hubwire` (and real peers) as processes.
-//!
-//! Every wait has a deadline; processes are killed when a test ends, however it ends.
-
-#![allow(dead_code)] // each test file uses its own subset
+//! Processes: `hubwire` itself and the real peers, with their output as lines.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -13,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
+/// The longest any test waits for one thing.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A child process, killed when dropped.
-pub(crate) struct Process {
-    pub(crate) child: Child,
+#[derive(Debug)]
+pub struct Process {
+    /// The running program.
+    pub child: Child,
 }
 
 impl Drop for Process {
@@ -29,12 +28,30 @@ impl Drop for Process {
 
 /// Starts `hubwire args…` with piped streams; returns it, its stdin and its stdout
 /// lines.
-pub(crate) fn start(args: &[&str]) -> (Process, ChildStdin, Receiver<String>) {
-    spawn(Command::new(env!("CARGO_BIN_EXE_hubwire")).args(args))
+pub fn start(args: &[&str]) -> (Process, ChildStdin, Receiver<String>) {
+    spawn(Command::new(hubwire()).args(args))
 }
 
-/// Starts `command` with piped streams; returns it, its stdin and its stdout lines.
-pub(crate) fn spawn(command: &mut Command) -> (Process, ChildStdin, Receiver<String>) {
+/// The `hubwire` program built by cargo beside the running test (`target/<profile>/`),
+/// or the one `HUBWIRE_BIN` names. `conformance/test.sh` builds it first; a missing
+/// one fails the test with the command that builds it.
+pub fn hubwire() -> PathBuf {
+    if let Some(path) = std::env::var_os("HUBWIRE_BIN") {
+        return PathBuf::from(path);
+    }
+    // Tests run from target/<profile>/deps/.
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("hubwire")))
+        .filter(|path| path.is_file());
+    match beside {
+        Some(path) => path,
+        None => panic!("the hubwire program is not built: run `cargo build -p hubwire` first"),
+    }
+}
+
+/// Starts `command` with piped stdin and stdout (stderr discarded); returns it, its stdin and its stdout lines.
+pub fn spawn(command: &mut Command) -> (Process, ChildStdin, Receiver<String>) {
     let child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
     let mut child = match child {
         Ok(c) => c,
@@ -47,7 +64,7 @@ pub(crate) fn spawn(command: &mut Command) -> (Process, ChildStdin, Receiver<Str
 }
 
 /// Forwards each line of `from` to the returned channel.
-pub(crate) fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
+pub fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(from).lines() {
@@ -62,7 +79,7 @@ pub(crate) fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
 
 /// The next JSON line whose `event` is `event`, skipping others (which are returned
 /// in the panic message if it never comes).
-pub(crate) fn next_event(lines: &Receiver<String>, event: &str) -> Value {
+pub fn next_event(lines: &Receiver<String>, event: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -80,7 +97,7 @@ pub(crate) fn next_event(lines: &Receiver<String>, event: &str) -> Value {
 
 /// A hub process on an ephemeral port with `dev1` registered: the process, its
 /// stdin, its stdout lines, its address and dev1's connection string.
-pub(crate) fn start_hub() -> (Process, ChildStdin, Receiver<String>, String, String) {
+pub fn start_hub() -> (Process, ChildStdin, Receiver<String>, String, String) {
     let (hub, stdin, out) = start(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
     let device_line = next_event(&out, "device");
     let Some(cs) = device_line["connectionString"].as_str().map(String::from) else {
@@ -95,7 +112,7 @@ pub(crate) fn start_hub() -> (Process, ChildStdin, Receiver<String>, String, Str
 
 /// The path of a real peer's program, or a failure that says how to install it:
 /// interop tests never skip silently.
-pub(crate) fn peer(program: &str) -> PathBuf {
+pub fn peer(program: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
         let path = PathBuf::from(dir).join(program);
         if path.is_file() {

@@ -5,40 +5,15 @@
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hubwire_blocking::DeviceClient;
+use hubwire_conformance::process::{Process, WAIT, peer};
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message};
 use hubwire_core::mqtt::topic;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn peer(program: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let path = PathBuf::from(dir).join(program);
-        if path.is_file() {
-            return path;
-        }
-    }
-    panic!(
-        "{program} is not installed: run conformance/install-peers.sh \
-         (Debian packages mosquitto and mosquitto-clients)"
-    );
-}
 
 /// A mosquitto broker on a free loopback port, anonymous access allowed.
 fn start_broker() -> (Process, u16) {
@@ -62,7 +37,7 @@ fn start_broker() -> (Process, u16) {
         .stderr(Stdio::null())
         .spawn();
     let broker = match child {
-        Ok(c) => Process(c),
+        Ok(child) => Process { child },
         Err(e) => panic!("cannot start mosquitto: {e}"),
     };
     let deadline = Instant::now() + WAIT;

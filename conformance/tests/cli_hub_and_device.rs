@@ -1,12 +1,10 @@
 //! `hubwire hub` and `hubwire device` as separate processes on a loopback port.
 
-mod common;
-
 use std::io::Write;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
-use common::{WAIT, next_event, start};
+use hubwire_conformance::process::{WAIT, next_event, start};
 
 #[test]
 fn device_telemetry_reaches_hub_stdout_and_hub_stdin_c2d_reaches_the_device() {
