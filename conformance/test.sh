@@ -11,4 +11,6 @@ conformance/install-peers.sh
 # The process-level tests in conformance/ run the program this builds.
 cargo build -p hubwire --locked
 cargo test --workspace --locked
+# A constrained device builds core without std, MQTT only (DESIGN.md, features).
+cargo build -p hubwire-core --no-default-features --features mqtt --locked
 conformance/fuzz.sh "${FUZZ_SECONDS:-15}"
