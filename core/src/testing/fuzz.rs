@@ -148,7 +148,11 @@ fn assert_reencodes(packet: &Packet, limits: &Limits) {
     if let Err(e) = packet.encode(&mut encoded) {
         panic!("decoded {packet:?} does not encode: {e}");
     }
-    assert_eq!(packet.encoded_len(), Ok(encoded.len()), "encoded_len is wrong");
+    assert_eq!(
+        packet.encoded_len(),
+        Ok(encoded.len()),
+        "encoded_len is wrong"
+    );
     let mut again = encoded.clone();
     assert_eq!(
         codec::decode(&mut again, limits),
@@ -182,7 +186,10 @@ pub fn connection_string(data: &[u8]) {
 
     let identity = parsed.identity();
     let expect_connect = Identity::is_valid_id(&identity.device_id)
-        && identity.module_id.as_deref().is_none_or(Identity::is_valid_id)
+        && identity
+            .module_id
+            .as_deref()
+            .is_none_or(Identity::is_valid_id)
         && !parsed.host_name.is_empty()
         && !parsed.host_name.contains(['/', '\0']);
     let host_name = parsed.host_name.clone();
@@ -282,7 +289,11 @@ pub fn property_bag(data: &[u8]) {
     assert!(!bag.contains('/'), "raw '/' in the bag {bag:?}");
     let mut again = Message::default();
     assert_eq!(property_bag::decode(&bag, &mut again), Ok(()), "{bag:?}");
-    assert_eq!(again, as_written(message), "the bag {bag:?} reads back otherwise");
+    assert_eq!(
+        again,
+        as_written(message),
+        "the bag {bag:?} reads back otherwise"
+    );
     let mut bag_again = String::new();
     property_bag::encode(&again, &mut bag_again);
     assert_eq!(bag, bag_again);
@@ -415,7 +426,7 @@ const TIME_STEPS: [Duration; 8] = [
 ];
 
 /// Timers fired one by one in one time step; the rest fire late, at the step's end.
-const MAX_TIMERS_PER_STEP: usize = 32;
+const MAX_TIMERS_PER_STEP: usize = 16;
 
 /// How a session body cuts its input into steps and what else happens between them,
 /// from the input's first two bytes, so that the fuzzer mutates timing and bytes
@@ -663,7 +674,11 @@ impl HubRun {
             self.closed = true;
             self.drain();
         }
-        assert_eq!(self.hub.connection_count(), 0, "a closed connection lingers");
+        assert_eq!(
+            self.hub.connection_count(),
+            0,
+            "a closed connection lingers"
+        );
     }
 
     /// Takes every transmit and event, completing stores unless they are held.
@@ -1086,7 +1101,9 @@ fn mqtt_decode_seeds() -> Vec<Vec<u8>> {
                 qos: QoS::AtLeastOnce,
                 retain: true,
             }),
-            username: Some(Utf8Bytes::from_static("myhub/device1/module1/?api-version=1")),
+            username: Some(Utf8Bytes::from_static(
+                "myhub/device1/module1/?api-version=1",
+            )),
             password: None,
         }),
         Packet::Publish(Publish {
@@ -1397,7 +1414,10 @@ mod tests {
             .filter(|e| matches!(e, DeviceEvent::C2d(_)))
             .count();
         assert_eq!(acked, 3, "{events:?}");
-        assert_eq!(c2d, 3, "C2D 1 (once, not again with DUP), 0 and 2: {events:?}");
+        assert_eq!(
+            c2d, 3,
+            "C2D 1 (once, not again with DUP), 0 and 2: {events:?}"
+        );
         assert_eq!(run.device.unacknowledged(), 0);
     }
 }
