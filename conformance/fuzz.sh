@@ -55,7 +55,6 @@ run_target() {
 }
 
 echo "== fuzzing ${#targets[@]} targets for $seconds s each, $jobs at a time"
-declare -A status
 running=()
 for target in "${targets[@]}"; do
     while ((${#running[@]} >= jobs)); do
