@@ -65,10 +65,7 @@ fn every_saved_crash_stays_fixed() {
     for target in TARGETS {
         failed.extend(replay(target, "artifacts").0);
     }
-    assert!(
-        failed.is_empty(),
-        "crash regressions that fail again: {failed:#?}"
-    );
+    assert!(failed.is_empty(), "crash regressions that fail again: {failed:#?}");
 }
 
 #[test]
@@ -77,15 +74,8 @@ fn committed_seed_corpora_match_the_seed_builders() {
     for target in TARGETS {
         let dir = fuzz_dir().join("corpus").join(target.name);
         let seeds = (target.seeds)();
-        assert!(
-            !seeds.is_empty() && seeds.len() <= 30,
-            "{}: {} seeds",
-            target.name,
-            seeds.len()
-        );
-        let names: Vec<String> = (0..seeds.len())
-            .map(|i| format!("{SEED_PREFIX}{i:02}"))
-            .collect();
+        assert!(!seeds.is_empty() && seeds.len() <= 30, "{}: {} seeds", target.name, seeds.len());
+        let names: Vec<String> = (0..seeds.len()).map(|i| format!("{SEED_PREFIX}{i:02}")).collect();
         if write {
             fs::create_dir_all(&dir).expect("corpus directory");
             for stale in files(&dir) {
@@ -99,11 +89,7 @@ fn committed_seed_corpora_match_the_seed_builders() {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            committed, names,
-            "{}: rerun with HUBWIRE_WRITE_SEEDS=1",
-            target.name
-        );
+        assert_eq!(committed, names, "{}: rerun with HUBWIRE_WRITE_SEEDS=1", target.name);
         for (name, seed) in names.iter().zip(&seeds) {
             let on_disk = fs::read(dir.join(name)).expect("readable seed");
             assert!(
@@ -119,15 +105,10 @@ fn committed_seed_corpora_match_the_seed_builders() {
 fn every_body_has_a_libfuzzer_target() {
     let manifest = fs::read_to_string(fuzz_dir().join("Cargo.toml")).expect("fuzz/Cargo.toml");
     for target in TARGETS {
-        let file = fuzz_dir()
-            .join("fuzz_targets")
-            .join(format!("{}.rs", target.name));
+        let file = fuzz_dir().join("fuzz_targets").join(format!("{}.rs", target.name));
         let source = fs::read_to_string(&file).expect("fuzz target source");
         assert!(
-            source.contains(&format!(
-                "hubwire_core::testing::fuzz::{}(data)",
-                target.name
-            )),
+            source.contains(&format!("hubwire_core::testing::fuzz::{}(data)", target.name)),
             "{} does not call its body",
             file.display()
         );

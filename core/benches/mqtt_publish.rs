@@ -14,7 +14,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hubwire_core::mqtt::{Limits, Packet, PacketId, Publish, QoS, codec};
+use hubwire_core::mqtt::{Limits, Packet, PacketId, Publish, QoS, TopicName, codec};
 
 /// A telemetry topic as the Node SDK writes it, with TV-11's kinds of properties.
 const TOPIC: &str = concat!(
@@ -31,12 +31,7 @@ const SIZES: [usize; 2] = [256, 16 * 1024];
 /// A JSON-looking payload of `len` bytes.
 fn payload(len: usize) -> Bytes {
     let unit = br#"{"temperature":21.5,"humidity":40},"#;
-    unit.iter()
-        .copied()
-        .cycle()
-        .take(len)
-        .collect::<Vec<u8>>()
-        .into()
+    unit.iter().copied().cycle().take(len).collect::<Vec<u8>>().into()
 }
 
 fn hubwire_publish(payload: &Bytes) -> Packet {
@@ -44,7 +39,7 @@ fn hubwire_publish(payload: &Bytes) -> Packet {
         dup: false,
         qos: QoS::AtLeastOnce,
         retain: false,
-        topic: TOPIC.into(),
+        topic: TopicName::new(TOPIC).expect("a valid topic name"),
         packet_id: PacketId::new(PACKET_ID),
         payload: payload.clone(),
     })
@@ -60,13 +55,9 @@ fn mqttbytes_publish(payload: &Bytes) -> mqttbytes::v4::Publish {
 /// The packet as both libraries write it; they must agree, or the comparison is void.
 fn wire_bytes(payload: &Bytes) -> Bytes {
     let mut ours = BytesMut::new();
-    hubwire_publish(payload)
-        .encode(&mut ours)
-        .expect("valid PUBLISH");
+    hubwire_publish(payload).encode(&mut ours).expect("valid PUBLISH");
     let mut theirs = BytesMut::new();
-    mqttbytes_publish(payload)
-        .write(&mut theirs)
-        .expect("valid PUBLISH");
+    mqttbytes_publish(payload).write(&mut theirs).expect("valid PUBLISH");
     assert_eq!(ours, theirs, "the two codecs write different bytes");
     ours.freeze()
 }
@@ -89,18 +80,14 @@ fn encode(c: &mut Criterion) {
         });
 
         let publish = mqttbytes_publish(&payload);
-        group.bench_with_input(
-            BenchmarkId::new("mqttbytes", size),
-            &publish,
-            |b, publish| {
-                let mut out = BytesMut::with_capacity(wire.len());
-                b.iter(|| {
-                    out.clear();
-                    black_box(publish).write(&mut out).expect("valid PUBLISH");
-                    black_box(&out);
-                });
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("mqttbytes", size), &publish, |b, publish| {
+            let mut out = BytesMut::with_capacity(wire.len());
+            b.iter(|| {
+                out.clear();
+                black_box(publish).write(&mut out).expect("valid PUBLISH");
+                black_box(&out);
+            });
+        });
     }
     group.finish();
 }

@@ -165,7 +165,7 @@ impl DeviceSession {
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: false,
-            topic: topic::telemetry(&self.identity, &message).into(),
+            topic: topic::telemetry(&self.identity, &message),
             packet_id: PacketId::new(1),
             payload: message.body,
         };

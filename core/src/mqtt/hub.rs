@@ -589,7 +589,7 @@ impl MqttConnection {
                 dup: false,
                 qos: granted,
                 retain: false,
-                topic: topic.into(),
+                topic,
                 packet_id: None,
                 payload: delivery.message.body.clone(),
             };

@@ -27,3 +27,4 @@ pub use packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,
     SubscribeReturnCode, Unsubscribe, Will,
 };
+pub use topic_rules::TopicName;

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use core::num::NonZeroU16;
 
+use super::topic_rules::TopicName;
 use crate::utf8::Utf8Bytes;
 
 /// A packet identifier: never zero [MQTT-2.3.1-1].
@@ -123,7 +124,7 @@ impl Connect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Will {
     /// Will Topic.
-    pub topic: Utf8Bytes,
+    pub topic: TopicName,
     /// Will Message: binary.
     pub payload: Bytes,
     /// Will QoS.
@@ -184,8 +185,8 @@ pub struct Publish {
     /// RETAIN flag.
     pub retain: bool,
     /// Topic Name: no wildcards [MQTT-3.3.2-2], at least one character
-    /// [MQTT-4.7.3-1].
-    pub topic: Utf8Bytes,
+    /// [MQTT-4.7.3-1]; checked when the [`TopicName`] was made.
+    pub topic: TopicName,
     /// Present exactly when `qos` is 1 or 2 [MQTT-2.3.1-5].
     pub packet_id: Option<PacketId>,
     /// Application message.

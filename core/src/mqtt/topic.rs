@@ -9,14 +9,28 @@
 //!
 //! Ids in topics come in two forms: Python percent-encodes them, Node and C insert
 //! them raw (spec file §2.1). Since `%` is itself a legal id character, readers here
-//! try both; writers insert ids raw, as Node and C do (valid ids hold no `/`).
+//! try both. Writers insert ids raw, as Node and C do (the C SDK finds the property
+//! bag by the length of its own subscription filter), except an id holding `+` or
+//! `#`: legal in ids, they are MQTT wildcards no topic name may hold
+//! [MQTT-3.3.2-2], so such an id is percent-encoded whole, as Python does.
 
-use alloc::format;
 use alloc::string::String;
 use bytes::Bytes;
+use percent_encoding::utf8_percent_encode;
 
-use super::property_bag::{self, PropertyBagError, percent_decode};
+use super::property_bag::{self, PropertyBagError, UNRESERVED, percent_decode};
+use super::topic_rules::TopicName;
 use crate::iothub::{Identity, Message};
+
+/// Appends `id` to a topic: raw, or percent-encoded whole when it holds a wildcard
+/// (encoding only the wildcards would leave a raw `%` to be misread).
+fn push_id(topic: &mut String, id: &str) {
+    if id.contains(['+', '#']) {
+        topic.extend(utf8_percent_encode(id, UNRESERVED));
+    } else {
+        topic.push_str(id);
+    }
+}
 
 /// A topic IoT Hub knows, split into its parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,16 +212,16 @@ fn message_for(path: &Path<'_>, identity: &Identity, body: Bytes) -> Result<Mess
 /// The telemetry topic for `message` from `identity`:
 /// `devices/{d}[/modules/{m}]/messages/events/` and the property bag (spec file
 /// §4.3, §4.7, TV-11). Ids go in raw.
-pub fn telemetry(identity: &Identity, message: &Message) -> String {
+pub fn telemetry(identity: &Identity, message: &Message) -> TopicName {
     let mut topic = String::from("devices/");
-    topic.push_str(&identity.device_id);
+    push_id(&mut topic, &identity.device_id);
     if let Some(module_id) = &identity.module_id {
         topic.push_str("/modules/");
-        topic.push_str(module_id);
+        push_id(&mut topic, module_id);
     }
     topic.push_str("/messages/events/");
     property_bag::encode(message, &mut topic);
-    topic
+    TopicName::from_escaped(topic)
 }
 
 /// The topic the hub publishes `message` to `device_id` on:
@@ -217,16 +231,21 @@ pub fn telemetry(identity: &Identity, message: &Message) -> String {
 /// The `/` after `devicebound` is there even without properties, and the bag holds
 /// no raw `/`: Node takes the fifth `/`-separated segment as the bag, and the C SDKs
 /// take everything after the `/` (spec file §4.4).
-pub fn c2d(device_id: &str, message: &Message) -> String {
-    let mut topic = format!("devices/{device_id}/messages/devicebound/");
+pub fn c2d(device_id: &str, message: &Message) -> TopicName {
+    let mut topic = String::from("devices/");
+    push_id(&mut topic, device_id);
+    topic.push_str("/messages/devicebound/");
     property_bag::encode(message, &mut topic);
-    topic
+    TopicName::from_escaped(topic)
 }
 
 /// The filter a device subscribes to for C2D messages:
 /// `devices/{d}/messages/devicebound/#` (spec file §4.4).
 pub fn c2d_filter(device_id: &str) -> String {
-    format!("devices/{device_id}/messages/devicebound/#")
+    let mut filter = String::from("devices/");
+    push_id(&mut filter, device_id);
+    filter.push_str("/messages/devicebound/#");
+    filter
 }
 
 /// Whether `filter` is `device_id`'s C2D subscription: [`c2d_filter`] (with the id

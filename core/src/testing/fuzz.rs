@@ -32,6 +32,7 @@ use crate::mqtt::packet::{
     SubscribeReturnCode, Unsubscribe, Will,
 };
 use crate::mqtt::topic::{self, Topic, TopicError};
+use crate::mqtt::topic_rules::TopicName;
 use crate::mqtt::username::{API_VERSION, Username};
 use crate::mqtt::{Limits, codec, property_bag, topic_rules};
 use crate::sansio::{Connection, ConnectionId, Endpoint, Transmit};
@@ -52,41 +53,13 @@ pub struct Target {
 
 /// Every fuzz target.
 pub const TARGETS: &[Target] = &[
-    Target {
-        name: "mqtt_decode",
-        run: mqtt_decode,
-        seeds: mqtt_decode_seeds,
-    },
-    Target {
-        name: "connection_string",
-        run: connection_string,
-        seeds: connection_string_seeds,
-    },
-    Target {
-        name: "sas_token",
-        run: sas_token,
-        seeds: sas_token_seeds,
-    },
-    Target {
-        name: "property_bag",
-        run: property_bag,
-        seeds: property_bag_seeds,
-    },
-    Target {
-        name: "mqtt_topic",
-        run: mqtt_topic,
-        seeds: mqtt_topic_seeds,
-    },
-    Target {
-        name: "mqtt_username",
-        run: mqtt_username,
-        seeds: mqtt_username_seeds,
-    },
-    Target {
-        name: "mqtt_hub_session",
-        run: mqtt_hub_session,
-        seeds: mqtt_hub_session_seeds,
-    },
+    Target { name: "mqtt_decode", run: mqtt_decode, seeds: mqtt_decode_seeds },
+    Target { name: "connection_string", run: connection_string, seeds: connection_string_seeds },
+    Target { name: "sas_token", run: sas_token, seeds: sas_token_seeds },
+    Target { name: "property_bag", run: property_bag, seeds: property_bag_seeds },
+    Target { name: "mqtt_topic", run: mqtt_topic, seeds: mqtt_topic_seeds },
+    Target { name: "mqtt_username", run: mqtt_username, seeds: mqtt_username_seeds },
+    Target { name: "mqtt_hub_session", run: mqtt_hub_session, seeds: mqtt_hub_session_seeds },
     Target {
         name: "mqtt_device_session",
         run: mqtt_device_session,
@@ -148,11 +121,7 @@ fn assert_reencodes(packet: &Packet, limits: &Limits) {
     if let Err(e) = packet.encode(&mut encoded) {
         panic!("decoded {packet:?} does not encode: {e}");
     }
-    assert_eq!(
-        packet.encoded_len(),
-        Ok(encoded.len()),
-        "encoded_len is wrong"
-    );
+    assert_eq!(packet.encoded_len(), Ok(encoded.len()), "encoded_len is wrong");
     let mut again = encoded.clone();
     assert_eq!(
         codec::decode(&mut again, limits),
@@ -186,10 +155,7 @@ pub fn connection_string(data: &[u8]) {
 
     let identity = parsed.identity();
     let expect_connect = Identity::is_valid_id(&identity.device_id)
-        && identity
-            .module_id
-            .as_deref()
-            .is_none_or(Identity::is_valid_id)
+        && identity.module_id.as_deref().is_none_or(Identity::is_valid_id)
         && !parsed.host_name.is_empty()
         && !parsed.host_name.contains(['/', '\0']);
     let host_name = parsed.host_name.clone();
@@ -213,10 +179,7 @@ pub fn connection_string(data: &[u8]) {
         assert_eq!(connect.client_id.as_str(), identity.to_string());
         let username = connect.username.as_deref().unwrap_or_default();
         let username = Username::parse(username);
-        assert_eq!(
-            username.map(|u| (u.host_name, u.identity)),
-            Ok((host_name, identity))
-        );
+        assert_eq!(username.map(|u| (u.host_name, u.identity)), Ok((host_name, identity)));
     }
 }
 
@@ -240,12 +203,8 @@ pub fn sas_token(data: &[u8]) {
     );
     let _ = token.verify(&[KEY], START, crate::iothub::sas::DEFAULT_CLOCK_SKEW);
 
-    let signed = SasToken::sign(
-        &token.audience(),
-        KEY,
-        token.expiry_time(),
-        token.key_name.as_deref(),
-    );
+    let signed =
+        SasToken::sign(&token.audience(), KEY, token.expiry_time(), token.key_name.as_deref());
     let signed = match signed {
         Ok(signed) => signed,
         Err(e) => panic!("cannot sign what {written:?} names: {e}"),
@@ -289,11 +248,7 @@ pub fn property_bag(data: &[u8]) {
     assert!(!bag.contains('/'), "raw '/' in the bag {bag:?}");
     let mut again = Message::default();
     assert_eq!(property_bag::decode(&bag, &mut again), Ok(()), "{bag:?}");
-    assert_eq!(
-        again,
-        as_written(message),
-        "the bag {bag:?} reads back otherwise"
-    );
+    assert_eq!(again, as_written(message), "the bag {bag:?} reads back otherwise");
     let mut bag_again = String::new();
     property_bag::encode(&again, &mut bag_again);
     assert_eq!(bag, bag_again);
@@ -343,10 +298,7 @@ pub fn mqtt_topic(data: &[u8]) {
                 "{written:?}"
             );
             assert_valid_topic_name(&written, [&device_id]);
-            assert!(topic::is_c2d_filter(
-                &topic::c2d_filter(&device_id),
-                &device_id
-            ));
+            assert!(topic::is_c2d_filter(&topic::c2d_filter(&device_id), &device_id));
         }
         None => {}
     }
@@ -359,11 +311,7 @@ fn assert_valid_topic_name<'a>(written: &str, ids: impl IntoIterator<Item = &'a 
     if ids.into_iter().any(|id| id.contains(['+', '#'])) {
         return;
     }
-    assert_eq!(
-        topic_rules::validate_topic_name(written),
-        Ok(()),
-        "{written:?}"
-    );
+    assert_eq!(topic_rules::validate_topic_name(written), Ok(()), "{written:?}");
 }
 
 /// Parses a CONNECT user name; one that parses is formatted again from its host,
@@ -392,24 +340,8 @@ pub fn mqtt_username(data: &[u8]) {
 
 /// Largest chunk handed to a machine in one call, bytes, by the low nibble of the
 /// first input byte.
-const CHUNK_SIZES: [usize; 16] = [
-    1,
-    2,
-    3,
-    5,
-    8,
-    13,
-    21,
-    34,
-    64,
-    128,
-    256,
-    512,
-    1024,
-    4096,
-    65536,
-    usize::MAX,
-];
+const CHUNK_SIZES: [usize; 16] =
+    [1, 2, 3, 5, 8, 13, 21, 34, 64, 128, 256, 512, 1024, 4096, 65536, usize::MAX];
 
 /// Time steps a session may take: past the 60 s keep-alive's 90 s silence, the 30 s
 /// CONNACK wait, the 1 h C2D TTL and 48 min token renewal, and the 365-day token of
@@ -520,7 +452,7 @@ fn hub_session_connect(clean_session: bool, will: bool) -> Vec<u8> {
         Err(e) => panic!("cannot sign with KEY: {e}"),
     };
     let will = will.then(|| Will {
-        topic: Utf8Bytes::from_static("devices/dev1/messages/events/%24.ct=text%2Fplain"),
+        topic: topic_name("devices/dev1/messages/events/%24.ct=text%2Fplain"),
         payload: Bytes::from_static(b"offline"),
         qos: QoS::AtLeastOnce,
         retain: false,
@@ -532,9 +464,7 @@ fn hub_session_connect(clean_session: bool, will: bool) -> Vec<u8> {
         keep_alive: 60,
         client_id: Utf8Bytes::from_static(DEVICE_ID),
         will,
-        username: Some(Utf8Bytes::from_static(
-            "localhost/dev1/?api-version=2021-04-12",
-        )),
+        username: Some(Utf8Bytes::from_static("localhost/dev1/?api-version=2021-04-12")),
         password: Some(Bytes::from(token)),
     })])
 }
@@ -674,11 +604,7 @@ impl HubRun {
             self.closed = true;
             self.drain();
         }
-        assert_eq!(
-            self.hub.connection_count(),
-            0,
-            "a closed connection lingers"
-        );
+        assert_eq!(self.hub.connection_count(), 0, "a closed connection lingers");
     }
 
     /// Takes every transmit and event, completing stores unless they are held.
@@ -721,10 +647,7 @@ impl HubRun {
 /// `handle_timeout(now)` moved every deadline past `now`: a runtime that calls it
 /// again at once would otherwise spin.
 fn assert_progress(next: Option<Timestamp>, now: Timestamp) {
-    assert!(
-        next.is_none_or(|t| t > now),
-        "handle_timeout({now}) left a deadline due: {next:?}"
-    );
+    assert!(next.is_none_or(|t| t > now), "handle_timeout({now}) left a deadline due: {next:?}");
 }
 
 /// Which side wrote a byte stream.
@@ -893,11 +816,7 @@ impl DeviceRun {
 
     /// MQTT cannot reject (spec file §4.4): any lock, known or not, is refused so.
     fn reject(&mut self) {
-        let lock = self
-            .locks
-            .first()
-            .copied()
-            .unwrap_or(LockToken::from_packet_id(pid(1)));
+        let lock = self.locks.first().copied().unwrap_or(LockToken::from_packet_id(pid(1)));
         assert!(
             matches!(
                 self.device.reject(self.now, &lock),
@@ -942,10 +861,7 @@ impl DeviceRun {
     /// schedule says.
     fn answer_connect(&mut self, schedule: &mut Schedule) {
         let connack = if self.dials == 1 {
-            Some(ConnAck {
-                session_present: false,
-                code: ConnectReturnCode::Accepted,
-            })
+            Some(ConnAck { session_present: false, code: ConnectReturnCode::Accepted })
         } else {
             match schedule.below(16) {
                 0 => None,
@@ -1096,21 +1012,19 @@ fn mqtt_decode_seeds() -> Vec<Vec<u8>> {
             keep_alive: 240,
             client_id: Utf8Bytes::from_static("device1/module1"),
             will: Some(Will {
-                topic: Utf8Bytes::from_static("devices/device1/messages/events/"),
+                topic: topic_name("devices/device1/messages/events/"),
                 payload: Bytes::from_static(b"gone"),
                 qos: QoS::AtLeastOnce,
                 retain: true,
             }),
-            username: Some(Utf8Bytes::from_static(
-                "myhub/device1/module1/?api-version=1",
-            )),
+            username: Some(Utf8Bytes::from_static("myhub/device1/module1/?api-version=1")),
             password: None,
         }),
         Packet::Publish(Publish {
             dup: true,
             qos: QoS::ExactlyOnce,
             retain: true,
-            topic: Utf8Bytes::from_static("devices/device1/messages/devicebound/%24.to=x"),
+            topic: topic_name("devices/device1/messages/devicebound/%24.to=x"),
             packet_id: Some(pid(0x1234)),
             payload: Bytes::from_static(b"c2d"),
         }),
@@ -1216,13 +1130,21 @@ fn with_schedules(streams: &[Vec<u8>]) -> Vec<Vec<u8>> {
 }
 
 /// `devices/dev1/messages/events/` with a TV-11-like bag numbered `n`.
-fn telemetry_topic(n: u32) -> Utf8Bytes {
-    Utf8Bytes::from(format!(
+fn telemetry_topic(n: u32) -> TopicName {
+    topic_name(&format!(
         "devices/dev1/messages/events/%24.mid=m{n}&%24.ct=application%2Fjson&%24.ce=utf-8&alert=high%20temp&unit=%C2%B0C"
     ))
 }
 
-fn publish(qos: QoS, packet_id: Option<u16>, topic: Utf8Bytes, payload: &'static [u8]) -> Packet {
+/// A topic name the seeds use; they are all valid.
+fn topic_name(name: &str) -> TopicName {
+    match TopicName::new(name) {
+        Ok(t) => t,
+        Err(e) => panic!("seed topic {name:?}: {e}"),
+    }
+}
+
+fn publish(qos: QoS, packet_id: Option<u16>, topic: TopicName, payload: &'static [u8]) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos,
@@ -1252,9 +1174,7 @@ fn mqtt_hub_session_seeds() -> Vec<Vec<u8>> {
         Packet::PubAck(pid(2)),
         Packet::Unsubscribe(Unsubscribe {
             packet_id: pid(4),
-            filters: vec![Utf8Bytes::from_static(
-                "devices/dev1/messages/devicebound/#",
-            )],
+            filters: vec![Utf8Bytes::from_static("devices/dev1/messages/devicebound/#")],
         }),
         Packet::Disconnect,
     ]);
@@ -1285,18 +1205,13 @@ fn mqtt_hub_session_seeds() -> Vec<Vec<u8>> {
 /// messages (ids 2, 3, 4), C2D messages at QoS 1 (one sent again with DUP) and QoS 0,
 /// PINGRESP.
 fn mqtt_device_session_seeds() -> Vec<Vec<u8>> {
-    let c2d_topic = Utf8Bytes::from_static(concat!(
+    let c2d_topic = topic_name(concat!(
         "devices/dev1/messages/devicebound/%24.mid=6a1f0c2e-0000-4000-8000-000000000001",
         "&%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound",
         "&%24.ct=text%2Fplain%3B%20charset%3Dutf-8&%24.ce=utf-8&iothub-ack=full",
         "&color=blue&empty=&flag",
     ));
-    let suback = |code| {
-        Packet::SubAck(SubAck {
-            packet_id: pid(1),
-            return_codes: vec![code],
-        })
-    };
+    let suback = |code| Packet::SubAck(SubAck { packet_id: pid(1), return_codes: vec![code] });
     let c2d = |qos, id, payload| publish(qos, id, c2d_topic.clone(), payload);
     let mut again = c2d(QoS::AtLeastOnce, Some(1), b"c2d 1");
     if let Packet::Publish(p) = &mut again {
@@ -1405,19 +1320,11 @@ mod tests {
         run.drain(&mut schedule);
         let _ = run.device.handle_input(run.now, stream);
         let events: Vec<DeviceEvent> = core::iter::from_fn(|| run.device.poll_event()).collect();
-        let acked = events
-            .iter()
-            .filter(|e| matches!(e, DeviceEvent::TelemetryAcknowledged(_)))
-            .count();
-        let c2d = events
-            .iter()
-            .filter(|e| matches!(e, DeviceEvent::C2d(_)))
-            .count();
+        let acked =
+            events.iter().filter(|e| matches!(e, DeviceEvent::TelemetryAcknowledged(_))).count();
+        let c2d = events.iter().filter(|e| matches!(e, DeviceEvent::C2d(_))).count();
         assert_eq!(acked, 3, "{events:?}");
-        assert_eq!(
-            c2d, 3,
-            "C2D 1 (once, not again with DUP), 0 and 2: {events:?}"
-        );
+        assert_eq!(c2d, 3, "C2D 1 (once, not again with DUP), 0 and 2: {events:?}");
         assert_eq!(run.device.unacknowledged(), 0);
     }
 }

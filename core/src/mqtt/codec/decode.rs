@@ -15,7 +15,7 @@ use crate::mqtt::packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,
     SubscribeReturnCode, Unsubscribe, Will,
 };
-use crate::mqtt::topic_rules::{validate_topic_filter, validate_topic_name};
+use crate::mqtt::topic_rules::{TopicName, validate_topic_filter};
 use crate::utf8::Utf8Bytes;
 
 /// Reads the fixed header at the front of `buf` and returns the length of the whole
@@ -291,10 +291,8 @@ impl Reader {
     }
 
     /// A Topic Name (§4.7); its null check is part of the topic rules.
-    fn topic_name(&mut self) -> Result<Utf8Bytes, DecodeError> {
-        let s = self.utf8()?;
-        validate_topic_name(&s)?;
-        Ok(s)
+    fn topic_name(&mut self) -> Result<TopicName, DecodeError> {
+        Ok(TopicName::new(self.utf8()?)?)
     }
 
     /// A Topic Filter (§4.7); its null check is part of the topic rules.

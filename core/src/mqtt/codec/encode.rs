@@ -11,7 +11,7 @@ use super::{CONNACK_SESSION_PRESENT, EncodeError, connect_flags};
 use crate::mqtt::packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, Publish, QoS, SubAck, Subscribe, Unsubscribe,
 };
-use crate::mqtt::topic_rules::{validate_topic_filter, validate_topic_name};
+use crate::mqtt::topic_rules::{TopicName, validate_topic_filter};
 use crate::utf8::Utf8Bytes;
 
 impl Packet {
@@ -256,8 +256,8 @@ fn string_len(s: &Utf8Bytes) -> Result<usize, EncodeError> {
     binary_len(s.as_bytes())
 }
 
-fn topic_name_len(topic: &Utf8Bytes) -> Result<usize, EncodeError> {
-    validate_topic_name(topic)?;
+/// A Topic Name was checked when made: only its length is left.
+fn topic_name_len(topic: &TopicName) -> Result<usize, EncodeError> {
     binary_len(topic.as_bytes())
 }
 

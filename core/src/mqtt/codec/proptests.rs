@@ -14,6 +14,7 @@ use crate::mqtt::packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,
     SubscribeReturnCode, Unsubscribe, Will,
 };
+use crate::mqtt::topic_rules::TopicName;
 use crate::utf8::Utf8Bytes;
 
 fn packet_id() -> impl Strategy<Value = PacketId> {
@@ -33,8 +34,9 @@ fn binary() -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 0..32).prop_map(Bytes::from)
 }
 
-fn topic_name() -> impl Strategy<Value = Utf8Bytes> {
-    "[^\\x00+#]{1,24}".prop_map(Utf8Bytes::from)
+fn topic_name() -> impl Strategy<Value = TopicName> {
+    "[^\\x00+#]{1,24}"
+        .prop_map(|name: String| TopicName::new(name).expect("the pattern makes valid names"))
 }
 
 /// Levels that are `+` or wildcard-free text, maybe ending in `#`.

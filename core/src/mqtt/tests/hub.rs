@@ -10,12 +10,16 @@ use crate::hub::{HubConfig, HubEvent, Outcome};
 use crate::iothub::{Message, SasToken};
 use crate::mqtt::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,
-    SubscribeReturnCode, Unsubscribe, Will,
+    SubscribeReturnCode, TopicName, Unsubscribe, Will,
 };
 use crate::sansio::Endpoint;
 use crate::testing::{KEY, Pair};
 use crate::time::Duration;
 use crate::utf8::Utf8Bytes;
+
+fn name(topic: &str) -> TopicName {
+    TopicName::new(topic).unwrap()
+}
 
 fn pid(n: u16) -> PacketId {
     PacketId::new(n).unwrap()
@@ -30,7 +34,7 @@ fn telemetry(device: &str, qos: QoS, id: u16, body: &'static [u8]) -> Packet {
         dup: false,
         qos,
         retain: false,
-        topic: alloc::format!("devices/{device}/messages/events/%24.mid=m{id}&k=v").into(),
+        topic: name(&alloc::format!("devices/{device}/messages/events/%24.mid=m{id}&k=v")),
         packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
         payload: Bytes::from_static(body),
     })
@@ -219,7 +223,7 @@ fn a_will_to_another_topic_gets_connack_5() {
     assert_refused(
         |c| {
             c.will = Some(Will {
-                topic: "devices/dev2/messages/events/".into(),
+                topic: name("devices/dev2/messages/events/"),
                 payload: Bytes::new(),
                 qos: QoS::AtMostOnce,
                 retain: false,
@@ -352,7 +356,7 @@ fn publishing_to_an_unknown_topic_closes_the_connection() {
         dup: false,
         qos: QoS::AtMostOnce,
         retain: false,
-        topic: "sensors/temp".into(),
+        topic: name("sensors/temp"),
         packet_id: None,
         payload: Bytes::new(),
     };
@@ -553,7 +557,7 @@ fn mqtt_4_4_0_1_unacknowledged_c2d_is_resent_with_dup_and_its_packet_id() {
 #[test]
 fn mqtt_3_1_2_8_the_will_is_published_as_telemetry_when_the_transport_drops() {
     let will = Will {
-        topic: "devices/dev1/messages/events/".into(),
+        topic: name("devices/dev1/messages/events/"),
         payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: false,
@@ -572,7 +576,7 @@ fn mqtt_3_1_2_8_the_will_is_published_as_telemetry_when_the_transport_drops() {
 #[test]
 fn mqtt_3_14_4_3_disconnect_discards_the_will() {
     let will = Will {
-        topic: "devices/dev1/messages/events/".into(),
+        topic: name("devices/dev1/messages/events/"),
         payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: false,

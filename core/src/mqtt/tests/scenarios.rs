@@ -66,3 +66,17 @@ fn wrong_key_is_refused_and_not_retried() {
         }]
     );
 }
+
+#[test]
+fn a_device_id_with_mqtt_wildcards_sends_telemetry_and_receives_c2d() {
+    // `+` and `#` are legal in device ids (spec file §2.1) but not in topic names.
+    let mut pair = Pair::new(HubConfig::default());
+    let d = pair.add_device("dev+#1", |_| {});
+    pair.drive();
+    assert_eq!(connected(&pair.device(d).events), 1, "{:?}", pair.hub_events);
+    let id = pair.send_telemetry(d, Message::new(&b"t"[..])).unwrap();
+    assert!(pair.device(d).events.contains(&DeviceEvent::TelemetryAcknowledged(id)));
+    assert_eq!(pair.stored_bodies("dev+#1"), [bytes::Bytes::from_static(b"t")]);
+    pair.send_c2d("dev+#1", Message::new(&b"c"[..])).unwrap();
+    assert_eq!(pair.c2d_received(d).len(), 1);
+}
