@@ -214,6 +214,11 @@ pub enum ConfigError {
     /// The device's key is not base64.
     #[error("the shared access key is not base64")]
     InvalidKey,
+    /// The host name or device id cannot go into an MQTT CONNECT (a null
+    /// character, a string longer than 65 535 bytes).
+    #[cfg(feature = "mqtt")]
+    #[error("the connection string cannot make an MQTT CONNECT: {0}")]
+    Connect(mqtt::EncodeError),
     /// `max_in_flight` or `max_queued` is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),

@@ -113,15 +113,17 @@ impl DeviceSession {
         if config.max_queued == 0 {
             return Err(ConfigError::Zero("max_queued"));
         }
-        let cs = &config.connection_string;
-        if let Authentication::SharedAccessKey(key) = &cs.authentication {
-            // Signing once here turns a bad key into a configuration error instead of
-            // a connection that can never authenticate.
-            SasToken::sign(&cs.resource_uri(), key, now, cs.shared_access_key_name.as_deref())
-                .map_err(|_| ConfigError::InvalidKey)?;
-        }
-        let identity = cs.identity();
-        let username = Username::format(&cs.host_name, &identity, &config.client_type).into();
+        let identity = config.connection_string.identity();
+        let username =
+            Username::format(&config.connection_string.host_name, &identity, &config.client_type)
+                .into();
+        // Building the first CONNECT here turns a key that is not base64, or a host
+        // or id no CONNECT can carry, into a configuration error instead of a device
+        // that dials forever and is never answered.
+        let (password, _) = credentials(&config, now).ok_or(ConfigError::InvalidKey)?;
+        connect_packet(&config, &identity, &username, password)
+            .encoded_len()
+            .map_err(ConfigError::Connect)?;
         let mut outbox = Outbox::default();
         outbox.push(Transmit::Connect);
         Ok(DeviceSession {
@@ -232,35 +234,10 @@ impl DeviceSession {
         if !matches!(self.state, State::Dialing) {
             return;
         }
-        let cs = &self.config.connection_string;
-        let (password, renew_at) = match &cs.authentication {
-            Authentication::SharedAccessKey(key) => {
-                let expiry = now + self.config.token_lifetime;
-                let token = SasToken::sign(
-                    &cs.resource_uri(),
-                    key,
-                    expiry,
-                    cs.shared_access_key_name.as_deref(),
-                );
-                // `new` signed with this key already, so this cannot fail.
-                let password = token.map(|t| t.to_string()).ok();
-                (password, Some(now + self.config.token_lifetime * 4 / 5))
-            }
-            Authentication::SharedAccessSignature(token) => (Some(token.clone()), None),
-            // The TLS client certificate authenticates; the password stays empty.
-            Authentication::X509 => (None, None),
-        };
-        let connect = Connect {
-            protocol_name: Utf8Bytes::from_static("MQTT"),
-            protocol_level: 4,
-            clean_session: self.config.clean_session,
-            keep_alive: u16::try_from(self.config.keep_alive.as_secs()).unwrap_or(u16::MAX),
-            client_id: self.identity.to_string().into(),
-            will: None,
-            username: Some(self.username.clone()),
-            password: password.map(|p| bytes::Bytes::from(String::into_bytes(p))),
-        };
-        self.send(now, &Packet::Connect(connect));
+        // `new` built a CONNECT with these credentials already.
+        let Some((password, renew_at)) = credentials(&self.config, now) else { return };
+        let connect = connect_packet(&self.config, &self.identity, &self.username, password);
+        self.send(now, &connect);
         self.state =
             State::AwaitingConnAck { deadline: now + self.config.response_timeout, renew_at };
     }
@@ -545,6 +522,50 @@ impl DeviceSession {
         };
         self.events.push_back(DeviceEvent::Disconnected { reason, reconnect_at });
     }
+}
+
+/// The CONNECT password and when to renew it: a token signed with the device key,
+/// renewed at 80 % of its lifetime; a given token as it is; nothing for X.509, whose
+/// TLS client certificate authenticates. `None` when the key is not base64.
+fn credentials(
+    config: &DeviceConfig,
+    now: Timestamp,
+) -> Option<(Option<String>, Option<Timestamp>)> {
+    let cs = &config.connection_string;
+    Some(match &cs.authentication {
+        Authentication::SharedAccessKey(key) => {
+            let expiry = now + config.token_lifetime;
+            let token = SasToken::sign(
+                &cs.resource_uri(),
+                key,
+                expiry,
+                cs.shared_access_key_name.as_deref(),
+            )
+            .ok()?;
+            (Some(token.to_string()), Some(now + config.token_lifetime * 4 / 5))
+        }
+        Authentication::SharedAccessSignature(token) => (Some(token.clone()), None),
+        Authentication::X509 => (None, None),
+    })
+}
+
+/// CONNECT with the IoT Hub client id and user name (spec file §4.1).
+fn connect_packet(
+    config: &DeviceConfig,
+    identity: &Identity,
+    username: &Utf8Bytes,
+    password: Option<String>,
+) -> Packet {
+    Packet::Connect(Connect {
+        protocol_name: Utf8Bytes::from_static(Connect::PROTOCOL_NAME),
+        protocol_level: Connect::PROTOCOL_LEVEL,
+        clean_session: config.clean_session,
+        keep_alive: u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX),
+        client_id: identity.to_string().into(),
+        will: None,
+        username: Some(username.clone()),
+        password: password.map(|p| bytes::Bytes::from(p.into_bytes())),
+    })
 }
 
 /// Refusals that another attempt cannot fix: a protocol level the hub lacks, an

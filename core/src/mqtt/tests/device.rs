@@ -309,3 +309,19 @@ fn c2d_completed_while_offline_is_acknowledged_when_the_hub_resends_it() {
         .filter(|p| matches!(p, Packet::Publish(p) if p.dup && p.qos == QoS::AtLeastOnce));
     assert_eq!(resent.count(), 1, "[MQTT-4.4.0-1] the hub resent it with DUP");
 }
+
+#[test]
+fn a_connection_string_no_connect_can_carry_is_a_configuration_error() {
+    let mut config = crate::device::DeviceConfig::new(Pair::connection_string("dev1"));
+    config.connection_string.host_name = "a\0b".into();
+    assert!(matches!(
+        crate::device::Device::new(crate::testing::START, config),
+        Err(crate::device::ConfigError::Connect(_))
+    ));
+    let mut config = crate::device::DeviceConfig::new(Pair::connection_string("dev1"));
+    config.connection_string.authentication = Authentication::SharedAccessKey("not base64!".into());
+    assert!(matches!(
+        crate::device::Device::new(crate::testing::START, config),
+        Err(crate::device::ConfigError::InvalidKey)
+    ));
+}
