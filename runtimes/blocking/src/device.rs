@@ -26,6 +26,7 @@ use hubwire_core::device::{
 use hubwire_core::iothub::{Disposition, LockToken, Message};
 use hubwire_core::{Connection, Transmit};
 
+use crate::flow::{Chunk, Flow};
 use crate::{clock, dial, reader};
 
 /// Why a telemetry message was not acknowledged.
@@ -71,7 +72,7 @@ struct Inbox {
 #[derive(Debug)]
 enum Input {
     /// Bytes from the connection of this generation.
-    Bytes { generation: u64, bytes: Vec<u8> },
+    Bytes { generation: u64, bytes: Chunk },
     /// The connection of this generation closed or broke.
     Closed { generation: u64 },
     /// Boxed: commands are rare, and bytes should not pay for their size.
@@ -415,9 +416,11 @@ impl Driver {
         let stream = dial::dial(&self.target.0, self.target.1)?;
         let generation = self.generation;
         let read = stream.try_clone()?;
+        // The reader ends when the socket is shut down; the flow only paces it.
         let spawned = reader::spawn(
             format!("{}-read", self.name),
             read,
+            Arc::new(Flow::default()),
             self.readers.clone(),
             move |bytes| Input::Bytes { generation, bytes },
             Input::Closed { generation },

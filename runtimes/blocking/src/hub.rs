@@ -25,6 +25,7 @@ use hubwire_core::hub::{
 use hubwire_core::iothub::Message;
 use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
 
+use crate::flow::{Chunk, Flow};
 use crate::{clock, reader, writer};
 
 /// How long the accept thread pauses after an error that is not about one
@@ -61,7 +62,7 @@ pub struct HubServer {
 #[derive(Debug)]
 enum Input {
     Accepted(TcpStream),
-    Bytes(ConnectionId, Vec<u8>),
+    Bytes(ConnectionId, Chunk),
     Closed(ConnectionId),
     /// Boxed: commands are rare, and bytes should not pay for their size.
     Command(Box<Command>),
@@ -251,6 +252,7 @@ struct Peer {
     /// To shut it down at once when the hub stops.
     stream: TcpStream,
     writer: Sender<Transmit>,
+    flow: Arc<Flow>,
 }
 
 /// The driver thread's state.
@@ -285,6 +287,7 @@ impl Driver {
                 Ok(Input::Closed(id)) => {
                     if let Some(peer) = self.connections.remove(&id) {
                         let _ = peer.stream.shutdown(Shutdown::Both);
+                        peer.flow.close();
                         self.hub.handle_close(now, id);
                     }
                 }
@@ -305,6 +308,7 @@ impl Driver {
         }
         for peer in self.connections.values() {
             let _ = peer.stream.shutdown(Shutdown::Both);
+            peer.flow.close();
         }
     }
 
@@ -328,9 +332,10 @@ impl Driver {
     /// Registers a new connection with the engine and starts its reader and writer.
     fn accept(&mut self, now: Timestamp, stream: TcpStream) {
         let id = self.hub.accept(now, Protocol::Mqtt);
-        match self.start_peer(id, &stream) {
+        let flow = Arc::new(Flow::default());
+        match self.start_peer(id, &stream, &flow) {
             Ok(writer) => {
-                self.connections.insert(id, Peer { stream, writer });
+                self.connections.insert(id, Peer { stream, writer, flow });
             }
             Err(_) => {
                 let _ = stream.shutdown(Shutdown::Both);
@@ -339,16 +344,22 @@ impl Driver {
         }
     }
 
-    fn start_peer(&self, id: ConnectionId, stream: &TcpStream) -> io::Result<Sender<Transmit>> {
+    fn start_peer(
+        &self,
+        id: ConnectionId,
+        stream: &TcpStream,
+        flow: &Arc<Flow>,
+    ) -> io::Result<Sender<Transmit>> {
         stream.set_nodelay(true)?;
         reader::spawn(
             format!("hubwire-hub-{}-read", id.0),
             stream.try_clone()?,
+            Arc::clone(flow),
             self.readers.clone(),
-            move |bytes| Input::Bytes(id, bytes),
+            move |chunk| Input::Bytes(id, chunk),
             Input::Closed(id),
         )?;
-        writer::spawn(format!("hubwire-hub-{}-write", id.0), stream.try_clone()?)
+        writer::spawn(format!("hubwire-hub-{}-write", id.0), stream.try_clone()?, Arc::clone(flow))
     }
 
     /// Drains transmits and events until the engine has nothing more to say.
@@ -366,8 +377,9 @@ impl Driver {
 
     fn transmit(&mut self, id: ConnectionId, transmit: Transmit) {
         match transmit {
-            Transmit::Send(_) => {
+            Transmit::Send(ref bytes) => {
                 if let Some(peer) = self.connections.get(&id) {
+                    peer.flow.queued(bytes.len());
                     let _ = peer.writer.send(transmit);
                 }
             }

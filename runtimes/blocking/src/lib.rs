@@ -12,6 +12,7 @@
 pub mod clock;
 mod device;
 pub mod dial;
+mod flow;
 mod hub;
 mod reader;
 mod writer;
