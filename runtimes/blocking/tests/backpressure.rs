@@ -73,7 +73,7 @@ fn a_flooding_device_that_never_reads_is_paced_and_others_are_served() {
     if let Err(e) = flood.write_all(&connect_bytes(addr, "flood")) {
         panic!("{e}");
     }
-    let pings = vec![0xc0u8, 0x00].repeat(32 * 1024);
+    let pings = [0xc0u8, 0x00].repeat(32 * 1024);
     let flooder = thread::spawn(move || {
         let mut sent = 0usize;
         // Stops when the hub no longer reads (the write times out) or at 256 MiB.
