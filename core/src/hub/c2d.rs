@@ -294,10 +294,8 @@ impl C2dQueue {
     /// Adds a message from the service and returns its sequence number (from 1,
     /// never reused by this queue).
     ///
-    /// The hub stamps `enqueued_time = now`, `expiry = now + default_ttl` when the
-    /// message has none, and `to = /devices/<id>/messages/deviceBound` when it has
-    /// none (spec file §7; the casing of the SDKs' samples and TV-15). The size limit applies to the message as the service sent
-    /// it, before stamping.
+    /// The hub stamps it as [`stamp`](Self::stamp) says. The size limit applies to
+    /// the message as the service sent it, before stamping.
     ///
     /// Errors: [`C2dError::TooLarge`] (413001) above `max_message_size`;
     /// [`C2dError::QueueFull`] (403004) when the queue holds `max_queue_depth`
@@ -310,13 +308,7 @@ impl C2dQueue {
         if self.entries.len() >= self.config.max_queue_depth {
             return Err(C2dError::QueueFull);
         }
-        message.enqueued_time = Some(now);
-        if message.expiry.is_none() {
-            message.expiry = Some(now + self.config.default_ttl);
-        }
-        if message.to.is_none() {
-            message.to = Some(format!("/devices/{}/messages/deviceBound", self.device_id));
-        }
+        self.stamp(now, &mut message);
         let sequence_number = self.next_sequence_number;
         self.next_sequence_number = sequence_number.saturating_add(1);
         self.entries.push_back(Entry {
@@ -326,6 +318,20 @@ impl C2dQueue {
             message,
         });
         Ok(sequence_number)
+    }
+
+    /// What the hub adds to a message it enqueues: `enqueued_time = now`,
+    /// `expiry = now + default_ttl` when it has none, and
+    /// `to = /devices/<id>/messages/deviceBound` when it has none (spec file §7; the
+    /// casing of the SDKs' samples and TV-15).
+    pub fn stamp(&self, now: Timestamp, message: &mut Message) {
+        message.enqueued_time = Some(now);
+        if message.expiry.is_none() {
+            message.expiry = Some(now + self.config.default_ttl);
+        }
+        if message.to.is_none() {
+            message.to = Some(format!("/devices/{}/messages/deviceBound", self.device_id));
+        }
     }
 
     /// Locks the first enqueued, unexpired message (FIFO) under `lock` and hands it

@@ -47,6 +47,11 @@ pub struct HubConfig {
     pub connect_timeout: Duration,
     /// Largest MQTT packet accepted, bytes.
     pub mqtt_limits: mqtt::Limits,
+    /// Largest packet accepted before a connection has authenticated, bytes: an
+    /// IoT Hub CONNECT (ids of at most 128 characters, a user name, a SAS token)
+    /// is well under 2 KiB, and a stranger should not make the hub hold the
+    /// 272 KiB a telemetry PUBLISH may take. 16 KiB leaves room for a will.
+    pub max_connect_size: usize,
     /// C2D messages sent to one MQTT connection and not yet acknowledged, at most.
     pub mqtt_c2d_in_flight: usize,
 }
@@ -60,9 +65,34 @@ impl Default for HubConfig {
             sas_skew: sas::DEFAULT_CLOCK_SKEW,
             connect_timeout: Duration::from_secs(30),
             mqtt_limits: mqtt::Limits::default(),
+            max_connect_size: 16 * 1024,
             mqtt_c2d_in_flight: 16,
         }
     }
+}
+
+/// Where a D2C message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The device sent it.
+    Device,
+    /// The hub published the device's will when its connection dropped.
+    Will,
+}
+
+/// Property names only the hub may set on D2C messages: the anti-spoofing stamps
+/// (`iothub-connection-device-id`, `-module-id`, `-auth-method`,
+/// `-auth-generation-id`, `iothub-enqueuedtime`; their MQTT bag forms `$.cdid`,
+/// `$.cmid`) and the will mark `iothub-MessageType` (spec file §3, §4.1). Compared
+/// without case, as a consumer might read them.
+fn is_hub_stamp(name: &str) -> bool {
+    let lower = |prefix: &str| {
+        name.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    lower("iothub-connection-")
+        || ["iothub-enqueuedtime", "iothub-MessageType", "$.cdid", "$.cmid"]
+            .iter()
+            .any(|stamp| name.eq_ignore_ascii_case(stamp))
 }
 
 /// Names one D2C message between [`HubEvent::StoreTelemetry`] and
@@ -129,6 +159,13 @@ pub enum HubError {
     /// The queue refused the message.
     #[error(transparent)]
     C2d(#[from] C2dError),
+    /// 413001: the properties, percent-encoded, cannot fit in an MQTT topic name
+    /// (65 535 bytes), so no device could receive the message over MQTT.
+    #[error("the C2D properties take {len} bytes in an MQTT topic; at most 65535 fit")]
+    PropertiesTooLong {
+        /// Bytes the topic would take.
+        len: usize,
+    },
 }
 
 impl HubError {
@@ -137,6 +174,7 @@ impl HubError {
         match self {
             HubError::DeviceNotFound(_) => ErrorCode::DEVICE_NOT_FOUND,
             HubError::C2d(e) => e.code(),
+            HubError::PropertiesTooLong { .. } => ErrorCode::MESSAGE_TOO_LARGE,
         }
     }
 }
@@ -229,13 +267,23 @@ impl HubState {
     }
 
     /// Stamps a D2C message and asks the runtime to store it.
+    ///
+    /// What the hub stamps, a device may not claim: properties named like the
+    /// hub's anti-spoofing stamps (spec file §3) are dropped, so the record's
+    /// identity and enqueued time, and a `Will` mark, are only ever the hub's.
     pub(crate) fn store_telemetry(
         &mut self,
         now: Timestamp,
         connection: ConnectionId,
         identity: &Identity,
         mut message: Message,
+        origin: Origin,
     ) -> StoreTicket {
+        message.properties.retain(|name, _| !is_hub_stamp(name));
+        if origin == Origin::Will {
+            // DOC-MQTT: the will arrives as telemetry marked as such (spec file §4.1).
+            message.properties.set("iothub-MessageType", "Will");
+        }
         let sequence_number = match self.devices.get_mut(&identity.device_id) {
             Some(d) => {
                 d.next_sequence += 1;
@@ -325,6 +373,13 @@ impl Hub {
             .state
             .device_mut(device_id)
             .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        // Refused now rather than dead-lettered at delivery: the service hears why.
+        let mut stamped = message.clone();
+        device.queue.stamp(now, &mut stamped);
+        let len = mqtt::topic::c2d(device_id, &stamped).len();
+        if len > usize::from(u16::MAX) {
+            return Err(HubError::PropertiesTooLong { len });
+        }
         let sequence = device.queue.enqueue(now, message)?;
         let connection = device.connection;
         self.state.drain_settled(device_id);

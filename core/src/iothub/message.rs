@@ -101,6 +101,11 @@ impl Properties {
         Some(self.0.remove(i).1)
     }
 
+    /// Keeps only the properties `keep` accepts, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, Option<&str>) -> bool) {
+        self.0.retain(|(n, v)| keep(n, v.as_deref()));
+    }
+
     /// The pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_deref()))

@@ -30,7 +30,7 @@ use super::packet::{
 use super::packet_ids::PacketIds;
 use super::topic;
 use super::username::Username;
-use crate::hub::{C2dQueue, HubConfig, HubEvent, HubState, StoreTicket};
+use crate::hub::{C2dQueue, HubConfig, HubEvent, HubState, Origin, StoreTicket};
 use crate::iothub::{Disposition, ErrorCode, Identity, LockToken, SasToken};
 use crate::sansio::{ConnectionId, Outbox, Transmit};
 use crate::time::{Duration, Timestamp};
@@ -88,6 +88,8 @@ pub(crate) struct MqttConnection {
     state: State,
     rx: BytesMut,
     limits: Limits,
+    /// `limits`, shrunk to `max_connect_size` until the CONNECT is accepted.
+    connect_limits: Limits,
     outbox: Outbox,
     /// PUBACKs owed, in the order their PUBLISHes arrived [MQTT-4.6.0-2]: ticket,
     /// packet id, stored yet.
@@ -131,6 +133,12 @@ impl MqttConnection {
             state: State::AwaitingConnect { deadline: now + config.connect_timeout },
             rx: BytesMut::new(),
             limits: config.mqtt_limits,
+            connect_limits: Limits {
+                max_remaining_length: config
+                    .max_connect_size
+                    .min(config.mqtt_limits.max_remaining_length),
+                ..config.mqtt_limits
+            },
             outbox: Outbox::default(),
             acks: VecDeque::new(),
             max_message_size: config.max_message_size,
@@ -149,7 +157,11 @@ impl MqttConnection {
         }
         self.rx.extend_from_slice(bytes);
         loop {
-            let packet = match codec::decode(&mut self.rx, &self.limits) {
+            let limits = match self.state {
+                State::AwaitingConnect { .. } => &self.connect_limits,
+                _ => &self.limits,
+            };
+            let packet = match codec::decode(&mut self.rx, limits) {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -459,7 +471,7 @@ impl MqttConnection {
             _ => None,
         };
         let identity = online.identity.clone();
-        let ticket = hub.store_telemetry(now, self.id, &identity, message);
+        let ticket = hub.store_telemetry(now, self.id, &identity, message, Origin::Device);
         if let Some(id) = packet_id {
             self.acks.push_back((ticket, id, false));
         }
@@ -798,9 +810,8 @@ fn publish_will(
     hub: &mut HubState,
 ) {
     // The topic was checked at CONNECT.
-    let Ok(mut message) = topic::parse_telemetry(&will.topic, identity, will.payload) else {
+    let Ok(message) = topic::parse_telemetry(&will.topic, identity, will.payload) else {
         return;
     };
-    message.properties.set("iothub-MessageType", "Will");
-    hub.store_telemetry(now, connection, identity, message);
+    hub.store_telemetry(now, connection, identity, message, Origin::Will);
 }

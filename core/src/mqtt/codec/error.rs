@@ -18,7 +18,7 @@ pub enum DecodeError {
     MalformedRemainingLength,
     /// The Remaining Length announced exceeds [`super::Limits::max_remaining_length`].
     /// Reported as soon as the fixed header shows it, before the body is buffered.
-    #[error("packet with a remaining length of {size} bytes exceeds the limit of {max} bytes")]
+    #[error("a remaining length of at least {size} bytes exceeds the limit of {max} bytes")]
     TooLarge {
         /// Remaining Length announced (or, for a header still arriving, the least it
         /// can be), bytes.

@@ -638,3 +638,47 @@ fn server_packets_from_a_client_close_the_connection() {
         assert!(pair.raw[r].closed_by_hub, "{packet:?}");
     }
 }
+
+#[test]
+fn before_connect_only_a_small_packet_is_accepted() {
+    let mut pair = Pair::new(HubConfig::default());
+    let r = pair.raw_connect();
+    // A CONNECT announcing 20 KiB: more than any IoT Hub CONNECT needs.
+    pair.raw_send(r, &[0x10, 0x80, 0xa0, 0x01]);
+    assert!(pair.raw[r].closed_by_hub);
+    assert_eq!(refused_code(&pair), Some(413001));
+}
+
+#[test]
+fn a_device_cannot_claim_the_hubs_stamps() {
+    let (mut pair, r) = connected();
+    let p = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: name(
+            "devices/dev1/messages/events/%24.cdid=dev2&iothub-connection-device-id=dev2\
+             &IoTHub-MessageType=Will&iothub-enqueuedtime=0&k=v",
+        ),
+        packet_id: Some(pid(1)),
+        payload: Bytes::from_static(b"t"),
+    };
+    pair.raw_send_packet(r, &Packet::Publish(p));
+    let stored: Vec<_> = pair.stored.device("dev1").collect();
+    let properties: Vec<_> = stored[0].message.properties.iter().collect();
+    assert_eq!(properties, [("k", Some("v"))]);
+    assert_eq!(stored[0].identity.device_id, "dev1");
+}
+
+#[test]
+fn c2d_properties_too_long_for_a_topic_are_refused_when_sent() {
+    let mut pair = Pair::new(HubConfig::default());
+    pair.register("dev1");
+    let mut m = Message::new(&b"x"[..]);
+    // 30 000 bytes that percent-encode to 90 000: within the 64 KiB message limit,
+    // beyond what a topic name can carry.
+    m.properties.set("k", "/".repeat(30_000));
+    let refused = pair.send_c2d("dev1", m);
+    assert!(matches!(refused, Err(crate::hub::HubError::PropertiesTooLong { .. })), "{refused:?}");
+    assert_eq!(refused.unwrap_err().code().code, 413001);
+}
