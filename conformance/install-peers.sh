@@ -11,7 +11,11 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "installing ${need[*]}" >&2
   $sudo apt-get update -qq
-  # The package would start a broker on 1883; the tests start their own.
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Where systemd runs, the package starts a broker on 1883, the port `hubwire hub`
+  # uses by default; the tests start brokers of their own.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
 fi
 dpkg-query -W mosquitto mosquitto-clients
