@@ -23,7 +23,8 @@ pub(crate) struct DeviceArgs {
     /// Pause between messages, milliseconds (C2D messages are handled meanwhile).
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
-    /// Message body; `{n}` becomes the message number.
+    /// Message body, in which n in braces (as in the default) becomes the message
+    /// number.
     #[arg(long, default_value = "message {n}")]
     body: String,
     /// An application property `name=value` for every message (repeatable).
