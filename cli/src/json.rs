@@ -3,7 +3,6 @@
 //! milliseconds since the Unix epoch.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -13,6 +12,8 @@ use hubwire_core::time::Duration;
 use hubwire_core::{ConnectionId, Timestamp};
 use serde::ser::{Serialize, Serializer};
 use serde::{Deserialize, Serialize as DeriveSerialize};
+
+use crate::out::{self, StdoutClosed};
 
 /// One stdout line.
 #[derive(Debug, DeriveSerialize)]
@@ -240,12 +241,14 @@ impl<'a> Line<'a> {
         Line::Error { line, code: code.code, error: code.name, message }
     }
 
-    /// Writes the line to stdout. A closed stdout is ignored: the hub keeps serving.
-    pub(crate) fn print(&self) {
-        if let Ok(text) = serde_json::to_string(self) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{text}");
-            let _ = out.flush();
+    /// Writes the line to stdout.
+    ///
+    /// Errors: [`StdoutClosed`] when stdout cannot be written.
+    pub(crate) fn print(&self) -> Result<(), StdoutClosed> {
+        match serde_json::to_string(self) {
+            Ok(text) => out::print(text),
+            // Only a failing `Serialize` impl errs, and ours are infallible.
+            Err(_) => Ok(()),
         }
     }
 }

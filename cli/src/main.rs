@@ -5,6 +5,7 @@ mod demo;
 mod device;
 mod hub;
 mod json;
+mod out;
 mod registry;
 
 use std::process::ExitCode;
