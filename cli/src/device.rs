@@ -53,6 +53,11 @@ fn property(s: &str) -> Result<(String, String), String> {
 #[derive(Debug)]
 struct Report {
     json: bool,
+    /// Where the device dials, `host:port`.
+    hub: String,
+    /// Whether a connection ever came up: until one has, a lost connection means
+    /// the hub cannot be reached, and says so.
+    ever_connected: bool,
 }
 
 impl Report {
@@ -62,7 +67,10 @@ impl Report {
 }
 
 pub(crate) fn run(args: DeviceArgs) -> ExitCode {
-    let report = Report { json: args.json };
+    let (host, port) = hubwire_blocking::dial::target(&args.connection_string);
+    let hub =
+        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut report = Report { json: args.json, hub, ever_connected: false };
     let device = match DeviceClient::connect(DeviceConfig::new(args.connection_string.clone())) {
         Ok(device) => device,
         Err(e) => {
@@ -71,7 +79,7 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
         }
     };
     // A closed stdout ends the command quietly; dropping the device disconnects it.
-    send(&args, &device, &report).unwrap_or(ExitCode::SUCCESS)
+    send(&args, &device, &mut report).unwrap_or(ExitCode::SUCCESS)
 }
 
 /// Sends the telemetry and handles events meanwhile.
@@ -80,7 +88,7 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
 fn send(
     args: &DeviceArgs,
     device: &DeviceClient,
-    report: &Report,
+    report: &mut Report,
 ) -> Result<ExitCode, StdoutClosed> {
     if !wait_connected(device, report)? {
         return Ok(ExitCode::FAILURE);
@@ -122,7 +130,7 @@ enum Flow {
 }
 
 /// Reports events until the device is connected. Returns false when it stopped.
-fn wait_connected(device: &DeviceClient, report: &Report) -> Result<bool, StdoutClosed> {
+fn wait_connected(device: &DeviceClient, report: &mut Report) -> Result<bool, StdoutClosed> {
     loop {
         // The device retries on its own schedule; there is nothing to time out.
         if let Some(event) = device.recv_event(Duration::from_secs(60)) {
@@ -138,7 +146,7 @@ fn wait_connected(device: &DeviceClient, report: &Report) -> Result<bool, Stdout
 /// Reports events until `deadline`. Returns false when the device stopped.
 fn handle_events(
     device: &DeviceClient,
-    report: &Report,
+    report: &mut Report,
     deadline: Instant,
 ) -> Result<bool, StdoutClosed> {
     while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
@@ -152,11 +160,12 @@ fn handle_events(
 /// Reports one event, completing a C2D message.
 fn handle(
     device: &DeviceClient,
-    report: &Report,
+    report: &mut Report,
     event: DeviceEvent,
 ) -> Result<Flow, StdoutClosed> {
     match event {
         DeviceEvent::Connected { session_present } => {
+            report.ever_connected = true;
             report.say(
                 format!("connected (session present: {session_present})"),
                 json!({"event": "connected", "sessionPresent": session_present}),
@@ -166,8 +175,9 @@ fn handle(
         DeviceEvent::Disconnected { reason, reconnect_at: Some(at) } => {
             let ms = hubwire_blocking::clock::until(at).as_millis();
             report.say(
-                format!("disconnected: {reason}; reconnecting in {ms} ms"),
-                json!({"event": "disconnected", "reason": reason.to_string(), "reconnectInMs": ms}),
+                disconnected_words(report, &reason, ms),
+                json!({"event": "disconnected", "reason": reason.to_string(), "reconnectInMs": ms,
+                    "everConnected": report.ever_connected, "hub": report.hub}),
             )?;
         }
         DeviceEvent::Disconnected { reason, reconnect_at: None } => {
@@ -182,6 +192,19 @@ fn handle(
         _ => {}
     }
     Ok(Flow::Other)
+}
+
+/// A lost connection in words. Before the first connection the device has only
+/// been trying to reach the hub, which is what a person needs to hear.
+fn disconnected_words(report: &Report, reason: &DisconnectReason, ms: u128) -> String {
+    let hub = &report.hub;
+    match reason {
+        _ if report.ever_connected => format!("disconnected: {reason}; reconnecting in {ms} ms"),
+        DisconnectReason::TransportClosed => {
+            format!("cannot reach the hub at {hub}; retrying in {ms} ms")
+        }
+        other => format!("cannot connect to the hub at {hub}: {other}; retrying in {ms} ms"),
+    }
 }
 
 fn complete(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<(), StdoutClosed> {
