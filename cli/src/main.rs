@@ -24,6 +24,7 @@ struct Cli {
 enum Command {
     /// Run a local IoT Hub; stdout reports D2C messages and events as JSON lines,
     /// stdin takes C2D messages as JSON lines.
+    #[command(after_long_help = json::STREAMS_HELP)]
     Hub(hub::HubArgs),
     /// Run a device that sends telemetry and completes the C2D messages it gets.
     Device(device::DeviceArgs),

@@ -197,3 +197,24 @@ fn a_closed_stdout_ends_the_hub_at_its_next_stdin_answer_without_a_panic() {
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn long_help_documents_the_stdin_fields_and_the_stdout_lines() {
+    let output = Command::new(hubwire()).args(["hub", "--help"]).output();
+    let Ok(output) = output else { panic!("cannot run hubwire") };
+    let help = String::from_utf8_lossy(&output.stdout);
+    let Some((stdin, stdout)) = help.split_once("\nstdout:") else { panic!("{help}") };
+    let Some((_, stdin)) = stdin.split_once("\nstdin:") else { panic!("{help}") };
+    for field in ["deviceId", "bodyEncoding", "contentEncoding", "ack", "expiryMs", "properties"] {
+        assert!(stdin.contains(field), "{field} missing from\n{stdin}");
+    }
+    for kind in ["listening", "telemetry", "refused", "c2dQueued", "c2dPurged", "error"] {
+        let named =
+            stdout.contains(&format!("\n  {kind}")) || stdout.contains(&format!(", {kind}"));
+        assert!(named, "{kind} missing from\n{stdout}");
+    }
+    // The short help points to it.
+    let output = Command::new(hubwire()).args(["hub", "-h"]).output();
+    let Ok(output) = output else { panic!("cannot run hubwire") };
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("\nstdin:"));
+}
