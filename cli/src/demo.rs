@@ -12,6 +12,7 @@ use hubwire_core::device::{DeviceConfig, DeviceEvent};
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
 use hubwire_core::iothub::Message;
 
+use crate::out::{self, StdoutClosed};
 use crate::registry;
 
 /// How long any one step may take before the demo calls it lost.
@@ -62,7 +63,7 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     let records = match records {
         Ok(records) => records,
         Err(e) => {
-            eprintln!("hubwire demo: {e}");
+            out::warn(format_args!("hubwire demo: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -70,16 +71,16 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     let hub = match HubServer::start(config, records.iter().cloned(), ([127, 0, 0, 1], 0).into()) {
         Ok(hub) => hub,
         Err(e) => {
-            eprintln!("hubwire demo: cannot start the hub: {e}");
+            out::warn(format_args!("hubwire demo: cannot start the hub: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
+    out::warn(format_args!(
         "hubwire demo: {} devices x {} messages, hub on {}",
         args.devices,
         args.messages,
         hub.local_addr()
-    );
+    ));
 
     let all_sent = Barrier::new(records.len() + 1);
     let runs: Vec<DeviceRun> = thread::scope(|s| {
@@ -96,7 +97,7 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
             let mut c2d = Message::new(&b"demo command"[..]);
             c2d.message_id = Some(format!("c2d-{}", record.device_id));
             if let Err(e) = hub.send_c2d(&record.device_id, c2d) {
-                eprintln!("hubwire demo: C2D to {} refused: {e}", record.device_id);
+                out::warn(format_args!("hubwire demo: C2D to {} refused: {e}", record.device_id));
             }
         }
         devices
@@ -129,19 +130,24 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
         p99: percentile(&latencies, 99),
         bytes_per_message: telemetry_bytes as f64 / acknowledged.max(1) as f64,
     };
-    print_table(&[&row]);
-
     let mut problems: Vec<String> = runs.into_iter().filter_map(|r| r.problem).collect();
     problems.extend(shortfalls(&row, args.devices * args.messages));
-    if problems.is_empty() {
-        println!("ok: every message stored and acknowledged, every C2D message completed");
-        ExitCode::SUCCESS
-    } else {
-        for problem in problems {
-            eprintln!("hubwire demo: FAILED: {problem}");
+    // A closed stdout loses only the table: the exit status still says whether
+    // anything was lost, and the problems go to stderr.
+    let _ = print_table(&[&row]).and_then(|()| {
+        if problems.is_empty() {
+            out::print("ok: every message stored and acknowledged, every C2D message completed")
+        } else {
+            Ok(())
         }
-        ExitCode::FAILURE
+    });
+    if problems.is_empty() {
+        return ExitCode::SUCCESS;
     }
+    for problem in problems {
+        out::warn(format_args!("hubwire demo: FAILED: {problem}"));
+    }
+    ExitCode::FAILURE
 }
 
 /// One device: connect, send `messages` telemetry messages one at a time, wait for
@@ -261,7 +267,10 @@ fn shortfalls(row: &Row, expected: usize) -> Vec<String> {
     problems
 }
 
-fn print_table(rows: &[&Row]) {
+/// Prints the table on stdout.
+///
+/// Errors: [`StdoutClosed`], and the rest of the table is not printed.
+fn print_table(rows: &[&Row]) -> Result<(), StdoutClosed> {
     let header = [
         "transport",
         "devices",
@@ -306,12 +315,13 @@ fn print_table(rows: &[&Row]) {
                 }
             })
             .collect();
-        println!("{}", padded.join("  "));
+        out::print(padded.join("  "))
     };
-    line(header.to_vec());
+    line(header.to_vec())?;
     for row in &cells {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

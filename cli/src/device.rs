@@ -10,6 +10,7 @@ use hubwire_core::iothub::{ConnectionString, Message};
 use serde_json::json;
 
 use crate::json::MessageFields;
+use crate::out::{self, StdoutClosed};
 
 /// `hubwire device` arguments.
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,8 @@ pub(crate) struct DeviceArgs {
     /// Pause between messages, milliseconds (C2D messages are handled meanwhile).
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
-    /// Message body; `{n}` becomes the message number.
+    /// Message body, in which n in braces (as in the default) becomes the message
+    /// number.
     #[arg(long, default_value = "message {n}")]
     body: String,
     /// An application property `name=value` for every message (repeatable).
@@ -48,50 +50,66 @@ fn property(s: &str) -> Result<(String, String), String> {
 }
 
 /// How the device reports what happens: sentences or JSON lines, on stdout.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Report {
     json: bool,
+    /// Where the device dials, `host:port`.
+    hub: String,
+    /// Whether a connection ever came up: until one has, a lost connection means
+    /// the hub cannot be reached, and says so.
+    ever_connected: bool,
 }
 
 impl Report {
-    fn say(self, words: String, value: serde_json::Value) {
-        if self.json {
-            println!("{value}");
-        } else {
-            println!("{words}");
-        }
+    fn say(&self, words: String, value: serde_json::Value) -> Result<(), StdoutClosed> {
+        if self.json { out::print(value) } else { out::print(words) }
     }
 }
 
 pub(crate) fn run(args: DeviceArgs) -> ExitCode {
-    let report = Report { json: args.json };
+    let (host, port) = hubwire_blocking::dial::target(&args.connection_string);
+    let hub =
+        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut report = Report { json: args.json, hub, ever_connected: false };
     let device = match DeviceClient::connect(DeviceConfig::new(args.connection_string.clone())) {
         Ok(device) => device,
         Err(e) => {
-            eprintln!("hubwire device: {e}");
+            out::warn(format_args!("hubwire device: {e}"));
             return ExitCode::from(2);
         }
     };
-    if !wait_connected(&device, report) {
-        return ExitCode::FAILURE;
+    // A closed stdout ends the command quietly; dropping the device disconnects it.
+    send(&args, &device, &mut report).unwrap_or(ExitCode::SUCCESS)
+}
+
+/// Sends the telemetry and handles events meanwhile.
+///
+/// Errors: [`StdoutClosed`], upon which the command stops.
+fn send(
+    args: &DeviceArgs,
+    device: &DeviceClient,
+    report: &mut Report,
+) -> Result<ExitCode, StdoutClosed> {
+    if !wait_connected(device, report)? {
+        return Ok(ExitCode::FAILURE);
     }
     for n in 1..=args.count {
         let started = Instant::now();
-        if let Err(e) = device.send_telemetry(message(&args, n)) {
-            return stopped(&e);
+        if let Err(e) = device.send_telemetry(message(args, n)) {
+            return Ok(stopped(&e));
         }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         report.say(
             format!("message {n}/{} acknowledged in {ms:.2} ms", args.count),
             json!({"event": "acknowledged", "number": n, "latencyMs": ms}),
-        );
+        )?;
         let pause = if n < args.count { args.interval_ms } else { args.wait_c2d_ms };
-        if !handle_events(&device, report, Instant::now() + Duration::from_millis(pause)) {
-            return ExitCode::FAILURE;
+        if !handle_events(device, report, Instant::now() + Duration::from_millis(pause))? {
+            return Ok(ExitCode::FAILURE);
         }
     }
     device.disconnect();
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn message(args: &DeviceArgs, n: u64) -> Message {
@@ -112,13 +130,13 @@ enum Flow {
 }
 
 /// Reports events until the device is connected. Returns false when it stopped.
-fn wait_connected(device: &DeviceClient, report: Report) -> bool {
+fn wait_connected(device: &DeviceClient, report: &mut Report) -> Result<bool, StdoutClosed> {
     loop {
         // The device retries on its own schedule; there is nothing to time out.
         if let Some(event) = device.recv_event(Duration::from_secs(60)) {
-            match handle(device, report, event) {
-                Flow::Connected => return true,
-                Flow::Stopped => return false,
+            match handle(device, report, event)? {
+                Flow::Connected => return Ok(true),
+                Flow::Stopped => return Ok(false),
                 Flow::Other => {}
             }
         }
@@ -126,53 +144,76 @@ fn wait_connected(device: &DeviceClient, report: Report) -> bool {
 }
 
 /// Reports events until `deadline`. Returns false when the device stopped.
-fn handle_events(device: &DeviceClient, report: Report, deadline: Instant) -> bool {
+fn handle_events(
+    device: &DeviceClient,
+    report: &mut Report,
+    deadline: Instant,
+) -> Result<bool, StdoutClosed> {
     while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
-        if handle(device, report, event) == Flow::Stopped {
-            return false;
+        if handle(device, report, event)? == Flow::Stopped {
+            return Ok(false);
         }
     }
-    true
+    Ok(true)
 }
 
 /// Reports one event, completing a C2D message.
-fn handle(device: &DeviceClient, report: Report, event: DeviceEvent) -> Flow {
+fn handle(
+    device: &DeviceClient,
+    report: &mut Report,
+    event: DeviceEvent,
+) -> Result<Flow, StdoutClosed> {
     match event {
         DeviceEvent::Connected { session_present } => {
+            report.ever_connected = true;
             report.say(
                 format!("connected (session present: {session_present})"),
                 json!({"event": "connected", "sessionPresent": session_present}),
-            );
-            return Flow::Connected;
+            )?;
+            return Ok(Flow::Connected);
         }
         DeviceEvent::Disconnected { reason, reconnect_at: Some(at) } => {
             let ms = hubwire_blocking::clock::until(at).as_millis();
             report.say(
-                format!("disconnected: {reason}; reconnecting in {ms} ms"),
-                json!({"event": "disconnected", "reason": reason.to_string(), "reconnectInMs": ms}),
-            );
+                disconnected_words(report, &reason, ms),
+                json!({"event": "disconnected", "reason": reason.to_string(), "reconnectInMs": ms,
+                    "everConnected": report.ever_connected, "hub": report.hub}),
+            )?;
         }
         DeviceEvent::Disconnected { reason, reconnect_at: None } => {
-            eprintln!("hubwire device: {}", explain(&reason));
-            return Flow::Stopped;
+            out::warn(format_args!("hubwire device: {}", explain(&reason)));
+            return Ok(Flow::Stopped);
         }
-        DeviceEvent::C2d(c2d) => complete(device, report, &c2d),
+        DeviceEvent::C2d(c2d) => complete(device, report, &c2d)?,
         DeviceEvent::C2dSubscriptionRefused => {
-            eprintln!("hubwire device: the hub refused the C2D subscription");
+            out::warn("hubwire device: the hub refused the C2D subscription");
         }
         // Acknowledgements are reported by the sending loop.
         _ => {}
     }
-    Flow::Other
+    Ok(Flow::Other)
 }
 
-fn complete(device: &DeviceClient, report: Report, c2d: &C2dMessage) {
+/// A lost connection in words. Before the first connection the device has only
+/// been trying to reach the hub, which is what a person needs to hear.
+fn disconnected_words(report: &Report, reason: &DisconnectReason, ms: u128) -> String {
+    let hub = &report.hub;
+    match reason {
+        _ if report.ever_connected => format!("disconnected: {reason}; reconnecting in {ms} ms"),
+        DisconnectReason::TransportClosed => {
+            format!("cannot reach the hub at {hub}; retrying in {ms} ms")
+        }
+        other => format!("cannot connect to the hub at {hub}: {other}; retrying in {ms} ms"),
+    }
+}
+
+fn complete(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<(), StdoutClosed> {
     let fields = MessageFields::of(&c2d.message);
     let completed = match &c2d.lock_token {
         Some(lock) => match device.complete(lock) {
             Ok(()) => true,
             Err(e) => {
-                eprintln!("hubwire device: cannot complete a C2D message: {e}");
+                out::warn(format_args!("hubwire device: cannot complete a C2D message: {e}"));
                 false
             }
         },
@@ -199,13 +240,15 @@ fn complete(device: &DeviceClient, report: Report, c2d: &C2dMessage) {
             if completed { " (completed)" } else { "" }
         ),
         value,
-    );
+    )
 }
 
 fn stopped(e: &TelemetryError) -> ExitCode {
     match e {
-        TelemetryError::Stopped(reason) => eprintln!("hubwire device: {}", explain(reason)),
-        other => eprintln!("hubwire device: {other}"),
+        TelemetryError::Stopped(reason) => {
+            out::warn(format_args!("hubwire device: {}", explain(reason)));
+        }
+        other => out::warn(format_args!("hubwire device: {other}")),
     }
     ExitCode::FAILURE
 }

@@ -1,13 +1,15 @@
 //! `hubwire hub`: a local IoT Hub whose standard streams are the service side.
 //!
 //! stdout: JSON lines only (see [`crate::json`]). stderr: the same for people, and
-//! every refusal in words. stdin: one C2D message per JSON line. The end of stdin
-//! does not stop the hub; it serves until killed.
+//! every refusal in words; it never holds up stdout (see [`Stderr`]). stdin: one
+//! C2D message per JSON line. The end of stdin does not stop the hub; it serves
+//! until killed, or until stdout is closed.
 
-use std::io::BufRead;
+use std::io::{self, BufRead};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, mpsc};
 use std::thread;
 
 use hubwire_blocking::{HubServer, HubServerEvent, clock};
@@ -15,6 +17,7 @@ use hubwire_core::hub::{HubConfig, HubEvent};
 use hubwire_core::iothub::ErrorCode;
 
 use crate::json::{self, C2dRequest, Line};
+use crate::out::{self, Stderr, StdoutClosed};
 use crate::registry;
 
 /// `hubwire hub` arguments.
@@ -47,7 +50,7 @@ pub(crate) fn run(args: HubArgs) -> ExitCode {
     let records = match registry::load(args.registry.as_deref(), &ids) {
         Ok(records) => records,
         Err(e) => {
-            eprintln!("hubwire hub: {e}");
+            out::warn(format_args!("hubwire hub: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -61,25 +64,57 @@ pub(crate) fn run(args: HubArgs) -> ExitCode {
     let server = match HubServer::start(config, records.iter().cloned(), args.mqtt) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("hubwire hub: cannot start on {}: {e}", args.mqtt);
+            out::warn(format_args!("hubwire hub: cannot start on {}: {e}", args.mqtt));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stderr = match Stderr::spawn() {
+        Ok(stderr) => stderr,
+        Err(e) => {
+            out::warn(format_args!("hubwire hub: cannot start: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let address = server.local_addr();
     for record in &records {
         let cs = registry::connection_string(format!("{host}:{}", address.port()), record);
-        eprintln!("device {}: {cs}", record.device_id);
-        Line::Device { device_id: &record.device_id, connection_string: cs.to_string() }.print();
+        stderr.line(format!("device {}: {cs}", record.device_id));
+        let line = Line::Device { device_id: &record.device_id, connection_string: cs.to_string() };
+        if line.print().is_err() {
+            return ExitCode::SUCCESS;
+        }
     }
-    eprintln!("hubwire hub: MQTT (plain TCP) on {address}");
-    Line::Listening { mqtt: address.to_string() }.print();
+    stderr.line(format!("hubwire hub: MQTT (plain TCP) on {address}"));
+    if (Line::Listening { mqtt: address.to_string() }).print().is_err() {
+        return ExitCode::SUCCESS;
+    }
+    match serve(Arc::new(server), stderr) {
+        Ok(code) => code,
+        Err(e) => {
+            out::warn(format_args!("hubwire hub: cannot start: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    thread::scope(|s| {
-        s.spawn(|| report_events(&server));
-        enqueue_from_stdin(&server);
-        // The reporting thread runs until the process is killed.
-    });
-    ExitCode::SUCCESS
+/// Reports events and takes C2D messages from stdin, each on a thread of its own,
+/// until stdout is closed (success: nobody reads the hub any more) or the hub's
+/// driver dies (failure). The end of stdin ends only its own thread.
+///
+/// Errors: the OS's, when a thread cannot start.
+fn serve(server: Arc<HubServer>, stderr: Stderr) -> io::Result<ExitCode> {
+    let (done, end) = mpsc::channel();
+    let (reporter, reported) = (Arc::clone(&server), done.clone());
+    thread::Builder::new().name(String::from("hubwire-events")).spawn(move || {
+        let _ = reported.send(report_events(&reporter, stderr));
+    })?;
+    // Not joined: it blocks reading stdin, and returning from `main` ends it.
+    thread::Builder::new().name(String::from("hubwire-stdin")).spawn(move || {
+        if enqueue_from_stdin(&server).is_err() {
+            let _ = done.send(ExitCode::SUCCESS);
+        }
+    })?;
+    Ok(end.recv().unwrap_or(ExitCode::FAILURE))
 }
 
 /// The host to put in connection strings for a listen address: the IP itself
@@ -92,39 +127,43 @@ fn host_of(ip: IpAddr) -> String {
     }
 }
 
-/// Prints every hub event as it comes; refusals also on stderr.
-fn report_events(server: &HubServer) {
+/// Prints every hub event as it comes; refusals also on stderr. Returns success
+/// when stdout is closed, failure when the hub's driver has died (its panic
+/// message, on stderr, says why).
+fn report_events(server: &HubServer, mut stderr: Stderr) -> ExitCode {
     while let Some(event) = server.next_event() {
-        match &event {
+        let printed = match &event {
             HubServerEvent::Stored(record) => Line::telemetry(record).print(),
             HubServerEvent::Hub(event) => {
                 if let HubEvent::Refused { connection, identity, code, reason } = event {
-                    eprintln!(
-                        "{}",
-                        json::refusal_words(*connection, identity.as_ref(), *code, reason)
-                    );
+                    stderr.line(json::refusal_words(*connection, identity.as_ref(), *code, reason));
                 }
-                if let Some(line) = Line::hub_event(event) {
-                    line.print();
-                }
+                Line::hub_event(event).map_or(Ok(()), |line| line.print())
             }
-            _ => {}
+            _ => Ok(()),
+        };
+        if printed.is_err() {
+            return ExitCode::SUCCESS;
         }
     }
+    ExitCode::FAILURE
 }
 
-/// Enqueues a C2D message for each stdin line, answering each on stdout.
-fn enqueue_from_stdin(server: &HubServer) {
+/// Enqueues a C2D message for each stdin line, answering each on stdout, until
+/// stdin ends.
+///
+/// Errors: [`StdoutClosed`] when an answer cannot be written.
+fn enqueue_from_stdin(server: &HubServer) -> Result<(), StdoutClosed> {
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let number = index + 1;
         let line = match line {
             Ok(line) => line,
             // The line was consumed; the next one may be fine.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Line::error(number, ErrorCode::ARGUMENT_INVALID, e.to_string()).print();
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Line::error(number, ErrorCode::ARGUMENT_INVALID, e.to_string()).print()?;
                 continue;
             }
-            Err(_) => return,
+            Err(_) => return Ok(()),
         };
         if line.trim().is_empty() {
             continue;
@@ -132,7 +171,7 @@ fn enqueue_from_stdin(server: &HubServer) {
         let request = match C2dRequest::parse(&line) {
             Ok(request) => request,
             Err((code, message)) => {
-                Line::error(number, code, message).print();
+                Line::error(number, code, message).print()?;
                 continue;
             }
         };
@@ -140,17 +179,18 @@ fn enqueue_from_stdin(server: &HubServer) {
         let message = match request.into_message(clock::now()) {
             Ok(message) => message,
             Err((code, message)) => {
-                Line::error(number, code, message).print();
+                Line::error(number, code, message).print()?;
                 continue;
             }
         };
         match server.send_c2d(&device_id, message) {
             Ok(sequence_number) => {
-                Line::C2dQueued { device_id: &device_id, sequence_number }.print();
+                Line::C2dQueued { device_id: &device_id, sequence_number }.print()?;
             }
-            Err(e) => json::hub_error(number, &e).print(),
+            Err(e) => json::hub_error(number, &e).print()?,
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

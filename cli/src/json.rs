@@ -3,7 +3,6 @@
 //! milliseconds since the Unix epoch.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -13,6 +12,45 @@ use hubwire_core::time::Duration;
 use hubwire_core::{ConnectionId, Timestamp};
 use serde::ser::{Serialize, Serializer};
 use serde::{Deserialize, Serialize as DeriveSerialize};
+
+use crate::out::{self, StdoutClosed};
+
+/// The streams of `hubwire hub`, for its `--help`: what [`C2dRequest`] reads and
+/// what [`Line`] writes.
+pub(crate) const STREAMS_HELP: &str = "\
+stdin: one C2D message per line, a JSON object; unknown fields are refused:
+  deviceId          the device to send it to (required)
+  body              the body as text (default empty)
+  bodyEncoding      \"base64\" when body is base64 of binary data
+  messageId, correlationId, contentType, contentEncoding
+                    the message's system properties
+  ack               feedback wanted: none, positive, negative or full
+  expiryMs          time to live, milliseconds from now (default: the queue's)
+  properties        application properties: an object of strings (null: name only)
+Each line is answered on stdout by a c2dQueued or an error line.
+
+stdout: one JSON object per line, its kind in \"event\"; times are milliseconds
+since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthorized):
+  listening         mqtt: the address devices connect to
+  device            deviceId, connectionString: a registered device
+  telemetry         deviceId, moduleId (modules only), sequenceNumber, enqueuedTime,
+                    messageId, correlationId, contentType, contentEncoding, properties,
+                    body, bodyEncoding (\"base64\" when the body is not UTF-8)
+  connected         connection, deviceId, moduleId (modules only), sessionPresent
+  disconnected      connection, deviceId, moduleId (modules only), code, error, reason
+  refused           connection, deviceId (null if unknown), code, error, reason;
+                    also in words on stderr
+  c2dQueued         deviceId, sequenceNumber: a stdin message was queued
+  c2dCompleted, c2dRejected, c2dAbandoned, c2dDeadLettered, c2dPurged
+                    a C2D message was settled or left its queue: deviceId, messageId,
+                    sequenceNumber; deliveryCount when abandoned; reason (rejected,
+                    expired or deliveryCountExceeded) when rejected or dead-lettered;
+                    feedback when its ack asked for one
+  error             line, code, error, message: a stdin line was refused
+
+stderr: the registered devices and every refusal, in words. Lines nobody reads are
+dropped rather than hold up stdout, and counted: \"(N stderr lines dropped)\".
+The hub serves until killed, or until its stdout is closed.";
 
 /// One stdout line.
 #[derive(Debug, DeriveSerialize)]
@@ -240,12 +278,14 @@ impl<'a> Line<'a> {
         Line::Error { line, code: code.code, error: code.name, message }
     }
 
-    /// Writes the line to stdout. A closed stdout is ignored: the hub keeps serving.
-    pub(crate) fn print(&self) {
-        if let Ok(text) = serde_json::to_string(self) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{text}");
-            let _ = out.flush();
+    /// Writes the line to stdout.
+    ///
+    /// Errors: [`StdoutClosed`] when stdout cannot be written.
+    pub(crate) fn print(&self) -> Result<(), StdoutClosed> {
+        match serde_json::to_string(self) {
+            Ok(text) => out::print(text),
+            // Only a failing `Serialize` impl errs, and ours are infallible.
+            Err(_) => Ok(()),
         }
     }
 }
@@ -444,5 +484,78 @@ mod tests {
         let bad_ack = C2dRequest::parse(r#"{"deviceId":"d","ack":"always"}"#);
         let Ok(bad_ack) = bad_ack else { panic!("parse") };
         assert!(bad_ack.into_message(Timestamp::EPOCH).is_err());
+    }
+
+    #[test]
+    fn hub_help_names_every_stdin_field() {
+        // serde lists every field it knows when it meets one it does not.
+        let Err((_, e)) = C2dRequest::parse(r#"{"deviceId":"d","noSuchField":1}"#) else {
+            panic!("accepted")
+        };
+        let Some((_, expected)) = e.split_once("expected one of") else { panic!("{e}") };
+        let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert_eq!(fields.len(), 10, "{e}");
+        let Some((stdin, _)) = STREAMS_HELP.split_once("stdout:") else { panic!("no stdout") };
+        for field in fields {
+            assert!(stdin.contains(field), "{field} missing from the stdin help");
+        }
+    }
+
+    #[test]
+    fn hub_help_names_every_stdout_line_kind() {
+        let record = D2cRecord {
+            identity: Identity::device("d"),
+            sequence_number: 1,
+            enqueued_time: Timestamp::EPOCH,
+            message: Message::new(&b""[..]),
+        };
+        let identity = Identity::device("d");
+        let code = ErrorCode::IOT_HUB_UNAUTHORIZED;
+        let connection = ConnectionId(1);
+        let reason = String::from("r");
+        let events = [
+            HubEvent::Connected { connection, identity: identity.clone(), session_present: false },
+            HubEvent::Disconnected { connection, identity, code, reason: reason.clone() },
+            HubEvent::Refused { connection, identity: None, code, reason },
+        ];
+        let outcomes = [
+            Outcome::Completed,
+            Outcome::Rejected,
+            Outcome::Abandoned { delivery_count: 1 },
+            Outcome::Expired,
+            Outcome::Purged,
+        ];
+        let settled: Vec<Settled> = outcomes
+            .into_iter()
+            .map(|outcome| Settled {
+                device_id: "d".into(),
+                message_id: None,
+                sequence_number: 1,
+                outcome,
+                feedback: None,
+            })
+            .collect();
+        let mut lines = vec![
+            Line::Listening { mqtt: String::new() },
+            Line::Device { device_id: "d", connection_string: String::new() },
+            Line::telemetry(&record),
+            Line::C2dQueued { device_id: "d", sequence_number: 1 },
+            Line::error(1, code, String::new()),
+        ];
+        lines.extend(events.iter().filter_map(Line::hub_event));
+        lines.extend(settled.iter().map(Line::settled));
+        let Some((_, stdout)) = STREAMS_HELP.split_once("stdout:") else { panic!("no stdout") };
+        // The kinds head the entries: lines indented by two spaces, up to the gap.
+        let named: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("  ").filter(|l| !l.starts_with(' ')))
+            .filter_map(|l| l.split("  ").next())
+            .flat_map(|kinds| kinds.split(", "))
+            .collect();
+        for line in &lines {
+            let kind = json(line)["event"].as_str().map(String::from).unwrap_or_default();
+            assert!(named.contains(&kind.as_str()), "{kind:?} missing from {named:?}");
+        }
+        assert_eq!(lines.len(), 13);
     }
 }

@@ -1,11 +1,14 @@
 //! The hubwire command-line program: a local IoT Hub (`hub`), a device simulator
-//! (`device`) and a self-contained demonstration (`demo`).
+//! (`device`), a device's MQTT credentials for other clients (`token`) and a
+//! self-contained demonstration (`demo`).
 
 mod demo;
 mod device;
 mod hub;
 mod json;
+mod out;
 mod registry;
+mod token;
 
 use std::process::ExitCode;
 
@@ -23,9 +26,17 @@ struct Cli {
 enum Command {
     /// Run a local IoT Hub; stdout reports D2C messages and events as JSON lines,
     /// stdin takes C2D messages as JSON lines.
+    #[command(after_long_help = json::STREAMS_HELP)]
     Hub(hub::HubArgs),
     /// Run a device that sends telemetry and completes the C2D messages it gets.
     Device(device::DeviceArgs),
+    /// Print the address, MQTT client id, user name and password (a SAS token) with
+    /// which any MQTT client can act as a device.
+    ///
+    /// Prints `host`, `port`, `clientId`, `username`, `password` and `expiresAt`
+    /// (when the password expires, seconds since the Unix epoch), one `name: value`
+    /// a line, or one JSON object with those names with --json.
+    Token(token::TokenArgs),
     /// Start an embedded hub and simulated devices, and print a summary table.
     Demo(demo::DemoArgs),
 }
@@ -34,6 +45,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Hub(args) => hub::run(args),
         Command::Device(args) => device::run(args),
+        Command::Token(args) => token::run(args),
         Command::Demo(args) => demo::run(args),
     }
 }

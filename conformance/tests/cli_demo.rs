@@ -1,6 +1,6 @@
 //! `hubwire demo` runs end to end and reports every message delivered.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 #[test]
 fn demo_exits_zero_and_prints_the_table() {
@@ -30,4 +30,26 @@ fn demo_with_defaults_succeeds() {
     let Ok(output) = status else { panic!("cannot run hubwire") };
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("mqtt"));
+}
+
+#[test]
+fn demo_with_a_closed_stdout_exits_quietly_with_its_verdict() {
+    let child = Command::new(hubwire_conformance::process::hubwire())
+        .args(["demo", "--devices", "2", "--messages", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("cannot run hubwire: {e}"),
+    };
+    // Closed before the table is printed: `hubwire demo | true`.
+    drop(child.stdout.take());
+    let output = match child.wait_with_output() {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
