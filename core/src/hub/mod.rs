@@ -12,6 +12,7 @@
 pub mod c2d;
 pub mod d2c;
 pub mod registry;
+mod timers;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -26,10 +27,12 @@ pub use d2c::{D2cLog, D2cRecord};
 pub use registry::{AuthError, DeviceRecord, Registry, RegistryError};
 
 use crate::Protocol;
+use timers::{TimerKey, Timers};
+
 use crate::iothub::{ErrorCode, Identity, LockToken, Message, sas};
 use crate::mqtt;
 use crate::sansio::{ConnectionId, Endpoint, Transmit};
-use crate::time::{Duration, Timestamp, earliest};
+use crate::time::{Duration, Timestamp};
 
 /// Hub settings. [`HubConfig::default`] follows IoT Hub's own numbers (spec file §8).
 #[derive(Clone, Debug)]
@@ -186,6 +189,8 @@ pub struct Hub {
     connections: BTreeMap<ConnectionId, mqtt::hub::MqttConnection>,
     /// Connections whose outbox may hold something.
     ready: BTreeSet<ConnectionId>,
+    /// Every connection's and queue's next deadline.
+    timers: Timers,
     next_connection: u64,
 }
 
@@ -194,7 +199,10 @@ pub struct Hub {
 pub(crate) struct HubState {
     pub(crate) config: HubConfig,
     pub(crate) registry: Registry,
-    pub(crate) devices: BTreeMap<String, DeviceState>,
+    devices: BTreeMap<String, DeviceState>,
+    /// Devices whose state a step may have changed: their queue deadlines are read
+    /// again after it.
+    touched: BTreeSet<String>,
     events: VecDeque<HubEvent>,
     rng: Xoshiro256PlusPlus,
     next_ticket: u64,
@@ -216,6 +224,7 @@ pub(crate) struct DeviceState {
 }
 
 impl HubState {
+    /// A registered device's state, made on first use.
     pub(crate) fn device_mut(&mut self, device_id: &str) -> Option<&mut DeviceState> {
         if !self.devices.contains_key(device_id) {
             self.registry.get(device_id)?;
@@ -224,7 +233,16 @@ impl HubState {
                 DeviceState { queue, connection: None, mqtt_session: None, next_sequence: 1 };
             self.devices.insert(String::from(device_id), state);
         }
-        self.devices.get_mut(device_id)
+        self.device(device_id)
+    }
+
+    /// A device's state, if it has any yet.
+    pub(crate) fn device(&mut self, device_id: &str) -> Option<&mut DeviceState> {
+        let device = self.devices.get_mut(device_id)?;
+        if !self.touched.contains(device_id) {
+            self.touched.insert(String::from(device_id));
+        }
+        Some(device)
     }
 
     /// Checks a SAS token for `identity` against the registry.
@@ -259,7 +277,7 @@ impl HubState {
 
     /// Forgets that `connection` speaks for `device_id`, if it still does.
     pub(crate) fn unbind(&mut self, device_id: &str, connection: ConnectionId) {
-        if let Some(device) = self.devices.get_mut(device_id) {
+        if let Some(device) = self.device(device_id) {
             if device.connection == Some(connection) {
                 device.connection = None;
             }
@@ -284,7 +302,7 @@ impl HubState {
             // DOC-MQTT: the will arrives as telemetry marked as such (spec file §4.1).
             message.properties.set("iothub-MessageType", "Will");
         }
-        let sequence_number = match self.devices.get_mut(&identity.device_id) {
+        let sequence_number = match self.device(&identity.device_id) {
             Some(d) => {
                 d.next_sequence += 1;
                 d.next_sequence - 1
@@ -316,6 +334,7 @@ impl HubState {
 
     /// Moves the queue's settlement reports into the event stream.
     pub(crate) fn drain_settled(&mut self, device_id: &str) {
+        // Its callers changed the queue through `device`, which marked it touched.
         let Some(device) = self.devices.get_mut(device_id) else {
             return;
         };
@@ -334,6 +353,7 @@ impl Hub {
                 config,
                 registry: Registry::new(),
                 devices: BTreeMap::new(),
+                touched: BTreeSet::new(),
                 events: VecDeque::new(),
                 rng: Xoshiro256PlusPlus::seed_from_u64(seed),
                 next_ticket: 0,
@@ -342,6 +362,7 @@ impl Hub {
             },
             connections: BTreeMap::new(),
             ready: BTreeSet::new(),
+            timers: Timers::default(),
             next_connection: 0,
         }
     }
@@ -386,6 +407,7 @@ impl Hub {
         if let Some(id) = connection {
             self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
         }
+        self.refresh_timers(None);
         Ok(sequence)
     }
 
@@ -394,12 +416,12 @@ impl Hub {
     pub fn purge_c2d(&mut self, now: Timestamp, device_id: &str) -> Result<usize, HubError> {
         let device = self
             .state
-            .devices
-            .get_mut(device_id)
+            .device(device_id)
             .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
         let removed = device.queue.len();
         device.queue.purge(now);
         self.state.drain_settled(device_id);
+        self.refresh_timers(None);
         Ok(removed)
     }
 
@@ -427,6 +449,7 @@ impl Hub {
         f(conn, &mut self.state);
         self.ready.insert(id);
         self.settle_connection_effects(now);
+        self.refresh_timers(Some(id));
     }
 
     /// Applies what one connection's step did to others: evictions.
@@ -435,7 +458,21 @@ impl Hub {
             if let Some(conn) = self.connections.get_mut(&old) {
                 conn.evict(now, &mut self.state);
                 self.ready.insert(old);
+                self.refresh_timers(Some(old));
             }
+        }
+    }
+
+    /// Reads the deadlines a step may have moved again: `connection`'s, and those of
+    /// the queues of the devices it touched.
+    fn refresh_timers(&mut self, connection: Option<ConnectionId>) {
+        if let Some(id) = connection {
+            let at = self.connections.get(&id).and_then(|c| c.poll_timeout());
+            self.timers.set(TimerKey::Connection(id), at);
+        }
+        for device_id in core::mem::take(&mut self.state.touched) {
+            let at = self.state.devices.get(&device_id).and_then(|d| d.queue.poll_timeout());
+            self.timers.set(TimerKey::Queue(device_id), at);
         }
     }
 }
@@ -451,6 +488,7 @@ impl Endpoint for Hub {
             Protocol::Mqtt => mqtt::hub::MqttConnection::new(id, now, &self.state.config),
         };
         self.connections.insert(id, conn);
+        self.refresh_timers(Some(id));
         id
     }
 
@@ -470,6 +508,7 @@ impl Endpoint for Hub {
             conn.handle_close(now, &mut self.state);
             self.ready.remove(&id);
             self.settle_connection_effects(now);
+            self.refresh_timers(Some(id));
         }
     }
 
@@ -484,6 +523,7 @@ impl Endpoint for Hub {
                     // The connection ended on this side; it has cleaned up already.
                     self.connections.remove(&id);
                     self.ready.remove(&id);
+                    self.timers.set(TimerKey::Connection(id), None);
                     return Some((id, Transmit::Close));
                 }
                 Some(t) => return Some((id, t)),
@@ -500,37 +540,27 @@ impl Endpoint for Hub {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        let connections = self.connections.values().filter_map(|c| c.poll_timeout()).min();
-        let queues = self.state.devices.values().filter_map(|d| d.queue.poll_timeout()).min();
-        earliest(connections, queues)
+        self.timers.next()
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
-        let due: Vec<ConnectionId> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            self.with_connection(now, id, |conn, state| conn.handle_timeout(now, state));
-        }
-        let devices: Vec<String> = self
-            .state
-            .devices
-            .iter()
-            .filter(|(_, d)| d.queue.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for device_id in devices {
-            let Some(device) = self.state.devices.get_mut(&device_id) else {
-                continue;
-            };
-            device.queue.handle_timeout(now);
-            let connection = device.connection;
-            self.state.drain_settled(&device_id);
-            if let Some(id) = connection {
-                self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
+        for key in self.timers.due(now) {
+            match key {
+                TimerKey::Connection(id) => {
+                    self.with_connection(now, id, |conn, state| conn.handle_timeout(now, state));
+                }
+                TimerKey::Queue(device_id) => {
+                    let Some(device) = self.state.device(&device_id) else { continue };
+                    device.queue.handle_timeout(now);
+                    let connection = device.connection;
+                    self.state.drain_settled(&device_id);
+                    match connection {
+                        Some(id) => {
+                            self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
+                        }
+                        None => self.refresh_timers(None),
+                    }
+                }
             }
         }
     }

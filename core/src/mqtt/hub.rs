@@ -525,8 +525,7 @@ impl MqttConnection {
             .collect();
         // [MQTT-3.8.4-1] [MQTT-3.8.4-2] [MQTT-3.8.4-5]
         self.send(&Packet::SubAck(SubAck { packet_id: subscribe.packet_id, return_codes }));
-        if let Some(session) = hub.devices.get_mut(&device_id).and_then(|d| d.mqtt_session.as_mut())
-        {
+        if let Some(session) = hub.device(&device_id).and_then(|d| d.mqtt_session.as_mut()) {
             session.subscription = Some(granted);
         }
         self.pump_c2d(now, hub);
@@ -539,9 +538,7 @@ impl MqttConnection {
         };
         let device_id = &online.identity.device_id;
         if unsubscribe.filters.iter().any(|f| topic::is_c2d_filter(f, device_id)) {
-            if let Some(session) =
-                hub.devices.get_mut(device_id).and_then(|d| d.mqtt_session.as_mut())
-            {
+            if let Some(session) = hub.device(device_id).and_then(|d| d.mqtt_session.as_mut()) {
                 session.subscription = None;
             }
         }
@@ -555,7 +552,7 @@ impl MqttConnection {
             return;
         };
         let device_id = online.identity.device_id.clone();
-        let Some(device) = hub.devices.get_mut(&device_id) else {
+        let Some(device) = hub.device(&device_id) else {
             return;
         };
         let Some(session) = device.mqtt_session.as_mut() else {
@@ -578,7 +575,7 @@ impl MqttConnection {
         let device_id = online.identity.device_id.clone();
         loop {
             let lock = hub.new_lock();
-            let Some(device) = hub.devices.get_mut(&device_id) else {
+            let Some(device) = hub.device(&device_id) else {
                 return;
             };
             if device.connection != Some(self.id) {
@@ -770,7 +767,7 @@ impl MqttConnection {
                 publish_will(now, self.id, &online.identity, will, hub);
             }
         }
-        if let Some(device) = hub.devices.get_mut(&device_id) {
+        if let Some(device) = hub.device(&device_id) {
             // A newer connection owns the session once it has evicted this one.
             if device.connection == Some(self.id) {
                 if let Some(session) = device.mqtt_session.as_mut() {

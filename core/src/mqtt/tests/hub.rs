@@ -682,3 +682,24 @@ fn c2d_properties_too_long_for_a_topic_are_refused_when_sent() {
     assert!(matches!(refused, Err(crate::hub::HubError::PropertiesTooLong { .. })), "{refused:?}");
     assert_eq!(refused.unwrap_err().code().code, 413001);
 }
+
+#[test]
+fn c2d_for_a_device_never_connected_expires_at_its_time_to_live() {
+    let mut pair = Pair::new(HubConfig::default());
+    pair.register("dev1");
+    let mut m = Message::new(&b"x"[..]);
+    m.expiry = Some(pair.now + Duration::from_secs(60));
+    m.ack = Some(crate::iothub::Ack::Negative);
+    pair.send_c2d("dev1", m).unwrap();
+    assert_eq!(pair.hub.poll_timeout(), Some(pair.now + Duration::from_secs(60)));
+    pair.advance(Duration::from_secs(59));
+    assert!(pair.hub_events.is_empty());
+    pair.advance(Duration::from_secs(1));
+    assert!(
+        pair.hub_events.iter().any(|e| matches!(e,
+            HubEvent::C2dSettled(s) if s.outcome == Outcome::Expired && s.feedback.is_some())),
+        "{:?}",
+        pair.hub_events
+    );
+    assert_eq!(pair.hub.poll_timeout(), None, "nothing left to wait for");
+}
