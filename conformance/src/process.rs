@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -63,6 +63,21 @@ pub fn spawn(command: &mut Command) -> (Process, ChildStdin, Receiver<String>) {
     (Process { child }, stdin, lines(stdout))
 }
 
+/// Starts `command` with all three streams piped and left to the caller.
+pub fn spawn_piped(command: &mut Command) -> (Process, ChildStdin, ChildStdout, ChildStderr) {
+    let child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("cannot run {command:?}: {e}"),
+    };
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        panic!("no pipes");
+    };
+    (Process { child }, stdin, stdout, stderr)
+}
+
 /// Forwards each line of `from` to the returned channel.
 pub fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -99,15 +114,22 @@ pub fn next_event(lines: &Receiver<String>, event: &str) -> Value {
 /// stdin, its stdout lines, its address and dev1's connection string.
 pub fn start_hub() -> (Process, ChildStdin, Receiver<String>, String, String) {
     let (hub, stdin, out) = start(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
-    let device_line = next_event(&out, "device");
+    let (address, cs) = registered(&out);
+    (hub, stdin, out, address, cs)
+}
+
+/// Reads a starting hub's first lines: the address it listens on and the
+/// connection string of its (first) device.
+pub fn registered(out: &Receiver<String>) -> (String, String) {
+    let device_line = next_event(out, "device");
     let Some(cs) = device_line["connectionString"].as_str().map(String::from) else {
         panic!("no connection string in {device_line}");
     };
-    let listening = next_event(&out, "listening");
+    let listening = next_event(out, "listening");
     let Some(address) = listening["mqtt"].as_str().map(String::from) else {
         panic!("no address in {listening}");
     };
-    (hub, stdin, out, address, cs)
+    (address, cs)
 }
 
 /// The path of a real peer's program, or a failure that says how to install it:

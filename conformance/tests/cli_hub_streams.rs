@@ -3,12 +3,14 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hubwire_conformance::process::{Process, WAIT, hubwire, lines, next_event, start};
+use hubwire_conformance::process::{
+    Process, WAIT, hubwire, lines, next_event, registered, spawn_piped, start,
+};
 use hubwire_core::mqtt::{Connect, Packet};
 
 /// Refusals that overflow both a pipe's buffer (64 KiB, ~600 refusal lines) and the
@@ -16,39 +18,17 @@ use hubwire_core::mqtt::{Connect, Packet};
 const REFUSALS: usize = 3200;
 
 /// `hubwire args…` with every stream piped.
-fn spawn_piped(args: &[&str]) -> (Process, ChildStdin, ChildStdout, ChildStderr) {
-    let child = Command::new(hubwire())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => panic!("cannot run hubwire: {e}"),
-    };
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        panic!("no pipes");
-    };
-    (Process { child }, stdin, stdout, stderr)
+fn spawn_hubwire(args: &[&str]) -> (Process, ChildStdin, ChildStdout, ChildStderr) {
+    spawn_piped(Command::new(hubwire()).args(args))
 }
 
 /// A hub with `dev1` registered and every stream piped; returns it, its stdin, its
 /// stdout lines, its stderr (unread), its address and dev1's connection string.
 fn hub() -> (Process, ChildStdin, Receiver<String>, ChildStderr, String, String) {
     let (hub, stdin, stdout, stderr) =
-        spawn_piped(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
+        spawn_hubwire(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
     let out = lines(stdout);
-    let device = next_event(&out, "device");
-    let Some(cs) = device["connectionString"].as_str().map(String::from) else {
-        panic!("no connection string in {device}");
-    };
-    let listening = next_event(&out, "listening");
-    let Some(address) = listening["mqtt"].as_str().map(String::from) else {
-        panic!("no address in {listening}");
-    };
+    let (address, cs) = registered(&out);
     (hub, stdin, out, stderr, address, cs)
 }
 
@@ -178,7 +158,7 @@ fn address_then_close(stdout: ChildStdout) -> String {
 #[test]
 fn a_closed_stdout_ends_the_hub_at_its_next_event_without_a_panic() {
     let (mut hub, _stdin, stdout, stderr) =
-        spawn_piped(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
+        spawn_hubwire(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
     let address = address_then_close(stdout);
     // The hub may exit before it answers: only the refused line matters here.
     let _ = refused_connection(&address);
@@ -191,7 +171,7 @@ fn a_closed_stdout_ends_the_hub_at_its_next_event_without_a_panic() {
 #[test]
 fn a_closed_stdout_ends_the_hub_at_its_next_stdin_answer_without_a_panic() {
     let (mut hub, mut stdin, stdout, stderr) =
-        spawn_piped(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
+        spawn_hubwire(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
     address_then_close(stdout);
     if let Err(e) = writeln!(stdin, "not json") {
         panic!("hub stdin: {e}");

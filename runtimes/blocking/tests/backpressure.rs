@@ -1,28 +1,20 @@
 //! One connection cannot starve the others: a device that floods the hub and never
 //! reads its answers is paced by TCP, while another device goes on as usual.
 
+mod common;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::{KEY, record};
 use hubwire_blocking::{DeviceClient, HubServer, clock};
 use hubwire_core::device::DeviceConfig;
-use hubwire_core::hub::{DeviceRecord, HubConfig};
+use hubwire_core::hub::HubConfig;
 use hubwire_core::iothub::{ConnectionString, Message, SasToken};
 use hubwire_core::mqtt::{Connect, Packet};
-
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn record(device_id: &str) -> DeviceRecord {
-    DeviceRecord {
-        device_id: device_id.into(),
-        primary_key: KEY.into(),
-        secondary_key: String::new(),
-        enabled: true,
-    }
-}
 
 /// A valid CONNECT for `device_id` on the hub at `addr`.
 fn connect_bytes(addr: SocketAddr, device_id: &str) -> BytesMut {

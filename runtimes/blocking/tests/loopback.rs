@@ -2,30 +2,22 @@
 //!
 //! Every wait has a deadline, so a failing test fails instead of hanging.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{KEY, record};
 use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent, TelemetryError};
 use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason, TelemetryId};
-use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
+use hubwire_core::hub::{HubConfig, HubEvent, Outcome};
 use hubwire_core::iothub::{Ack, ConnectionString, ErrorCode, Message, Properties};
 use hubwire_core::mqtt::ConnectReturnCode;
 use hubwire_core::retry::Backoff;
 
-/// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1).
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// Another valid key, which the hub does not know.
 const WRONG_KEY: &str = "HwAeHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 const WAIT: Duration = Duration::from_secs(5);
-
-fn record(device_id: &str) -> DeviceRecord {
-    DeviceRecord {
-        device_id: device_id.into(),
-        primary_key: KEY.into(),
-        secondary_key: String::new(),
-        enabled: true,
-    }
-}
 
 fn start_hub(addr: SocketAddr, devices: &[&str]) -> HubServer {
     let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
