@@ -13,4 +13,7 @@ cargo build -p hubwire --locked
 cargo test --workspace --locked
 # A constrained device builds core without std, MQTT only (DESIGN.md, features).
 cargo build -p hubwire-core --no-default-features --features mqtt --locked
+# Lints and documentation links, as every change must keep them.
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 conformance/fuzz.sh "${FUZZ_SECONDS:-15}"

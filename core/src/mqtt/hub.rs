@@ -1,6 +1,6 @@
 //! The hub's side of one MQTT connection (spec file §4, MQTT 3.1.1 chapter 3).
 //!
-//! An [`MqttConnection`] validates CONNECT as the standard and IoT Hub require and
+//! An `MqttConnection` validates CONNECT as the standard and IoT Hub require and
 //! answers with the CONNACK code of the table below; lets a device publish only to
 //! its own telemetry topic and subscribe only to its own device-bound topic; sends a
 //! PUBACK only once the runtime has stored the message; delivers C2D messages at
