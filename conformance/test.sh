@@ -13,7 +13,8 @@ cargo build -p hubwire --locked
 cargo test --workspace --locked
 # A constrained device builds core without std, MQTT only (DESIGN.md, features).
 cargo build -p hubwire-core --no-default-features --features mqtt --locked
-# Lints and documentation links, as every change must keep them.
+# Formatting, lints and documentation links, as every change must keep them.
+cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 conformance/fuzz.sh "${FUZZ_SECONDS:-15}"
