@@ -13,3 +13,12 @@ pub use error::ErrorCode;
 pub use identity::Identity;
 pub use message::{Message, Properties};
 pub use sas::{SasError, SasToken};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
+/// What IoT Hub's strings keep unescaped when percent-encoded: RFC 3986
+/// "unreserved", `A-Z a-z 0-9 - . _ ~`, everything else as `%XX` in upper-case hex.
+/// It is the Node SDK's `encodeUriComponentStrict` for SAS resources (spec file §2.3)
+/// and the emulator guidance for property bags (§4.2).
+pub(crate) const UNRESERVED: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');

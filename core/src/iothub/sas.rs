@@ -13,20 +13,16 @@ use core::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
 
+use super::UNRESERVED;
 use crate::time::{Duration, Timestamp};
 
 /// How far past `se` a token is still accepted: 5 minutes, the clock-skew
 /// allowance of Microsoft's own verifier (spec file §2.3 "Server verification",
 /// EDGE; the real hub's value is unconfirmed, spec file §10 item 7).
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
-
-/// The Node SDK's `encodeUriComponentStrict` (spec file §2.3): every byte but
-/// `A-Z a-z 0-9 - _ . ~` is escaped, with upper-case hex, so `/` becomes `%2F`.
-pub(crate) const URI_COMPONENT_STRICT: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The word every token starts with.
 const PREFIX: &str = "SharedAccessSignature";
@@ -91,7 +87,7 @@ impl SasToken {
             return Err(SasError::Malformed("empty skn"));
         }
         let key = decode_key(key)?;
-        let resource = utf8_percent_encode(resource_uri, URI_COMPONENT_STRICT).to_string();
+        let resource = utf8_percent_encode(resource_uri, UNRESERVED).to_string();
         let expiry = expiry.as_unix_secs();
         let mac = string_to_sign_mac(&key, &resource, expiry)?;
         Ok(SasToken {
@@ -260,11 +256,11 @@ impl fmt::Display for SasToken {
             f,
             "{PREFIX} sr={}&sig={}&se={}",
             self.resource,
-            utf8_percent_encode(&self.signature, URI_COMPONENT_STRICT),
+            utf8_percent_encode(&self.signature, UNRESERVED),
             self.expiry
         )?;
         if let Some(key_name) = &self.key_name {
-            write!(f, "&skn={}", utf8_percent_encode(key_name, URI_COMPONENT_STRICT))?;
+            write!(f, "&skn={}", utf8_percent_encode(key_name, UNRESERVED))?;
         }
         Ok(())
     }

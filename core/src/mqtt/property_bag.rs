@@ -12,9 +12,9 @@
 use alloc::borrow::Cow;
 use alloc::string::String;
 use chrono::{DateTime, SecondsFormat};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
 
-use crate::iothub::{Ack, Message};
+use crate::iothub::{Ack, Message, UNRESERVED};
 use crate::time::Timestamp;
 
 /// Why a property bag was refused.
@@ -31,11 +31,6 @@ pub enum PropertyBagError {
     #[error("unknown `iothub-ack` value")]
     InvalidAck,
 }
-
-/// The bytes left unescaped when writing: RFC 3986 "unreserved" (spec file §4.2,
-/// emulator guidance). Shared by every IoT Hub MQTT string this crate writes.
-pub(crate) const UNRESERVED: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Decodes `%XX` escapes in `s`; every other character, `+` included, is literal.
 ///

@@ -18,9 +18,9 @@ use alloc::string::String;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 
-use super::property_bag::{self, PropertyBagError, UNRESERVED, percent_decode};
+use super::property_bag::{self, PropertyBagError, percent_decode};
 use super::topic_rules::TopicName;
-use crate::iothub::{Identity, Message};
+use crate::iothub::{Identity, Message, UNRESERVED};
 
 /// Appends `id` to a topic: raw, or percent-encoded whole when it holds a wildcard
 /// (encoding only the wildcards would leave a raw `%` to be misread).
