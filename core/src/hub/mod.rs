@@ -302,7 +302,9 @@ impl HubState {
             // DOC-MQTT: the will arrives as telemetry marked as such (spec file §4.1).
             message.properties.set("iothub-MessageType", "Will");
         }
-        let sequence_number = match self.device(&identity.device_id) {
+        // Only the sequence number changes, no queue deadline: the plain lookup
+        // keeps the telemetry path free of the `touched` bookkeeping.
+        let sequence_number = match self.devices.get_mut(&identity.device_id) {
             Some(d) => {
                 d.next_sequence += 1;
                 d.next_sequence - 1
