@@ -10,6 +10,9 @@
 //!
 //! `cargo bench -p hubwire-core --bench mqtt_publish -- --warm-up-time 1 --measurement-time 3`
 
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
