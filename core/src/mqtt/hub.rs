@@ -614,8 +614,10 @@ impl MqttConnection {
             }
             let packet = Packet::Publish(publish);
             if packet.encode(self.outbox.buffer()).is_err() {
-                // Percent-encoding can make a property bag longer than an MQTT topic
-                // may be: no device could ever receive this message over MQTT.
+                // `Hub::send_c2d` refuses messages whose topic cannot fit, so this
+                // holds only if the queue's stamps outgrow that check; such a message
+                // could never reach a device over MQTT, and waiting would block the
+                // queue behind it.
                 if let Packet::Publish(Publish { packet_id: Some(id), .. }) = packet {
                     session.in_flight.remove(&id);
                 }
