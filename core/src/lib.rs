@@ -15,6 +15,8 @@ extern crate alloc;
 
 #[cfg(feature = "mqtt")]
 pub mod device;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod iothub;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;

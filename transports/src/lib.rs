@@ -1,0 +1,11 @@
+//! hubwire-transports: the byte layers under the protocol sessions, sans-IO like
+//! the sessions themselves (DESIGN.md, "The sans-IO contract").
+//!
+//! Each layer takes network bytes in and gives plain bytes out, and the reverse; a
+//! runtime composes `socket ↔ [TLS] ↔ [WebSocket] ↔ session`.
+//!
+//! - [`tls`]: TLS 1.2 and 1.3 on rustls, both roles, and the hub's local CA.
+//! - [`ws`]: WebSocket (RFC 6455), both roles, with IoT Hub's upgrade rules.
+
+pub mod tls;
+pub mod ws;

@@ -1,0 +1,1 @@
+//! WebSocket, both roles (being written).
