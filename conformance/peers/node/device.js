@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// One device session with Microsoft's Azure IoT device SDK for Node.js, driven by
+// hubwire's interop tests (conformance/src/peers.rs). Stdout carries one JSON object
+// per line, written synchronously so the test sees each as it happens:
+//   {"event":"connected"}  after CONNACK (the C2D subscription is requested before
+//                          the telemetry, so a hub that handles packets in order
+//                          has it in place by the time it acknowledges that)
+//   {"event":"sent"}       after the telemetry message is acknowledged
+//   {"event":"c2d",...}    per cloud-to-device message, which is then completed;
+//                          always after "sent", even for messages that came earlier
+//   {"event":"closed"}     after the client closed; exit status 0
+//   {"event":"error","stage":"args|connect|send|c2d|close","message":...}; exit status 1
+//                          (2 for "args"); a stage that outlasts --timeout-ms is one.
+//
+// Usage: device.js --connection-string CS --ca FILE [--transport mqtt|mqtt-ws]
+//          [--properties JSON] [--body TEXT] [--message-id ID] [--c2d N]
+//          [--timeout-ms MS]
+'use strict';
+
+const fs = require('fs');
+const { Client, Message } = require('azure-iot-device');
+const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { NoRetry } = require('azure-iot-common');
+
+const TRANSPORTS = { mqtt: Mqtt, 'mqtt-ws': MqttWs };
+
+let stage = 'args';
+let stageTimer = null;
+
+function emit(event) {
+  fs.writeSync(1, JSON.stringify(event) + '\n');
+}
+
+function fail(message) {
+  emit({ event: 'error', stage, message: String(message) });
+  process.exit(stage === 'args' ? 2 : 1);
+}
+
+function parseArgs(argv) {
+  const options = {
+    transport: 'mqtt',
+    properties: {},
+    body: '',
+    messageId: undefined,
+    c2d: 1,
+    timeoutMs: 10000,
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const name = argv[i];
+    const value = argv[i + 1];
+    if (value === undefined) fail(`${name} needs a value`);
+    switch (name) {
+      case '--connection-string': options.connectionString = value; break;
+      case '--ca': options.ca = fs.readFileSync(value, 'utf8'); break;
+      case '--transport':
+        if (!(value in TRANSPORTS)) fail(`unknown transport ${value}`);
+        options.transport = value;
+        break;
+      case '--properties': {
+        const parsed = JSON.parse(value);
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+          fail('--properties must be a JSON object');
+        }
+        options.properties = parsed;
+        break;
+      }
+      case '--body': options.body = value; break;
+      case '--message-id': options.messageId = value; break;
+      case '--c2d': options.c2d = nonNegative(name, value); break;
+      case '--timeout-ms': options.timeoutMs = nonNegative(name, value); break;
+      default: fail(`unknown argument ${name}`);
+    }
+  }
+  if (!options.connectionString) fail('--connection-string is required');
+  if (!options.ca) fail('--ca is required: the SDK must trust the test CA, not the platform roots');
+  return options;
+}
+
+function nonNegative(name, value) {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) fail(`${name} must be a non-negative integer`);
+  return n;
+}
+
+// Every stage has its own deadline, so a stuck SDK reports where it stuck.
+function enter(next, timeoutMs) {
+  stage = next;
+  clearTimeout(stageTimer);
+  stageTimer = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
+}
+
+function isJson(text) {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function telemetry(options) {
+  const message = new Message(options.body);
+  if (options.messageId !== undefined) message.messageId = options.messageId;
+  if (isJson(options.body)) {
+    message.contentType = 'application/json';
+    message.contentEncoding = 'utf-8';
+  }
+  for (const [key, value] of Object.entries(options.properties)) {
+    message.properties.add(key, String(value));
+  }
+  return message;
+}
+
+function describe(message) {
+  const properties = {};
+  for (const { key, value } of message.properties.propertyList) properties[key] = value;
+  return {
+    event: 'c2d',
+    body: Buffer.from(message.data ?? '').toString('utf8'),
+    // The SDK's Message starts with '' for these; absent is null, as in device.py.
+    messageId: message.messageId || null,
+    correlationId: message.correlationId || null,
+    contentType: message.contentType || null,
+    contentEncoding: message.contentEncoding || null,
+    properties,
+  };
+}
+
+async function run() {
+  let options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    fail(e.message);
+  }
+
+  const client = Client.fromConnectionString(options.connectionString, TRANSPORTS[options.transport]);
+  client.on('error', (e) => fail(e.message));
+  const onDisconnect = () => fail('disconnected by the hub');
+  client.on('disconnect', onDisconnect);
+  client.setRetryPolicy(new NoRetry());
+  await client.setOptions({ ca: options.ca });
+
+  // Listening before open: a hub may deliver queued C2D messages right after
+  // CONNACK (a persistent session does), and the SDK acknowledges and drops those
+  // that find no listener. Their lines wait until `sent` is out, so the order of
+  // lines is always the same.
+  let received = 0;
+  let allReceived;
+  const done = new Promise((resolve) => { allReceived = resolve; });
+  if (options.c2d === 0) allReceived();
+  let early = [];
+  client.on('message', (message) => {
+    if (early) early.push(describe(message));
+    else emit(describe(message));
+    client.complete(message).then(() => {
+      received += 1;
+      if (received === options.c2d) allReceived();
+    }, (e) => fail(`complete: ${e.message}`));
+  });
+
+  enter('connect', options.timeoutMs);
+  await client.open();
+  emit({ event: 'connected' });
+
+  enter('send', options.timeoutMs);
+  await client.sendEvent(telemetry(options));
+  emit({ event: 'sent' });
+  early.forEach(emit);
+  early = null;
+
+  enter('c2d', options.timeoutMs);
+  await done;
+
+  enter('close', options.timeoutMs);
+  client.removeListener('disconnect', onDisconnect);
+  await client.close();
+  emit({ event: 'closed' });
+  process.exit(0);
+}
+
+process.on('uncaughtException', (e) => fail(e.message));
+run().catch((e) => fail(e.message));

@@ -1,0 +1,95 @@
+//! Microsoft's Azure IoT device SDKs as peers (peers.md): each command runs one
+//! device session that reports on stdout, one JSON object a line, which
+//! [`crate::process::next_event`] follows.
+//!
+//! The programs are `conformance/peers/node/device.js` and
+//! `conformance/peers/python/device.py`; their opening comments list the arguments
+//! (`--connection-string`, `--ca`, `--transport mqtt|mqtt-ws`, `--properties`,
+//! `--body`, `--message-id`, `--c2d`, `--timeout-ms`) and the events (`connected`,
+//! `sent`, `c2d`, `closed`, `error` with its `stage`). `conformance/install-peers.sh`
+//! installs the pinned SDKs beside them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Written by install-peers.sh inside an SDK's install directory once the install
+/// completed, so a half-finished one counts as missing.
+const STAMP: &str = ".hubwire-stamp";
+
+/// `node device.js args…`, with Microsoft's device SDK for Node.js
+/// (azure-iot-device 1.18.4, azure-iot-device-mqtt 1.16.4).
+///
+/// Only the CA the test passes with `--ca` is trusted: the program hands it to the
+/// SDK's `setOptions({ca})`, which replaces every other root.
+///
+/// # Panics
+///
+/// When the SDK is not installed, with the command that installs it: interop tests
+/// never skip.
+pub fn node_device(args: &[&str]) -> Command {
+    let dir = installed("node", "node_modules", "Node.js");
+    let mut command = Command::new("node");
+    command.arg(dir.join("device.js")).args(args);
+    // This machine points NODE_EXTRA_CA_CERTS at the system bundle (peers.md); `ca`
+    // overrides it, but a test should not depend on what the machine sets.
+    command.env_remove("NODE_EXTRA_CA_CERTS");
+    command
+}
+
+/// `python device.py args…` in the venv holding Microsoft's device SDK for Python
+/// (azure-iot-device 2.14.0, which offers TLS 1.2 only).
+///
+/// Only the CA the test passes with `--ca` is trusted: the SDK verifies against its
+/// `server_verification_cert` alone.
+///
+/// # Panics
+///
+/// When the SDK is not installed, with the command that installs it.
+pub fn python_device(args: &[&str]) -> Command {
+    let dir = installed("python", ".venv", "Python");
+    let mut command = Command::new(dir.join(".venv/bin/python"));
+    command.arg(dir.join("device.py")).args(args);
+    command
+}
+
+/// The directory `conformance/peers/<peer>`, once `<install>` inside it is complete.
+fn installed(peer: &str, install: &str, language: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(peer);
+    if !dir.join(install).join(STAMP).is_file() {
+        panic!(
+            "the {language} device SDK is not installed in {}: run conformance/install-peers.sh",
+            dir.join(install).display()
+        );
+    }
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{next_event, spawn};
+
+    /// Runs `command`, which must fail on its arguments before any network use,
+    /// and checks the error line and the exit status the programs promise.
+    fn reports_argument_error(mut command: Command) {
+        let (mut device, _stdin, out) = spawn(&mut command);
+        let error = next_event(&out, "error");
+        assert_eq!(error["stage"], "args", "{error}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.contains("connection-string")),
+            "{error}"
+        );
+        let status = device.child.wait().map(|s| s.code());
+        assert!(matches!(status, Ok(Some(2))), "{status:?}");
+    }
+
+    #[test]
+    fn node_device_runs_the_installed_sdk() {
+        reports_argument_error(node_device(&["--ca", "/dev/null"]));
+    }
+
+    #[test]
+    fn python_device_runs_the_installed_sdk() {
+        reports_argument_error(python_device(&["--ca", "/dev/null"]));
+    }
+}
