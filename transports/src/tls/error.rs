@@ -206,7 +206,8 @@ fn validity(label: &str, edge: Option<UnixTime>, now: Option<UnixTime>) -> Strin
     }
 }
 
-fn date(t: UnixTime) -> String {
+/// `t` as a UTC date and time, `2025-01-01 00:00:00 UTC`.
+pub(super) fn date(t: UnixTime) -> String {
     i64::try_from(t.as_secs())
         .ok()
         .and_then(|secs| DateTime::from_timestamp(secs, 0))

@@ -27,6 +27,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use super::config::provider;
+use super::error::date;
 use super::{TlsError, load_certificate};
 
 /// The CA certificate devices are told to trust.
@@ -288,7 +289,7 @@ impl CertificateAuthority {
             for name in names {
                 verifier
                     .verify_server_cert(leaf, intermediates, name, &[], time)
-                    .map_err(|e| format!("for {} at {time:?}: {e}", name.to_str()))?;
+                    .map_err(|e| format!("for {} at {}: {e}", name.to_str(), date(time)))?;
             }
         }
         Ok(())
@@ -544,6 +545,11 @@ mod tests {
         .expect("write");
         let err = ensure(dir.path(), &names(&["localhost"])).expect_err("refused");
         assert!(matches!(err, CaError::UnusableCa { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(CA_CERT_FILE) && message.contains("for localhost at "),
+            "{message}"
+        );
     }
 
     #[test]
