@@ -6,6 +6,10 @@
 //!
 //! - [`tls`]: TLS 1.2 and 1.3 on rustls, both roles, and the hub's local CA.
 //! - [`ws`]: WebSocket (RFC 6455), both roles, with IoT Hub's upgrade rules.
+//! - `testing` (feature `testing`): frames built by hand and the fuzz targets' bodies.
 
 pub mod tls;
 pub mod ws;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -6,7 +6,8 @@
 //! only properties that hold for every input: a failed assertion, like any panic, is
 //! a crash for the fuzzer to save.
 //!
-//! The string targets read their input as lossy UTF-8 and check a round trip where
+//! The HTTP head target reads its input as bytes, as a server does. The string
+//! targets read their input as lossy UTF-8 and check a round trip where
 //! the module has a writer. The session targets drive one machine at [`START`] in
 //! simulated time: their first two bytes choose how the rest is cut into chunks and
 //! what else happens between chunks ([`Schedule`]); the rest is the peer's byte
@@ -25,6 +26,7 @@ use core::num::NonZeroU16;
 use super::{KEY, Pair, START};
 use crate::Protocol;
 use crate::device::{Device, DeviceConfig, DeviceEvent, DispositionError};
+use crate::http;
 use crate::hub::{DeviceRecord, Hub, HubConfig, HubEvent, StoreTicket};
 use crate::iothub::{Ack, ConnectionString, Identity, LockToken, Message, SasToken};
 use crate::mqtt::packet::{
@@ -54,6 +56,7 @@ pub struct Target {
 /// Every fuzz target.
 pub const TARGETS: &[Target] = &[
     Target { name: "mqtt_decode", run: mqtt_decode, seeds: mqtt_decode_seeds },
+    Target { name: "http_head", run: http_head, seeds: http_head_seeds },
     Target { name: "connection_string", run: connection_string, seeds: connection_string_seeds },
     Target { name: "sas_token", run: sas_token, seeds: sas_token_seeds },
     Target { name: "property_bag", run: property_bag, seeds: property_bag_seeds },
@@ -129,6 +132,67 @@ fn assert_reencodes(packet: &Packet, limits: &Limits) {
         "decode(encode(p)) != p for {encoded:02x?}"
     );
     assert!(again.is_empty(), "decoding the encoding left bytes over");
+}
+
+// ---------------------------------------------------------------------------------
+// HTTP heads
+
+/// Limits small enough that the fuzzer reaches them: 64 bytes, 4 header fields.
+const SMALL_HEAD_LIMITS: http::Limits = http::Limits { max_head_size: 64, max_headers: 4 };
+
+/// Parses `data` as a request head and as a response head, with the default limits
+/// and with [`SMALL_HEAD_LIMITS`].
+///
+/// Properties: "incomplete" only while fewer than `max_head_size` bytes have arrived
+/// (a head never buffers past its limit); a head uses at most `max_head_size` bytes
+/// and every strict prefix of it is incomplete; a parsed head encodes, and parsing
+/// the encoding gives it back, using every byte; every error maps to 400, 431 or 505.
+pub fn http_head(data: &[u8]) {
+    for limits in [http::Limits::default(), SMALL_HEAD_LIMITS] {
+        check_head(data, &limits, http::parse_request, http::RequestHead::encode);
+        check_head(data, &limits, http::parse_response, http::ResponseHead::encode);
+    }
+}
+
+/// [`http::parse_request`] or [`http::parse_response`].
+type HeadParser<H> = fn(&[u8], &http::Limits) -> Result<Option<(H, usize)>, http::HeadError>;
+
+/// The properties of [`http_head`] for one parser and its writer.
+fn check_head<H: PartialEq + core::fmt::Debug>(
+    data: &[u8],
+    limits: &http::Limits,
+    parse: HeadParser<H>,
+    encode: fn(&H, &mut BytesMut),
+) {
+    let (head, used) = match parse(data, limits) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => {
+            assert!(data.len() < limits.max_head_size, "incomplete past the limit: {limits:?}");
+            return;
+        }
+        Err(e) => {
+            assert!([400, 431, 505].contains(&e.status()), "{e} answered {}", e.status());
+            return;
+        }
+    };
+    assert!(used <= data.len() && used <= limits.max_head_size, "used {used} of {data:?}");
+    for cut in [used / 2, used - 1] {
+        let prefix = data.get(..cut).unwrap_or_default();
+        assert!(
+            matches!(parse(prefix, limits), Ok(None)),
+            "a {cut}-byte prefix of a {used}-byte head is not incomplete: {head:?}"
+        );
+    }
+    let mut encoded = BytesMut::new();
+    encode(&head, &mut encoded);
+    // The writer normalises spacing, so the encoding may be longer than the input.
+    let roomy = http::Limits { max_head_size: encoded.len(), max_headers: limits.max_headers };
+    let again = parse(&encoded, &roomy).map(|parsed| parsed.map(|(h, n)| (h == head, n)));
+    assert_eq!(
+        again,
+        Ok(Some((true, encoded.len()))),
+        "{head:?} reads back otherwise from {encoded:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1053,6 +1117,38 @@ fn mqtt_decode_seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
+/// Requests and responses the hub and devices exchange: WebSocket upgrades (RFC 6455
+/// §1.2, §1.3) with IoT Hub's path and subprotocols, refusals, and a REST request
+/// (spec file §6.2).
+fn http_head_seeds() -> Vec<Vec<u8>> {
+    strings(&[
+        concat!(
+            "GET /$iothub/websocket?iothub-no-client-cert=true HTTP/1.1\r\n",
+            "Host: myhub.azure-devices.net\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+            "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+        ),
+        concat!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
+            "Sec-WebSocket-Protocol: AMQPWSB10\r\n\r\n",
+        ),
+        concat!(
+            "HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nContent-Length: 0\r\n",
+            "Content-Type: text/plain; charset=utf-8\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ),
+        concat!(
+            "POST /devices/device1/messages/events?api-version=2021-04-12 HTTP/1.1\r\n",
+            "Host: myhub.azure-devices.net\r\n",
+            "Authorization: SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdevice1",
+            "&sig=gFSfLGMXDOvf906%2FiaX3KwzLLNFHgaFZyCbsGjxtd1Y%3D&se=1700000000\r\n",
+            "iothub-app-color: blue\r\nContent-Length: 2\r\n\r\n{}",
+        ),
+        "GET / HTTP/2.0\r\n\r\n",
+        "HTTP/1.0 204\r\n\r\n",
+    ])
+}
+
 /// TV-1 and TV-2, refusals included.
 fn connection_string_seeds() -> Vec<Vec<u8>> {
     strings(&[
@@ -1264,6 +1360,18 @@ mod tests {
                 (target.run)(input);
             }
         }
+    }
+
+    /// The first four HTTP seeds are whole heads (two requests, two responses), so
+    /// the fuzzer starts from the round trip, not from the error paths.
+    #[test]
+    fn http_head_seeds_are_whole_heads() {
+        let seeds = http_head_seeds();
+        let limits = http::Limits::default();
+        let requests = [&seeds[0], &seeds[3]];
+        let responses = [&seeds[1], &seeds[2]];
+        assert!(requests.iter().all(|s| matches!(http::parse_request(s, &limits), Ok(Some(_)))));
+        assert!(responses.iter().all(|s| matches!(http::parse_response(s, &limits), Ok(Some(_)))));
     }
 
     #[test]
