@@ -1,13 +1,17 @@
-//! `hubwire demo`: an embedded hub and simulated devices, with a summary table per
-//! transport. Exits non-zero if anything was lost.
+//! `hubwire demo`: an embedded hub and simulated devices over every transport, with a
+//! summary table, one row per transport. Exits non-zero if anything was lost.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent};
+use hubwire_blocking::{
+    ClientTransport, DeviceClient, HubServer, HubServerEvent, Listen, Transport, listener_name,
+};
+use hubwire_transports::tls::{self, local_ca};
 use hubwire_core::device::{DeviceConfig, DeviceEvent};
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
 use hubwire_core::iothub::Message;
@@ -67,74 +71,28 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = HubConfig { host_names: vec![String::from("127.0.0.1")], ..HubConfig::default() };
-    let hub = match HubServer::start(config, records.iter().cloned(), ([127, 0, 0, 1], 0).into()) {
-        Ok(hub) => hub,
+    // A CA of the demo's own, for this run only: the devices trust it as a user's
+    // devices trust a local hub's.
+    let certificates = std::env::temp_dir().join(format!("hubwire-demo-{}", std::process::id()));
+    let result = serve_and_run(&args, &records, &certificates);
+    let _ = std::fs::remove_dir_all(&certificates);
+    let (rows, mut problems) = match result {
+        Ok(outcome) => outcome,
         Err(e) => {
             out::warn(format_args!("hubwire demo: cannot start the hub: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    out::warn(format_args!(
-        "hubwire demo: {} devices x {} messages, hub on {}",
-        args.devices,
-        args.messages,
-        hub.local_addr()
-    ));
-
-    let all_sent = Barrier::new(records.len() + 1);
-    let runs: Vec<DeviceRun> = thread::scope(|s| {
-        let devices: Vec<_> = records
-            .iter()
-            .map(|record| {
-                let all_sent = &all_sent;
-                let addr = hub.local_addr();
-                s.spawn(move || simulate(record, addr, args.messages, all_sent))
-            })
-            .collect();
-        all_sent.wait();
-        for record in &records {
-            let mut c2d = Message::new(&b"demo command"[..]);
-            c2d.message_id = Some(format!("c2d-{}", record.device_id));
-            if let Err(e) = hub.send_c2d(&record.device_id, c2d) {
-                out::warn(format_args!("hubwire demo: C2D to {} refused: {e}", record.device_id));
-            }
-        }
-        devices
-            .into_iter()
-            .map(|d| {
-                d.join().unwrap_or_else(|_| DeviceRun {
-                    problem: Some(String::from("device thread panicked")),
-                    ..DeviceRun::default()
-                })
-            })
-            .collect()
-    });
-    let c2d_completed = count_completions(&hub, records.len());
-    let stored = hub.stored().len();
-    hub.shutdown();
-
-    let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
-    latencies.sort();
-    let acknowledged: usize = runs.iter().map(|r| r.acknowledged).sum();
-    let telemetry_bytes: u64 = runs.iter().map(|r| r.telemetry_bytes).sum();
-    let row = Row {
-        transport: "mqtt",
-        devices: records.len(),
-        sent: runs.iter().map(|r| r.sent).sum(),
-        acknowledged,
-        stored,
-        c2d_delivered: runs.iter().filter(|r| r.c2d_delivered).count(),
-        c2d_completed,
-        p50: percentile(&latencies, 50),
-        p99: percentile(&latencies, 99),
-        bytes_per_message: telemetry_bytes as f64 / acknowledged.max(1) as f64,
-    };
-    let mut problems: Vec<String> = runs.into_iter().filter_map(|r| r.problem).collect();
-    problems.extend(shortfalls(&row, args.devices * args.messages));
+    for row in &rows {
+        problems.extend(
+            shortfalls(row, args.devices * args.messages)
+                .into_iter()
+                .map(|p| format!("{}: {p}", row.transport)),
+        );
+    }
     // A closed stdout loses only the table: the exit status still says whether
     // anything was lost, and the problems go to stderr.
-    let _ = print_table(&[&row]).and_then(|()| {
+    let _ = print_table(&rows.iter().collect::<Vec<_>>()).and_then(|()| {
         if problems.is_empty() {
             out::print("ok: every message stored and acknowledged, every C2D message completed")
         } else {
@@ -150,17 +108,124 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Starts the embedded hub with a listener for every transport and runs the
+/// devices over each in turn; returns a row per transport and the problems seen.
+///
+/// Errors: the hub could not start (its certificate, its listeners), in words.
+fn serve_and_run(
+    args: &DemoArgs,
+    records: &[DeviceRecord],
+    certificates: &Path,
+) -> Result<(Vec<Row>, Vec<String>), String> {
+    let names = [String::from("127.0.0.1"), String::from("localhost")];
+    let certificate = local_ca::ensure(certificates, &names).map_err(|e| e.to_string())?;
+    let (chain, key) = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
+        .map_err(|e| e.to_string())?;
+    let server_tls = tls::server_config(chain, key).map_err(|e| e.to_string())?;
+    let config = HubConfig { host_names: names.to_vec(), ..HubConfig::default() };
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listen: Vec<Listen> = Transport::ALL
+        .iter()
+        .map(|t| Listen { listener: t.listener(), address: loopback })
+        .collect();
+    let hub = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
+        .map_err(|e| e.to_string())?;
+    let addresses: Vec<String> =
+        hub.listeners().iter().map(|l| format!("{} on {}", listener_name(l.listener), l.address)).collect();
+    out::warn(format_args!(
+        "hubwire demo: {} devices x {} messages per transport; hub: {}",
+        args.devices,
+        args.messages,
+        addresses.join(", ")
+    ));
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for &transport in Transport::ALL {
+        let Some(address) = hub.local_addr(transport.listener()) else {
+            problems.push(format!("{transport}: no listener"));
+            continue;
+        };
+        let client = ClientTransport::with_ca(transport, &certificate.ca_path);
+        let (row, seen) = run_transport(&hub, &client, transport, address, records, args.messages);
+        rows.push(row);
+        problems.extend(seen);
+    }
+    hub.shutdown();
+    Ok((rows, problems))
+}
+
+/// Runs every device over one transport: all send their telemetry, then each
+/// completes the C2D message the hub sends it.
+fn run_transport(
+    hub: &HubServer,
+    client: &ClientTransport,
+    transport: Transport,
+    address: SocketAddr,
+    records: &[DeviceRecord],
+    messages: usize,
+) -> (Row, Vec<String>) {
+    let stored_before = hub.stored().len();
+    let all_sent = Barrier::new(records.len() + 1);
+    let runs: Vec<DeviceRun> = thread::scope(|s| {
+        let devices: Vec<_> = records
+            .iter()
+            .map(|record| {
+                let all_sent = &all_sent;
+                s.spawn(move || simulate(record, client, address, messages, all_sent))
+            })
+            .collect();
+        all_sent.wait();
+        for record in records {
+            let mut c2d = Message::new(&b"demo command"[..]);
+            c2d.message_id = Some(format!("c2d-{transport}-{}", record.device_id));
+            if let Err(e) = hub.send_c2d(&record.device_id, c2d) {
+                out::warn(format_args!("hubwire demo: C2D to {} refused: {e}", record.device_id));
+            }
+        }
+        devices
+            .into_iter()
+            .map(|d| {
+                d.join().unwrap_or_else(|_| DeviceRun {
+                    problem: Some(String::from("device thread panicked")),
+                    ..DeviceRun::default()
+                })
+            })
+            .collect()
+    });
+    let c2d_completed = count_completions(hub, records.len());
+    let stored = hub.stored().len() - stored_before;
+    let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
+    latencies.sort();
+    let acknowledged: usize = runs.iter().map(|r| r.acknowledged).sum();
+    let telemetry_bytes: u64 = runs.iter().map(|r| r.telemetry_bytes).sum();
+    let row = Row {
+        transport: transport.name(),
+        devices: records.len(),
+        sent: runs.iter().map(|r| r.sent).sum(),
+        acknowledged,
+        stored,
+        c2d_delivered: runs.iter().filter(|r| r.c2d_delivered).count(),
+        c2d_completed,
+        p50: percentile(&latencies, 50),
+        p99: percentile(&latencies, 99),
+        bytes_per_message: telemetry_bytes as f64 / acknowledged.max(1) as f64,
+    };
+    let problems = runs.into_iter().filter_map(|r| r.problem).map(|p| format!("{transport}: {p}"));
+    (row, problems.collect())
+}
+
 /// One device: connect, send `messages` telemetry messages one at a time, wait for
 /// the others at `all_sent`, then complete the C2D message the hub sends.
 fn simulate(
     record: &DeviceRecord,
+    client: &ClientTransport,
     hub: SocketAddr,
     messages: usize,
     all_sent: &Barrier,
 ) -> DeviceRun {
     let mut run = DeviceRun::default();
     let cs = registry::connection_string(hub.to_string(), record);
-    let device = DeviceClient::connect(DeviceConfig::new(cs));
+    let device = DeviceClient::connect(DeviceConfig::new(cs), client.clone());
     if let Err(e) = device.as_ref().map(|device| send_all(device, messages, &mut run)) {
         run.problem = Some(format!("{}: cannot start: {e}", record.device_id));
     }

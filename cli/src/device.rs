@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use hubwire_blocking::{DeviceClient, TelemetryError};
+use std::path::PathBuf;
+
+use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
+use hubwire_transports::tls::Trust;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::iothub::{ConnectionString, Message};
 use serde_json::json;
@@ -18,6 +21,16 @@ pub(crate) struct DeviceArgs {
     /// The device's connection string (`HostName=..;DeviceId=..;SharedAccessKey=..`).
     #[arg(long)]
     connection_string: ConnectionString,
+    /// The transport: mqtt (TLS, port 8883), mqtt-ws (WebSocket over TLS, 443),
+    /// mqtt-tcp (plain, 1883; development hubs only), or auto: mqtt, falling back to
+    /// mqtt-ws when port 8883 is blocked or refused. A port in the connection
+    /// string's HostName replaces the transport's own.
+    #[arg(long, default_value = "mqtt", value_name = "TRANSPORT", value_parser = transport)]
+    transport: TransportChoice,
+    /// Also trust this CA certificate (PEM), e.g. the ca.pem a local `hubwire hub`
+    /// prints; the platform's roots are trusted too. Repeatable.
+    #[arg(long = "ca", value_name = "FILE")]
+    ca_files: Vec<PathBuf>,
     /// Telemetry messages to send.
     #[arg(long, default_value_t = 10)]
     count: u64,
@@ -40,6 +53,13 @@ pub(crate) struct DeviceArgs {
     /// Print JSON lines instead of sentences.
     #[arg(long)]
     json: bool,
+}
+
+fn transport(s: &str) -> Result<TransportChoice, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(TransportChoice::Auto(Transport::Mqtt));
+    }
+    s.parse().map(TransportChoice::Fixed).map_err(|e| format!("{e}, or auto"))
 }
 
 fn property(s: &str) -> Result<(String, String), String> {
@@ -67,11 +87,19 @@ impl Report {
 }
 
 pub(crate) fn run(args: DeviceArgs) -> ExitCode {
-    let (host, port) = hubwire_blocking::dial::target(&args.connection_string);
+    let first = match args.transport {
+        TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t,
+    };
+    let (host, port) = hubwire_blocking::dial::target(&args.connection_string, first);
     let hub =
         if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let mut report = Report { json: args.json, hub, ever_connected: false };
-    let device = match DeviceClient::connect(DeviceConfig::new(args.connection_string.clone())) {
+    let transport = ClientTransport {
+        choice: args.transport,
+        trust: Trust { platform_roots: true, ca_files: args.ca_files.clone() },
+    };
+    let config = DeviceConfig::new(args.connection_string.clone());
+    let device = match DeviceClient::connect(config, transport) {
         Ok(device) => device,
         Err(e) => {
             out::warn(format_args!("hubwire device: {e}"));
@@ -166,18 +194,37 @@ fn handle(
     match event {
         DeviceEvent::Connected { session_present } => {
             report.ever_connected = true;
+            let status = device.transport_status();
+            let transport = status.transport.map(Transport::name);
+            let peer = status.peer.map(|p| p.to_string());
+            let mut words = format!(
+                "connected over {} to {}{} (session present: {session_present})",
+                transport.unwrap_or("?"),
+                peer.as_deref().unwrap_or("?"),
+                status.tls_version.map(|v| format!(", {v}")).unwrap_or_default(),
+            );
+            if let Some(why) = &status.fallback_reason {
+                words.push_str(&format!("; chose it because {why}"));
+            }
             report.say(
-                format!("connected (session present: {session_present})"),
-                json!({"event": "connected", "sessionPresent": session_present}),
+                words,
+                json!({"event": "connected", "sessionPresent": session_present,
+                    "transport": transport, "peer": peer, "tlsVersion": status.tls_version,
+                    "fallbackReason": status.fallback_reason}),
             )?;
             return Ok(Flow::Connected);
         }
         DeviceEvent::Disconnected { reason, reconnect_at: Some(at) } => {
             let ms = hubwire_blocking::clock::until(at).as_millis();
+            let transport_error = match reason {
+                DisconnectReason::TransportClosed => device.transport_status().last_error,
+                _ => None,
+            };
             report.say(
-                disconnected_words(report, &reason, ms),
+                disconnected_words(report, &reason, transport_error.as_deref(), ms),
                 json!({"event": "disconnected", "reason": reason.to_string(), "reconnectInMs": ms,
-                    "everConnected": report.ever_connected, "hub": report.hub}),
+                    "everConnected": report.ever_connected, "hub": report.hub,
+                    "transportError": transport_error}),
             )?;
         }
         DeviceEvent::Disconnected { reason, reconnect_at: None } => {
@@ -196,12 +243,20 @@ fn handle(
 
 /// A lost connection in words. Before the first connection the device has only
 /// been trying to reach the hub, which is what a person needs to hear.
-fn disconnected_words(report: &Report, reason: &DisconnectReason, ms: u128) -> String {
+fn disconnected_words(
+    report: &Report,
+    reason: &DisconnectReason,
+    transport_error: Option<&str>,
+    ms: u128,
+) -> String {
     let hub = &report.hub;
+    let why = transport_error.map(|e| format!(" ({e})")).unwrap_or_default();
     match reason {
-        _ if report.ever_connected => format!("disconnected: {reason}; reconnecting in {ms} ms"),
+        _ if report.ever_connected => {
+            format!("disconnected: {reason}{why}; reconnecting in {ms} ms")
+        }
         DisconnectReason::TransportClosed => {
-            format!("cannot reach the hub at {hub}; retrying in {ms} ms")
+            format!("cannot reach the hub at {hub}{why}; retrying in {ms} ms")
         }
         other => format!("cannot connect to the hub at {hub}: {other}; retrying in {ms} ms"),
     }

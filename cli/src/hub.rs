@@ -12,8 +12,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 use std::thread;
 
-use hubwire_blocking::{HubServer, HubServerEvent, clock};
-use hubwire_core::hub::{HubConfig, HubEvent};
+use hubwire_blocking::{HubServer, HubServerEvent, Listen, Listener, clock, listener_name};
+use hubwire_core::Protocol;
+use hubwire_transports::tls::{self, local_ca};
+use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent};
 use hubwire_core::iothub::ErrorCode;
 
 use crate::json::{self, C2dRequest, Line};
@@ -23,15 +25,39 @@ use crate::registry;
 /// `hubwire hub` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct HubArgs {
-    /// Address for MQTT over plain TCP; port 0 picks a free one (printed in the
-    /// `listening` line).
-    #[arg(long, default_value = "127.0.0.1:1883")]
-    mqtt: SocketAddr,
+    /// The address every listener binds. Any loopback address (127.0.0.N) works and
+    /// goes into the hub's certificate, so several hubs can serve the standard ports
+    /// side by side.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    bind: IpAddr,
+    /// Port for MQTT over TLS (IoT Hub's 8883); 0 picks a free one, `off` serves none.
+    #[arg(long, default_value = "8883", value_name = "PORT|off", value_parser = port)]
+    mqtt_port: PortSetting,
+    /// Port for MQTT over WebSocket over TLS at /$iothub/websocket (IoT Hub's 443,
+    /// which later also serves AMQP over WebSocket and HTTPS); 0 picks a free one,
+    /// `off` serves none. Ports below 1024 need root or CAP_NET_BIND_SERVICE.
+    #[arg(long, default_value = "443", value_name = "PORT|off", value_parser = port)]
+    https_port: PortSetting,
+    /// Also serve MQTT over plain TCP on this port, for development (IoT Hub does not
+    /// offer it); 0 picks a free one.
+    #[arg(long, value_name = "PORT")]
+    mqtt_tcp_port: Option<u16>,
     /// A host name devices use for this hub (no port). The first goes into the
-    /// printed connection strings; all are accepted in SAS token audiences.
-    /// Default: the listen address (and `localhost`).
+    /// printed connection strings; all are accepted in SAS token audiences and put in
+    /// the hub's certificate. Default: the bind address (and `localhost`).
     #[arg(long = "host-name", value_name = "NAME")]
     host_names: Vec<String>,
+    /// Where the hub keeps its local CA (ca.pem: give it to devices) and its server
+    /// certificate, made on first start. Default: $XDG_DATA_HOME/hubwire, else
+    /// ~/.local/share/hubwire.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Serve this certificate chain (PEM) instead of one from the local CA.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// Register a device with this id and generated keys.
     #[arg(long = "device", value_name = "ID")]
     devices: Vec<String>,
@@ -42,8 +68,21 @@ pub(crate) struct HubArgs {
     registry: Option<PathBuf>,
 }
 
+/// A listener's port, or none for `off`.
+#[derive(Clone, Copy, Debug)]
+struct PortSetting(Option<u16>);
+
+fn port(s: &str) -> Result<PortSetting, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(PortSetting(None));
+    }
+    s.parse()
+        .map(|p| PortSetting(Some(p)))
+        .map_err(|_| format!("{s:?} is not a port number (0-65535) or `off`"))
+}
+
 pub(crate) fn run(args: HubArgs) -> ExitCode {
-    let mut ids = args.devices;
+    let mut ids = args.devices.clone();
     if ids.is_empty() && args.registry.is_none() {
         ids.push(String::from("device1"));
     }
@@ -54,46 +93,140 @@ pub(crate) fn run(args: HubArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let host = args.host_names.first().cloned().unwrap_or_else(|| host_of(args.mqtt.ip()));
+    match start(&args, &records) {
+        Ok(code) => code,
+        Err(e) => {
+            out::warn(format_args!("hubwire hub: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the hub and serves until stdout closes.
+///
+/// Errors: what kept the hub from starting, in words.
+fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
+    let host = args.host_names.first().cloned().unwrap_or_else(|| host_of(args.bind));
     let host_names = if args.host_names.is_empty() {
         vec![host.clone(), String::from("localhost")]
     } else {
-        args.host_names
+        args.host_names.clone()
     };
+    let (server_tls, ca) = certificate(args, &host_names)?;
     let config = HubConfig { host_names, ..HubConfig::default() };
-    let server = match HubServer::start(config, records.iter().cloned(), args.mqtt) {
-        Ok(server) => server,
-        Err(e) => {
-            out::warn(format_args!("hubwire hub: cannot start on {}: {e}", args.mqtt));
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stderr = match Stderr::spawn() {
-        Ok(stderr) => stderr,
-        Err(e) => {
-            out::warn(format_args!("hubwire hub: cannot start: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let address = server.local_addr();
-    for record in &records {
-        let cs = registry::connection_string(format!("{host}:{}", address.port()), record);
+    let at = |port| SocketAddr::new(args.bind, port);
+    let mut listen = Vec::new();
+    if let PortSetting(Some(port)) = args.mqtt_port {
+        listen.push(Listen { listener: Listener::Tls(Protocol::Mqtt), address: at(port) });
+    }
+    if let PortSetting(Some(port)) = args.https_port {
+        listen.push(Listen { listener: Listener::Web, address: at(port) });
+    }
+    if let Some(port) = args.mqtt_tcp_port {
+        listen.push(Listen { listener: Listener::Tcp(Protocol::Mqtt), address: at(port) });
+    }
+    if listen.is_empty() {
+        return Err(String::from("every listener is off: nothing to serve"));
+    }
+    let server = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut stderr = Stderr::spawn().map_err(|e| format!("cannot start: {e}"))?;
+    for error in server.bind_errors() {
+        stderr.line(format!("hubwire hub: {error}; serving on the other listeners"));
+    }
+    let address = |listener| server.local_addr(listener).map(|a| a.to_string());
+    let (mqtt, https, mqtt_tcp) = (
+        address(Listener::Tls(Protocol::Mqtt)),
+        address(Listener::Web),
+        address(Listener::Tcp(Protocol::Mqtt)),
+    );
+    let authority = connection_authority(&host, &server);
+    for record in records {
+        let cs = registry::connection_string(authority.clone(), record);
         stderr.line(format!("device {}: {cs}", record.device_id));
         let line = Line::Device { device_id: &record.device_id, connection_string: cs.to_string() };
         if line.print().is_err() {
-            return ExitCode::SUCCESS;
+            return Ok(ExitCode::SUCCESS);
         }
     }
-    stderr.line(format!("hubwire hub: MQTT (plain TCP) on {address}"));
-    if (Line::Listening { mqtt: address.to_string() }).print().is_err() {
-        return ExitCode::SUCCESS;
+    for listen in server.listeners() {
+        stderr.line(format!("hubwire hub: {} on {}", listener_name(listen.listener), listen.address));
     }
-    match serve(Arc::new(server), stderr) {
-        Ok(code) => code,
-        Err(e) => {
-            out::warn(format_args!("hubwire hub: cannot start: {e}"));
-            ExitCode::FAILURE
+    if let Some(ca) = &ca {
+        stderr.line(format!("hubwire hub: devices trust its CA: {}", ca.display()));
+    }
+    let ca = ca.map(|p| p.display().to_string());
+    if (Line::Listening { mqtt, https, mqtt_tcp, ca }).print().is_err() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    serve(Arc::new(server), stderr).map_err(|e| format!("cannot start: {e}"))
+}
+
+/// The server certificate's TLS configuration, and the local CA's path when the
+/// certificate is the local CA's.
+///
+/// Errors: a certificate that cannot be made or loaded, in words.
+fn certificate(
+    args: &HubArgs,
+    host_names: &[String],
+) -> Result<(Arc<rustls::ServerConfig>, Option<PathBuf>), String> {
+    let (cert, key, ca) = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
+        _ => {
+            let dir = match &args.data_dir {
+                Some(dir) => dir.clone(),
+                None => default_data_dir()?,
+            };
+            let mut names = vec![String::from("localhost"), String::from("127.0.0.1")];
+            if !args.bind.is_unspecified() {
+                names.push(args.bind.to_string());
+            }
+            names.extend(host_names.iter().cloned());
+            names.sort();
+            names.dedup();
+            let made = local_ca::ensure(&dir, &names).map_err(|e| e.to_string())?;
+            (made.cert_path, made.key_path, Some(made.ca_path))
         }
+    };
+    let (chain, key) = tls::load_certificate(&cert, &key).map_err(|e| e.to_string())?;
+    let config = tls::server_config(chain, key).map_err(|e| e.to_string())?;
+    Ok((config, ca))
+}
+
+/// `$XDG_DATA_HOME/hubwire`, else `~/.local/share/hubwire`.
+///
+/// Errors: neither variable is set.
+fn default_data_dir() -> Result<PathBuf, String> {
+    let from = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(data) = from("XDG_DATA_HOME") {
+        return Ok(data.join("hubwire"));
+    }
+    match from("HOME") {
+        Some(home) => Ok(home.join(".local/share/hubwire")),
+        None => Err(String::from("no HOME nor XDG_DATA_HOME to keep certificates in: pass --data-dir")),
+    }
+}
+
+/// `HostName` for the printed connection strings: the host, with the port devices
+/// must dial when it is not their transport's own (8883 for MQTT over TLS, the
+/// transport `hubwire device` and the SDKs use by default; else 443, else the
+/// plain-TCP port).
+fn connection_authority(host: &str, server: &HubServer) -> String {
+    let port = |listener| server.local_addr(listener).map(|a| a.port());
+    let explicit = match (
+        port(Listener::Tls(Protocol::Mqtt)),
+        port(Listener::Web),
+        port(Listener::Tcp(Protocol::Mqtt)),
+    ) {
+        (Some(8883), _, _) => None,
+        (Some(other), _, _) => Some(other),
+        (None, Some(443), _) => None,
+        (None, Some(other), _) => Some(other),
+        (None, None, tcp) => tcp,
+    };
+    match explicit {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 

@@ -31,7 +31,9 @@ Each line is answered on stdout by a c2dQueued or an error line.
 
 stdout: one JSON object per line, its kind in \"event\"; times are milliseconds
 since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthorized):
-  listening         mqtt: the address devices connect to
+  listening         the addresses devices connect to: mqtt (MQTT over TLS), https
+                    (MQTT over WebSocket), mqttTcp (plain MQTT); null when off or not
+                    bound; ca: the CA file devices trust (null with --cert)
   device            deviceId, connectionString: a registered device
   telemetry         deviceId, moduleId (modules only), sequenceNumber, enqueuedTime,
                     messageId, correlationId, contentType, contentEncoding, properties,
@@ -58,7 +60,14 @@ The hub serves until killed, or until its stdout is closed.";
 pub(crate) enum Line<'a> {
     /// The hub is ready on this address.
     Listening {
-        mqtt: String,
+        /// MQTT over TLS.
+        mqtt: Option<String>,
+        /// MQTT over WebSocket over TLS (and HTTPS, later).
+        https: Option<String>,
+        /// MQTT over plain TCP.
+        mqtt_tcp: Option<String>,
+        /// The local CA devices trust; none when the hub serves a given certificate.
+        ca: Option<String>,
     },
     /// A registered device and how to connect it.
     Device {
@@ -536,7 +545,7 @@ mod tests {
             })
             .collect();
         let mut lines = vec![
-            Line::Listening { mqtt: String::new() },
+            Line::Listening { mqtt: None, https: None, mqtt_tcp: None, ca: None },
             Line::Device { device_id: "d", connection_string: String::new() },
             Line::telemetry(&record),
             Line::C2dQueued { device_id: "d", sequence_number: 1 },

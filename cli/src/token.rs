@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hubwire_blocking::{clock, dial};
+use hubwire_blocking::{Transport, clock, dial};
 use hubwire_core::Timestamp;
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{Authentication, ConnectionString, SasToken};
@@ -74,7 +74,8 @@ impl Credentials {
             cs.shared_access_key_name.as_deref(),
         )
         .map_err(|e| format!("cannot sign a token: {e}"))?;
-        let (host, port) = dial::target(cs);
+        // MQTT over TLS: what IoT Hub serves and other MQTT clients should use.
+        let (host, port) = dial::target(cs, Transport::Mqtt);
         let identity = cs.identity();
         // The client type a hubwire device sends, so that the hub sees one kind of client.
         let client_type = DeviceConfig::new(cs.clone()).client_type;
@@ -176,7 +177,7 @@ mod tests {
             Timestamp::EPOCH,
             Duration::from_secs(3600),
         );
-        assert_eq!((c.host.as_str(), c.port), ("hub.example", dial::DEFAULT_PORT));
+        assert_eq!((c.host.as_str(), c.port), ("hub.example", 8883));
         assert_eq!(c.client_id, "dev1/m1");
         let Ok(username) = Username::parse(&c.username) else { panic!("{}", c.username) };
         assert_eq!(username.host_name, "hub.example");

@@ -8,3 +8,4 @@
 
 pub mod peers;
 pub mod process;
+pub mod sdk_interop;

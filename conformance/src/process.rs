@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -95,41 +96,121 @@ pub fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
 /// The next JSON line whose `event` is `event`, skipping others (which are returned
 /// in the panic message if it never comes).
 pub fn next_event(lines: &Receiver<String>, event: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
+    next_of(lines, &[event], WAIT)
+}
+
+/// The next JSON line whose `event` is one of `events`, within `wait`, skipping
+/// other lines (JSON or not: a peer's program may print warnings), which the panic
+/// message lists if none comes.
+pub fn next_of(lines: &Receiver<String>, events: &[&str], wait: Duration) -> Value {
+    let deadline = Instant::now() + wait;
     let mut seen = Vec::new();
     while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let value: Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => panic!("stdout line is not JSON ({e}): {line}"),
-        };
-        if value["event"] == event {
-            return value;
+        if let Ok(value) = serde_json::from_str::<Value>(&line) {
+            if events.iter().any(|e| value["event"] == *e) {
+                return value;
+            }
         }
         seen.push(line);
     }
-    panic!("no {event:?} line within {WAIT:?}; saw {seen:#?}");
+    panic!("no {events:?} line within {wait:?}; saw {seen:#?}");
 }
 
-/// A hub process on an ephemeral port with `dev1` registered: the process, its
-/// stdin, its stdout lines, its address and dev1's connection string.
-pub fn start_hub() -> (Process, ChildStdin, Receiver<String>, String, String) {
-    let (hub, stdin, out) = start(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
-    let (address, cs) = registered(&out);
-    (hub, stdin, out, address, cs)
+/// A directory under the system's temporary directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new, empty directory whose name starts with `prefix`.
+    pub fn new(prefix: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        if let Err(e) = std::fs::create_dir_all(&path) {
+            panic!("cannot make {}: {e}", path.display());
+        }
+        TempDir(path)
+    }
 }
 
-/// Reads a starting hub's first lines: the address it listens on and the
-/// connection string of its (first) device.
-pub fn registered(out: &Receiver<String>) -> (String, String) {
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `hubwire hub` process with `dev1` registered, as [`start_hub`] starts it.
+#[derive(Debug)]
+pub struct Hub {
+    /// The process.
+    pub process: Process,
+    /// Its stdin (C2D messages).
+    pub stdin: ChildStdin,
+    /// Its stdout lines, after `device` and `listening`.
+    pub out: Receiver<String>,
+    /// MQTT over TLS, `host:port` (empty when off).
+    pub mqtt: String,
+    /// MQTT over WebSocket over TLS, `host:port`.
+    pub https: String,
+    /// MQTT over plain TCP, `host:port`.
+    pub mqtt_tcp: String,
+    /// The CA devices trust.
+    pub ca: String,
+    /// dev1's connection string as the hub printed it.
+    pub connection_string: String,
+    /// The hub's data directory.
+    pub data_dir: TempDir,
+}
+
+/// The arguments that start a hub on ephemeral loopback ports, every listener on,
+/// keeping its certificates in `data_dir`, with `dev1` registered.
+pub fn hub_args(data_dir: &TempDir) -> Vec<String> {
+    let dir = data_dir.0.display().to_string();
+    ["hub", "--mqtt-port", "0", "--https-port", "0", "--mqtt-tcp-port", "0", "--data-dir", &dir]
+        .into_iter()
+        .chain(["--device", "dev1"])
+        .map(String::from)
+        .collect()
+}
+
+/// A hub process on ephemeral ports (see [`hub_args`]).
+pub fn start_hub() -> Hub {
+    let data_dir = TempDir::new("hubwire-hub");
+    let args = hub_args(&data_dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    start_hub_with(&args, data_dir)
+}
+
+/// A hub process started with `args` (which name `data_dir`); a listener that is off
+/// has an empty address in the returned [`Hub`].
+pub fn start_hub_with(args: &[&str], data_dir: TempDir) -> Hub {
+    let (process, stdin, out) = start(args);
+    let (listening, connection_string) = registered(&out);
+    let field = |name: &str| listening[name].as_str().unwrap_or_default().to_owned();
+    let ca = field("ca");
+    assert!(!ca.is_empty(), "no ca in {listening}");
+    Hub {
+        process,
+        stdin,
+        mqtt: field("mqtt"),
+        https: field("https"),
+        mqtt_tcp: field("mqttTcp"),
+        ca,
+        out,
+        connection_string,
+        data_dir,
+    }
+}
+
+/// Reads a starting hub's first lines: its `listening` line and the connection
+/// string of its (first) device.
+pub fn registered(out: &Receiver<String>) -> (Value, String) {
     let device_line = next_event(out, "device");
     let Some(cs) = device_line["connectionString"].as_str().map(String::from) else {
         panic!("no connection string in {device_line}");
     };
-    let listening = next_event(out, "listening");
-    let Some(address) = listening["mqtt"].as_str().map(String::from) else {
-        panic!("no address in {listening}");
-    };
-    (address, cs)
+    (next_event(out, "listening"), cs)
 }
 
 /// The path of a real peer's program, or a failure that says how to install it:

@@ -1,4 +1,5 @@
-//! `hubwire demo` runs end to end and reports every message delivered.
+//! `hubwire demo` runs end to end and reports every message delivered, over every
+//! transport.
 
 use std::process::{Command, Stdio};
 
@@ -19,9 +20,13 @@ fn demo_exits_zero_and_prints_the_table() {
     for column in ["transport", "sent", "acknowledged", "stored", "p50 ms", "wire bytes/msg"] {
         assert!(header.contains(column), "no {column:?} in {header:?}");
     }
-    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-    // transport, devices, sent, acknowledged, stored, c2d delivered, c2d completed.
-    assert_eq!(row.get(..7), Some(&["mqtt", "4", "80", "80", "80", "4", "4"][..]), "{stdout}");
+    // One row per transport: transport, devices, sent, acknowledged, stored, c2d
+    // delivered, c2d completed.
+    for transport in ["mqtt", "mqtt-ws", "mqtt-tcp"] {
+        let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        let expected = [transport, "4", "80", "80", "80", "4", "4"];
+        assert_eq!(row.get(..7), Some(&expected[..]), "{stdout}");
+    }
 }
 
 #[test]

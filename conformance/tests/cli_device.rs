@@ -46,8 +46,9 @@ fn before_its_first_connection_the_device_says_it_cannot_reach_the_hub() {
     let cs = format!("HostName={address};DeviceId=dev1;SharedAccessKey={KEY}");
     let (_device, _stdin, out) = start(&["device", "--connection-string", &cs]);
     let line = next_line(&out);
-    let prefix = format!("cannot reach the hub at {address}; retrying in ");
-    assert!(line.starts_with(&prefix) && line.ends_with(" ms"), "{line}");
+    let prefix = format!("cannot reach the hub at {address} (mqtt to ");
+    assert!(line.starts_with(&prefix) && line.contains("; retrying in "), "{line}");
+    assert!(line.contains("refused") && line.ends_with(" ms"), "{line}");
 
     let (_device, _stdin, out) = start(&["device", "--connection-string", &cs, "--json"]);
     let line = next_line(&out);
@@ -59,15 +60,27 @@ fn before_its_first_connection_the_device_says_it_cannot_reach_the_hub() {
     assert_eq!(value["reason"], "transport closed", "{line}");
     assert_eq!(value["everConnected"], false, "{line}");
     assert_eq!(value["hub"], address.as_str(), "{line}");
+    assert!(value["transportError"].as_str().is_some_and(|e| e.contains("refused")), "{line}");
     assert!(value["reconnectInMs"].is_u64(), "{line}");
 }
 
 #[test]
 fn after_a_connection_the_device_says_disconnected_and_reconnecting() {
-    let (hub, _hub_stdin, _hub_out, _address, cs) = start_hub();
-    let (_device, _stdin, out) =
-        start(&["device", "--connection-string", &cs, "--count", "1", "--wait-c2d-ms", "60000"]);
-    assert!(next_line(&out).starts_with("connected"));
+    let hub = start_hub();
+    let cs = &hub.connection_string;
+    let (_device, _stdin, out) = start(&[
+        "device",
+        "--connection-string",
+        cs,
+        "--ca",
+        &hub.ca,
+        "--count",
+        "1",
+        "--wait-c2d-ms",
+        "60000",
+    ]);
+    let connected = next_line(&out);
+    assert!(connected.starts_with(&format!("connected over mqtt to {}, TLSv1.3", hub.mqtt)), "{connected}");
     assert!(next_line(&out).starts_with("message 1/1 acknowledged"));
     drop(hub);
     let line = next_line(&out);
@@ -80,9 +93,10 @@ fn after_a_connection_the_device_says_disconnected_and_reconnecting() {
 
 #[test]
 fn a_closed_stdout_stops_the_device_quietly() {
-    let (_hub, _hub_stdin, _hub_out, _address, cs) = start_hub();
+    let hub = start_hub();
     let child = Command::new(hubwire())
-        .args(["device", "--connection-string", &cs, "--count", "5", "--interval-ms", "100"])
+        .args(["device", "--connection-string", &hub.connection_string, "--ca", &hub.ca])
+        .args(["--count", "5", "--interval-ms", "100"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();

@@ -1,30 +1,41 @@
-//! `hubwire hub` and `hubwire device` as separate processes on a loopback port.
+//! `hubwire hub` and `hubwire device` as separate processes on loopback ports, over
+//! every transport.
 
 use std::io::Write;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
-use hubwire_conformance::process::{WAIT, next_event, start};
+use hubwire_conformance::process::{WAIT, next_event, start, start_hub};
 
 #[test]
 fn device_telemetry_reaches_hub_stdout_and_hub_stdin_c2d_reaches_the_device() {
-    let (_hub, mut hub_stdin, hub_out) =
-        start(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
-    let device_line = next_event(&hub_out, "device");
-    assert_eq!(device_line["deviceId"], "dev1");
-    let Some(cs) = device_line["connectionString"].as_str().map(String::from) else {
-        panic!("no connection string in {device_line}");
-    };
-    let listening = next_event(&hub_out, "listening");
-    let Some(port) = listening["mqtt"].as_str().and_then(|a| a.rsplit(':').next()) else {
-        panic!("no address in {listening}");
-    };
+    for transport in ["mqtt", "mqtt-ws", "mqtt-tcp"] {
+        round_trip_over(transport);
+    }
+}
+
+fn round_trip_over(transport: &str) {
+    let mut hub = start_hub();
+    let Some(port) = hub.mqtt.rsplit(':').next() else { panic!("{}", hub.mqtt) };
+    let cs = &hub.connection_string;
     assert!(cs.starts_with(&format!("HostName=127.0.0.1:{port};DeviceId=dev1;")), "{cs}");
+    // The printed connection string names the MQTT/TLS port; the others replace it.
+    let address = match transport {
+        "mqtt-ws" => &hub.https,
+        "mqtt-tcp" => &hub.mqtt_tcp,
+        _ => &hub.mqtt,
+    };
+    let cs = cs.replace(&format!("HostName=127.0.0.1:{port};"), &format!("HostName={address};"));
+    let hub_out = &hub.out;
 
     let (_device, _device_stdin, device_out) = start(&[
         "device",
         "--connection-string",
         &cs,
+        "--transport",
+        transport,
+        "--ca",
+        &hub.ca,
         "--count",
         "3",
         "--interval-ms",
@@ -35,7 +46,7 @@ fn device_telemetry_reaches_hub_stdout_and_hub_stdin_c2d_reaches_the_device() {
         "10000",
     ]);
     for n in 1..=3 {
-        let telemetry = next_event(&hub_out, "telemetry");
+        let telemetry = next_event(hub_out, "telemetry");
         assert_eq!(telemetry["deviceId"], "dev1");
         assert_eq!(telemetry["sequenceNumber"], n);
         assert_eq!(telemetry["body"], format!("message {n}"));
@@ -43,12 +54,12 @@ fn device_telemetry_reaches_hub_stdout_and_hub_stdin_c2d_reaches_the_device() {
     }
 
     let c2d = r#"{"deviceId":"dev1","body":"reboot","messageId":"c1","ack":"full","properties":{"k":"v"}}"#;
-    if let Err(e) = writeln!(hub_stdin, "{c2d}") {
+    if let Err(e) = writeln!(hub.stdin, "{c2d}") {
         panic!("hub stdin: {e}");
     }
-    let queued = next_event(&hub_out, "c2dQueued");
+    let queued = next_event(&hub.out, "c2dQueued");
     assert_eq!(queued["deviceId"], "dev1");
-    let completed = next_event(&hub_out, "c2dCompleted");
+    let completed = next_event(&hub.out, "c2dCompleted");
     assert_eq!(completed["messageId"], "c1");
     assert_eq!(completed["feedback"]["statusCode"], "Success");
 
@@ -56,30 +67,29 @@ fn device_telemetry_reaches_hub_stdout_and_hub_stdin_c2d_reaches_the_device() {
     let deadline = Instant::now() + WAIT;
     loop {
         match device_out.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("connected") => {
+                assert!(line.contains(&format!("connected over {transport} to {address}")), "{line}");
+            }
             Ok(line) if line.contains("c2d message c1") => {
                 assert!(line.contains("reboot") && line.contains("k=v"), "{line}");
                 assert!(line.contains("completed"), "{line}");
                 break;
             }
             Ok(_) => {}
-            Err(_) => panic!("the device did not print the C2D message"),
+            Err(_) => panic!("{transport}: the device did not print the C2D message"),
         }
     }
 }
 
 #[test]
 fn refusals_and_bad_stdin_lines_are_reported_on_stdout() {
-    let (_hub, mut hub_stdin, hub_out) =
-        start(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
-    let listening = next_event(&hub_out, "listening");
-    let Some(address) = listening["mqtt"].as_str().map(String::from) else {
-        panic!("no address in {listening}");
-    };
+    let mut hub = start_hub();
+    let hub_out = &hub.out;
     let wrong_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let cs = format!("HostName={address};DeviceId=dev1;SharedAccessKey={wrong_key}");
+    let cs = format!("HostName={};DeviceId=dev1;SharedAccessKey={wrong_key}", hub.mqtt);
     let (mut device, _device_stdin, device_out) =
-        start(&["device", "--connection-string", &cs, "--count", "1"]);
-    let refused = next_event(&hub_out, "refused");
+        start(&["device", "--connection-string", &cs, "--ca", &hub.ca, "--count", "1"]);
+    let refused = next_event(hub_out, "refused");
     assert_eq!(refused["code"], 401003);
     assert_eq!(refused["error"], "IotHubUnauthorized");
     assert_eq!(refused["deviceId"], "dev1");
@@ -98,10 +108,10 @@ fn refusals_and_bad_stdin_lines_are_reported_on_stdout() {
     assert!(!status.success());
 
     for line in ["not json", r#"{"deviceId":"nobody","body":"x"}"#] {
-        if let Err(e) = writeln!(hub_stdin, "{line}") {
+        if let Err(e) = writeln!(hub.stdin, "{line}") {
             panic!("hub stdin: {e}");
         }
     }
-    assert_eq!(next_event(&hub_out, "error")["code"], 400004);
-    assert_eq!(next_event(&hub_out, "error")["code"], 404001);
+    assert_eq!(next_event(&hub.out, "error")["code"], 400004);
+    assert_eq!(next_event(&hub.out, "error")["code"], 404001);
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hubwire_conformance::process::{
-    Process, WAIT, hubwire, lines, next_event, registered, spawn_piped, start,
+    Process, TempDir, WAIT, hub_args, hubwire, lines, next_event, registered, spawn_piped, start,
 };
 use hubwire_core::mqtt::{Connect, Packet};
 
@@ -24,12 +24,24 @@ fn spawn_hubwire(args: &[&str]) -> (Process, ChildStdin, ChildStdout, ChildStder
 
 /// A hub with `dev1` registered and every stream piped; returns it, its stdin, its
 /// stdout lines, its stderr (unread), its address and dev1's connection string.
-fn hub() -> (Process, ChildStdin, Receiver<String>, ChildStderr, String, String) {
-    let (hub, stdin, stdout, stderr) =
-        spawn_hubwire(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
+/// The raw-MQTT connections of these tests use the plain-TCP listener.
+#[allow(clippy::type_complexity)]
+fn hub() -> (Process, ChildStdin, Receiver<String>, ChildStderr, String, [String; 2], TempDir) {
+    let data_dir = TempDir::new("hubwire-streams");
+    let (hub, stdin, stdout, stderr) = spawn_hub(&data_dir);
     let out = lines(stdout);
-    let (address, cs) = registered(&out);
-    (hub, stdin, out, stderr, address, cs)
+    let (listening, cs) = registered(&out);
+    let (Some(address), Some(ca)) = (listening["mqttTcp"].as_str(), listening["ca"].as_str())
+    else {
+        panic!("no mqttTcp or ca in {listening}");
+    };
+    (hub, stdin, out, stderr, address.to_owned(), [cs, ca.to_owned()], data_dir)
+}
+
+/// `hubwire hub` as [`hub_args`] starts it, every stream piped.
+fn spawn_hub(data_dir: &TempDir) -> (Process, ChildStdin, ChildStdout, ChildStderr) {
+    let args = hub_args(data_dir);
+    spawn_hubwire(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Connects to `address` as dev1 with a token that cannot verify, and reads until
@@ -92,7 +104,7 @@ fn read_all(mut from: impl Read) -> String {
 
 #[test]
 fn an_unread_stderr_does_not_stop_stdout_and_dropped_lines_are_counted() {
-    let (_hub, _stdin, out, stderr, address, cs) = hub();
+    let (_hub, _stdin, out, stderr, address, [cs, ca], _data_dir) = hub();
     for _ in 0..REFUSALS {
         refuse(&address);
     }
@@ -107,7 +119,7 @@ fn an_unread_stderr_does_not_stop_stdout_and_dropped_lines_are_counted() {
         }
     }
     let (_device, _device_stdin, _device_out) =
-        start(&["device", "--connection-string", &cs, "--count", "1", "--interval-ms", "0"]);
+        start(&["device", "--connection-string", &cs, "--ca", &ca, "--count", "1", "--interval-ms", "0"]);
     let telemetry = next_event(&out, "telemetry");
     assert_eq!(telemetry["deviceId"], "dev1");
     assert_eq!(telemetry["body"], "message 1");
@@ -149,7 +161,7 @@ fn address_then_close(stdout: ChildStdout) -> String {
         Ok(v) => v,
         Err(e) => panic!("{line}: {e}"),
     };
-    match value["mqtt"].as_str() {
+    match value["mqttTcp"].as_str() {
         Some(address) => address.to_owned(),
         None => panic!("no address in {line}"),
     }
@@ -157,8 +169,8 @@ fn address_then_close(stdout: ChildStdout) -> String {
 
 #[test]
 fn a_closed_stdout_ends_the_hub_at_its_next_event_without_a_panic() {
-    let (mut hub, _stdin, stdout, stderr) =
-        spawn_hubwire(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
+    let data_dir = TempDir::new("hubwire-streams");
+    let (mut hub, _stdin, stdout, stderr) = spawn_hub(&data_dir);
     let address = address_then_close(stdout);
     // The hub may exit before it answers: only the refused line matters here.
     let _ = refused_connection(&address);
@@ -170,8 +182,8 @@ fn a_closed_stdout_ends_the_hub_at_its_next_event_without_a_panic() {
 
 #[test]
 fn a_closed_stdout_ends_the_hub_at_its_next_stdin_answer_without_a_panic() {
-    let (mut hub, mut stdin, stdout, stderr) =
-        spawn_hubwire(&["hub", "--mqtt", "127.0.0.1:0", "--device", "dev1"]);
+    let data_dir = TempDir::new("hubwire-streams");
+    let (mut hub, mut stdin, stdout, stderr) = spawn_hub(&data_dir);
     address_then_close(stdout);
     if let Err(e) = writeln!(stdin, "not json") {
         panic!("hub stdin: {e}");

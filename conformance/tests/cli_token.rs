@@ -42,12 +42,13 @@ fn now() -> Timestamp {
 
 #[test]
 fn mosquitto_pub_with_the_printed_credentials_publishes_telemetry_the_hub_stores() {
-    let (_hub, _stdin, out, _address, cs) = start_hub();
-    let c = fields(&token(&["--connection-string", &cs]));
+    let hub = start_hub();
+    let (out, cs) = (&hub.out, &hub.connection_string);
+    let c = fields(&token(&["--connection-string", cs]));
     let names: Vec<&str> = c.keys().map(String::as_str).collect();
     assert_eq!(names, ["clientId", "expiresAt", "host", "password", "port", "username"]);
     let output = Command::new(peer("mosquitto_pub"))
-        .args(["-h", &c["host"], "-p", &c["port"], "-V", "mqttv311", "-q", "1"])
+        .args(["-h", &c["host"], "-p", &c["port"], "--cafile", &hub.ca, "-V", "mqttv311", "-q", "1"])
         .args(["-i", &c["clientId"], "-u", &c["username"], "-P", &c["password"]])
         .args(["-t", "devices/dev1/messages/events/", "-m", "from hubwire token"])
         .output();

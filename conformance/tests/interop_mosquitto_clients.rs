@@ -1,25 +1,29 @@
 //! Interop with real MQTT clients: mosquitto_pub and mosquitto_sub (Debian's
 //! mosquitto-clients, installed by conformance/install-peers.sh) against
-//! `hubwire hub`, with IoT Hub user names and SAS tokens.
+//! `hubwire hub` over TLS, trusting the hub's CA, with IoT Hub user names and SAS
+//! tokens.
 
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use hubwire_conformance::process::{WAIT, next_event, peer, spawn, start_hub};
+use hubwire_conformance::process::{Hub, WAIT, next_event, peer, spawn, start_hub};
 use hubwire_core::iothub::{Authentication, ConnectionString, SasToken};
 use hubwire_core::time::Timestamp;
 
 /// The MQTT user name, password (a SAS token valid for an hour, signed with `key`)
-/// and host/port to reach the hub, from dev1's connection string.
+/// and host/port to reach the hub over TLS, from dev1's connection string, and the
+/// CA to trust.
 struct Credentials {
     username: String,
     password: String,
     host: String,
     port: String,
+    ca: String,
 }
 
-fn credentials(cs: &str, key: Option<&str>) -> Credentials {
+fn credentials(hub: &Hub, key: Option<&str>) -> Credentials {
+    let cs = &hub.connection_string;
     let cs = match ConnectionString::parse(cs) {
         Ok(cs) => cs,
         Err(e) => panic!("hub printed a bad connection string {cs}: {e}"),
@@ -47,6 +51,7 @@ fn credentials(cs: &str, key: Option<&str>) -> Credentials {
         password: token,
         host: host.to_string(),
         port: port.to_string(),
+        ca: hub.ca.clone(),
     }
 }
 
@@ -54,7 +59,8 @@ fn credentials(cs: &str, key: Option<&str>) -> Credentials {
 /// what it printed on stderr.
 fn mosquitto_pub(c: &Credentials, topic: &str, payload: &str) -> (bool, String) {
     let output = Command::new(peer("mosquitto_pub"))
-        .args(["-h", &c.host, "-p", &c.port, "-V", "mqttv311", "-q", "1", "-i", "dev1"])
+        .args(["-h", &c.host, "-p", &c.port, "--cafile", &c.ca])
+        .args(["-V", "mqttv311", "-q", "1", "-i", "dev1"])
         .args(["-u", &c.username, "-P", &c.password, "-t", topic, "-m", payload])
         .output();
     match output {
@@ -65,8 +71,8 @@ fn mosquitto_pub(c: &Credentials, topic: &str, payload: &str) -> (bool, String) 
 
 #[test]
 fn mosquitto_pub_with_a_sas_token_publishes_qos_1_telemetry_the_hub_stores() {
-    let (_hub, _stdin, out, _address, cs) = start_hub();
-    let c = credentials(&cs, None);
+    let hub = start_hub();
+    let (out, c) = (&hub.out, credentials(&hub, None));
     let (ok, stderr) =
         mosquitto_pub(&c, "devices/dev1/messages/events/%24.mid=m1&unit=%C2%B0C", r#"{"t":1}"#);
     assert!(ok, "mosquitto_pub failed: {stderr}");
@@ -79,8 +85,9 @@ fn mosquitto_pub_with_a_sas_token_publishes_qos_1_telemetry_the_hub_stores() {
 
 #[test]
 fn mosquitto_pub_with_a_wrong_token_gets_connack_5_and_nothing_is_stored() {
-    let (_hub, _stdin, out, _address, cs) = start_hub();
-    let wrong = credentials(&cs, Some("Vp/2qy7EnX5RXLjBT62+o3PFLf8njJWiM6FEJqEiR6s="));
+    let hub = start_hub();
+    let out = &hub.out;
+    let wrong = credentials(&hub, Some("Vp/2qy7EnX5RXLjBT62+o3PFLf8njJWiM6FEJqEiR6s="));
     let (ok, stderr) = mosquitto_pub(&wrong, "devices/dev1/messages/events/", "forged");
     assert!(!ok);
     // mosquitto's words for CONNACK return code 5.
@@ -88,7 +95,7 @@ fn mosquitto_pub_with_a_wrong_token_gets_connack_5_and_nothing_is_stored() {
     let refused = next_event(&out, "refused");
     assert_eq!(refused["code"], 401003);
     // The next message stored is a genuine one sent afterwards: the forged one never was.
-    let right = credentials(&cs, None);
+    let right = credentials(&hub, None);
     let (ok, stderr) = mosquitto_pub(&right, "devices/dev1/messages/events/", "genuine");
     assert!(ok, "{stderr}");
     assert_eq!(next_event(&out, "telemetry")["body"], "genuine");
@@ -96,18 +103,19 @@ fn mosquitto_pub_with_a_wrong_token_gets_connack_5_and_nothing_is_stored() {
 
 #[test]
 fn mosquitto_sub_on_the_device_bound_topic_receives_c2d_with_its_properties() {
-    let (_hub, mut stdin, out, _address, cs) = start_hub();
-    let c = credentials(&cs, None);
+    let mut hub = start_hub();
+    let c = credentials(&hub, None);
     let (_sub, _sub_stdin, sub_out) = spawn(
         Command::new(peer("mosquitto_sub"))
-            .args(["-h", &c.host, "-p", &c.port, "-V", "mqttv311", "-q", "1", "-i", "dev1"])
+            .args(["-h", &c.host, "-p", &c.port, "--cafile", &c.ca])
+        .args(["-V", "mqttv311", "-q", "1", "-i", "dev1"])
             .args(["-u", &c.username, "-P", &c.password, "-c", "-C", "1", "-F", "%t %p"])
             .args(["-t", "devices/dev1/messages/devicebound/#"]),
     );
-    next_event(&out, "connected");
+    next_event(&hub.out, "connected");
     let c2d =
         r#"{"deviceId":"dev1","body":"reboot","messageId":"c1","properties":{"color":"blue"}}"#;
-    if let Err(e) = writeln!(stdin, "{c2d}") {
+    if let Err(e) = writeln!(hub.stdin, "{c2d}") {
         panic!("hub stdin: {e}");
     }
     let line = match sub_out.recv_timeout(WAIT) {
@@ -121,5 +129,5 @@ fn mosquitto_sub_on_the_device_bound_topic_receives_c2d_with_its_properties() {
     assert!(topic.starts_with(prefix), "{topic}");
     assert!(topic.ends_with("&color=blue"), "{topic}");
     // mosquitto_sub acknowledged it with a PUBACK: the hub completed it.
-    assert_eq!(next_event(&out, "c2dCompleted")["messageId"], "c1");
+    assert_eq!(next_event(&hub.out, "c2dCompleted")["messageId"], "c1");
 }

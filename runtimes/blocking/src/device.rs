@@ -1,5 +1,6 @@
-//! A device client on a thread: one driver thread owns the [`Device`] machine and
-//! its TCP connection; the application talks to it over a channel.
+//! A device client on a thread: one driver thread owns the [`Device`] machine, its
+//! TCP connection and the transport [`Stack`] on it (TLS, WebSocket); the
+//! application talks to it over a channel.
 //!
 //! The driver follows the sans-IO contract (DESIGN.md): after every input or command
 //! it drains `poll_transmit` and `poll_event`, then waits on its one channel until
@@ -8,10 +9,15 @@
 //! anything still arriving from a connection the machine has closed is ignored.
 //! Transmits are written by the driver itself: a device has one peer, and a blocked
 //! write has nothing else to hold up.
+//!
+//! The machine hears of a connection (`handle_connected`) only once every handshake
+//! of its stack is done, so its CONNECT is the first thing it sends on an open
+//! transport; a failed handshake reaches it as `handle_close`, and its words reach
+//! the application through [`DeviceClient::transport_status`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -24,7 +30,10 @@ use hubwire_core::device::{
     TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message};
-use hubwire_core::{Connection, Transmit};
+use hubwire_core::{Connection, Timestamp, Transmit};
+use hubwire_transports::tls::{self, Trust};
+use hubwire_transports::{Stack, Transport};
+use rand_core::{OsRng, RngCore};
 
 use crate::flow::{Chunk, Flow};
 use crate::{clock, dial, reader};
@@ -49,6 +58,64 @@ pub enum TelemetryError {
     Closed,
 }
 
+/// Which transport a device uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportChoice {
+    /// Always this one.
+    Fixed(Transport),
+    /// This one, or its WebSocket fallback on 443 when its own port cannot be
+    /// reached (blocked or refused): the reason IoT Hub offers WebSockets at all.
+    /// Once the fallback works it is kept; the native port is tried again only when
+    /// the fallback fails too.
+    Auto(Transport),
+}
+
+/// How a device reaches its hub: the transport and what it trusts.
+#[derive(Clone, Debug)]
+pub struct ClientTransport {
+    /// The transport.
+    pub choice: TransportChoice,
+    /// The certificate authorities the TLS transports trust.
+    pub trust: Trust,
+}
+
+impl ClientTransport {
+    /// `transport` trusting the platform's roots only.
+    pub fn new(transport: Transport) -> Self {
+        ClientTransport {
+            choice: TransportChoice::Fixed(transport),
+            trust: Trust { platform_roots: true, ca_files: Vec::new() },
+        }
+    }
+
+    /// `transport` trusting the platform's roots and the CA in `ca_file` (PEM): a
+    /// local hub's CA, say.
+    pub fn with_ca(transport: Transport, ca_file: impl Into<std::path::PathBuf>) -> Self {
+        let mut this = ClientTransport::new(transport);
+        this.trust.ca_files.push(ca_file.into());
+        this
+    }
+}
+
+/// What the transport under a device did last, for people: which transport and
+/// address it uses and why, and the last transport error (a refused dial, an
+/// untrusted certificate, a refused WebSocket upgrade), which the machine itself
+/// only sees as a closed transport.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStatus {
+    /// The transport of the current (or last) connection.
+    pub transport: Option<Transport>,
+    /// The address it is connected to.
+    pub peer: Option<SocketAddr>,
+    /// The TLS version negotiated, when TLS is in the stack.
+    pub tls_version: Option<&'static str>,
+    /// Why [`TransportChoice::Auto`] chose the WebSocket fallback.
+    pub fallback_reason: Option<String>,
+    /// The last transport error.
+    pub last_error: Option<String>,
+}
+
 /// A device connected to its hub by a driver thread. See the module documentation.
 ///
 /// Every method takes `&self`: one thread may send telemetry while another receives
@@ -58,6 +125,7 @@ pub struct DeviceClient {
     commands: Sender<Input>,
     inbox: Mutex<Inbox>,
     bytes_written: Arc<AtomicU64>,
+    status: Arc<Mutex<TransportStatus>>,
     driver: Option<JoinHandle<()>>,
 }
 
@@ -103,28 +171,49 @@ enum Command {
 
 impl DeviceClient {
     /// Starts a device: its driver thread dials the hub at once, and again after
-    /// every lost connection, as the machine's backoff says. The address is the
-    /// connection string's (see [`dial::target`]). Returns without waiting for the
-    /// connection: [`DeviceEvent::Connected`] reports it.
+    /// every lost connection, as the machine's backoff says, resolving the host name
+    /// anew each time. The address is the connection string's (see
+    /// [`dial::target`]). Returns without waiting for the connection:
+    /// [`DeviceEvent::Connected`] reports it.
     ///
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
-    /// is not base64, a zero limit); the OS's error when the thread cannot start.
-    pub fn connect(config: DeviceConfig) -> io::Result<DeviceClient> {
+    /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
+    /// CA file); the OS's error when the thread cannot start.
+    pub fn connect(config: DeviceConfig, transport: ClientTransport) -> io::Result<DeviceClient> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+        };
         let device_id = config.connection_string.device_id.clone();
-        let target = dial::target(&config.connection_string);
-        let device = Device::new(clock::now(), config)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let (host, port) = dial::host(&config.connection_string);
+        let (first, fallback) = match transport.choice {
+            TransportChoice::Fixed(t) => (t, None),
+            TransportChoice::Auto(t) => (t, t.websocket_fallback()),
+        };
+        let tls = if first.tls() || fallback.is_some() {
+            Some(tls::client_config(&transport.trust).map_err(|e| invalid(&e))?)
+        } else {
+            None
+        };
+        let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
         let (commands, inputs) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();
         let bytes_written = Arc::new(AtomicU64::new(0));
+        let status = Arc::new(Mutex::new(TransportStatus::default()));
         let driver = Driver {
             name: format!("hubwire-device-{device_id}"),
             device,
-            target,
+            host,
+            port,
+            current: first,
+            native: first,
+            fallback,
+            tls,
+            status: Arc::clone(&status),
             inputs,
             readers: commands.clone(),
             events: events_tx,
             socket: None,
+            open: false,
             generation: 0,
             waiting: BTreeMap::new(),
             bytes_written: Arc::clone(&bytes_written),
@@ -135,6 +224,7 @@ impl DeviceClient {
             commands,
             inbox: Mutex::new(Inbox { events, passed_over: VecDeque::new() }),
             bytes_written,
+            status,
             driver: Some(driver),
         })
     }
@@ -264,6 +354,11 @@ impl DeviceClient {
         self.bytes_written.load(Ordering::Relaxed)
     }
 
+    /// What the transport did last: see [`TransportStatus`].
+    pub fn transport_status(&self) -> TransportStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Hands a command to the driver; `None` when the driver has stopped.
     fn command(&self, command: Command) -> Option<()> {
         self.commands.send(Input::Command(Box::new(command))).ok()
@@ -283,14 +378,24 @@ impl Drop for DeviceClient {
 struct Driver {
     name: String,
     device: Device,
-    /// Where to dial.
-    target: (String, u16),
+    /// Where to dial: the host, and the port the connection string names if any.
+    host: String,
+    port: Option<u16>,
+    /// The transport dialled first on the next connect.
+    current: Transport,
+    /// The transport asked for, and its fallback under [`TransportChoice::Auto`].
+    native: Transport,
+    fallback: Option<Transport>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    status: Arc<Mutex<TransportStatus>>,
     inputs: Receiver<Input>,
     /// A sender for the reader threads.
     readers: Sender<Input>,
     events: Sender<DeviceEvent>,
-    /// The open connection, if any.
-    socket: Option<TcpStream>,
+    /// The open connection and its layers, if any.
+    socket: Option<(TcpStream, Stack)>,
+    /// The machine was told the connection is open (every handshake done).
+    open: bool,
     /// Counts connections (and closes): input tagged with an older generation comes
     /// from a connection the machine has forgotten.
     generation: u64,
@@ -310,12 +415,11 @@ impl Driver {
             let now = clock::now();
             match input {
                 Ok(Input::Bytes { generation, bytes }) if generation == self.generation => {
-                    // A protocol violation is already answered (closed) by the
-                    // machine and reported as a `Disconnected` event.
-                    let _ = self.device.handle_input(now, &bytes);
+                    self.received(now, &bytes);
                 }
                 Ok(Input::Closed { generation }) if generation == self.generation => {
                     self.socket = None;
+                    self.open = false;
                     self.device.handle_close(now);
                 }
                 Ok(Input::Bytes { .. } | Input::Closed { .. }) => {}
@@ -378,67 +482,190 @@ impl Driver {
         }
     }
 
+    /// Bytes from the connection: through the stack, then to the machine once every
+    /// handshake is done.
+    fn received(&mut self, now: Timestamp, bytes: &[u8]) {
+        let Some((_, stack)) = self.socket.as_mut() else {
+            return;
+        };
+        let result = stack.handle_input(bytes);
+        let plain = stack.take_plain();
+        let newly_open = !self.open && stack.is_open();
+        let tls_version = stack.tls_version();
+        self.flush();
+        if let Err(e) = result {
+            self.transport_failed(now, e.to_string());
+            return;
+        }
+        if newly_open {
+            self.open = true;
+            self.update_status(|s| s.tls_version = tls_version);
+            self.device.handle_connected(now);
+        }
+        if self.open && !plain.is_empty() {
+            // A protocol violation is already answered (closed) by the machine and
+            // reported as a `Disconnected` event.
+            let _ = self.device.handle_input(now, &plain);
+        }
+        if self.socket.as_ref().is_some_and(|(_, stack)| stack.is_closed()) {
+            self.transport_failed(now, String::from("the hub closed the connection"));
+        }
+    }
+
+    /// The stack gave up: its last words are written; the machine hears of a close.
+    fn transport_failed(&mut self, now: Timestamp, error: String) {
+        self.update_status(|s| s.last_error = Some(error));
+        self.shut_socket();
+        self.open = false;
+        self.device.handle_close(now);
+    }
+
     fn transmit(&mut self, transmit: Transmit) {
         match transmit {
             Transmit::Connect => {
                 self.shut_socket();
-                match self.open() {
-                    Ok(stream) => {
-                        self.socket = Some(stream);
-                        self.device.handle_connected(clock::now());
+                self.open = false;
+                match self.open_connection() {
+                    Ok(()) => {
+                        let now = clock::now();
+                        if self.socket.as_ref().is_some_and(|(_, stack)| stack.is_open()) {
+                            self.open = true;
+                            self.device.handle_connected(now);
+                        }
                     }
-                    Err(_) => self.device.handle_close(clock::now()),
+                    Err(e) => {
+                        self.update_status(|s| s.last_error = Some(e));
+                        self.device.handle_close(clock::now());
+                    }
                 }
             }
             Transmit::Send(bytes) => {
-                let Some(socket) = self.socket.as_mut() else {
+                let Some((_, stack)) = self.socket.as_mut() else {
                     return;
                 };
-                match socket.write_all(&bytes) {
-                    Ok(()) => {
-                        self.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        // The reader sees the shutdown and reports the close, which
-                        // reaches the machine as `handle_close` in order with any
-                        // bytes read before it.
-                        let _ = socket.shutdown(Shutdown::Both);
-                        self.socket = None;
-                    }
+                if let Err(e) = stack.send(&bytes) {
+                    self.update_status(|s| s.last_error = Some(e.to_string()));
                 }
+                self.flush();
             }
-            Transmit::Close => self.shut_socket(),
+            Transmit::Close => {
+                if let Some((_, stack)) = self.socket.as_mut() {
+                    stack.close();
+                }
+                self.flush();
+                self.shut_socket();
+            }
         }
     }
 
-    /// Dials the hub and starts the connection's reader.
-    fn open(&mut self) -> io::Result<TcpStream> {
-        let stream = dial::dial(&self.target.0, self.target.1)?;
+    /// Writes what the stack has for the socket. A failed write shuts the socket;
+    /// the reader sees that and reports the close, which reaches the machine as
+    /// `handle_close` in order with any bytes read before it.
+    fn flush(&mut self) {
+        let Some((socket, stack)) = self.socket.as_mut() else {
+            return;
+        };
+        while let Some(bytes) = stack.poll_output() {
+            match socket.write_all(&bytes) {
+                Ok(()) => {
+                    self.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    let _ = socket.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dials the hub over the current transport (and, under
+    /// [`TransportChoice::Auto`], its fallback when that cannot be reached), starts
+    /// the connection's reader and sends the stack's first bytes.
+    ///
+    /// Errors: what went wrong, in words.
+    fn open_connection(&mut self) -> Result<(), String> {
+        let first = self.current;
+        let (stream, transport) = match self.dial(first) {
+            Ok(stream) => (stream, first),
+            Err(first_error) => {
+                let other = if first == self.native { self.fallback } else { Some(self.native) };
+                let Some(other) = other else {
+                    return Err(first_error);
+                };
+                match self.dial(other) {
+                    Ok(stream) => {
+                        self.current = other;
+                        let reason = (other != self.native).then(|| first_error.clone());
+                        self.update_status(|s| s.fallback_reason = reason);
+                        (stream, other)
+                    }
+                    Err(other_error) => return Err(format!("{first_error}; {other_error}")),
+                }
+            }
+        };
+        let port = self.port_for(transport);
+        let mut ws_key = [0u8; 16];
+        OsRng.fill_bytes(&mut ws_key);
+        let stack = Stack::client(transport, &self.host, port, self.tls.clone(), ws_key)
+            .map_err(|e| e.to_string())?;
+        let peer = stream.peer_addr().ok();
+        self.update_status(|s| {
+            s.transport = Some(transport);
+            s.peer = peer;
+            s.tls_version = None;
+        });
+        self.start_reader(&stream).map_err(|e| format!("cannot start a reader thread: {e}"))?;
+        self.socket = Some((stream, stack));
+        self.flush();
+        Ok(())
+    }
+
+    /// The port to dial for `transport`: the connection string's is for the
+    /// transport asked for; the fallback goes to its own port.
+    fn port_for(&self, transport: Transport) -> u16 {
+        match self.port {
+            Some(port) if transport == self.native => port,
+            _ => transport.default_port(),
+        }
+    }
+
+    /// Opens a TCP connection for `transport`.
+    ///
+    /// Errors: the dial's error, with the transport and address.
+    fn dial(&self, transport: Transport) -> Result<TcpStream, String> {
+        let port = self.port_for(transport);
+        dial::dial(&self.host, port).map_err(|e| format!("{transport} to {}:{port}: {e}", self.host))
+    }
+
+    /// Starts the reader of a new connection.
+    fn start_reader(&self, stream: &TcpStream) -> io::Result<()> {
         let generation = self.generation;
-        let read = stream.try_clone()?;
         // The reader ends when the socket is shut down; the flow only paces it.
         let spawned = reader::spawn(
             format!("{}-read", self.name),
-            read,
+            stream.try_clone()?,
             Arc::new(Flow::default()),
             self.readers.clone(),
             move |bytes| Input::Bytes { generation, bytes },
             Input::Closed { generation },
         );
-        if let Err(e) = spawned {
+        if spawned.is_err() {
             let _ = stream.shutdown(Shutdown::Both);
-            return Err(e);
         }
-        Ok(stream)
+        spawned
     }
 
     /// Shuts the current connection down (its bytes already written leave first)
     /// and starts a new generation, so its reader's last messages are ignored.
     fn shut_socket(&mut self) {
-        if let Some(socket) = self.socket.take() {
+        if let Some((socket, _)) = self.socket.take() {
             let _ = socket.shutdown(Shutdown::Both);
         }
         self.generation += 1;
+    }
+
+    fn update_status(&self, change: impl FnOnce(&mut TransportStatus)) {
+        change(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     fn event(&mut self, event: DeviceEvent) {

@@ -5,41 +5,47 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use hubwire_core::iothub::ConnectionString;
-
-/// The port dialled when the connection string names none: 1883, plain MQTT over
-/// TCP, the development port (TLS on 8883 comes with the TLS transport).
-pub const DEFAULT_PORT: u16 = 1883;
+use hubwire_transports::Transport;
 
 /// How long one TCP connect attempt may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The host and port a device dials: `GatewayHostName` when present, else
-/// `HostName` (spec file §2.2), with its `:port` or [`DEFAULT_PORT`]. An IPv6
-/// literal is written in brackets, `[::1]:1883`, and returned without them.
-pub fn target(cs: &ConnectionString) -> (String, u16) {
+/// The host a device dials and the port its connection string names, if any:
+/// `GatewayHostName` when present, else `HostName` (spec file §2.2). An IPv6
+/// literal is written in brackets, `[::1]:8883`, and returned without them.
+pub fn host(cs: &ConnectionString) -> (String, Option<u16>) {
     let host = cs.gateway_host_name.as_deref().unwrap_or(&cs.host_name);
     split_port(host)
 }
 
-fn split_port(host: &str) -> (String, u16) {
+/// The host and port a device dials over `transport`: the connection string's
+/// port when it names one, as the Node SDK honours it (spec `peers.md`), else the
+/// transport's own port (8883, 443, 1883).
+pub fn target(cs: &ConnectionString, transport: Transport) -> (String, u16) {
+    let (host, port) = host(cs);
+    (host, port.unwrap_or(transport.default_port()))
+}
+
+fn split_port(host: &str) -> (String, Option<u16>) {
     if let Some(rest) = host.strip_prefix('[') {
         if let Some((address, after)) = rest.split_once(']') {
             let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (address.to_owned(), port.unwrap_or(DEFAULT_PORT));
+            return (address.to_owned(), port);
         }
     }
     match host.rsplit_once(':') {
         // A name or IPv4 address has no other colon.
         Some((name, port)) if !name.contains(':') => match port.parse() {
-            Ok(port) => (name.to_owned(), port),
-            Err(_) => (host.to_owned(), DEFAULT_PORT),
+            Ok(port) => (name.to_owned(), Some(port)),
+            Err(_) => (host.to_owned(), None),
         },
-        _ => (host.to_owned(), DEFAULT_PORT),
+        _ => (host.to_owned(), None),
     }
 }
 
-/// Opens a TCP connection to `host:port`, trying each resolved address for at most
-/// [`CONNECT_TIMEOUT`]; Nagle's algorithm is turned off, since every write is a
+/// Opens a TCP connection to `host:port`, resolving the name anew on every call
+/// (a hub's address changes when it moves between scale units), trying each
+/// address for at most [`CONNECT_TIMEOUT`]; Nagle's algorithm is turned off, since every write is a
 /// whole batch of packets the peer should see at once.
 ///
 /// Errors: the resolver's error, or the last address's connect error.
@@ -69,32 +75,29 @@ mod tests {
     }
 
     #[test]
-    fn host_name_port_is_honoured_and_defaults_to_1883() {
-        let t = |s| target(&cs(s));
-        assert_eq!(
-            t("HostName=127.0.0.1:4000;DeviceId=d;SharedAccessKey=k"),
-            ("127.0.0.1".to_owned(), 4000)
-        );
-        assert_eq!(
-            t("HostName=hub.local;DeviceId=d;SharedAccessKey=k"),
-            ("hub.local".to_owned(), DEFAULT_PORT)
-        );
-        assert_eq!(t("HostName=[::1]:4001;DeviceId=d;SharedAccessKey=k"), ("::1".to_owned(), 4001));
-        assert_eq!(
-            t("HostName=[::1];DeviceId=d;SharedAccessKey=k"),
-            ("::1".to_owned(), DEFAULT_PORT)
-        );
+    fn host_name_port_is_honoured_else_the_transport_port() {
+        let t = |s, transport| target(&cs(s), transport);
+        let with_port = "HostName=127.0.0.1:4000;DeviceId=d;SharedAccessKey=k";
+        assert_eq!(t(with_port, Transport::MqttWs), ("127.0.0.1".to_owned(), 4000));
+        let plain = "HostName=hub.local;DeviceId=d;SharedAccessKey=k";
+        assert_eq!(t(plain, Transport::Mqtt), ("hub.local".to_owned(), 8883));
+        assert_eq!(t(plain, Transport::MqttWs), ("hub.local".to_owned(), 443));
+        assert_eq!(t(plain, Transport::MqttTcp), ("hub.local".to_owned(), 1883));
+        let v6 = "HostName=[::1]:4001;DeviceId=d;SharedAccessKey=k";
+        assert_eq!(t(v6, Transport::Mqtt), ("::1".to_owned(), 4001));
+        let v6 = "HostName=[::1];DeviceId=d;SharedAccessKey=k";
+        assert_eq!(t(v6, Transport::Mqtt), ("::1".to_owned(), 8883));
     }
 
     #[test]
     fn gateway_host_name_is_dialled_instead_of_host_name() {
         let c = cs("HostName=hub.example:1;DeviceId=d;SharedAccessKey=k;GatewayHostName=gw:2");
-        assert_eq!(target(&c), ("gw".to_owned(), 2));
+        assert_eq!(target(&c, Transport::Mqtt), ("gw".to_owned(), 2));
     }
 
     #[test]
     fn a_port_that_is_not_a_number_is_part_of_the_name() {
-        assert_eq!(split_port("host:x"), ("host:x".to_owned(), DEFAULT_PORT));
-        assert_eq!(split_port("::1"), ("::1".to_owned(), DEFAULT_PORT));
+        assert_eq!(split_port("host:x"), ("host:x".to_owned(), None));
+        assert_eq!(split_port("::1"), ("::1".to_owned(), None));
     }
 }

@@ -1,6 +1,11 @@
-//! A local IoT Hub on threads: one driver thread owns the [`Hub`] engine and the
-//! in-memory D2C store; an accept thread, and a reader and a writer thread per
-//! connection, move bytes between the sockets and the driver's channel.
+//! A local IoT Hub on threads: one driver thread owns the [`Hub`] engine, the
+//! in-memory D2C store and every connection's transport [`Stack`] (TLS, WebSocket);
+//! an accept thread per listener, and a reader and a writer thread per connection,
+//! move bytes between the sockets and the driver's channel.
+//!
+//! On port 443 the protocol is known only after the first request head; until then
+//! the connection is the runtime's alone, and the engine hears of it (`accept`) when
+//! its stack has routed it.
 //!
 //! The driver follows the sans-IO contract (DESIGN.md): after every input or command
 //! it drains `poll_transmit` and `poll_event`, then waits on its one channel until
@@ -8,7 +13,7 @@
 //! on [`HubEvent::StoreTelemetry`] the driver appends the record to its [`D2cLog`]
 //! and only then calls [`Hub::telemetry_stored`], which acknowledges the device.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -24,6 +29,8 @@ use hubwire_core::hub::{
 };
 use hubwire_core::iothub::Message;
 use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
+
+use hubwire_transports::{Listener, Stack};
 
 use crate::flow::{Chunk, Flow};
 use crate::{clock, reader, writer};
@@ -44,26 +51,83 @@ pub enum HubServerEvent {
     Hub(HubEvent),
 }
 
+/// One listener a hub serves: what it speaks and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// What it serves.
+    pub listener: Listener,
+    /// Where to bind it; port 0 picks a free port.
+    pub address: SocketAddr,
+}
+
+/// A listener that could not be bound. The hub serves on the others.
+#[derive(Debug)]
+pub struct BindError {
+    /// The listener asked for.
+    pub listen: Listen,
+    /// The OS's error.
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Listen { listener, address } = self.listen;
+        write!(f, "cannot listen on {address} ({}): {}", listener_name(listener), self.error)?;
+        if self.error.kind() == io::ErrorKind::PermissionDenied && address.port() < 1024 {
+            write!(
+                f,
+                "; ports below 1024 need root or CAP_NET_BIND_SERVICE \
+                 (sudo setcap cap_net_bind_service=+ep $(which hubwire)), or choose a port \
+                 of 1024 or more"
+            )?;
+        } else if self.error.kind() == io::ErrorKind::AddrInUse {
+            write!(f, "; another program (or another hub) holds it: choose another port or address")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a listener serves, in words.
+pub fn listener_name(listener: Listener) -> &'static str {
+    match listener {
+        Listener::Tls(_) => "MQTT over TLS",
+        Listener::Tcp(_) => "MQTT over plain TCP",
+        Listener::Web => "MQTT over WebSocket, HTTPS",
+        _ => "other",
+    }
+}
+
+/// The protocols port 443 routes to.
+const SERVES: &[Protocol] = &[Protocol::Mqtt];
+
+/// How long a connection on port 443 has to finish its TLS handshake and send its
+/// first request head; until then no protocol session exists to time it out.
+const ROUTE_TIMEOUT: hubwire_core::time::Duration = hubwire_core::time::Duration::from_secs(30);
+
 /// A running hub. See the module documentation.
 ///
 /// Every method takes `&self`, so one thread may send C2D messages while another
 /// reads events. Dropping the server shuts it down.
 #[derive(Debug)]
 pub struct HubServer {
-    local_addr: SocketAddr,
+    listeners: Vec<Listen>,
+    bind_errors: Vec<BindError>,
     inputs: Sender<Input>,
     events: Mutex<Receiver<HubServerEvent>>,
     stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptors: Vec<JoinHandle<()>>,
     driver: Option<JoinHandle<()>>,
 }
+
+/// A connection of the runtime's, before and after the engine knows it.
+type PeerId = u64;
 
 /// What the driver waits for.
 #[derive(Debug)]
 enum Input {
-    Accepted(TcpStream),
-    Bytes(ConnectionId, Chunk),
-    Closed(ConnectionId),
+    Accepted(TcpStream, Listener),
+    Bytes(PeerId, Chunk),
+    Closed(PeerId),
     /// Boxed: commands are rare, and bytes should not pay for their size.
     Command(Box<Command>),
 }
@@ -77,62 +141,98 @@ enum Command {
 }
 
 impl HubServer {
-    /// Registers `devices`, binds MQTT (plain TCP) on `mqtt_addr` (port 0 picks a
-    /// free port: see [`local_addr`](Self::local_addr)) and starts serving.
+    /// Registers `devices`, binds every listener it can of `listen` and starts
+    /// serving. `tls` is the server certificate's configuration, required when a
+    /// TLS listener is asked for. A listener that cannot be bound is reported by
+    /// [`bind_errors`](Self::bind_errors), and the hub serves on the others.
     ///
     /// Errors: `InvalidInput` when a device record is refused by the registry (its
-    /// [`RegistryError`] inside); the OS's error when the address cannot be bound
-    /// or a thread cannot start.
+    /// [`RegistryError`] inside) or a TLS listener has no `tls`; the OS's error when
+    /// no listener can be bound or a thread cannot start.
     pub fn start(
         config: HubConfig,
         devices: impl IntoIterator<Item = DeviceRecord>,
-        mqtt_addr: SocketAddr,
+        listen: &[Listen],
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<HubServer> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        if tls.is_none() && listen.iter().any(|l| !matches!(l.listener, Listener::Tcp(_))) {
+            return Err(invalid(String::from("a TLS listener needs a server certificate")));
+        }
         // Lock tokens need no secrecy over MQTT (they are packet ids there); the
         // seed only keeps two runs from repeating each other.
         let seed = RandomState::new().hash_one(clock::now());
         let mut hub = Hub::new(config, seed);
         for record in devices {
-            hub.registry_mut()
-                .add(record)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            hub.registry_mut().add(record).map_err(|e| invalid(e.to_string()))?;
         }
-        let listener = TcpListener::bind(mqtt_addr)?;
-        let local_addr = listener.local_addr()?;
+        let mut bound = Vec::new();
+        let mut bind_errors = Vec::new();
+        for &want in listen {
+            match TcpListener::bind(want.address).and_then(|l| Ok((l.local_addr()?, l))) {
+                Ok((address, socket)) => bound.push((Listen { address, ..want }, socket)),
+                Err(error) => bind_errors.push(BindError { listen: want, error }),
+            }
+        }
+        if bound.is_empty() {
+            let words: Vec<String> = bind_errors.iter().map(BindError::to_string).collect();
+            let kind = bind_errors.first().map_or(io::ErrorKind::InvalidInput, |e| e.error.kind());
+            return Err(io::Error::new(kind, format!("no listener: {}", words.join("; "))));
+        }
         let (inputs_tx, inputs) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();
         let driver = Driver {
             hub,
             store: D2cLog::new(),
+            tls,
             inputs,
             readers: inputs_tx.clone(),
             events: events_tx,
-            connections: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            by_connection: BTreeMap::new(),
+            unrouted: BTreeSet::new(),
+            next_peer: 0,
         };
         let driver =
             thread::Builder::new().name(String::from("hubwire-hub")).spawn(move || driver.run())?;
         let stopping = Arc::new(AtomicBool::new(false));
         let mut server = HubServer {
-            local_addr,
+            listeners: bound.iter().map(|(l, _)| *l).collect(),
+            bind_errors,
             inputs: inputs_tx,
             events: Mutex::new(events),
             stopping: Arc::clone(&stopping),
-            acceptor: None,
+            acceptors: Vec::new(),
             driver: Some(driver),
         };
-        let accepted = server.inputs.clone();
-        // On failure `server` drops here, stopping the driver.
-        server.acceptor = Some(
-            thread::Builder::new()
-                .name(String::from("hubwire-hub-accept"))
-                .spawn(move || accept(&listener, &accepted, &stopping))?,
-        );
+        for (listen, socket) in bound {
+            let accepted = server.inputs.clone();
+            let stopping = Arc::clone(&stopping);
+            // On failure `server` drops here, stopping the driver and the acceptors
+            // started so far.
+            server.acceptors.push(
+                thread::Builder::new()
+                    .name(format!("hubwire-hub-accept-{}", listen.address.port()))
+                    .spawn(move || accept(&socket, listen.listener, &accepted, &stopping))?,
+            );
+        }
         Ok(server)
     }
 
-    /// The address the MQTT listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// The listeners bound, with their real addresses (a port 0 asked for is
+    /// the port picked).
+    pub fn listeners(&self) -> &[Listen] {
+        &self.listeners
+    }
+
+    /// The address of the first listener of this kind, if one is bound.
+    pub fn local_addr(&self, listener: Listener) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.listener == listener).map(|l| l.address)
+    }
+
+    /// The listeners asked for that could not be bound, with how to fix each.
+    pub fn bind_errors(&self) -> &[BindError] {
+        &self.bind_errors
     }
 
     /// Queues a C2D message for `device_id` (the service side's "send"); a connected
@@ -181,9 +281,9 @@ impl HubServer {
 
     fn stop(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        if let Some(acceptor) = self.acceptor.take() {
+        for (acceptor, listen) in self.acceptors.drain(..).zip(&self.listeners) {
             // `accept` blocks; a connection of our own wakes it to see the flag.
-            let mut wake = self.local_addr;
+            let mut wake = listen.address;
             if wake.ip().is_unspecified() {
                 wake.set_ip(match wake {
                     SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -221,14 +321,14 @@ impl Drop for HubServer {
 }
 
 /// The accept thread: hands each new connection to the driver until `stopping`.
-fn accept(listener: &TcpListener, driver: &Sender<Input>, stopping: &AtomicBool) {
-    for stream in listener.incoming() {
+fn accept(socket: &TcpListener, listener: Listener, driver: &Sender<Input>, stopping: &AtomicBool) {
+    for stream in socket.incoming() {
         if stopping.load(Ordering::Acquire) {
             return;
         }
         match stream {
             Ok(stream) => {
-                if driver.send(Input::Accepted(stream)).is_err() {
+                if driver.send(Input::Accepted(stream, listener)).is_err() {
                     return;
                 }
             }
@@ -253,44 +353,43 @@ struct Peer {
     stream: TcpStream,
     writer: Sender<Transmit>,
     flow: Arc<Flow>,
+    /// Its TLS and WebSocket layers.
+    stack: Stack,
+    /// Its id in the engine, once the protocol is known.
+    connection: Option<ConnectionId>,
+    /// Until then, when it is given up.
+    route_deadline: Option<Timestamp>,
 }
 
 /// The driver thread's state.
 struct Driver {
     hub: Hub,
     store: D2cLog,
+    tls: Option<Arc<rustls::ServerConfig>>,
     inputs: Receiver<Input>,
     /// A sender for the reader threads.
     readers: Sender<Input>,
     events: Sender<HubServerEvent>,
-    connections: BTreeMap<ConnectionId, Peer>,
+    peers: BTreeMap<PeerId, Peer>,
+    by_connection: BTreeMap<ConnectionId, PeerId>,
+    /// Connections whose protocol is not known yet, by deadline.
+    unrouted: BTreeSet<(Timestamp, PeerId)>,
+    next_peer: PeerId,
 }
 
 impl Driver {
     fn run(mut self) {
         loop {
             self.drain();
-            let input = match self.hub.poll_timeout() {
+            let input = match self.next_deadline() {
                 Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
                 None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let now = clock::now();
             match input {
-                Ok(Input::Accepted(stream)) => self.accept(now, stream),
-                Ok(Input::Bytes(id, bytes)) => {
-                    if self.connections.contains_key(&id) {
-                        // A protocol violation is already answered (closed) by the
-                        // engine and reported as an event.
-                        let _ = self.hub.handle_input(now, id, &bytes);
-                    }
-                }
-                Ok(Input::Closed(id)) => {
-                    if let Some(peer) = self.connections.remove(&id) {
-                        let _ = peer.stream.shutdown(Shutdown::Both);
-                        peer.flow.close();
-                        self.hub.handle_close(now, id);
-                    }
-                }
+                Ok(Input::Accepted(stream, listener)) => self.accept(now, stream, listener),
+                Ok(Input::Bytes(peer, bytes)) => self.received(now, peer, &bytes),
+                Ok(Input::Closed(peer)) => self.closed(now, peer),
                 Ok(Input::Command(command)) => {
                     if self.command(now, *command).is_break() {
                         break;
@@ -305,10 +404,25 @@ impl Driver {
             if self.hub.poll_timeout().is_some_and(|t| t <= now) {
                 self.hub.handle_timeout(now);
             }
+            while let Some(&(deadline, peer)) = self.unrouted.first() {
+                if deadline > now {
+                    break;
+                }
+                self.unrouted.pop_first();
+                self.drop_peer(now, peer);
+            }
         }
-        for peer in self.connections.values() {
+        for peer in self.peers.values() {
             let _ = peer.stream.shutdown(Shutdown::Both);
             peer.flow.close();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Timestamp> {
+        let route = self.unrouted.first().map(|&(deadline, _)| deadline);
+        match (self.hub.poll_timeout(), route) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -329,37 +443,113 @@ impl Driver {
         ControlFlow::Continue(())
     }
 
-    /// Registers a new connection with the engine and starts its reader and writer.
-    fn accept(&mut self, now: Timestamp, stream: TcpStream) {
-        let id = self.hub.accept(now, Protocol::Mqtt);
+    /// Starts a new connection's reader and writer and its stack; the engine hears
+    /// of it once its protocol is known (at once, but on port 443).
+    fn accept(&mut self, now: Timestamp, stream: TcpStream, listener: Listener) {
+        let Ok(stack) = Stack::server(listener, self.tls.clone(), SERVES) else {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        };
+        let id = self.next_peer;
+        self.next_peer += 1;
         let flow = Arc::new(Flow::default());
-        match self.start_peer(id, &stream, &flow) {
-            Ok(writer) => {
-                self.connections.insert(id, Peer { stream, writer, flow });
-            }
+        let writer = match self.start_peer(id, &stream, &flow) {
+            Ok(writer) => writer,
             Err(_) => {
                 let _ = stream.shutdown(Shutdown::Both);
-                self.hub.handle_close(now, id);
+                return;
+            }
+        };
+        let mut peer =
+            Peer { stream, writer, flow, stack, connection: None, route_deadline: None };
+        match peer.stack.route() {
+            Some(protocol) => {
+                let connection = self.hub.accept(now, protocol);
+                peer.connection = Some(connection);
+                self.by_connection.insert(connection, id);
+            }
+            None => {
+                let deadline = now + ROUTE_TIMEOUT;
+                peer.route_deadline = Some(deadline);
+                self.unrouted.insert((deadline, id));
             }
         }
+        self.peers.insert(id, peer);
     }
 
     fn start_peer(
         &self,
-        id: ConnectionId,
+        id: PeerId,
         stream: &TcpStream,
         flow: &Arc<Flow>,
     ) -> io::Result<Sender<Transmit>> {
         stream.set_nodelay(true)?;
         reader::spawn(
-            format!("hubwire-hub-{}-read", id.0),
+            format!("hubwire-hub-{id}-read"),
             stream.try_clone()?,
             Arc::clone(flow),
             self.readers.clone(),
             move |chunk| Input::Bytes(id, chunk),
             Input::Closed(id),
         )?;
-        writer::spawn(format!("hubwire-hub-{}-write", id.0), stream.try_clone()?, Arc::clone(flow))
+        writer::spawn(format!("hubwire-hub-{id}-write"), stream.try_clone()?, Arc::clone(flow))
+    }
+
+    /// Bytes from a connection: through its stack, then to the engine.
+    fn received(&mut self, now: Timestamp, id: PeerId, bytes: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        // A layer's failure is answered on the wire by the stack (an alert, a close
+        // frame, an HTTP error) and ends the connection below.
+        let _ = peer.stack.handle_input(bytes);
+        if peer.connection.is_none() {
+            if let Some(protocol) = peer.stack.route() {
+                let connection = self.hub.accept(now, protocol);
+                peer.connection = Some(connection);
+                if let Some(deadline) = peer.route_deadline.take() {
+                    self.unrouted.remove(&(deadline, id));
+                }
+                self.by_connection.insert(connection, id);
+            }
+        }
+        let plain = peer.stack.take_plain();
+        let connection = peer.connection;
+        flush(peer);
+        if let Some(connection) = connection {
+            if !plain.is_empty() {
+                // A protocol violation is already answered (closed) by the engine
+                // and reported as an event.
+                let _ = self.hub.handle_input(now, connection, &plain);
+            }
+        }
+        if self.peers.get(&id).is_some_and(|p| p.stack.is_closed()) {
+            self.drop_peer(now, id);
+        }
+    }
+
+    /// The peer closed the connection or it broke.
+    fn closed(&mut self, now: Timestamp, id: PeerId) {
+        if let Some(peer) = self.peers.get(&id) {
+            let _ = peer.stream.shutdown(Shutdown::Both);
+            peer.flow.close();
+        }
+        self.drop_peer(now, id);
+    }
+
+    /// Ends a connection after the bytes queued for it, and tells the engine.
+    fn drop_peer(&mut self, now: Timestamp, id: PeerId) {
+        let Some(peer) = self.peers.remove(&id) else {
+            return;
+        };
+        let _ = peer.writer.send(Transmit::Close);
+        if let Some(deadline) = peer.route_deadline {
+            self.unrouted.remove(&(deadline, id));
+        }
+        if let Some(connection) = peer.connection {
+            self.by_connection.remove(&connection);
+            self.hub.handle_close(now, connection);
+        }
     }
 
     /// Drains transmits and events until the engine has nothing more to say.
@@ -375,20 +565,28 @@ impl Driver {
         }
     }
 
-    fn transmit(&mut self, id: ConnectionId, transmit: Transmit) {
+    fn transmit(&mut self, connection: ConnectionId, transmit: Transmit) {
+        let Some(&id) = self.by_connection.get(&connection) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
         match transmit {
-            Transmit::Send(ref bytes) => {
-                if let Some(peer) = self.connections.get(&id) {
-                    peer.flow.queued(bytes.len());
-                    let _ = peer.writer.send(transmit);
-                }
+            Transmit::Send(bytes) => {
+                // A failure closes the stack; the reader's close then ends it.
+                let _ = peer.stack.send(&bytes);
+                flush(peer);
             }
             // The engine has forgotten the connection; its writer closes the socket
             // after the bytes queued before, and its reader's close is ignored.
             Transmit::Close => {
-                if let Some(peer) = self.connections.remove(&id) {
+                peer.stack.close();
+                flush(peer);
+                if let Some(peer) = self.peers.remove(&id) {
                     let _ = peer.writer.send(Transmit::Close);
                 }
+                self.by_connection.remove(&connection);
             }
             Transmit::Connect => {}
         }
@@ -405,5 +603,13 @@ impl Driver {
                 let _ = self.events.send(HubServerEvent::Hub(other));
             }
         }
+    }
+}
+
+/// Hands what a connection's stack has for the socket to its writer.
+fn flush(peer: &mut Peer) {
+    while let Some(bytes) = peer.stack.poll_output() {
+        peer.flow.queued(bytes.len());
+        let _ = peer.writer.send(Transmit::Send(bytes));
     }
 }

@@ -2,8 +2,9 @@
 //! `std::net` sockets with threads.
 //!
 //! - [`DeviceClient`]: a device connected to its hub, one driver thread per device.
-//! - [`HubServer`]: a local IoT Hub serving MQTT over plain TCP, one driver thread
-//!   for the engine and threads per connection for the sockets.
+//! - [`HubServer`]: a local IoT Hub serving MQTT over TLS, WebSocket and plain TCP
+//!   listeners, one driver thread for the engine and threads per connection for the
+//!   sockets.
 //! - [`clock`]: the one place time is read.
 //!
 //! Both drivers are written against the sans-IO contract
@@ -17,5 +18,6 @@ mod hub;
 mod reader;
 mod writer;
 
-pub use device::{DeviceClient, TelemetryError};
-pub use hub::{HubServer, HubServerEvent};
+pub use device::{ClientTransport, DeviceClient, TelemetryError, TransportChoice, TransportStatus};
+pub use hub::{BindError, HubServer, HubServerEvent, Listen, listener_name};
+pub use hubwire_transports::{Listener, Transport};

@@ -1,16 +1,16 @@
-//! A device and a hub over real loopback sockets on ephemeral ports.
+//! A device and a hub over real loopback sockets on ephemeral ports, over every
+//! transport: MQTT over TLS, over WebSocket over TLS, and over plain TCP.
 //!
 //! Every wait has a deadline, so a failing test fails instead of hanging.
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{KEY, record};
-use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent, TelemetryError};
+use common::{KEY, TestHub};
+use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent, TelemetryError, Transport};
 use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason, TelemetryId};
-use hubwire_core::hub::{HubConfig, HubEvent, Outcome};
+use hubwire_core::hub::{HubEvent, Outcome};
 use hubwire_core::iothub::{Ack, ConnectionString, ErrorCode, Message, Properties};
 use hubwire_core::mqtt::ConnectReturnCode;
 use hubwire_core::retry::Backoff;
@@ -19,21 +19,9 @@ use hubwire_core::retry::Backoff;
 const WRONG_KEY: &str = "HwAeHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 const WAIT: Duration = Duration::from_secs(5);
 
-fn start_hub(addr: SocketAddr, devices: &[&str]) -> HubServer {
-    let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
-    match HubServer::start(config, devices.iter().map(|d| record(d)), addr) {
-        Ok(hub) => hub,
-        Err(e) => panic!("hub did not start on {addr}: {e}"),
-    }
-}
-
-fn ephemeral() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn connect(hub: SocketAddr, device_id: &str, key: &str) -> DeviceClient {
-    let cs =
-        format!("HostName=127.0.0.1:{};DeviceId={device_id};SharedAccessKey={key}", hub.port());
+fn connect(hub: &TestHub, transport: Transport, device_id: &str, key: &str) -> DeviceClient {
+    let port = hub.addr(transport).port();
+    let cs = format!("HostName=127.0.0.1:{port};DeviceId={device_id};SharedAccessKey={key}");
     let Ok(cs) = ConnectionString::parse(&cs) else {
         panic!("bad connection string {cs}");
     };
@@ -41,7 +29,7 @@ fn connect(hub: SocketAddr, device_id: &str, key: &str) -> DeviceClient {
     // Fast retries keep the restart test short.
     config.backoff =
         Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(100) };
-    match DeviceClient::connect(config) {
+    match DeviceClient::connect(config, hub.client(transport)) {
         Ok(device) => device,
         Err(e) => panic!("device did not start: {e}"),
     }
@@ -84,11 +72,18 @@ fn telemetry(i: usize) -> Message {
 
 #[test]
 fn ten_acknowledged_messages_are_stored_in_order_with_their_properties() {
-    let hub = start_hub(ephemeral(), &["dev1"]);
-    let device = connect(hub.local_addr(), "dev1", KEY);
+    for &transport in Transport::ALL {
+        ten_messages_over(transport);
+    }
+}
+
+fn ten_messages_over(transport: Transport) {
+    let test_hub = TestHub::start(&["dev1"]);
+    let hub = test_hub.server();
+    let device = connect(&test_hub, transport, "dev1", KEY);
     for i in 0..10 {
         if let Err(e) = device.send_telemetry_timeout(telemetry(i), WAIT) {
-            panic!("message {i}: {e}");
+            panic!("{transport}: message {i}: {e}");
         }
     }
     let stored = hub.stored();
@@ -107,8 +102,15 @@ fn ten_acknowledged_messages_are_stored_in_order_with_their_properties() {
 
 #[test]
 fn c2d_message_with_properties_reaches_the_device_and_complete_settles_it() {
-    let hub = start_hub(ephemeral(), &["dev1"]);
-    let device = connect(hub.local_addr(), "dev1", KEY);
+    for &transport in Transport::ALL {
+        c2d_over(transport);
+    }
+}
+
+fn c2d_over(transport: Transport) {
+    let test_hub = TestHub::start(&["dev1"]);
+    let hub = test_hub.server();
+    let device = connect(&test_hub, transport, "dev1", KEY);
     let mut c2d = Message::new(&b"switch on"[..]);
     c2d.message_id = Some("c1".into());
     c2d.ack = Some(Ack::Full);
@@ -144,8 +146,15 @@ fn c2d_message_with_properties_reaches_the_device_and_complete_settles_it() {
 
 #[test]
 fn a_wrong_key_is_refused_for_good() {
-    let hub = start_hub(ephemeral(), &["dev1"]);
-    let device = connect(hub.local_addr(), "dev1", WRONG_KEY);
+    for &transport in Transport::ALL {
+        wrong_key_over(transport);
+    }
+}
+
+fn wrong_key_over(transport: Transport) {
+    let test_hub = TestHub::start(&["dev1"]);
+    let hub = test_hub.server();
+    let device = connect(&test_hub, transport, "dev1", WRONG_KEY);
     let (reason, reconnect_at) = wait_device(&device, |e| match e {
         DeviceEvent::Disconnected { reason, reconnect_at } => Some((reason.clone(), *reconnect_at)),
         _ => None,
@@ -163,12 +172,17 @@ fn a_wrong_key_is_refused_for_good() {
 
 #[test]
 fn telemetry_queued_while_the_hub_is_down_is_delivered_after_it_restarts() {
-    let hub = start_hub(ephemeral(), &["dev1"]);
-    let addr = hub.local_addr();
-    let device = connect(addr, "dev1", KEY);
+    for &transport in Transport::ALL {
+        restart_over(transport);
+    }
+}
+
+fn restart_over(transport: Transport) {
+    let mut test_hub = TestHub::start(&["dev1"]);
+    let device = connect(&test_hub, transport, "dev1", KEY);
     assert_eq!(device.send_telemetry_timeout(telemetry(0), WAIT), Ok(()));
 
-    hub.shutdown();
+    let listen = test_hub.stop();
     let reconnect_at = wait_device(&device, |e| match e {
         DeviceEvent::Disconnected { reconnect_at, .. } => Some(*reconnect_at),
         _ => None,
@@ -186,7 +200,8 @@ fn telemetry_queued_while_the_hub_is_down_is_delivered_after_it_restarts() {
         }
     }
 
-    let hub = start_hub(addr, &["dev1"]);
+    test_hub.resume(&listen, &["dev1"]);
+    let hub = test_hub.server();
     let mut acknowledged = Vec::new();
     while acknowledged.len() < 4 {
         acknowledged.push(wait_device(&device, |e| match e {

@@ -347,11 +347,13 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn pem_certificates(chain: &[CertificateDer<'_>]) -> String {
+/// `chain` as PEM `CERTIFICATE` blocks, as `hub.pem` holds it.
+pub fn pem_certificates(chain: &[CertificateDer<'_>]) -> String {
     chain.iter().map(|cert| pem("CERTIFICATE", cert)).collect()
 }
 
-fn pem_key(key: &PrivateKeyDer<'_>) -> String {
+/// `key` as one PEM block, as `hub-key.pem` holds it.
+pub fn pem_key(key: &PrivateKeyDer<'_>) -> String {
     let label = match key {
         PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
         PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",

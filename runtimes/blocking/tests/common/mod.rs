@@ -2,7 +2,13 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
-use hubwire_core::hub::DeviceRecord;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hubwire_blocking::{ClientTransport, HubServer, Listen, Transport};
+use hubwire_core::hub::{DeviceRecord, HubConfig};
+use hubwire_transports::tls::{self, local_ca};
 
 /// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1).
 pub(crate) const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -15,4 +21,103 @@ pub(crate) fn record(device_id: &str) -> DeviceRecord {
         secondary_key: String::new(),
         enabled: true,
     }
+}
+
+/// A hub serving every transport on ephemeral loopback ports, with a certificate
+/// from a local CA of its own, kept in a directory removed when it drops.
+pub(crate) struct TestHub {
+    pub(crate) server: Option<HubServer>,
+    pub(crate) ca: PathBuf,
+    dir: PathBuf,
+}
+
+impl TestHub {
+    /// Starts a hub for `devices` on ephemeral ports.
+    pub(crate) fn start(devices: &[&str]) -> TestHub {
+        let ephemeral = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listen: Vec<Listen> = Transport::ALL
+            .iter()
+            .map(|t| Listen { listener: t.listener(), address: ephemeral })
+            .collect();
+        TestHub::start_on(&listen, devices)
+    }
+
+    /// Starts a hub for `devices` on `listen`.
+    pub(crate) fn start_on(listen: &[Listen], devices: &[&str]) -> TestHub {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hubwire-blocking-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (server, ca) = serve(&dir, listen, devices);
+        TestHub { server: Some(server), ca, dir }
+    }
+
+    /// Stops the hub as a crash would; [`resume`](Self::resume) starts it again.
+    pub(crate) fn stop(&mut self) -> Vec<Listen> {
+        let listen = self.server().listeners().to_vec();
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+        listen
+    }
+
+    /// Starts the hub again on `listen` with the same certificate.
+    pub(crate) fn resume(&mut self, listen: &[Listen], devices: &[&str]) {
+        let (server, _) = serve(&self.dir, listen, devices);
+        self.server = Some(server);
+    }
+    /// The running server.
+    pub(crate) fn server(&self) -> &HubServer {
+        match &self.server {
+            Some(server) => server,
+            None => panic!("the hub was shut down"),
+        }
+    }
+
+    /// Where `transport` reaches the hub.
+    pub(crate) fn addr(&self, transport: Transport) -> SocketAddr {
+        match self.server().local_addr(transport.listener()) {
+            Some(addr) => addr,
+            None => panic!("no {transport} listener"),
+        }
+    }
+
+    /// How a device reaches the hub over `transport`, trusting its CA.
+    pub(crate) fn client(&self, transport: Transport) -> ClientTransport {
+        ClientTransport::with_ca(transport, &self.ca)
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A hub for `devices` on `listen`, with the certificate of the CA kept in `dir`
+/// (made on first use); returns it and the CA's path.
+fn serve(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer, PathBuf) {
+        let names = [String::from("127.0.0.1")];
+        let certificate = match local_ca::ensure(dir, &names) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot make a certificate in {}: {e}", dir.display()),
+        };
+        let tls = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
+            .and_then(|(chain, key)| tls::server_config(chain, key));
+        let tls = match tls {
+            Ok(tls) => tls,
+            Err(e) => panic!("cannot load the certificate: {e}"),
+        };
+        let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
+        let server =
+            match HubServer::start(config, devices.iter().map(|d| record(d)), listen, Some(tls)) {
+                Ok(hub) => hub,
+                Err(e) => panic!("hub did not start on {listen:?}: {e}"),
+            };
+        (server, certificate.ca_path)
 }

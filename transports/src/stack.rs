@@ -1,0 +1,528 @@
+//! The five IoT Hub transports as stacks of layers: `socket ↔ [TLS] ↔ [WebSocket] ↔
+//! session` (DESIGN.md, "The sans-IO contract"; spec file §1).
+//!
+//! A [`Stack`] is what a runtime holds per connection between its socket and the
+//! protocol session: network bytes in, the session's plain bytes out, and the
+//! reverse. It is sans-IO like its layers: the runtime writes what
+//! [`Stack::poll_output`] gives and feeds what it reads to [`Stack::handle_input`].
+//!
+//! On the hub's port 443 the protocol is not known when the connection opens: the
+//! stack reads the first HTTP request head and routes on it ([`Stack::route`]) — a
+//! WebSocket upgrade at `/$iothub/websocket` with subprotocol `mqtt` or `AMQPWSB10`
+//! picks MQTT or AMQP, anything else is a REST request.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use hubwire_core::Protocol;
+use hubwire_core::http::{self, HeadError, RequestHead};
+
+use crate::tls::{Tls, TlsError};
+use crate::ws::{self, Rejection, Subprotocol, WebSocket, WsConfig, WsError};
+
+/// An IoT Hub transport: a protocol and the layers under it (spec file §1).
+///
+/// Later protocols add `amqp` (TLS, 5671), `amqp-ws` and `http` (443) here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// MQTT 3.1.1 over TLS, port 8883: what devices use.
+    Mqtt,
+    /// MQTT over WebSocket over TLS, port 443, path `/$iothub/websocket`,
+    /// subprotocol `mqtt`: for networks that open nothing but 443.
+    MqttWs,
+    /// MQTT over plain TCP, port 1883: local development and tests only. IoT Hub
+    /// itself does not offer it.
+    MqttTcp,
+}
+
+impl Transport {
+    /// Every transport, in the order `hubwire demo` shows them.
+    pub const ALL: &'static [Transport] = &[Transport::Mqtt, Transport::MqttWs, Transport::MqttTcp];
+
+    /// The name users write (`--transport mqtt-ws`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Transport::Mqtt => "mqtt",
+            Transport::MqttWs => "mqtt-ws",
+            Transport::MqttTcp => "mqtt-tcp",
+        }
+    }
+
+    /// The protocol the session speaks.
+    pub const fn protocol(self) -> Protocol {
+        match self {
+            Transport::Mqtt | Transport::MqttWs | Transport::MqttTcp => Protocol::Mqtt,
+        }
+    }
+
+    /// The port IoT Hub serves this transport on (spec file §1).
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Transport::Mqtt => 8883,
+            Transport::MqttWs => 443,
+            Transport::MqttTcp => 1883,
+        }
+    }
+
+    /// Whether TLS carries it.
+    pub const fn tls(self) -> bool {
+        !matches!(self, Transport::MqttTcp)
+    }
+
+    /// The WebSocket subprotocol, when WebSocket carries it.
+    pub const fn websocket(self) -> Option<Subprotocol> {
+        match self {
+            Transport::MqttWs => Some(Subprotocol::Mqtt),
+            Transport::Mqtt | Transport::MqttTcp => None,
+        }
+    }
+
+    /// The hub listener that serves it.
+    pub const fn listener(self) -> Listener {
+        match self {
+            Transport::Mqtt => Listener::Tls(Protocol::Mqtt),
+            Transport::MqttWs => Listener::Web,
+            Transport::MqttTcp => Listener::Tcp(Protocol::Mqtt),
+        }
+    }
+
+    /// The same protocol over WebSocket on 443: where a device goes when its
+    /// protocol's own port is blocked (the reason IoT Hub offers WebSockets).
+    pub const fn websocket_fallback(self) -> Option<Transport> {
+        match self {
+            Transport::Mqtt | Transport::MqttTcp => Some(Transport::MqttWs),
+            Transport::MqttWs => None,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A transport name that is not one of [`Transport::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown transport {0:?}: expected one of mqtt, mqtt-ws, mqtt-tcp")]
+pub struct UnknownTransport(pub String);
+
+impl FromStr for Transport {
+    type Err = UnknownTransport;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Transport::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownTransport(s.to_owned()))
+    }
+}
+
+/// What a hub listener serves (the server side of [`Transport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Listener {
+    /// One protocol straight over TLS (MQTT on 8883, later AMQP on 5671).
+    Tls(Protocol),
+    /// One protocol over plain TCP (development).
+    Tcp(Protocol),
+    /// IoT Hub's port 443: TLS, then WebSocket upgrades for MQTT and AMQP and
+    /// plain HTTPS requests, told apart by the first request head.
+    Web,
+}
+
+impl Listener {
+    /// The port IoT Hub serves it on.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Listener::Tls(_) => 8883,
+            Listener::Tcp(_) => 1883,
+            Listener::Web => 443,
+        }
+    }
+}
+
+/// Why a stack gave up. The stack has queued its wire answer (a TLS alert, a
+/// WebSocket close frame, an HTTP error response) in [`Stack::poll_output`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The TLS layer failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The WebSocket layer failed.
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] WsError),
+    /// A request on port 443 was not a request this hub serves.
+    #[error("HTTP: {0}")]
+    Http(#[from] HeadError),
+    /// A WebSocket upgrade was refused with this HTTP answer.
+    #[error("WebSocket upgrade refused: {0}")]
+    Refused(#[from] Rejection),
+    /// A TLS transport or listener was given no TLS configuration.
+    #[error("no TLS configuration was given for a TLS transport")]
+    NoTlsConfig,
+    /// A plain HTTPS request: this hub serves no REST endpoint yet, so it was
+    /// answered 404.
+    #[error("no REST endpoint {method} {path}")]
+    NoRestEndpoint {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+}
+
+/// The WebSocket layer's state on a connection.
+#[derive(Debug)]
+enum Web {
+    /// No WebSocket in this stack.
+    None,
+    /// Port 443 before the first request head: the bytes so far.
+    Dispatching(BytesMut),
+    /// The WebSocket carrying the session.
+    Open(Box<WebSocket>),
+    /// The connection was answered and is over.
+    Done,
+}
+
+/// One connection's layers. See the module documentation.
+#[derive(Debug)]
+pub struct Stack {
+    tls: Option<Box<Tls>>,
+    web: Web,
+    /// Decrypted bytes on their way to the WebSocket layer or the session.
+    middle: BytesMut,
+    /// Bytes for the session.
+    plain: BytesMut,
+    /// Bytes for the socket, in order.
+    output: Vec<Bytes>,
+    /// The protocol, once known.
+    route: Option<Protocol>,
+    /// Protocols the hub serves on port 443.
+    serves: &'static [Protocol],
+    ws_config: WsConfig,
+    closed: bool,
+}
+
+/// The limits on the first request head on port 443: IoT Hub's SDKs send heads of
+/// a few hundred bytes.
+const HEAD_LIMITS: http::Limits = http::Limits { max_head_size: 16 * 1024, max_headers: 64 };
+
+impl Stack {
+    /// A device's stack for `transport` to `host` (a DNS name or IP literal, sent as
+    /// SNI and checked against the hub's certificate; with its port when that is not
+    /// 443, it is the WebSocket `Host`). `tls` is required when the transport has
+    /// TLS; `ws_key` is the random nonce of a WebSocket upgrade (RFC 6455 §4.1).
+    ///
+    /// Errors: [`StackError::Tls`] when `host` is not a valid server name or no TLS
+    /// configuration was given for a TLS transport.
+    pub fn client(
+        transport: Transport,
+        host: &str,
+        port: u16,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        ws_key: [u8; 16],
+    ) -> Result<Stack, StackError> {
+        let tls = match (transport.tls(), tls) {
+            (true, Some(config)) => Some(Box::new(Tls::client(config, host)?)),
+            (true, None) => return Err(StackError::NoTlsConfig),
+            (false, _) => None,
+        };
+        let ws_config = WsConfig::default();
+        let web = match transport.websocket() {
+            Some(subprotocol) => {
+                let authority =
+                    if port == 443 { host.to_owned() } else { format!("{host}:{port}") };
+                Web::Open(Box::new(WebSocket::client(
+                    &authority,
+                    ws::IOTHUB_PATH,
+                    subprotocol,
+                    ws_key,
+                    ws_config,
+                )))
+            }
+            None => Web::None,
+        };
+        let mut stack = Stack::new(tls, web, Some(transport.protocol()), ws_config);
+        stack.pump()?;
+        Ok(stack)
+    }
+
+    /// A hub's stack for a connection accepted on `listener`; `tls` is required for
+    /// the TLS listeners. `serves` lists the protocols port 443 routes to.
+    ///
+    /// Errors: [`StackError::Tls`] when a TLS listener has no configuration.
+    pub fn server(
+        listener: Listener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        serves: &'static [Protocol],
+    ) -> Result<Stack, StackError> {
+        let (tls, web, route) = match listener {
+            Listener::Tcp(protocol) => (None, Web::None, Some(protocol)),
+            Listener::Tls(protocol) => (Some(tls), Web::None, Some(protocol)),
+            Listener::Web => (Some(tls), Web::Dispatching(BytesMut::new()), None),
+        };
+        let tls = match tls {
+            Some(Some(config)) => Some(Box::new(Tls::server(config)?)),
+            Some(None) => return Err(StackError::NoTlsConfig),
+            None => None,
+        };
+        let mut stack = Stack::new(tls, web, route, WsConfig::default());
+        stack.serves = serves;
+        Ok(stack)
+    }
+
+    fn new(
+        tls: Option<Box<Tls>>,
+        web: Web,
+        route: Option<Protocol>,
+        ws_config: WsConfig,
+    ) -> Stack {
+        Stack {
+            tls,
+            web,
+            middle: BytesMut::new(),
+            plain: BytesMut::new(),
+            output: Vec::new(),
+            route,
+            serves: &[],
+            ws_config,
+            closed: false,
+        }
+    }
+
+    /// Network bytes from the socket. Afterwards: write [`poll_output`](Self::poll_output),
+    /// hand [`take_plain`](Self::take_plain) to the session once
+    /// [`is_open`](Self::is_open) and [`route`](Self::route) say it exists.
+    ///
+    /// Errors: a layer's failure; its wire answer is queued and
+    /// [`is_closed`](Self::is_closed) is true.
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), StackError> {
+        let result = self.receive(bytes).and_then(|()| self.pump());
+        if result.is_err() {
+            self.closed = true;
+            // The layers' last words (an alert, a close frame, an HTTP answer).
+            let _ = self.pump();
+        }
+        result
+    }
+
+    fn receive(&mut self, bytes: &[u8]) -> Result<(), StackError> {
+        if self.closed {
+            return Ok(());
+        }
+        let decrypted = match self.tls.as_mut() {
+            Some(tls) => {
+                tls.handle_input(bytes, &mut self.middle)?;
+                self.middle.split().freeze()
+            }
+            None => Bytes::copy_from_slice(bytes),
+        };
+        if decrypted.is_empty() {
+            return Ok(());
+        }
+        match &mut self.web {
+            Web::None => self.plain.extend_from_slice(&decrypted),
+            Web::Open(ws) => ws.handle_input(&decrypted, &mut self.plain)?,
+            Web::Dispatching(head) => {
+                head.extend_from_slice(&decrypted);
+                let buffered = head.split().freeze();
+                self.dispatch(buffered)?;
+            }
+            Web::Done => {}
+        }
+        Ok(())
+    }
+
+    /// Routes a connection on port 443 by its first request head.
+    fn dispatch(&mut self, buffered: Bytes) -> Result<(), StackError> {
+        let parsed = match http::parse_request(&buffered, &HEAD_LIMITS) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
+                self.web = Web::Dispatching(BytesMut::from(&buffered[..]));
+                return Ok(());
+            }
+            Err(e) => {
+                let status = e.status();
+                self.answer(http::error_response(status, reason(status), &[], &e.to_string()));
+                return Err(e.into());
+            }
+        };
+        let (head, used) = parsed;
+        let rest = buffered.slice(used.min(buffered.len())..);
+        if is_upgrade(&head) {
+            let routes: Vec<(Subprotocol, Protocol)> =
+                self.serves.iter().filter_map(|&p| Some((subprotocol_for(p)?, p))).collect();
+            let allowed: Vec<Subprotocol> = routes.iter().map(|&(s, _)| s).collect();
+            match WebSocket::accept(&head, &allowed, self.ws_config) {
+                Ok(mut ws) => {
+                    self.route =
+                        routes.iter().find(|&&(s, _)| s == ws.subprotocol()).map(|&(_, p)| p);
+                    ws.handle_input(&rest, &mut self.plain)?;
+                    self.web = Web::Open(Box::new(ws));
+                    Ok(())
+                }
+                Err(rejection) => {
+                    self.answer(rejection.response.clone());
+                    Err(rejection.into())
+                }
+            }
+        } else {
+            // The HTTP issue routes these to the REST endpoints.
+            let body = "this hub serves no REST endpoint yet";
+            self.answer(http::error_response(404, "Not Found", &[], body));
+            let path = head.path().to_owned();
+            Err(StackError::NoRestEndpoint { method: head.method, path })
+        }
+    }
+
+    /// Queues an HTTP answer that ends the connection.
+    fn answer(&mut self, response: Bytes) {
+        self.web = Web::Done;
+        self.middle.clear();
+        self.push_down(response);
+    }
+
+    /// Plain bytes from the session, to be sent. Before the layers are open they are
+    /// held and sent once they are.
+    ///
+    /// Errors: a layer's failure (the stack is closed then).
+    pub fn send(&mut self, plain: &[u8]) -> Result<(), StackError> {
+        if self.closed {
+            return Ok(());
+        }
+        match &mut self.web {
+            Web::Open(ws) => ws.send(plain)?,
+            Web::None => self.push_down(Bytes::copy_from_slice(plain)),
+            // No session exists to send before routing, nor after the answer.
+            Web::Dispatching(_) | Web::Done => {}
+        }
+        self.pump()
+    }
+
+    /// Moves what the upper layers want sent down through TLS to the output.
+    fn pump(&mut self) -> Result<(), StackError> {
+        if let Web::Open(ws) = &mut self.web {
+            while let Some(bytes) = ws.poll_output() {
+                match self.tls.as_mut() {
+                    Some(tls) => tls.send(&bytes)?,
+                    None => self.output.push(bytes),
+                }
+            }
+            if ws.is_closed() {
+                self.closed = true;
+            }
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            while let Some(bytes) = tls.poll_output() {
+                self.output.push(bytes);
+            }
+            if tls.is_closed() {
+                self.closed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends bytes below the WebSocket layer (an HTTP answer, or a session's bytes
+    /// when no WebSocket is in the stack).
+    fn push_down(&mut self, bytes: Bytes) {
+        match self.tls.as_mut() {
+            Some(tls) => {
+                if tls.send(&bytes).is_err() {
+                    self.closed = true;
+                }
+                while let Some(out) = tls.poll_output() {
+                    self.output.push(out);
+                }
+            }
+            None => self.output.push(bytes),
+        }
+    }
+
+    /// Starts an orderly close: a WebSocket close frame, then TLS close_notify.
+    /// Write the output, then close the socket.
+    pub fn close(&mut self) {
+        if let Web::Open(ws) = &mut self.web {
+            ws.close();
+        }
+        let _ = self.pump();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close();
+        }
+        let _ = self.pump();
+        self.closed = true;
+    }
+
+    /// The next bytes to write to the socket, in order. Poll after every call.
+    pub fn poll_output(&mut self) -> Option<Bytes> {
+        if self.output.is_empty() {
+            None
+        } else {
+            Some(self.output.remove(0))
+        }
+    }
+
+    /// Plain bytes received for the session since the last call.
+    pub fn take_plain(&mut self) -> Bytes {
+        self.plain.split().freeze()
+    }
+
+    /// Every handshake is done: the session may be told it is connected.
+    pub fn is_open(&self) -> bool {
+        let tls = self.tls.as_ref().is_none_or(|t| !t.is_handshaking());
+        let web = match &self.web {
+            Web::None => true,
+            Web::Open(ws) => ws.is_open(),
+            Web::Dispatching(_) | Web::Done => false,
+        };
+        tls && web && !self.closed
+    }
+
+    /// A layer ended the connection (the peer closed it, or it failed): write the
+    /// output, then close the socket.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The protocol the connection carries: known from the start on the protocol's
+    /// own ports, after the first request head on port 443.
+    pub fn route(&self) -> Option<Protocol> {
+        self.route
+    }
+
+    /// The TLS version negotiated, if TLS is in the stack and its handshake is done.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        self.tls.as_ref().and_then(|t| t.protocol_version())
+    }
+}
+
+/// A request asking for a WebSocket (RFC 6455 §4.1: `Upgrade: websocket`), or one
+/// at the WebSocket path: the latter is refused by the WebSocket rules with their
+/// status rather than treated as REST.
+fn is_upgrade(head: &RequestHead) -> bool {
+    head.has_token("upgrade", "websocket") || head.path().starts_with(ws::IOTHUB_PATH)
+}
+
+/// The reason phrase for the statuses the head parser answers with.
+fn reason(status: u16) -> &'static str {
+    match status {
+        431 => "Request Header Fields Too Large",
+        505 => "HTTP Version Not Supported",
+        _ => "Bad Request",
+    }
+}
+
+/// The WebSocket subprotocol that carries `protocol` (spec file §1).
+fn subprotocol_for(protocol: Protocol) -> Option<Subprotocol> {
+    match protocol {
+        Protocol::Mqtt => Some(Subprotocol::Mqtt),
+        _ => None,
+    }
+}
+
