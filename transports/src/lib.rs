@@ -6,10 +6,15 @@
 //!
 //! - [`tls`]: TLS 1.2 and 1.3 on rustls, both roles, and the hub's local CA.
 //! - [`ws`]: WebSocket (RFC 6455), both roles, with IoT Hub's upgrade rules.
+//! - [`Stack`]: the layers of one connection for a [`Transport`] (device) or a
+//!   [`Listener`] (hub), including the port-443 dispatch on the first request head.
 //! - `testing` (feature `testing`): frames built by hand and the fuzz targets' bodies.
 
+mod stack;
 pub mod tls;
 pub mod ws;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+pub use stack::{Listener, Stack, StackError, Transport, UnknownTransport};

@@ -277,12 +277,7 @@ impl Stack {
         Ok(stack)
     }
 
-    fn new(
-        tls: Option<Box<Tls>>,
-        web: Web,
-        route: Option<Protocol>,
-        ws_config: WsConfig,
-    ) -> Stack {
+    fn new(tls: Option<Box<Tls>>, web: Web, route: Option<Protocol>, ws_config: WsConfig) -> Stack {
         Stack {
             tls,
             web,
@@ -461,11 +456,7 @@ impl Stack {
 
     /// The next bytes to write to the socket, in order. Poll after every call.
     pub fn poll_output(&mut self) -> Option<Bytes> {
-        if self.output.is_empty() {
-            None
-        } else {
-            Some(self.output.remove(0))
-        }
+        if self.output.is_empty() { None } else { Some(self.output.remove(0)) }
     }
 
     /// Plain bytes received for the session since the last call.
@@ -525,4 +516,3 @@ fn subprotocol_for(protocol: Protocol) -> Option<Subprotocol> {
         _ => None,
     }
 }
-
