@@ -180,9 +180,8 @@ impl DeviceClient {
     /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
     /// CA file); the OS's error when the thread cannot start.
     pub fn connect(config: DeviceConfig, transport: ClientTransport) -> io::Result<DeviceClient> {
-        let invalid = |e: &dyn std::fmt::Display| {
-            io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
-        };
+        let invalid =
+            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
         let device_id = config.connection_string.device_id.clone();
         let (host, port) = dial::host(&config.connection_string);
         let (first, fallback) = match transport.choice {
@@ -634,7 +633,8 @@ impl Driver {
     /// Errors: the dial's error, with the transport and address.
     fn dial(&self, transport: Transport) -> Result<TcpStream, String> {
         let port = self.port_for(transport);
-        dial::dial(&self.host, port).map_err(|e| format!("{transport} to {}:{port}: {e}", self.host))
+        dial::dial(&self.host, port)
+            .map_err(|e| format!("{transport} to {}:{port}: {e}", self.host))
     }
 
     /// Starts the reader of a new connection.

@@ -81,7 +81,10 @@ impl std::fmt::Display for BindError {
                  of 1024 or more"
             )?;
         } else if self.error.kind() == io::ErrorKind::AddrInUse {
-            write!(f, "; another program (or another hub) holds it: choose another port or address")?;
+            write!(
+                f,
+                "; another program (or another hub) holds it: choose another port or address"
+            )?;
         }
         Ok(())
     }
@@ -460,8 +463,7 @@ impl Driver {
                 return;
             }
         };
-        let mut peer =
-            Peer { stream, writer, flow, stack, connection: None, route_deadline: None };
+        let mut peer = Peer { stream, writer, flow, stack, connection: None, route_deadline: None };
         match peer.stack.route() {
             Some(protocol) => {
                 let connection = self.hub.accept(now, protocol);

@@ -73,7 +73,8 @@ fn a_flooding_device_that_never_reads_is_paced_and_others_are_served() {
     let port = test_hub.addr(Transport::Mqtt).port();
     let cs = format!("HostName=127.0.0.1:{port};DeviceId=calm;SharedAccessKey={KEY}");
     let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
-    let calm = match DeviceClient::connect(DeviceConfig::new(cs), test_hub.client(Transport::Mqtt)) {
+    let calm = match DeviceClient::connect(DeviceConfig::new(cs), test_hub.client(Transport::Mqtt))
+    {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     };

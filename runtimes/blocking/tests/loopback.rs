@@ -132,7 +132,7 @@ fn c2d_over(transport: Transport) {
     };
     assert_eq!(device.complete(&lock), Ok(()));
 
-    let settled = wait_hub(&hub, |e| match e {
+    let settled = wait_hub(hub, |e| match e {
         HubServerEvent::Hub(HubEvent::C2dSettled(s)) => Some(s.clone()),
         _ => None,
     });
@@ -161,7 +161,7 @@ fn wrong_key_over(transport: Transport) {
     });
     assert_eq!(reason, DisconnectReason::Refused(ConnectReturnCode::NotAuthorized));
     assert_eq!(reconnect_at, None);
-    let code = wait_hub(&hub, |e| match e {
+    let code = wait_hub(hub, |e| match e {
         HubServerEvent::Hub(HubEvent::Refused { code, .. }) => Some(*code),
         _ => None,
     });

@@ -102,22 +102,22 @@ impl Drop for TestHub {
 /// A hub for `devices` on `listen`, with the certificate of the CA kept in `dir`
 /// (made on first use); returns it and the CA's path.
 fn serve(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer, PathBuf) {
-        let names = [String::from("127.0.0.1")];
-        let certificate = match local_ca::ensure(dir, &names) {
-            Ok(c) => c,
-            Err(e) => panic!("cannot make a certificate in {}: {e}", dir.display()),
+    let names = [String::from("127.0.0.1")];
+    let certificate = match local_ca::ensure(dir, &names) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot make a certificate in {}: {e}", dir.display()),
+    };
+    let tls = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
+        .and_then(|(chain, key)| tls::server_config(chain, key));
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(e) => panic!("cannot load the certificate: {e}"),
+    };
+    let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
+    let server =
+        match HubServer::start(config, devices.iter().map(|d| record(d)), listen, Some(tls)) {
+            Ok(hub) => hub,
+            Err(e) => panic!("hub did not start on {listen:?}: {e}"),
         };
-        let tls = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
-            .and_then(|(chain, key)| tls::server_config(chain, key));
-        let tls = match tls {
-            Ok(tls) => tls,
-            Err(e) => panic!("cannot load the certificate: {e}"),
-        };
-        let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
-        let server =
-            match HubServer::start(config, devices.iter().map(|d| record(d)), listen, Some(tls)) {
-                Ok(hub) => hub,
-                Err(e) => panic!("hub did not start on {listen:?}: {e}"),
-            };
-        (server, certificate.ca_path)
+    (server, certificate.ca_path)
 }
