@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use hubwire_blocking::{
     ClientTransport, DeviceClient, HubServer, HubServerEvent, Listen, Transport, listener_name,
 };
-use hubwire_transports::tls::{self, local_ca};
 use hubwire_core::device::{DeviceConfig, DeviceEvent};
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
 use hubwire_core::iothub::Message;
+use hubwire_transports::tls::{self, local_ca};
 
 use crate::out::{self, StdoutClosed};
 use crate::registry;
@@ -130,8 +130,11 @@ fn serve_and_run(
         .collect();
     let hub = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
         .map_err(|e| e.to_string())?;
-    let addresses: Vec<String> =
-        hub.listeners().iter().map(|l| format!("{} on {}", listener_name(l.listener), l.address)).collect();
+    let addresses: Vec<String> = hub
+        .listeners()
+        .iter()
+        .map(|l| format!("{} on {}", listener_name(l.listener), l.address))
+        .collect();
     out::warn(format_args!(
         "hubwire demo: {} devices x {} messages per transport; hub: {}",
         args.devices,

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use std::path::PathBuf;
 
 use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
-use hubwire_transports::tls::Trust;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::iothub::{ConnectionString, Message};
+use hubwire_transports::tls::Trust;
 use serde_json::json;
 
 use crate::json::MessageFields;

@@ -14,9 +14,9 @@ use std::thread;
 
 use hubwire_blocking::{HubServer, HubServerEvent, Listen, Listener, clock, listener_name};
 use hubwire_core::Protocol;
-use hubwire_transports::tls::{self, local_ca};
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent};
 use hubwire_core::iothub::ErrorCode;
+use hubwire_transports::tls::{self, local_ca};
 
 use crate::json::{self, C2dRequest, Line};
 use crate::out::{self, Stderr, StdoutClosed};
@@ -150,7 +150,11 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
         }
     }
     for listen in server.listeners() {
-        stderr.line(format!("hubwire hub: {} on {}", listener_name(listen.listener), listen.address));
+        stderr.line(format!(
+            "hubwire hub: {} on {}",
+            listener_name(listen.listener),
+            listen.address
+        ));
     }
     if let Some(ca) = &ca {
         stderr.line(format!("hubwire hub: devices trust its CA: {}", ca.display()));
@@ -203,7 +207,9 @@ fn default_data_dir() -> Result<PathBuf, String> {
     }
     match from("HOME") {
         Some(home) => Ok(home.join(".local/share/hubwire")),
-        None => Err(String::from("no HOME nor XDG_DATA_HOME to keep certificates in: pass --data-dir")),
+        None => {
+            Err(String::from("no HOME nor XDG_DATA_HOME to keep certificates in: pass --data-dir"))
+        }
     }
 }
 
