@@ -80,7 +80,10 @@ fn after_a_connection_the_device_says_disconnected_and_reconnecting() {
         "60000",
     ]);
     let connected = next_line(&out);
-    assert!(connected.starts_with(&format!("connected over mqtt to {}, TLSv1.3", hub.mqtt)), "{connected}");
+    assert!(
+        connected.starts_with(&format!("connected over mqtt to {}, TLSv1.3", hub.mqtt)),
+        "{connected}"
+    );
     assert!(next_line(&out).starts_with("message 1/1 acknowledged"));
     drop(hub);
     let line = next_line(&out);

@@ -68,7 +68,10 @@ fn round_trip_over(transport: &str) {
     loop {
         match device_out.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) if line.starts_with("connected") => {
-                assert!(line.contains(&format!("connected over {transport} to {address}")), "{line}");
+                assert!(
+                    line.contains(&format!("connected over {transport} to {address}")),
+                    "{line}"
+                );
             }
             Ok(line) if line.contains("c2d message c1") => {
                 assert!(line.contains("reboot") && line.contains("k=v"), "{line}");

@@ -118,8 +118,17 @@ fn an_unread_stderr_does_not_stop_stdout_and_dropped_lines_are_counted() {
             Err(_) => panic!("stdout stopped after {refused} of {REFUSALS} refusals"),
         }
     }
-    let (_device, _device_stdin, _device_out) =
-        start(&["device", "--connection-string", &cs, "--ca", &ca, "--count", "1", "--interval-ms", "0"]);
+    let (_device, _device_stdin, _device_out) = start(&[
+        "device",
+        "--connection-string",
+        &cs,
+        "--ca",
+        &ca,
+        "--count",
+        "1",
+        "--interval-ms",
+        "0",
+    ]);
     let telemetry = next_event(&out, "telemetry");
     assert_eq!(telemetry["deviceId"], "dev1");
     assert_eq!(telemetry["body"], "message 1");

@@ -48,7 +48,9 @@ fn mosquitto_pub_with_the_printed_credentials_publishes_telemetry_the_hub_stores
     let names: Vec<&str> = c.keys().map(String::as_str).collect();
     assert_eq!(names, ["clientId", "expiresAt", "host", "password", "port", "username"]);
     let output = Command::new(peer("mosquitto_pub"))
-        .args(["-h", &c["host"], "-p", &c["port"], "--cafile", &hub.ca, "-V", "mqttv311", "-q", "1"])
+        .args([
+            "-h", &c["host"], "-p", &c["port"], "--cafile", &hub.ca, "-V", "mqttv311", "-q", "1",
+        ])
         .args(["-i", &c["clientId"], "-u", &c["username"], "-P", &c["password"]])
         .args(["-t", "devices/dev1/messages/events/", "-m", "from hubwire token"])
         .output();
@@ -57,9 +59,9 @@ fn mosquitto_pub_with_the_printed_credentials_publishes_telemetry_the_hub_stores
         Err(e) => panic!("cannot run mosquitto_pub: {e}"),
     };
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let connected = next_event(&out, "connected");
+    let connected = next_event(out, "connected");
     assert_eq!(connected["deviceId"], "dev1");
-    let telemetry = next_event(&out, "telemetry");
+    let telemetry = next_event(out, "telemetry");
     assert_eq!(telemetry["deviceId"], "dev1");
     assert_eq!(telemetry["body"], "from hubwire token");
 }

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use std::path::{Path, PathBuf};
 
 use hubwire_blocking::{ClientTransport, DeviceClient, Transport};
-use hubwire_transports::tls::local_ca;
 use hubwire_conformance::process::{Process, WAIT, peer};
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message};
 use hubwire_core::mqtt::topic;
+use hubwire_transports::tls::local_ca;
 
 fn free_port() -> u16 {
     match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {

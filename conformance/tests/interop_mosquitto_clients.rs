@@ -76,7 +76,7 @@ fn mosquitto_pub_with_a_sas_token_publishes_qos_1_telemetry_the_hub_stores() {
     let (ok, stderr) =
         mosquitto_pub(&c, "devices/dev1/messages/events/%24.mid=m1&unit=%C2%B0C", r#"{"t":1}"#);
     assert!(ok, "mosquitto_pub failed: {stderr}");
-    let telemetry = next_event(&out, "telemetry");
+    let telemetry = next_event(out, "telemetry");
     assert_eq!(telemetry["deviceId"], "dev1");
     assert_eq!(telemetry["messageId"], "m1");
     assert_eq!(telemetry["properties"]["unit"], "°C");
@@ -92,13 +92,13 @@ fn mosquitto_pub_with_a_wrong_token_gets_connack_5_and_nothing_is_stored() {
     assert!(!ok);
     // mosquitto's words for CONNACK return code 5.
     assert!(stderr.contains("not authorised"), "{stderr}");
-    let refused = next_event(&out, "refused");
+    let refused = next_event(out, "refused");
     assert_eq!(refused["code"], 401003);
     // The next message stored is a genuine one sent afterwards: the forged one never was.
     let right = credentials(&hub, None);
     let (ok, stderr) = mosquitto_pub(&right, "devices/dev1/messages/events/", "genuine");
     assert!(ok, "{stderr}");
-    assert_eq!(next_event(&out, "telemetry")["body"], "genuine");
+    assert_eq!(next_event(out, "telemetry")["body"], "genuine");
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn mosquitto_sub_on_the_device_bound_topic_receives_c2d_with_its_properties() {
     let (_sub, _sub_stdin, sub_out) = spawn(
         Command::new(peer("mosquitto_sub"))
             .args(["-h", &c.host, "-p", &c.port, "--cafile", &c.ca])
-        .args(["-V", "mqttv311", "-q", "1", "-i", "dev1"])
+            .args(["-V", "mqttv311", "-q", "1", "-i", "dev1"])
             .args(["-u", &c.username, "-P", &c.password, "-c", "-C", "1", "-F", "%t %p"])
             .args(["-t", "devices/dev1/messages/devicebound/#"]),
     );
