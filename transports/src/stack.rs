@@ -516,3 +516,155 @@ fn subprotocol_for(protocol: Protocol) -> Option<Subprotocol> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::testing::{frame, upgrade_request};
+    use crate::tls::TrustedRoots;
+    use crate::tls::local_ca::CertificateAuthority;
+
+    const SERVES: &[Protocol] = &[Protocol::Mqtt];
+
+    /// TLS configurations for both roles: a certificate for 127.0.0.1 from a fresh
+    /// CA, and a client trusting that CA alone.
+    fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let ca = CertificateAuthority::new().expect("a CA");
+        let now = SystemTime::now();
+        let names = [String::from("127.0.0.1")];
+        let (chain, key) = ca.issue(&names, now, now + Duration::from_secs(3600)).expect("cert");
+        let mut roots = TrustedRoots {
+            store: rustls::RootCertStore::empty(),
+            platform: 0,
+            platform_skipped: 0,
+            from_files: 1,
+        };
+        roots.store.add(ca.cert_der().clone()).expect("the CA");
+        let server = crate::tls::server_config(chain, key).expect("server config");
+        (server, roots.into_client_config().expect("client config"))
+    }
+
+    /// Hands everything `from` has for the network to `to`, `chunk` bytes at a time.
+    fn shuttle(from: &mut Stack, to: &mut Stack, chunk: usize) -> Result<(), StackError> {
+        while let Some(bytes) = from.poll_output() {
+            for piece in bytes.chunks(chunk.max(1)) {
+                to.handle_input(piece)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pair(transport: Transport, chunk: usize) -> (Stack, Stack) {
+        let (server_tls, client_tls) = tls_configs();
+        let mut device =
+            Stack::client(transport, "127.0.0.1", 443, Some(client_tls), [9; 16]).expect("client");
+        let mut hub =
+            Stack::server(transport.listener(), Some(server_tls), SERVES).expect("server");
+        // The session's first bytes may be sent before the handshakes finish.
+        device.send(b"CONNECT").expect("held until open");
+        for _ in 0..10 {
+            shuttle(&mut device, &mut hub, chunk).expect("device to hub");
+            shuttle(&mut hub, &mut device, chunk).expect("hub to device");
+        }
+        (device, hub)
+    }
+
+    #[test]
+    fn every_transport_carries_session_bytes_both_ways_whatever_the_chunking() {
+        for &transport in Transport::ALL {
+            for chunk in [1, 7, 4096] {
+                let (mut device, mut hub) = pair(transport, chunk);
+                assert!(device.is_open() && hub.is_open(), "{transport}/{chunk}");
+                assert_eq!(hub.route(), Some(Protocol::Mqtt), "{transport}");
+                assert_eq!(&hub.take_plain()[..], b"CONNECT", "{transport}/{chunk}");
+                hub.send(b"CONNACK").expect("send");
+                shuttle(&mut hub, &mut device, chunk).expect("hub to device");
+                assert_eq!(&device.take_plain()[..], b"CONNACK", "{transport}/{chunk}");
+                assert_eq!(device.tls_version().is_some(), transport.tls(), "{transport}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_close_reaches_the_other_side() {
+        for &transport in &[Transport::Mqtt, Transport::MqttWs] {
+            let (mut device, mut hub) = pair(transport, 4096);
+            device.close();
+            assert!(device.is_closed());
+            shuttle(&mut device, &mut hub, 4096).expect("the close is valid input");
+            assert!(hub.is_closed(), "{transport}");
+        }
+    }
+
+    /// What a hub's port-443 stack makes of `request`, sent over TLS by a client
+    /// that speaks no WebSocket itself: the stack's result, its answer as text, and
+    /// the stack.
+    fn answer_on_443(request: &[u8]) -> (Result<(), StackError>, String, Stack) {
+        let (server_tls, client_tls) = tls_configs();
+        let mut device =
+            Stack::client(Transport::Mqtt, "127.0.0.1", 443, Some(client_tls), [0; 16])
+                .expect("a TLS client stack");
+        let mut hub = Stack::server(Listener::Web, Some(server_tls), SERVES).expect("server");
+        device.send(request).expect("send");
+        let mut result = Ok(());
+        for _ in 0..10 {
+            if result.is_ok() {
+                result = shuttle(&mut device, &mut hub, 4096);
+            }
+            let _ = shuttle(&mut hub, &mut device, 4096);
+        }
+        let answer = String::from_utf8_lossy(&device.take_plain()).into_owned();
+        (result, answer, hub)
+    }
+
+    #[test]
+    fn port_443_routes_a_websocket_upgrade_for_mqtt_and_keeps_frames_sent_with_it() {
+        let mut request = upgrade_request("/$iothub/websocket", "mqtt");
+        // An MQTT CONNECT's first bytes in a masked binary frame, in the same write.
+        request.extend(frame(0x82, b"\x10\x00", Some([1, 2, 3, 4])));
+        let (result, answer, mut hub) = answer_on_443(&request);
+        assert!(result.is_ok(), "{result:?}");
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        assert_eq!(hub.route(), Some(Protocol::Mqtt));
+        assert_eq!(&hub.take_plain()[..], b"\x10\x00");
+    }
+
+    #[test]
+    fn port_443_refuses_what_it_does_not_serve_with_an_http_status() {
+        let cases: [(&[u8], &str); 4] = [
+            (&upgrade_request("/$iothub/websocket", "AMQPWSB10"), "HTTP/1.1 400"),
+            (&upgrade_request("/elsewhere", "mqtt"), "HTTP/1.1 404"),
+            (b"GET /devices/d/messages/deviceBound HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 404"),
+            (b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\r\n\r\n", "HTTP/1.1 400"),
+        ];
+        for (request, status) in cases {
+            let (result, answer, hub) = answer_on_443(request);
+            assert!(result.is_err(), "{answer}");
+            assert!(answer.starts_with(status), "{:?}: {answer}", String::from_utf8_lossy(request));
+            assert!(hub.is_closed());
+            assert_eq!(hub.route(), None);
+        }
+    }
+
+    #[test]
+    fn port_443_answers_431_to_a_head_that_never_ends() {
+        let mut endless = b"GET /$iothub/websocket HTTP/1.1\r\nX-Filler: ".to_vec();
+        endless.resize(64 * 1024, b'a');
+        let (result, answer, _) = answer_on_443(&endless);
+        assert!(matches!(result, Err(StackError::Http(_))), "{result:?}");
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+
+    #[test]
+    fn transport_names_round_trip_and_unknown_ones_are_refused() {
+        for &transport in Transport::ALL {
+            assert_eq!(transport.name().parse::<Transport>(), Ok(transport));
+        }
+        assert_eq!("MQTT-WS".parse::<Transport>(), Ok(Transport::MqttWs));
+        assert!("amqp".parse::<Transport>().is_err());
+        assert_eq!(Transport::Mqtt.websocket_fallback(), Some(Transport::MqttWs));
+        assert_eq!(Transport::MqttWs.websocket_fallback(), None);
+    }
+}
