@@ -132,7 +132,15 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start: {e}"))?;
     let mut stderr = Stderr::spawn().map_err(|e| format!("cannot start: {e}"))?;
     for error in server.bind_errors() {
-        stderr.line(format!("hubwire hub: {error}; serving on the other listeners"));
+        let flag = match error.listen.listener {
+            Listener::Web => "--https-port",
+            Listener::Tcp(_) => "--mqtt-tcp-port",
+            _ => "--mqtt-port",
+        };
+        stderr.line(format!(
+            "hubwire hub: {error} (another port: {flag} PORT; none: {flag} off); serving on \
+             the other listeners"
+        ));
     }
     let address = |listener| server.local_addr(listener).map(|a| a.to_string());
     let (mqtt, https, mqtt_tcp) = (
