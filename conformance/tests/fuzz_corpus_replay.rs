@@ -1,19 +1,43 @@
 //! The fuzz targets' committed inputs, replayed as ordinary tests: every file of
 //! `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/` (crashes the fuzzer found,
 //! kept as regressions) runs through the target's body in
-//! `hubwire_core::testing::fuzz`, so a crash once fixed stays fixed without
-//! cargo-fuzz or a nightly compiler.
+//! `hubwire_core::testing::fuzz` or `hubwire_transports::testing`, so a crash once
+//! fixed stays fixed without cargo-fuzz or a nightly compiler.
 //!
-//! The seed corpora are written from `Target::seeds`: run this test with
+//! The seed corpora are written from each target's `seeds`: run this test with
 //! `HUBWIRE_WRITE_SEEDS=1` after changing a seed or a body's input format.
 
 use std::fs;
 use std::panic;
 use std::path::{Path, PathBuf};
 
-use hubwire_core::testing::fuzz::{TARGETS, Target};
+/// One fuzz target of either crate.
+struct Target {
+    name: &'static str,
+    run: fn(&[u8]),
+    seeds: fn() -> Vec<Vec<u8>>,
+    /// The module whose body its libFuzzer file calls.
+    module: &'static str,
+}
 
-/// Seed files are `seed-00`, `seed-01`, … in `Target::seeds` order.
+/// Every fuzz target: core's, then transports'.
+fn targets() -> Vec<Target> {
+    let core = hubwire_core::testing::fuzz::TARGETS.iter().map(|t| Target {
+        name: t.name,
+        run: t.run,
+        seeds: t.seeds,
+        module: "hubwire_core::testing::fuzz",
+    });
+    let transports = hubwire_transports::testing::TARGETS.iter().map(|t| Target {
+        name: t.name,
+        run: t.run,
+        seeds: t.seeds,
+        module: "hubwire_transports::testing",
+    });
+    core.chain(transports).collect()
+}
+
+/// Seed files are `seed-00`, `seed-01`, … in `seeds` order.
 const SEED_PREFIX: &str = "seed-";
 
 fn fuzz_dir() -> PathBuf {
@@ -51,7 +75,7 @@ fn replay(target: &Target, kind: &str) -> (Vec<PathBuf>, usize) {
 #[test]
 fn every_corpus_input_passes_its_target() {
     let mut failed = Vec::new();
-    for target in TARGETS {
+    for target in &targets() {
         let (f, ran) = replay(target, "corpus");
         assert!(ran > 0, "{} has no corpus", target.name);
         failed.extend(f);
@@ -62,7 +86,7 @@ fn every_corpus_input_passes_its_target() {
 #[test]
 fn every_saved_crash_stays_fixed() {
     let mut failed = Vec::new();
-    for target in TARGETS {
+    for target in &targets() {
         failed.extend(replay(target, "artifacts").0);
     }
     assert!(failed.is_empty(), "crash regressions that fail again: {failed:#?}");
@@ -71,7 +95,7 @@ fn every_saved_crash_stays_fixed() {
 #[test]
 fn committed_seed_corpora_match_the_seed_builders() {
     let write = std::env::var_os("HUBWIRE_WRITE_SEEDS").is_some();
-    for target in TARGETS {
+    for target in &targets() {
         let dir = fuzz_dir().join("corpus").join(target.name);
         let seeds = (target.seeds)();
         assert!(!seeds.is_empty() && seeds.len() <= 30, "{}: {} seeds", target.name, seeds.len());
@@ -104,11 +128,11 @@ fn committed_seed_corpora_match_the_seed_builders() {
 #[test]
 fn every_body_has_a_libfuzzer_target() {
     let manifest = fs::read_to_string(fuzz_dir().join("Cargo.toml")).expect("fuzz/Cargo.toml");
-    for target in TARGETS {
+    for target in &targets() {
         let file = fuzz_dir().join("fuzz_targets").join(format!("{}.rs", target.name));
         let source = fs::read_to_string(&file).expect("fuzz target source");
         assert!(
-            source.contains(&format!("hubwire_core::testing::fuzz::{}(data)", target.name)),
+            source.contains(&format!("{}::{}(data)", target.module, target.name)),
             "{} does not call its body",
             file.display()
         );
@@ -118,4 +142,13 @@ fn every_body_has_a_libfuzzer_target() {
             target.name
         );
     }
+}
+
+#[test]
+fn target_names_are_unique_across_crates() {
+    let mut names: Vec<&str> = targets().iter().map(|t| t.name).collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count, "two targets share a corpus directory");
 }
