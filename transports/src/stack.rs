@@ -11,6 +11,7 @@
 //! WebSocket upgrade at `/$iothub/websocket` with subprotocol `mqtt` or `AMQPWSB10`
 //! picks MQTT or AMQP, anything else is a REST request.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -200,7 +201,7 @@ pub struct Stack {
     /// Bytes for the session.
     plain: BytesMut,
     /// Bytes for the socket, in order.
-    output: Vec<Bytes>,
+    output: VecDeque<Bytes>,
     /// The protocol, once known.
     route: Option<Protocol>,
     /// Protocols the hub serves on port 443.
@@ -283,7 +284,7 @@ impl Stack {
             web,
             middle: BytesMut::new(),
             plain: BytesMut::new(),
-            output: Vec::new(),
+            output: VecDeque::new(),
             route,
             serves: &[],
             ws_config,
@@ -406,7 +407,7 @@ impl Stack {
             while let Some(bytes) = ws.poll_output() {
                 match self.tls.as_mut() {
                     Some(tls) => tls.send(&bytes)?,
-                    None => self.output.push(bytes),
+                    None => self.output.push_back(bytes),
                 }
             }
             if ws.is_closed() {
@@ -415,7 +416,7 @@ impl Stack {
         }
         if let Some(tls) = self.tls.as_mut() {
             while let Some(bytes) = tls.poll_output() {
-                self.output.push(bytes);
+                self.output.push_back(bytes);
             }
             if tls.is_closed() {
                 self.closed = true;
@@ -433,10 +434,10 @@ impl Stack {
                     self.closed = true;
                 }
                 while let Some(out) = tls.poll_output() {
-                    self.output.push(out);
+                    self.output.push_back(out);
                 }
             }
-            None => self.output.push(bytes),
+            None => self.output.push_back(bytes),
         }
     }
 
@@ -456,7 +457,7 @@ impl Stack {
 
     /// The next bytes to write to the socket, in order. Poll after every call.
     pub fn poll_output(&mut self) -> Option<Bytes> {
-        if self.output.is_empty() { None } else { Some(self.output.remove(0)) }
+        self.output.pop_front()
     }
 
     /// Plain bytes received for the session since the last call.
