@@ -520,12 +520,10 @@ fn subprotocol_for(protocol: Protocol) -> Option<Subprotocol> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
-
     use super::*;
     use crate::testing::{frame, upgrade_request};
-    use crate::tls::TrustedRoots;
     use crate::tls::local_ca::CertificateAuthority;
+    use crate::tls::testing::{client_trusting, server_for};
 
     const SERVES: &[Protocol] = &[Protocol::Mqtt];
 
@@ -533,18 +531,7 @@ mod tests {
     /// CA, and a client trusting that CA alone.
     fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
         let ca = CertificateAuthority::new().expect("a CA");
-        let now = SystemTime::now();
-        let names = [String::from("127.0.0.1")];
-        let (chain, key) = ca.issue(&names, now, now + Duration::from_secs(3600)).expect("cert");
-        let mut roots = TrustedRoots {
-            store: rustls::RootCertStore::empty(),
-            platform: 0,
-            platform_skipped: 0,
-            from_files: 1,
-        };
-        roots.store.add(ca.cert_der().clone()).expect("the CA");
-        let server = crate::tls::server_config(chain, key).expect("server config");
-        (server, roots.into_client_config().expect("client config"))
+        (server_for(&ca, &["127.0.0.1"]), client_trusting(&ca))
     }
 
     /// Hands everything `from` has for the network to `to`, `chunk` bytes at a time.

@@ -17,17 +17,7 @@ use tungstenite::protocol::frame::FrameHeader;
 
 use crate::ws::{IOTHUB_PATH, Subprotocol, WebSocket, WsConfig, WsError};
 
-/// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
-/// directory, its body, and the valid inputs its seed corpus holds.
-#[derive(Clone, Copy, Debug)]
-pub struct Target {
-    /// `fuzz/fuzz_targets/{name}.rs`, `fuzz/corpus/{name}/`, `fuzz/artifacts/{name}/`.
-    pub name: &'static str,
-    /// The body: panics on a broken property.
-    pub run: fn(&[u8]),
-    /// The seed corpus, in file order (`seed-00`, `seed-01`, …).
-    pub seeds: fn() -> Vec<Vec<u8>>,
-}
+pub use hubwire_core::testing::fuzz::Target;
 
 /// Every fuzz target of this crate.
 pub const TARGETS: &[Target] = &[

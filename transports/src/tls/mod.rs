@@ -17,6 +17,6 @@ pub use connection::Tls;
 pub use error::TlsError;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
