@@ -103,10 +103,6 @@ pub fn listener_name(listener: Listener) -> &'static str {
 /// The protocols port 443 routes to.
 const SERVES: &[Protocol] = &[Protocol::Mqtt];
 
-/// How long a connection on port 443 has to finish its TLS handshake and send its
-/// first request head; until then no protocol session exists to time it out.
-const ROUTE_TIMEOUT: hubwire_core::time::Duration = hubwire_core::time::Duration::from_secs(30);
-
 /// A running hub. See the module documentation.
 ///
 /// Every method takes `&self`, so one thread may send C2D messages while another
@@ -471,7 +467,10 @@ impl Driver {
                 self.by_connection.insert(connection, id);
             }
             None => {
-                let deadline = now + ROUTE_TIMEOUT;
+                // Until the first request head names the protocol no session exists
+                // to time the connection out: it gets the time a session would give
+                // a CONNECT.
+                let deadline = now + self.hub.config().connect_timeout;
                 peer.route_deadline = Some(deadline);
                 self.unrouted.insert((deadline, id));
             }
