@@ -100,6 +100,9 @@ pub fn listener_name(listener: Listener) -> &'static str {
     }
 }
 
+/// How long a write to a peer may block before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The protocols port 443 routes to.
 const SERVES: &[Protocol] = &[Protocol::Mqtt];
 
@@ -485,6 +488,10 @@ impl Driver {
         flow: &Arc<Flow>,
     ) -> io::Result<Sender<Transmit>> {
         stream.set_nodelay(true)?;
+        // A peer that takes nothing for this long is gone as far as the hub cares;
+        // without a limit its writer would wait on it forever, holding the
+        // connection's threads after the engine has closed it.
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         reader::spawn(
             format!("hubwire-hub-{id}-read"),
             stream.try_clone()?,
