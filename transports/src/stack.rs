@@ -337,7 +337,10 @@ impl Stack {
 
     /// Routes a connection on port 443 by its first request head.
     fn dispatch(&mut self, buffered: Bytes) -> Result<(), StackError> {
-        let parsed = match http::parse_request(&buffered, &HEAD_LIMITS) {
+        let parsed = http::parse_request(&buffered, &HEAD_LIMITS).and_then(|p| {
+            p.map(|(head, used)| head.check_host().map(|()| (head, used))).transpose()
+        });
+        let parsed = match parsed {
             Ok(Some(parsed)) => parsed,
             Ok(None) => {
                 self.web = Web::Dispatching(BytesMut::from(&buffered[..]));
@@ -498,7 +501,7 @@ impl Stack {
 /// at the WebSocket path: the latter is refused by the WebSocket rules with their
 /// status rather than treated as REST.
 fn is_upgrade(head: &RequestHead) -> bool {
-    head.has_token("upgrade", "websocket") || head.path().starts_with(ws::IOTHUB_PATH)
+    head.has_token("upgrade", "websocket") || head.path() == ws::IOTHUB_PATH
 }
 
 /// The reason phrase for the statuses the head parser answers with.

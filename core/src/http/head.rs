@@ -147,6 +147,20 @@ impl RequestHead {
         has_token(&self.headers, name, token)
     }
 
+    /// A server's check of `Host` (RFC 9112 §3.2): it MUST answer 400 to an HTTP/1.1
+    /// request without one, and to any request with more than one.
+    ///
+    /// Errors: [`HeadError::Malformed`] naming which.
+    pub fn check_host(&self) -> Result<(), HeadError> {
+        match self.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count() {
+            0 if self.minor_version >= 1 => {
+                Err(HeadError::Malformed("an HTTP/1.1 request has no Host (RFC 9112 §3.2)"))
+            }
+            0 | 1 => Ok(()),
+            _ => Err(HeadError::Malformed("a request has more than one Host (RFC 9112 §3.2)")),
+        }
+    }
+
     /// The target up to `?`.
     pub fn path(&self) -> &str {
         self.target.split_once('?').map_or(self.target.as_str(), |(path, _)| path)
@@ -365,6 +379,19 @@ mod tests {
         assert!(head.has_token("Connection", "foo"));
         assert_eq!(head.header("connection"), Some("close"), "the first field");
         assert_eq!(head.query(), None);
+    }
+
+    #[test]
+    fn rfc_9112_3_2_a_server_wants_exactly_one_host() {
+        let check = |head: &[u8]| match parse_request(head, &Limits::default()) {
+            Ok(Some((head, _))) => head.check_host(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(check(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
+        assert_eq!(check(b"GET / HTTP/1.0\r\n\r\n"), Ok(()));
+        assert!(matches!(check(b"GET / HTTP/1.1\r\n\r\n"), Err(HeadError::Malformed(_))));
+        let two = b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
+        assert!(matches!(check(two), Err(HeadError::Malformed(_))));
     }
 
     #[test]

@@ -643,7 +643,7 @@ impl Driver {
         // The reader ends when the socket is shut down; the flow only paces it.
         let spawned = reader::spawn(
             format!("{}-read", self.name),
-            stream.try_clone()?,
+            Arc::new(stream.try_clone()?),
             Arc::new(Flow::default()),
             self.readers.clone(),
             move |bytes| Input::Bytes { generation, bytes },

@@ -351,8 +351,9 @@ fn accept(socket: &TcpListener, listener: Listener, driver: &Sender<Input>, stop
 
 /// One open connection, as the driver holds it.
 struct Peer {
-    /// To shut it down at once when the hub stops.
-    stream: TcpStream,
+    /// To shut it down at once when the hub stops. Its reader and writer share
+    /// this one socket (one file descriptor per connection).
+    stream: Arc<TcpStream>,
     writer: Sender<Transmit>,
     flow: Arc<Flow>,
     /// Its TLS and WebSocket layers.
@@ -448,6 +449,7 @@ impl Driver {
     /// Starts a new connection's reader and writer and its stack; the engine hears
     /// of it once its protocol is known (at once, but on port 443).
     fn accept(&mut self, now: Timestamp, stream: TcpStream, listener: Listener) {
+        let stream = Arc::new(stream);
         let Ok(stack) = Stack::server(listener, self.tls.clone(), SERVES) else {
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -484,7 +486,7 @@ impl Driver {
     fn start_peer(
         &self,
         id: PeerId,
-        stream: &TcpStream,
+        stream: &Arc<TcpStream>,
         flow: &Arc<Flow>,
     ) -> io::Result<Sender<Transmit>> {
         stream.set_nodelay(true)?;
@@ -494,13 +496,13 @@ impl Driver {
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         reader::spawn(
             format!("hubwire-hub-{id}-read"),
-            stream.try_clone()?,
+            Arc::clone(stream),
             Arc::clone(flow),
             self.readers.clone(),
             move |chunk| Input::Bytes(id, chunk),
             Input::Closed(id),
         )?;
-        writer::spawn(format!("hubwire-hub-{id}-write"), stream.try_clone()?, Arc::clone(flow))
+        writer::spawn(format!("hubwire-hub-{id}-write"), Arc::clone(stream), Arc::clone(flow))
     }
 
     /// Bytes from a connection: through its stack, then to the engine.
@@ -550,7 +552,7 @@ impl Driver {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
-        let _ = peer.writer.send(Transmit::Close);
+        end(&peer);
         if let Some(deadline) = peer.route_deadline {
             self.unrouted.remove(&(deadline, id));
         }
@@ -592,7 +594,7 @@ impl Driver {
                 peer.stack.close();
                 flush(peer);
                 if let Some(peer) = self.peers.remove(&id) {
-                    let _ = peer.writer.send(Transmit::Close);
+                    end(&peer);
                 }
                 self.by_connection.remove(&connection);
             }
@@ -612,6 +614,16 @@ impl Driver {
             }
         }
     }
+}
+
+/// Ends a connection the driver has forgotten: the writer closes the socket after
+/// the bytes queued for it (or gives up on a peer that does not read, after
+/// [`WRITE_TIMEOUT`]); the reader, which may be paused until those bytes are
+/// written, is released now.
+fn end(peer: &Peer) {
+    let _ = peer.writer.send(Transmit::Close);
+    let _ = peer.stream.shutdown(Shutdown::Read);
+    peer.flow.close();
 }
 
 /// Hands what a connection's stack has for the socket to its writer.

@@ -20,7 +20,7 @@ const READ_BUFFER: usize = 16 * 1024;
 /// driver is gone.
 pub(crate) fn spawn<M: Send + 'static>(
     name: String,
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     flow: Arc<Flow>,
     tx: Sender<M>,
     bytes: impl Fn(Chunk) -> M + Send + 'static,
@@ -29,7 +29,7 @@ pub(crate) fn spawn<M: Send + 'static>(
     thread::Builder::new().name(name).spawn(move || {
         let mut buffer = vec![0u8; READ_BUFFER];
         while flow.wait_to_read() {
-            match stream.read(&mut buffer) {
+            match (&*stream).read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => {
                     let chunk = buffer.get(..n).map(<[u8]>::to_vec).unwrap_or_default();

@@ -18,7 +18,7 @@ use crate::flow::Flow;
 /// connection's reader seeing the shutdown.
 pub(crate) fn spawn(
     name: String,
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     flow: Arc<Flow>,
 ) -> io::Result<Sender<Transmit>> {
     let (tx, rx) = mpsc::channel::<Transmit>();
@@ -26,7 +26,7 @@ pub(crate) fn spawn(
         for transmit in rx {
             match transmit {
                 Transmit::Send(bytes) => {
-                    if stream.write_all(&bytes).is_err() {
+                    if (&*stream).write_all(&bytes).is_err() {
                         break;
                     }
                     flow.written(bytes.len());

@@ -91,7 +91,7 @@ impl WebSocket {
     /// [`WebSocket::handle_input`].
     ///
     /// Errors: the [`Rejection`] to write before closing: 405 for a method other than
-    /// GET; 404 for a path not starting with [`super::IOTHUB_PATH`]; 400 for HTTP/1.0,
+    /// GET; 404 for a path other than [`super::IOTHUB_PATH`] (a query may follow); 400 for HTTP/1.0,
     /// a missing `Upgrade: websocket`, `Connection: Upgrade`, `Host` or
     /// `Sec-WebSocket-Version`, a key that is not base64 of 16 bytes, or no allowed
     /// subprotocol offered (RFC 6455 §4.2.1); 426 with `Sec-WebSocket-Version: 13`

@@ -183,6 +183,15 @@ fn query_after_the_path_is_accepted() {
     assert!(WebSocket::accept(&head, &BOTH, WsConfig::default()).is_ok());
 }
 
+#[test]
+fn only_the_exact_path_is_accepted() {
+    for path in ["/$iothub/websocketFOO", "/$iothub/websocket/", "/$iothub/websocket/../x"] {
+        let head = request_head(&upgrade_request(path, "mqtt"));
+        let refusal = WebSocket::accept(&head, &BOTH, WsConfig::default()).err();
+        assert_eq!(refusal.map(|r| r.status), Some(404), "{path}");
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Refusals
 

@@ -43,7 +43,9 @@ pub(super) fn accept(
         // RFC 9110 §15.5.6: a 405 names the methods allowed.
         return Err(reject(405, reason, &[("Allow", "GET")]));
     }
-    if !head.path().starts_with(IOTHUB_PATH) {
+    // The path is IoT Hub's exactly; only a query may follow (RFC 6455 §4.2.1 item 3:
+    // the resource name is the path and query).
+    if head.path() != IOTHUB_PATH {
         let reason =
             format!("no WebSocket endpoint at {}: it is {IOTHUB_PATH} (spec file §1)", head.path());
         return Err(reject(404, reason, &[]));
