@@ -380,11 +380,18 @@ impl Stack {
         }
     }
 
-    /// Queues an HTTP answer that ends the connection.
+    /// Queues an HTTP answer that ends the connection, then TLS close_notify
+    /// (RFC 8446 §6.1: a closing side sends it).
     fn answer(&mut self, response: Bytes) {
         self.web = Web::Done;
         self.middle.clear();
         self.push_down(response);
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close();
+            while let Some(out) = tls.poll_output() {
+                self.output.push_back(out);
+            }
+        }
     }
 
     /// Plain bytes from the session, to be sent. Before the layers are open they are
@@ -444,9 +451,15 @@ impl Stack {
         }
     }
 
-    /// Starts an orderly close: a WebSocket close frame, then TLS close_notify.
-    /// Write the output, then close the socket.
+    /// Starts an orderly close: a WebSocket close frame, then TLS close_notify; on
+    /// port 443 with part of the first request head received, a 408 Request Timeout
+    /// first (RFC 9110 §15.5.9), as the runtime closes such a connection when it has
+    /// waited too long. Write the output, then close the socket.
     pub fn close(&mut self) {
+        if matches!(&self.web, Web::Dispatching(head) if !head.is_empty()) {
+            let body = "the request head did not arrive in time";
+            self.answer(http::error_response(408, "Request Timeout", &[], body));
+        }
         if let Web::Open(ws) = &mut self.web {
             ws.close();
         }
@@ -593,6 +606,12 @@ mod tests {
     /// that speaks no WebSocket itself: the stack's result, its answer as text, and
     /// the stack.
     fn answer_on_443(request: &[u8]) -> (Result<(), StackError>, String, Stack) {
+        let (result, answer, hub, _) = exchange_on_443(request);
+        (result, answer, hub)
+    }
+
+    /// [`answer_on_443`], with the client's stack too.
+    fn exchange_on_443(request: &[u8]) -> (Result<(), StackError>, String, Stack, Stack) {
         let (server_tls, client_tls) = tls_configs();
         let mut device =
             Stack::client(Transport::Mqtt, "127.0.0.1", 443, Some(client_tls), [0; 16])
@@ -607,7 +626,7 @@ mod tests {
             let _ = shuttle(&mut hub, &mut device, 4096);
         }
         let answer = String::from_utf8_lossy(&device.take_plain()).into_owned();
-        (result, answer, hub)
+        (result, answer, hub, device)
     }
 
     #[test]
@@ -631,7 +650,8 @@ mod tests {
             (b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\r\n\r\n", "HTTP/1.1 400"),
         ];
         for (request, status) in cases {
-            let (result, answer, hub) = answer_on_443(request);
+            let (result, answer, hub, device) = exchange_on_443(request);
+            assert!(device.is_closed(), "close_notify after the answer: {answer}");
             assert!(result.is_err(), "{answer}");
             assert!(answer.starts_with(status), "{:?}: {answer}", String::from_utf8_lossy(request));
             assert!(hub.is_closed());
@@ -646,6 +666,18 @@ mod tests {
         let (result, answer, _) = answer_on_443(&endless);
         assert!(matches!(result, Err(StackError::Http(_))), "{result:?}");
         assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+
+    #[test]
+    fn port_443_answers_408_and_close_notify_to_a_head_cut_short() {
+        let (result, answer, mut hub, mut device) =
+            exchange_on_443(b"GET /$iothub/websocket HTTP/1.1\r\nHo");
+        assert!(result.is_ok() && answer.is_empty(), "{result:?} {answer}");
+        hub.close();
+        shuttle(&mut hub, &mut device, 4096).expect("an answer and close_notify");
+        let answer = String::from_utf8_lossy(&device.take_plain()).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(device.is_closed(), "close_notify arrived");
     }
 
     #[test]

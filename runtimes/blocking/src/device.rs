@@ -173,7 +173,9 @@ impl DeviceClient {
     /// Starts a device: its driver thread dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). Returns without waiting for the connection:
+    /// [`dial::target`]). The backoff's jitter is seeded from `config.seed` mixed
+    /// with the operating system's randomness, so devices started together spread
+    /// their retries. Returns without waiting for the connection:
     /// [`DeviceEvent::Connected`] reports it.
     ///
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
@@ -193,6 +195,10 @@ impl DeviceClient {
         } else {
             None
         };
+        let mut config = config;
+        // Devices started together (a fleet after a hub outage) must not retry in
+        // step: the jitter's seed takes the operating system's randomness.
+        config.seed ^= OsRng.next_u64();
         let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
         let (commands, inputs) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();

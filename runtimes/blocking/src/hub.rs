@@ -412,6 +412,11 @@ impl Driver {
                     break;
                 }
                 self.unrouted.pop_first();
+                // Its stack answers 408 if a request head was on its way.
+                if let Some(late) = self.peers.get_mut(&peer) {
+                    late.stack.close();
+                    flush(late);
+                }
                 self.drop_peer(now, peer);
             }
         }
