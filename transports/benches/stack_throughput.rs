@@ -94,7 +94,7 @@ fn throughput(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter(transport.name()), |b| {
                 b.iter(|| {
                     for _ in 0..BURST {
-                        device.send(&packet).expect("sendable");
+                        device.send(packet.clone()).expect("sendable");
                     }
                     shuttle(&mut device, &mut hub);
                     received.extend_from_slice(&hub.take_plain());

@@ -548,7 +548,7 @@ impl Driver {
                 let Some((_, stack)) = self.socket.as_mut() else {
                     return;
                 };
-                if let Err(e) = stack.send(&bytes) {
+                if let Err(e) = stack.send(bytes) {
                     self.update_status(|s| s.last_error = Some(e.to_string()));
                 }
                 self.flush();

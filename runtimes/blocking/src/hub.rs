@@ -590,7 +590,7 @@ impl Driver {
         match transmit {
             Transmit::Send(bytes) => {
                 // A failure closes the stack; the reader's close then ends it.
-                let _ = peer.stack.send(&bytes);
+                let _ = peer.stack.send(bytes);
                 flush(peer);
             }
             // The engine has forgotten the connection; its writer closes the socket
