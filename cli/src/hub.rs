@@ -281,6 +281,15 @@ fn report_events(server: &HubServer, mut stderr: Stderr) -> ExitCode {
     while let Some(event) = server.next_event() {
         let printed = match &event {
             HubServerEvent::Stored(record) => Line::telemetry(record).print(),
+            HubServerEvent::TransportError { peer, listener, error } => {
+                let peer = peer.map(|p| p.to_string());
+                let who = peer.as_deref().unwrap_or("a peer");
+                stderr.line(format!(
+                    "hubwire hub: {who} on the {} listener: {error}",
+                    listener_name(*listener)
+                ));
+                Line::TransportError { peer, listener: listener_name(*listener), error }.print()
+            }
             HubServerEvent::Hub(event) => {
                 if let HubEvent::Refused { connection, identity, code, reason } = event {
                     stderr.line(json::refusal_words(*connection, identity.as_ref(), *code, reason));

@@ -43,6 +43,9 @@ since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthoriz
   refused           connection, deviceId (null if unknown), code, error, reason;
                     also in words on stderr
   c2dQueued         deviceId, sequenceNumber: a stdin message was queued
+  transportError    peer, listener, error: a connection's TLS or WebSocket layer
+                    failed (plain TCP on a TLS port, a refused upgrade, a broken
+                    frame) and was answered as its standard says; also on stderr
   c2dCompleted, c2dRejected, c2dAbandoned, c2dDeadLettered, c2dPurged
                     a C2D message was settled or left its queue: deviceId, messageId,
                     sequenceNumber; deliveryCount when abandoned; reason (rejected,
@@ -116,6 +119,12 @@ pub(crate) enum Line<'a> {
     C2dQueued {
         device_id: &'a str,
         sequence_number: u64,
+    },
+    /// A connection's transport failed (not TLS, a refused upgrade, a broken frame).
+    TransportError {
+        peer: Option<String>,
+        listener: &'static str,
+        error: &'a str,
     },
     /// A stdin line was refused.
     Error {
@@ -549,6 +558,7 @@ mod tests {
             Line::Device { device_id: "d", connection_string: String::new() },
             Line::telemetry(&record),
             Line::C2dQueued { device_id: "d", sequence_number: 1 },
+            Line::TransportError { peer: None, listener: "mqtt", error: "" },
             Line::error(1, code, String::new()),
         ];
         lines.extend(events.iter().filter_map(Line::hub_event));

@@ -189,6 +189,10 @@ fn plain_mqtt_on_the_tls_port_gets_a_fatal_alert_and_the_hub_serves_on() {
     // RFC 8446 §5.1 / RFC 5246 §6.2.1: a TLS record of type 21 (alert), then level 2 (fatal).
     assert_eq!(answer.first(), Some(&0x15), "{answer:02x?}");
     assert_eq!(answer.get(5), Some(&0x02), "{answer:02x?}");
+    // The hub says so too.
+    let reported = next_event(&hub.out, "transportError");
+    assert_eq!(reported["listener"], "MQTT over TLS", "{reported}");
+    assert!(reported["error"].as_str().is_some_and(|e| e.contains("not TLS")), "{reported}");
     hub_serves_a_device(&hub);
 }
 
@@ -320,6 +324,8 @@ fn an_unmasked_client_frame_is_closed_with_1002() {
     client.send(&[0x82, 0x02, 0xc0, 0x00]);
     let frames = client.read_to_close();
     assert_eq!(close_code(&frames), Some(1002), "{frames:02x?}");
+    let reported = next_event(&hub.out, "transportError");
+    assert!(reported["error"].as_str().is_some_and(|e| e.contains("mask")), "{reported}");
     hub_serves_a_device(&hub);
 }
 

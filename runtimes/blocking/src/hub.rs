@@ -49,6 +49,18 @@ pub enum HubServerEvent {
     /// [`HubEvent::StoreTelemetry`] never appears here; it becomes
     /// [`HubServerEvent::Stored`].
     Hub(HubEvent),
+    /// A connection's transport failed before or beneath its protocol session: not
+    /// TLS on a TLS port, a refused WebSocket upgrade or a broken frame, a request
+    /// for a path the hub does not serve. The peer got the standard's answer (a TLS
+    /// alert, an HTTP status, a WebSocket close code) and the connection is closed.
+    TransportError {
+        /// Who connected.
+        peer: Option<SocketAddr>,
+        /// Where.
+        listener: Listener,
+        /// What went wrong, in words.
+        error: String,
+    },
 }
 
 /// One listener a hub serves: what it speaks and where.
@@ -362,6 +374,9 @@ struct Peer {
     connection: Option<ConnectionId>,
     /// Until then, when it is given up.
     route_deadline: Option<Timestamp>,
+    /// Who and where, for [`HubServerEvent::TransportError`].
+    address: Option<SocketAddr>,
+    listener: Listener,
 }
 
 /// The driver thread's state.
@@ -469,7 +484,17 @@ impl Driver {
                 return;
             }
         };
-        let mut peer = Peer { stream, writer, flow, stack, connection: None, route_deadline: None };
+        let address = stream.peer_addr().ok();
+        let mut peer = Peer {
+            stream,
+            writer,
+            flow,
+            stack,
+            connection: None,
+            route_deadline: None,
+            address,
+            listener,
+        };
         match peer.stack.route() {
             Some(protocol) => {
                 let connection = self.hub.accept(now, protocol);
@@ -517,7 +542,14 @@ impl Driver {
         };
         // A layer's failure is answered on the wire by the stack (an alert, a close
         // frame, an HTTP error) and ends the connection below.
-        let _ = peer.stack.handle_input(bytes);
+        if let Err(e) = peer.stack.handle_input(bytes) {
+            let event = HubServerEvent::TransportError {
+                peer: peer.address,
+                listener: peer.listener,
+                error: e.to_string(),
+            };
+            let _ = self.events.send(event);
+        }
         if peer.connection.is_none() {
             if let Some(protocol) = peer.stack.route() {
                 let connection = self.hub.accept(now, protocol);
