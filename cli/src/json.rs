@@ -575,6 +575,6 @@ mod tests {
             let kind = json(line)["event"].as_str().map(String::from).unwrap_or_default();
             assert!(named.contains(&kind.as_str()), "{kind:?} missing from {named:?}");
         }
-        assert_eq!(lines.len(), 13);
+        assert_eq!(lines.len(), 14);
     }
 }
