@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the interop tests run against (../shared/spec/peers.md):
 # - the mosquitto broker and its clients, from Debian's packages;
+# - Apache Qpid Proton's Python binding (AMQP 1.0), from Debian's package, which
+#   imports only under /usr/bin/python3, not under another python3 earlier on PATH;
 # - Microsoft's Azure IoT device SDK for Node.js, pinned by conformance/peers/node's
 #   package-lock.json, into its node_modules (`npm ci`);
 # - Microsoft's Azure IoT device SDK for Python, pinned by
@@ -18,6 +20,7 @@ fail() {
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+/usr/bin/python3 -c 'import proton' >/dev/null 2>&1 || need+=(python3-qpid-proton)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -30,7 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
   fi
 fi
-dpkg-query -W mosquitto mosquitto-clients
+dpkg-query -W mosquitto mosquitto-clients python3-qpid-proton
+/usr/bin/python3 -c 'import proton; print("qpid-proton", ".".join(map(str, proton.VERSION)))' ||
+  fail "python3-qpid-proton is installed but /usr/bin/python3 cannot import proton"
 
 # The SDKs come from their registries, not from Debian: the interop tests need
 # the exact versions peers.md describes.

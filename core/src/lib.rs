@@ -7,12 +7,15 @@
 //! - [`iothub`]: rules shared by every protocol: connection strings, SAS tokens,
 //!   the message model, C2D lock tokens and dispositions, IoT Hub error codes.
 //! - [`mqtt`]: the MQTT 3.1.1 codec, IoT Hub topics, and the device and hub sessions.
+//! - [`amqp`]: AMQP 1.0: protocol headers and frames.
 //! - [`device`]: one device API over every protocol.
 //! - [`hub`]: the hub engine: registry, D2C log, C2D queues, feedback.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "mqtt")]
 pub mod device;
 #[cfg(feature = "http")]

@@ -41,6 +41,9 @@ use crate::sansio::{Connection, ConnectionId, Endpoint, Transmit};
 use crate::time::{Duration, Timestamp};
 use crate::utf8::Utf8Bytes;
 
+mod amqp_frame;
+pub use amqp_frame::amqp_frame;
+
 /// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
 /// directory, its body, and the valid inputs its seed corpus holds.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +71,7 @@ pub const TARGETS: &[Target] = &[
         run: mqtt_device_session,
         seeds: mqtt_device_session_seeds,
     },
+    Target { name: "amqp_frame", run: amqp_frame, seeds: amqp_frame::seeds },
 ];
 
 // ---------------------------------------------------------------------------------

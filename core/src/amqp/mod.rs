@@ -1,0 +1,10 @@
+//! AMQP 1.0 (OASIS standard, 2012), the protocol IoT Hub's field gateways use
+//! (spec file §5).
+//!
+//! - [`protocol_header`]: the 8-byte header each layer opens with, and version
+//!   negotiation (part 2 §2.2, part 5 §5.1–§5.3).
+//! - [`frame`]: frame headers and bodies, the size limits checked before anything is
+//!   buffered (part 2 §2.3, §2.4.1, §2.7.1).
+
+pub mod frame;
+pub mod protocol_header;
