@@ -11,8 +11,10 @@ conformance/install-peers.sh
 # The process-level tests in conformance/ run the program this builds.
 cargo build -p hubwire --locked
 cargo test --workspace --locked
-# A constrained device builds core without std, MQTT only (DESIGN.md, features).
+# A constrained device builds core without std, MQTT only (DESIGN.md, features);
+# AMQP stays no_std too.
 cargo build -p hubwire-core --no-default-features --features mqtt --locked
+cargo build -p hubwire-core --no-default-features --features amqp --locked
 # Formatting, lints and documentation links, as every change must keep them.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
