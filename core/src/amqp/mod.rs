@@ -1,6 +1,8 @@
 //! AMQP 1.0 (OASIS standard, 2012), the protocol IoT Hub's field gateways use
 //! (spec file §5).
 //!
+//! - [`types`]: the type system and its wire format: every primitive type,
+//!   described values and composites (part 1).
 //! - [`protocol_header`]: the 8-byte header each layer opens with, and version
 //!   negotiation (part 2 §2.2, part 5 §5.1–§5.3).
 //! - [`frame`]: frame headers and bodies, the size limits checked before anything is
@@ -8,3 +10,6 @@
 
 pub mod frame;
 pub mod protocol_header;
+pub mod types;
+
+pub use types::{Composite, Described, Descriptor, Symbol, Value};

@@ -1,0 +1,499 @@
+//! The encoder: a [`Value`] into a `BytesMut`, in the smallest encodings §1.6 offers
+//! (what the standard recommends), or in the widest ones, for tests and peers that
+//! want them.
+//!
+//! Sizes are computed before anything is written, so a value is checked whole and
+//! written once; a nested container's size is recomputed by each level above it,
+//! which costs time proportional to the nesting depth (bounded when values were
+//! decoded with [`Limits`](super::Limits)).
+
+use bytes::{BufMut, BytesMut};
+
+use super::described::{Described, Descriptor};
+use super::encoding::{Category, Encoding};
+use super::error::EncodeError;
+use super::value::{Array, PrimitiveType, Symbol, Value};
+
+/// Which of a type's encodings the encoder picks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Form {
+    /// The smallest that holds the value: `uint0` and `smalluint`, `true`/`false`,
+    /// `list0`, and the one-byte size forms (`vbin8`, `str8`, `sym8`, `list8`,
+    /// `map8`, `array8`) when size and count fit in a byte.
+    #[default]
+    Smallest,
+    /// The widest: `boolean` with a data byte, four- and eight-byte integers,
+    /// four-byte sizes and counts (`list32` even for an empty list).
+    Wide,
+}
+
+/// Writes `value` in its smallest encodings.
+///
+/// # Errors
+///
+/// [`EncodeError`]: an array holds an item of another type, or the encoding would
+/// exceed 4 GiB − 1 bytes. Nothing is written then.
+pub fn encode(value: &Value, out: &mut BytesMut) -> Result<(), EncodeError> {
+    encode_as(value, Form::Smallest, out)
+}
+
+/// Writes `value` in the encodings `form` picks.
+///
+/// # Errors
+///
+/// As [`encode`].
+pub fn encode_as(value: &Value, form: Form, out: &mut BytesMut) -> Result<(), EncodeError> {
+    check(value)?;
+    let encoder = Encoder { form };
+    let len = checked_len(encoder.len(value))?;
+    out.reserve(len);
+    encoder.write(value, out);
+    Ok(())
+}
+
+/// The bytes [`encode_as`] writes for `value`, saturated at `usize::MAX`.
+pub fn encoded_len(value: &Value, form: Form) -> usize {
+    Encoder { form }.len(value)
+}
+
+/// Writes a composite (§1.4): `0x00`, the descriptor, and `fields` as a list.
+pub(super) fn encode_described_list(
+    descriptor: &Descriptor,
+    fields: &[Value],
+    form: Form,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    for field in fields {
+        check(field)?;
+    }
+    let encoder = Encoder { form };
+    let list = encoder.list_encoding(fields);
+    let list_len = 1 + encoder.list_data_len(list, fields);
+    let len = checked_len((1 + encoder.descriptor_len(descriptor)).saturating_add(list_len))?;
+    out.reserve(len);
+    out.put_u8(0x00);
+    encoder.write_descriptor(descriptor, out);
+    out.put_u8(list.code());
+    encoder.write_list_data(list, fields, out);
+    Ok(())
+}
+
+/// Refuses a length no size field or frame can carry.
+fn checked_len(len: usize) -> Result<usize, EncodeError> {
+    if u32::try_from(len).is_ok() { Ok(len) } else { Err(EncodeError::TooLarge { len }) }
+}
+
+/// Every array in `value` holds items of its element type only.
+fn check(value: &Value) -> Result<(), EncodeError> {
+    match value {
+        Value::List(items) => items.iter().try_for_each(check),
+        Value::Map(pairs) => pairs.iter().try_for_each(|(k, v)| {
+            check(k)?;
+            check(v)
+        }),
+        Value::Array(array) => {
+            for (index, item) in array.items.iter().enumerate() {
+                if item.primitive_type() != Some(array.element) {
+                    let found = item.type_name();
+                    return Err(EncodeError::ArrayElementMismatch {
+                        element: array.element,
+                        index,
+                        found,
+                    });
+                }
+                check(item)?;
+            }
+            Ok(())
+        }
+        Value::Described(described) => check(&described.value),
+        _ => Ok(()),
+    }
+}
+
+/// The width of a size or count field for `encoding`: 1 or 4.
+fn field_width(encoding: Encoding) -> usize {
+    match encoding.category() {
+        Category::Fixed(_) => 0,
+        Category::Variable(w) | Category::Compound(w) | Category::Array(w) => w,
+    }
+}
+
+fn put_length(width: usize, n: usize, out: &mut BytesMut) {
+    // Lengths were checked against the encoding's width when it was chosen, and
+    // the whole encoding against u32::MAX, so the casts keep every bit.
+    if width == 1 {
+        out.put_u8(n as u8);
+    } else {
+        out.put_u32(n as u32);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Encoder {
+    form: Form,
+}
+
+impl Encoder {
+    fn smallest(self) -> bool {
+        self.form == Form::Smallest
+    }
+
+    /// Whether a size and count fit the one-byte forms. `count` is 0 for
+    /// variable-width data.
+    fn fits8(self, count: usize, size: usize) -> bool {
+        self.smallest() && count <= 255 && size <= 255
+    }
+
+    /// The encoding of a value written with its own constructor; `None` for a
+    /// described value, which has no single one.
+    fn encoding(self, value: &Value) -> Option<Encoding> {
+        use Encoding as E;
+        let small = self.smallest();
+        Some(match value {
+            Value::Null => E::Null,
+            Value::Boolean(b) if small => {
+                if *b {
+                    E::True
+                } else {
+                    E::False
+                }
+            }
+            Value::Boolean(_) => E::Boolean,
+            Value::Ubyte(_) => E::Ubyte,
+            Value::Ushort(_) => E::Ushort,
+            Value::Uint(0) if small => E::Uint0,
+            Value::Uint(n) if small && *n <= 255 => E::SmallUint,
+            Value::Uint(_) => E::Uint,
+            Value::Ulong(0) if small => E::Ulong0,
+            Value::Ulong(n) if small && *n <= 255 => E::SmallUlong,
+            Value::Ulong(_) => E::Ulong,
+            Value::Byte(_) => E::Byte,
+            Value::Short(_) => E::Short,
+            Value::Int(n) if small && i8::try_from(*n).is_ok() => E::SmallInt,
+            Value::Int(_) => E::Int,
+            Value::Long(n) if small && i8::try_from(*n).is_ok() => E::SmallLong,
+            Value::Long(_) => E::Long,
+            Value::Float(_) => E::Float,
+            Value::Double(_) => E::Double,
+            Value::Decimal32(_) => E::Decimal32,
+            Value::Decimal64(_) => E::Decimal64,
+            Value::Decimal128(_) => E::Decimal128,
+            Value::Char(_) => E::Char,
+            Value::Timestamp(_) => E::Timestamp,
+            Value::Uuid(_) => E::Uuid,
+            Value::Binary(_) | Value::String(_) | Value::Symbol(_) => self.element_encoding(value),
+            Value::List(items) => self.list_encoding(items),
+            Value::Map(_) | Value::Array(_) => self.element_encoding(value),
+            Value::Described(_) => return None,
+        })
+    }
+
+    /// The encoding of a variable-width or compound value, without the zero-width
+    /// forms: what an array element of this value needs.
+    fn element_encoding(self, value: &Value) -> Encoding {
+        use Encoding as E;
+        let pick = |fits: bool, small: E, wide: E| if fits { small } else { wide };
+        match value {
+            Value::Binary(b) => pick(self.fits8(0, b.len()), E::Vbin8, E::Vbin32),
+            Value::String(s) => pick(self.fits8(0, s.len()), E::Str8, E::Str32),
+            Value::Symbol(s) => self.symbol_encoding(s),
+            Value::List(items) => {
+                let size = 1usize.saturating_add(self.items_len(items));
+                pick(self.fits8(items.len(), size), E::List8, E::List32)
+            }
+            Value::Map(pairs) => {
+                let size = 1usize.saturating_add(self.pairs_len(pairs));
+                let count = pairs.len().saturating_mul(2);
+                pick(self.fits8(count, size), E::Map8, E::Map32)
+            }
+            Value::Array(array) => {
+                let element = self.array_element(array);
+                let size = 1usize.saturating_add(self.array_content_len(array, element));
+                pick(self.fits8(array.items.len(), size), E::Array8, E::Array32)
+            }
+            // Fixed-width types have one encoding in arrays too.
+            other => match other.primitive_type() {
+                Some(ty) => widest(ty),
+                None => E::Null,
+            },
+        }
+    }
+
+    fn symbol_encoding(self, symbol: &Symbol) -> Encoding {
+        if self.fits8(0, symbol.len()) { Encoding::Sym8 } else { Encoding::Sym32 }
+    }
+
+    fn list_encoding(self, items: &[Value]) -> Encoding {
+        if items.is_empty() && self.smallest() {
+            return Encoding::List0;
+        }
+        let size = 1usize.saturating_add(self.items_len(items));
+        if self.fits8(items.len(), size) { Encoding::List8 } else { Encoding::List32 }
+    }
+
+    /// One constructor for every item of `array` (§1.2.4): the widest any item
+    /// needs.
+    fn array_element(self, array: &Array) -> Encoding {
+        use Encoding as E;
+        use PrimitiveType as T;
+        let small = self.smallest();
+        let all = |f: &dyn Fn(&Value) -> bool| small && array.items.iter().all(f);
+        let pick = |fits: bool, small: E, wide: E| if fits { small } else { wide };
+        match array.element {
+            T::Boolean => E::Boolean,
+            T::Uint => {
+                pick(all(&|v| matches!(v, Value::Uint(n) if *n <= 255)), E::SmallUint, E::Uint)
+            }
+            T::Ulong => {
+                pick(all(&|v| matches!(v, Value::Ulong(n) if *n <= 255)), E::SmallUlong, E::Ulong)
+            }
+            T::Int => pick(
+                all(&|v| matches!(v, Value::Int(n) if i8::try_from(*n).is_ok())),
+                E::SmallInt,
+                E::Int,
+            ),
+            T::Long => pick(
+                all(&|v| matches!(v, Value::Long(n) if i8::try_from(*n).is_ok())),
+                E::SmallLong,
+                E::Long,
+            ),
+            T::Binary | T::String | T::Symbol | T::List | T::Map | T::Array => {
+                let (small_form, wide) = match array.element {
+                    T::Binary => (E::Vbin8, E::Vbin32),
+                    T::String => (E::Str8, E::Str32),
+                    T::Symbol => (E::Sym8, E::Sym32),
+                    T::List => (E::List8, E::List32),
+                    T::Map => (E::Map8, E::Map32),
+                    _ => (E::Array8, E::Array32),
+                };
+                pick(all(&|v| self.element_encoding(v) == small_form), small_form, wide)
+            }
+            ty => widest(ty),
+        }
+    }
+
+    /// Bytes of a whole value: constructor and data.
+    fn len(self, value: &Value) -> usize {
+        match value {
+            Value::Described(described) => self.described_len(described),
+            _ => match self.encoding(value) {
+                Some(encoding) => 1usize.saturating_add(self.data_len(encoding, value)),
+                None => 0,
+            },
+        }
+    }
+
+    fn described_len(self, described: &Described) -> usize {
+        (1 + self.descriptor_len(&described.descriptor)).saturating_add(self.len(&described.value))
+    }
+
+    fn descriptor_len(self, descriptor: &Descriptor) -> usize {
+        match descriptor {
+            Descriptor::Code(code) => self.len(&Value::Ulong(*code)),
+            Descriptor::Symbol(symbol) => {
+                let width = field_width(self.symbol_encoding(symbol));
+                (1 + width).saturating_add(symbol.len())
+            }
+        }
+    }
+
+    /// Bytes after the constructor.
+    fn data_len(self, encoding: Encoding, value: &Value) -> usize {
+        let width = field_width(encoding);
+        match (encoding.category(), value) {
+            (Category::Fixed(w), _) => w,
+            (Category::Variable(_), Value::Binary(b)) => width.saturating_add(b.len()),
+            (Category::Variable(_), Value::String(s)) => width.saturating_add(s.len()),
+            (Category::Variable(_), Value::Symbol(s)) => width.saturating_add(s.len()),
+            (Category::Compound(_), Value::List(items)) => self.list_data_len(encoding, items),
+            (Category::Compound(_), Value::Map(pairs)) => {
+                (2 * width).saturating_add(self.pairs_len(pairs))
+            }
+            (Category::Array(_), Value::Array(array)) => {
+                let element = self.array_element(array);
+                (2 * width).saturating_add(self.array_content_len(array, element))
+            }
+            _ => 0,
+        }
+    }
+
+    fn list_data_len(self, encoding: Encoding, items: &[Value]) -> usize {
+        match encoding {
+            Encoding::List0 => 0,
+            _ => (2 * field_width(encoding)).saturating_add(self.items_len(items)),
+        }
+    }
+
+    fn items_len(self, items: &[Value]) -> usize {
+        items.iter().fold(0usize, |n, item| n.saturating_add(self.len(item)))
+    }
+
+    fn pairs_len(self, pairs: &[(Value, Value)]) -> usize {
+        pairs
+            .iter()
+            .fold(0usize, |n, (k, v)| n.saturating_add(self.len(k)).saturating_add(self.len(v)))
+    }
+
+    /// The element constructor and the elements' data, without size and count.
+    fn array_content_len(self, array: &Array, element: Encoding) -> usize {
+        let constructor = match &array.descriptor {
+            Some(descriptor) => 2 + self.descriptor_len(descriptor),
+            None => 1,
+        };
+        array
+            .items
+            .iter()
+            .fold(constructor, |n, item| n.saturating_add(self.data_len(element, item)))
+    }
+
+    fn write(self, value: &Value, out: &mut BytesMut) {
+        match value {
+            Value::Described(described) => {
+                out.put_u8(0x00);
+                self.write_descriptor(&described.descriptor, out);
+                self.write(&described.value, out);
+            }
+            _ => {
+                if let Some(encoding) = self.encoding(value) {
+                    out.put_u8(encoding.code());
+                    self.write_data(encoding, value, out);
+                }
+            }
+        }
+    }
+
+    fn write_descriptor(self, descriptor: &Descriptor, out: &mut BytesMut) {
+        match descriptor {
+            Descriptor::Code(code) => self.write(&Value::Ulong(*code), out),
+            Descriptor::Symbol(symbol) => {
+                let encoding = self.symbol_encoding(symbol);
+                out.put_u8(encoding.code());
+                put_length(field_width(encoding), symbol.len(), out);
+                out.put_slice(symbol.as_bytes());
+            }
+        }
+    }
+
+    /// The data after a constructor, for a value whose encoding is `encoding`.
+    fn write_data(self, encoding: Encoding, value: &Value, out: &mut BytesMut) {
+        use Encoding as E;
+        let width = field_width(encoding);
+        match value {
+            Value::Null | Value::Described(_) => {}
+            Value::Boolean(b) => {
+                if encoding == E::Boolean {
+                    out.put_u8(u8::from(*b));
+                }
+            }
+            Value::Ubyte(n) => out.put_u8(*n),
+            Value::Ushort(n) => out.put_u16(*n),
+            Value::Uint(n) => match encoding {
+                E::Uint0 => {}
+                E::SmallUint => out.put_u8(*n as u8),
+                _ => out.put_u32(*n),
+            },
+            Value::Ulong(n) => match encoding {
+                E::Ulong0 => {}
+                E::SmallUlong => out.put_u8(*n as u8),
+                _ => out.put_u64(*n),
+            },
+            Value::Byte(n) => out.put_i8(*n),
+            Value::Short(n) => out.put_i16(*n),
+            Value::Int(n) => match encoding {
+                E::SmallInt => out.put_i8(*n as i8),
+                _ => out.put_i32(*n),
+            },
+            Value::Long(n) => match encoding {
+                E::SmallLong => out.put_i8(*n as i8),
+                _ => out.put_i64(*n),
+            },
+            Value::Float(x) => out.put_f32(*x),
+            Value::Double(x) => out.put_f64(*x),
+            Value::Decimal32(d) => out.put_slice(d),
+            Value::Decimal64(d) => out.put_slice(d),
+            Value::Decimal128(d) => out.put_slice(d),
+            Value::Char(c) => out.put_u32(u32::from(*c)),
+            Value::Timestamp(ms) => out.put_i64(*ms),
+            Value::Uuid(u) => out.put_slice(u),
+            Value::Binary(b) => {
+                put_length(width, b.len(), out);
+                out.put_slice(b);
+            }
+            Value::String(s) => {
+                put_length(width, s.len(), out);
+                out.put_slice(s.as_bytes());
+            }
+            Value::Symbol(s) => {
+                put_length(width, s.len(), out);
+                out.put_slice(s.as_bytes());
+            }
+            Value::List(items) => self.write_list_data(encoding, items, out),
+            Value::Map(pairs) => {
+                put_length(width, width + self.pairs_len(pairs), out);
+                put_length(width, 2 * pairs.len(), out);
+                for (key, value) in pairs {
+                    self.write(key, out);
+                    self.write(value, out);
+                }
+            }
+            Value::Array(array) => {
+                let element = self.array_element(array);
+                put_length(width, width + self.array_content_len(array, element), out);
+                put_length(width, array.items.len(), out);
+                if let Some(descriptor) = &array.descriptor {
+                    out.put_u8(0x00);
+                    self.write_descriptor(descriptor, out);
+                }
+                out.put_u8(element.code());
+                for item in &array.items {
+                    self.write_data(element, item, out);
+                }
+            }
+        }
+    }
+
+    fn write_list_data(self, encoding: Encoding, items: &[Value], out: &mut BytesMut) {
+        if encoding == Encoding::List0 {
+            return;
+        }
+        let width = field_width(encoding);
+        put_length(width, width + self.items_len(items), out);
+        put_length(width, items.len(), out);
+        for item in items {
+            self.write(item, out);
+        }
+    }
+}
+
+/// The widest encoding of `ty`: the only one of a type with a single width, and
+/// one that holds every value of the type.
+fn widest(ty: PrimitiveType) -> Encoding {
+    use Encoding as E;
+    use PrimitiveType as T;
+    match ty {
+        T::Ubyte => E::Ubyte,
+        T::Ushort => E::Ushort,
+        T::Byte => E::Byte,
+        T::Short => E::Short,
+        T::Float => E::Float,
+        T::Double => E::Double,
+        T::Decimal32 => E::Decimal32,
+        T::Decimal64 => E::Decimal64,
+        T::Decimal128 => E::Decimal128,
+        T::Char => E::Char,
+        T::Timestamp => E::Timestamp,
+        T::Uuid => E::Uuid,
+        T::Boolean => E::Boolean,
+        T::Uint => E::Uint,
+        T::Ulong => E::Ulong,
+        T::Int => E::Int,
+        T::Long => E::Long,
+        T::Binary => E::Vbin32,
+        T::String => E::Str32,
+        T::Symbol => E::Sym32,
+        T::List => E::List32,
+        T::Map => E::Map32,
+        T::Array => E::Array32,
+        T::Null => E::Null,
+    }
+}
