@@ -23,6 +23,10 @@ use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 use core::num::NonZeroU16;
 
+mod amqp;
+
+pub use amqp::amqp_types;
+
 use super::{KEY, Pair, START};
 use crate::Protocol;
 use crate::device::{Device, DeviceConfig, DeviceEvent, DispositionError};
@@ -59,6 +63,7 @@ pub struct Target {
 /// Every fuzz target.
 pub const TARGETS: &[Target] = &[
     Target { name: "mqtt_decode", run: mqtt_decode, seeds: mqtt_decode_seeds },
+    Target { name: "amqp_types", run: amqp_types, seeds: amqp::amqp_types_seeds },
     Target { name: "http_head", run: http_head, seeds: http_head_seeds },
     Target { name: "connection_string", run: connection_string, seeds: connection_string_seeds },
     Target { name: "sas_token", run: sas_token, seeds: sas_token_seeds },

@@ -13,6 +13,7 @@
 
 use alloc::vec::Vec;
 use bytes::Bytes;
+use core::cell::Cell;
 
 use super::described::{Described, Descriptor};
 use super::encoding::{Category, Encoding};
@@ -30,7 +31,9 @@ use crate::utf8::Utf8Bytes;
 /// [`DecodeError`]: the bytes break a rule of part 1 or exceed `limits`. Never
 /// panics, whatever the input.
 pub fn decode(input: &Bytes, limits: &Limits) -> Result<(Value, usize), DecodeError> {
-    let mut reader = Reader { input, pos: 0, end: input.len(), limits };
+    let zero_width_budget = Cell::new(limits.max_size);
+    let mut reader =
+        Reader { input, pos: 0, end: input.len(), limits, zero_width_budget: &zero_width_budget };
     let value = reader.value(0)?;
     Ok((value, reader.pos))
 }
@@ -42,6 +45,10 @@ struct Reader<'a> {
     pos: usize,
     end: usize,
     limits: &'a Limits,
+    /// Zero-width array elements this decode may still allocate: they take no
+    /// bytes, so they are counted against [`Limits::max_size`] as one byte each,
+    /// across the whole value.
+    zero_width_budget: &'a Cell<usize>,
 }
 
 impl<'a> Reader<'a> {
@@ -217,8 +224,7 @@ impl<'a> Reader<'a> {
     fn sized(&mut self, encoding: Encoding) -> Result<(Reader<'a>, usize, usize), DecodeError> {
         let width = Self::field_width(encoding);
         let size = self.size(encoding, width)?;
-        let mut body =
-            Reader { input: self.input, pos: self.pos, end: self.pos + size, limits: self.limits };
+        let mut body = Reader { end: self.pos + size, ..*self };
         let count = body.length(encoding, width)?;
         Ok((body, size, count))
     }
@@ -282,13 +288,20 @@ impl<'a> Reader<'a> {
             }
         }
         let element = Encoding::from_code(code).ok_or(DecodeError::UnknownConstructor { code })?;
-        let room = match element.min_element_len() {
-            0 => self.input.len(),
-            min => body.remaining() / min,
-        };
-        if count > room {
-            let size = if element.min_element_len() == 0 { room } else { body.remaining() };
-            return Err(DecodeError::CountBeyondSize { encoding, count, size });
+        match element.min_element_len() {
+            0 => {
+                let left = self.zero_width_budget.get();
+                if count > left {
+                    return Err(DecodeError::ZeroWidthOverLimit { encoding, count, left });
+                }
+                self.zero_width_budget.set(left - count);
+            }
+            min => {
+                if count > body.remaining() / min {
+                    let size = body.remaining();
+                    return Err(DecodeError::CountBeyondSize { encoding, count, size });
+                }
+            }
         }
         let mut items = Vec::with_capacity(count);
         for _ in 0..count {

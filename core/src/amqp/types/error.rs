@@ -59,17 +59,30 @@ pub enum DecodeError {
     },
     /// A compound or array announces more elements than its size can hold: every
     /// compound element has a constructor of at least one byte (§1.2.3), every array
-    /// element at least its encoding's fixed width or size field (§1.2.4). An array
-    /// of zero-width elements (`null`, `true`, `uint0`, …) may not announce more
-    /// elements than the input has bytes, so memory stays proportional to input.
+    /// element at least its encoding's fixed width or size field (§1.2.4).
     #[error("{encoding} count: {count} elements cannot fit in {size} bytes")]
     CountBeyondSize {
         /// The compound or array encoding.
         encoding: Encoding,
         /// The declared count.
         count: usize,
-        /// The bytes the elements have (for zero-width array elements: the input).
+        /// The bytes the elements have.
         size: usize,
+    },
+    /// Arrays of zero-width elements (`null`, `true`, `uint0`, `list0`, …: §1.2.4
+    /// lets one constructor stand for elements of no bytes) announce more elements
+    /// than the decoder allocates for them. They count against
+    /// [`Limits::max_size`](super::Limits::max_size) as one byte each, across one
+    /// decoded value, so they cost no more memory than the largest value of real
+    /// one-byte elements.
+    #[error("{encoding} count: {count} zero-width elements, {left} left under the size limit")]
+    ZeroWidthOverLimit {
+        /// The array encoding.
+        encoding: Encoding,
+        /// The declared count.
+        count: usize,
+        /// Zero-width elements the decode could still allocate.
+        left: usize,
     },
     /// The elements of a compound or array end before its declared size (§1.2.3,
     /// §1.2.4: the size is the bytes of the count and the elements).

@@ -598,7 +598,7 @@ fn s1_6_24_array_count_beyond_its_fixed_width_elements() {
 }
 
 #[test]
-fn s1_6_24_array_of_zero_width_elements_is_bounded_by_the_input() {
+fn s1_6_24_array_of_zero_width_elements_counts_against_the_size_limit() {
     let three_nulls = [
         0xe0, 0x02, 0x03, // array8, size 2, count 3
         0x40, // element constructor: null, zero bytes each
@@ -611,9 +611,26 @@ fn s1_6_24_array_of_zero_width_elements_is_bounded_by_the_input() {
         0xff, 0xff, 0xff, 0xff, // count 4 294 967 295
         0x40, // null
     ];
-    let expected =
-        DecodeError::CountBeyondSize { encoding: Encoding::Array32, count: 0xffff_ffff, size: 10 };
+    let expected = DecodeError::ZeroWidthOverLimit {
+        encoding: Encoding::Array32,
+        count: 0xffff_ffff,
+        left: Limits::DEFAULT_MAX_SIZE,
+    };
     assert_eq!(err(&many), expected);
+}
+
+#[test]
+fn s1_6_24_zero_width_elements_share_one_budget_per_value() {
+    let limits = Limits { max_size: 10, ..Limits::default() };
+    let input = [
+        0xc0, 0x09, 0x02, // list8, size 9, count 2
+        0xe0, 0x02, 0x06, 0x41, // array8 of six true (0x41: zero width)
+        0xe0, 0x02, 0x06, 0x43, // array8 of six uint0: 12 in all, over 10
+    ];
+    let expected =
+        DecodeError::ZeroWidthOverLimit { encoding: Encoding::Array8, count: 6, left: 4 };
+    assert_eq!(decode(&Bytes::copy_from_slice(&input), &limits), Err(expected));
+    assert!(decode(&Bytes::copy_from_slice(&input[3..7]), &limits).is_ok());
 }
 
 #[test]
