@@ -2,10 +2,11 @@
 //! (what the standard recommends), or in the widest ones, for tests and peers that
 //! want them.
 //!
-//! Sizes are computed before anything is written, so a value is checked whole and
-//! written once; a nested container's size is recomputed by each level above it,
-//! which costs time proportional to the nesting depth (bounded when values were
-//! decoded with [`Limits`](super::Limits)).
+//! One pass: a list, map or array is written with four-byte size and count fields,
+//! which are filled in once its elements are written; if they fit one byte each
+//! (and the form is [`Form::Smallest`]), the elements move back six bytes, at most
+//! 254 bytes moved per container. On an error the output is cut back, so nothing
+//! is written.
 
 use bytes::{BufMut, BytesMut};
 
@@ -43,12 +44,7 @@ pub fn encode(value: &Value, out: &mut BytesMut) -> Result<(), EncodeError> {
 ///
 /// As [`encode`].
 pub fn encode_as(value: &Value, form: Form, out: &mut BytesMut) -> Result<(), EncodeError> {
-    check(value)?;
-    let encoder = Encoder { form };
-    let len = checked_len(encoder.len(value))?;
-    out.reserve(len);
-    encoder.write(value, out);
-    Ok(())
+    written(out, |out| Encoder { form }.write(value, out))
 }
 
 /// The bytes [`encode_as`] writes for `value`, saturated at `usize::MAX`.
@@ -63,51 +59,31 @@ pub(super) fn encode_described_list(
     form: Form,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    for field in fields {
-        check(field)?;
+    written(out, |out| {
+        let encoder = Encoder { form };
+        out.put_u8(0x00);
+        encoder.write_descriptor(descriptor, out);
+        encoder.write_list(fields, out)
+    })
+}
+
+/// Runs `write`, then checks the length; on an error cuts `out` back to where it
+/// was.
+fn written(
+    out: &mut BytesMut,
+    write: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let result = write(out).and_then(|()| checked_len(out.len() - start).map(drop));
+    if result.is_err() {
+        out.truncate(start);
     }
-    let encoder = Encoder { form };
-    let list = encoder.list_encoding(fields);
-    let list_len = 1 + encoder.list_data_len(list, fields);
-    let len = checked_len((1 + encoder.descriptor_len(descriptor)).saturating_add(list_len))?;
-    out.reserve(len);
-    out.put_u8(0x00);
-    encoder.write_descriptor(descriptor, out);
-    out.put_u8(list.code());
-    encoder.write_list_data(list, fields, out);
-    Ok(())
+    result
 }
 
 /// Refuses a length no size field or frame can carry.
 fn checked_len(len: usize) -> Result<usize, EncodeError> {
     if u32::try_from(len).is_ok() { Ok(len) } else { Err(EncodeError::TooLarge { len }) }
-}
-
-/// Every array in `value` holds items of its element type only.
-fn check(value: &Value) -> Result<(), EncodeError> {
-    match value {
-        Value::List(items) => items.iter().try_for_each(check),
-        Value::Map(pairs) => pairs.iter().try_for_each(|(k, v)| {
-            check(k)?;
-            check(v)
-        }),
-        Value::Array(array) => {
-            for (index, item) in array.items.iter().enumerate() {
-                if item.primitive_type() != Some(array.element) {
-                    let found = item.type_name();
-                    return Err(EncodeError::ArrayElementMismatch {
-                        element: array.element,
-                        index,
-                        found,
-                    });
-                }
-                check(item)?;
-            }
-            Ok(())
-        }
-        Value::Described(described) => check(&described.value),
-        _ => Ok(()),
-    }
 }
 
 /// The width of a size or count field for `encoding`: 1 or 4.
@@ -119,12 +95,20 @@ fn field_width(encoding: Encoding) -> usize {
 }
 
 fn put_length(width: usize, n: usize, out: &mut BytesMut) {
-    // Lengths were checked against the encoding's width when it was chosen, and
-    // the whole encoding against u32::MAX, so the casts keep every bit.
+    // The encoding was chosen for the length, and the whole encoding is checked
+    // against u32::MAX afterwards (cut back if longer), so no bits that matter are
+    // lost.
     if width == 1 {
         out.put_u8(n as u8);
     } else {
         out.put_u32(n as u32);
+    }
+}
+
+/// Overwrites `out[at..at + bytes.len()]`, which the caller wrote before.
+fn patch(out: &mut BytesMut, at: usize, bytes: &[u8]) {
+    if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
     }
 }
 
@@ -346,25 +330,38 @@ impl Encoder {
             .fold(constructor, |n, item| n.saturating_add(self.data_len(element, item)))
     }
 
-    fn write(self, value: &Value, out: &mut BytesMut) {
+    fn write(self, value: &Value, out: &mut BytesMut) -> Result<(), EncodeError> {
         match value {
             Value::Described(described) => {
                 out.put_u8(0x00);
                 self.write_descriptor(&described.descriptor, out);
-                self.write(&described.value, out);
+                self.write(&described.value, out)
             }
-            _ => {
-                if let Some(encoding) = self.encoding(value) {
+            Value::List(items) => self.write_list(items, out),
+            Value::Map(pairs) => self.write_map(None, pairs, out),
+            Value::Array(array) => self.write_array(None, array, out),
+            _ => match self.encoding(value) {
+                Some(encoding) => {
                     out.put_u8(encoding.code());
-                    self.write_data(encoding, value, out);
+                    self.write_data(encoding, value, out)
                 }
-            }
+                None => Ok(()),
+            },
         }
     }
 
     fn write_descriptor(self, descriptor: &Descriptor, out: &mut BytesMut) {
         match descriptor {
-            Descriptor::Code(code) => self.write(&Value::Ulong(*code), out),
+            Descriptor::Code(code) => match *code {
+                0 if self.smallest() => out.put_u8(Encoding::Ulong0.code()),
+                n if self.smallest() && n <= 255 => {
+                    out.put_slice(&[Encoding::SmallUlong.code(), n as u8]);
+                }
+                n => {
+                    out.put_u8(Encoding::Ulong.code());
+                    out.put_u64(n);
+                }
+            },
             Descriptor::Symbol(symbol) => {
                 let encoding = self.symbol_encoding(symbol);
                 out.put_u8(encoding.code());
@@ -374,8 +371,106 @@ impl Encoder {
         }
     }
 
+    /// A whole list, constructor included.
+    fn write_list(self, items: &[Value], out: &mut BytesMut) -> Result<(), EncodeError> {
+        if items.is_empty() && self.smallest() {
+            out.put_u8(Encoding::List0.code());
+            return Ok(());
+        }
+        self.write_sized([Encoding::List8, Encoding::List32], None, items.len(), out, |out| {
+            items.iter().try_for_each(|item| self.write(item, out))
+        })
+    }
+
+    /// A map: with its constructor when `element` is `None`, else as an array
+    /// element in that encoding.
+    fn write_map(
+        self,
+        element: Option<Encoding>,
+        pairs: &[(Value, Value)],
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let count = pairs.len().saturating_mul(2);
+        self.write_sized([Encoding::Map8, Encoding::Map32], element, count, out, |out| {
+            pairs.iter().try_for_each(|(key, value)| {
+                self.write(key, out)?;
+                self.write(value, out)
+            })
+        })
+    }
+
+    /// An array: with its constructor when `element` is `None`, else as an array
+    /// element in that encoding.
+    fn write_array(
+        self,
+        element: Option<Encoding>,
+        array: &Array,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let item_encoding = self.array_element(array);
+        let count = array.items.len();
+        self.write_sized([Encoding::Array8, Encoding::Array32], element, count, out, |out| {
+            if let Some(descriptor) = &array.descriptor {
+                out.put_u8(0x00);
+                self.write_descriptor(descriptor, out);
+            }
+            out.put_u8(item_encoding.code());
+            for (index, item) in array.items.iter().enumerate() {
+                if item.primitive_type() != Some(array.element) {
+                    let found = item.type_name();
+                    let element = array.element;
+                    return Err(EncodeError::ArrayElementMismatch { element, index, found });
+                }
+                self.write_data(item_encoding, item, out)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a size, a count of `count` and what `body` writes (§1.2.3, §1.2.4).
+    /// With `element` set, as an array element in that encoding: no constructor.
+    /// Otherwise the constructor first, and the one-byte form `small` when the form
+    /// is the smallest and size and count fit, else `wide`.
+    fn write_sized(
+        self,
+        [small, wide]: [Encoding; 2],
+        element: Option<Encoding>,
+        count: usize,
+        out: &mut BytesMut,
+        body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let start = out.len();
+        let at = start + usize::from(element.is_none());
+        out.put_bytes(0, at - start + 8);
+        body(out)?;
+        let content = out.len() - at - 8;
+        let encoding = match element {
+            Some(encoding) => encoding,
+            None if self.fits8(count, content.saturating_add(1)) => small,
+            None => wide,
+        };
+        if element.is_none() {
+            patch(out, start, &[encoding.code()]);
+        }
+        if encoding == small {
+            patch(out, at, &[content.saturating_add(1) as u8, count as u8]);
+            out.copy_within(at + 8.., at + 2);
+            out.truncate(out.len() - 6);
+        } else {
+            // Cut back by the caller if over u32::MAX.
+            patch(out, at, &(content.saturating_add(4) as u32).to_be_bytes());
+            patch(out, at + 4, &(count as u32).to_be_bytes());
+        }
+        Ok(())
+    }
+
     /// The data after a constructor, for a value whose encoding is `encoding`.
-    fn write_data(self, encoding: Encoding, value: &Value, out: &mut BytesMut) {
+    fn write_data(
+        self,
+        encoding: Encoding,
+        value: &Value,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         use Encoding as E;
         let width = field_width(encoding);
         match value {
@@ -427,41 +522,16 @@ impl Encoder {
                 put_length(width, s.len(), out);
                 out.put_slice(s.as_bytes());
             }
-            Value::List(items) => self.write_list_data(encoding, items, out),
-            Value::Map(pairs) => {
-                put_length(width, width + self.pairs_len(pairs), out);
-                put_length(width, 2 * pairs.len(), out);
-                for (key, value) in pairs {
-                    self.write(key, out);
-                    self.write(value, out);
-                }
+            Value::List(items) => {
+                let sized = [E::List8, E::List32];
+                return self.write_sized(sized, Some(encoding), items.len(), out, |out| {
+                    items.iter().try_for_each(|item| self.write(item, out))
+                });
             }
-            Value::Array(array) => {
-                let element = self.array_element(array);
-                put_length(width, width + self.array_content_len(array, element), out);
-                put_length(width, array.items.len(), out);
-                if let Some(descriptor) = &array.descriptor {
-                    out.put_u8(0x00);
-                    self.write_descriptor(descriptor, out);
-                }
-                out.put_u8(element.code());
-                for item in &array.items {
-                    self.write_data(element, item, out);
-                }
-            }
+            Value::Map(pairs) => return self.write_map(Some(encoding), pairs, out),
+            Value::Array(array) => return self.write_array(Some(encoding), array, out),
         }
-    }
-
-    fn write_list_data(self, encoding: Encoding, items: &[Value], out: &mut BytesMut) {
-        if encoding == Encoding::List0 {
-            return;
-        }
-        let width = field_width(encoding);
-        put_length(width, width + self.items_len(items), out);
-        put_length(width, items.len(), out);
-        for item in items {
-            self.write(item, out);
-        }
+        Ok(())
     }
 }
 
