@@ -23,10 +23,6 @@ use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 use core::num::NonZeroU16;
 
-mod amqp;
-
-pub use amqp::amqp_types;
-
 use super::{KEY, Pair, START};
 use crate::Protocol;
 use crate::device::{Device, DeviceConfig, DeviceEvent, DispositionError};
@@ -46,7 +42,9 @@ use crate::time::{Duration, Timestamp};
 use crate::utf8::Utf8Bytes;
 
 mod amqp_frame;
+mod amqp_types;
 pub use amqp_frame::amqp_frame;
+pub use amqp_types::amqp_types;
 
 /// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
 /// directory, its body, and the valid inputs its seed corpus holds.
@@ -63,7 +61,7 @@ pub struct Target {
 /// Every fuzz target.
 pub const TARGETS: &[Target] = &[
     Target { name: "mqtt_decode", run: mqtt_decode, seeds: mqtt_decode_seeds },
-    Target { name: "amqp_types", run: amqp_types, seeds: amqp::amqp_types_seeds },
+    Target { name: "amqp_types", run: amqp_types, seeds: amqp_types::seeds },
     Target { name: "http_head", run: http_head, seeds: http_head_seeds },
     Target { name: "connection_string", run: connection_string, seeds: connection_string_seeds },
     Target { name: "sas_token", run: sas_token, seeds: sas_token_seeds },

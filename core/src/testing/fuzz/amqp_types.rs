@@ -152,7 +152,7 @@ fn telemetry_sections() -> Vec<Value> {
 /// Every type in its smallest and its wide encodings; performatives an IoT Hub
 /// connection opens with (part 2 §2.7); a telemetry message's sections; TV-17's
 /// put-token application properties.
-pub(super) fn amqp_types_seeds() -> Vec<Vec<u8>> {
+pub(super) fn seeds() -> Vec<Vec<u8>> {
     let variable = vec![
         Value::Binary(Bytes::from_static(&[0, 1, 2, 0xff])),
         string("héllo"),
@@ -250,7 +250,7 @@ mod tests {
     /// fuzzer starts from the round trips, not from the error paths.
     #[test]
     fn seeds_are_whole_values() {
-        for (i, seed) in amqp_types_seeds().iter().enumerate() {
+        for (i, seed) in seeds().iter().enumerate() {
             let input = Bytes::copy_from_slice(seed);
             let mut pos = 0;
             while pos < input.len() {
