@@ -9,7 +9,9 @@
 //!   buffered (part 2 §2.3, §2.4.1, §2.7.1).
 
 pub mod frame;
+pub mod message;
 pub mod protocol_header;
+pub mod sasl;
 pub mod types;
 
 pub use types::{Composite, Described, Descriptor, Symbol, Value};

@@ -1,0 +1,150 @@
+//! The properties section (part 3 §3.2.4) and the message-id types (§3.2.11–§3.2.15).
+
+use alloc::vec;
+use bytes::Bytes;
+use core::fmt;
+
+use super::error::{FieldError, FieldReader};
+use crate::amqp::types::{Composite, Symbol, Value};
+use crate::utf8::Utf8Bytes;
+
+/// A message-id or correlation-id (§3.2.11–§3.2.15): one of four types, kept as
+/// sent because a reply must echo the same type (spec file §5.2: the C SDK matches a
+/// ulong, Node a string).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MessageId {
+    /// §3.2.12 message-id-ulong.
+    Ulong(u64),
+    /// §3.2.13 message-id-uuid, RFC 4122 byte order (TV-18).
+    Uuid([u8; 16]),
+    /// §3.2.14 message-id-binary.
+    Binary(Bytes),
+    /// §3.2.15 message-id-string.
+    String(Utf8Bytes),
+}
+
+impl MessageId {
+    fn read(
+        read: &FieldReader,
+        field: &'static str,
+        v: &Value,
+    ) -> Result<Option<MessageId>, FieldError> {
+        Ok(Some(match v {
+            Value::Null => return Ok(None),
+            Value::Ulong(n) => MessageId::Ulong(*n),
+            Value::Uuid(u) => MessageId::Uuid(*u),
+            Value::Binary(b) => MessageId::Binary(b.clone()),
+            Value::String(s) => MessageId::String(s.clone()),
+            _ => return Err(read.wrong(field, "ulong, uuid, binary or string", v)),
+        }))
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            MessageId::Ulong(n) => Value::Ulong(*n),
+            MessageId::Uuid(u) => Value::Uuid(*u),
+            MessageId::Binary(b) => Value::Binary(b.clone()),
+            MessageId::String(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+impl fmt::Display for MessageId {
+    /// A ulong in decimal, a uuid as `xxxxxxxx-xxxx-…` in lower case, a string as
+    /// is, binary as lower-case hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageId::Ulong(n) => write!(f, "{n}"),
+            MessageId::Uuid(u) => {
+                for (i, b) in u.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+            MessageId::Binary(b) => b.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            MessageId::String(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The properties section (§3.2.4, descriptor `0x73`, `amqp:properties:list`): the
+/// immutable properties of the bare message. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// Application message identifier.
+    pub message_id: Option<MessageId>,
+    /// Identity of the user who produced the message (IoT Hub: spec file §3).
+    pub user_id: Option<Bytes>,
+    /// Address of the node the message is destined for (`address-string`).
+    pub to: Option<Utf8Bytes>,
+    /// Summary of the message content.
+    pub subject: Option<Utf8Bytes>,
+    /// Node to send replies to.
+    pub reply_to: Option<Utf8Bytes>,
+    /// Message-id of the message this one relates to.
+    pub correlation_id: Option<MessageId>,
+    /// MIME type of the body, e.g. `application/json`.
+    pub content_type: Option<Symbol>,
+    /// Content encoding of the body, e.g. `utf-8`.
+    pub content_encoding: Option<Symbol>,
+    /// Absolute expiry time, ms since the Unix epoch.
+    pub absolute_expiry_time: Option<i64>,
+    /// Creation time, ms since the Unix epoch.
+    pub creation_time: Option<i64>,
+    /// Group the message belongs to.
+    pub group_id: Option<Utf8Bytes>,
+    /// Position within the group (`sequence-no`, a uint).
+    pub group_sequence: Option<u32>,
+    /// Group replies belong to.
+    pub reply_to_group_id: Option<Utf8Bytes>,
+}
+
+const READ: FieldReader = FieldReader { section: "3.2.4 properties" };
+
+impl Properties {
+    pub(super) fn from_composite(c: &Composite) -> Result<Properties, FieldError> {
+        Ok(Properties {
+            message_id: MessageId::read(&READ, "message-id", c.field(0))?,
+            user_id: READ.binary("user-id", c.field(1))?,
+            to: READ.string("to", c.field(2))?,
+            subject: READ.string("subject", c.field(3))?,
+            reply_to: READ.string("reply-to", c.field(4))?,
+            correlation_id: MessageId::read(&READ, "correlation-id", c.field(5))?,
+            content_type: READ.symbol("content-type", c.field(6))?,
+            content_encoding: READ.symbol("content-encoding", c.field(7))?,
+            absolute_expiry_time: READ.timestamp("absolute-expiry-time", c.field(8))?,
+            creation_time: READ.timestamp("creation-time", c.field(9))?,
+            group_id: READ.string("group-id", c.field(10))?,
+            group_sequence: READ.uint("group-sequence", c.field(11))?,
+            reply_to_group_id: READ.string("reply-to-group-id", c.field(12))?,
+        })
+    }
+
+    pub(super) fn to_composite(&self) -> Composite {
+        let id = |id: &Option<MessageId>| id.as_ref().map_or(Value::Null, MessageId::to_value);
+        let string = |s: &Option<Utf8Bytes>| s.clone().map_or(Value::Null, Value::String);
+        let symbol = |s: &Option<Symbol>| s.clone().map_or(Value::Null, Value::Symbol);
+        let time = |t: Option<i64>| t.map_or(Value::Null, Value::Timestamp);
+        Composite::new(
+            super::PROPERTIES,
+            vec![
+                id(&self.message_id),
+                self.user_id.clone().map_or(Value::Null, Value::Binary),
+                string(&self.to),
+                string(&self.subject),
+                string(&self.reply_to),
+                id(&self.correlation_id),
+                symbol(&self.content_type),
+                symbol(&self.content_encoding),
+                time(self.absolute_expiry_time),
+                time(self.creation_time),
+                string(&self.group_id),
+                self.group_sequence.map_or(Value::Null, Value::Uint),
+                string(&self.reply_to_group_id),
+            ],
+        )
+    }
+}
