@@ -359,3 +359,6 @@ impl core::fmt::Display for SasUser {
         write!(f, "@sas.{}", self.hub_name)
     }
 }
+
+#[cfg(test)]
+mod tests;
