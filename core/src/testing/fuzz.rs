@@ -42,8 +42,10 @@ use crate::time::{Duration, Timestamp};
 use crate::utf8::Utf8Bytes;
 
 mod amqp_frame;
+mod amqp_performative;
 mod amqp_types;
 pub use amqp_frame::amqp_frame;
+pub use amqp_performative::amqp_performative;
 pub use amqp_types::amqp_types;
 
 /// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
@@ -75,6 +77,7 @@ pub const TARGETS: &[Target] = &[
         seeds: mqtt_device_session_seeds,
     },
     Target { name: "amqp_frame", run: amqp_frame, seeds: amqp_frame::seeds },
+    Target { name: "amqp_performative", run: amqp_performative, seeds: amqp_performative::seeds },
 ];
 
 // ---------------------------------------------------------------------------------

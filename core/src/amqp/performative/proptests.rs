@@ -15,9 +15,8 @@ use crate::amqp::types::{Symbol, Value};
 use crate::utf8::Utf8Bytes;
 
 fn symbol() -> impl Strategy<Value = Symbol> {
-    "[ -~]{0,12}".prop_map(|s: alloc::string::String| {
-        Symbol::try_from_bytes(Bytes::from(s)).expect("ASCII")
-    })
+    "[ -~]{0,12}"
+        .prop_map(|s: alloc::string::String| Symbol::try_from_bytes(Bytes::from(s)).expect("ASCII"))
 }
 
 fn string() -> impl Strategy<Value = Utf8Bytes> {
@@ -39,8 +38,11 @@ fn fields() -> impl Strategy<Value = Fields> {
 }
 
 fn error() -> impl Strategy<Value = AmqpError> {
-    (symbol(), of(string()), fields())
-        .prop_map(|(condition, description, info)| AmqpError { condition, description, info })
+    (symbol(), of(string()), fields()).prop_map(|(condition, description, info)| AmqpError {
+        condition,
+        description,
+        info,
+    })
 }
 
 fn role() -> impl Strategy<Value = Role> {
