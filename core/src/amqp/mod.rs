@@ -7,9 +7,14 @@
 //!   negotiation (part 2 §2.2, part 5 §5.1–§5.3).
 //! - [`frame`]: frame headers and bodies, the size limits checked before anything is
 //!   buffered (part 2 §2.3, §2.4.1, §2.7.1).
+//! - [`performative`]: the nine frame bodies and their definitions (part 2 §2.7,
+//!   §2.8), the termini (part 3 §3.5).
+//! - [`delivery_state`]: received and the outcomes (part 3 §3.4).
 
+pub mod delivery_state;
 pub mod frame;
 pub mod message;
+pub mod performative;
 pub mod protocol_header;
 pub mod sasl;
 pub mod types;

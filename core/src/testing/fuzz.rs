@@ -43,9 +43,11 @@ use crate::utf8::Utf8Bytes;
 
 mod amqp_frame;
 mod amqp_message;
+mod amqp_performative;
 mod amqp_types;
 pub use amqp_frame::amqp_frame;
 pub use amqp_message::amqp_message;
+pub use amqp_performative::amqp_performative;
 pub use amqp_types::amqp_types;
 
 /// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
@@ -78,6 +80,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target { name: "amqp_frame", run: amqp_frame, seeds: amqp_frame::seeds },
     Target { name: "amqp_message", run: amqp_message, seeds: amqp_message::seeds },
+    Target { name: "amqp_performative", run: amqp_performative, seeds: amqp_performative::seeds },
 ];
 
 // ---------------------------------------------------------------------------------
