@@ -12,6 +12,7 @@
 //! - [`delivery_state`]: received and the outcomes (part 3 §3.4).
 
 pub mod delivery_state;
+pub(crate) mod field;
 pub mod frame;
 pub mod message;
 pub mod performative;

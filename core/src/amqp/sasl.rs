@@ -5,7 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
-use crate::amqp::message::{FieldError, FieldReader};
+use crate::amqp::field::{Context, FieldType, Reader};
+use crate::amqp::message::{FieldError, Section};
 use crate::amqp::types::{
     Array, Composite, DecodeError, Descriptor, EncodeError, Limits, PrimitiveType, Symbol, Value,
 };
@@ -146,72 +147,49 @@ impl SaslFrame {
         }
         let code = sasl_code(&c.descriptor)
             .ok_or_else(|| SaslError::UnknownDescriptor { descriptor: c.descriptor.clone() })?;
+        let fields = c.into_fields();
         Ok(match code {
             SASL_MECHANISMS => {
-                let read = FieldReader { section: "5.3.3.1 sasl-mechanisms" };
+                let mut r = Reader::from_fields(Section("5.3.3.1 sasl-mechanisms"), fields);
                 let field = "sasl-server-mechanisms";
                 // `multiple="true"`: one symbol, or an array of them (part 1 §1.4).
-                let mechanisms = match c.field(0) {
-                    Value::Symbol(s) => alloc::vec![s.clone()],
+                let mechanisms = match r.value() {
+                    Value::Symbol(s) => alloc::vec![s],
                     Value::Array(Array {
                         descriptor: None,
                         element: PrimitiveType::Symbol,
                         items,
-                    }) => items
-                        .iter()
-                        .filter_map(|v| match v {
-                            Value::Symbol(s) => Some(s.clone()),
-                            _ => None,
-                        })
-                        .collect(),
-                    Value::Null => {
-                        let section = read.section;
-                        return Err(FieldError {
-                            section,
-                            field,
-                            expected: "symbol",
-                            found: "null",
-                        }
-                        .into());
+                    }) => items.into_iter().filter_map(|v| Symbol::from_value(v).ok()).collect(),
+                    Value::Null => return Err(r.context().missing(field, Symbol::TYPE).into()),
+                    other => {
+                        let found = other.type_name();
+                        return Err(r.context().wrong_type(field, "symbol array", found).into());
                     }
-                    other => return Err(read.wrong(field, "symbol array", other).into()),
                 };
                 SaslFrame::Mechanisms(mechanisms)
             }
             SASL_INIT => {
-                let read = FieldReader { section: "5.3.3.2 sasl-init" };
+                let mut r = Reader::from_fields(Section("5.3.3.2 sasl-init"), fields);
                 SaslFrame::Init {
-                    mechanism: read.mandatory(
-                        "mechanism",
-                        "symbol",
-                        read.symbol("mechanism", c.field(0))?,
-                    )?,
-                    initial_response: read.binary("initial-response", c.field(1))?,
-                    hostname: read.string("hostname", c.field(2))?,
+                    mechanism: r.req("mechanism")?,
+                    initial_response: r.opt("initial-response")?,
+                    hostname: r.opt("hostname")?,
                 }
             }
             SASL_CHALLENGE => {
-                let read = FieldReader { section: "5.3.3.3 sasl-challenge" };
-                SaslFrame::Challenge(read.mandatory(
-                    "challenge",
-                    "binary",
-                    read.binary("challenge", c.field(0))?,
-                )?)
+                let mut r = Reader::from_fields(Section("5.3.3.3 sasl-challenge"), fields);
+                SaslFrame::Challenge(r.req("challenge")?)
             }
             SASL_RESPONSE => {
-                let read = FieldReader { section: "5.3.3.4 sasl-response" };
-                SaslFrame::Response(read.mandatory(
-                    "response",
-                    "binary",
-                    read.binary("response", c.field(0))?,
-                )?)
+                let mut r = Reader::from_fields(Section("5.3.3.4 sasl-response"), fields);
+                SaslFrame::Response(r.req("response")?)
             }
             _ => {
-                let read = FieldReader { section: "5.3.3.5 sasl-outcome" };
-                let n = read.mandatory("code", "ubyte", read.ubyte("code", c.field(0))?)?;
+                let mut r = Reader::from_fields(Section("5.3.3.5 sasl-outcome"), fields);
+                let n = r.req("code")?;
                 SaslFrame::Outcome {
                     code: SaslCode::from_u8(n).ok_or(SaslError::Code { code: n })?,
-                    additional_data: read.binary("additional-data", c.field(1))?,
+                    additional_data: r.opt("additional-data")?,
                 }
             }
         })

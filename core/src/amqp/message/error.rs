@@ -1,9 +1,8 @@
-//! [`MessageError`]: why bytes are not an AMQP message (part 3 §3.2), and the typed
-//! field readers shared by message sections and SASL frames.
+//! [`MessageError`]: why bytes are not an AMQP message (part 3 §3.2), and the
+//! [`FieldError`] a message section's or SASL frame's field reader gives.
 
-use bytes::Bytes;
-
-use crate::amqp::types::{DecodeError, Descriptor, Symbol, Value};
+use crate::amqp::field::Context;
+use crate::amqp::types::{DecodeError, Descriptor};
 use crate::utf8::Utf8Bytes;
 
 /// Why a payload is not a message of part 3 §3.2.
@@ -106,110 +105,22 @@ pub struct FieldError {
     pub found: &'static str,
 }
 
-/// Reads the fields of one composite, naming its section in errors.
+/// The section of a message (or the SASL frame) whose fields are read, e.g.
+/// `3.2.1 header`: the reader's context, which makes its errors [`FieldError`]s.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FieldReader {
-    pub(crate) section: &'static str,
-}
+pub(crate) struct Section(pub(crate) &'static str);
 
-impl FieldReader {
-    fn error(&self, field: &'static str, expected: &'static str, v: &Value) -> FieldError {
-        FieldError { section: self.section, field, expected, found: v.type_name() }
-    }
-
-    pub(crate) fn boolean(
-        &self,
-        field: &'static str,
-        v: &Value,
-    ) -> Result<Option<bool>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Boolean(b) => Ok(Some(*b)),
-            _ => Err(self.error(field, "boolean", v)),
-        }
-    }
-
-    pub(crate) fn ubyte(&self, field: &'static str, v: &Value) -> Result<Option<u8>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Ubyte(n) => Ok(Some(*n)),
-            _ => Err(self.error(field, "ubyte", v)),
-        }
-    }
-
-    pub(crate) fn uint(&self, field: &'static str, v: &Value) -> Result<Option<u32>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Uint(n) => Ok(Some(*n)),
-            _ => Err(self.error(field, "uint", v)),
-        }
-    }
-
-    pub(crate) fn timestamp(
-        &self,
-        field: &'static str,
-        v: &Value,
-    ) -> Result<Option<i64>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Timestamp(t) => Ok(Some(*t)),
-            _ => Err(self.error(field, "timestamp", v)),
-        }
-    }
-
-    pub(crate) fn binary(
-        &self,
-        field: &'static str,
-        v: &Value,
-    ) -> Result<Option<Bytes>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Binary(b) => Ok(Some(b.clone())),
-            _ => Err(self.error(field, "binary", v)),
-        }
-    }
-
-    pub(crate) fn string(
-        &self,
-        field: &'static str,
-        v: &Value,
-    ) -> Result<Option<Utf8Bytes>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s.clone())),
-            _ => Err(self.error(field, "string", v)),
-        }
-    }
-
-    pub(crate) fn symbol(
-        &self,
-        field: &'static str,
-        v: &Value,
-    ) -> Result<Option<Symbol>, FieldError> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Symbol(s) => Ok(Some(s.clone())),
-            _ => Err(self.error(field, "symbol", v)),
-        }
-    }
-
-    /// A field the standard marks mandatory: null is an error.
-    pub(crate) fn mandatory<T>(
-        &self,
+impl Context for Section {
+    type Error = FieldError;
+    fn wrong_type(
+        self,
         field: &'static str,
         expected: &'static str,
-        read: Option<T>,
-    ) -> Result<T, FieldError> {
-        read.ok_or(FieldError { section: self.section, field, expected, found: "null" })
-    }
-
-    /// A value that must be of `expected` type, for errors outside the readers.
-    pub(crate) fn wrong(
-        &self,
-        field: &'static str,
-        expected: &'static str,
-        v: &Value,
+        found: &'static str,
     ) -> FieldError {
-        self.error(field, expected, v)
+        FieldError { section: self.0, field, expected, found }
+    }
+    fn missing(self, field: &'static str, expected: &'static str) -> FieldError {
+        FieldError { section: self.0, field, expected, found: "null" }
     }
 }

@@ -1,8 +1,10 @@
 //! The header section (part 3 §3.2.1): transport headers for one message.
 
 use alloc::vec;
+use alloc::vec::Vec;
 
-use super::error::{FieldError, FieldReader};
+use super::error::{FieldError, Section};
+use crate::amqp::field::Reader;
 use crate::amqp::types::{Composite, Value};
 
 /// The header section (§3.2.1, descriptor `0x70`, `amqp:header:list`).
@@ -23,19 +25,19 @@ pub struct Header {
     pub delivery_count: u32,
 }
 
-const READ: FieldReader = FieldReader { section: "3.2.1 header" };
-
 impl Header {
     /// §3.2.1: the priority a null field means.
     pub const DEFAULT_PRIORITY: u8 = 4;
 
-    pub(super) fn from_composite(c: &Composite) -> Result<Header, FieldError> {
+    /// Reads the section's list of fields.
+    pub(super) fn from_fields(fields: Vec<Value>) -> Result<Header, FieldError> {
+        let mut r = Reader::from_fields(Section("3.2.1 header"), fields);
         Ok(Header {
-            durable: READ.boolean("durable", c.field(0))?.unwrap_or(false),
-            priority: READ.ubyte("priority", c.field(1))?.unwrap_or(Header::DEFAULT_PRIORITY),
-            ttl: READ.uint("ttl", c.field(2))?,
-            first_acquirer: READ.boolean("first-acquirer", c.field(3))?.unwrap_or(false),
-            delivery_count: READ.uint("delivery-count", c.field(4))?.unwrap_or(0),
+            durable: r.or("durable", false)?,
+            priority: r.or("priority", Header::DEFAULT_PRIORITY)?,
+            ttl: r.opt("ttl")?,
+            first_acquirer: r.or("first-acquirer", false)?,
+            delivery_count: r.or("delivery-count", 0)?,
         })
     }
 

@@ -28,12 +28,12 @@ pub use iothub::{
 };
 pub use properties::{MessageId, Properties};
 
-pub(crate) use error::FieldReader;
+pub(crate) use error::Section;
 
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
-use crate::amqp::types::{self, Composite, Described, Descriptor, EncodeError, Limits, Value};
+use crate::amqp::types::{self, Described, Descriptor, EncodeError, Limits, Value};
 
 /// §3.2.1 `amqp:header:list`.
 pub const HEADER: u64 = 0x70;
@@ -304,11 +304,10 @@ fn read_section(
                 let found = value.type_name();
                 return Err(FieldError { section, field: "value", expected: "list", found }.into());
             };
-            let composite = Composite::new(code, fields);
             if code == HEADER {
-                message.header = Some(Header::from_composite(&composite)?);
+                message.header = Some(Header::from_fields(fields)?);
             } else {
-                message.properties = Some(Properties::from_composite(&composite)?);
+                message.properties = Some(Properties::from_fields(fields)?);
             }
         }
         DELIVERY_ANNOTATIONS => {

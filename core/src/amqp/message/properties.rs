@@ -1,10 +1,12 @@
 //! The properties section (part 3 §3.2.4) and the message-id types (§3.2.11–§3.2.15).
 
 use alloc::vec;
+use alloc::vec::Vec;
 use bytes::Bytes;
 use core::fmt;
 
-use super::error::{FieldError, FieldReader};
+use super::error::{FieldError, Section};
+use crate::amqp::field::{FieldType, Reader};
 use crate::amqp::types::{Composite, Symbol, Value};
 use crate::utf8::Utf8Bytes;
 
@@ -23,28 +25,23 @@ pub enum MessageId {
     String(Utf8Bytes),
 }
 
-impl MessageId {
-    fn read(
-        read: &FieldReader,
-        field: &'static str,
-        v: &Value,
-    ) -> Result<Option<MessageId>, FieldError> {
-        Ok(Some(match v {
-            Value::Null => return Ok(None),
-            Value::Ulong(n) => MessageId::Ulong(*n),
-            Value::Uuid(u) => MessageId::Uuid(*u),
-            Value::Binary(b) => MessageId::Binary(b.clone()),
-            Value::String(s) => MessageId::String(s.clone()),
-            _ => return Err(read.wrong(field, "ulong, uuid, binary or string", v)),
-        }))
+impl FieldType for MessageId {
+    const TYPE: &'static str = "ulong, uuid, binary or string";
+    fn from_value(value: Value) -> Result<MessageId, Value> {
+        Ok(match value {
+            Value::Ulong(n) => MessageId::Ulong(n),
+            Value::Uuid(u) => MessageId::Uuid(u),
+            Value::Binary(b) => MessageId::Binary(b),
+            Value::String(s) => MessageId::String(s),
+            other => return Err(other),
+        })
     }
-
-    fn to_value(&self) -> Value {
+    fn into_value(self) -> Value {
         match self {
-            MessageId::Ulong(n) => Value::Ulong(*n),
-            MessageId::Uuid(u) => Value::Uuid(*u),
-            MessageId::Binary(b) => Value::Binary(b.clone()),
-            MessageId::String(s) => Value::String(s.clone()),
+            MessageId::Ulong(n) => Value::Ulong(n),
+            MessageId::Uuid(u) => Value::Uuid(u),
+            MessageId::Binary(b) => Value::Binary(b),
+            MessageId::String(s) => Value::String(s),
         }
     }
 }
@@ -102,29 +99,29 @@ pub struct Properties {
     pub reply_to_group_id: Option<Utf8Bytes>,
 }
 
-const READ: FieldReader = FieldReader { section: "3.2.4 properties" };
-
 impl Properties {
-    pub(super) fn from_composite(c: &Composite) -> Result<Properties, FieldError> {
+    /// Reads the section's list of fields.
+    pub(super) fn from_fields(fields: Vec<Value>) -> Result<Properties, FieldError> {
+        let mut r = Reader::from_fields(Section("3.2.4 properties"), fields);
         Ok(Properties {
-            message_id: MessageId::read(&READ, "message-id", c.field(0))?,
-            user_id: READ.binary("user-id", c.field(1))?,
-            to: READ.string("to", c.field(2))?,
-            subject: READ.string("subject", c.field(3))?,
-            reply_to: READ.string("reply-to", c.field(4))?,
-            correlation_id: MessageId::read(&READ, "correlation-id", c.field(5))?,
-            content_type: READ.symbol("content-type", c.field(6))?,
-            content_encoding: READ.symbol("content-encoding", c.field(7))?,
-            absolute_expiry_time: READ.timestamp("absolute-expiry-time", c.field(8))?,
-            creation_time: READ.timestamp("creation-time", c.field(9))?,
-            group_id: READ.string("group-id", c.field(10))?,
-            group_sequence: READ.uint("group-sequence", c.field(11))?,
-            reply_to_group_id: READ.string("reply-to-group-id", c.field(12))?,
+            message_id: r.opt("message-id")?,
+            user_id: r.opt("user-id")?,
+            to: r.opt("to")?,
+            subject: r.opt("subject")?,
+            reply_to: r.opt("reply-to")?,
+            correlation_id: r.opt("correlation-id")?,
+            content_type: r.opt("content-type")?,
+            content_encoding: r.opt("content-encoding")?,
+            absolute_expiry_time: r.opt("absolute-expiry-time")?,
+            creation_time: r.opt("creation-time")?,
+            group_id: r.opt("group-id")?,
+            group_sequence: r.opt("group-sequence")?,
+            reply_to_group_id: r.opt("reply-to-group-id")?,
         })
     }
 
     pub(super) fn to_composite(&self) -> Composite {
-        let id = |id: &Option<MessageId>| id.as_ref().map_or(Value::Null, MessageId::to_value);
+        let id = |id: &Option<MessageId>| id.clone().map_or(Value::Null, MessageId::into_value);
         let string = |s: &Option<Utf8Bytes>| s.clone().map_or(Value::Null, Value::String);
         let symbol = |s: &Option<Symbol>| s.clone().map_or(Value::Null, Value::Symbol);
         let time = |t: Option<i64>| t.map_or(Value::Null, Value::Timestamp);

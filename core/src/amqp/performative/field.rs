@@ -1,72 +1,14 @@
 //! Reading and writing the fields of a composite (part 1 §1.4) by type: what every
-//! performative, terminus and delivery state shares.
+//! performative, terminus and delivery state shares, on the reader of
+//! [`crate::amqp::field`].
 
 use alloc::vec::Vec;
-use bytes::Bytes;
 
 use super::definitions::Fields;
 use super::error::{Definition as Def, Error};
-use crate::amqp::types::{Array, Composite, Descriptor, PrimitiveType, Symbol, Value};
-use crate::utf8::Utf8Bytes;
-
-/// A Rust type a composite field holds, with its AMQP type name for errors.
-pub(crate) trait FieldType: Sized {
-    /// The type's name as §1.6 or the composite's section gives it.
-    const TYPE: &'static str;
-    /// The value as this type; the value back when it is another type.
-    fn from_value(value: Value) -> Result<Self, Value>;
-    /// The value to write.
-    fn into_value(self) -> Value;
-}
-
-macro_rules! primitive_field {
-    ($rust:ty, $variant:ident, $name:literal) => {
-        impl FieldType for $rust {
-            const TYPE: &'static str = $name;
-            fn from_value(value: Value) -> Result<Self, Value> {
-                match value {
-                    Value::$variant(v) => Ok(v),
-                    other => Err(other),
-                }
-            }
-            fn into_value(self) -> Value {
-                Value::$variant(self)
-            }
-        }
-    };
-}
-
-primitive_field!(bool, Boolean, "boolean");
-primitive_field!(u8, Ubyte, "ubyte");
-primitive_field!(u16, Ushort, "ushort");
-primitive_field!(u32, Uint, "uint");
-primitive_field!(u64, Ulong, "ulong");
-primitive_field!(Bytes, Binary, "binary");
-primitive_field!(Utf8Bytes, String, "string");
-primitive_field!(Symbol, Symbol, "symbol");
-
-/// `fields` (part 2 §2.8.13): a map with symbol keys.
-impl FieldType for Fields {
-    const TYPE: &'static str = "fields (a map with symbol keys)";
-    fn from_value(value: Value) -> Result<Self, Value> {
-        let Value::Map(pairs) = value else {
-            return Err(value);
-        };
-        if !pairs.iter().all(|(k, _)| matches!(k, Value::Symbol(_))) {
-            return Err(Value::Map(pairs));
-        }
-        Ok(pairs
-            .into_iter()
-            .filter_map(|(k, v)| match k {
-                Value::Symbol(k) => Some((k, v)),
-                _ => None,
-            })
-            .collect())
-    }
-    fn into_value(self) -> Value {
-        Value::Map(self.into_iter().map(|(k, v)| (Value::Symbol(k), v)).collect())
-    }
-}
+use crate::amqp::field;
+pub(crate) use crate::amqp::field::FieldType;
+use crate::amqp::types::{Array, Composite, Descriptor, PrimitiveType, Value};
 
 /// A composite type of the standard (part 1 §1.4) as a typed struct: each
 /// performative, `error`, the termini and the delivery states.
@@ -83,10 +25,18 @@ pub trait CompositeType: Sized {
     fn to_composite(&self) -> Composite;
 }
 
-/// Reads the fields of one composite in order, checking each against its type.
-pub(crate) struct Reader {
-    def: &'static Def,
-    fields: alloc::vec::IntoIter<Value>,
+/// The reader of a performative, terminus, `error` or delivery state, which names
+/// its definition in errors.
+pub(crate) type Reader = field::Reader<&'static Def>;
+
+impl field::Context for &'static Def {
+    type Error = Error;
+    fn wrong_type(self, field: &'static str, expected: &'static str, found: &'static str) -> Error {
+        Error::WrongType { composite: self, field, expected, found }
+    }
+    fn missing(self, field: &'static str, _expected: &'static str) -> Error {
+        Error::MissingField { composite: self, field }
+    }
 }
 
 impl Reader {
@@ -95,30 +45,7 @@ impl Reader {
         if !def.matches(&composite.descriptor) {
             return Err(Error::UnexpectedDescriptor { expected: def, found: composite.descriptor });
         }
-        Ok(Reader { def, fields: composite.into_fields().into_iter() })
-    }
-
-    /// The next field's raw value: null past the end (§1.4).
-    pub(crate) fn value(&mut self) -> Value {
-        self.fields.next().unwrap_or(Value::Null)
-    }
-
-    /// An optional field.
-    pub(crate) fn opt<T: FieldType>(&mut self, field: &'static str) -> Result<Option<T>, Error> {
-        match self.value() {
-            Value::Null => Ok(None),
-            value => T::from_value(value).map(Some).map_err(|found| self.wrong::<T>(field, &found)),
-        }
-    }
-
-    /// A field with a default (§1.4: null means the default).
-    pub(crate) fn or<T: FieldType>(&mut self, field: &'static str, default: T) -> Result<T, Error> {
-        Ok(self.opt(field)?.unwrap_or(default))
-    }
-
-    /// A mandatory field: null or missing is [`Error::MissingField`].
-    pub(crate) fn req<T: FieldType>(&mut self, field: &'static str) -> Result<T, Error> {
-        self.opt(field)?.ok_or(Error::MissingField { composite: self.def, field })
+        Ok(Reader::from_fields(def, composite.into_fields()))
     }
 
     /// An optional composite field (error, source, target, delivery state).
@@ -131,41 +58,12 @@ impl Reader {
             value => match Composite::from_value(value) {
                 Ok(c) => T::from_composite(c).map(Some),
                 Err(_) => Err(Error::WrongType {
-                    composite: self.def,
+                    composite: self.context(),
                     field,
                     expected: "a composite (described list)",
                     found: "another value",
                 }),
             },
-        }
-    }
-
-    /// A field marked `multiple` (§1.4): null, one value, or an array of them. Null
-    /// reads as empty.
-    pub(crate) fn multiple<T: FieldType>(&mut self, field: &'static str) -> Result<Vec<T>, Error> {
-        match self.value() {
-            Value::Null => Ok(Vec::new()),
-            Value::Array(Array { descriptor: None, items, .. }) => items
-                .into_iter()
-                .map(|item| T::from_value(item).map_err(|found| self.wrong::<T>(field, &found)))
-                .collect(),
-            value => T::from_value(value)
-                .map(|one| alloc::vec![one])
-                .map_err(|found| self.wrong::<T>(field, &found)),
-        }
-    }
-
-    /// A map field kept as values (keys of any type); empty when absent.
-    pub(crate) fn map(&mut self, field: &'static str) -> Result<Vec<(Value, Value)>, Error> {
-        match self.value() {
-            Value::Null => Ok(Vec::new()),
-            Value::Map(pairs) => Ok(pairs),
-            found => Err(Error::WrongType {
-                composite: self.def,
-                field,
-                expected: "map",
-                found: found.type_name(),
-            }),
         }
     }
 
@@ -180,14 +78,12 @@ impl Reader {
     ) -> Result<Option<U>, Error> {
         match value {
             None => Ok(None),
-            Some(v) => {
-                parse(v).map(Some).ok_or(Error::InvalidField { composite: self.def, field, rule })
-            }
+            Some(v) => parse(v).map(Some).ok_or(Error::InvalidField {
+                composite: self.context(),
+                field,
+                rule,
+            }),
         }
-    }
-
-    fn wrong<T: FieldType>(&self, field: &'static str, found: &Value) -> Error {
-        Error::WrongType { composite: self.def, field, expected: T::TYPE, found: found.type_name() }
     }
 }
 
