@@ -125,15 +125,14 @@ pub trait Endpoint {
 /// Ordered transport output of one connection: encoded bytes are gathered into one
 /// buffer so a burst of packets leaves as one write, while `Connect` and `Close`
 /// keep their place in the order.
-// Only MQTT's sessions have one yet; AMQP's will.
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "amqp"))]
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queued: alloc::collections::VecDeque<Transmit>,
     bytes: bytes::BytesMut,
 }
 
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "amqp"))]
 impl Outbox {
     /// The buffer to encode the next packet into.
     pub(crate) fn buffer(&mut self) -> &mut bytes::BytesMut {

@@ -9,8 +9,11 @@
 //!   buffered (part 2 §2.3, §2.4.1, §2.7.1).
 //! - [`performative`]: the nine frame bodies and their definitions (part 2 §2.7,
 //!   §2.8), the termini (part 3 §3.5).
+//! - [`connection`]: the connection in either role: headers, `open`, heartbeats,
+//!   `close` (part 2 §2.4, §2.7.1, §2.7.9).
 //! - [`delivery_state`]: received and the outcomes (part 3 §3.4).
 
+pub mod connection;
 pub mod delivery_state;
 pub(crate) mod field;
 pub mod frame;
