@@ -101,6 +101,15 @@ pub enum ConnectionError {
         /// This side's channel-max.
         max: u16,
     },
+    /// Bytes after an `open` or `close` in its frame: only a transfer carries a
+    /// payload (§2.3.2); condition `amqp:decode-error`.
+    #[error("{performative} is followed by {len} bytes in its frame (AMQP 1.0 §2.3.2)")]
+    TrailingBytes {
+        /// The performative's name.
+        performative: &'static str,
+        /// How many bytes follow it.
+        len: usize,
+    },
     /// A performative the connection's state does not allow (`amqp:illegal-state`):
     /// anything but `open` first (§2.4.1: "the open frame … MUST be the first frame
     /// sent"), a second `open`, `open` or `close` on a channel other than 0 (§2.4.1,
@@ -126,6 +135,7 @@ impl ConnectionError {
             | ConnectionError::ChannelOutOfRange { .. } => condition::CONNECTION_FRAMING_ERROR,
             ConnectionError::Frame(e) => Symbol::from_static(e.condition()),
             ConnectionError::Performative(e) => e.condition(),
+            ConnectionError::TrailingBytes { .. } => condition::DECODE_ERROR,
             ConnectionError::IllegalState { .. } => condition::ILLEGAL_STATE,
         }
     }
@@ -349,6 +359,9 @@ impl Connection {
         match (self.state, performative) {
             (_, Performative::Open(_) | Performative::Close(_)) if channel != 0 => {
                 Err(illegal("on a channel other than 0"))
+            }
+            (_, Performative::Open(_) | Performative::Close(_)) if !payload.is_empty() => {
+                Err(ConnectionError::TrailingBytes { performative: name, len: payload.len() })
             }
             (State::AwaitingOpen, Performative::Open(open)) => {
                 self.remote = Some(open.clone());
@@ -574,30 +587,42 @@ impl Connection {
         header.encode(self.outbox.buffer());
     }
 
-    /// Sends this side's `open` (§2.7.1). At most 512 bytes are allowed before the
-    /// peer's open (§2.4.1); an `open` the caller built larger is still sent, as no
-    /// smaller one exists, and the peer decides.
+    /// Sends this side's `open` (§2.7.1) on channel 0. At most 512 bytes are
+    /// allowed before the peer's `open` (§2.4.1); an `open` the caller built larger
+    /// is still sent, as no smaller one exists, and the peer decides.
     fn send_open(&mut self, now: Timestamp) {
         let open = Performative::Open(self.local.clone());
-        self.write_frame(now, &open);
+        let unlimited = FrameLimits { max_frame_size: u32::MAX };
+        // An open holds no value near 4 GiB: the frame always encodes.
+        let _ = self.write_frame(now, &open, &unlimited);
     }
 
+    /// Sends `close` on channel 0 within the peer's max-frame-size (§2.7.1): when
+    /// the error's description and info make it too large, without them; the
+    /// condition alone always fits in 512 bytes for this side's own conditions.
     fn write_close(&mut self, now: Timestamp, close: &Close) {
-        self.write_frame(now, &Performative::Close(close.clone()));
-    }
-
-    /// Writes a connection frame on channel 0. Sizes are not checked: `open` and
-    /// `close` cannot be split, and the peer judges them.
-    fn write_frame(&mut self, now: Timestamp, performative: &Performative) {
-        let mut body = BytesMut::new();
-        if performative.encode(&mut body).is_err() {
+        let limits = self.peer_limits();
+        if self.write_frame(now, &Performative::Close(close.clone()), &limits).is_ok() {
             return;
         }
-        let frame = Frame { kind: FrameKind::Amqp { channel: 0 }, body: body.freeze() };
-        let unlimited = FrameLimits { max_frame_size: u32::MAX };
-        if frame.encode(&unlimited, self.outbox.buffer()).is_ok() {
-            self.last_sent = now;
+        let bare = close.error.as_ref().map(|e| AmqpError::new(e.condition.clone(), None));
+        if self.write_frame(now, &Performative::Close(Close { error: bare }), &limits).is_err() {
+            let _ = self.write_frame(now, &Performative::Close(Close::default()), &limits);
         }
+    }
+
+    fn write_frame(
+        &mut self,
+        now: Timestamp,
+        performative: &Performative,
+        limits: &FrameLimits,
+    ) -> Result<(), SendError> {
+        let mut body = BytesMut::new();
+        performative.encode(&mut body)?;
+        let frame = Frame { kind: FrameKind::Amqp { channel: 0 }, body: body.freeze() };
+        frame.encode(limits, self.outbox.buffer())?;
+        self.last_sent = now;
+        Ok(())
     }
 
     /// The connection is over: the transport closes after the bytes queued.

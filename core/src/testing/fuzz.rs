@@ -41,10 +41,12 @@ use crate::sansio::{Connection, ConnectionId, Endpoint, Transmit};
 use crate::time::{Duration, Timestamp};
 use crate::utf8::Utf8Bytes;
 
+mod amqp_connection;
 mod amqp_frame;
 mod amqp_message;
 mod amqp_performative;
 mod amqp_types;
+pub use amqp_connection::amqp_connection;
 pub use amqp_frame::amqp_frame;
 pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
@@ -81,6 +83,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_frame", run: amqp_frame, seeds: amqp_frame::seeds },
     Target { name: "amqp_message", run: amqp_message, seeds: amqp_message::seeds },
     Target { name: "amqp_performative", run: amqp_performative, seeds: amqp_performative::seeds },
+    Target { name: "amqp_connection", run: amqp_connection, seeds: amqp_connection::seeds },
 ];
 
 // ---------------------------------------------------------------------------------

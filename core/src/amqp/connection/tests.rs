@@ -327,6 +327,25 @@ fn s2_7_9_unanswered_close_gives_up_after_the_idle_timeout() {
     closed_with(&client, false, None);
 }
 
+/// §2.7.1: a close too large for the peer's max-frame-size drops its description.
+#[test]
+fn s2_7_1_close_too_large_for_the_peer_is_sent_without_description() {
+    let mut small = open("s", None);
+    small.max_frame_size = 512;
+    let mut pair = Pair::new(open("c", None), small);
+    let long = Utf8Bytes::from(alloc::string::String::from("x").repeat(600));
+    pair.client
+        .conn
+        .close(pair.now, Some(AmqpError::new(condition::CONNECTION_FORCED, Some(long))));
+    pair.pump();
+    assert!(pair.server.errors.is_empty());
+    closed_with(&pair.server, true, Some(condition::CONNECTION_FORCED));
+    match pair.server.closed_event() {
+        Some(ConnectionEvent::Closed { error: Some(e), .. }) => assert_eq!(e.description, None),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn transport_closed_under_the_connection_is_reported() {
     let mut pair = Pair::new(open("c", None), open("s", None));
@@ -429,6 +448,15 @@ fn s2_4_1_frame_over_512_bytes_before_open_is_a_framing_error() {
     refused(&server, condition::CONNECTION_FRAMING_ERROR);
     // The header is answered and the open sent before the close (§2.4.1).
     assert!(matches!(server.frames(true).first(), Some((0, Some(Performative::Open(_))))));
+}
+
+#[test]
+fn s2_3_2_bytes_after_close_are_a_decode_error() {
+    let mut bytes = frame_bytes(0, &Performative::Close(Close::default()));
+    bytes.push(0x40); // one byte past the close, counted by SIZE
+    bytes[3] += 1;
+    let server = opened_server(&bytes);
+    refused(&server, condition::DECODE_ERROR);
 }
 
 #[test]
