@@ -151,9 +151,13 @@ impl Run {
         }
     }
 
-    /// The server's bytes: its header, then whole frames within the client's limit,
-    /// the first its `open` (§2.4.1).
+    /// The server's bytes: nothing when it closed before the client's header was
+    /// complete, else its header, then whole frames within the client's limit, the
+    /// first its `open` (§2.4.1).
     fn check_output(&self) {
+        if self.wire.is_empty() {
+            return;
+        }
         let mut rx = self.wire.clone();
         assert_eq!(ProtocolHeader::decode(&mut rx), Ok(Some(ProtocolHeader::AMQP)));
         let limits = FrameLimits { max_frame_size: CLIENT_MAX_FRAME };
