@@ -111,9 +111,9 @@ pub enum ConnectionError {
         len: usize,
     },
     /// A performative the connection's state does not allow (`amqp:illegal-state`):
-    /// anything but `open` first (§2.4.1: "the open frame … MUST be the first frame
-    /// sent"), a second `open`, `open` or `close` on a channel other than 0 (§2.4.1,
-    /// §2.7.9 are channel-0 frames).
+    /// anything but `open` first (§2.4.1: each peer "MUST send an open frame
+    /// before sending any other frames"), a second `open`, `open` or `close` on a
+    /// channel other than 0 (the connection's frames use channel 0, §2.4.1).
     #[error("{performative} on channel {channel} is not allowed {when} (AMQP 1.0 §2.4.1)")]
     IllegalState {
         /// The performative's name.
@@ -515,8 +515,8 @@ impl Connection {
     /// an answer from a peer already silent that long. §2.4.5 says the peer "SHOULD
     /// try to gracefully close the connection using a close frame with an error
     /// explaining why", and names no condition; resource-limit-exceeded ("the peer
-    /// exceeded its resource allocation", §2.8.15) is the one §2.4.5 itself uses
-    /// for a peer that cannot meet an idle timeout.
+    /// exceeded its resource allocation", §2.8.15) is the nearest, and what other
+    /// brokers (IBM MQ's AMQP channel) send for a silent client.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         match self.state {
             State::AwaitingOpen | State::Opened
