@@ -11,6 +11,8 @@
 //!   §2.8), the termini (part 3 §3.5).
 //! - [`connection`]: the connection in either role: headers, `open`, heartbeats,
 //!   `close` (part 2 §2.4, §2.7.1, §2.7.9).
+//! - [`session`]: sessions over a connection: begin, end, transfer windows
+//!   (part 2 §2.5, §2.7.2, §2.7.4, §2.7.8).
 //! - [`delivery_state`]: received and the outcomes (part 3 §3.4).
 
 pub mod connection;
@@ -21,6 +23,7 @@ pub mod message;
 pub mod performative;
 pub mod protocol_header;
 pub mod sasl;
+pub mod session;
 pub mod types;
 
 pub use types::{Composite, Described, Descriptor, Symbol, Value};
