@@ -378,7 +378,9 @@ impl Sessions {
 
     /// Sets this side's incoming window to `window` transfers from the peer's
     /// next one, and tells the peer with a flow (§2.5.6, §2.7.4): what reopens a
-    /// window the peer has filled.
+    /// window the peer has filled. Shrinking it below the transfers the peer has
+    /// in flight makes them violate it (§2.5.6 counts from next-incoming-id, as
+    /// this side knows it): widen freely, shrink only on a quiet session.
     ///
     /// # Errors
     ///
@@ -498,8 +500,7 @@ impl Sessions {
             &result
         {
             conn.close(now, Some(e.to_amqp_error()));
-            self.sessions.clear();
-            self.remote.clear();
+            self.handle_connection_closed();
         }
         result
     }
@@ -634,6 +635,14 @@ impl Sessions {
             SessionState::EndSent | SessionState::Discarding => (false, s.error),
         };
         self.events.push_back(SessionEvent::Ended { session, by_peer, error });
+    }
+
+    /// The connection is over ([`ConnectionEvent::Closed`](super::connection::ConnectionEvent::Closed)):
+    /// every session is gone with it (§2.4.3 ends them implicitly), without
+    /// events of its own.
+    pub fn handle_connection_closed(&mut self) {
+        self.sessions.clear();
+        self.remote.clear();
     }
 
     fn mapped(&mut self, session: SessionId) -> Result<&mut Session, CommandError> {

@@ -71,7 +71,10 @@ impl Side {
                         self.errors.push(e);
                     }
                 }
-                e @ ConnectionEvent::Closed { .. } => self.closed = Some(e),
+                e @ ConnectionEvent::Closed { .. } => {
+                    self.sessions.handle_connection_closed();
+                    self.closed = Some(e);
+                }
                 ConnectionEvent::Opened(_) => {}
             }
         }
@@ -240,6 +243,30 @@ fn s2_7_8_end_both_ways() {
     pair.pump();
     assert_eq!(pair.client.ended().last(), Some(&(ours, true, None)));
     assert_eq!(pair.server.ended().last(), Some(&(theirs, false, None)));
+}
+
+#[test]
+fn s2_5_5_end_before_the_peers_begin_waits_for_both() {
+    let mut pair = Pair::new(config(10), config(10));
+    let id = pair.client.sessions.begin(&mut pair.client.conn, pair.now, config(10)).unwrap();
+    pair.client.sessions.end(&mut pair.client.conn, pair.now, id, None).unwrap();
+    pair.pump();
+    // The peer began and ended its side; no Begun here, one Ended, channel free.
+    assert_eq!(pair.client.begun(), vec![]);
+    assert_eq!(pair.client.ended(), vec![(id, false, None)]);
+    assert_eq!(pair.server.ended().len(), 1);
+    assert_eq!(pair.client.sessions.state(id), None);
+    assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
+}
+
+#[test]
+fn s2_4_3_sessions_are_gone_with_the_connection() {
+    let mut pair = Pair::new(config(10), config(10));
+    let (ours, theirs) = pair.begin();
+    pair.client.conn.close(pair.now, None);
+    pair.pump();
+    assert_eq!(pair.client.sessions.state(ours), None);
+    assert_eq!(pair.server.sessions.state(theirs), None);
 }
 
 #[test]
