@@ -331,7 +331,7 @@ impl Sessions {
     }
 
     /// Begins a session (§2.7.2) on the lowest free channel within the peer's
-    /// channel-max (every channel before its `open` arrives), announcing `config`.
+    /// channel-max (only channel 0 before its `open` arrives), announcing `config`.
     /// [`SessionEvent::Begun`] follows the peer's answer.
     ///
     /// # Errors
@@ -658,9 +658,11 @@ impl Sessions {
     }
 }
 
-/// The peer's channel-max (§2.7.1), or every channel before its `open`.
+/// The peer's channel-max (§2.7.1); 0 before its `open`: channel 0 is the one every
+/// peer handles ("A peer MUST NOT use channel numbers outside the range that its
+/// partner can handle", and channel-max may be 0).
 fn peer_channel_max(conn: &Connection) -> u16 {
-    conn.remote_open().map_or(u16::MAX, |open| open.channel_max)
+    conn.remote_open().map_or(0, |open| open.channel_max)
 }
 
 #[cfg(test)]

@@ -45,11 +45,13 @@ mod amqp_connection;
 mod amqp_frame;
 mod amqp_message;
 mod amqp_performative;
+mod amqp_session;
 mod amqp_types;
 pub use amqp_connection::amqp_connection;
 pub use amqp_frame::amqp_frame;
 pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
+pub use amqp_session::amqp_session;
 pub use amqp_types::amqp_types;
 
 /// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
@@ -84,6 +86,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_message", run: amqp_message, seeds: amqp_message::seeds },
     Target { name: "amqp_performative", run: amqp_performative, seeds: amqp_performative::seeds },
     Target { name: "amqp_connection", run: amqp_connection, seeds: amqp_connection::seeds },
+    Target { name: "amqp_session", run: amqp_session, seeds: amqp_session::seeds },
 ];
 
 // ---------------------------------------------------------------------------------

@@ -227,6 +227,18 @@ fn s2_5_1_several_sessions_get_distinct_channels_within_channel_max() {
 }
 
 #[test]
+fn s2_7_1_before_the_peers_open_only_channel_0_is_used() {
+    let t0 = T0;
+    let mut conn = Connection::client(open("client", 7), t0);
+    let mut sessions = Sessions::new(config(1));
+    assert_eq!(sessions.begin(&mut conn, t0, config(1)), Ok(SessionId(0)));
+    assert_eq!(
+        sessions.begin(&mut conn, t0, config(1)),
+        Err(CommandError::NoFreeChannel { max: 0 })
+    );
+}
+
+#[test]
 fn s2_7_8_end_both_ways() {
     let mut pair = Pair::new(config(10), config(10));
     let (ours, theirs) = pair.begin();
