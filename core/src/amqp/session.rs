@@ -260,15 +260,10 @@ impl Session {
     }
 
     fn begin(&self, config: &SessionConfig) -> Begin {
+        let w = &self.windows;
         Begin {
-            remote_channel: None,
-            next_outgoing_id: self.windows.next_outgoing_id,
-            incoming_window: self.windows.incoming_window,
-            outgoing_window: self.windows.outgoing_window,
             handle_max: config.handle_max,
-            offered_capabilities: alloc::vec::Vec::new(),
-            desired_capabilities: alloc::vec::Vec::new(),
-            properties: alloc::vec::Vec::new(),
+            ..Begin::new(w.next_outgoing_id, w.incoming_window, w.outgoing_window)
         }
     }
 

@@ -54,6 +54,25 @@ pub use amqp_performative::amqp_performative;
 pub use amqp_session::amqp_session;
 pub use amqp_types::amqp_types;
 
+/// `performative` as one AMQP frame on `channel`: what the AMQP session targets
+/// feed their machines after the fuzzer's own bytes choose what happens.
+fn amqp_frame_bytes(
+    channel: u16,
+    performative: &crate::amqp::performative::Performative,
+) -> Vec<u8> {
+    use crate::amqp::frame::{Frame, FrameKind, FrameLimits};
+    let mut body = BytesMut::new();
+    if let Err(e) = performative.encode(&mut body) {
+        panic!("the harness built an unencodable {performative:?}: {e}");
+    }
+    let mut out = BytesMut::new();
+    let frame = Frame { kind: FrameKind::Amqp { channel }, body: body.freeze() };
+    if let Err(e) = frame.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out) {
+        panic!("the harness built an oversized frame: {e}");
+    }
+    out.to_vec()
+}
+
 /// One fuzz target: the name of its file in `fuzz/fuzz_targets/` and of its corpus
 /// directory, its body, and the valid inputs its seed corpus holds.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::amqp::performative::{Begin, End, Fields};
+use crate::amqp::performative::{Begin, End};
 use crate::amqp::protocol_header::PROTOCOL_HEADER_LEN;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -16,16 +16,7 @@ fn open(container: &'static str, idle_ms: Option<u32>) -> Open {
 }
 
 fn begin() -> Performative {
-    Performative::Begin(Begin {
-        remote_channel: None,
-        next_outgoing_id: 0,
-        incoming_window: 100,
-        outgoing_window: 100,
-        handle_max: Begin::DEFAULT_HANDLE_MAX,
-        offered_capabilities: vec![],
-        desired_capabilities: vec![],
-        properties: Fields::new(),
-    })
+    Performative::Begin(Begin::new(0, 100, 100))
 }
 
 /// One side of a [`Pair`] and what it produced.

@@ -37,6 +37,23 @@ pub struct Begin {
 impl Begin {
     /// Default handle-max.
     pub const DEFAULT_HANDLE_MAX: Handle = u32::MAX;
+
+    /// A `begin` with the three mandatory window fields (§2.5.6: transfer ids and
+    /// window sizes, in transfer frames) and every other field at its default: no
+    /// remote-channel (a begin that opens a session), the default handle-max, no
+    /// capabilities or properties.
+    pub fn new(next_outgoing_id: u32, incoming_window: u32, outgoing_window: u32) -> Begin {
+        Begin {
+            remote_channel: None,
+            next_outgoing_id,
+            incoming_window,
+            outgoing_window,
+            handle_max: Begin::DEFAULT_HANDLE_MAX,
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
 }
 
 impl CompositeType for Begin {

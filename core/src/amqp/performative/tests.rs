@@ -303,16 +303,7 @@ fn p1_1_4_every_mandatory_field_missing_is_invalid_field() {
 }
 
 fn begin() -> Begin {
-    Begin {
-        remote_channel: None,
-        next_outgoing_id: 0,
-        incoming_window: 0,
-        outgoing_window: 0,
-        handle_max: Begin::DEFAULT_HANDLE_MAX,
-        offered_capabilities: Vec::new(),
-        desired_capabilities: Vec::new(),
-        properties: Fields::new(),
-    }
+    Begin::new(0, 0, 0)
 }
 
 /// A field of another type than its definition's is `amqp:decode-error`: a

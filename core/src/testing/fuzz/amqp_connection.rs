@@ -5,11 +5,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use bytes::BytesMut;
 
+use super::amqp_frame_bytes;
 use super::{START, Schedule};
 use crate::amqp::connection::{Connection, ConnectionEvent};
-use crate::amqp::frame::{self, FrameKind, FrameLimits};
+use crate::amqp::frame::{self, FrameLimits};
 use crate::amqp::performative::{
-    AmqpError, Attach, Begin, Close, End, Fields, Open, Performative, Role, condition,
+    AmqpError, Attach, Begin, Close, End, Open, Performative, Role, condition,
 };
 use crate::amqp::protocol_header::ProtocolHeader;
 use crate::amqp::types::Limits;
@@ -39,34 +40,12 @@ fn server_open() -> Open {
 fn client_hello() -> Vec<u8> {
     let mut out = BytesMut::new();
     ProtocolHeader::AMQP.encode(&mut out);
-    out.extend_from_slice(&frame_of(0, &Performative::Open(client_open())));
-    out.to_vec()
-}
-
-fn frame_of(channel: u16, performative: &Performative) -> Vec<u8> {
-    let mut body = BytesMut::new();
-    if let Err(e) = performative.encode(&mut body) {
-        panic!("the harness built an unencodable {performative:?}: {e}");
-    }
-    let mut out = BytesMut::new();
-    let frame = frame::Frame { kind: FrameKind::Amqp { channel }, body: body.freeze() };
-    if let Err(e) = frame.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out) {
-        panic!("the harness built an oversized frame: {e}");
-    }
+    out.extend_from_slice(&amqp_frame_bytes(0, &Performative::Open(client_open())));
     out.to_vec()
 }
 
 fn begin() -> Performative {
-    Performative::Begin(Begin {
-        remote_channel: Some(0),
-        next_outgoing_id: 0,
-        incoming_window: 100,
-        outgoing_window: 100,
-        handle_max: Begin::DEFAULT_HANDLE_MAX,
-        offered_capabilities: vec![],
-        desired_capabilities: vec![],
-        properties: Fields::new(),
-    })
+    Performative::Begin(Begin { remote_channel: Some(0), ..Begin::new(0, 100, 100) })
 }
 
 /// The first two bytes are the [`Schedule`]; the rest follows the client's valid
@@ -199,13 +178,19 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
     let heartbeat = vec![0, 0, 0, 8, 2, 0, 0, 0];
     vec![
         seed(core::slice::from_ref(&heartbeat)),
-        seed(&[frame_of(0, &begin()), frame_of(0, &Performative::Attach(attach.into()))]),
-        seed(&[frame_of(0, &begin()), frame_of(0, &Performative::End(End { error: None }))]),
-        seed(&[heartbeat, frame_of(0, &close(None))]),
-        seed(&[frame_of(0, &close(Some(AmqpError::new(condition::INTERNAL_ERROR, None))))]),
-        seed(&[frame_of(0, &Performative::Open(client_open()))]),
+        seed(&[
+            amqp_frame_bytes(0, &begin()),
+            amqp_frame_bytes(0, &Performative::Attach(attach.into())),
+        ]),
+        seed(&[
+            amqp_frame_bytes(0, &begin()),
+            amqp_frame_bytes(0, &Performative::End(End { error: None })),
+        ]),
+        seed(&[heartbeat, amqp_frame_bytes(0, &close(None))]),
+        seed(&[amqp_frame_bytes(0, &close(Some(AmqpError::new(condition::INTERNAL_ERROR, None))))]),
+        seed(&[amqp_frame_bytes(0, &Performative::Open(client_open()))]),
         {
-            let mut s = seed(&[frame_of(3, &begin())]);
+            let mut s = seed(&[amqp_frame_bytes(3, &begin())]);
             s[0] = 0x8F; // any chunk size, events half the time
             s[1] = 0x2A;
             s

@@ -6,11 +6,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
+use super::amqp_frame_bytes;
 use super::{START, Schedule};
 use crate::amqp::connection::{Connection, ConnectionEvent};
 use crate::amqp::frame::{self, FrameKind, FrameLimits};
 use crate::amqp::performative::{
-    AmqpError, Begin, Disposition, End, Fields, Flow, Open, Performative, Role, Transfer, condition,
+    AmqpError, Begin, Disposition, End, Flow, Open, Performative, Role, Transfer, condition,
 };
 use crate::amqp::protocol_header::ProtocolHeader;
 use crate::amqp::session::{
@@ -30,38 +31,16 @@ fn open(container: &'static str) -> Open {
     open
 }
 
-fn frame_of(channel: u16, performative: &Performative) -> Vec<u8> {
-    let mut body = BytesMut::new();
-    if let Err(e) = performative.encode(&mut body) {
-        panic!("the harness built an unencodable {performative:?}: {e}");
-    }
-    let mut out = BytesMut::new();
-    let frame = frame::Frame { kind: FrameKind::Amqp { channel }, body: body.freeze() };
-    if let Err(e) = frame.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out) {
-        panic!("the harness built an oversized frame: {e}");
-    }
-    out.to_vec()
-}
-
 fn begin(remote_channel: Option<u16>, incoming_window: u32) -> Performative {
-    Performative::Begin(Begin {
-        remote_channel,
-        next_outgoing_id: 0,
-        incoming_window,
-        outgoing_window: 100,
-        handle_max: Begin::DEFAULT_HANDLE_MAX,
-        offered_capabilities: vec![],
-        desired_capabilities: vec![],
-        properties: Fields::new(),
-    })
+    Performative::Begin(Begin { remote_channel, ..Begin::new(0, incoming_window, 100) })
 }
 
 /// The client's header, `open` and a `begin` on channel 0.
 fn client_hello() -> Vec<u8> {
     let mut out = BytesMut::new();
     ProtocolHeader::AMQP.encode(&mut out);
-    out.extend_from_slice(&frame_of(0, &Performative::Open(open("fuzz-client"))));
-    out.extend_from_slice(&frame_of(0, &begin(None, 4)));
+    out.extend_from_slice(&amqp_frame_bytes(0, &Performative::Open(open("fuzz-client"))));
+    out.extend_from_slice(&amqp_frame_bytes(0, &begin(None, 4)));
     out.to_vec()
 }
 
@@ -243,7 +222,7 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
     let seed = |schedule: [u8; 2], frames: &[(u16, &Performative)]| {
         let mut out = schedule.to_vec();
         for (channel, p) in frames {
-            out.extend_from_slice(&frame_of(*channel, p));
+            out.extend_from_slice(&amqp_frame_bytes(*channel, p));
         }
         out
     };
