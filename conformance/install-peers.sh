@@ -3,6 +3,8 @@
 # - the mosquitto broker and its clients, from Debian's packages;
 # - Apache Qpid Proton's Python binding (AMQP 1.0), from Debian's package, which
 #   imports only under /usr/bin/python3, not under another python3 earlier on PATH;
+#   conformance/peers/proton (broker.py, device.py) needs nothing else but its SSL
+#   support (Debian's build has OpenSSL; no Cyrus SASL, so ANONYMOUS only);
 # - Microsoft's Azure IoT device SDK for Node.js, pinned by conformance/peers/node's
 #   package-lock.json, into its node_modules (`npm ci`);
 # - Microsoft's Azure IoT device SDK for Python, pinned by
@@ -36,6 +38,8 @@ fi
 dpkg-query -W mosquitto mosquitto-clients python3-qpid-proton
 /usr/bin/python3 -c 'import proton; print("qpid-proton", ".".join(map(str, proton.VERSION)))' ||
   fail "python3-qpid-proton is installed but /usr/bin/python3 cannot import proton"
+/usr/bin/python3 -c 'import proton, sys; sys.exit(not proton.SSL.present())' ||
+  fail "/usr/bin/python3's proton has no SSL support: conformance/peers/proton needs it for amqps"
 
 # The SDKs come from their registries, not from Debian: the interop tests need
 # the exact versions peers.md describes.
