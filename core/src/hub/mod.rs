@@ -10,6 +10,7 @@
 //! here.
 
 pub mod c2d;
+mod connection;
 pub mod d2c;
 pub mod registry;
 mod timers;
@@ -24,9 +25,11 @@ pub use c2d::{
     C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Outcome, Settled,
 };
 pub use d2c::{D2cLog, D2cRecord};
+pub use connection::ProtocolError;
 pub use registry::{AuthError, DeviceRecord, Registry, RegistryError};
 
 use crate::Protocol;
+use connection::HubConnection;
 use timers::{TimerKey, Timers};
 
 use crate::iothub::{ErrorCode, Identity, LockToken, Message, sas};
@@ -186,7 +189,7 @@ impl HubError {
 #[derive(Debug)]
 pub struct Hub {
     state: HubState,
-    connections: BTreeMap<ConnectionId, mqtt::hub::MqttConnection>,
+    connections: BTreeMap<ConnectionId, HubConnection>,
     /// Connections whose outbox may hold something.
     ready: BTreeSet<ConnectionId>,
     /// Every connection's and queue's next deadline.
@@ -208,8 +211,9 @@ pub(crate) struct HubState {
     next_ticket: u64,
     /// Which connection waits for each store.
     pending_stores: BTreeMap<StoreTicket, ConnectionId>,
-    /// Connections a protocol rule requires closing (evicted by a newer one).
-    pub(crate) evicted: Vec<ConnectionId>,
+    /// Devices whose connection a newer one replaced: the old connection, and the
+    /// device it must stop speaking for.
+    pub(crate) evicted: Vec<(ConnectionId, String)>,
 }
 
 /// What the hub keeps per device between connections.
@@ -270,7 +274,7 @@ impl HubState {
                 if let Some(session) = device.mqtt_session.as_mut() {
                     session.detach(&mut device.queue);
                 }
-                self.evicted.push(old);
+                self.evicted.push((old, String::from(device_id)));
             }
         }
     }
@@ -407,7 +411,7 @@ impl Hub {
         let connection = device.connection;
         self.state.drain_settled(device_id);
         if let Some(id) = connection {
-            self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
+            self.with_connection(now, id, |conn, state| conn.pump_c2d(now, device_id, state));
         }
         self.refresh_timers(None);
         Ok(sequence)
@@ -443,7 +447,7 @@ impl Hub {
         &mut self,
         now: Timestamp,
         id: ConnectionId,
-        f: impl FnOnce(&mut mqtt::hub::MqttConnection, &mut HubState),
+        f: impl FnOnce(&mut HubConnection, &mut HubState),
     ) {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
@@ -456,9 +460,9 @@ impl Hub {
 
     /// Applies what one connection's step did to others: evictions.
     fn settle_connection_effects(&mut self, now: Timestamp) {
-        while let Some(old) = self.state.evicted.pop() {
+        while let Some((old, device_id)) = self.state.evicted.pop() {
             if let Some(conn) = self.connections.get_mut(&old) {
-                conn.evict(now, &mut self.state);
+                conn.evict(now, &device_id, &mut self.state);
                 self.ready.insert(old);
                 self.refresh_timers(Some(old));
             }
@@ -481,13 +485,22 @@ impl Hub {
 
 impl Endpoint for Hub {
     type Event = HubEvent;
-    type Error = mqtt::hub::HubProtocolError;
+    type Error = ProtocolError;
 
     fn accept(&mut self, now: Timestamp, protocol: Protocol) -> ConnectionId {
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
         let conn = match protocol {
-            Protocol::Mqtt => mqtt::hub::MqttConnection::new(id, now, &self.state.config),
+            Protocol::Mqtt => HubConnection::Mqtt(mqtt::hub::MqttConnection::new(
+                id,
+                now,
+                &self.state.config,
+            )),
+            Protocol::Amqp => HubConnection::Amqp(crate::amqp::hub::AmqpConnection::new(
+                id,
+                now,
+                &self.state.config,
+            )),
         };
         self.connections.insert(id, conn);
         self.refresh_timers(Some(id));
@@ -558,7 +571,9 @@ impl Endpoint for Hub {
                     self.state.drain_settled(&device_id);
                     match connection {
                         Some(id) => {
-                            self.with_connection(now, id, |conn, state| conn.pump_c2d(now, state));
+                            self.with_connection(now, id, |conn, state| {
+                                conn.pump_c2d(now, &device_id, state);
+                            });
                         }
                         None => self.refresh_timers(None),
                     }
