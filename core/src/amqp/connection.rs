@@ -132,7 +132,9 @@ pub enum ConnectionError {
     /// authentication-failure close-code" (part 5 §5.3.3.2). A server has answered
     /// with outcome `auth`; a client (whose mechanism the server does not offer)
     /// closes without falling back to another. Condition `amqp:not-implemented`.
-    #[error("SASL mechanism {mechanism} is not among those offered, {offered:?} (AMQP 1.0 part 5 §5.3.3.2)")]
+    #[error(
+        "SASL mechanism {mechanism} is not among those offered, {offered:?} (AMQP 1.0 part 5 §5.3.3.2)"
+    )]
     SaslMechanismNotOffered {
         /// The mechanism chosen.
         mechanism: Symbol,
@@ -155,7 +157,9 @@ pub enum ConnectionError {
     /// outcome. A client may pipeline its AMQP header and first frames (each at
     /// most 512 bytes before the `open`s, §2.4.1) but has no reason to send more
     /// before it is authenticated. Condition `amqp:resource-limit-exceeded`.
-    #[error("{len} bytes arrived before the SASL outcome, more than {max} (AMQP 1.0 part 5 §5.3.2)")]
+    #[error(
+        "{len} bytes arrived before the SASL outcome, more than {max} (AMQP 1.0 part 5 §5.3.2)"
+    )]
     SaslHeldInputTooLarge {
         /// The bytes held.
         len: usize,
