@@ -2,9 +2,10 @@
 //! (§2.7.1), heartbeats and the idle timeout (§2.4.5), and `close` (§2.7.9), as a
 //! sans-IO machine in either role (DESIGN.md, "The sans-IO contract").
 //!
-//! No SASL layer: IoT Hub's Node and .NET SDKs send the plain AMQP header and
-//! authenticate later by CBS (spec file §5.1). Sessions and links sit above: every
-//! performative other than `open` and `close` is handed up as
+//! A SASL layer (part 5 §5.3) may come first: [`Connection::client_with_sasl`] and
+//! [`Connection::server_with_sasl`] run it; [`Connection::client`] and
+//! [`Connection::server`] skip it, as IoT Hub's Node and .NET SDKs do,
+//! authenticating later by CBS (spec file §5.1). Sessions and links sit above: every performative other than `open` and `close` is handed up as
 //! [`ConnectionEvent::Frame`], and the layer above sends its own with
 //! [`Connection::send`].
 //!
@@ -19,17 +20,23 @@ use bytes::{Bytes, BytesMut};
 use super::frame::{self, EncodeError, Frame, FrameError, FrameKind, FrameLimits};
 use super::performative::{self, AmqpError, Close, Open, Performative, condition};
 use super::protocol_header::{ProtocolHeader, ProtocolHeaderError, ProtocolId, negotiate};
+use super::sasl::{SaslCode, SaslError};
 use super::types::{Limits, Symbol};
 use crate::sansio::{Outbox, Transmit};
 use crate::time::{Duration, Timestamp};
 use crate::utf8::Utf8Bytes;
+
+mod sasl;
+pub use sasl::{SaslClient, SaslServer};
+use sasl::{SaslLayer, SaslStep};
 
 /// Which side of the connection this machine is (§2.2: the client sends its protocol
 /// header first, the server answers it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Opened the transport; sends its header and `open` at once (§2.4.2 allows the
-    /// `open` to be pipelined behind the header).
+    /// `open` to be pipelined behind the header), or first its SASL header and
+    /// exchange (part 5 §5.3.2).
     Client,
     /// Accepted the transport; waits for the client's header, answers it, then sends
     /// its `open`.
@@ -52,6 +59,30 @@ pub enum ConnectionEvent {
         performative: Performative,
         /// The bytes after the performative; empty but for a transfer.
         payload: Bytes,
+    },
+    /// Server: the client chose a SASL mechanism this side offered (part 5
+    /// §5.3.3.2). The owner checks the credentials and answers with
+    /// [`Connection::sasl_outcome`]; until then the bytes after the `sasl-init` wait
+    /// unread.
+    SaslInit {
+        /// The mechanism, one of [`SaslServer::mechanisms`].
+        mechanism: Symbol,
+        /// The mechanism's first message, e.g. PLAIN's `\0user\0password`
+        /// ([`PlainResponse::parse`](crate::amqp::sasl::PlainResponse::parse)).
+        initial_response: Option<Bytes>,
+        /// The host the client names (§5.3.3.2: it may pick a virtual host).
+        hostname: Option<Utf8Bytes>,
+    },
+    /// Client: the server's `sasl-outcome` (part 5 §5.3.3.5). On
+    /// [`SaslCode::Ok`] the AMQP header and `open` follow; on any other code
+    /// [`ConnectionEvent::Closed`] follows, by the peer, with
+    /// `amqp:unauthorized-access`.
+    SaslOutcome {
+        /// The result (§5.3.3.6).
+        code: SaslCode,
+        /// Mechanism data sent with success (§5.3.3.5); a server should send none
+        /// with a failure, and is reported if it does.
+        additional_data: Option<Bytes>,
     },
     /// The connection is over and [`Transmit::Close`] is queued. Sent once.
     Closed {
@@ -83,10 +114,58 @@ pub enum ConnectionError {
     /// bytes before the peer's `open`, §2.4.1; the announced one after, §2.7.1).
     #[error("{0}")]
     Frame(#[from] FrameError),
-    /// A SASL frame after the AMQP header: this connection has no SASL layer
-    /// (part 5 §5.1); condition `amqp:connection:framing-error`.
+    /// A SASL frame after the AMQP header: the connection has no SASL layer, or it
+    /// ended with its outcome (part 5 §5.1, §5.3.3.5: the peers then exchange AMQP
+    /// headers); condition `amqp:connection:framing-error`.
     #[error("a SASL frame in the AMQP layer (AMQP 1.0 part 5 §5.1)")]
     SaslFrame,
+    /// An AMQP frame (TYPE 0x00) in the SASL layer, before its outcome: only SASL
+    /// frames (TYPE 0x01) belong there (part 5 §5.3.1); condition
+    /// `amqp:connection:framing-error`.
+    #[error("an AMQP frame before the SASL outcome (AMQP 1.0 part 5 §5.3.1)")]
+    AmqpFrameBeforeSaslOutcome,
+    /// A SASL frame body is not one of §5.3.3 ([`SaslError::condition`]).
+    #[error("{0}")]
+    Sasl(#[from] SaslError),
+    /// The SASL mechanism is not among those offered: "If the selected mechanism is
+    /// not supported by the receiving peer, it MUST close the connection with the
+    /// authentication-failure close-code" (part 5 §5.3.3.2). A server has answered
+    /// with outcome `auth`; a client (whose mechanism the server does not offer)
+    /// closes without falling back to another. Condition `amqp:not-implemented`.
+    #[error(
+        "SASL mechanism {mechanism} is not among those offered, {offered:?} (AMQP 1.0 part 5 §5.3.3.2)"
+    )]
+    SaslMechanismNotOffered {
+        /// The mechanism chosen.
+        mechanism: Symbol,
+        /// The mechanisms the server offered.
+        offered: alloc::vec::Vec<Symbol>,
+    },
+    /// A SASL frame the exchange does not allow here (part 5 §5.3.2, figure 5.6):
+    /// e.g. a `sasl-challenge`, which none of hubwire's mechanisms (ANONYMOUS,
+    /// PLAIN, EXTERNAL, MSSBCBS) expects, or a frame only the other role sends.
+    /// Condition `amqp:illegal-state`.
+    #[error("{frame} is not allowed {when} (AMQP 1.0 part 5 §5.3.2)")]
+    SaslUnexpected {
+        /// The frame's name, e.g. `sasl-challenge`.
+        frame: &'static str,
+        /// Where the exchange was, e.g. `while waiting for sasl-outcome`.
+        when: &'static str,
+    },
+    /// Server: more than [`SASL_MAX_FRAME_SIZE`](crate::amqp::sasl::SASL_MAX_FRAME_SIZE)
+    /// bytes arrived after the `sasl-init` while the owner had not yet given the
+    /// outcome. A client may pipeline its AMQP header and first frames (each at
+    /// most 512 bytes before the `open`s, §2.4.1) but has no reason to send more
+    /// before it is authenticated. Condition `amqp:resource-limit-exceeded`.
+    #[error(
+        "{len} bytes arrived before the SASL outcome, more than {max} (AMQP 1.0 part 5 §5.3.2)"
+    )]
+    SaslHeldInputTooLarge {
+        /// The bytes held.
+        len: usize,
+        /// The bound, bytes.
+        max: usize,
+    },
     /// A frame body is not a valid performative, e.g. an `open` without its
     /// mandatory container-id (`amqp:invalid-field`).
     #[error("{0}")]
@@ -132,7 +211,12 @@ impl ConnectionError {
             ConnectionError::Header(_)
             | ConnectionError::UnsupportedHeader(_)
             | ConnectionError::SaslFrame
+            | ConnectionError::AmqpFrameBeforeSaslOutcome
             | ConnectionError::ChannelOutOfRange { .. } => condition::CONNECTION_FRAMING_ERROR,
+            ConnectionError::Sasl(e) => e.condition(),
+            ConnectionError::SaslMechanismNotOffered { .. } => condition::NOT_IMPLEMENTED,
+            ConnectionError::SaslUnexpected { .. } => condition::ILLEGAL_STATE,
+            ConnectionError::SaslHeldInputTooLarge { .. } => condition::RESOURCE_LIMIT_EXCEEDED,
             ConnectionError::Frame(e) => Symbol::from_static(e.condition()),
             ConnectionError::Performative(e) => e.condition(),
             ConnectionError::TrailingBytes { .. } => condition::DECODE_ERROR,
@@ -177,9 +261,12 @@ pub enum SendError {
 /// Where the connection is (§2.4.6's states, folded to what this side acts on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Waiting for the peer's protocol header (a client has sent its own and its
-    /// `open`; a server sends both once the client's arrives).
+    /// Waiting for the peer's protocol header (a client has sent its own, and its
+    /// `open` unless a SASL exchange comes first; a server sends both once the
+    /// client's arrives).
     AwaitingHeader,
+    /// In the SASL layer, SASL headers exchanged (part 5 §5.3.2).
+    Sasl(SaslStep),
     /// Headers exchanged and our `open` sent; waiting for the peer's (OPEN SENT).
     AwaitingOpen,
     /// Both `open`s exchanged (OPENED).
@@ -208,6 +295,9 @@ pub struct Connection {
     close_deadline: Option<Timestamp>,
     /// The error of the `close` this side sent, for [`ConnectionEvent::Closed`].
     closing: Option<AmqpError>,
+    /// The SASL layer still to run or running; `None` once its outcome came, or
+    /// when there is none.
+    sasl: Option<SaslLayer>,
 }
 
 impl Connection {
@@ -244,6 +334,7 @@ impl Connection {
             last_sent: now,
             close_deadline: None,
             closing: None,
+            sasl: None,
         }
     }
 
@@ -274,6 +365,11 @@ impl Connection {
         }
         self.last_received = now;
         self.recv.extend_from_slice(bytes);
+        self.process(now)
+    }
+
+    /// Reads what `recv` holds; on a violation, reacts to it.
+    fn process(&mut self, now: Timestamp) -> Result<(), ConnectionError> {
         match self.read(now) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -293,12 +389,19 @@ impl Connection {
                         Ok(None) => return Ok(()),
                         Err(e) => {
                             if self.role == Role::Server {
-                                self.send_header(negotiate(None, &[ProtocolId::Amqp]).reply);
+                                self.send_header(negotiate(None, self.accepted_layers()).reply);
                             }
                             return Err(e.into());
                         }
                     };
                     self.on_header(now, header)?;
+                }
+                State::Sasl(SaslStep::Deciding) => return self.hold_input(),
+                State::Sasl(step) => {
+                    let Some(frame) = frame::decode(&mut self.recv, &sasl::FRAME_LIMITS)? else {
+                        return Ok(());
+                    };
+                    self.on_sasl_frame(now, step, frame)?;
                 }
                 State::AwaitingOpen | State::Opened | State::CloseSent => {
                     // §2.4.1: 512 bytes until the peer has our open, which it has
@@ -316,20 +419,35 @@ impl Connection {
         }
     }
 
+    /// The peer's header: a server answers it (§2.2); either side then runs the
+    /// SASL layer or the AMQP one.
     fn on_header(&mut self, now: Timestamp, header: ProtocolHeader) -> Result<(), ConnectionError> {
         match self.role {
             Role::Server => {
-                let answer = negotiate(Some(header), &[ProtocolId::Amqp]);
+                let answer = negotiate(Some(header), self.accepted_layers());
                 self.send_header(answer.reply);
                 if answer.close {
                     return Err(ConnectionError::UnsupportedHeader(header));
                 }
-                self.send_open(now);
             }
-            Role::Client if header != ProtocolHeader::AMQP => {
-                return Err(ConnectionError::UnsupportedHeader(header));
+            Role::Client => {
+                let ours = match self.sasl {
+                    Some(_) => ProtocolHeader::SASL,
+                    None => ProtocolHeader::AMQP,
+                };
+                if header != ours {
+                    return Err(ConnectionError::UnsupportedHeader(header));
+                }
             }
-            Role::Client => {}
+        }
+        if header.id == ProtocolId::Sasl {
+            self.start_sasl(now);
+            return Ok(());
+        }
+        // A server whose SASL layer is optional and was skipped.
+        self.sasl = None;
+        if self.role == Role::Server {
+            self.send_open(now);
         }
         self.state = State::AwaitingOpen;
         Ok(())
@@ -393,13 +511,14 @@ impl Connection {
             // §2.4.3: after sending close, frames other than the peer's close are
             // of no use; they are dropped.
             (State::CloseSent, _) => Ok(()),
-            (State::AwaitingHeader | State::Closed, _) => Ok(()),
+            (State::AwaitingHeader | State::Sasl(_) | State::Closed, _) => Ok(()),
         }
     }
 
-    /// Reacts to a violation: a `close` with its condition once both headers are
-    /// exchanged (our `open` is then sent, as §2.4.1 requires before a close),
-    /// then the transport closes without waiting for the peer's answer.
+    /// Reacts to a violation: a `close` with its condition once both AMQP headers
+    /// are exchanged (our `open` is then sent, as §2.4.1 requires before a close),
+    /// then the transport closes without waiting for the peer's answer. In the
+    /// SASL layer no `close` can be sent: the transport just closes.
     fn fail(&mut self, now: Timestamp, e: &ConnectionError) {
         let error = e.to_amqp_error();
         if matches!(self.state, State::AwaitingOpen | State::Opened) {
@@ -410,8 +529,9 @@ impl Connection {
 
     /// Closes the connection from this side (§2.7.9) with an optional error: sends
     /// `close` and waits for the peer's, at most this side's idle-time-out (or 60 s
-    /// without one), then closes the transport. A close before the header exchange
-    /// closes the transport at once. Does nothing once closing.
+    /// without one), then closes the transport. A close before the AMQP header
+    /// exchange (in the SASL layer too) closes the transport at once. Does nothing
+    /// once closing.
     pub fn close(&mut self, now: Timestamp, error: Option<AmqpError>) {
         match self.state {
             State::AwaitingOpen | State::Opened => {
@@ -420,7 +540,7 @@ impl Connection {
                 self.state = State::CloseSent;
                 self.close_deadline = Some(now.saturating_add(self.close_wait()));
             }
-            State::AwaitingHeader => self.end(false, error),
+            State::AwaitingHeader | State::Sasl(_) => self.end(false, error),
             State::CloseSent | State::Closed => {}
         }
     }
@@ -428,7 +548,7 @@ impl Connection {
     /// Sends a session's or link's performative on `channel` at `now`, with
     /// `payload` after it (a transfer's message bytes), in one frame. Allowed once
     /// this side's `open` is sent (before the peer's arrives, §2.4.2's pipelining,
-    /// under the 512-byte limit of §2.4.1).
+    /// under the 512-byte limit of §2.4.1), so not during a SASL exchange.
     ///
     /// # Errors
     ///
@@ -444,8 +564,8 @@ impl Connection {
     ) -> Result<(), SendError> {
         let open_sent = match (self.state, self.role) {
             (State::AwaitingOpen | State::Opened, _) => true,
-            (State::AwaitingHeader, role) => role == Role::Client,
-            (State::CloseSent | State::Closed, _) => false,
+            (State::AwaitingHeader, role) => role == Role::Client && self.sasl.is_none(),
+            (State::Sasl(_) | State::CloseSent | State::Closed, _) => false,
         };
         if !open_sent {
             return Err(SendError::Closed);
@@ -493,11 +613,11 @@ impl Connection {
     /// When to call [`Connection::handle_timeout`] next: the next heartbeat (half
     /// the peer's idle-time-out after the last frame sent, §2.4.5), this side's
     /// idle-time-out after the last bytes received, or the end of the wait for the
-    /// peer's `close`; `None` when none runs. Read again after every input and
-    /// command.
+    /// peer's `close`; `None` when none runs, as while waiting for a header and
+    /// during a SASL exchange. Read again after every input and command.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         match self.state {
-            State::AwaitingHeader | State::Closed => None,
+            State::AwaitingHeader | State::Sasl(_) | State::Closed => None,
             State::AwaitingOpen | State::Opened => {
                 crate::time::earliest(self.heartbeat_deadline(), self.idle_deadline())
             }

@@ -24,8 +24,8 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// The largest frame every peer must accept, and the limit on frames before the
 /// `open` exchange sets one, bytes (§2.4.1: "Prior to any explicit negotiation, the
 /// maximum frame size is 512 (MIN-MAX-FRAME-SIZE)"; §2.7.1 open, max-frame-size).
-/// Also the limit for SASL frames, which have no way to negotiate another (part 5
-/// §5.3.1).
+/// The standard bounds SASL frames by it too (part 5 §5.3.1); hubwire accepts
+/// larger ones, up to [`SASL_MAX_FRAME_SIZE`](super::sasl::SASL_MAX_FRAME_SIZE).
 pub const MIN_MAX_FRAME_SIZE: u32 = 512;
 
 // SIZE, a u32, is used as a `usize` without loss.
@@ -124,8 +124,7 @@ pub struct FrameLimits {
 }
 
 impl FrameLimits {
-    /// Before the `open` exchange, and for SASL frames: 512 bytes (§2.4.1, part 5
-    /// §5.3.1).
+    /// Before the `open` exchange: 512 bytes (§2.4.1).
     pub const BEFORE_OPEN: Self = FrameLimits { max_frame_size: MIN_MAX_FRAME_SIZE };
 
     /// The limit in force, bytes.

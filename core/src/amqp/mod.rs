@@ -14,7 +14,15 @@
 //! - [`session`]: sessions over a connection: begin, end, transfer windows
 //!   (part 2 §2.5, §2.7.2, §2.7.4, §2.7.8).
 //! - [`delivery_state`]: received and the outcomes (part 3 §3.4).
+//! - [`message`]: the message sections and IoT Hub's message model over them (part
+//!   3 §3.2, spec file §3, §5.4, §5.5).
+//! - [`cbs`]: claims-based security, put-token and its response in both roles, the
+//!   hub's per-connection token table (spec file §5.2, §5.10).
+//! - [`address`]: IoT Hub's link addresses and who may attach to them (spec file
+//!   §5.3, §5.8).
 
+pub mod address;
+pub mod cbs;
 pub mod connection;
 pub mod delivery_state;
 pub(crate) mod field;

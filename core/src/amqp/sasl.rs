@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::amqp::field::{Context, FieldType, Reader};
 use crate::amqp::message::{FieldError, Section};
+use crate::amqp::performative::condition;
 use crate::amqp::types::{
     Array, Composite, DecodeError, Descriptor, EncodeError, Limits, PrimitiveType, Symbol, Value,
 };
@@ -20,6 +21,16 @@ pub const PLAIN: Symbol = Symbol::from_static("PLAIN");
 pub const EXTERNAL: Symbol = Symbol::from_static("EXTERNAL");
 /// `MSSBCBS`: the C SDK's "authenticate later by CBS" (spec file §5.1).
 pub const MSSBCBS: Symbol = Symbol::from_static("MSSBCBS");
+
+/// The largest SASL frame hubwire accepts, header included, bytes: 64 KiB.
+///
+/// Part 5 §5.3.1 bounds SASL frames by MIN-MAX-FRAME-SIZE (512 bytes), but a PLAIN
+/// `sasl-init` carrying an IoT Hub SAS token with a long resource URI can pass 512
+/// bytes (TV-18's is 154 bytes of initial response alone), and IoT Edge's hub
+/// accepts SASL frames of 65 536 bytes (spec file §5.1, EDGE `AmqpSettingsProvider`).
+/// Receiving up to that size is lenient where the standard is strict; nothing larger
+/// is buffered.
+pub const SASL_MAX_FRAME_SIZE: u32 = 65_536;
 
 /// §5.3.3.1 `amqp:sasl-mechanisms:list`.
 pub const SASL_MECHANISMS: u64 = 0x40;
@@ -51,6 +62,17 @@ impl SaslCode {
     /// The code's ubyte.
     pub const fn to_u8(self) -> u8 {
         self as u8
+    }
+
+    /// The code's name in §5.3.3.6, e.g. `sys-perm`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SaslCode::Ok => "ok",
+            SaslCode::Auth => "auth",
+            SaslCode::Sys => "sys",
+            SaslCode::SysPerm => "sys-perm",
+            SaslCode::SysTemp => "sys-temp",
+        }
     }
 
     /// The code of `n`; `None` above 4.
@@ -117,6 +139,17 @@ pub enum SaslError {
     },
 }
 
+impl SaslError {
+    /// The error condition (part 2 §2.8.15) the connection reports for it: a wrong
+    /// or missing field is `amqp:invalid-field`, anything else `amqp:decode-error`.
+    pub fn condition(&self) -> Symbol {
+        match self {
+            SaslError::Field(_) | SaslError::Code { .. } => condition::INVALID_FIELD,
+            SaslError::Decode(_) | SaslError::UnknownDescriptor { .. } => condition::DECODE_ERROR,
+        }
+    }
+}
+
 fn sasl_code(descriptor: &Descriptor) -> Option<u64> {
     match descriptor {
         Descriptor::Code(c @ SASL_MECHANISMS..=SASL_OUTCOME) => Some(*c),
@@ -133,6 +166,17 @@ fn sasl_code(descriptor: &Descriptor) -> Option<u64> {
 }
 
 impl SaslFrame {
+    /// The frame's name in §5.3.3, e.g. `sasl-init`.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            SaslFrame::Mechanisms(_) => "sasl-mechanisms",
+            SaslFrame::Init { .. } => "sasl-init",
+            SaslFrame::Challenge(_) => "sasl-challenge",
+            SaslFrame::Response(_) => "sasl-response",
+            SaslFrame::Outcome { .. } => "sasl-outcome",
+        }
+    }
+
     /// Reads a SASL frame's body (the whole body: extra bytes are refused).
     ///
     /// # Errors

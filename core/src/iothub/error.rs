@@ -30,6 +30,10 @@ impl ErrorCode {
     /// 403004: the device's C2D queue holds the maximum number of messages.
     pub const DEVICE_MAXIMUM_QUEUE_DEPTH_EXCEEDED: ErrorCode =
         ErrorCode { code: 403004, name: "DeviceMaximumQueueDepthExceeded" };
+    /// 403005: a put-token beyond the number of CBS tokens one AMQP connection may
+    /// hold (spec file §5.2, §8).
+    pub const IOT_HUB_MAX_CBS_TOKEN_EXCEEDED: ErrorCode =
+        ErrorCode { code: 403005, name: "IotHubMaxCbsTokenExceeded" };
     /// 404001: no such device in the registry.
     pub const DEVICE_NOT_FOUND: ErrorCode = ErrorCode { code: 404001, name: "DeviceNotFound" };
     /// 404104: the connection closed (keep-alive timeout, transport loss).

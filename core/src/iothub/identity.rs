@@ -24,6 +24,20 @@ impl Identity {
         (1..=128).contains(&id.len())
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+%_#*?!(),=@$'".contains(&b))
     }
+
+    /// The id a path segment (an MQTT topic level, an AMQP address segment) names:
+    /// percent-decoded (Python's and Node's form) when that gives a valid id, else
+    /// the segment as it is (the raw form of the SDKs that insert ids unescaped),
+    /// else `None` (spec file §2.1). A raw id that happens to contain a valid escape
+    /// (`a%41`) therefore reads as its decoded form.
+    #[cfg(any(feature = "mqtt", feature = "amqp"))]
+    pub(crate) fn id_in_segment(segment: &str) -> Option<String> {
+        match super::percent_decode(segment) {
+            Some(id) if Identity::is_valid_id(&id) => Some(id.into_owned()),
+            _ if Identity::is_valid_id(segment) => Some(segment.into()),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Identity {

@@ -12,8 +12,10 @@ pub use connection_string::{Authentication, ConnectionString, ConnectionStringEr
 pub use error::ErrorCode;
 pub use identity::Identity;
 pub use message::{Message, Properties};
-pub use sas::{SasError, SasToken};
+pub use sas::{SasError, SasToken, renewal_time};
 
+#[cfg(any(feature = "mqtt", feature = "amqp"))]
+use alloc::borrow::Cow;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 /// What IoT Hub's strings keep unescaped when percent-encoded: RFC 3986
@@ -22,3 +24,20 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 /// and the emulator guidance for property bags (§4.2).
 pub(crate) const UNRESERVED: &AsciiSet =
     &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Decodes `%XX` escapes in `s`; every other character, `+` included, is literal.
+///
+/// Returns `None` when a `%` is not followed by two hex digits or the decoded bytes
+/// are not UTF-8. Borrows when there is nothing to decode.
+#[cfg(any(feature = "mqtt", feature = "amqp"))]
+pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    // `percent_decode_str` passes broken escapes through as text; a peer that sends
+    // one has a broken encoder, so refuse instead of guessing.
+    let escapes_ok = s.split('%').skip(1).all(|after| {
+        after.as_bytes().get(..2).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return None;
+    }
+    percent_encoding::percent_decode_str(s).decode_utf8().ok()
+}

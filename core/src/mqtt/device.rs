@@ -36,7 +36,9 @@ use crate::device::{
     C2dMessage, ConfigError, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
     ProtocolError, SendError, TelemetryId,
 };
-use crate::iothub::{Authentication, Disposition, Identity, LockToken, Message, SasToken};
+use crate::iothub::{
+    Authentication, Disposition, Identity, LockToken, Message, SasToken, renewal_time,
+};
 use crate::mqtt::username::Username;
 use crate::sansio::{Outbox, Transmit};
 use crate::time::{Timestamp, earliest};
@@ -542,7 +544,7 @@ fn credentials(
                 cs.shared_access_key_name.as_deref(),
             )
             .ok()?;
-            (Some(token.to_string()), Some(now + config.token_lifetime * 4 / 5))
+            (Some(token.to_string()), Some(renewal_time(now, expiry)))
         }
         Authentication::SharedAccessSignature(token) => (Some(token.clone()), None),
         Authentication::X509 => (None, None),

@@ -9,12 +9,11 @@
 //! decoded, and every other character (Node's unescaped `! ' ( ) *`, the C SDK's
 //! unescaped user properties) stands for itself.
 
-use alloc::borrow::Cow;
 use alloc::string::String;
 use chrono::{DateTime, SecondsFormat};
-use percent_encoding::{percent_decode_str, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
-use crate::iothub::{Ack, Message, UNRESERVED};
+use crate::iothub::{Ack, Message, UNRESERVED, percent_decode};
 use crate::time::Timestamp;
 
 /// Why a property bag was refused.
@@ -30,22 +29,6 @@ pub enum PropertyBagError {
     /// `iothub-ack` is not one of `none`, `positive`, `negative`, `full` (spec file §7).
     #[error("unknown `iothub-ack` value")]
     InvalidAck,
-}
-
-/// Decodes `%XX` escapes in `s`; every other character, `+` included, is literal.
-///
-/// Returns `None` when a `%` is not followed by two hex digits or the decoded bytes
-/// are not UTF-8. Borrows when there is nothing to decode.
-pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
-    // `percent_decode_str` passes broken escapes through as text; a peer that sends
-    // one has a broken encoder, so refuse instead of guessing.
-    let escapes_ok = s.split('%').skip(1).all(|after| {
-        after.as_bytes().get(..2).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !escapes_ok {
-        return None;
-    }
-    percent_decode_str(s).decode_utf8().ok()
 }
 
 /// Keys of the system properties that map to [`Message`] fields, in the order
@@ -169,7 +152,7 @@ pub fn decode(bag: &str, message: &mut Message) -> Result<(), PropertyBagError> 
         let value = value
             .map(|v| percent_decode(v).ok_or(PropertyBagError::InvalidEncoding))
             .transpose()?
-            .map(Cow::into_owned);
+            .map(alloc::borrow::Cow::into_owned);
         match &*name {
             "" => {}
             MESSAGE_ID => message.message_id = value,

@@ -18,9 +18,9 @@ use alloc::string::String;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 
-use super::property_bag::{self, PropertyBagError, percent_decode};
+use super::property_bag::{self, PropertyBagError};
 use super::topic_rules::TopicName;
-use crate::iothub::{Identity, Message, UNRESERVED};
+use crate::iothub::{Identity, Message, UNRESERVED, percent_decode};
 
 /// Appends `id` to a topic: raw, or percent-encoded whole when it holds a wildcard
 /// (encoding only the wildcards would leave a raw `%` to be misread).
@@ -115,16 +115,6 @@ fn bag_after<'a>(rest: &'a str, name: &str) -> Option<&'a str> {
     }
 }
 
-/// The id a topic segment names: percent-decoded (Python's form) when that gives a
-/// valid id, else the segment as it is (Node's and C's form), else `None`.
-fn segment_id(segment: &str) -> Option<String> {
-    match percent_decode(segment) {
-        Some(id) if Identity::is_valid_id(&id) => Some(id.into_owned()),
-        _ if Identity::is_valid_id(segment) => Some(segment.into()),
-        _ => None,
-    }
-}
-
 /// Whether a topic segment names `id` in either form.
 fn names(segment: &str, id: &str) -> bool {
     segment == id || percent_decode(segment).is_some_and(|decoded| decoded == id)
@@ -153,13 +143,13 @@ impl Path<'_> {
 /// [`parse_c2d`], which know the identity to expect, accept both.
 pub fn parse(topic: &str) -> Option<Topic<'_>> {
     let path = split(topic)?;
-    let device_id = segment_id(path.device)?;
+    let device_id = Identity::id_in_segment(path.device)?;
     Some(match path.kind {
         Kind::Telemetry => Topic::Telemetry {
             identity: Identity {
                 device_id,
                 module_id: match path.module {
-                    Some(segment) => Some(segment_id(segment)?),
+                    Some(segment) => Some(Identity::id_in_segment(segment)?),
                     None => None,
                 },
             },

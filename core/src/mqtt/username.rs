@@ -9,9 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use percent_encoding::utf8_percent_encode;
 
-use super::property_bag::percent_decode;
-use crate::iothub::Identity;
-use crate::iothub::UNRESERVED;
+use crate::iothub::{Identity, UNRESERVED, percent_decode};
 
 /// The `api-version` [`Username::format`] writes: the Node SDK's (spec file §4.1.1).
 pub const API_VERSION: &str = "2021-04-12";

@@ -5,9 +5,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use proptest::prelude::*;
 
-const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+pub(super) const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
 
-fn open(container: &'static str, idle_ms: Option<u32>) -> Open {
+pub(super) fn open(container: &'static str, idle_ms: Option<u32>) -> Open {
     let mut open = Open::new(Utf8Bytes::from_static(container));
     open.max_frame_size = 4096;
     open.channel_max = 9;
@@ -20,23 +20,23 @@ fn begin() -> Performative {
 }
 
 /// One side of a [`Pair`] and what it produced.
-struct Side {
-    conn: Connection,
-    events: Vec<ConnectionEvent>,
-    errors: Vec<ConnectionError>,
+pub(super) struct Side {
+    pub(super) conn: Connection,
+    pub(super) events: Vec<ConnectionEvent>,
+    pub(super) errors: Vec<ConnectionError>,
     /// Every byte it wrote.
-    wire: Vec<u8>,
+    pub(super) wire: Vec<u8>,
     /// It asked for the transport to close.
-    closed: bool,
+    pub(super) closed: bool,
 }
 
 impl Side {
-    fn new(conn: Connection) -> Self {
+    pub(super) fn new(conn: Connection) -> Self {
         Side { conn, events: vec![], errors: vec![], wire: vec![], closed: false }
     }
 
     /// Drains transmits; returns the bytes for the peer.
-    fn drain(&mut self) -> Vec<u8> {
+    pub(super) fn drain(&mut self) -> Vec<u8> {
         let mut out = vec![];
         while let Some(t) = self.conn.poll_transmit() {
             match t {
@@ -55,7 +55,7 @@ impl Side {
         out
     }
 
-    fn feed(&mut self, now: Timestamp, bytes: &[u8], chunk: usize) {
+    pub(super) fn feed(&mut self, now: Timestamp, bytes: &[u8], chunk: usize) {
         for piece in bytes.chunks(chunk.max(1)) {
             if let Err(e) = self.conn.handle_input(now, piece) {
                 self.errors.push(e);
@@ -81,33 +81,38 @@ impl Side {
         self.frames(true).iter().filter(|(_, p)| p.is_none()).count()
     }
 
-    fn closed_event(&self) -> Option<&ConnectionEvent> {
+    pub(super) fn closed_event(&self) -> Option<&ConnectionEvent> {
         self.events.iter().find(|e| matches!(e, ConnectionEvent::Closed { .. }))
     }
 }
 
 /// A client and a server joined in memory in simulated time.
-struct Pair {
-    now: Timestamp,
-    client: Side,
-    server: Side,
+pub(super) struct Pair {
+    pub(super) now: Timestamp,
+    pub(super) client: Side,
+    pub(super) server: Side,
     /// Bytes per `handle_input` call.
-    chunk: usize,
+    pub(super) chunk: usize,
 }
 
 impl Pair {
     fn new(client: Open, server: Open) -> Self {
+        Pair::with(Connection::client(client, T0), Connection::server(server, T0))
+    }
+
+    /// Joins two connections made at [`T0`] and runs them until both are quiet.
+    pub(super) fn with(client: Connection, server: Connection) -> Self {
         let mut pair = Pair {
             now: T0,
-            client: Side::new(Connection::client(client, T0)),
-            server: Side::new(Connection::server(server, T0)),
+            client: Side::new(client),
+            server: Side::new(server),
             chunk: usize::MAX,
         };
         pair.pump();
         pair
     }
 
-    fn pump(&mut self) {
+    pub(super) fn pump(&mut self) {
         loop {
             let to_server = self.client.drain();
             let to_client = self.server.drain();
@@ -145,14 +150,14 @@ impl Pair {
     }
 }
 
-fn opened(events: &[ConnectionEvent]) -> Option<&Open> {
+pub(super) fn opened(events: &[ConnectionEvent]) -> Option<&Open> {
     events.iter().find_map(|e| match e {
         ConnectionEvent::Opened(open) => Some(open),
         _ => None,
     })
 }
 
-fn closed_with(end: &Side, by_peer: bool, condition: Option<Symbol>) {
+pub(super) fn closed_with(end: &Side, by_peer: bool, condition: Option<Symbol>) {
     match end.closed_event() {
         Some(ConnectionEvent::Closed { by_peer: b, error }) => {
             assert_eq!(*b, by_peer, "by_peer");
@@ -356,7 +361,7 @@ fn opened_server(bytes: &[u8]) -> Side {
     server
 }
 
-fn frame_bytes(channel: u16, performative: &Performative) -> Vec<u8> {
+pub(super) fn frame_bytes(channel: u16, performative: &Performative) -> Vec<u8> {
     let mut body = BytesMut::new();
     performative.encode(&mut body).unwrap();
     let mut out = BytesMut::new();

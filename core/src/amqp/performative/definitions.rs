@@ -207,7 +207,8 @@ impl CompositeType for AmqpError {
 }
 
 /// The error conditions of part 2: amqp-error (§2.8.15), connection-error
-/// (§2.8.16), session-error (§2.8.17) and link-error (§2.8.18).
+/// (§2.8.16), session-error (§2.8.17) and link-error (§2.8.18); and IoT Hub's own
+/// `com.microsoft:` conditions that hubwire sends (spec file §5.8).
 pub mod condition {
     use crate::amqp::types::Symbol;
 
@@ -270,4 +271,8 @@ pub mod condition {
     pub const LINK_REDIRECT: Symbol = Symbol::from_static("amqp:link:redirect");
     /// §2.8.18: another link with the same name took over.
     pub const LINK_STOLEN: Symbol = Symbol::from_static("amqp:link:stolen");
+
+    /// IoT Hub (spec file §5.8): a request's argument is invalid, e.g. a malformed
+    /// put-token (Microsoft's vendor condition, not part 2's).
+    pub const ARGUMENT_ERROR: Symbol = Symbol::from_static("com.microsoft:argument-error");
 }

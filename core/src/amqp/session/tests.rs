@@ -75,7 +75,9 @@ impl Side {
                     self.sessions.handle_connection_closed();
                     self.closed = Some(e);
                 }
-                ConnectionEvent::Opened(_) => {}
+                ConnectionEvent::Opened(_)
+                | ConnectionEvent::SaslInit { .. }
+                | ConnectionEvent::SaslOutcome { .. } => {}
             }
         }
         while let Some(e) = self.sessions.poll_event() {

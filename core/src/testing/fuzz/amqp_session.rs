@@ -134,7 +134,9 @@ impl Run {
                     }
                 }
                 ConnectionEvent::Closed { .. } => sessions.handle_connection_closed(),
-                ConnectionEvent::Opened(_) => {}
+                ConnectionEvent::Opened(_)
+                | ConnectionEvent::SaslInit { .. }
+                | ConnectionEvent::SaslOutcome { .. } => {}
             }
         }
         self.drain(conn, sessions);
