@@ -414,6 +414,12 @@ impl CbsTokens {
         Ok(())
     }
 
+    /// Forgets `identity`'s token (its device moved to another connection), freeing
+    /// its place; whether it held one.
+    pub fn remove(&mut self, identity: &Identity) -> bool {
+        self.tokens.remove(identity).is_some()
+    }
+
     /// Whether `identity` holds a token that has not expired at `now`.
     pub fn is_authorised(&self, identity: &Identity, now: Timestamp) -> bool {
         self.tokens.get(identity).is_some_and(|expiry| now <= *expiry)
