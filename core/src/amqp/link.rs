@@ -738,9 +738,9 @@ impl Links {
         Ok(())
     }
 
-    /// Refuses the peer's attach (§2.6.3): an attach with the terminus the peer
-    /// asked for null (the source when the peer receives, the target when it
-    /// sends), then a closing detach with `error`. [`LinkEvent::Detached`] follows
+    /// Refuses the peer's attach (§2.6.3): an attach with null termini (the one
+    /// the peer asked for null is the refusal: the source when the peer
+    /// receives, the target when it sends), then a closing detach with `error`. [`LinkEvent::Detached`] follows
     /// the peer's detach.
     ///
     /// # Errors
@@ -758,12 +758,7 @@ impl Links {
         let Some(remote) = l.remote.as_deref() else {
             return Err(CommandError::State { link, state: l.state });
         };
-        let mut answer = LinkSpec::answering(remote);
-        match answer.role {
-            Role::Sender => answer.source = None,
-            Role::Receiver => answer.target = None,
-        }
-        let attach = Box::new(answer.attach(link.handle));
+        let attach = refusal(remote, link.handle);
         sessions.send(conn, now, link.session, Performative::Attach(attach.clone()))?;
         let detach = Detach { handle: link.handle, closed: true, error: Some(error) };
         let sent = sessions.send(conn, now, link.session, Performative::Detach(detach.clone()));
@@ -1086,7 +1081,12 @@ impl Links {
                 }
             }
             Scope::Link(link) => {
-                let _ = self.detach(sessions, conn, now, link, true, Some(error));
+                let _ = match self.state(link) {
+                    Some(LinkState::AttachReceived) => {
+                        self.refuse_attach(sessions, conn, now, link, error)
+                    }
+                    _ => self.detach(sessions, conn, now, link, true, Some(error)),
+                };
             }
             // Rejected where it was found, with the delivery at hand.
             Scope::Delivery => {}
@@ -1198,6 +1198,14 @@ impl Links {
                 LinkEvent::Detached { link, by_peer: false, closed: ours.closed, error: ours.error }
             }
             None => {
+                // A detach before this side answered the attach: the handle is
+                // the peer's to know first (§2.6.3's refusal, without an error).
+                if l.state == LinkState::AttachReceived
+                    && let Some(remote) = l.remote.as_deref()
+                {
+                    let attach = Performative::Attach(refusal(remote, link.handle));
+                    let _ = sessions.send(conn, now, link.session, attach);
+                }
                 let answer = Detach { handle: link.handle, closed: detach.closed, error: None };
                 let _ = sessions.send(conn, now, link.session, Performative::Detach(answer));
                 LinkEvent::Detached {
@@ -1438,6 +1446,15 @@ impl Links {
             state => Err(CommandError::State { link, state }),
         }
     }
+}
+
+/// The attach refusing the peer's `remote` (§2.6.3): its name, this side's
+/// handle and role, and null termini: the one the peer asked for is what makes it
+/// a refusal, the other is of no use on a link about to detach, and leaving both
+/// out keeps the answer within the peer's max-frame-size whatever the peer's
+/// termini held.
+fn refusal(remote: &Attach, handle: Handle) -> Box<Attach> {
+    Box::new(Attach::new(remote.name.clone(), handle, opposite(remote.role)))
 }
 
 /// The payload bytes each transfer frame of a delivery carries: the peer's

@@ -43,12 +43,14 @@ use crate::utf8::Utf8Bytes;
 
 mod amqp_connection;
 mod amqp_frame;
+mod amqp_link;
 mod amqp_message;
 mod amqp_performative;
 mod amqp_session;
 mod amqp_types;
 pub use amqp_connection::amqp_connection;
 pub use amqp_frame::amqp_frame;
+pub use amqp_link::amqp_link;
 pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
 pub use amqp_session::amqp_session;
@@ -106,6 +108,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_performative", run: amqp_performative, seeds: amqp_performative::seeds },
     Target { name: "amqp_connection", run: amqp_connection, seeds: amqp_connection::seeds },
     Target { name: "amqp_session", run: amqp_session, seeds: amqp_session::seeds },
+    Target { name: "amqp_link", run: amqp_link, seeds: amqp_link::seeds },
 ];
 
 // ---------------------------------------------------------------------------------

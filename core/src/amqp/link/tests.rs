@@ -396,8 +396,8 @@ fn s2_6_3_refusal_is_an_attach_with_a_null_terminus_then_a_closing_detach() {
         ] => {
             assert_eq!(*link, ours);
             // The peer is the receiver: the target it was asked for is null.
-            assert_eq!(remote.target, None);
-            assert!(remote.source.is_some());
+            assert_eq!((&remote.target, &remote.source), (&None, &None));
+            assert_eq!(remote.role, Role::Receiver);
             assert_eq!(e.condition, condition::NOT_FOUND);
         }
         other => panic!("{other:?}"),
@@ -832,4 +832,49 @@ fn s2_7_4_echo_is_answered_with_the_link_flow_state() {
         pair.client.take_events(),
         vec![LinkEvent::Credit { link: snd, credit: 2, drain: false }]
     );
+}
+
+#[test]
+fn s2_6_3_a_transfer_before_the_answer_is_refused_with_transfer_limit_exceeded() {
+    // The peer sends before this side accepted its attach: no credit was given,
+    // and the answer is the refusal of §2.6.3, then the detach.
+    let mut pair = Pair::new();
+    let c = &mut pair.client;
+    let snd = c
+        .links
+        .attach(&mut c.sessions, &mut c.conn, T0, pair.c_session, spec("events", Role::Sender))
+        .unwrap();
+    pair.pump();
+    let answers = pair.client_raw_answers(raw_transfer(snd.handle, b"t", false), b"m");
+    match answers.as_slice() {
+        [Performative::Attach(a), Performative::Detach(d)] => {
+            assert_eq!(a.target, None);
+            let e = d.error.as_ref().unwrap();
+            assert_eq!(e.condition, condition::LINK_TRANSFER_LIMIT_EXCEEDED);
+        }
+        other => panic!("{other:?}"),
+    }
+    let limit = Some(condition::LINK_TRANSFER_LIMIT_EXCEEDED);
+    assert_eq!(pair.client.detached(), vec![(snd, true, true, limit)]);
+}
+
+#[test]
+fn s2_6_5_a_detach_before_the_answer_is_answered_with_attach_then_detach() {
+    let mut pair = Pair::new();
+    let c = &mut pair.client;
+    let snd = c
+        .links
+        .attach(&mut c.sessions, &mut c.conn, T0, pair.c_session, spec("events", Role::Sender))
+        .unwrap();
+    c.links.detach(&mut c.sessions, &mut c.conn, T0, snd, true, None).unwrap();
+    pair.pump();
+    assert!(matches!(
+        pair.server.take_events().as_slice(),
+        [
+            LinkEvent::AttachRequested { .. },
+            LinkEvent::Detached { by_peer: true, closed: true, .. }
+        ]
+    ));
+    assert_eq!(pair.client.detached(), vec![(snd, false, true, None)]);
+    assert!(pair.client.errors.is_empty() && pair.client.session_errors.is_empty());
 }
