@@ -878,3 +878,60 @@ fn s2_6_5_a_detach_before_the_answer_is_answered_with_attach_then_detach() {
     assert_eq!(pair.client.detached(), vec![(snd, false, true, None)]);
     assert!(pair.client.errors.is_empty() && pair.client.session_errors.is_empty());
 }
+
+#[test]
+fn s2_7_6_a_peers_range_reaches_the_deliveries_of_every_link_it_covers() {
+    let mut pair = Pair::new();
+    let (a_snd, _) = pair.telemetry(1);
+    let (b_snd, b_rcv) = pair.attach_with(spec("b", Role::Sender), |_| {});
+    pair.server_flow(b_rcv, 1, false);
+    pair.client_send(a_snd, delivery(b"a", false, Bytes::new())).unwrap();
+    pair.client_send(b_snd, delivery(b"b", false, Bytes::new())).unwrap();
+    pair.client.take_events();
+    // One disposition of the server's for both (its links refuse such a range;
+    // a peer may send it).
+    let d = Disposition {
+        role: Role::Receiver,
+        first: 0,
+        last: Some(1),
+        settled: true,
+        state: Some(DeliveryState::Released),
+        batchable: false,
+    };
+    let s = &mut pair.server;
+    s.sessions.send(&mut s.conn, T0, pair.s_session, Performative::Disposition(d)).unwrap();
+    pair.pump();
+    let released = Some(DeliveryState::Released);
+    assert_eq!(
+        pair.client.take_events(),
+        vec![
+            LinkEvent::Disposition {
+                link: a_snd,
+                delivery_id: 0,
+                state: released.clone(),
+                settled: true
+            },
+            LinkEvent::Disposition { link: b_snd, delivery_id: 1, state: released, settled: true },
+        ]
+    );
+}
+
+#[test]
+fn s2_6_3_an_answer_must_carry_the_peers_name_and_the_other_role() {
+    let mut pair = Pair::new();
+    let c = &mut pair.client;
+    c.links
+        .attach(&mut c.sessions, &mut c.conn, T0, pair.c_session, spec("events", Role::Sender))
+        .unwrap();
+    pair.pump();
+    let theirs = match pair.server.take_events().as_slice() {
+        [LinkEvent::AttachRequested { link, .. }] => *link,
+        other => panic!("{other:?}"),
+    };
+    let s = &mut pair.server;
+    for answer in [spec("other", Role::Receiver), spec("events", Role::Sender)] {
+        let r = s.links.accept_attach(&mut s.sessions, &mut s.conn, T0, theirs, answer);
+        assert_eq!(r, Err(CommandError::AnswerMismatch(theirs)));
+    }
+    assert_eq!(s.links.state(theirs), Some(LinkState::AttachReceived));
+}
