@@ -101,7 +101,9 @@ impl Side {
                     self.links.handle_connection_closed();
                     self.closed = Some(error);
                 }
-                ConnectionEvent::Opened(_) => {}
+                ConnectionEvent::Opened(_)
+                | ConnectionEvent::SaslInit { .. }
+                | ConnectionEvent::SaslOutcome { .. } => {}
             }
         }
         while let Some(e) = self.links.poll_event() {

@@ -216,7 +216,9 @@ impl Server {
                     self.sessions.handle_connection_closed();
                     self.links.handle_connection_closed();
                 }
-                ConnectionEvent::Opened(_) => {}
+                ConnectionEvent::Opened(_)
+                | ConnectionEvent::SaslInit { .. }
+                | ConnectionEvent::SaslOutcome { .. } => {}
             }
             self.pass_links_events();
         }
