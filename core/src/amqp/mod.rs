@@ -13,6 +13,8 @@
 //!   `close` (part 2 §2.4, §2.7.1, §2.7.9).
 //! - [`session`]: sessions over a connection: begin, end, transfer windows
 //!   (part 2 §2.5, §2.7.2, §2.7.4, §2.7.8).
+//! - [`link`]: links over sessions: attach, detach, link credit, transfers split
+//!   and reassembled, settlement (part 2 §2.6, §2.7.3–§2.7.7, part 3 §3.4).
 //! - [`delivery_state`]: received and the outcomes (part 3 §3.4).
 //! - [`message`]: the message sections and IoT Hub's message model over them (part
 //!   3 §3.2, spec file §3, §5.4, §5.5).
@@ -27,6 +29,7 @@ pub mod connection;
 pub mod delivery_state;
 pub(crate) mod field;
 pub mod frame;
+pub mod link;
 pub mod message;
 pub mod performative;
 pub mod protocol_header;
