@@ -222,6 +222,9 @@ pub enum ConfigError {
     /// `max_in_flight` or `max_queued` is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// This build has no device side for the protocol.
+    #[error("this build has no {0} device")]
+    Unsupported(Protocol),
 }
 
 /// A device client: one [`Connection`] whatever the protocol.
@@ -241,6 +244,7 @@ impl Device {
     pub fn new(now: Timestamp, config: DeviceConfig) -> Result<Self, ConfigError> {
         let session = match config.protocol {
             Protocol::Mqtt => Session::Mqtt(mqtt::device::DeviceSession::new(now, config)?),
+            other => return Err(ConfigError::Unsupported(other)),
         };
         Ok(Device { session })
     }

@@ -37,12 +37,14 @@ pub mod testing;
 pub use sansio::{Connection, ConnectionId, Endpoint, Transmit};
 pub use time::Timestamp;
 
-/// The device protocols hubwire speaks. Later protocols (AMQP, HTTP) join this list.
+/// The device protocols hubwire speaks. HTTP joins this list later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Protocol {
     /// MQTT 3.1.1 (OASIS standard, 2014).
     Mqtt,
+    /// AMQP 1.0 (OASIS standard, 2012).
+    Amqp,
 }
 
 impl Protocol {
@@ -50,6 +52,7 @@ impl Protocol {
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Mqtt => "MQTT",
+            Protocol::Amqp => "AMQP",
         }
     }
 }

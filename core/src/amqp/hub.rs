@@ -47,7 +47,7 @@ use super::types::{Limits, Symbol};
 use crate::hub::{HubConfig, HubEvent, HubState, Origin, StoreTicket};
 use crate::iothub::{Disposition, ErrorCode, Identity, LockToken, SasToken};
 use crate::sansio::{ConnectionId, Transmit};
-use crate::time::{Duration, Timestamp};
+use crate::time::Timestamp;
 use crate::utf8::Utf8Bytes;
 
 /// A protocol violation on a hub AMQP connection; the engine has answered it at
@@ -341,13 +341,15 @@ impl AmqpConnection {
     /// The device attached a link: its address decides what it is (spec file §5.3).
     fn on_attach(&mut self, now: Timestamp, hub: &mut HubState, link: LinkId, remote: &Attach) {
         let address = match remote.role {
-            Role::Sender => remote.target.as_ref().and_then(|t| t.address.as_ref()),
-            Role::Receiver => remote.source.as_ref().and_then(|s| s.address.as_ref()),
+            Role::Sender => remote.target.as_ref().and_then(|t| t.terminus.address.as_ref()),
+            Role::Receiver => remote.source.as_ref().and_then(|s| s.terminus.address.as_ref()),
         };
         let address = address.map(|a| a.as_str()).unwrap_or_default();
         let node = match NodeAddress::parse(address) {
             Ok(parsed) => parsed.node,
-            Err(e) => return self.refuse_attach(now, hub, link, None, e.condition(), e.to_string()),
+            Err(e) => {
+                return self.refuse_attach(now, hub, link, None, e.condition(), e.to_string());
+            }
         };
         let tokens = &self.tokens;
         if let Err(e) = node.check_attach(remote.role, |id| tokens.is_authorised(id, now)) {
@@ -874,7 +876,14 @@ impl AmqpConnection {
         for identity in lapsed {
             let reason = "the SAS token expired (spec file §5.10)";
             let error = AmqpError::new(condition::UNAUTHORIZED_ACCESS, Some(reason.into()));
-            self.drop_identity(now, hub, &identity, error.clone(), ErrorCode::IOT_HUB_UNAUTHORIZED, reason);
+            self.drop_identity(
+                now,
+                hub,
+                &identity,
+                error.clone(),
+                ErrorCode::IOT_HUB_UNAUTHORIZED,
+                reason,
+            );
             if self.plain.as_ref() == Some(&identity) {
                 // One token per SASL PLAIN connection: its expiry ends the connection
                 // (spec file §5.1).

@@ -22,13 +22,19 @@
 //!   hub's per-connection token table (spec file §5.2, §5.10).
 //! - [`address`]: IoT Hub's link addresses and who may attach to them (spec file
 //!   §5.3, §5.8).
+//! - [`engine`]: a connection, its sessions and links driven as one machine.
+//! - `hub` (crate-private, behind the `hub` feature): the hub's side of an IoT Hub
+//!   AMQP connection, driven by [`crate::hub::Hub`].
 
 pub mod address;
 pub mod cbs;
 pub mod connection;
 pub mod delivery_state;
+pub mod engine;
 pub(crate) mod field;
 pub mod frame;
+#[cfg(feature = "hub")]
+pub(crate) mod hub;
 pub mod link;
 pub mod message;
 pub mod performative;

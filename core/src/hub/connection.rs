@@ -27,7 +27,9 @@ pub enum ProtocolError {
 #[derive(Debug)]
 pub(crate) enum HubConnection {
     Mqtt(MqttConnection),
-    Amqp(AmqpConnection),
+    // An AMQP connection holds three layers of state; boxed, an MQTT connection
+    // does not pay for them.
+    Amqp(Box<AmqpConnection>),
 }
 
 impl HubConnection {

@@ -24,8 +24,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 pub use c2d::{
     C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Outcome, Settled,
 };
-pub use d2c::{D2cLog, D2cRecord};
 pub use connection::ProtocolError;
+pub use d2c::{D2cLog, D2cRecord};
 pub use registry::{AuthError, DeviceRecord, Registry, RegistryError};
 
 use crate::Protocol;
@@ -491,15 +491,11 @@ impl Endpoint for Hub {
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
         let conn = match protocol {
-            Protocol::Mqtt => HubConnection::Mqtt(mqtt::hub::MqttConnection::new(
-                id,
-                now,
-                &self.state.config,
-            )),
-            Protocol::Amqp => HubConnection::Amqp(crate::amqp::hub::AmqpConnection::new(
-                id,
-                now,
-                &self.state.config,
+            Protocol::Mqtt => {
+                HubConnection::Mqtt(mqtt::hub::MqttConnection::new(id, now, &self.state.config))
+            }
+            Protocol::Amqp => HubConnection::Amqp(alloc::boxed::Box::new(
+                crate::amqp::hub::AmqpConnection::new(id, now, &self.state.config),
             )),
         };
         self.connections.insert(id, conn);

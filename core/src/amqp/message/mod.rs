@@ -54,10 +54,6 @@ pub const AMQP_VALUE: u64 = 0x77;
 /// §3.2.9 `amqp:footer:map`.
 pub const FOOTER: u64 = 0x78;
 
-/// The transfer `message-format` of Microsoft's batched messages: the body's data
-/// sections each hold one encoded message (spec file §5.4, TV-18).
-pub const BATCH_MESSAGE_FORMAT: u32 = 0x8001_3700;
-
 /// A message's body (§3.2): one form only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -368,7 +364,7 @@ fn read_section(
     Ok(())
 }
 
-/// Reads a batched message (transfer `message-format` [`BATCH_MESSAGE_FORMAT`],
+/// Reads a batched message (transfer `message-format` [`MESSAGE_FORMAT_BATCH`](crate::amqp::performative::MESSAGE_FORMAT_BATCH),
 /// spec file §5.4): an outer message whose data sections each hold one message.
 /// The inner messages' sections may come in any order (the C SDK writes properties
 /// first); each is still read once at most.
@@ -387,7 +383,7 @@ pub fn decode_batch(payload: &Bytes, limits: &Limits) -> Result<Vec<Message>, Me
 
 /// Writes `messages` as one batched message's payload (spec file §5.4): a data
 /// section per message. The transfer carrying it has message-format
-/// [`BATCH_MESSAGE_FORMAT`].
+/// [`MESSAGE_FORMAT_BATCH`](crate::amqp::performative::MESSAGE_FORMAT_BATCH).
 ///
 /// # Errors
 ///

@@ -145,7 +145,7 @@ fn batch_inner_messages_may_put_properties_first() {
     let batch = decode_batch(&outer.freeze(), &Limits::default()).unwrap();
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].body, Body::Data(vec![Bytes::from_static(b"a")]));
-    assert_eq!(BATCH_MESSAGE_FORMAT, 0x8001_3700); // TV-18
+    assert_eq!(crate::amqp::performative::MESSAGE_FORMAT_BATCH, 0x8001_3700); // TV-18
 }
 
 #[test]

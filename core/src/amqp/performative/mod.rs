@@ -33,9 +33,9 @@ pub use attach::{ATTACH, Attach};
 pub use begin::{BEGIN, Begin};
 pub use close::{CLOSE, Close};
 pub use definitions::{
-    AmqpError, DeliveryNumber, DeliveryTag, Fields, Handle, IetfLanguageTag, MessageFormat,
-    Milliseconds, ReceiverSettleMode, Role, Seconds, SenderSettleMode, SequenceNo, TransferNumber,
-    condition,
+    AmqpError, DeliveryNumber, DeliveryTag, Fields, Handle, IetfLanguageTag, MESSAGE_FORMAT_AMQP,
+    MESSAGE_FORMAT_BATCH, MessageFormat, Milliseconds, ReceiverSettleMode, Role, Seconds,
+    SenderSettleMode, SequenceNo, TransferNumber, condition,
 };
 pub use detach::{DETACH, Detach};
 pub use disposition::{DISPOSITION, Disposition};
