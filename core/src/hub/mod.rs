@@ -491,9 +491,9 @@ impl Endpoint for Hub {
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
         let conn = match protocol {
-            Protocol::Mqtt => {
-                HubConnection::Mqtt(mqtt::hub::MqttConnection::new(id, now, &self.state.config))
-            }
+            Protocol::Mqtt => HubConnection::Mqtt(alloc::boxed::Box::new(
+                mqtt::hub::MqttConnection::new(id, now, &self.state.config),
+            )),
             Protocol::Amqp => HubConnection::Amqp(alloc::boxed::Box::new(
                 crate::amqp::hub::AmqpConnection::new(id, now, &self.state.config),
             )),
