@@ -792,3 +792,178 @@ fn s5_10_995_devices_multiplexed_on_one_connection() {
     let connected = w.events.iter().filter(|e| matches!(e, HubEvent::Connected { .. })).count();
     assert_eq!(connected, DEVICES);
 }
+
+/// `performative` as one frame on channel 0.
+fn frame(performative: &crate::amqp::performative::Performative) -> Vec<u8> {
+    use crate::amqp::frame::{Frame, FrameKind, FrameLimits};
+    let mut body = BytesMut::new();
+    performative.encode(&mut body).expect("encodes");
+    let mut out = BytesMut::new();
+    let f = Frame { kind: FrameKind::Amqp { channel: 0 }, body: body.freeze() };
+    f.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out).expect("fits");
+    out.to_vec()
+}
+
+/// Feeds `bytes` to a fresh hub connection after a valid header (and `open`, when
+/// `opened`); returns the condition of the hub's `close` and whether the hub let
+/// the connection go.
+fn hostile(opened: bool, bytes: &[u8]) -> (Option<Symbol>, bool) {
+    use crate::amqp::frame::{self, FrameKind, FrameLimits};
+    use crate::amqp::performative::Performative;
+    use crate::amqp::protocol_header::ProtocolHeader;
+    let mut w = World::new(1);
+    let id = w.hub.accept(w.now, Protocol::Amqp);
+    let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
+    if opened {
+        input.extend(frame(&Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
+    }
+    input.extend_from_slice(bytes);
+    let result = w.hub.handle_input(w.now, id, &input);
+    let mut wire = BytesMut::new();
+    let mut closed = false;
+    while let Some((_, t)) = w.hub.poll_transmit() {
+        match t {
+            Transmit::Send(b) => wire.extend_from_slice(&b),
+            Transmit::Close => closed = true,
+            Transmit::Connect => panic!("a hub never dials"),
+        }
+    }
+    assert_eq!(result.is_err(), closed, "an error is answered by closing, and only then");
+    assert_eq!(ProtocolHeader::decode(&mut wire), Ok(Some(ProtocolHeader::AMQP)));
+    let mut condition = None;
+    while let Ok(Some(f)) = frame::decode(&mut wire, &FrameLimits { max_frame_size: u32::MAX }) {
+        assert!(matches!(f.kind, FrameKind::Amqp { .. }));
+        if f.is_empty() {
+            continue;
+        }
+        if let Ok((Performative::Close(close), _)) =
+            Performative::decode(&f.body, &crate::amqp::types::Limits::default())
+        {
+            condition = close.error.map(|e| e.condition);
+        }
+    }
+    (condition, closed && w.hub.connection_count() == 0)
+}
+
+#[test]
+fn bad_input_closes_the_connection_with_the_standard_condition() {
+    let nested = {
+        // An open whose container-id is 40 lists deep: beyond the depth limit.
+        let mut body = vec![0x00, 0x53, 0x10, 0xC0, 0x00, 0x01];
+        for _ in 0..40 {
+            body.extend_from_slice(&[0xC0, 0x00, 0x01]);
+        }
+        body.push(0x40);
+        body
+    };
+    let framed = |body: &[u8]| {
+        let mut out = (8 + body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00]);
+        out.extend_from_slice(body);
+        out
+    };
+    let cases: Vec<(&str, bool, Vec<u8>, Symbol)> = vec![
+        ("nesting beyond the depth limit", false, framed(&nested), condition::DECODE_ERROR),
+        (
+            // list8 saying 200 elements in 2 bytes.
+            "element count beyond the bytes present",
+            false,
+            framed(&[0x00, 0x53, 0x10, 0xC0, 0x02, 0xC8, 0x40]),
+            condition::DECODE_ERROR,
+        ),
+        (
+            "frame size beyond the frame",
+            true,
+            // SIZE 4 GiB - 1, beyond the hub's max-frame-size.
+            vec![0xFF, 0xFF, 0xFF, 0xFF, 0x02, 0x00, 0x00, 0x00],
+            condition::CONNECTION_FRAMING_ERROR,
+        ),
+        (
+            "frame over 512 bytes before open",
+            false,
+            513u32.to_be_bytes().to_vec(),
+            condition::CONNECTION_FRAMING_ERROR,
+        ),
+        (
+            "open without its container-id",
+            false,
+            framed(&[0x00, 0x53, 0x10, 0xC0, 0x02, 0x01, 0x40]),
+            condition::INVALID_FIELD,
+        ),
+        ("unknown descriptor", true, framed(&[0x00, 0x53, 0x7F, 0x45]), condition::DECODE_ERROR),
+        (
+            "a second open",
+            true,
+            frame(&crate::amqp::performative::Performative::Open(Open::new(
+                Utf8Bytes::from_static("again"),
+            ))),
+            condition::ILLEGAL_STATE,
+        ),
+    ];
+    for (what, opened, bytes, expected) in cases {
+        let (condition, gone) = hostile(opened, &bytes);
+        assert_eq!(condition, Some(expected), "{what}");
+        assert!(gone, "{what}: the hub let the connection go");
+    }
+}
+
+#[test]
+fn s2_7_5_transfer_on_an_unattached_handle_ends_the_session_not_the_neighbours() {
+    use crate::amqp::performative::{Performative, Transfer};
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    w.device(c, &cbs, "d0");
+    let bogus = Performative::Transfer(Transfer {
+        handle: 77,
+        delivery_id: Some(50),
+        delivery_tag: Some(Bytes::from_static(b"x")),
+        message_format: Some(0),
+        ..Transfer::default()
+    });
+    let id = w.clients[c].id;
+    let _ = w.hub.handle_input(w.now, id, &frame(&bogus));
+    w.pump();
+    let ended = w.clients[c].events.iter().find_map(|e| match e {
+        EngineEvent::Link(LinkEvent::SessionEnded { error, .. }) => Some(error.clone()),
+        _ => None,
+    });
+    let condition = ended.expect("the session ended").expect("with an error").condition;
+    assert_eq!(condition, condition::SESSION_UNATTACHED_HANDLE);
+    assert_eq!(w.hub.connection_count(), 1, "the connection stays");
+}
+
+#[test]
+fn s2_6_7_transfer_beyond_credit_detaches_the_link() {
+    use crate::amqp::performative::{Performative, Transfer};
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    let events = w.device(c, &cbs, "d0");
+    // The hub gave TELEMETRY_CREDIT; one more than that, sent past the client's
+    // own bookkeeping, breaks §2.6.7.
+    let credit = w.clients[c].engine.links().flow_state(events).expect("attached").link_credit;
+    let id = w.clients[c].id;
+    let mut bytes = vec![];
+    for n in 0..=credit {
+        let t = Performative::Transfer(Transfer {
+            handle: events.handle,
+            delivery_id: Some(1000 + n),
+            delivery_tag: Some(Bytes::copy_from_slice(&n.to_be_bytes())),
+            message_format: Some(0),
+            settled: Some(true),
+            ..Transfer::default()
+        });
+        let mut f = frame(&t);
+        let payload = encode(&telemetry(b"t"));
+        let size = (f.len() + payload.len()) as u32;
+        f[..4].copy_from_slice(&size.to_be_bytes());
+        f.extend_from_slice(&payload);
+        bytes.extend(f);
+    }
+    w.store_at_once = false;
+    let _ = w.hub.handle_input(w.now, id, &bytes);
+    w.pump();
+    assert_eq!(attach_error(&w, c, events), condition::LINK_TRANSFER_LIMIT_EXCEEDED);
+    assert_eq!(w.stored().len(), credit as usize, "every delivery within credit is stored");
+}
