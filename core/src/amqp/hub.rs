@@ -34,8 +34,8 @@ use super::address::NodeAddress;
 use super::cbs::{self, Audience, CbsTokens, PutToken, PutTokenResponse};
 use super::connection::{Connection, ConnectionEvent, SaslServer};
 use super::delivery_state::DeliveryState;
-use super::engine::{Engine, EngineError, EngineEvent};
-use super::link::{Delivery, LinkEvent, LinkId, LinkSpec};
+use super::engine::{CommandError, Engine, EngineError, EngineEvent};
+use super::link::{self, Delivery, LinkEvent, LinkId, LinkSpec};
 use super::message::{self, HubStamps, Message};
 use super::performative::{
     AmqpError, Attach, DeliveryNumber, MESSAGE_FORMAT_AMQP, MESSAGE_FORMAT_BATCH, Open,
@@ -699,8 +699,29 @@ impl AmqpConnection {
                         in_flight.insert(delivery_id, delivery.lock);
                     }
                 }
+                Err(CommandError::Link(link::CommandError::MessageTooLarge {
+                    size, max, ..
+                })) => {
+                    // The device's link takes no message this large (the C SDK's
+                    // takes 64 KiB, spec file §5.3): it can never arrive, and
+                    // waiting would block the queue behind it.
+                    if let Some(device) = hub.device(device_id) {
+                        let _ = device.queue.settle(now, &delivery.lock, Disposition::Reject);
+                    }
+                    hub.emit(HubEvent::Refused {
+                        connection: self.id,
+                        identity: Some(Identity::device(device_id)),
+                        code: ErrorCode::MESSAGE_TOO_LARGE,
+                        reason: format!(
+                            "a C2D message of {size} bytes exceeds the device link's \
+                             max-message-size {max}; dead-lettered"
+                        ),
+                    });
+                    hub.drain_settled(device_id);
+                }
                 Err(_) => {
-                    // The session window is closed: the message waits in its queue.
+                    // The session window is closed: the message waits in its queue
+                    // until the device's next flow or disposition.
                     if let Some(device) = hub.device(device_id) {
                         device.queue.unlock(&delivery.lock);
                     }

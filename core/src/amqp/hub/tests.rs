@@ -967,3 +967,33 @@ fn s2_6_7_transfer_beyond_credit_detaches_the_link() {
     assert_eq!(attach_error(&w, c, events), condition::LINK_TRANSFER_LIMIT_EXCEEDED);
     assert_eq!(w.stored().len(), credit as usize, "every delivery within credit is stored");
 }
+
+#[test]
+fn s5_5_c2d_beyond_the_device_link_max_message_size_is_dead_lettered_not_stuck() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    w.device(c, &cbs, "d0");
+    let mut spec = LinkSpec::new(
+        Utf8Bytes::from_static("c2d"),
+        Role::Receiver,
+        source("/devices/d0/messages/devicebound"),
+        target("client"),
+    );
+    spec.max_message_size = Some(256);
+    let session = w.clients[c].session.expect("a session");
+    let c2d = w.clients[c].engine.attach(w.now, session, spec).expect("attaches");
+    w.pump();
+    w.flow(c, c2d, 10);
+    static BIG: [u8; 1000] = [b'b'; 1000];
+    w.hub.send_c2d(w.now, "d0", iothub::Message::new(Bytes::from_static(&BIG))).expect("queued");
+    w.hub
+        .send_c2d(w.now, "d0", iothub::Message::new(Bytes::from_static(b"small")))
+        .expect("queued");
+    w.pump();
+    let deliveries = w.clients[c].deliveries(c2d);
+    assert_eq!(deliveries.len(), 1, "the small one gets through");
+    assert!(w.events.iter().any(|e| matches!(e,
+        HubEvent::C2dSettled(s) if s.outcome == Outcome::Rejected)));
+    assert!(w.refusals().contains(&ErrorCode::MESSAGE_TOO_LARGE));
+}
