@@ -204,6 +204,17 @@ impl Engine {
         Ok(self.sessions.begin(&mut self.connection, now, config)?)
     }
 
+    /// Sets how many transfers this side takes in on `session`
+    /// ([`Sessions::set_incoming_window`]).
+    pub fn set_incoming_window(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        window: u32,
+    ) -> Result<(), CommandError> {
+        Ok(self.sessions.set_incoming_window(&mut self.connection, now, session, window)?)
+    }
+
     /// Attaches a link ([`Links::attach`]).
     pub fn attach(
         &mut self,

@@ -129,6 +129,9 @@ pub(crate) struct AmqpConnection {
     links: BTreeMap<LinkId, HubLink>,
     /// Put-token responses waiting for a `$cbs` receiver with credit.
     cbs_responses: VecDeque<Message>,
+    /// Devices whose C2D delivery waits for the session's incoming window: the
+    /// link layer hears no session-only flow, so any input may have widened it.
+    window_blocked: BTreeSet<String>,
     /// Telemetry deliveries by key, and each store's delivery key.
     pending: BTreeMap<u64, PendingDelivery>,
     stores: BTreeMap<StoreTicket, u64>,
@@ -163,6 +166,7 @@ impl AmqpConnection {
             bound: BTreeSet::new(),
             links: BTreeMap::new(),
             cbs_responses: VecDeque::new(),
+            window_blocked: BTreeSet::new(),
             pending: BTreeMap::new(),
             stores: BTreeMap::new(),
             next_pending: 0,
@@ -186,6 +190,9 @@ impl AmqpConnection {
             self.refuse(hub, None, ErrorCode::ARGUMENT_INVALID, format!("{e}"));
         }
         self.process(now, hub);
+        for device_id in core::mem::take(&mut self.window_blocked) {
+            self.pump_c2d(now, &device_id, hub);
+        }
         Ok(result?)
     }
 
@@ -721,10 +728,11 @@ impl AmqpConnection {
                 }
                 Err(_) => {
                     // The session window is closed: the message waits in its queue
-                    // until the device's next flow or disposition.
+                    // until the device's next frame.
                     if let Some(device) = hub.device(device_id) {
                         device.queue.unlock(&delivery.lock);
                     }
+                    self.window_blocked.insert(String::from(device_id));
                     return;
                 }
             }

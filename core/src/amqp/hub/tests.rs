@@ -997,3 +997,22 @@ fn s5_5_c2d_beyond_the_device_link_max_message_size_is_dead_lettered_not_stuck()
         HubEvent::C2dSettled(s) if s.outcome == Outcome::Rejected)));
     assert!(w.refusals().contains(&ErrorCode::MESSAGE_TOO_LARGE));
 }
+
+#[test]
+fn s2_5_6_c2d_waits_for_the_device_session_window_then_flows() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    w.device(c, &cbs, "d0");
+    let c2d = w.attach(c, "c2d", Role::Receiver, "/devices/d0/messages/devicebound");
+    let session = w.clients[c].session.expect("a session");
+    w.clients[c].engine.set_incoming_window(w.now, session, 0).expect("window");
+    w.pump();
+    w.flow(c, c2d, 10);
+    w.hub.send_c2d(w.now, "d0", iothub::Message::new(Bytes::from_static(b"m"))).expect("queued");
+    w.pump();
+    assert!(w.clients[c].deliveries(c2d).is_empty(), "the window is shut");
+    w.clients[c].engine.set_incoming_window(w.now, session, 10).expect("window");
+    w.pump();
+    assert_eq!(w.clients[c].deliveries(c2d).len(), 1, "a session-only flow reopens it");
+}
