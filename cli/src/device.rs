@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use std::path::PathBuf;
 
 use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
+use hubwire_core::Protocol;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::iothub::{ConnectionString, Message};
 use hubwire_transports::tls::Trust;
@@ -59,7 +60,12 @@ fn transport(s: &str) -> Result<TransportChoice, String> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(TransportChoice::Auto(Transport::Mqtt));
     }
-    s.parse().map(TransportChoice::Fixed).map_err(|e| format!("{e}, or auto"))
+    let transport: Transport = s.parse().map_err(|e| format!("{e}, or auto"))?;
+    if transport.protocol() != Protocol::Mqtt {
+        // The AMQP device role is not wired into the device client yet.
+        return Err(format!("{transport}: this device speaks MQTT only, for now"));
+    }
+    Ok(TransportChoice::Fixed(transport))
 }
 
 fn property(s: &str) -> Result<(String, String), String> {

@@ -33,15 +33,23 @@ pub(crate) struct HubArgs {
     /// Port for MQTT over TLS (IoT Hub's 8883); 0 picks a free one, `off` serves none.
     #[arg(long, default_value = "8883", value_name = "PORT|off", value_parser = port)]
     mqtt_port: PortSetting,
-    /// Port for MQTT over WebSocket over TLS at /$iothub/websocket (IoT Hub's 443,
-    /// which later also serves AMQP over WebSocket and HTTPS); 0 picks a free one,
-    /// `off` serves none. Ports below 1024 need root or CAP_NET_BIND_SERVICE.
+    /// Port for MQTT and AMQP over WebSocket over TLS at /$iothub/websocket
+    /// (subprotocols mqtt and AMQPWSB10; IoT Hub's 443, which later also serves
+    /// HTTPS); 0 picks a free one, `off` serves none. Ports below 1024 need root or
+    /// CAP_NET_BIND_SERVICE.
     #[arg(long, default_value = "443", value_name = "PORT|off", value_parser = port)]
     https_port: PortSetting,
     /// Also serve MQTT over plain TCP on this port, for development (IoT Hub does not
     /// offer it); 0 picks a free one.
     #[arg(long, value_name = "PORT")]
     mqtt_tcp_port: Option<u16>,
+    /// Port for AMQP over TLS (IoT Hub's 5671); 0 picks a free one, `off` serves none.
+    #[arg(long, default_value = "5671", value_name = "PORT|off", value_parser = port)]
+    amqp_port: PortSetting,
+    /// Also serve AMQP over plain TCP on this port, for development (IoT Hub does not
+    /// offer it; AMQP's own is 5672); 0 picks a free one.
+    #[arg(long, value_name = "PORT")]
+    amqp_tcp_port: Option<u16>,
     /// A host name devices use for this hub (no port). The first goes into the
     /// printed connection strings; all are accepted in SAS token audiences and put in
     /// the hub's certificate. Default: the bind address (and `localhost`).
@@ -125,6 +133,12 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
     if let Some(port) = args.mqtt_tcp_port {
         listen.push(Listen { listener: Listener::Tcp(Protocol::Mqtt), address: at(port) });
     }
+    if let PortSetting(Some(port)) = args.amqp_port {
+        listen.push(Listen { listener: Listener::Tls(Protocol::Amqp), address: at(port) });
+    }
+    if let Some(port) = args.amqp_tcp_port {
+        listen.push(Listen { listener: Listener::Tcp(Protocol::Amqp), address: at(port) });
+    }
     if listen.is_empty() {
         return Err(String::from("every listener is off: nothing to serve"));
     }
@@ -132,21 +146,25 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start: {e}"))?;
     let mut stderr = Stderr::spawn().map_err(|e| format!("cannot start: {e}"))?;
     for error in server.bind_errors() {
-        let flag = match error.listen.listener {
-            Listener::Web => "--https-port",
-            Listener::Tcp(_) => "--mqtt-tcp-port",
-            _ => "--mqtt-port",
+        let (flag, none) = match error.listen.listener {
+            Listener::Web => ("--https-port", "--https-port off"),
+            Listener::Tcp(Protocol::Amqp) => ("--amqp-tcp-port", "leave it out"),
+            Listener::Tcp(_) => ("--mqtt-tcp-port", "leave it out"),
+            Listener::Tls(Protocol::Amqp) => ("--amqp-port", "--amqp-port off"),
+            _ => ("--mqtt-port", "--mqtt-port off"),
         };
         stderr.line(format!(
-            "hubwire hub: {error} (another port: {flag} PORT; none: {flag} off); serving on \
-             the other listeners"
+            "hubwire hub: {error} (another port: {flag} PORT; none: {none}); serving on the \
+             other listeners"
         ));
     }
     let address = |listener| server.local_addr(listener).map(|a| a.to_string());
-    let (mqtt, https, mqtt_tcp) = (
+    let (mqtt, https, mqtt_tcp, amqp, amqp_tcp) = (
         address(Listener::Tls(Protocol::Mqtt)),
         address(Listener::Web),
         address(Listener::Tcp(Protocol::Mqtt)),
+        address(Listener::Tls(Protocol::Amqp)),
+        address(Listener::Tcp(Protocol::Amqp)),
     );
     let authority = connection_authority(&host, &server);
     for record in records {
@@ -168,7 +186,7 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
         stderr.line(format!("hubwire hub: devices trust its CA: {}", ca.display()));
     }
     let ca = ca.map(|p| p.display().to_string());
-    if (Line::Listening { mqtt, https, mqtt_tcp, ca }).print().is_err() {
+    if (Line::Listening { mqtt, https, mqtt_tcp, amqp, amqp_tcp, ca }).print().is_err() {
         return Ok(ExitCode::SUCCESS);
     }
     serve(Arc::new(server), stderr).map_err(|e| format!("cannot start: {e}"))
@@ -222,25 +240,24 @@ fn default_data_dir() -> Result<PathBuf, String> {
 }
 
 /// `HostName` for the printed connection strings: the host, with the port devices
-/// must dial when it is not their transport's own (8883 for MQTT over TLS, the
-/// transport `hubwire device` and the SDKs use by default; else 443, else the
-/// plain-TCP port).
+/// must dial when it is not their transport's own. The transport is the first
+/// served of MQTT over TLS (the one `hubwire device` and the SDKs use by default),
+/// WebSocket on 443, AMQP over TLS, then the plain-TCP ones, whose port is always
+/// written.
 fn connection_authority(host: &str, server: &HubServer) -> String {
-    let port = |listener| server.local_addr(listener).map(|a| a.port());
-    let explicit = match (
-        port(Listener::Tls(Protocol::Mqtt)),
-        port(Listener::Web),
-        port(Listener::Tcp(Protocol::Mqtt)),
-    ) {
-        (Some(8883), _, _) => None,
-        (Some(other), _, _) => Some(other),
-        (None, Some(443), _) => None,
-        (None, Some(other), _) => Some(other),
-        (None, None, tcp) => tcp,
-    };
-    match explicit {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
+    let first = [
+        Listener::Tls(Protocol::Mqtt),
+        Listener::Web,
+        Listener::Tls(Protocol::Amqp),
+        Listener::Tcp(Protocol::Mqtt),
+        Listener::Tcp(Protocol::Amqp),
+    ]
+    .into_iter()
+    .find_map(|listener| Some((listener, server.local_addr(listener)?.port())));
+    match first {
+        Some((Listener::Tcp(_), port)) => format!("{host}:{port}"),
+        Some((listener, port)) if port != listener.default_port() => format!("{host}:{port}"),
+        _ => host.to_owned(),
     }
 }
 

@@ -32,8 +32,9 @@ Each line is answered on stdout by a c2dQueued or an error line.
 stdout: one JSON object per line, its kind in \"event\"; times are milliseconds
 since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthorized):
   listening         the addresses devices connect to: mqtt (MQTT over TLS), https
-                    (MQTT over WebSocket), mqttTcp (plain MQTT); null when off or not
-                    bound; ca: the CA file devices trust (null with --cert)
+                    (MQTT and AMQP over WebSocket), mqttTcp (plain MQTT), amqp (AMQP
+                    over TLS), amqpTcp (plain AMQP); null when off or not bound;
+                    ca: the CA file devices trust (null with --cert)
   device            deviceId, connectionString: a registered device
   telemetry         deviceId, moduleId (modules only), sequenceNumber, enqueuedTime,
                     messageId, correlationId, contentType, contentEncoding, properties,
@@ -65,10 +66,14 @@ pub(crate) enum Line<'a> {
     Listening {
         /// MQTT over TLS.
         mqtt: Option<String>,
-        /// MQTT over WebSocket over TLS (and HTTPS, later).
+        /// MQTT and AMQP over WebSocket over TLS (and HTTPS, later).
         https: Option<String>,
         /// MQTT over plain TCP.
         mqtt_tcp: Option<String>,
+        /// AMQP over TLS.
+        amqp: Option<String>,
+        /// AMQP over plain TCP.
+        amqp_tcp: Option<String>,
         /// The local CA devices trust; none when the hub serves a given certificate.
         ca: Option<String>,
     },
@@ -554,7 +559,14 @@ mod tests {
             })
             .collect();
         let mut lines = vec![
-            Line::Listening { mqtt: None, https: None, mqtt_tcp: None, ca: None },
+            Line::Listening {
+                mqtt: None,
+                https: None,
+                mqtt_tcp: None,
+                amqp: None,
+                amqp_tcp: None,
+                ca: None,
+            },
             Line::Device { device_id: "d", connection_string: String::new() },
             Line::telemetry(&record),
             Line::C2dQueued { device_id: "d", sequence_number: 1 },

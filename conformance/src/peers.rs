@@ -1,6 +1,6 @@
-//! Microsoft's Azure IoT device SDKs as peers (peers.md): each command runs one
-//! device session that reports on stdout, one JSON object a line, which
-//! [`crate::process::next_event`] follows.
+//! Microsoft's Azure IoT device SDKs and Qpid Proton as peers (peers.md): each
+//! command runs one device session that reports on stdout, one JSON object a line,
+//! which [`crate::process::next_event`] follows.
 //!
 //! The programs are `conformance/peers/node/device.js` and
 //! `conformance/peers/python/device.py`; their opening comments list the arguments
@@ -52,6 +52,37 @@ pub fn python_device(args: &[&str]) -> Command {
     command
 }
 
+/// `/usr/bin/python3 device.py args…`: an IoT Hub device on Apache Qpid Proton's
+/// Python binding (Debian's python3-qpid-proton 0.37), for the hub role over AMQP.
+/// `conformance/peers/proton/device.py`'s opening comment lists its arguments
+/// (`--url amqps://…|amqp://…`, `--ca`, `--host-name`, `--sasl`, `--token`,
+/// `--send`, `--receive`, `--dispositions`, …) and its events (`cbs`, `sent`,
+/// `received`, `disposed`, `closed`, `error` with its `stage`).
+///
+/// Debian's binding imports only under /usr/bin/python3, whatever python3 comes
+/// first on PATH.
+///
+/// # Panics
+///
+/// When /usr/bin/python3 cannot import proton, with the command that installs it.
+pub fn proton_device(args: &[&str]) -> Command {
+    let python = "/usr/bin/python3";
+    let imports = Command::new(python)
+        .args(["-c", "import proton, sys; sys.exit(not proton.SSL.present())"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !imports {
+        panic!(
+            "Qpid Proton's Python binding (with SSL) cannot be imported by {python}: run \
+             conformance/install-peers.sh (Debian package python3-qpid-proton)"
+        );
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join("proton");
+    let mut command = Command::new(python);
+    command.arg(dir.join("device.py")).args(args);
+    command
+}
+
 /// The directory `conformance/peers/<peer>`, once `<install>` inside it is complete.
 fn installed(peer: &str, install: &str, language: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(peer);
@@ -91,5 +122,15 @@ mod tests {
     #[test]
     fn python_device_runs_the_installed_sdk() {
         reports_argument_error(python_device(&["--ca", "/dev/null"]));
+    }
+
+    #[test]
+    fn proton_device_runs_the_installed_binding() {
+        let (mut device, _stdin, out) = spawn(&mut proton_device(&["--url", "amqps://h:1"]));
+        let error = next_event(&out, "error");
+        assert_eq!(error["stage"], "args", "{error}");
+        assert!(error["message"].as_str().is_some_and(|m| m.contains("--token")), "{error}");
+        let status = device.child.wait().map(|s| s.code());
+        assert!(matches!(status, Ok(Some(2))), "{status:?}");
     }
 }

@@ -155,6 +155,10 @@ pub struct Hub {
     pub https: String,
     /// MQTT over plain TCP, `host:port`.
     pub mqtt_tcp: String,
+    /// AMQP over TLS, `host:port`.
+    pub amqp: String,
+    /// AMQP over plain TCP, `host:port`.
+    pub amqp_tcp: String,
     /// The CA devices trust.
     pub ca: String,
     /// dev1's connection string as the hub printed it.
@@ -167,8 +171,9 @@ pub struct Hub {
 /// keeping its certificates in `data_dir`, with `dev1` registered.
 pub fn hub_args(data_dir: &TempDir) -> Vec<String> {
     let dir = data_dir.0.display().to_string();
-    ["hub", "--mqtt-port", "0", "--https-port", "0", "--mqtt-tcp-port", "0", "--data-dir", &dir]
+    ["hub", "--mqtt-port", "0", "--https-port", "0", "--mqtt-tcp-port", "0"]
         .into_iter()
+        .chain(["--amqp-port", "0", "--amqp-tcp-port", "0", "--data-dir", &dir])
         .chain(["--device", "dev1"])
         .map(String::from)
         .collect()
@@ -196,6 +201,8 @@ pub fn start_hub_with(args: &[&str], data_dir: TempDir) -> Hub {
         mqtt: field("mqtt"),
         https: field("https"),
         mqtt_tcp: field("mqttTcp"),
+        amqp: field("amqp"),
+        amqp_tcp: field("amqpTcp"),
         ca,
         out,
         connection_string,

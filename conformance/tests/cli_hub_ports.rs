@@ -60,3 +60,49 @@ fn a_taken_port_is_reported_with_its_fix_and_the_other_listeners_serve() {
     assert!(line.contains("--https-port"), "{line}");
     assert!(line.contains("serving on the other listeners"), "{line}");
 }
+
+#[test]
+fn a_taken_amqp_port_is_reported_with_its_flag_and_mqtt_serves() {
+    let taken = match TcpListener::bind("127.0.0.24:0") {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    let port = match taken.local_addr() {
+        Ok(a) => a.port().to_string(),
+        Err(e) => panic!("{e}"),
+    };
+    let data_dir = TempDir::new("hubwire-ports-amqp");
+    let dir = data_dir.0.display().to_string();
+    let (_hub, _stdin, stdout, stderr) = spawn_piped(Command::new(hubwire()).args([
+        "hub",
+        "--bind",
+        "127.0.0.24",
+        "--mqtt-port",
+        "0",
+        "--https-port",
+        "off",
+        "--amqp-port",
+        &port,
+        "--amqp-tcp-port",
+        "0",
+        "--data-dir",
+        &dir,
+    ]));
+    let (listening, _) = registered(&lines(stdout));
+    assert!(listening["amqp"].is_null(), "{listening}");
+    assert!(
+        listening["amqpTcp"].as_str().is_some_and(|a| a.starts_with("127.0.0.24:")),
+        "{listening}"
+    );
+    assert!(listening["mqtt"].as_str().is_some(), "{listening}");
+    let stderr = lines(stderr);
+    let line = loop {
+        match stderr.recv_timeout(WAIT) {
+            Ok(line) if line.contains("cannot listen") => break line,
+            Ok(_) => {}
+            Err(_) => panic!("no word on stderr about port {port}"),
+        }
+    };
+    assert!(line.contains(&format!("127.0.0.24:{port} (AMQP over TLS)")), "{line}");
+    assert!(line.contains("--amqp-port PORT; none: --amqp-port off"), "{line}");
+}

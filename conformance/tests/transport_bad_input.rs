@@ -232,7 +232,8 @@ fn an_expired_hub_certificate_is_refused_with_words_that_say_so() {
     let ca_file = write("ca.pem", ca.cert_pem());
     let data_dir = TempDir::new("hubwire-expired-hub");
     let dir = data_dir.0.display().to_string();
-    let args = ["hub", "--mqtt-port", "0", "--https-port", "off", "--cert", &cert, "--key", &key];
+    let args = ["hub", "--mqtt-port", "0", "--https-port", "off", "--amqp-port", "off"];
+    let args = [&args[..], &["--cert", &cert, "--key", &key]].concat();
     let hub = start_hub_with_ca(
         &[&args[..], &["--data-dir", &dir, "--device", "dev1"]].concat(),
         data_dir,
@@ -265,6 +266,8 @@ fn start_hub_with_ca(args: &[&str], data_dir: TempDir) -> Hub {
         mqtt,
         https: String::new(),
         mqtt_tcp: String::new(),
+        amqp: String::new(),
+        amqp_tcp: String::new(),
         ca: String::new(),
         connection_string,
         data_dir,

@@ -25,7 +25,7 @@ use crate::ws::{self, Rejection, Subprotocol, WebSocket, WsConfig, WsError};
 
 /// An IoT Hub transport: a protocol and the layers under it (spec file §1).
 ///
-/// Later protocols add `amqp` (TLS, 5671), `amqp-ws` and `http` (443) here.
+/// HTTP (443) joins these later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Transport {
@@ -37,11 +37,26 @@ pub enum Transport {
     /// MQTT over plain TCP, port 1883: local development and tests only. IoT Hub
     /// itself does not offer it.
     MqttTcp,
+    /// AMQP 1.0 over TLS, port 5671 (spec file §5.1).
+    Amqp,
+    /// AMQP over WebSocket over TLS, port 443, path `/$iothub/websocket`,
+    /// subprotocol `AMQPWSB10` (spec file §5.1).
+    AmqpWs,
+    /// AMQP over plain TCP, port 5672 (the port IANA assigns AMQP): local
+    /// development and tests only. IoT Hub itself does not offer it.
+    AmqpTcp,
 }
 
 impl Transport {
     /// Every transport, in the order `hubwire demo` shows them.
-    pub const ALL: &'static [Transport] = &[Transport::Mqtt, Transport::MqttWs, Transport::MqttTcp];
+    pub const ALL: &'static [Transport] = &[
+        Transport::Mqtt,
+        Transport::MqttWs,
+        Transport::MqttTcp,
+        Transport::Amqp,
+        Transport::AmqpWs,
+        Transport::AmqpTcp,
+    ];
 
     /// The name users write (`--transport mqtt-ws`).
     pub const fn name(self) -> &'static str {
@@ -49,6 +64,9 @@ impl Transport {
             Transport::Mqtt => "mqtt",
             Transport::MqttWs => "mqtt-ws",
             Transport::MqttTcp => "mqtt-tcp",
+            Transport::Amqp => "amqp",
+            Transport::AmqpWs => "amqp-ws",
+            Transport::AmqpTcp => "amqp-tcp",
         }
     }
 
@@ -56,28 +74,26 @@ impl Transport {
     pub const fn protocol(self) -> Protocol {
         match self {
             Transport::Mqtt | Transport::MqttWs | Transport::MqttTcp => Protocol::Mqtt,
+            Transport::Amqp | Transport::AmqpWs | Transport::AmqpTcp => Protocol::Amqp,
         }
     }
 
-    /// The port IoT Hub serves this transport on (spec file §1).
+    /// The port IoT Hub serves this transport on (spec file §1, §5.1).
     pub const fn default_port(self) -> u16 {
-        match self {
-            Transport::Mqtt => 8883,
-            Transport::MqttWs => 443,
-            Transport::MqttTcp => 1883,
-        }
+        self.listener().default_port()
     }
 
     /// Whether TLS carries it.
     pub const fn tls(self) -> bool {
-        !matches!(self, Transport::MqttTcp)
+        !matches!(self, Transport::MqttTcp | Transport::AmqpTcp)
     }
 
     /// The WebSocket subprotocol, when WebSocket carries it.
     pub const fn websocket(self) -> Option<Subprotocol> {
         match self {
             Transport::MqttWs => Some(Subprotocol::Mqtt),
-            Transport::Mqtt | Transport::MqttTcp => None,
+            Transport::AmqpWs => Some(Subprotocol::Amqp),
+            Transport::Mqtt | Transport::MqttTcp | Transport::Amqp | Transport::AmqpTcp => None,
         }
     }
 
@@ -85,8 +101,10 @@ impl Transport {
     pub const fn listener(self) -> Listener {
         match self {
             Transport::Mqtt => Listener::Tls(Protocol::Mqtt),
-            Transport::MqttWs => Listener::Web,
+            Transport::MqttWs | Transport::AmqpWs => Listener::Web,
             Transport::MqttTcp => Listener::Tcp(Protocol::Mqtt),
+            Transport::Amqp => Listener::Tls(Protocol::Amqp),
+            Transport::AmqpTcp => Listener::Tcp(Protocol::Amqp),
         }
     }
 
@@ -95,7 +113,8 @@ impl Transport {
     pub const fn websocket_fallback(self) -> Option<Transport> {
         match self {
             Transport::Mqtt | Transport::MqttTcp => Some(Transport::MqttWs),
-            Transport::MqttWs => None,
+            Transport::Amqp | Transport::AmqpTcp => Some(Transport::AmqpWs),
+            Transport::MqttWs | Transport::AmqpWs => None,
         }
     }
 }
@@ -108,7 +127,9 @@ impl fmt::Display for Transport {
 
 /// A transport name that is not one of [`Transport::ALL`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown transport {0:?}: expected one of mqtt, mqtt-ws, mqtt-tcp")]
+#[error(
+    "unknown transport {0:?}: expected one of mqtt, mqtt-ws, mqtt-tcp, amqp, amqp-ws, amqp-tcp"
+)]
 pub struct UnknownTransport(pub String);
 
 impl FromStr for Transport {
@@ -127,9 +148,9 @@ impl FromStr for Transport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Listener {
-    /// One protocol straight over TLS (MQTT on 8883, later AMQP on 5671).
+    /// One protocol straight over TLS (MQTT on 8883, AMQP on 5671).
     Tls(Protocol),
-    /// One protocol over plain TCP (development).
+    /// One protocol over plain TCP (development: MQTT on 1883, AMQP on 5672).
     Tcp(Protocol),
     /// IoT Hub's port 443: TLS, then WebSocket upgrades for MQTT and AMQP and
     /// plain HTTPS requests, told apart by the first request head.
@@ -137,10 +158,13 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// The port IoT Hub serves it on.
+    /// The port IoT Hub serves it on (spec file §1, §5.1); for the plain-TCP
+    /// listeners, the protocols' own unencrypted ports (MQTT 1883, AMQP 5672).
     pub const fn default_port(self) -> u16 {
         match self {
+            Listener::Tls(Protocol::Amqp) => 5671,
             Listener::Tls(_) => 8883,
+            Listener::Tcp(Protocol::Amqp) => 5672,
             Listener::Tcp(_) => 1883,
             Listener::Web => 443,
         }
@@ -533,6 +557,7 @@ fn reason(status: u16) -> &'static str {
 fn subprotocol_for(protocol: Protocol) -> Option<Subprotocol> {
     match protocol {
         Protocol::Mqtt => Some(Subprotocol::Mqtt),
+        Protocol::Amqp => Some(Subprotocol::Amqp),
         _ => None,
     }
 }
@@ -544,7 +569,8 @@ mod tests {
     use crate::tls::local_ca::CertificateAuthority;
     use crate::tls::testing::{client_trusting, server_for};
 
-    const SERVES: &[Protocol] = &[Protocol::Mqtt];
+    /// What a hub serves on port 443.
+    const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp];
 
     /// TLS configurations for both roles: a certificate for 127.0.0.1 from a fresh
     /// CA, and a client trusting that CA alone.
@@ -584,7 +610,7 @@ mod tests {
             for chunk in [1, 7, 4096] {
                 let (mut device, mut hub) = pair(transport, chunk);
                 assert!(device.is_open() && hub.is_open(), "{transport}/{chunk}");
-                assert_eq!(hub.route(), Some(Protocol::Mqtt), "{transport}");
+                assert_eq!(hub.route(), Some(transport.protocol()), "{transport}");
                 assert_eq!(&hub.take_plain()[..], b"CONNECT", "{transport}/{chunk}");
                 hub.send(Bytes::from_static(b"CONNACK")).expect("send");
                 shuttle(&mut hub, &mut device, chunk).expect("hub to device");
@@ -596,7 +622,8 @@ mod tests {
 
     #[test]
     fn a_close_reaches_the_other_side() {
-        for &transport in &[Transport::Mqtt, Transport::MqttWs] {
+        for &transport in &[Transport::Mqtt, Transport::MqttWs, Transport::Amqp, Transport::AmqpWs]
+        {
             let (mut device, mut hub) = pair(transport, 4096);
             device.close();
             assert!(device.is_closed());
@@ -609,17 +636,20 @@ mod tests {
     /// that speaks no WebSocket itself: the stack's result, its answer as text, and
     /// the stack.
     fn answer_on_443(request: &[u8]) -> (Result<(), StackError>, String, Stack) {
-        let (result, answer, hub, _) = exchange_on_443(request);
+        let (result, answer, hub, _) = exchange_on_443(request, SERVES);
         (result, answer, hub)
     }
 
-    /// [`answer_on_443`], with the client's stack too.
-    fn exchange_on_443(request: &[u8]) -> (Result<(), StackError>, String, Stack, Stack) {
+    /// [`answer_on_443`] on a hub serving `serves` there, with the client's stack too.
+    fn exchange_on_443(
+        request: &[u8],
+        serves: &'static [Protocol],
+    ) -> (Result<(), StackError>, String, Stack, Stack) {
         let (server_tls, client_tls) = tls_configs();
         let mut device =
             Stack::client(Transport::Mqtt, "127.0.0.1", 443, Some(client_tls), [0; 16])
                 .expect("a TLS client stack");
-        let mut hub = Stack::server(Listener::Web, Some(server_tls), SERVES).expect("server");
+        let mut hub = Stack::server(Listener::Web, Some(server_tls), serves).expect("server");
         device.send(Bytes::copy_from_slice(request)).expect("send");
         let mut result = Ok(());
         for _ in 0..10 {
@@ -645,15 +675,61 @@ mod tests {
     }
 
     #[test]
+    fn port_443_routes_a_websocket_upgrade_for_amqp_and_keeps_frames_sent_with_it() {
+        let mut request = upgrade_request("/$iothub/websocket", "AMQPWSB10");
+        // The AMQP protocol header (AMQP core §2.2: "AMQP", id 0, 1.0.0) in a masked
+        // binary frame, in the same write.
+        request.extend(frame(0x82, b"AMQP\x00\x01\x00\x00", Some([1, 2, 3, 4])));
+        let (result, answer, mut hub) = answer_on_443(&request);
+        assert!(result.is_ok(), "{result:?}");
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        assert!(answer.contains("Sec-WebSocket-Protocol: AMQPWSB10\r\n"), "{answer}");
+        assert_eq!(hub.route(), Some(Protocol::Amqp));
+        assert_eq!(&hub.take_plain()[..], b"AMQP\x00\x01\x00\x00");
+    }
+
+    /// RFC 6455 §4.1 item 10: the client lists its subprotocols by preference; the
+    /// server picks one it serves (§4.2.2), here the first of them.
+    #[test]
+    fn port_443_routes_an_upgrade_offering_both_to_the_clients_first_choice() {
+        for (offered, route, answered) in [
+            ("AMQPWSB10, mqtt", Protocol::Amqp, "AMQPWSB10"),
+            ("mqtt, AMQPWSB10", Protocol::Mqtt, "mqtt"),
+            ("chat, amqpwsb10, mqtt", Protocol::Amqp, "amqpwsb10"),
+        ] {
+            let (result, answer, hub) =
+                answer_on_443(&upgrade_request("/$iothub/websocket", offered));
+            assert!(result.is_ok(), "{offered}: {result:?}");
+            let echoed = format!("Sec-WebSocket-Protocol: {answered}\r\n");
+            assert!(answer.contains(&echoed), "{offered}: {answer}");
+            assert_eq!(hub.route(), Some(route), "{offered}");
+        }
+        // A hub serving MQTT alone takes MQTT even when AMQP is preferred.
+        let request = upgrade_request("/$iothub/websocket", "AMQPWSB10, mqtt");
+        let (result, _, hub, _) = exchange_on_443(&request, &[Protocol::Mqtt]);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(hub.route(), Some(Protocol::Mqtt));
+    }
+
+    #[test]
     fn port_443_refuses_what_it_does_not_serve_with_an_http_status() {
-        let cases: [(&[u8], &str); 4] = [
-            (&upgrade_request("/$iothub/websocket", "AMQPWSB10"), "HTTP/1.1 400"),
-            (&upgrade_request("/elsewhere", "mqtt"), "HTTP/1.1 404"),
-            (b"GET /devices/d/messages/deviceBound HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 404"),
-            (b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\r\n\r\n", "HTTP/1.1 400"),
+        let cases: [(&[u8], &[Protocol], &str); 5] = [
+            (
+                &upgrade_request("/$iothub/websocket", "AMQPWSB10"),
+                &[Protocol::Mqtt],
+                "HTTP/1.1 400",
+            ),
+            (&upgrade_request("/$iothub/websocket", "mqtt"), &[Protocol::Amqp], "HTTP/1.1 400"),
+            (&upgrade_request("/elsewhere", "mqtt"), SERVES, "HTTP/1.1 404"),
+            (
+                b"GET /devices/d/messages/deviceBound HTTP/1.1\r\nHost: h\r\n\r\n",
+                SERVES,
+                "HTTP/1.1 404",
+            ),
+            (b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\r\n\r\n", SERVES, "HTTP/1.1 400"),
         ];
-        for (request, status) in cases {
-            let (result, answer, hub, device) = exchange_on_443(request);
+        for (request, serves, status) in cases {
+            let (result, answer, hub, device) = exchange_on_443(request, serves);
             assert!(device.is_closed(), "close_notify after the answer: {answer}");
             assert!(result.is_err(), "{answer}");
             assert!(answer.starts_with(status), "{:?}: {answer}", String::from_utf8_lossy(request));
@@ -674,7 +750,7 @@ mod tests {
     #[test]
     fn port_443_answers_408_and_close_notify_to_a_head_cut_short() {
         let (result, answer, mut hub, mut device) =
-            exchange_on_443(b"GET /$iothub/websocket HTTP/1.1\r\nHo");
+            exchange_on_443(b"GET /$iothub/websocket HTTP/1.1\r\nHo", SERVES);
         assert!(result.is_ok() && answer.is_empty(), "{result:?} {answer}");
         hub.close();
         shuttle(&mut hub, &mut device, 4096).expect("an answer and close_notify");
@@ -689,8 +765,34 @@ mod tests {
             assert_eq!(transport.name().parse::<Transport>(), Ok(transport));
         }
         assert_eq!("MQTT-WS".parse::<Transport>(), Ok(Transport::MqttWs));
-        assert!("amqp".parse::<Transport>().is_err());
+        assert_eq!("AMQP-WS".parse::<Transport>(), Ok(Transport::AmqpWs));
+        assert!("http".parse::<Transport>().is_err());
+        assert!("amqps".parse::<Transport>().is_err());
         assert_eq!(Transport::Mqtt.websocket_fallback(), Some(Transport::MqttWs));
         assert_eq!(Transport::MqttWs.websocket_fallback(), None);
+        assert_eq!(Transport::Amqp.websocket_fallback(), Some(Transport::AmqpWs));
+        assert_eq!(Transport::AmqpTcp.websocket_fallback(), Some(Transport::AmqpWs));
+        assert_eq!(Transport::AmqpWs.websocket_fallback(), None);
+    }
+
+    /// Spec file §1 and §5.1: AMQP is served on 5671 over TLS and on 443 over
+    /// WebSocket with subprotocol `AMQPWSB10`; 5672 is the plain development port.
+    #[test]
+    fn amqp_transports_have_iothubs_ports_layers_and_listeners() {
+        let cases = [
+            (Transport::Amqp, 5671, true, None, Listener::Tls(Protocol::Amqp)),
+            (Transport::AmqpWs, 443, true, Some(Subprotocol::Amqp), Listener::Web),
+            (Transport::AmqpTcp, 5672, false, None, Listener::Tcp(Protocol::Amqp)),
+        ];
+        for (transport, port, tls, websocket, listener) in cases {
+            assert_eq!(transport.protocol(), Protocol::Amqp, "{transport}");
+            assert_eq!(transport.default_port(), port, "{transport}");
+            assert_eq!(transport.tls(), tls, "{transport}");
+            assert_eq!(transport.websocket(), websocket, "{transport}");
+            assert_eq!(transport.listener(), listener, "{transport}");
+        }
+        assert_eq!(Transport::Mqtt.default_port(), 8883);
+        assert_eq!(Transport::MqttTcp.default_port(), 1883);
+        assert_eq!(Subprotocol::Amqp.token(), "AMQPWSB10");
     }
 }

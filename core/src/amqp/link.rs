@@ -994,9 +994,17 @@ impl Links {
         sessions.send(conn, now, link.session, Performative::Disposition(disposition))?;
         if settled {
             let s = self.session(link.session)?;
+            // Delivery ids are numbered per direction (§2.7.5): a sender's settle
+            // covers what it sent, a receiver's what it received.
             for (id, ..) in covered {
-                s.outgoing.remove(&id);
-                s.incoming.remove(&id);
+                match role {
+                    Role::Sender => {
+                        s.outgoing.remove(&id);
+                    }
+                    Role::Receiver => {
+                        s.incoming.remove(&id);
+                    }
+                }
             }
         }
         Ok(())
@@ -1402,8 +1410,14 @@ impl Links {
         };
         for (delivery_id, handle) in covered {
             if d.settled {
-                s.outgoing.remove(&delivery_id);
-                s.incoming.remove(&delivery_id);
+                match d.role {
+                    Role::Receiver => {
+                        s.outgoing.remove(&delivery_id);
+                    }
+                    Role::Sender => {
+                        s.incoming.remove(&delivery_id);
+                    }
+                }
             }
             self.events.push_back(LinkEvent::Disposition {
                 link: LinkId { session, handle },

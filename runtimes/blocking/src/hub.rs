@@ -105,9 +105,11 @@ impl std::fmt::Display for BindError {
 /// What a listener serves, in words.
 pub fn listener_name(listener: Listener) -> &'static str {
     match listener {
-        Listener::Tls(_) => "MQTT over TLS",
-        Listener::Tcp(_) => "MQTT over plain TCP",
-        Listener::Web => "MQTT over WebSocket, HTTPS",
+        Listener::Tls(Protocol::Mqtt) => "MQTT over TLS",
+        Listener::Tls(Protocol::Amqp) => "AMQP over TLS",
+        Listener::Tcp(Protocol::Mqtt) => "MQTT over plain TCP",
+        Listener::Tcp(Protocol::Amqp) => "AMQP over plain TCP",
+        Listener::Web => "MQTT and AMQP over WebSocket, HTTPS",
         _ => "other",
     }
 }
@@ -115,8 +117,9 @@ pub fn listener_name(listener: Listener) -> &'static str {
 /// How long a write to a peer may block before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The protocols port 443 routes to.
-const SERVES: &[Protocol] = &[Protocol::Mqtt];
+/// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
+/// and `AMQPWSB10`).
+const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp];
 
 /// A running hub. See the module documentation.
 ///

@@ -2,9 +2,9 @@
 //! `std::net` sockets with threads.
 //!
 //! - [`DeviceClient`]: a device connected to its hub, one driver thread per device.
-//! - [`HubServer`]: a local IoT Hub serving MQTT over TLS, WebSocket and plain TCP
-//!   listeners, one driver thread for the engine and threads per connection for the
-//!   sockets.
+//! - [`HubServer`]: a local IoT Hub serving MQTT and AMQP over TLS, WebSocket and
+//!   plain TCP listeners, one driver thread for the engine and threads per
+//!   connection for the sockets.
 //! - [`clock`]: the one place time is read.
 //!
 //! Both drivers are written against the sans-IO contract

@@ -628,6 +628,45 @@ fn s2_7_6_a_disposition_range_settles_each_delivery_it_covers() {
     assert_eq!(settled, vec![1, 2, 0, 3]);
 }
 
+/// §2.7.5: each side numbers the deliveries it sends, so a session holds a delivery
+/// 0 in each direction; a disposition's role says which one it covers (§2.7.6).
+#[test]
+fn s2_7_6_settling_a_sent_delivery_leaves_the_received_one_of_the_same_id() {
+    let mut pair = Pair::new();
+    let (snd, rcv) = pair.telemetry(1);
+    // A server-to-client link ("C2D"), with credit from the client.
+    let (c2d_rcv, c2d_snd) = pair.attach_with(spec("c2d", Role::Receiver), |_| {});
+    let c = &mut pair.client;
+    c.links.flow(&mut c.sessions, &mut c.conn, T0, c2d_rcv, 1, false).unwrap();
+    pair.pump();
+    assert_eq!(pair.client_send(snd, delivery(b"t", false, Bytes::new())), Ok(0));
+    let s = &mut pair.server;
+    let sent = s.links.send(
+        &mut s.sessions,
+        &mut s.conn,
+        T0,
+        c2d_snd,
+        delivery(b"c", false, Bytes::new()),
+    );
+    assert_eq!(sent, Ok(0));
+    pair.pump();
+    // The client settles the server's delivery 0 ...
+    let c = &mut pair.client;
+    let accepted = Some(DeliveryState::Accepted);
+    c.links
+        .disposition(&mut c.sessions, &mut c.conn, T0, c2d_rcv, 0, None, accepted.clone(), true)
+        .unwrap();
+    pair.pump();
+    assert_eq!(pair.server.dispositions(), vec![(0, accepted.clone(), true)]);
+    // ... and the server can still settle the client's.
+    let s = &mut pair.server;
+    s.links
+        .disposition(&mut s.sessions, &mut s.conn, T0, rcv, 0, None, accepted.clone(), true)
+        .unwrap();
+    pair.pump();
+    assert_eq!(pair.client.dispositions(), vec![(0, accepted, true)]);
+}
+
 #[test]
 fn s2_7_6_a_range_covering_another_links_delivery_is_refused() {
     let mut pair = Pair::new();

@@ -23,6 +23,11 @@ pub(crate) fn record(device_id: &str) -> DeviceRecord {
     }
 }
 
+/// The transports the device client speaks: MQTT's, until the AMQP device role is
+/// wired into it.
+pub(crate) const DEVICE_TRANSPORTS: &[Transport] =
+    &[Transport::Mqtt, Transport::MqttWs, Transport::MqttTcp];
+
 /// A hub serving every transport on ephemeral loopback ports, with a certificate
 /// from a local CA of its own, kept in a directory removed when it drops.
 pub(crate) struct TestHub {
@@ -35,10 +40,14 @@ impl TestHub {
     /// Starts a hub for `devices` on ephemeral ports.
     pub(crate) fn start(devices: &[&str]) -> TestHub {
         let ephemeral = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listen: Vec<Listen> = Transport::ALL
-            .iter()
-            .map(|t| Listen { listener: t.listener(), address: ephemeral })
-            .collect();
+        let mut listen: Vec<Listen> = Vec::new();
+        // MQTT and AMQP over WebSocket share one listener.
+        for transport in Transport::ALL {
+            let want = Listen { listener: transport.listener(), address: ephemeral };
+            if !listen.contains(&want) {
+                listen.push(want);
+            }
+        }
         TestHub::start_on(&listen, devices)
     }
 
