@@ -1,5 +1,5 @@
 //! A connection with its sessions and links, driven as one machine: what both IoT
-//! Hub roles ([`super::device`], [`super::hub`]) stand on.
+//! Hub roles stand on (the device's and the hub's side of spec file §5).
 //!
 //! [`Connection`], [`Sessions`] and [`Links`] each keep one layer of part 2; an
 //! [`Engine`] feeds each layer's frames to the next (connection frames to the
