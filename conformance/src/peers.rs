@@ -4,10 +4,11 @@
 //!
 //! The programs are `conformance/peers/node/device.js` and
 //! `conformance/peers/python/device.py`; their opening comments list the arguments
-//! (`--connection-string`, `--ca`, `--transport mqtt|mqtt-ws`, `--properties`,
-//! `--body`, `--message-id`, `--c2d`, `--timeout-ms`) and the events (`connected`,
-//! `sent`, `c2d`, `closed`, `error` with its `stage`). `conformance/install-peers.sh`
-//! installs the pinned SDKs beside them.
+//! (`--connection-string`, `--ca`, `--transport mqtt|mqtt-ws` — Node also
+//! `amqp|amqp-ws` —, `--properties`, `--body`, `--message-id`, `--c2d`, Node's
+//! `--settle complete|reject|abandon,…`, `--timeout-ms`) and the events
+//! (`connected`, `sent`, `c2d`, Node's `settled`, `closed`, `error` with its
+//! `stage`). `conformance/install-peers.sh` installs the pinned SDKs beside them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +18,8 @@ use std::process::Command;
 const STAMP: &str = ".hubwire-stamp";
 
 /// `node device.js args…`, with Microsoft's device SDK for Node.js
-/// (azure-iot-device 1.18.4, azure-iot-device-mqtt 1.16.4).
+/// (azure-iot-device 1.18.4, azure-iot-device-mqtt 1.16.4, azure-iot-device-amqp
+/// 1.14.4 on rhea 1.0.24).
 ///
 /// Only the CA the test passes with `--ca` is trusted: the program hands it to the
 /// SDK's `setOptions({ca})`, which replaces every other root.

@@ -1,68 +1,42 @@
-//! The scenario every Microsoft device SDK runs against `hubwire hub` (issue 3):
+//! The scenarios Microsoft's device SDKs run against `hubwire hub` (issue 3):
 //! connect with the connection string the hub printed and the hub's CA, send
-//! telemetry with application properties (stored with them intact), receive a C2D
-//! message the hub sends (with its properties), and complete it (the hub's own
-//! record shows it completed).
+//! telemetry with application properties (stored with them intact), receive C2D
+//! messages the hub sends (with their properties) and settle them — [`run`]
+//! completes one; [`run_settling_three_ways`] completes, rejects and abandons
+//! three, for transports whose SDK offers all three (the hub's own record shows
+//! each settlement).
 
 use std::io::Write;
-use std::process::Command;
+use std::process::{ChildStdin, Command};
+use std::sync::mpsc::Receiver;
 
 use serde_json::Value;
 
-use std::sync::mpsc::Receiver;
-
-use crate::process::{Hub, TempDir, WAIT, next_event, next_of, spawn, start_hub_with};
+use crate::process::{Hub, Process, TempDir, WAIT, next_event, next_of, spawn, start_hub_with};
 
 /// Application properties with characters the topic must escape.
 const PROPERTIES: &str = r#"{"k":"v","sp ace":"a&b=c","unit":"°C"}"#;
 
-/// A hub on IoT Hub's standard ports (8883 and 443: the SDKs' WebSocket
-/// transports and the Python SDK dial no other) at the loopback address `ip`, which
-/// no other test uses, so such hubs run side by side.
+/// A hub on IoT Hub's standard ports (8883, 5671 and 443: the SDKs' WebSocket
+/// transports and the Python SDK dial no other, and the connection strings the hub
+/// prints name no port) at the loopback address `ip`, which no other test uses, so
+/// such hubs run side by side.
 pub fn hub_on_standard_ports(ip: &str) -> Hub {
     let data_dir = TempDir::new("hubwire-sdk");
     let dir = data_dir.0.display().to_string();
     let args = ["hub", "--bind", ip, "--mqtt-port", "8883", "--https-port", "443"];
-    start_hub_with(&[&args[..], &["--data-dir", &dir, "--device", "dev1"]].concat(), data_dir)
+    let amqp = ["--amqp-port", "5671", "--data-dir", &dir, "--device", "dev1"];
+    start_hub_with(&[&args[..], &amqp].concat(), data_dir)
 }
 
 /// Runs the scenario with the SDK program `device` makes from its arguments,
-/// over `transport` (`mqtt` or `mqtt-ws`), against a hub at `ip`.
+/// over `transport` (`mqtt`, `mqtt-ws`, `amqp` or `amqp-ws`), against a hub at `ip`.
 pub fn run(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
     let mut hub = hub_on_standard_ports(ip);
-    let cs = hub.connection_string.clone();
-    assert!(cs.starts_with(&format!("HostName={ip};DeviceId=dev1;")), "{cs}");
-    let args = [
-        "--connection-string",
-        &cs,
-        "--ca",
-        &hub.ca,
-        "--transport",
-        transport,
-        "--properties",
-        PROPERTIES,
-        "--body",
-        r#"{"temperature":21.5}"#,
-        "--message-id",
-        "sdk-m1",
-        "--c2d",
-        "1",
-    ];
-    let (_device, _stdin, out) = spawn(&mut device(&args));
-    expect(&out, "connected");
+    let (_device, _stdin, out) = start_device(&hub, transport, device, &["--c2d", "1"]);
     let connected = next_event(&hub.out, "connected");
     assert_eq!(connected["deviceId"], "dev1");
-
-    let telemetry = next_event(&hub.out, "telemetry");
-    assert_eq!(telemetry["deviceId"], "dev1");
-    assert_eq!(telemetry["messageId"], "sdk-m1");
-    assert_eq!(telemetry["body"], r#"{"temperature":21.5}"#);
-    assert_eq!(telemetry["contentType"], "application/json", "{telemetry}");
-    let properties: Value = match serde_json::from_str(PROPERTIES) {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    };
-    assert_eq!(telemetry["properties"], properties, "{telemetry}");
+    assert_stored(&next_event(&hub.out, "telemetry"));
     expect(&out, "sent");
 
     let c2d = r#"{"deviceId":"dev1","body":"switch on","messageId":"c2d-1","correlationId":"corr-1","properties":{"command":"on","level":"3"}}"#;
@@ -81,12 +55,147 @@ pub fn run(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
     expect(&out, "closed");
 }
 
-/// The SDK program's next line of kind `event`; its `error` line fails the test
-/// with the SDK's words. SDKs take their time to connect: twice the usual wait.
-fn expect(out: &Receiver<String>, event: &str) -> Value {
-    let value = next_of(out, &[event, "error"], WAIT * 2);
+/// The C2D messages [`run_settling_three_ways`] sends, and what the device does
+/// with each.
+const SETTLED_THREE_WAYS: [(&str, &str); 3] =
+    [("c2d-complete", "complete"), ("c2d-reject", "reject"), ("c2d-abandon", "abandon")];
+
+/// [`run`]'s telemetry, with three C2D messages queued before the device connects,
+/// so that the hub sends them together as soon as the device's C2D link is up: the
+/// device completes, rejects and abandons them; the abandoned one comes again with
+/// its delivery count raised (and, over AMQP, a lock token of its own: spec file
+/// §5.5) and is completed. The hub records each settlement in the order the device
+/// made them, which device.js keeps one at a time.
+pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
+    let mut hub = hub_on_standard_ports(ip);
+    for (id, _) in SETTLED_THREE_WAYS {
+        let c2d = format!(
+            r#"{{"deviceId":"dev1","body":"{id} body","messageId":"{id}","properties":{{"k":"{id}"}}}}"#
+        );
+        if let Err(e) = writeln!(hub.stdin, "{c2d}") {
+            panic!("hub stdin: {e}");
+        }
+        next_event(&hub.out, "c2dQueued");
+    }
+    let settle = ["--settle", "complete,reject,abandon,complete"];
+    let (_device, _stdin, out) = start_device(&hub, transport, device, &settle);
+    let connected = next_event(&hub.out, "connected");
+    assert_eq!(connected["deviceId"], "dev1");
+    expect(&out, "sent");
+
+    let mut received = Vec::new();
+    let mut settled = Vec::new();
+    while received.len() < 4 || settled.len() < 4 {
+        let line = expect_one_of(&out, &["c2d", "settled"]);
+        if line["event"] == "c2d" {
+            received.push(line);
+        } else {
+            settled.push((line["messageId"].clone(), line["action"].clone()));
+        }
+    }
+    let ids: Vec<&Value> = received.iter().map(|r| &r["messageId"]).collect();
+    assert_eq!(ids, ["c2d-complete", "c2d-reject", "c2d-abandon", "c2d-abandon"]);
+    for line in &received {
+        let id = line["messageId"].as_str().unwrap_or_default();
+        assert_eq!(line["body"], format!("{id} body"), "{line}");
+        assert_eq!(line["properties"]["k"], id, "{line}");
+    }
+    if transport.starts_with("amqp") {
+        let counts: Vec<&Value> = received.iter().map(|r| &r["deliveryCount"]).collect();
+        assert_eq!(counts, [0, 0, 0, 1], "{received:#?}");
+        assert_ne!(received[2]["lockToken"], received[3]["lockToken"], "{received:#?}");
+    }
+    let expected: Vec<(Value, Value)> = SETTLED_THREE_WAYS
+        .iter()
+        .chain(&[("c2d-abandon", "complete")])
+        .map(|&(id, action)| (Value::from(id), Value::from(action)))
+        .collect();
+    assert_eq!(settled, expected);
+    expect(&out, "closed");
+
+    // The hub's lines: telemetry and settlements, in whatever order they interleave.
+    let settlements = ["c2dCompleted", "c2dRejected", "c2dAbandoned"];
+    let mut recorded = Vec::new();
+    let mut telemetry = None;
+    while recorded.len() < 4 || telemetry.is_none() {
+        let line = next_of(&hub.out, &[&settlements[..], &["telemetry"]].concat(), WAIT);
+        assert_eq!(line["deviceId"], "dev1", "{line}");
+        if line["event"] == "telemetry" {
+            telemetry = Some(line);
+        } else {
+            let event = line["event"].clone();
+            recorded.push((event, line["messageId"].clone(), line["deliveryCount"].clone()));
+        }
+    }
+    if let Some(telemetry) = telemetry {
+        assert_stored(&telemetry);
+    }
+    let expected = [
+        ("c2dCompleted", "c2d-complete", Value::Null),
+        ("c2dRejected", "c2d-reject", Value::Null),
+        ("c2dAbandoned", "c2d-abandon", Value::from(1)),
+        ("c2dCompleted", "c2d-abandon", Value::Null),
+    ]
+    .map(|(event, id, count)| (Value::from(event), Value::from(id), count));
+    assert_eq!(recorded, expected);
+}
+
+/// Starts the SDK program `device` on dev1's connection string, with the
+/// telemetry message [`assert_stored`] expects and `extra` arguments, and waits
+/// until it has connected.
+fn start_device(
+    hub: &Hub,
+    transport: &str,
+    device: fn(&[&str]) -> Command,
+    extra: &[&str],
+) -> (Process, ChildStdin, Receiver<String>) {
+    let cs = &hub.connection_string;
+    let ip = hub.https.split(':').next().unwrap_or_default();
+    assert!(cs.starts_with(&format!("HostName={ip};DeviceId=dev1;")), "{cs}");
+    let args = [
+        "--connection-string",
+        cs,
+        "--ca",
+        &hub.ca,
+        "--transport",
+        transport,
+        "--properties",
+        PROPERTIES,
+        "--body",
+        r#"{"temperature":21.5}"#,
+        "--message-id",
+        "sdk-m1",
+    ];
+    let (process, stdin, out) = spawn(&mut device(&[&args[..], extra].concat()));
+    expect(&out, "connected");
+    (process, stdin, out)
+}
+
+/// Checks a `telemetry` line of the hub: the message [`start_device`] has the
+/// device send, stored with its id, content type and properties.
+fn assert_stored(telemetry: &Value) {
+    assert_eq!(telemetry["deviceId"], "dev1", "{telemetry}");
+    assert_eq!(telemetry["messageId"], "sdk-m1", "{telemetry}");
+    assert_eq!(telemetry["body"], r#"{"temperature":21.5}"#, "{telemetry}");
+    assert_eq!(telemetry["contentType"], "application/json", "{telemetry}");
+    let properties: Value = match serde_json::from_str(PROPERTIES) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(telemetry["properties"], properties, "{telemetry}");
+}
+
+/// The SDK program's next line of one of the kinds `events`; its `error` line
+/// fails the test with the SDK's words. SDKs take their time: twice the usual wait.
+fn expect_one_of(out: &Receiver<String>, events: &[&str]) -> Value {
+    let value = next_of(out, &[events, &["error"]].concat(), WAIT * 2);
     if value["event"] == "error" {
         panic!("the SDK failed at {}: {}", value["stage"], value["message"]);
     }
     value
+}
+
+/// The SDK program's next line of kind `event` (see [`expect_one_of`]).
+fn expect(out: &Receiver<String>, event: &str) -> Value {
+    expect_one_of(out, &[event])
 }

@@ -1,10 +1,13 @@
 //! Microsoft's Azure IoT device SDK for Node.js (azure-iot-device 1.18.4 with
-//! azure-iot-device-mqtt 1.16.4, installed by conformance/install-peers.sh) against
-//! `hubwire hub` over `Mqtt` (TLS, 8883) and `MqttWs` (WebSocket over TLS, 443):
-//! the scenario in `hubwire_conformance::sdk_interop`.
+//! azure-iot-device-mqtt 1.16.4 and azure-iot-device-amqp 1.14.4, installed by
+//! conformance/install-peers.sh) against `hubwire hub` over `Mqtt` (TLS, 8883),
+//! `MqttWs` (WebSocket over TLS, 443), `Amqp` (TLS, 5671: no SASL, then a CBS
+//! put-token, spec file §5.9) and `AmqpWs` (subprotocol AMQPWSB10 on 443): the
+//! scenarios in `hubwire_conformance::sdk_interop`. The MQTT transports complete
+//! one C2D message; the AMQP ones complete, reject and abandon (spec file §5.5).
 //!
-//! Each test has its own loopback address, so both run at once on the standard
-//! ports; binding 443 needs root or CAP_NET_BIND_SERVICE, as on CI.
+//! Each test has its own loopback address (127.0.0.31–34), so all run at once on
+//! the standard ports; binding 443 needs root or CAP_NET_BIND_SERVICE, as on CI.
 
 use hubwire_conformance::{peers, sdk_interop};
 
@@ -16,4 +19,14 @@ fn node_sdk_over_mqtt_sends_telemetry_and_completes_c2d() {
 #[test]
 fn node_sdk_over_mqtt_ws_sends_telemetry_and_completes_c2d() {
     sdk_interop::run("127.0.0.32", "mqtt-ws", peers::node_device);
+}
+
+#[test]
+fn node_sdk_over_amqp_sends_telemetry_and_completes_rejects_abandons_c2d() {
+    sdk_interop::run_settling_three_ways("127.0.0.33", "amqp", peers::node_device);
+}
+
+#[test]
+fn node_sdk_over_amqp_ws_sends_telemetry_and_completes_rejects_abandons_c2d() {
+    sdk_interop::run_settling_three_ways("127.0.0.34", "amqp-ws", peers::node_device);
 }

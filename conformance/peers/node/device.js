@@ -6,23 +6,33 @@
 //                          the telemetry, so a hub that handles packets in order
 //                          has it in place by the time it acknowledges that)
 //   {"event":"sent"}       after the telemetry message is acknowledged
-//   {"event":"c2d",...}    per cloud-to-device message, which is then completed;
-//                          always after "sent", even for messages that came earlier
+//   {"event":"c2d",...}    per cloud-to-device message, which is then settled as
+//                          --settle says (completed when it says nothing); always
+//                          after "sent", even for messages that came earlier. Over
+//                          AMQP it also carries the hub's message annotations
+//                          `deliveryCount` (iothub-deliverycount) and `lockToken`
+//                          (x-opt-lock-token), null over MQTT
+//   {"event":"settled","action":...,"messageId":...}  once the SDK settled one
 //   {"event":"closed"}     after the client closed; exit status 0
 //   {"event":"error","stage":"args|connect|send|c2d|close","message":...}; exit status 1
 //                          (2 for "args"); a stage that outlasts --timeout-ms is one.
 //
-// Usage: device.js --connection-string CS --ca FILE [--transport mqtt|mqtt-ws]
-//          [--properties JSON] [--body TEXT] [--message-id ID] [--c2d N]
-//          [--timeout-ms MS]
+// Usage: device.js --connection-string CS --ca FILE
+//          [--transport mqtt|mqtt-ws|amqp|amqp-ws] [--properties JSON] [--body TEXT]
+//          [--message-id ID] [--c2d N] [--settle ACTION,...] [--timeout-ms MS]
+// --settle lists complete|reject|abandon for the 1st, 2nd, … C2D message received
+// (an abandoned one comes again and takes the next action); it sets --c2d to its
+// length.
 'use strict';
 
 const fs = require('fs');
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 const { NoRetry } = require('azure-iot-common');
 
-const TRANSPORTS = { mqtt: Mqtt, 'mqtt-ws': MqttWs };
+const TRANSPORTS = { mqtt: Mqtt, 'mqtt-ws': MqttWs, amqp: Amqp, 'amqp-ws': AmqpWs };
+const ACTIONS = ['complete', 'reject', 'abandon'];
 
 let stage = 'args';
 let stageTimer = null;
@@ -43,6 +53,7 @@ function parseArgs(argv) {
     body: '',
     messageId: undefined,
     c2d: 1,
+    settle: [],
     timeoutMs: 10000,
   };
   for (let i = 0; i < argv.length; i += 2) {
@@ -67,6 +78,13 @@ function parseArgs(argv) {
       case '--body': options.body = value; break;
       case '--message-id': options.messageId = value; break;
       case '--c2d': options.c2d = nonNegative(name, value); break;
+      case '--settle':
+        options.settle = value.split(',');
+        if (!options.settle.every((a) => ACTIONS.includes(a))) {
+          fail(`--settle takes ${ACTIONS.join('|')}, comma-separated`);
+        }
+        options.c2d = options.settle.length;
+        break;
       case '--timeout-ms': options.timeoutMs = nonNegative(name, value); break;
       default: fail(`unknown argument ${name}`);
     }
@@ -114,6 +132,8 @@ function telemetry(options) {
 function describe(message) {
   const properties = {};
   for (const { key, value } of message.properties.propertyList) properties[key] = value;
+  // Only the AMQP transport keeps the message it decoded (rhea's) here.
+  const annotations = message.transportObj?.message_annotations ?? {};
   return {
     event: 'c2d',
     body: Buffer.from(message.data ?? '').toString('utf8'),
@@ -123,6 +143,8 @@ function describe(message) {
     contentType: message.contentType || null,
     contentEncoding: message.contentEncoding || null,
     properties,
+    deliveryCount: annotations['iothub-deliverycount'] ?? null,
+    lockToken: annotations['x-opt-lock-token'] ?? null,
   };
 }
 
@@ -150,13 +172,29 @@ async function run() {
   const done = new Promise((resolve) => { allReceived = resolve; });
   if (options.c2d === 0) allReceived();
   let early = [];
+  // One settlement at a time, each flushed before the next: rhea 1.0.24 (under
+  // azure-iot-amqp-base) writes the dispositions of one tick together and merges
+  // consecutive delivery ids into one range while the range holds a single
+  // delivery without comparing outcomes, so a complete then a reject of the next
+  // message go out as one `accepted` for both. rhea flushes on process.nextTick;
+  // setImmediate runs after that.
+  let settled = 0;
+  let settling = Promise.resolve();
   client.on('message', (message) => {
     if (early) early.push(describe(message));
     else emit(describe(message));
-    client.complete(message).then(() => {
-      received += 1;
-      if (received === options.c2d) allReceived();
-    }, (e) => fail(`complete: ${e.message}`));
+    const action = options.settle[settled] ?? 'complete';
+    settled += 1;
+    settling = settling
+      .then(() => client[action](message))
+      .then(() => new Promise((resolve) => setImmediate(resolve)))
+      .then(() => {
+        const line = { event: 'settled', action, messageId: message.messageId || null };
+        if (early) early.push(line);
+        else emit(line);
+        received += 1;
+        if (received === options.c2d) allReceived();
+      }, (e) => fail(`${action}: ${e.message}`));
   });
 
   enter('connect', options.timeoutMs);
