@@ -207,43 +207,50 @@ impl Message {
     /// As [`types::encode`]; nothing a message built from its typed parts can hit
     /// except a value over 4 GiB.
     pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
-        let mut sections: Vec<Value> = Vec::new();
+        // Straight into `out`, each section as it is built; on failure `out` is cut
+        // back, so that nothing is written.
+        let start = out.len();
+        let result = self.encode_sections(out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_sections(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
         let described = |code: u64, value: Value| Value::from(Described::new(code, value));
         if let Some(h) = self.header {
-            sections.push(h.to_composite().into());
+            types::encode(&h.to_composite().into(), out)?;
         }
         if let Some(a) = &self.delivery_annotations {
-            sections.push(described(DELIVERY_ANNOTATIONS, a.to_map()));
+            types::encode(&described(DELIVERY_ANNOTATIONS, a.to_map()), out)?;
         }
         if let Some(a) = &self.message_annotations {
-            sections.push(described(MESSAGE_ANNOTATIONS, a.to_map()));
+            types::encode(&described(MESSAGE_ANNOTATIONS, a.to_map()), out)?;
         }
         if let Some(p) = &self.properties {
-            sections.push(p.to_composite().into());
+            types::encode(&p.to_composite().into(), out)?;
         }
         if let Some(a) = &self.application_properties {
-            sections.push(described(APPLICATION_PROPERTIES, a.to_map()));
+            types::encode(&described(APPLICATION_PROPERTIES, a.to_map()), out)?;
         }
         match &self.body {
             Body::Empty => {}
             Body::Data(data) => {
-                sections.extend(data.iter().map(|d| described(DATA, Value::Binary(d.clone()))));
+                for d in data {
+                    types::encode(&described(DATA, Value::Binary(d.clone())), out)?;
+                }
             }
             Body::Sequence(seqs) => {
-                sections
-                    .extend(seqs.iter().map(|s| described(AMQP_SEQUENCE, Value::List(s.clone()))));
+                for s in seqs {
+                    types::encode(&described(AMQP_SEQUENCE, Value::List(s.clone())), out)?;
+                }
             }
-            Body::Value(v) => sections.push(described(AMQP_VALUE, v.clone())),
+            Body::Value(v) => types::encode(&described(AMQP_VALUE, v.clone()), out)?,
         }
         if let Some(a) = &self.footer {
-            sections.push(described(FOOTER, a.to_map()));
+            types::encode(&described(FOOTER, a.to_map()), out)?;
         }
-        // Into a scratch buffer first, so that nothing is written when encoding fails.
-        let mut scratch = BytesMut::new();
-        for section in &sections {
-            types::encode(section, &mut scratch)?;
-        }
-        out.extend_from_slice(&scratch);
         Ok(())
     }
 }
