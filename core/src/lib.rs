@@ -16,7 +16,7 @@ extern crate alloc;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "amqp"))]
 pub mod device;
 #[cfg(feature = "http")]
 pub mod http;
