@@ -995,8 +995,10 @@ impl Links {
         if settled {
             let s = self.session(link.session)?;
             for (id, ..) in covered {
-                s.outgoing.remove(&id);
-                s.incoming.remove(&id);
+                match role {
+                    Role::Sender => s.outgoing.remove(&id),
+                    Role::Receiver => s.incoming.remove(&id).map(|(h, _)| h),
+                };
             }
         }
         Ok(())
@@ -1401,9 +1403,14 @@ impl Links {
                 .collect(),
         };
         for (delivery_id, handle) in covered {
+            // Each direction numbers its deliveries on its own (§2.7.5 delivery-id):
+            // the peer's receiver settles this side's outgoing ones, its sender the
+            // incoming ones.
             if d.settled {
-                s.outgoing.remove(&delivery_id);
-                s.incoming.remove(&delivery_id);
+                match d.role {
+                    Role::Receiver => s.outgoing.remove(&delivery_id),
+                    Role::Sender => s.incoming.remove(&delivery_id).map(|(h, _)| h),
+                };
             }
             self.events.push_back(LinkEvent::Disposition {
                 link: LinkId { session, handle },
