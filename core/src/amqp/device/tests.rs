@@ -539,3 +539,16 @@ fn every_device_reconnects_after_the_connection_is_lost() {
         assert_eq!(events[2], &DeviceEvent::Connected { session_present: false });
     }
 }
+
+#[test]
+fn thousands_of_transfers_keep_flowing_on_one_session() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    for i in 0..2100u32 {
+        pair.send_telemetry(d, Message::new(i.to_be_bytes().to_vec())).unwrap();
+    }
+    assert_eq!(pair.stored_bodies("dev1").len(), 2100, "{:?}", pair.hub_events.last());
+    assert_eq!(pair.devices[d].device.unacknowledged(), 0);
+    assert_eq!(disconnected(&pair.devices[d].events), 0);
+}
