@@ -552,3 +552,111 @@ fn thousands_of_transfers_keep_flowing_on_one_session() {
     assert_eq!(pair.devices[d].device.unacknowledged(), 0);
     assert_eq!(disconnected(&pair.devices[d].events), 0);
 }
+
+#[test]
+fn a_given_token_that_lapses_detaches_the_links_and_its_renewal_is_refused() {
+    let mut pair = Pair::new(HubConfig::default());
+    pair.register("dev1");
+    let token =
+        SasToken::sign("localhost/devices/dev1", KEY, START + Duration::from_secs(600), None)
+            .unwrap()
+            .to_string();
+    let mut config = DeviceConfig::new(Pair::connection_string("dev1"));
+    config.protocol = Protocol::Amqp;
+    config.connection_string.authentication = Authentication::SharedAccessSignature(token);
+    let d = pair.add_device_with(config);
+    // The hub honours it until 10 min plus its 5 min skew.
+    pair.advance(Duration::from_secs(3600));
+    let events = &pair.devices[d].events;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[0], DeviceEvent::Connected { session_present: false });
+    assert!(
+        matches!(
+            &events[1],
+            DeviceEvent::Disconnected {
+                reason: DisconnectReason::LinkDetached { condition, .. },
+                reconnect_at: Some(_),
+            } if condition == "amqp:unauthorized-access"
+        ),
+        "{events:?}"
+    );
+    assert!(matches!(
+        &events[2],
+        DeviceEvent::Disconnected {
+            reason: DisconnectReason::TokenRefused { status_code: 401, .. },
+            reconnect_at: None,
+        }
+    ));
+    assert_eq!(pair.hub.connection_count(), 0);
+}
+
+#[test]
+fn an_unanswered_renewal_put_token_times_out_and_the_device_retries() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    pair.advance(Duration::from_secs(47 * 60));
+    // The renewal at 48 min goes unanswered.
+    pair.blackhole = true;
+    pair.advance(Duration::from_secs(90));
+    let events = &pair.devices[d].events;
+    assert!(
+        matches!(
+            events.last(),
+            Some(DeviceEvent::Disconnected {
+                reason: DisconnectReason::PutTokenTimeout,
+                reconnect_at: Some(_),
+            })
+        ),
+        "{events:?}"
+    );
+    pair.blackhole = false;
+    pair.advance(Duration::from_secs(60));
+    assert_eq!(connected(&pair.devices[d].events), 2, "{:?}", pair.devices[d].events);
+    let id = pair.send_telemetry(d, Message::new(&b"after"[..])).unwrap();
+    assert!(pair.devices[d].events.contains(&DeviceEvent::TelemetryAcknowledged(id)));
+}
+
+#[test]
+fn a_c2d_message_that_is_not_an_iot_hub_message_is_rejected_and_not_handed_up() {
+    use crate::amqp::frame::{Frame, FrameKind, FrameLimits};
+    use crate::amqp::message::Body;
+    use crate::amqp::performative::{Performative, Transfer};
+
+    let mut pair = MuxPair::new();
+    let key = pair.add("dev1", KEY);
+    // An amqp-value body: IoT Hub bodies are data sections (spec file §5.5).
+    let mut payload = BytesMut::new();
+    message::Message::new(Body::Value(Value::String(Utf8Bytes::from_static("not data"))))
+        .encode(&mut payload)
+        .unwrap();
+    // The hub's handles: `$cbs` sender 0, receiver 1, telemetry 2, C2D 3; its one
+    // delivery so far was the put-token response.
+    let transfer = Transfer {
+        handle: 3,
+        delivery_id: Some(1),
+        delivery_tag: Some(Bytes::from_static(&[9; 16])),
+        message_format: Some(MESSAGE_FORMAT_AMQP),
+        settled: Some(false),
+        ..Transfer::default()
+    };
+    let mut body = BytesMut::new();
+    Performative::Transfer(transfer).encode(&mut body).unwrap();
+    body.extend_from_slice(&payload);
+    let mut frame = BytesMut::new();
+    let limits = FrameLimits { max_frame_size: u32::MAX };
+    Frame { kind: FrameKind::Amqp { channel: 0 }, body: body.freeze() }
+        .encode(&limits, &mut frame)
+        .unwrap();
+    pair.mux.handle_input(pair.now, &frame).unwrap();
+    let mut out = Vec::new();
+    while let Some(t) = pair.mux.poll_transmit() {
+        if let Transmit::Send(bytes) = t {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    assert!(pair.c2d_of(key).is_empty());
+    assert!(pair.mux.poll_event().is_none(), "nothing handed up");
+    assert_eq!(occurrences(&out, b"amqp:decode-error"), 1, "rejected with an error");
+    assert_eq!(occurrences(&out, b"amqp-value"), 1, "the error says why");
+}
