@@ -32,10 +32,12 @@ pub struct DeviceConfig {
     pub protocol: Protocol,
     /// MQTT Keep Alive: the longest quiet interval before a PINGREQ. Whole seconds
     /// are sent; zero turns pinging off. Default 240 s, as the C SDKs use (spec file
-    /// §4.1.2).
+    /// §4.1.2). Over AMQP the idle time-out announced in `open` (the hub
+    /// heartbeats at half of it, spec file §5.1).
     pub keep_alive: Duration,
     /// How long to wait for a PINGRESP (or a CONNACK) before declaring the
-    /// connection dead. Default 30 s.
+    /// connection dead; over AMQP, for a put-token response (spec file §5.2).
+    /// Default 30 s.
     pub response_timeout: Duration,
     /// MQTT Clean Session. Default false, as every IoT Hub SDK connects (spec file
     /// §4.1): the hub keeps the C2D subscription and undelivered messages.
@@ -52,9 +54,11 @@ pub struct DeviceConfig {
     pub backoff: Backoff,
     /// Subscribe to C2D messages. Default true.
     pub receive_c2d: bool,
-    /// Largest packet accepted from the hub, bytes.
+    /// Largest packet accepted from the hub, bytes; over AMQP the C2D link's
+    /// max-message-size.
     pub max_packet_size: usize,
-    /// Product information sent as `DeviceClientType`.
+    /// Product information sent as `DeviceClientType` (MQTT) or as the
+    /// `com.microsoft:client-version` link property (AMQP, spec file §5.3).
     pub client_type: String,
     /// Seed for reconnect jitter.
     pub seed: u64,
@@ -165,10 +169,11 @@ impl fmt::Display for DisconnectReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceEvent {
-    /// The hub accepted the connection. `session_present`: it kept the session
-    /// (subscription, undelivered messages) from an earlier connection.
+    /// The hub accepted the connection (over AMQP: the device's token, and its
+    /// links are attached). `session_present`: it kept the session (subscription,
+    /// undelivered messages) from an earlier connection.
     Connected {
-        /// MQTT Session Present.
+        /// MQTT Session Present; always false over AMQP, which has no such session.
         session_present: bool,
     },
     /// The connection ended. `reconnect_at` is when the next attempt starts; `None`

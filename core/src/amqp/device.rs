@@ -200,6 +200,14 @@ struct Slot {
     attempt: u32,
 }
 
+impl Slot {
+    /// Whether the device attaches a C2D receiver: if asked to, and if it is a
+    /// device: IoT Hub has no C2D queue for modules (spec file §5.3).
+    fn wants_c2d(&self) -> bool {
+        self.config.receive_c2d && self.identity.module_id.is_none()
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     id: TelemetryId,
@@ -215,8 +223,9 @@ enum Auth {
     /// A put-token is due as soon as the `$cbs` sender has credit. `renewing`: its
     /// links stay as they are.
     Due { renewing: bool },
-    /// The put-token with this message-id is out.
-    Requested { message_id: u64, deadline: Timestamp, renewing: bool },
+    /// The put-token with this message-id is out; its token is to be renewed at
+    /// `renew_at`.
+    Requested { message_id: u64, deadline: Timestamp, renewing: bool, renew_at: Option<Timestamp> },
     /// The token holds until renewal.
     Authorised { renew_at: Option<Timestamp> },
     /// Its links were lost; it authenticates again then.
@@ -248,7 +257,8 @@ impl Multiplexed {
     }
 
     /// Adds a device: on an open connection it puts its token at once, otherwise
-    /// once the connection opens (the first device makes it dial). Its
+    /// once the connection opens (the first device makes it dial; after
+    /// [`Multiplexed::close`] none does). Its
     /// `connection_string` names it and its credential; `protocol`, `keep_alive`,
     /// `clean_session`, `backoff` and `seed` are the connection's business and
     /// ignored here.
@@ -493,7 +503,11 @@ impl Multiplexed {
             return Ok(());
         };
         let result = wire.engine.handle_input(now, bytes).map_err(ProtocolError::from);
-        if let Err(e) = &result {
+        // Reported with the close it caused; a session or link violation is
+        // answered at its scope and the connection goes on.
+        if let Err(e) = &result
+            && wire.engine.connection().is_closed()
+        {
             wire.violation = Some(e.clone());
         }
         self.after(now);
@@ -659,6 +673,10 @@ impl Multiplexed {
                 let e = error(condition::NOT_ALLOWED, "the device serves no links");
                 let _ = wire.engine.refuse_attach(now, link, e);
             }
+            // A refusal is an attach with a null terminus, its detach follows
+            // (AMQP 1.0 §2.6.3): nothing to start on it.
+            LinkEvent::Attached { remote, .. }
+                if remote.source.is_none() || remote.target.is_none() => {}
             LinkEvent::Attached { link, .. } => match wire.links.get(&link).copied() {
                 Some(Owner::CbsReceiver) => {
                     let _ = wire.engine.flow(now, link, CBS_CREDIT, false);
@@ -673,13 +691,15 @@ impl Multiplexed {
                 }
                 _ => {}
             },
-            LinkEvent::Detached { link, by_peer, error, .. } => {
+            LinkEvent::Detached { link, error, .. } => {
                 match wire.links.remove(&link) {
                     Some(Owner::CbsSender | Owner::CbsReceiver) => {
                         // Without CBS no device can renew: start over.
                         wire.engine.close(now, None);
                     }
-                    Some(Owner::Telemetry(key) | Owner::C2d(key)) if by_peer => {
+                    // Detached by the hub, or by this side for the hub's violation
+                    // on it.
+                    Some(Owner::Telemetry(key) | Owner::C2d(key)) => {
                         let reason = DisconnectReason::LinkDetached {
                             condition: error
                                 .as_ref()
@@ -748,20 +768,20 @@ impl Multiplexed {
             let Auth::Due { renewing } = slot.auth else {
                 continue;
             };
-            let token = match credential(&slot.config, now) {
-                Some((Some(token), _)) => token,
-                Some((None, _)) => {
-                    slot.auth = Auth::Authorised { renew_at: None };
-                    certified.push(*key);
-                    continue;
-                }
-                None => continue,
-            };
+            if matches!(slot.config.connection_string.authentication, Authentication::X509) {
+                slot.auth = Auth::Authorised { renew_at: None };
+                certified.push(*key);
+                continue;
+            }
             if wire.engine.links().state(sender) != Some(LinkState::Attached)
                 || wire.engine.links().flow_state(sender).map_or(0, |f| f.link_credit) == 0
             {
                 continue;
             }
+            // `add_device` signed with this key already.
+            let Some((Some(token), renew_at)) = credential(&slot.config, now) else {
+                continue;
+            };
             let message_id = wire.next_message_id;
             wire.next_message_id += 1;
             let request = PutToken::for_token(MessageId::Ulong(message_id), &token).to_message();
@@ -780,7 +800,7 @@ impl Multiplexed {
             }
             wire.put_tokens.insert(message_id, *key);
             let deadline = now + self.config.response_timeout;
-            slot.auth = Auth::Requested { message_id, deadline, renewing };
+            slot.auth = Auth::Requested { message_id, deadline, renewing, renew_at };
         }
         for key in certified {
             self.attach_device(now, key);
@@ -800,7 +820,9 @@ impl Multiplexed {
         let Some(wire) = self.wire() else { return };
         let Some(key) = wire.put_tokens.remove(&message_id) else { return };
         let Some(slot) = self.devices.get_mut(&key) else { return };
-        let Auth::Requested { message_id: expected, renewing, .. } = slot.auth else { return };
+        let Auth::Requested { message_id: expected, renewing, renew_at, .. } = slot.auth else {
+            return;
+        };
         if expected != message_id {
             return;
         }
@@ -811,8 +833,6 @@ impl Multiplexed {
             };
             return self.stop_device(now, key, reason);
         }
-        // The token's renewal instant: 80 % of the life it was signed for.
-        let renew_at = credential(&slot.config, now).and_then(|(_, r)| r);
         slot.auth = Auth::Authorised { renew_at };
         slot.attempt = 0;
         self.attempt = 0;
@@ -849,7 +869,7 @@ impl Multiplexed {
             wire.links.insert(link, Owner::Telemetry(key));
             slot.telemetry = Some(link);
         }
-        if slot.config.receive_c2d {
+        if slot.wants_c2d() {
             let c2d = NodeAddress::C2d(slot.identity.clone()).path();
             let receiver = LinkSpec {
                 rcv_settle_mode: ReceiverSettleMode::First,
@@ -876,9 +896,7 @@ impl Multiplexed {
         let attached = |l: Option<LinkId>| {
             l.is_some_and(|l| wire.engine.links().state(l) == Some(LinkState::Attached))
         };
-        if slot.announced
-            || !attached(slot.telemetry)
-            || (slot.config.receive_c2d && !attached(slot.c2d))
+        if slot.announced || !attached(slot.telemetry) || (slot.wants_c2d() && !attached(slot.c2d))
         {
             return;
         }

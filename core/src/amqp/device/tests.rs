@@ -660,3 +660,29 @@ fn a_c2d_message_that_is_not_an_iot_hub_message_is_rejected_and_not_handed_up() 
     assert_eq!(occurrences(&out, b"amqp:decode-error"), 1, "rejected with an error");
     assert_eq!(occurrences(&out, b"amqp-value"), 1, "the error says why");
 }
+
+#[test]
+fn an_x509_device_attaches_without_a_put_token() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = pair.add_device("dev1", |c| {
+        c.protocol = Protocol::Amqp;
+        c.connection_string.authentication = Authentication::X509;
+    });
+    pair.drive();
+    let end = &pair.devices[d];
+    assert_eq!(occurrences(&end.wire_to_hub, b"put-token"), 0);
+    assert!(occurrences(&end.wire_to_hub, b"/devices/dev1/messages/events") > 0);
+    // This hub takes no client certificates: it refuses the links, and the device
+    // tries again later.
+    assert!(
+        matches!(
+            end.events.first(),
+            Some(DeviceEvent::Disconnected {
+                reason: DisconnectReason::LinkDetached { condition, .. },
+                reconnect_at: Some(_),
+            }) if condition == "amqp:unauthorized-access"
+        ),
+        "{:?}",
+        end.events
+    );
+}
