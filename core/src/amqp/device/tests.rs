@@ -31,7 +31,7 @@ fn settled(hub_events: &[HubEvent]) -> Vec<Outcome> {
     hub_events
         .iter()
         .filter_map(|e| match e {
-            HubEvent::C2dSettled(s) => Some(s.outcome.clone()),
+            HubEvent::C2dSettled(s) => Some(s.outcome),
             _ => None,
         })
         .collect()
