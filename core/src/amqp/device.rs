@@ -163,6 +163,8 @@ struct Wire {
     /// Put-tokens sent and not answered: message-id → device.
     put_tokens: BTreeMap<u64, DeviceKey>,
     next_message_id: u64,
+    /// Numbers the devices' link names.
+    next_link: u64,
     /// A violation of ours to report when the close it caused arrives.
     violation: Option<ProtocolError>,
 }
@@ -481,6 +483,7 @@ impl Multiplexed {
             links: BTreeMap::new(),
             put_tokens: BTreeMap::new(),
             next_message_id: 0,
+            next_link: 0,
             violation: None,
         };
         self.state = State::Open(alloc::boxed::Box::new(wire));
@@ -852,13 +855,12 @@ impl Multiplexed {
             Value::String(Utf8Bytes::from(slot.config.client_type.as_str())),
         )];
         let events = NodeAddress::Events(slot.identity.clone()).path();
-        let name = |kind: &str| {
-            let mut n = String::from(kind);
-            n.push('-');
-            n.push_str(&slot.identity.to_string());
-            n.push('-');
-            n.push_str(&key.0.to_string());
-            Utf8Bytes::from(n.as_str())
+        // Names are unique per connection and direction (AMQP 1.0 §2.6.1), also
+        // when a device attaches again while its old links still detach.
+        let mut name = |kind: &str| {
+            let n = wire.next_link;
+            wire.next_link += 1;
+            Utf8Bytes::from(alloc::format!("{kind}-{}-{n}", slot.identity).as_str())
         };
         let sender = LinkSpec {
             snd_settle_mode: SenderSettleMode::Unsettled,
