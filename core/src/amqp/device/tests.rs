@@ -686,3 +686,45 @@ fn an_x509_device_attaches_without_a_put_token() {
         end.events
     );
 }
+
+/// Application code written once: send, receive, settle. Complete works over both
+/// protocols; reject and abandon over AMQP only (spec file §4.4, §5.5).
+fn application(protocol: Protocol) -> (usize, Vec<Result<(), DispositionError>>) {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = pair.add_device("dev1", |c| c.protocol = protocol);
+    pair.drive();
+    let id = pair.send_telemetry(d, Message::new(&b"reading"[..])).unwrap();
+    assert!(pair.devices[d].events.contains(&DeviceEvent::TelemetryAcknowledged(id)));
+    for body in ["one", "two", "three"] {
+        pair.send_c2d("dev1", Message::new(body)).unwrap();
+    }
+    let locks: Vec<LockToken> = pair.c2d_received(d).iter().filter_map(|c| c.lock_token).collect();
+    let answers = [Disposition::Reject, Disposition::Abandon, Disposition::Complete]
+        .iter()
+        .zip(&locks)
+        .map(|(disposition, lock)| pair.settle(d, lock, *disposition))
+        .collect();
+    (pair.stored_bodies("dev1").len(), answers)
+}
+
+#[test]
+fn the_same_application_code_runs_over_mqtt_and_amqp() {
+    let (stored, answers) = application(Protocol::Amqp);
+    assert_eq!(stored, 1);
+    assert_eq!(answers, [Ok(()), Ok(()), Ok(())]);
+    let (stored, answers) = application(Protocol::Mqtt);
+    assert_eq!(stored, 1);
+    assert!(matches!(answers[0], Err(DispositionError::Unsupported { .. })));
+    assert!(matches!(answers[1], Err(DispositionError::Unsupported { .. })));
+    assert_eq!(answers[2], Ok(()));
+}
+
+#[test]
+fn a_content_type_that_is_not_ascii_is_refused_before_queueing() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    let mut m = Message::new(&b"x"[..]);
+    m.content_type = Some("text/plain; charset=ü".into());
+    assert!(matches!(pair.send_telemetry(d, m), Err(SendError::Unencodable(_))));
+    assert_eq!(pair.devices[d].device.unacknowledged(), 0);
+}
