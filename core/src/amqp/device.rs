@@ -424,9 +424,13 @@ impl Multiplexed {
             State::Stopped => return,
             State::Open(mut wire) => {
                 wire.engine.close(now, None);
+                let closed = wire.engine.connection().is_closed();
                 drain(&mut wire.engine, &mut self.outbox);
-                // The hub's `close` is not waited for: nothing is left to hear.
-                self.outbox.push(Transmit::Close);
+                // The hub's `close` is not waited for: nothing is left to hear. A
+                // connection closed at once (before the hub's header) queued its own.
+                if !closed {
+                    self.outbox.push(Transmit::Close);
+                }
             }
             State::Dialing => self.outbox.push(Transmit::Close),
             State::Idle | State::Waiting { .. } => {}
