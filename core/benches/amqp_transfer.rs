@@ -77,7 +77,7 @@ fn fe2o3_transfer() -> fe_perf::Performative {
     fe_perf::Performative::Transfer(fe_perf::Transfer {
         handle: 1.into(),
         delivery_id: Some(42),
-        delivery_tag: Some(serde_bytes::ByteBuf::from(vec![0, 0, 0, 0, 0, 0, 0, 42]).into()),
+        delivery_tag: Some(serde_bytes::ByteBuf::from(vec![0, 0, 0, 0, 0, 0, 0, 42])),
         message_format: Some(0),
         settled: Some(false),
         more: false,

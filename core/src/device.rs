@@ -14,8 +14,14 @@ use crate::retry::Backoff;
 use crate::sansio::{Connection, Transmit};
 use crate::time::{Duration, Timestamp};
 
+#[cfg(feature = "amqp")]
+use crate::amqp;
 #[cfg(feature = "mqtt")]
 use crate::mqtt;
+
+/// The largest D2C message IoT Hub accepts, bytes (spec file §8), counted with
+/// [`Message::size`]: `send_telemetry` refuses larger ones over every protocol.
+pub const MAX_TELEMETRY_SIZE: usize = 256 * 1024;
 
 /// How a device connects and behaves. [`DeviceConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -26,10 +32,12 @@ pub struct DeviceConfig {
     pub protocol: Protocol,
     /// MQTT Keep Alive: the longest quiet interval before a PINGREQ. Whole seconds
     /// are sent; zero turns pinging off. Default 240 s, as the C SDKs use (spec file
-    /// §4.1.2).
+    /// §4.1.2). Over AMQP the idle time-out announced in `open` (the hub
+    /// heartbeats at half of it, spec file §5.1).
     pub keep_alive: Duration,
     /// How long to wait for a PINGRESP (or a CONNACK) before declaring the
-    /// connection dead. Default 30 s.
+    /// connection dead; over AMQP, for a put-token response (spec file §5.2).
+    /// Default 30 s.
     pub response_timeout: Duration,
     /// MQTT Clean Session. Default false, as every IoT Hub SDK connects (spec file
     /// §4.1): the hub keeps the C2D subscription and undelivered messages.
@@ -46,9 +54,11 @@ pub struct DeviceConfig {
     pub backoff: Backoff,
     /// Subscribe to C2D messages. Default true.
     pub receive_c2d: bool,
-    /// Largest packet accepted from the hub, bytes.
+    /// Largest packet accepted from the hub, bytes; over AMQP the C2D link's
+    /// max-message-size.
     pub max_packet_size: usize,
-    /// Product information sent as `DeviceClientType`.
+    /// Product information sent as `DeviceClientType` (MQTT) or as the
+    /// `com.microsoft:client-version` link property (AMQP, spec file §5.3).
     pub client_type: String,
     /// Seed for reconnect jitter.
     pub seed: u64,
@@ -100,7 +110,28 @@ pub enum DisconnectReason {
     /// The hub did not answer CONNECT in time.
     ConnAckTimeout,
     /// The hub refused the connection with this MQTT Connect Return code.
+    #[cfg(feature = "mqtt")]
     Refused(mqtt::ConnectReturnCode),
+    /// The hub answered the device's CBS put-token with a status other than 200
+    /// (spec file §5.2): its credential is refused. Not retried.
+    TokenRefused {
+        /// The put-token response's `status-code` (401: bad signature, 404: unknown
+        /// device).
+        status_code: i32,
+        /// Its `status-description`.
+        description: String,
+    },
+    /// The hub did not answer the device's CBS put-token in time (spec file §5.2).
+    PutTokenTimeout,
+    /// The hub detached one of the device's AMQP links (its token lapsed, another
+    /// connection took the device over; spec file §5.8, §5.10).
+    LinkDetached {
+        /// The AMQP error condition, e.g. `amqp:unauthorized-access`; empty when
+        /// the hub gave none.
+        condition: String,
+        /// The error's description, if any.
+        description: String,
+    },
     /// The hub broke the protocol.
     ProtocolViolation(ProtocolError),
     /// The device reconnects to present a fresh SAS token (spec file §4.1.3).
@@ -115,7 +146,15 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::TransportClosed => f.write_str("transport closed"),
             DisconnectReason::KeepAliveTimeout => f.write_str("no PINGRESP in time"),
             DisconnectReason::ConnAckTimeout => f.write_str("no CONNACK in time"),
+            #[cfg(feature = "mqtt")]
             DisconnectReason::Refused(code) => write!(f, "refused by the hub: {code:?}"),
+            DisconnectReason::TokenRefused { status_code, description } => {
+                write!(f, "put-token refused with status {status_code}: {description}")
+            }
+            DisconnectReason::PutTokenTimeout => f.write_str("no put-token response in time"),
+            DisconnectReason::LinkDetached { condition, description } => {
+                write!(f, "link detached by the hub: {condition} {description}")
+            }
             DisconnectReason::ProtocolViolation(e) => write!(f, "protocol violation: {e}"),
             DisconnectReason::TokenRenewal => f.write_str("reconnecting to renew the SAS token"),
             DisconnectReason::Closed => f.write_str("closed by the application"),
@@ -130,10 +169,11 @@ impl fmt::Display for DisconnectReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceEvent {
-    /// The hub accepted the connection. `session_present`: it kept the session
-    /// (subscription, undelivered messages) from an earlier connection.
+    /// The hub accepted the connection (over AMQP: the device's token, and its
+    /// links are attached). `session_present`: it kept the session (subscription,
+    /// undelivered messages) from an earlier connection.
     Connected {
-        /// MQTT Session Present.
+        /// MQTT Session Present; always false over AMQP, which has no such session.
         session_present: bool,
     },
     /// The connection ended. `reconnect_at` is when the next attempt starts; `None`
@@ -147,6 +187,18 @@ pub enum DeviceEvent {
     },
     /// The hub acknowledged (stored) this telemetry message.
     TelemetryAcknowledged(TelemetryId),
+    /// The hub refused this telemetry message and will not store it: AMQP
+    /// `rejected`, `released` or `modified` (spec file §5.4, §5.8), or a link that
+    /// can never carry it. It is not sent again.
+    TelemetryRejected {
+        /// The message.
+        id: TelemetryId,
+        /// The AMQP error condition (`amqp:link:message-size-exceeded`, …), or the
+        /// outcome's name when it carries none (`released`, `modified`).
+        condition: String,
+        /// The hub's description, if any.
+        description: String,
+    },
     /// A C2D message arrived.
     C2d(C2dMessage),
     /// The hub refused the C2D subscription: no C2D message will arrive.
@@ -166,6 +218,10 @@ pub enum SendError {
     /// The device has stopped and will not reconnect.
     #[error("device has stopped")]
     Stopped,
+    /// A field the protocol cannot carry, e.g. a content type that is not ASCII
+    /// (an AMQP symbol, spec file §5.4).
+    #[error("the message cannot be encoded: {0}")]
+    Unencodable(String),
     /// The message cannot be sent in one packet.
     #[error("message of {size} bytes exceeds the {max}-byte limit")]
     TooLarge {
@@ -202,6 +258,10 @@ pub enum ProtocolError {
     #[cfg(feature = "mqtt")]
     #[error(transparent)]
     Mqtt(#[from] mqtt::DecodeError),
+    /// AMQP: a violation at the connection, session or link layer.
+    #[cfg(feature = "amqp")]
+    #[error(transparent)]
+    Amqp(#[from] amqp::engine::EngineError),
     /// A valid packet a hub must not send at this point.
     #[error("unexpected {0} from the hub")]
     UnexpectedPacket(&'static str),
@@ -236,17 +296,42 @@ pub struct Device {
 #[derive(Debug)]
 enum Session {
     #[cfg(feature = "mqtt")]
-    Mqtt(mqtt::device::DeviceSession),
+    Mqtt(alloc::boxed::Box<mqtt::device::DeviceSession>),
+    /// A multiplexed connection carrying this one device.
+    #[cfg(feature = "amqp")]
+    Amqp(alloc::boxed::Box<amqp::device::Multiplexed>, amqp::device::DeviceKey),
 }
 
 impl Device {
     /// A device that dials as soon as it is polled.
     pub fn new(now: Timestamp, config: DeviceConfig) -> Result<Self, ConfigError> {
         let session = match config.protocol {
-            Protocol::Mqtt => Session::Mqtt(mqtt::device::DeviceSession::new(now, config)?),
+            #[cfg(feature = "mqtt")]
+            Protocol::Mqtt => Session::Mqtt(alloc::boxed::Box::new(
+                mqtt::device::DeviceSession::new(now, config)?,
+            )),
+            #[cfg(feature = "amqp")]
+            Protocol::Amqp => {
+                let mut mux = amqp::device::Multiplexed::new(
+                    amqp::device::MultiplexConfig::for_device(&config),
+                );
+                let key = mux.add_device(now, config)?;
+                Session::Amqp(alloc::boxed::Box::new(mux), key)
+            }
+            #[allow(unreachable_patterns)]
             other => return Err(ConfigError::Unsupported(other)),
         };
         Ok(Device { session })
+    }
+
+    /// The protocol this device speaks.
+    pub fn protocol(&self) -> Protocol {
+        match &self.session {
+            #[cfg(feature = "mqtt")]
+            Session::Mqtt(_) => Protocol::Mqtt,
+            #[cfg(feature = "amqp")]
+            Session::Amqp(..) => Protocol::Amqp,
+        }
     }
 
     /// Queues a telemetry message; [`DeviceEvent::TelemetryAcknowledged`] with the
@@ -257,7 +342,10 @@ impl Device {
         message: Message,
     ) -> Result<TelemetryId, SendError> {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.send_telemetry(now, message),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, key) => m.send_telemetry(now, *key, message),
         }
     }
 
@@ -284,23 +372,47 @@ impl Device {
         disposition: Disposition,
     ) -> Result<(), DispositionError> {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.settle(now, lock, disposition),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, key) => m.settle(now, *key, lock, disposition),
         }
     }
 
     /// Closes the connection cleanly and stops reconnecting.
     pub fn disconnect(&mut self, now: Timestamp) {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.disconnect(now),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.close(now),
         }
     }
 
     /// Telemetry messages queued or in flight, not yet acknowledged.
     pub fn unacknowledged(&self) -> usize {
         match &self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.unacknowledged(),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, key) => m.unacknowledged(*key),
         }
     }
+
+    /// A single AMQP device whose credential was refused has nothing left to do on
+    /// its connection: close it rather than keep an idle one open.
+    #[cfg(feature = "amqp")]
+    fn close_if_stopped(&mut self, now: Timestamp) {
+        #[allow(irrefutable_let_patterns)]
+        if let Session::Amqp(m, key) = &mut self.session
+            && m.is_stopped(*key)
+        {
+            m.close(now);
+        }
+    }
+
+    #[cfg(not(feature = "amqp"))]
+    fn close_if_stopped(&mut self, _now: Timestamp) {}
 }
 
 impl Connection for Device {
@@ -309,43 +421,67 @@ impl Connection for Device {
 
     fn handle_connected(&mut self, now: Timestamp) {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.handle_connected(now),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.handle_connected(now),
         }
     }
 
     fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
-        match &mut self.session {
+        let result = match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.handle_input(now, bytes),
-        }
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.handle_input(now, bytes),
+        };
+        self.close_if_stopped(now);
+        result
     }
 
     fn handle_close(&mut self, now: Timestamp) {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.handle_close(now),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.handle_close(now),
         }
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.poll_transmit(),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.poll_transmit(),
         }
     }
 
     fn poll_event(&mut self) -> Option<DeviceEvent> {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.poll_event(),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.poll_event().map(|(_, e)| e),
         }
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
         match &self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.poll_timeout(),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.poll_timeout(),
         }
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
         match &mut self.session {
+            #[cfg(feature = "mqtt")]
             Session::Mqtt(s) => s.handle_timeout(now),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, _) => m.handle_timeout(now),
         }
+        self.close_if_stopped(now);
     }
 }

@@ -7,7 +7,8 @@
 //! - [`iothub`]: rules shared by every protocol: connection strings, SAS tokens,
 //!   the message model, C2D lock tokens and dispositions, IoT Hub error codes.
 //! - [`mqtt`]: the MQTT 3.1.1 codec, IoT Hub topics, and the device and hub sessions.
-//! - [`amqp`]: AMQP 1.0: the type system, protocol headers and frames.
+//! - [`amqp`]: AMQP 1.0: the type system and framing up to links, IoT Hub's
+//!   messages and CBS, and the device and hub roles.
 //! - [`device`]: one device API over every protocol.
 //! - [`hub`]: the hub engine: registry, D2C log, C2D queues, feedback.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -16,7 +17,7 @@ extern crate alloc;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
-#[cfg(feature = "mqtt")]
+#[cfg(any(feature = "mqtt", feature = "amqp"))]
 pub mod device;
 #[cfg(feature = "http")]
 pub mod http;

@@ -224,7 +224,8 @@ impl Pair {
                     if self.hub_down {
                         self.devices[i].device.handle_close(now);
                     } else {
-                        let id = self.hub.accept(now, Protocol::Mqtt);
+                        let protocol = self.devices[i].device.protocol();
+                        let id = self.hub.accept(now, protocol);
                         self.devices[i].connection = Some(id);
                         self.devices[i].device.handle_connected(now);
                     }

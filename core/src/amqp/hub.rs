@@ -159,7 +159,13 @@ impl AmqpConnection {
         let max_message_size = config.max_message_size;
         AmqpConnection {
             id,
-            engine: Engine::new(connection, SessionConfig::default()),
+            // Link credit paces every device; a session window the engine never
+            // widens would stop all traffic after 2048 transfers (§2.5.6), so it is
+            // unbounded, as the C SDK's (spec file §5.1).
+            engine: Engine::new(
+                connection,
+                SessionConfig { incoming_window: u32::MAX, ..SessionConfig::default() },
+            ),
             auth_deadline: Some(now + config.connect_timeout),
             plain: None,
             tokens: CbsTokens::default(),

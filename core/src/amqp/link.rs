@@ -1409,6 +1409,9 @@ impl Links {
                 .collect(),
         };
         for (delivery_id, handle) in covered {
+            // Each direction numbers its deliveries on its own (§2.7.5 delivery-id):
+            // the peer's receiver settles this side's outgoing ones, its sender the
+            // incoming ones.
             if d.settled {
                 match d.role {
                     Role::Receiver => {

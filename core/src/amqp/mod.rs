@@ -23,6 +23,8 @@
 //! - [`address`]: IoT Hub's link addresses and who may attach to them (spec file
 //!   §5.3, §5.8).
 //! - [`engine`]: a connection, its sessions and links driven as one machine.
+//! - [`device`]: the device's side: one connection carrying any number of devices,
+//!   each with its own CBS token (spec file §5.1–§5.5, §5.9, §5.10).
 //! - `hub` (crate-private, behind the `hub` feature): the hub's side of an IoT Hub
 //!   AMQP connection, driven by [`crate::hub::Hub`].
 
@@ -30,6 +32,7 @@ pub mod address;
 pub mod cbs;
 pub mod connection;
 pub mod delivery_state;
+pub mod device;
 pub mod engine;
 pub(crate) mod field;
 pub mod frame;

@@ -44,9 +44,7 @@ use crate::sansio::{Outbox, Transmit};
 use crate::time::{Timestamp, earliest};
 use crate::utf8::Utf8Bytes;
 
-/// The largest D2C message IoT Hub accepts, bytes (spec file §8), counted with
-/// [`Message::size`].
-pub const MAX_TELEMETRY_SIZE: usize = 256 * 1024;
+pub use crate::device::MAX_TELEMETRY_SIZE;
 
 /// The device side of MQTT. Drive it through [`crate::device::Device`] or directly
 /// with the same methods.

@@ -43,6 +43,7 @@ use crate::utf8::Utf8Bytes;
 
 mod amqp_cbs;
 mod amqp_connection;
+mod amqp_device;
 mod amqp_frame;
 mod amqp_hub;
 mod amqp_link;
@@ -52,6 +53,7 @@ mod amqp_session;
 mod amqp_types;
 pub use amqp_cbs::amqp_cbs;
 pub use amqp_connection::amqp_connection;
+pub use amqp_device::amqp_device;
 pub use amqp_frame::amqp_frame;
 pub use amqp_hub::amqp_hub;
 pub use amqp_link::amqp_link;
@@ -115,6 +117,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_cbs", run: amqp_cbs, seeds: amqp_cbs::seeds },
     Target { name: "amqp_link", run: amqp_link, seeds: amqp_link::seeds },
     Target { name: "amqp_hub", run: amqp_hub, seeds: amqp_hub::seeds },
+    Target { name: "amqp_device", run: amqp_device, seeds: amqp_device::seeds },
 ];
 
 // ---------------------------------------------------------------------------------

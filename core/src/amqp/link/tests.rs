@@ -976,3 +976,46 @@ fn s2_6_3_an_answer_must_carry_the_peers_name_and_the_other_role() {
     }
     assert_eq!(s.links.state(theirs), Some(LinkState::AttachReceived));
 }
+
+/// Delivery-ids count each direction of a session on its own (§2.7.5): the peer
+/// settling this side's outgoing delivery 0 leaves the incoming delivery 0 (of
+/// another link, the other way) unsettled, and the reverse.
+#[test]
+fn s2_7_5_settling_an_outgoing_delivery_leaves_the_incoming_one_of_the_same_id() {
+    let mut pair = Pair::new();
+    let (snd, rcv) = pair.telemetry(1);
+    // The C2D direction: a client receiver, a server sender.
+    let (c2d_rcv, c2d_snd) = pair.attach_with(spec("c2d", Role::Receiver), |_| {});
+    let c = &mut pair.client;
+    c.links.flow(&mut c.sessions, &mut c.conn, T0, c2d_rcv, 1, false).unwrap();
+    pair.pump();
+    pair.client_send(snd, delivery(b"up", false, Bytes::from_static(b"1"))).unwrap();
+    let s = &mut pair.server;
+    let id = s
+        .links
+        .send(
+            &mut s.sessions,
+            &mut s.conn,
+            T0,
+            c2d_snd,
+            delivery(b"dn", false, Bytes::from_static(b"2")),
+        )
+        .unwrap();
+    pair.pump();
+    assert_eq!(id, 0, "both directions start at delivery-id 0");
+    // The server accepts and settles the client's telemetry 0 ...
+    let accepted = Some(DeliveryState::Accepted);
+    let s = &mut pair.server;
+    s.links
+        .disposition(&mut s.sessions, &mut s.conn, T0, rcv, 0, None, accepted.clone(), true)
+        .unwrap();
+    pair.pump();
+    // ... and the client can still settle the server's C2D delivery 0, which the
+    // server still holds.
+    let c = &mut pair.client;
+    c.links
+        .disposition(&mut c.sessions, &mut c.conn, T0, c2d_rcv, 0, None, accepted.clone(), true)
+        .unwrap();
+    pair.pump();
+    assert_eq!(pair.server.dispositions().last(), Some(&(0, accepted, true)));
+}
