@@ -3,7 +3,7 @@
 //! Hub's complete, reject and abandon are sent as accepted, rejected and released
 //! (spec file §5.5).
 
-use crate::amqp::performative::field::{Reader, Writer};
+use crate::amqp::performative::field::{Reader, Sink, Writer};
 use crate::amqp::performative::{AmqpError, CompositeType, Definition, Error, Fields};
 use crate::amqp::types::Composite;
 
@@ -103,8 +103,7 @@ impl CompositeType for DeliveryState {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        let w = Writer::new();
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
         match self {
             DeliveryState::Received { section_number, section_offset } => {
                 w.put(*section_number).put(*section_offset).finish(&RECEIVED)

@@ -3,9 +3,10 @@
 //! (§3.2.5).
 
 use alloc::vec::Vec;
+use bytes::BytesMut;
 
 use super::error::MessageError;
-use crate::amqp::types::{Symbol, Value};
+use crate::amqp::types::{EncodeError, Symbol, Value, encode_described_map};
 use crate::utf8::Utf8Bytes;
 
 /// An annotation key (§3.2.10): a symbol, or a ulong (reserved by the standard).
@@ -80,19 +81,16 @@ impl Annotations {
         Ok(Annotations(out))
     }
 
-    pub(super) fn to_map(&self) -> Value {
-        Value::Map(
-            self.0
-                .iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        AnnotationKey::Symbol(s) => Value::Symbol(s.clone()),
-                        AnnotationKey::Ulong(n) => Value::Ulong(*n),
-                    };
-                    (key, v.clone())
-                })
-                .collect(),
-        )
+    /// The section of descriptor `code`, appended to `out` (§3.2.2, §3.2.3, §3.2.10).
+    pub(super) fn encode(&self, code: u64, out: &mut BytesMut) -> Result<(), EncodeError> {
+        let pairs = self.0.iter().map(|(k, v)| {
+            let key = match k {
+                AnnotationKey::Symbol(s) => Value::Symbol(s.clone()),
+                AnnotationKey::Ulong(n) => Value::Ulong(*n),
+            };
+            (key, v)
+        });
+        encode_described_map(code, self.0.len(), pairs, out)
     }
 }
 
@@ -156,8 +154,10 @@ impl ApplicationProperties {
         Ok(out)
     }
 
-    pub(super) fn to_map(&self) -> Value {
-        Value::Map(self.0.iter().map(|(k, v)| (Value::String(k.clone()), v.clone())).collect())
+    /// The section, appended to `out` (§3.2.5).
+    pub(super) fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        let pairs = self.0.iter().map(|(k, v)| (Value::String(k.clone()), v));
+        encode_described_map(super::APPLICATION_PROPERTIES, self.0.len(), pairs, out)
     }
 }
 

@@ -1,11 +1,11 @@
 //! The header section (part 3 §3.2.1): transport headers for one message.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use super::error::{FieldError, Section};
 use crate::amqp::field::Reader;
-use crate::amqp::types::{Composite, Value};
+use crate::amqp::performative::field::{Sink, Writer};
+use crate::amqp::types::Value;
 
 /// The header section (§3.2.1, descriptor `0x70`, `amqp:header:list`).
 ///
@@ -41,7 +41,8 @@ impl Header {
         })
     }
 
-    pub(super) fn to_composite(self) -> Composite {
+    /// Its fields into `w` (§3.2.1), defaults as null.
+    pub(super) fn write<S: Sink>(self, w: Writer<S>) -> S::Done {
         let flag = |b: bool| if b { Value::Boolean(true) } else { Value::Null };
         let priority = match self.priority {
             Header::DEFAULT_PRIORITY => Value::Null,
@@ -51,16 +52,12 @@ impl Header {
             0 => Value::Null,
             n => Value::Uint(n),
         };
-        Composite::new(
-            super::HEADER,
-            vec![
-                flag(self.durable),
-                priority,
-                self.ttl.map_or(Value::Null, Value::Uint),
-                flag(self.first_acquirer),
-                count,
-            ],
-        )
+        w.value(flag(self.durable))
+            .value(priority)
+            .value(self.ttl.map_or(Value::Null, Value::Uint))
+            .value(flag(self.first_acquirer))
+            .value(count)
+            .finish_code(super::HEADER)
     }
 }
 

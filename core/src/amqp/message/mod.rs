@@ -33,6 +33,7 @@ pub(crate) use error::Section;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
+use crate::amqp::performative::field::Writer;
 use crate::amqp::types::{self, Described, Descriptor, EncodeError, Limits, Value};
 
 /// §3.2.1 `amqp:header:list`.
@@ -220,19 +221,19 @@ impl Message {
     fn encode_sections(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
         let described = |code: u64, value: Value| Value::from(Described::new(code, value));
         if let Some(h) = self.header {
-            types::encode(&h.to_composite().into(), out)?;
+            h.write(Writer::encoding(out))?;
         }
         if let Some(a) = &self.delivery_annotations {
-            types::encode(&described(DELIVERY_ANNOTATIONS, a.to_map()), out)?;
+            a.encode(DELIVERY_ANNOTATIONS, out)?;
         }
         if let Some(a) = &self.message_annotations {
-            types::encode(&described(MESSAGE_ANNOTATIONS, a.to_map()), out)?;
+            a.encode(MESSAGE_ANNOTATIONS, out)?;
         }
         if let Some(p) = &self.properties {
-            types::encode(&p.to_composite().into(), out)?;
+            p.write(Writer::encoding(out))?;
         }
         if let Some(a) = &self.application_properties {
-            types::encode(&described(APPLICATION_PROPERTIES, a.to_map()), out)?;
+            a.encode(out)?;
         }
         match &self.body {
             Body::Empty => {}
@@ -249,7 +250,7 @@ impl Message {
             Body::Value(v) => types::encode(&described(AMQP_VALUE, v.clone()), out)?,
         }
         if let Some(a) = &self.footer {
-            types::encode(&described(FOOTER, a.to_map()), out)?;
+            a.encode(FOOTER, out)?;
         }
         Ok(())
     }

@@ -1,13 +1,13 @@
 //! The properties section (part 3 §3.2.4) and the message-id types (§3.2.11–§3.2.15).
 
-use alloc::vec;
 use alloc::vec::Vec;
 use bytes::Bytes;
 use core::fmt;
 
 use super::error::{FieldError, Section};
 use crate::amqp::field::{FieldType, Reader};
-use crate::amqp::types::{Composite, Symbol, Value};
+use crate::amqp::performative::field::{Sink, Writer};
+use crate::amqp::types::{Symbol, Value};
 use crate::utf8::Utf8Bytes;
 
 /// A message-id or correlation-id (§3.2.11–§3.2.15): one of four types, kept as
@@ -120,28 +120,22 @@ impl Properties {
         })
     }
 
-    pub(super) fn to_composite(&self) -> Composite {
+    /// Its fields into `w` (§3.2.4).
+    pub(super) fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
         let id = |id: &Option<MessageId>| id.clone().map_or(Value::Null, MessageId::into_value);
-        let string = |s: &Option<Utf8Bytes>| s.clone().map_or(Value::Null, Value::String);
-        let symbol = |s: &Option<Symbol>| s.clone().map_or(Value::Null, Value::Symbol);
-        let time = |t: Option<i64>| t.map_or(Value::Null, Value::Timestamp);
-        Composite::new(
-            super::PROPERTIES,
-            vec![
-                id(&self.message_id),
-                self.user_id.clone().map_or(Value::Null, Value::Binary),
-                string(&self.to),
-                string(&self.subject),
-                string(&self.reply_to),
-                id(&self.correlation_id),
-                symbol(&self.content_type),
-                symbol(&self.content_encoding),
-                time(self.absolute_expiry_time),
-                time(self.creation_time),
-                string(&self.group_id),
-                self.group_sequence.map_or(Value::Null, Value::Uint),
-                string(&self.reply_to_group_id),
-            ],
-        )
+        w.value(id(&self.message_id))
+            .opt(self.user_id.clone())
+            .opt(self.to.clone())
+            .opt(self.subject.clone())
+            .opt(self.reply_to.clone())
+            .value(id(&self.correlation_id))
+            .opt(self.content_type.clone())
+            .opt(self.content_encoding.clone())
+            .opt(self.absolute_expiry_time)
+            .opt(self.creation_time)
+            .opt(self.group_id.clone())
+            .opt(self.group_sequence)
+            .opt(self.reply_to_group_id.clone())
+            .finish_code(super::PROPERTIES)
     }
 }

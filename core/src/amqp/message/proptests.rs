@@ -143,7 +143,51 @@ fn round_trip(m: &Message) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `pairs` as the described map of section `code`, through [`Value`]s.
+fn map_section(code: u64, pairs: Vec<(Value, Value)>) -> BytesMut {
+    let mut out = BytesMut::new();
+    let section = Value::from(Described::new(code, Value::Map(pairs)));
+    crate::amqp::types::encode(&section, &mut out).expect("encodes");
+    out
+}
+
 proptest! {
+    /// The sections written straight into bytes are the bytes of the same
+    /// sections built as values.
+    #[test]
+    fn direct_encoding_matches_the_values(
+        h in header(),
+        p in properties(),
+        a in annotations(),
+        ap in application_properties(),
+    ) {
+        use crate::amqp::performative::field::Writer;
+        let mut direct = BytesMut::new();
+        h.write(Writer::encoding(&mut direct)).expect("encodes");
+        let mut collected = BytesMut::new();
+        h.write(Writer::new()).encode(&mut collected).expect("encodes");
+        prop_assert_eq!(&direct, &collected);
+        let mut direct = BytesMut::new();
+        p.write(Writer::encoding(&mut direct)).expect("encodes");
+        let mut collected = BytesMut::new();
+        p.write(Writer::new()).encode(&mut collected).expect("encodes");
+        prop_assert_eq!(&direct, &collected);
+        let mut direct = BytesMut::new();
+        a.encode(super::MESSAGE_ANNOTATIONS, &mut direct).expect("encodes");
+        let pairs = a.iter().map(|(k, v)| {
+            let key = match k {
+                AnnotationKey::Symbol(s) => Value::Symbol(s.clone()),
+                AnnotationKey::Ulong(n) => Value::Ulong(*n),
+            };
+            (key, v.clone())
+        });
+        prop_assert_eq!(&direct, &map_section(super::MESSAGE_ANNOTATIONS, pairs.collect()));
+        let mut direct = BytesMut::new();
+        ap.encode(&mut direct).expect("encodes");
+        let pairs = ap.iter().map(|(k, v)| (Value::String(k.clone()), v.clone()));
+        prop_assert_eq!(&direct, &map_section(super::APPLICATION_PROPERTIES, pairs.collect()));
+    }
+
     #[test]
     fn header_round_trips(h in header()) {
         round_trip(&Message { header: Some(h), ..Message::new(Body::Empty) })?;

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::definitions::{Fields, Handle, ReceiverSettleMode, Role, SenderSettleMode, SequenceNo};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use super::terminus::{Source, Target};
 use crate::amqp::types::{Composite, PrimitiveType, Symbol, Value};
 use crate::utf8::Utf8Bytes;
@@ -100,9 +100,8 @@ impl CompositeType for Attach {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .put(self.name.clone())
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.put(self.name.clone())
             .put(self.handle)
             .put(self.role)
             .snd_settle_mode(self.snd_settle_mode)

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::definitions::{Fields, Handle, TransferNumber};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::types::{Composite, PrimitiveType, Symbol};
 
 /// `amqp:begin:list`, 0x11.
@@ -71,9 +71,8 @@ impl CompositeType for Begin {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .opt(self.remote_channel)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.opt(self.remote_channel)
             .put(self.next_outgoing_id)
             .put(self.incoming_window)
             .put(self.outgoing_window)

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::error::{Definition, Error};
-use super::field::{CompositeType, FieldType, Reader, Writer};
+use super::field::{CompositeType, FieldType, Reader, Sink, Writer};
 use crate::amqp::types::{Composite, Symbol, Value};
 use crate::utf8::Utf8Bytes;
 
@@ -152,14 +152,14 @@ impl Reader {
     }
 }
 
-impl Writer {
+impl<S: Sink> Writer<S> {
     /// A sender-settle-mode field: null for the default, mixed.
-    pub(crate) fn snd_settle_mode(self, mode: SenderSettleMode) -> Writer {
+    pub(crate) fn snd_settle_mode(self, mode: SenderSettleMode) -> Writer<S> {
         self.or(mode.code(), SenderSettleMode::default().code())
     }
 
     /// A receiver-settle-mode field.
-    pub(crate) fn rcv_settle_mode(self, mode: Option<ReceiverSettleMode>) -> Writer {
+    pub(crate) fn rcv_settle_mode(self, mode: Option<ReceiverSettleMode>) -> Writer<S> {
         self.opt(mode.map(ReceiverSettleMode::code))
     }
 }
@@ -197,9 +197,8 @@ impl CompositeType for AmqpError {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .put(self.condition.clone())
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.put(self.condition.clone())
             .opt(self.description.clone())
             .fields(&self.info)
             .finish(&ERROR)

@@ -2,7 +2,7 @@
 
 use super::definitions::{AmqpError, Handle};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::types::Composite;
 
 /// `amqp:detach:list`, 0x16.
@@ -32,11 +32,7 @@ impl CompositeType for Detach {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .put(self.handle)
-            .or(self.closed, false)
-            .composite(self.error.as_ref())
-            .finish(&DETACH)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.put(self.handle).or(self.closed, false).composite(self.error.as_ref()).finish(&DETACH)
     }
 }

@@ -2,7 +2,7 @@
 
 use super::definitions::{DeliveryNumber, Role};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::delivery_state::DeliveryState;
 use crate::amqp::types::Composite;
 
@@ -46,9 +46,8 @@ impl CompositeType for Disposition {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .put(self.role)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.put(self.role)
             .put(self.first)
             .opt(self.last)
             .or(self.settled, false)

@@ -2,7 +2,7 @@
 
 use super::definitions::AmqpError;
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::types::Composite;
 
 /// `amqp:end:list`, 0x17.
@@ -22,7 +22,7 @@ impl CompositeType for End {
         Ok(End { error: r.composite("error")? })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new().composite(self.error.as_ref()).finish(&END)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.composite(self.error.as_ref()).finish(&END)
     }
 }

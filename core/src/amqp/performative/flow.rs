@@ -3,7 +3,7 @@
 
 use super::definitions::{Fields, Handle, SequenceNo, TransferNumber};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::types::Composite;
 
 /// `amqp:flow:list`, 0x13.
@@ -55,9 +55,8 @@ impl CompositeType for Flow {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .opt(self.next_incoming_id)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.opt(self.next_incoming_id)
             .put(self.incoming_window)
             .put(self.next_outgoing_id)
             .put(self.outgoing_window)

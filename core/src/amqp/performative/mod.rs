@@ -98,7 +98,7 @@ impl Performative {
     ///
     /// As [`Composite::encode`]: only a value over 4 GiB.
     pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
-        self.to_composite().encode(out)
+        CompositeType::encode(self, out)
     }
 
     /// What the performative is: its name, section and descriptor.
@@ -139,17 +139,17 @@ impl CompositeType for Performative {
         })
     }
 
-    fn to_composite(&self) -> Composite {
+    fn write<S: field::Sink>(&self, w: field::Writer<S>) -> S::Done {
         match self {
-            Performative::Open(p) => p.to_composite(),
-            Performative::Begin(p) => p.to_composite(),
-            Performative::Attach(p) => p.to_composite(),
-            Performative::Flow(p) => p.to_composite(),
-            Performative::Transfer(p) => p.to_composite(),
-            Performative::Disposition(p) => p.to_composite(),
-            Performative::Detach(p) => p.to_composite(),
-            Performative::End(p) => p.to_composite(),
-            Performative::Close(p) => p.to_composite(),
+            Performative::Open(p) => p.write(w),
+            Performative::Begin(p) => p.write(w),
+            Performative::Attach(p) => p.write(w),
+            Performative::Flow(p) => p.write(w),
+            Performative::Transfer(p) => p.write(w),
+            Performative::Disposition(p) => p.write(w),
+            Performative::Detach(p) => p.write(w),
+            Performative::End(p) => p.write(w),
+            Performative::Close(p) => p.write(w),
         }
     }
 }

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::definitions::{Fields, IetfLanguageTag, Milliseconds};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::types::{Composite, PrimitiveType, Symbol};
 use crate::utf8::Utf8Bytes;
 
@@ -79,9 +79,8 @@ impl CompositeType for Open {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .put(self.container_id.clone())
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.put(self.container_id.clone())
             .opt(self.hostname.clone())
             .or(self.max_frame_size, Open::DEFAULT_MAX_FRAME_SIZE)
             .or(self.channel_max, Open::DEFAULT_CHANNEL_MAX)

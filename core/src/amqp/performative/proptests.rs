@@ -292,6 +292,23 @@ proptest! {
         prop_assert_eq!(decoded, Ok((performative, Bytes::from(payload))));
     }
 
+    /// Encoding straight into bytes writes what encoding the collected composite
+    /// writes, for every performative and delivery state.
+    #[test]
+    fn direct_encoding_matches_the_composite(
+        performative in performative(),
+        state in delivery_state(),
+    ) {
+        let (mut direct, mut collected) = (BytesMut::new(), BytesMut::new());
+        performative.encode(&mut direct).expect("encodes");
+        performative.to_composite().encode(&mut collected).expect("encodes");
+        prop_assert_eq!(&direct, &collected);
+        let (mut direct, mut collected) = (BytesMut::new(), BytesMut::new());
+        CompositeType::encode(&state, &mut direct).expect("encodes");
+        state.to_composite().encode(&mut collected).expect("encodes");
+        prop_assert_eq!(direct, collected);
+    }
+
     /// Every delivery state writes and reads back equal.
     #[test]
     fn every_delivery_state_round_trips(state in delivery_state()) {

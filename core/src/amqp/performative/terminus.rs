@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::definitions::{Fields, Seconds};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::delivery_state::DeliveryState;
 use crate::amqp::types::{Composite, PrimitiveType, Symbol, Value};
 use crate::utf8::Utf8Bytes;
@@ -105,9 +105,8 @@ impl Terminus {
         })
     }
 
-    fn write(&self) -> Writer {
-        Writer::new()
-            .opt(self.address.clone())
+    fn write<S: Sink>(&self, w: Writer<S>) -> Writer<S> {
+        w.opt(self.address.clone())
             .or(self.durable.code(), 0)
             .or(self.expiry_policy.clone(), EXPIRY_SESSION_END)
             .or(self.timeout, 0)
@@ -146,9 +145,9 @@ impl CompositeType for Source {
         })
     }
 
-    fn to_composite(&self) -> Composite {
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
         self.terminus
-            .write()
+            .write(w)
             .opt(self.distribution_mode.clone())
             .map(&self.filter)
             .composite(self.default_outcome.as_ref())
@@ -173,7 +172,7 @@ impl CompositeType for Target {
         Ok(Target { terminus: Terminus::read(&mut r)?, capabilities: r.multiple("capabilities")? })
     }
 
-    fn to_composite(&self) -> Composite {
-        self.terminus.write().multiple(PrimitiveType::Symbol, &self.capabilities).finish(&TARGET)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        self.terminus.write(w).multiple(PrimitiveType::Symbol, &self.capabilities).finish(&TARGET)
     }
 }

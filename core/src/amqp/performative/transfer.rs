@@ -3,7 +3,7 @@
 
 use super::definitions::{DeliveryNumber, DeliveryTag, Handle, MessageFormat, ReceiverSettleMode};
 use super::error::{Definition, Error};
-use super::field::{CompositeType, Reader, Writer};
+use super::field::{CompositeType, Reader, Sink, Writer};
 use crate::amqp::delivery_state::DeliveryState;
 use crate::amqp::types::Composite;
 
@@ -63,9 +63,8 @@ impl CompositeType for Transfer {
         })
     }
 
-    fn to_composite(&self) -> Composite {
-        Writer::new()
-            .put(self.handle)
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.put(self.handle)
             .opt(self.delivery_id)
             .opt(self.delivery_tag.clone())
             .opt(self.message_format)

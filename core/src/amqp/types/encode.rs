@@ -67,6 +67,158 @@ pub(super) fn encode_described_list(
     })
 }
 
+/// Writes a composite (§1.4) field by field, straight into the output: the bytes
+/// [`encode_described_list`] writes for the same fields collected into a list,
+/// without building the list. What performatives and message sections encode
+/// through.
+///
+/// The descriptor goes in three bytes reserved up front (`0x00`, smallulong, the
+/// code: every descriptor code of the standard fits a byte) and is filled in by
+/// [`finish`](Self::finish), which also drops trailing nulls, as a composite never
+/// carries them, and picks the list's width. On an error the output is cut back.
+#[derive(Debug)]
+pub(crate) struct CompositeEncoder<'a> {
+    out: &'a mut BytesMut,
+    /// Where the composite starts.
+    start: usize,
+    /// Where the list's constructor is.
+    list: usize,
+    /// Fields written so far, and how many up to the last non-null one.
+    fields: usize,
+    count: usize,
+    /// The end of the last non-null field.
+    end: usize,
+    error: Option<EncodeError>,
+}
+
+impl<'a> CompositeEncoder<'a> {
+    /// Reserves the descriptor and a list32 header after whatever `out` holds.
+    pub(crate) fn new(out: &'a mut BytesMut) -> CompositeEncoder<'a> {
+        let start = out.len();
+        let list = start + 3;
+        out.put_bytes(0, 3 + LIST_HEADER);
+        let end = out.len();
+        CompositeEncoder { out, start, list, fields: 0, count: 0, end, error: None }
+    }
+
+    /// The next field.
+    pub(crate) fn field(&mut self, value: &Value) {
+        self.field_with(value.is_null(), |out| Encoder { form: Form::Smallest }.write(value, out));
+    }
+
+    /// The next field, a composite `write` puts into the output it is given.
+    pub(crate) fn field_with(
+        &mut self,
+        null: bool,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
+        self.fields += 1;
+        if null {
+            self.out.put_u8(Encoding::Null.code());
+            return;
+        }
+        match write(self.out) {
+            Ok(()) => {
+                self.count = self.fields;
+                self.end = self.out.len();
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Completes the composite with descriptor `code`.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`]; nothing of the composite stays written then.
+    pub(crate) fn finish(self, code: u64) -> Result<(), EncodeError> {
+        let CompositeEncoder { out, start, list, count, end, error, .. } = self;
+        let result = match error {
+            Some(e) => Err(e),
+            None => {
+                out.truncate(end);
+                let content = end - (list + LIST_HEADER);
+                Self::write_list_header(out, list, count, content);
+                Self::write_descriptor(out, start, code);
+                checked_len(out.len() - start).map(drop)
+            }
+        };
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Fills the list32 header at `list`, or shrinks it to list8 or list0 as
+    /// `write_list` would choose.
+    fn write_list_header(out: &mut BytesMut, list: usize, count: usize, content: usize) {
+        let encoder = Encoder { form: Form::Smallest };
+        if count == 0 {
+            patch(out, list, &[Encoding::List0.code()]);
+            out.truncate(list + 1);
+        } else if encoder.fits8(count, content.saturating_add(1)) {
+            patch(out, list, &[Encoding::List8.code(), content as u8 + 1, count as u8]);
+            out.copy_within(list + LIST_HEADER.., list + 3);
+            out.truncate(out.len() - 6);
+        } else {
+            patch(out, list, &[Encoding::List32.code()]);
+            // Cut back by `finish` if over u32::MAX.
+            patch(out, list + 1, &(content.saturating_add(4) as u32).to_be_bytes());
+            patch(out, list + 5, &(count as u32).to_be_bytes());
+        }
+    }
+
+    /// Fills the three reserved bytes with `0x00 0x53 code`; a code beyond a byte
+    /// (none of the standard's) widens them to ulong.
+    fn write_descriptor(out: &mut BytesMut, start: usize, code: u64) {
+        match u8::try_from(code) {
+            Ok(small) => patch(out, start, &[0x00, Encoding::SmallUlong.code(), small]),
+            Err(_) => {
+                let after = start + 3;
+                let len = out.len();
+                out.put_bytes(0, 7);
+                out.copy_within(after..len, after + 7);
+                patch(out, start, &[0x00, Encoding::Ulong.code()]);
+                patch(out, start + 2, &code.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// Writes a described map (`0x00`, the descriptor `code`, the map) of `count`
+/// pairs from `pairs`, without collecting them into a [`Value::Map`]: how the
+/// message sections of annotations and application properties are encoded.
+///
+/// # Errors
+///
+/// As [`encode`]; nothing is written then.
+pub(crate) fn encode_described_map<'v>(
+    code: u64,
+    count: usize,
+    pairs: impl Iterator<Item = (Value, &'v Value)>,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    written(out, |out| {
+        let encoder = Encoder { form: Form::Smallest };
+        out.put_u8(0x00);
+        encoder.write_descriptor(&Descriptor::Code(code), out);
+        let sized = [Encoding::Map8, Encoding::Map32];
+        encoder.write_sized(sized, None, count.saturating_mul(2), out, |out| {
+            for (key, value) in pairs {
+                encoder.write(&key, out)?;
+                encoder.write(value, out)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// A list32 constructor, size and count: what [`CompositeEncoder`] reserves.
+const LIST_HEADER: usize = 9;
+
 /// Runs `write`, then checks the length; on an error cuts `out` back to where it
 /// was.
 fn written(

@@ -27,6 +27,7 @@ mod tests;
 pub use composite::Composite;
 pub use decode::decode;
 pub use described::{Described, Descriptor};
+pub(crate) use encode::{CompositeEncoder, encode_described_map};
 pub use encode::{Form, encode, encode_as, encoded_len};
 pub use encoding::{Category, Encoding};
 pub use error::{DecodeError, EncodeError};
