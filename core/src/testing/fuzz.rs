@@ -607,7 +607,7 @@ fn c2d_message(n: u32) -> Message {
 /// closed from either side.
 pub fn mqtt_hub_session(data: &[u8]) {
     let (mut schedule, stream) = Schedule::split(data);
-    let mut run = HubRun::new();
+    let mut run = HubRun::new(Protocol::Mqtt);
     let mut input = hub_session_connect(schedule.coin(), schedule.coin());
     let midway = input.len() + stream.len() / 2;
     input.extend_from_slice(stream);
@@ -635,7 +635,8 @@ pub fn mqtt_hub_session(data: &[u8]) {
     run.close();
 }
 
-/// The hub of [`mqtt_hub_session`] and what the body watches of it.
+/// The hub of a hub session body ([`mqtt_hub_session`], `amqp_hub`) with one
+/// connection of `protocol`, and what the body watches of it.
 struct HubRun {
     hub: Hub,
     now: Timestamp,
@@ -644,11 +645,17 @@ struct HubRun {
     held: Vec<StoreTicket>,
     /// The hub sent `Close`, or the body closed the connection.
     closed: bool,
+    /// MQTT: the hub's packets, checked as they come.
     output: PeerStream,
+    /// Every byte the hub sent, for bodies that check it afterwards.
+    wire: BytesMut,
+    protocol: Protocol,
+    /// Telemetry messages the hub asked to store.
+    stored: usize,
 }
 
 impl HubRun {
-    fn new() -> Self {
+    fn new(protocol: Protocol) -> Self {
         let mut hub = Hub::new(HubConfig::default(), 7);
         let record = DeviceRecord {
             device_id: String::from(DEVICE_ID),
@@ -659,7 +666,7 @@ impl HubRun {
         if let Err(e) = hub.registry_mut().add(record) {
             panic!("cannot register dev1: {e}");
         }
-        let id = hub.accept(START, Protocol::Mqtt);
+        let id = hub.accept(START, protocol);
         let mut run = HubRun {
             hub,
             now: START,
@@ -668,6 +675,9 @@ impl HubRun {
             held: Vec::new(),
             closed: false,
             output: PeerStream::default(),
+            wire: BytesMut::new(),
+            protocol,
+            stored: 0,
         };
         run.send_c2d(1);
         run
@@ -731,12 +741,17 @@ impl HubRun {
                 match transmit {
                     Transmit::Send(bytes) => {
                         assert!(!self.closed, "bytes sent after the connection closed");
-                        self.output.receive(&bytes, Role::Hub);
+                        if self.protocol == Protocol::Mqtt {
+                            self.output.receive(&bytes, Role::Hub);
+                        }
+                        self.wire.extend_from_slice(&bytes);
                     }
                     Transmit::Close => {
                         assert!(!self.closed, "the connection closed twice");
                         self.closed = true;
-                        self.output.close();
+                        if self.protocol == Protocol::Mqtt {
+                            self.output.close();
+                        }
                     }
                     Transmit::Connect => panic!("the hub asked to dial"),
                 }
@@ -744,6 +759,7 @@ impl HubRun {
             while let Some(event) = self.hub.poll_event() {
                 moved = true;
                 if let HubEvent::StoreTelemetry { ticket, .. } = event {
+                    self.stored += 1;
                     if self.hold_stores {
                         self.held.push(ticket);
                     } else {
@@ -1441,7 +1457,7 @@ mod tests {
     /// and delivers C2D messages, which the seed's PUBACK completes.
     #[test]
     fn hub_session_seed_connects_stores_and_completes_c2d() {
-        let mut run = HubRun::new();
+        let mut run = HubRun::new(Protocol::Mqtt);
         let mut input = hub_session_connect(false, false);
         let seed = &mqtt_hub_session_seeds()[0];
         assert_eq!(seed[..2], SEED_SCHEDULES[0]);

@@ -9,24 +9,19 @@ use alloc::vec;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
-use super::{
-    DEVICE_ID, KEY, MAX_TIMERS_PER_STEP, START, Schedule, amqp_frame_bytes, assert_progress,
-};
+use super::{HubRun, KEY, START, Schedule, amqp_frame_bytes};
 use crate::Protocol;
 use crate::amqp::cbs::PutToken;
 use crate::amqp::delivery_state::DeliveryState;
 use crate::amqp::frame::{self, FrameKind, FrameLimits};
 use crate::amqp::message::{self, HubStamps, MessageId};
-use crate::amqp::performative::Begin;
 use crate::amqp::performative::{
-    Attach, Disposition, Flow, Open, Performative, Role, Source, Target, Terminus, Transfer,
+    Attach, Begin, Disposition, Flow, Open, Performative, Role, Source, Target, Terminus, Transfer,
 };
 use crate::amqp::protocol_header::ProtocolHeader;
 use crate::amqp::types::Limits;
-use crate::hub::{DeviceRecord, Hub, HubConfig, HubEvent, StoreTicket};
 use crate::iothub::{self, SasToken};
-use crate::sansio::{ConnectionId, Endpoint, Transmit};
-use crate::time::{Duration, Timestamp};
+use crate::time::Duration;
 use crate::utf8::Utf8Bytes;
 
 /// The client's handles: the `$cbs` pair, telemetry, C2D.
@@ -129,7 +124,7 @@ fn device_hello() -> [Vec<u8>; 3] {
 /// connection is gone.
 pub fn amqp_hub(data: &[u8]) {
     let (mut schedule, stream) = Schedule::split(data);
-    let mut run = Run::new();
+    let mut run = HubRun::new(Protocol::Amqp);
     for step in device_hello() {
         run.input(&step);
     }
@@ -149,169 +144,49 @@ pub fn amqp_hub(data: &[u8]) {
         run.input(&input[offset..offset + n]);
         offset += n;
         if !c2d_sent && offset >= midway {
-            run.send_c2d();
+            run.send_c2d(2);
             c2d_sent = true;
         }
     }
     run.release_stores();
     run.advance(schedule.time_step());
     run.close();
-    run.check_output();
+    check_output(&run.wire);
 }
 
-struct Run {
-    hub: Hub,
-    now: Timestamp,
-    id: ConnectionId,
-    hold_stores: bool,
-    held: Vec<StoreTicket>,
-    closed: bool,
-    wire: BytesMut,
-    /// Telemetry messages the hub asked to store.
-    stored: usize,
-}
-
-impl Run {
-    fn new() -> Run {
-        let mut hub = Hub::new(HubConfig::default(), 7);
-        let record = DeviceRecord {
-            device_id: DEVICE_ID.into(),
-            primary_key: KEY.into(),
-            secondary_key: KEY.into(),
-            enabled: true,
-        };
-        if let Err(e) = hub.registry_mut().add(record) {
-            panic!("cannot register dev1: {e}");
-        }
-        let id = hub.accept(START, Protocol::Amqp);
-        let mut run = Run {
-            hub,
-            now: START,
-            id,
-            hold_stores: false,
-            held: vec![],
-            closed: false,
-            wire: BytesMut::new(),
-            stored: 0,
-        };
-        run.send_c2d();
-        run
-    }
-
-    fn send_c2d(&mut self) {
-        // A full queue may refuse it; the service sees that, the device does not.
-        let message = iothub::Message::new(Bytes::from_static(b"{\"cmd\":1}"));
-        let _ = self.hub.send_c2d(self.now, DEVICE_ID, message);
-        self.drain();
-    }
-
-    fn input(&mut self, bytes: &[u8]) {
-        // A violation has already been answered on the wire.
-        let _ = self.hub.handle_input(self.now, self.id, bytes);
-        self.drain();
-    }
-
-    fn release_stores(&mut self) {
-        while let Some(ticket) = self.held.pop() {
-            self.hub.telemetry_stored(self.now, ticket);
-            self.drain();
-        }
-    }
-
-    fn advance(&mut self, step: Duration) {
-        let target = self.now + step;
-        for _ in 0..MAX_TIMERS_PER_STEP {
-            match self.hub.poll_timeout() {
-                Some(deadline) if deadline <= target => {
-                    self.now = self.now.max(deadline);
-                    self.hub.handle_timeout(self.now);
-                    assert_progress(self.hub.poll_timeout(), self.now);
-                    self.drain();
-                }
+/// The hub's bytes: a protocol header (SASL's first, when the client chose it),
+/// then whole frames that decode.
+fn check_output(wire: &BytesMut) {
+    let mut rx = wire.clone();
+    let mut header = ProtocolHeader::decode(&mut rx);
+    while let Ok(Some(ProtocolHeader::SASL)) = header {
+        // SASL frames, then the AMQP header once the outcome is sent.
+        loop {
+            match frame::decode(&mut rx, &FrameLimits { max_frame_size: u32::MAX }) {
+                Ok(Some(f)) if matches!(f.kind, FrameKind::Sasl) => continue,
                 _ => break,
             }
         }
-        self.now = target;
+        header = ProtocolHeader::decode(&mut rx);
     }
-
-    fn close(&mut self) {
-        if !self.closed {
-            self.hub.handle_close(self.now, self.id);
-            self.closed = true;
-            self.drain();
-        }
-        assert_eq!(self.hub.connection_count(), 0, "a closed connection lingers");
+    match header {
+        Ok(Some(ProtocolHeader::AMQP)) => {}
+        Ok(None) => return,
+        other => panic!("the hub's output starts with {other:?}"),
     }
-
-    fn drain(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some((id, transmit)) = self.hub.poll_transmit() {
-                moved = true;
-                assert_eq!(id, self.id, "a transmit for a connection never accepted");
-                match transmit {
-                    Transmit::Send(bytes) => {
-                        assert!(!self.closed, "bytes sent after the connection closed");
-                        self.wire.extend_from_slice(&bytes);
-                    }
-                    Transmit::Close => {
-                        assert!(!self.closed, "the connection closed twice");
-                        self.closed = true;
-                    }
-                    Transmit::Connect => panic!("the hub asked to dial"),
-                }
-            }
-            while let Some(event) = self.hub.poll_event() {
-                moved = true;
-                if let HubEvent::StoreTelemetry { ticket, .. } = event {
-                    self.stored += 1;
-                    if self.hold_stores {
-                        self.held.push(ticket);
-                    } else {
-                        self.hub.telemetry_stored(self.now, ticket);
-                    }
-                }
-            }
-            if !moved {
-                return;
-            }
+    loop {
+        let frame = match frame::decode(&mut rx, &FrameLimits { max_frame_size: u32::MAX }) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => panic!("the hub sent a bad frame: {e}"),
+        };
+        if frame.is_empty() {
+            continue;
         }
+        let decoded = Performative::decode(&frame.body, &Limits::default());
+        assert!(decoded.is_ok(), "the hub sent an undecodable body: {decoded:?}");
     }
-
-    /// The hub's bytes: a protocol header (SASL's first, when the client chose
-    /// it), then whole frames that decode.
-    fn check_output(&self) {
-        let mut rx = self.wire.clone();
-        let mut header = ProtocolHeader::decode(&mut rx);
-        while let Ok(Some(ProtocolHeader::SASL)) = header {
-            // SASL frames, then the AMQP header once the outcome is sent.
-            loop {
-                match frame::decode(&mut rx, &FrameLimits { max_frame_size: u32::MAX }) {
-                    Ok(Some(f)) if matches!(f.kind, FrameKind::Sasl) => continue,
-                    _ => break,
-                }
-            }
-            header = ProtocolHeader::decode(&mut rx);
-        }
-        match header {
-            Ok(Some(ProtocolHeader::AMQP)) => {}
-            Ok(None) => return,
-            other => panic!("the hub's output starts with {other:?}"),
-        }
-        loop {
-            let frame = match frame::decode(&mut rx, &FrameLimits { max_frame_size: u32::MAX }) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => panic!("the hub sent a bad frame: {e}"),
-            };
-            if frame.is_empty() {
-                continue;
-            }
-            let decoded = Performative::decode(&frame.body, &Limits::default());
-            assert!(decoded.is_ok(), "the hub sent an undecodable body: {decoded:?}");
-        }
-        assert!(rx.is_empty(), "the hub's output ends mid-frame");
-    }
+    assert!(rx.is_empty(), "the hub's output ends mid-frame");
 }
 
 /// What a device sends once its links are up: telemetry (single, batched, too
@@ -391,7 +266,7 @@ mod tests {
 
     #[test]
     fn the_hello_authenticates_and_attaches() {
-        let mut run = Run::new();
+        let mut run = HubRun::new(Protocol::Amqp);
         for step in device_hello() {
             run.input(&step);
         }
