@@ -52,7 +52,7 @@ pub struct MultiplexedClient {
 #[derive(Debug)]
 enum Command {
     Add {
-        config: Box<DeviceConfig>,
+        config: DeviceConfig,
         reply: Sender<Result<DeviceKey, ConfigError>>,
     },
     Remove {
@@ -120,7 +120,7 @@ impl MultiplexedClient {
     pub fn add_device(&self, config: DeviceConfig) -> Result<DeviceKey, AddDeviceError> {
         let (reply, answer) = mpsc::channel();
         self.driver
-            .command(Command::Add { config: Box::new(config), reply })
+            .command(Command::Add { config, reply })
             .and_then(|()| answer.recv().ok())
             .ok_or(AddDeviceError::Closed)?
             .map_err(AddDeviceError::from)
@@ -248,7 +248,7 @@ impl Client for MultiplexDriver {
         let mux = &mut mux.0;
         match command {
             Command::Add { config, reply } => {
-                let _ = reply.send(mux.add_device(now, *config));
+                let _ = reply.send(mux.add_device(now, config));
             }
             Command::Remove { key, reply } => {
                 let _ = reply.send(mux.remove_device(now, key));
