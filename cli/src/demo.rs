@@ -1,6 +1,7 @@
 //! `hubwire demo`: an embedded hub and simulated devices over every MQTT transport, with
 //! a summary table, one row per transport. Exits non-zero if anything was lost.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,10 +10,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hubwire_blocking::{
-    ClientTransport, DeviceClient, HubServer, HubServerEvent, Listen, Transport, listener_name,
+    ClientTransport, DeviceClient, HubServer, HubServerEvent, Listen, MultiplexedClient, Transport,
+    listener_name,
 };
+use hubwire_core::ConnectionId;
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{DeviceConfig, DeviceEvent};
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
+use hubwire_core::iothub::Disposition::Complete;
 use hubwire_core::iothub::Message;
 use hubwire_transports::tls::{self, local_ca};
 
@@ -35,6 +40,11 @@ pub(crate) struct DemoArgs {
     /// Telemetry messages each device sends.
     #[arg(long, default_value_t = 100)]
     messages: usize,
+    /// Also run every device over one AMQP connection (AMQP over TLS), each with
+    /// its own CBS token and links, as IoT Hub allows for up to about 1000 devices
+    /// (spec file §5.10); its row is `amqp (multiplexed, 1 connection)`.
+    #[arg(long)]
+    multiplex: bool,
 }
 
 /// What one simulated device saw.
@@ -128,8 +138,12 @@ fn serve_and_run(
     let server_tls = tls::server_config(chain, key).map_err(|e| e.to_string())?;
     let config = HubConfig { host_names: names.to_vec(), ..HubConfig::default() };
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let listen: Vec<Listen> =
+    let mut listen: Vec<Listen> =
         TRANSPORTS.iter().map(|t| Listen { listener: t.listener(), address: loopback }).collect();
+    let amqp = Listen { listener: Transport::Amqp.listener(), address: loopback };
+    if args.multiplex && !listen.contains(&amqp) {
+        listen.push(amqp);
+    }
     let hub = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
         .map_err(|e| e.to_string())?;
     let addresses: Vec<String> = hub
@@ -152,6 +166,11 @@ fn serve_and_run(
         };
         let client = ClientTransport::with_ca(transport, &certificate.ca_path);
         let (row, seen) = run_transport(&hub, &client, transport, address, records, args.messages);
+        rows.push(row);
+        problems.extend(seen);
+    }
+    if args.multiplex {
+        let (row, seen) = run_multiplexed(&hub, &certificate.ca_path, records, args.messages);
         rows.push(row);
         problems.extend(seen);
     }
@@ -197,7 +216,7 @@ fn run_transport(
             })
             .collect()
     });
-    let c2d_completed = count_completions(hub, records.len());
+    let (c2d_completed, _) = count_completions(hub, records.len());
     let stored = hub.stored().len() - stored_before;
     let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
     latencies.sort();
@@ -295,21 +314,209 @@ fn wait_connected(device: &DeviceClient) -> Result<(), String> {
     Err(format!("not connected within {STEP_TIMEOUT:?}"))
 }
 
-/// Reads hub events until `expected` C2D completions or [`STEP_TIMEOUT`].
-fn count_completions(hub: &HubServer, expected: usize) -> usize {
+/// Reads hub events until `expected` C2D completions or [`STEP_TIMEOUT`]; returns
+/// the completions and the connections devices authenticated on meanwhile.
+fn count_completions(hub: &HubServer, expected: usize) -> (usize, BTreeSet<ConnectionId>) {
     let deadline = Instant::now() + STEP_TIMEOUT;
     let mut completed = 0;
+    let mut connections = BTreeSet::new();
     while completed < expected {
         let Some(event) = hub.recv_event(deadline.saturating_duration_since(Instant::now())) else {
             break;
         };
-        if let HubServerEvent::Hub(HubEvent::C2dSettled(settled)) = event {
-            if settled.outcome == Outcome::Completed {
+        match event {
+            HubServerEvent::Hub(HubEvent::C2dSettled(settled))
+                if settled.outcome == Outcome::Completed =>
+            {
                 completed += 1;
+            }
+            HubServerEvent::Hub(HubEvent::Connected { connection, .. }) => {
+                connections.insert(connection);
+            }
+            _ => {}
+        }
+    }
+    (completed, connections)
+}
+
+/// The row of [`run_multiplexed`].
+const MULTIPLEXED_ROW: &str = "amqp (multiplexed, 1 connection)";
+
+/// Runs every device over one [`MultiplexedClient`] on AMQP over TLS: each sends
+/// its telemetry one message at a time, all devices at once, then completes the C2D
+/// message the hub sends it. The hub must see one connection.
+fn run_multiplexed(
+    hub: &HubServer,
+    ca: &Path,
+    records: &[DeviceRecord],
+    messages: usize,
+) -> (Row, Vec<String>) {
+    let mut row = Row {
+        transport: MULTIPLEXED_ROW,
+        devices: records.len(),
+        sent: 0,
+        acknowledged: 0,
+        stored: 0,
+        c2d_delivered: 0,
+        c2d_completed: 0,
+        p50: Duration::ZERO,
+        p99: Duration::ZERO,
+        bytes_per_message: 0.0,
+    };
+    let stored_before = hub.stored().len();
+    let mut problems = Vec::new();
+    let mut latencies = Vec::new();
+    match hub.local_addr(Transport::Amqp.listener()) {
+        None => problems.push(String::from("no AMQP listener")),
+        Some(address) => {
+            let run = Multiplex { records, messages, row: &mut row, latencies: &mut latencies };
+            if let Err(problem) = run.run(hub, address, ca) {
+                problems.push(problem);
             }
         }
     }
-    completed
+    let (c2d_completed, connections) = count_completions(hub, records.len());
+    row.c2d_completed = c2d_completed;
+    row.stored = hub.stored().len() - stored_before;
+    latencies.sort();
+    row.p50 = percentile(&latencies, 50);
+    row.p99 = percentile(&latencies, 99);
+    if connections.len() != 1 {
+        problems.push(format!("the hub saw {} connections, not 1", connections.len()));
+    }
+    let problems = problems.into_iter().map(|p| format!("{MULTIPLEXED_ROW}: {p}")).collect();
+    (row, problems)
+}
+
+/// One multiplexed run in progress.
+struct Multiplex<'a> {
+    records: &'a [DeviceRecord],
+    messages: usize,
+    row: &'a mut Row,
+    latencies: &'a mut Vec<Duration>,
+}
+
+impl Multiplex<'_> {
+    /// Connects the devices, runs the telemetry and the C2D round trips.
+    ///
+    /// Errors: the first thing that went wrong, in words.
+    fn run(mut self, hub: &HubServer, address: SocketAddr, ca: &Path) -> Result<(), String> {
+        let config = MultiplexConfig::new(address.to_string());
+        let transport = ClientTransport::with_ca(Transport::Amqp, ca);
+        let client = MultiplexedClient::connect(config, transport)
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let mut ids = BTreeMap::new();
+        for record in self.records {
+            let cs = registry::connection_string(address.to_string(), record);
+            let key = client
+                .add_device(DeviceConfig::new(cs))
+                .map_err(|e| format!("{}: cannot add: {e}", record.device_id))?;
+            ids.insert(key, record.device_id.as_str());
+        }
+        let mut connected = BTreeSet::new();
+        next_events(&client, &ids, |key, event| {
+            if let DeviceEvent::Connected { .. } = event {
+                connected.insert(key);
+            }
+            Ok(connected.len() == ids.len())
+        })?;
+        let result = self.telemetry(&client, &ids).and_then(|()| {
+            for id in ids.values() {
+                let mut c2d = Message::new(&b"demo command"[..]);
+                c2d.message_id = Some(format!("c2d-multiplexed-{id}"));
+                hub.send_c2d(id, c2d).map_err(|e| format!("C2D to {id} refused: {e}"))?;
+            }
+            let mut delivered = BTreeSet::new();
+            next_events(&client, &ids, |key, event| {
+                if let DeviceEvent::C2d(c2d) = event {
+                    delivered.insert(key);
+                    let completed = c2d.lock_token.map(|lock| client.settle(key, &lock, Complete));
+                    if !matches!(completed, Some(Ok(()))) {
+                        return Err(format!("{}: C2D message not completed", name(&ids, key)));
+                    }
+                }
+                Ok(delivered.len() == ids.len())
+            })
+            .inspect_err(|_| self.row.c2d_delivered = delivered.len())?;
+            self.row.c2d_delivered = delivered.len();
+            Ok(())
+        });
+        client.close();
+        result
+    }
+
+    /// Every device sends its messages one at a time, all devices at once.
+    fn telemetry(
+        &mut self,
+        client: &MultiplexedClient,
+        ids: &BTreeMap<DeviceKey, &str>,
+    ) -> Result<(), String> {
+        if self.messages == 0 {
+            return Ok(());
+        }
+        // Counted from here, so the connection's own frames are not in the figure.
+        let before = client.bytes_written();
+        let mut sent_at: BTreeMap<DeviceKey, (usize, Instant)> = BTreeMap::new();
+        let send = |key: DeviceKey, i: usize, row: &mut Row, sent_at: &mut BTreeMap<_, _>| {
+            let mut message = Message::new(format!("{{\"reading\":{i}}}").into_bytes());
+            message.properties.set("sensor", "temperature");
+            message.properties.set("index", i.to_string());
+            row.sent += 1;
+            sent_at.insert(key, (i, Instant::now()));
+            client.send_telemetry(key, message).map(|_| ()).map_err(|e| format!("{e}"))
+        };
+        for &key in ids.keys() {
+            send(key, 0, self.row, &mut sent_at)?;
+        }
+        let mut done = 0;
+        let result = next_events(client, ids, |key, event| {
+            match event {
+                DeviceEvent::TelemetryAcknowledged(_) => {
+                    let Some(&(i, started)) = sent_at.get(&key) else { return Ok(false) };
+                    self.row.acknowledged += 1;
+                    self.latencies.push(started.elapsed());
+                    if i + 1 < self.messages {
+                        send(key, i + 1, self.row, &mut sent_at)?;
+                    } else {
+                        done += 1;
+                    }
+                }
+                DeviceEvent::TelemetryRejected { condition, .. } => {
+                    return Err(format!("{}: telemetry rejected: {condition}", name(ids, key)));
+                }
+                _ => {}
+            }
+            Ok(done == ids.len())
+        });
+        let bytes = client.bytes_written() - before;
+        self.row.bytes_per_message = bytes as f64 / self.row.acknowledged.max(1) as f64;
+        result
+    }
+}
+
+/// Hands the client's events to `each` until it returns `Ok(true)`; a device that
+/// stops or [`STEP_TIMEOUT`] without an event is an error.
+fn next_events(
+    client: &MultiplexedClient,
+    ids: &BTreeMap<DeviceKey, &str>,
+    mut each: impl FnMut(DeviceKey, &DeviceEvent) -> Result<bool, String>,
+) -> Result<(), String> {
+    loop {
+        let Some((key, event)) = client.recv_event(STEP_TIMEOUT) else {
+            return Err(format!("no progress within {STEP_TIMEOUT:?}"));
+        };
+        if let DeviceEvent::Disconnected { reason, .. } = &event {
+            return Err(format!("{}: {reason}", name(ids, key)));
+        }
+        if each(key, &event)? {
+            return Ok(());
+        }
+    }
+}
+
+/// The device id of `key`.
+fn name<'a>(ids: &BTreeMap<DeviceKey, &'a str>, key: DeviceKey) -> &'a str {
+    ids.get(&key).copied().unwrap_or("?")
 }
 
 /// The nearest-rank percentile of sorted values; zero for none.

@@ -74,6 +74,11 @@ pub(crate) struct HubArgs {
     /// Without --device or --registry the hub registers `device1`.
     #[arg(long, value_name = "FILE")]
     registry: Option<PathBuf>,
+    /// Identities one AMQP connection may hold CBS tokens for: a put-token for one
+    /// more is refused with status 403 (IoT Hub's 403005). IoT Hub's per-connection
+    /// CBS token limit is about 1000 (spec file §5.2), the default.
+    #[arg(long, value_name = "N", default_value_t = hubwire_core::amqp::cbs::MAX_TOKENS)]
+    max_cbs_tokens: usize,
 }
 
 /// A listener's port, or none for `off`.
@@ -121,7 +126,8 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
         args.host_names.clone()
     };
     let (server_tls, ca) = certificate(args, &host_names)?;
-    let config = HubConfig { host_names, ..HubConfig::default() };
+    let config =
+        HubConfig { host_names, max_cbs_tokens: args.max_cbs_tokens, ..HubConfig::default() };
     let at = |port| SocketAddr::new(args.bind, port);
     let mut listen = Vec::new();
     if let PortSetting(Some(port)) = args.mqtt_port {

@@ -58,3 +58,24 @@ fn demo_with_a_closed_stdout_exits_quietly_with_its_verdict() {
     assert!(output.status.success(), "exit {:?}\n{stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn demo_multiplex_adds_a_row_of_every_device_over_one_amqp_connection() {
+    let output = Command::new(hubwire_conformance::process::hubwire())
+        .args(["demo", "--multiplex", "--devices", "5", "--messages", "10"])
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run hubwire: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
+    let label = "amqp (multiplexed, 1 connection)";
+    let Some(row) = stdout.lines().find_map(|l| l.strip_prefix(label)) else {
+        panic!("no {label:?} row in\n{stdout}");
+    };
+    // devices, sent, acknowledged, stored, c2d delivered, c2d completed.
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.get(..6), Some(&["5", "50", "50", "50", "5", "5"][..]), "{stdout}");
+}

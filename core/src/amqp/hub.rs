@@ -12,7 +12,7 @@
 //! |---|---|
 //! | put-token that does not parse | status 400, the request accepted (EDGE `CbsNode`) |
 //! | put-token with a bad, expired or foreign token; unknown device | its status (401, 404), logged as the registry's code |
-//! | put-token for a new identity past [`cbs::MAX_TOKENS`] | status 403, 403005 IotHubMaxCbsTokenExceeded |
+//! | put-token for a new identity past `HubConfig::max_cbs_tokens` ([`cbs::MAX_TOKENS`]) | status 403, 403005 IotHubMaxCbsTokenExceeded |
 //! | attach to an address that names no node | refused, `amqp:not-found` |
 //! | attach for an identity without a valid token | refused, `amqp:unauthorized-access` |
 //! | attach in a direction the node does not serve | refused, `amqp:not-allowed` |
@@ -168,7 +168,7 @@ impl AmqpConnection {
             ),
             auth_deadline: Some(now + config.connect_timeout),
             plain: None,
-            tokens: CbsTokens::default(),
+            tokens: CbsTokens::new(config.max_cbs_tokens),
             bound: BTreeSet::new(),
             links: BTreeMap::new(),
             cbs_responses: VecDeque::new(),

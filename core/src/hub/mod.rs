@@ -60,6 +60,11 @@ pub struct HubConfig {
     pub max_connect_size: usize,
     /// C2D messages sent to one MQTT connection and not yet acknowledged, at most.
     pub mqtt_c2d_in_flight: usize,
+    /// Identities one AMQP connection may hold CBS tokens for, at most; a put-token
+    /// for one more is refused with status 403 (IoT Hub's 403005
+    /// IotHubMaxCbsTokenExceeded). Default [`crate::amqp::cbs::MAX_TOKENS`], IoT
+    /// Hub's per-connection limit of about 1000 (spec file §5.2, §5.10).
+    pub max_cbs_tokens: usize,
 }
 
 impl Default for HubConfig {
@@ -73,6 +78,7 @@ impl Default for HubConfig {
             mqtt_limits: mqtt::Limits::default(),
             max_connect_size: 16 * 1024,
             mqtt_c2d_in_flight: 16,
+            max_cbs_tokens: crate::amqp::cbs::MAX_TOKENS,
         }
     }
 }

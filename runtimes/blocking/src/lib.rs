@@ -2,22 +2,27 @@
 //! `std::net` sockets with threads.
 //!
 //! - [`DeviceClient`]: a device connected to its hub, one driver thread per device.
+//! - [`MultiplexedClient`]: many devices over one AMQP connection, one driver
+//!   thread for them all.
 //! - [`HubServer`]: a local IoT Hub serving MQTT and AMQP over TLS, WebSocket and
 //!   plain TCP listeners, one driver thread for the engine and threads per
 //!   connection for the sockets.
 //! - [`clock`]: the one place time is read.
 //!
-//! Both drivers are written against the sans-IO contract
+//! The drivers are written against the sans-IO contract
 //! ([`hubwire_core::sansio`]), not against a protocol.
 
 pub mod clock;
 mod device;
 pub mod dial;
+mod driver;
 mod flow;
 mod hub;
+mod multiplexed;
 mod reader;
 mod writer;
 
 pub use device::{ClientTransport, DeviceClient, TelemetryError, TransportChoice, TransportStatus};
 pub use hub::{BindError, HubServer, HubServerEvent, Listen, listener_name};
 pub use hubwire_transports::{Listener, Transport};
+pub use multiplexed::{AddDeviceError, MultiplexedClient};

@@ -1,0 +1,435 @@
+//! The driver thread every client runs, whatever its machine: one device
+//! ([`crate::DeviceClient`]) or one AMQP connection carrying many
+//! ([`crate::MultiplexedClient`]). The thread owns the sans-IO machine, its TCP
+//! connection and the transport [`Stack`] on it (TLS, WebSocket); the application
+//! talks to it over a channel.
+//!
+//! The driver follows the sans-IO contract (DESIGN.md): after every input or command
+//! it drains `poll_transmit` and `poll_event`, then waits on its one channel until
+//! the next input or `poll_timeout`. A reader thread per TCP connection forwards
+//! bytes and the close to that channel, tagged with the connection's generation, so
+//! anything still arriving from a connection the machine has closed is ignored.
+//! Transmits are written by the driver itself: a client has one peer, and a blocked
+//! write has nothing else to hold up.
+//!
+//! The machine hears of a connection (`handle_connected`) only once every handshake
+//! of its stack is done, so its first frame is the first thing it sends on an open
+//! transport; a failed handshake reaches it as `handle_close`, and its words reach
+//! the application through [`TransportStatus`].
+//!
+//! What differs between clients, their commands and what their events mean to the
+//! application, is a [`Client`].
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use hubwire_core::{Connection, Timestamp, Transmit};
+use hubwire_transports::tls;
+use hubwire_transports::{Stack, Transport};
+use rand_core::{OsRng, RngCore};
+
+use crate::device::{ClientTransport, TransportChoice, TransportStatus};
+use crate::flow::{Chunk, Flow};
+use crate::{clock, dial, reader};
+
+/// The client-specific half of a driver: its machine, its commands and what becomes
+/// of the machine's events.
+pub(crate) trait Client: Send + 'static {
+    /// The sans-IO machine driven.
+    type Machine: Connection + Send + 'static;
+    /// What the application asks of the machine.
+    type Command: Send + 'static;
+
+    /// Carries out a command on the machine.
+    fn command(&mut self, machine: &mut Self::Machine, now: Timestamp, command: Self::Command);
+
+    /// Tells the machine to close for good (the driver then writes its last words
+    /// and stops).
+    fn stop(&mut self, machine: &mut Self::Machine, now: Timestamp);
+
+    /// Hands one of the machine's events to the application.
+    fn event(&mut self, event: <Self::Machine as Connection>::Event);
+}
+
+/// What the driver waits for.
+#[derive(Debug)]
+enum Input<C> {
+    /// Bytes from the connection of this generation.
+    Bytes { generation: u64, bytes: Chunk },
+    /// The connection of this generation closed or broke.
+    Closed { generation: u64 },
+    /// Boxed: commands are rare, and bytes should not pay for their size.
+    Command(Box<C>),
+    /// Stop the machine and the driver, then answer.
+    Stop { reply: Sender<()> },
+}
+
+/// The application's side of a driver thread. Dropping it stops the driver and
+/// waits for it.
+#[derive(Debug)]
+pub(crate) struct Handle<C> {
+    commands: Sender<Input<C>>,
+    bytes_written: Arc<AtomicU64>,
+    status: Arc<Mutex<TransportStatus>>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl<C: Send + 'static> Handle<C> {
+    /// Starts a driver thread named `name` for `machine`, which dials `host` (and
+    /// `port`, when given, for the transport asked for) over `transport`.
+    ///
+    /// Errors: `InvalidInput` when the trusted CAs cannot be loaded (a missing CA
+    /// file); the OS's error when the thread cannot start.
+    pub(crate) fn spawn<A: Client<Command = C>>(
+        name: String,
+        machine: A::Machine,
+        client: A,
+        (host, port): (String, Option<u16>),
+        transport: &ClientTransport,
+    ) -> io::Result<Handle<C>> {
+        let (first, fallback) = match transport.choice {
+            TransportChoice::Fixed(t) => (t, None),
+            TransportChoice::Auto(t) => (t, t.websocket_fallback()),
+        };
+        let tls = if first.tls() || fallback.is_some() {
+            let config = tls::client_config(&transport.trust)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Some(config)
+        } else {
+            None
+        };
+        let (commands, inputs) = mpsc::channel();
+        let bytes_written = Arc::new(AtomicU64::new(0));
+        let status = Arc::new(Mutex::new(TransportStatus::default()));
+        let driver = Driver {
+            name,
+            machine,
+            client,
+            host,
+            port,
+            current: first,
+            native: first,
+            fallback,
+            tls,
+            status: Arc::clone(&status),
+            inputs,
+            readers: commands.clone(),
+            socket: None,
+            open: false,
+            generation: 0,
+            bytes_written: Arc::clone(&bytes_written),
+        };
+        let driver =
+            thread::Builder::new().name(driver.name.clone()).spawn(move || driver.run())?;
+        Ok(Handle { commands, bytes_written, status, driver: Some(driver) })
+    }
+}
+
+impl<C> Handle<C> {
+    /// Hands a command to the driver; `None` when the driver has stopped.
+    pub(crate) fn command(&self, command: C) -> Option<()> {
+        self.commands.send(Input::Command(Box::new(command))).ok()
+    }
+
+    /// Stops the machine (its close is written) and the driver; returns once the
+    /// socket is shut down. Calling it again does nothing.
+    pub(crate) fn stop(&self) {
+        let (reply, done) = mpsc::channel();
+        if self.commands.send(Input::Stop { reply }).is_ok() {
+            let _ = done.recv();
+        }
+    }
+
+    /// Bytes written to the sockets, over every connection.
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// What the transport did last.
+    pub(crate) fn transport_status(&self) -> TransportStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl<C> Drop for Handle<C> {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+}
+
+/// The driver thread's state.
+struct Driver<A: Client> {
+    name: String,
+    machine: A::Machine,
+    client: A,
+    /// Where to dial: the host, and the port asked for if any.
+    host: String,
+    port: Option<u16>,
+    /// The transport dialled first on the next connect.
+    current: Transport,
+    /// The transport asked for, and its fallback under [`TransportChoice::Auto`].
+    native: Transport,
+    fallback: Option<Transport>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    status: Arc<Mutex<TransportStatus>>,
+    inputs: Receiver<Input<A::Command>>,
+    /// A sender for the reader threads.
+    readers: Sender<Input<A::Command>>,
+    /// The open connection and its layers, if any.
+    socket: Option<(TcpStream, Stack)>,
+    /// The machine was told the connection is open (every handshake done).
+    open: bool,
+    /// Counts connections (and closes): input tagged with an older generation comes
+    /// from a connection the machine has forgotten.
+    generation: u64,
+    bytes_written: Arc<AtomicU64>,
+}
+
+impl<A: Client> Driver<A> {
+    fn run(mut self) {
+        loop {
+            self.drain();
+            let input = match self.machine.poll_timeout() {
+                Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
+                None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let now = clock::now();
+            match input {
+                Ok(Input::Bytes { generation, bytes }) if generation == self.generation => {
+                    self.received(now, &bytes);
+                }
+                Ok(Input::Closed { generation }) if generation == self.generation => {
+                    self.socket = None;
+                    self.open = false;
+                    self.machine.handle_close(now);
+                }
+                Ok(Input::Bytes { .. } | Input::Closed { .. }) => {}
+                Ok(Input::Command(command)) => {
+                    self.client.command(&mut self.machine, clock::now(), *command);
+                }
+                Ok(Input::Stop { reply }) => {
+                    self.client.stop(&mut self.machine, clock::now());
+                    self.drain();
+                    self.shut_socket();
+                    let _ = reply.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Unreachable while `readers` lives; nothing is left to drive.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // Checked after every input, not only on a quiet channel, so a steady
+            // stream of input cannot starve the timers.
+            if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+                self.machine.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Drains transmits and events until the machine has nothing more to say.
+    fn drain(&mut self) {
+        loop {
+            if let Some(transmit) = self.machine.poll_transmit() {
+                self.transmit(transmit);
+            } else if let Some(event) = self.machine.poll_event() {
+                self.client.event(event);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Bytes from the connection: through the stack, then to the machine once every
+    /// handshake is done.
+    fn received(&mut self, now: Timestamp, bytes: &[u8]) {
+        let Some((_, stack)) = self.socket.as_mut() else {
+            return;
+        };
+        let result = stack.handle_input(bytes);
+        let plain = stack.take_plain();
+        let newly_open = !self.open && stack.is_open();
+        let tls_version = stack.tls_version();
+        self.flush();
+        if let Err(e) = result {
+            self.transport_failed(now, e.to_string());
+            return;
+        }
+        if newly_open {
+            self.open = true;
+            self.update_status(|s| s.tls_version = tls_version);
+            self.machine.handle_connected(now);
+        }
+        if self.open && !plain.is_empty() {
+            // A protocol violation is already answered (closed) by the machine and
+            // reported as an event.
+            let _ = self.machine.handle_input(now, &plain);
+        }
+        if self.socket.as_ref().is_some_and(|(_, stack)| stack.is_closed()) {
+            self.transport_failed(now, String::from("the hub closed the connection"));
+        }
+    }
+
+    /// The stack gave up: its last words are written; the machine hears of a close.
+    fn transport_failed(&mut self, now: Timestamp, error: String) {
+        self.update_status(|s| s.last_error = Some(error));
+        self.shut_socket();
+        self.open = false;
+        self.machine.handle_close(now);
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        match transmit {
+            Transmit::Connect => {
+                self.shut_socket();
+                self.open = false;
+                match self.open_connection() {
+                    Ok(()) => {
+                        let now = clock::now();
+                        if self.socket.as_ref().is_some_and(|(_, stack)| stack.is_open()) {
+                            self.open = true;
+                            self.machine.handle_connected(now);
+                        }
+                    }
+                    Err(e) => {
+                        self.update_status(|s| s.last_error = Some(e));
+                        self.machine.handle_close(clock::now());
+                    }
+                }
+            }
+            Transmit::Send(bytes) => {
+                let Some((_, stack)) = self.socket.as_mut() else {
+                    return;
+                };
+                if let Err(e) = stack.send(bytes) {
+                    self.update_status(|s| s.last_error = Some(e.to_string()));
+                }
+                self.flush();
+            }
+            Transmit::Close => {
+                if let Some((_, stack)) = self.socket.as_mut() {
+                    stack.close();
+                }
+                self.flush();
+                self.shut_socket();
+            }
+        }
+    }
+
+    /// Writes what the stack has for the socket. A failed write shuts the socket;
+    /// the reader sees that and reports the close, which reaches the machine as
+    /// `handle_close` in order with any bytes read before it.
+    fn flush(&mut self) {
+        let Some((socket, stack)) = self.socket.as_mut() else {
+            return;
+        };
+        while let Some(bytes) = stack.poll_output() {
+            match socket.write_all(&bytes) {
+                Ok(()) => {
+                    self.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    let _ = socket.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dials the hub over the current transport (and, under
+    /// [`TransportChoice::Auto`], its fallback when that cannot be reached), starts
+    /// the connection's reader and sends the stack's first bytes.
+    ///
+    /// Errors: what went wrong, in words.
+    fn open_connection(&mut self) -> Result<(), String> {
+        let first = self.current;
+        let (stream, transport) = match self.dial(first) {
+            Ok(stream) => (stream, first),
+            Err(first_error) => {
+                let other = if first == self.native { self.fallback } else { Some(self.native) };
+                let Some(other) = other else {
+                    return Err(first_error);
+                };
+                match self.dial(other) {
+                    Ok(stream) => {
+                        self.current = other;
+                        let reason = (other != self.native).then(|| first_error.clone());
+                        self.update_status(|s| s.fallback_reason = reason);
+                        (stream, other)
+                    }
+                    Err(other_error) => return Err(format!("{first_error}; {other_error}")),
+                }
+            }
+        };
+        let port = self.port_for(transport);
+        let mut ws_key = [0u8; 16];
+        OsRng.fill_bytes(&mut ws_key);
+        let stack = Stack::client(transport, &self.host, port, self.tls.clone(), ws_key)
+            .map_err(|e| e.to_string())?;
+        let peer = stream.peer_addr().ok();
+        self.update_status(|s| {
+            s.transport = Some(transport);
+            s.peer = peer;
+            s.tls_version = None;
+        });
+        self.start_reader(&stream).map_err(|e| format!("cannot start a reader thread: {e}"))?;
+        self.socket = Some((stream, stack));
+        self.flush();
+        Ok(())
+    }
+
+    /// The port to dial for `transport`: the one asked for is for the transport
+    /// asked for; the fallback goes to its own port.
+    fn port_for(&self, transport: Transport) -> u16 {
+        match self.port {
+            Some(port) if transport == self.native => port,
+            _ => transport.default_port(),
+        }
+    }
+
+    /// Opens a TCP connection for `transport`.
+    ///
+    /// Errors: the dial's error, with the transport and address.
+    fn dial(&self, transport: Transport) -> Result<TcpStream, String> {
+        let port = self.port_for(transport);
+        dial::dial(&self.host, port)
+            .map_err(|e| format!("{transport} to {}:{port}: {e}", self.host))
+    }
+
+    /// Starts the reader of a new connection.
+    fn start_reader(&self, stream: &TcpStream) -> io::Result<()> {
+        let generation = self.generation;
+        // The reader ends when the socket is shut down; the flow only paces it.
+        let spawned = reader::spawn(
+            format!("{}-read", self.name),
+            Arc::new(stream.try_clone()?),
+            Arc::new(Flow::default()),
+            self.readers.clone(),
+            move |bytes| Input::Bytes { generation, bytes },
+            Input::Closed { generation },
+        );
+        if spawned.is_err() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        spawned
+    }
+
+    /// Shuts the current connection down (its bytes already written leave first)
+    /// and starts a new generation, so its reader's last messages are ignored.
+    fn shut_socket(&mut self) {
+        if let Some((socket, _)) = self.socket.take() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        self.generation += 1;
+    }
+
+    fn update_status(&self, change: impl FnOnce(&mut TransportStatus)) {
+        change(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}

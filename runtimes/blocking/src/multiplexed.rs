@@ -1,0 +1,273 @@
+//! Many devices over one AMQP connection on a thread (spec file §5.10): a
+//! [`crate::driver`] whose machine is a [`Multiplexed`] connection. Each device
+//! brings its own credential (its own CBS put-token, spec file §5.2) and links; the
+//! socket, TLS and heartbeats are shared.
+//!
+//! IoT Hub holds about 1000 CBS tokens per connection and refuses the next identity
+//! with status 403 (403005); the .NET SDK stops at 995 devices per connection (spec
+//! file §5.2, §5.10). This client leaves the count to the application: a device
+//! refused for it reports [`DeviceEvent::Disconnected`] with
+//! [`DisconnectReason::TokenRefused`], and its neighbours carry on.
+
+use std::io;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+use hubwire_core::device::{
+    ConfigError, DeviceConfig, DeviceEvent, DispositionError, ProtocolError, TelemetryId,
+};
+use hubwire_core::iothub::{Disposition, LockToken, Message};
+use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
+use rand_core::{OsRng, RngCore};
+
+use crate::device::{ClientTransport, TransportChoice, TransportStatus};
+use crate::driver::{Client, Handle};
+use crate::{TelemetryError, dial};
+
+/// Why a device was not added.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddDeviceError {
+    /// Its configuration cannot make a device (a key that is not base64, a zero
+    /// limit).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The client was closed before.
+    #[error("the multiplexed client is closed")]
+    Closed,
+}
+
+/// An AMQP connection to a hub carrying many devices, driven by a thread. See the
+/// module documentation.
+///
+/// Every method takes `&self`. Dropping the client closes the connection.
+#[derive(Debug)]
+pub struct MultiplexedClient {
+    driver: Handle<Command>,
+    events: Mutex<Receiver<(DeviceKey, DeviceEvent)>>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Add {
+        config: DeviceConfig,
+        reply: Sender<Result<DeviceKey, ConfigError>>,
+    },
+    Remove {
+        key: DeviceKey,
+        reply: Sender<bool>,
+    },
+    Send {
+        key: DeviceKey,
+        message: Message,
+        reply: Sender<Result<TelemetryId, TelemetryError>>,
+    },
+    Settle {
+        key: DeviceKey,
+        lock: LockToken,
+        disposition: Disposition,
+        reply: Sender<Result<(), DispositionError>>,
+    },
+}
+
+impl MultiplexedClient {
+    /// Starts a connection to `config.host_name` (a host, or `host:port` to dial
+    /// another port than the transport's, written as in a connection string's
+    /// `HostName`). It dials once the first device is added, and again after every
+    /// lost connection, as `config.backoff` says; the backoff's jitter is seeded
+    /// from `config.seed` mixed with the operating system's randomness.
+    ///
+    /// Errors: `InvalidInput` when `transport` is not AMQP (`amqp`, `amqp-ws`,
+    /// `amqp-tcp`: only AMQP multiplexes devices, spec file §5.10) or the trusted
+    /// CAs cannot be loaded; the OS's error when the thread cannot start.
+    pub fn connect(
+        config: MultiplexConfig,
+        transport: ClientTransport,
+    ) -> io::Result<MultiplexedClient> {
+        let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
+        if asked.protocol() != Protocol::Amqp {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{asked} speaks {}: only AMQP carries several devices on one connection \
+                     (amqp, amqp-ws, amqp-tcp)",
+                    asked.protocol()
+                ),
+            ));
+        }
+        let host = dial::split_port(&config.host_name);
+        let name = format!("hubwire-amqp-{}", config.host_name);
+        let mut config = config;
+        // Connections started together must not retry in step.
+        config.seed ^= OsRng.next_u64();
+        let (events_tx, events) = mpsc::channel();
+        let client = MultiplexDriver { events: events_tx };
+        let driver = Handle::spawn(name, Mux(Multiplexed::new(config)), client, host, &transport)?;
+        Ok(MultiplexedClient { driver, events: Mutex::new(events) })
+    }
+
+    /// Adds a device: it puts its token on the open connection at once, else once
+    /// the connection opens (the first device makes it dial).
+    /// [`DeviceEvent::Connected`] with its key reports it ready; a refused token
+    /// [`DeviceEvent::Disconnected`] with no reconnect. The connection string's
+    /// host and the protocol, keep-alive, backoff and seed of `config` are the
+    /// connection's business and not used.
+    ///
+    /// Errors: [`AddDeviceError::Config`] as [`Multiplexed::add_device`],
+    /// [`AddDeviceError::Closed`] after [`close`](Self::close).
+    pub fn add_device(&self, config: DeviceConfig) -> Result<DeviceKey, AddDeviceError> {
+        let (reply, answer) = mpsc::channel();
+        self.driver
+            .command(Command::Add { config, reply })
+            .and_then(|()| answer.recv().ok())
+            .ok_or(AddDeviceError::Closed)?
+            .map_err(AddDeviceError::from)
+    }
+
+    /// Removes a device: its links detach, the connection stays; its telemetry not
+    /// yet acknowledged is dropped. Returns whether it was there.
+    pub fn remove_device(&self, key: DeviceKey) -> bool {
+        let (reply, answer) = mpsc::channel();
+        self.driver
+            .command(Command::Remove { key, reply })
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(false)
+    }
+
+    /// Queues a telemetry message of device `key` and returns at once with its id;
+    /// [`DeviceEvent::TelemetryAcknowledged`] (or `TelemetryRejected`) with the key
+    /// reports the hub's answer.
+    ///
+    /// Errors: [`TelemetryError::Refused`] as [`Multiplexed::send_telemetry`],
+    /// [`TelemetryError::Closed`] after [`close`](Self::close).
+    pub fn send_telemetry(
+        &self,
+        key: DeviceKey,
+        message: Message,
+    ) -> Result<TelemetryId, TelemetryError> {
+        let (reply, answer) = mpsc::channel();
+        self.driver
+            .command(Command::Send { key, message, reply })
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(Err(TelemetryError::Closed))
+    }
+
+    /// Settles device `key`'s C2D message: complete, reject or abandon (spec file
+    /// §5.5).
+    ///
+    /// Errors: as [`Multiplexed::settle`];
+    /// [`DispositionError::UnknownLockToken`] after [`close`](Self::close).
+    pub fn settle(
+        &self,
+        key: DeviceKey,
+        lock: &LockToken,
+        disposition: Disposition,
+    ) -> Result<(), DispositionError> {
+        let (reply, answer) = mpsc::channel();
+        self.driver
+            .command(Command::Settle { key, lock: *lock, disposition, reply })
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
+    }
+
+    /// The next event and the device it concerns, waiting at most `timeout`; `None`
+    /// when none came, or the client is closed and every event was read.
+    pub fn recv_event(&self, timeout: Duration) -> Option<(DeviceKey, DeviceEvent)> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events.recv_timeout(timeout).ok()
+    }
+
+    /// Closes the connection cleanly (AMQP `close`) and stops the driver; returns
+    /// once the socket is shut down. Every device still running reports
+    /// [`DeviceEvent::Disconnected`]. Calling it again does nothing.
+    pub fn close(&self) {
+        self.driver.stop();
+    }
+
+    /// Bytes written to the sockets, over every connection.
+    pub fn bytes_written(&self) -> u64 {
+        self.driver.bytes_written()
+    }
+
+    /// What the transport did last: see [`TransportStatus`].
+    pub fn transport_status(&self) -> TransportStatus {
+        self.driver.transport_status()
+    }
+}
+
+/// [`Multiplexed`] as the driver drives it: a [`Connection`] whose events name
+/// their device.
+#[derive(Debug)]
+struct Mux(Multiplexed);
+
+impl Connection for Mux {
+    type Event = (DeviceKey, DeviceEvent);
+    type Error = ProtocolError;
+
+    fn handle_connected(&mut self, now: Timestamp) {
+        self.0.handle_connected(now);
+    }
+
+    fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
+        self.0.handle_input(now, bytes)
+    }
+
+    fn handle_close(&mut self, now: Timestamp) {
+        self.0.handle_close(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.0.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<(DeviceKey, DeviceEvent)> {
+        self.0.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.0.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.0.handle_timeout(now);
+    }
+}
+
+/// The multiplexed client's half of its driver: the channel of events.
+struct MultiplexDriver {
+    events: Sender<(DeviceKey, DeviceEvent)>,
+}
+
+impl Client for MultiplexDriver {
+    type Machine = Mux;
+    type Command = Command;
+
+    fn command(&mut self, mux: &mut Mux, now: Timestamp, command: Command) {
+        let mux = &mut mux.0;
+        match command {
+            Command::Add { config, reply } => {
+                let _ = reply.send(mux.add_device(now, config));
+            }
+            Command::Remove { key, reply } => {
+                let _ = reply.send(mux.remove_device(now, key));
+            }
+            Command::Send { key, message, reply } => {
+                let sent = mux.send_telemetry(now, key, message).map_err(TelemetryError::from);
+                let _ = reply.send(sent);
+            }
+            Command::Settle { key, lock, disposition, reply } => {
+                let _ = reply.send(mux.settle(now, key, &lock, disposition));
+            }
+        }
+    }
+
+    fn stop(&mut self, mux: &mut Mux, now: Timestamp) {
+        mux.0.close(now);
+    }
+
+    fn event(&mut self, event: (DeviceKey, DeviceEvent)) {
+        let _ = self.events.send(event);
+    }
+}
