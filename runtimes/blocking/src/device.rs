@@ -173,7 +173,8 @@ impl DeviceClient {
     /// Starts a device: its driver thread dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). The backoff's jitter is seeded from `config.seed` mixed
+    /// [`dial::target`]). The device speaks its transport's protocol
+    /// ([`Transport::protocol`]), whatever `config.protocol` says. The backoff's jitter is seeded from `config.seed` mixed
     /// with the operating system's randomness, so devices started together spread
     /// their retries. Returns without waiting for the connection:
     /// [`DeviceEvent::Connected`] reports it.
@@ -196,6 +197,9 @@ impl DeviceClient {
             None
         };
         let mut config = config;
+        // The fallback stays within the protocol (`websocket_fallback`), so one
+        // machine serves both transports.
+        config.protocol = first.protocol();
         // Devices started together (a fleet after a hub outage) must not retry in
         // step: the jitter's seed takes the operating system's randomness.
         config.seed ^= OsRng.next_u64();
