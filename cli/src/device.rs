@@ -47,6 +47,10 @@ pub(crate) struct DeviceArgs {
     /// An application property `name=value` for every message (repeatable).
     #[arg(long = "property", value_name = "NAME=VALUE", value_parser = property)]
     properties: Vec<(String, String)>,
+    /// The messages' message id, in which n in braces becomes the message number,
+    /// e.g. `m-{n}`. Default: none.
+    #[arg(long)]
+    message_id: Option<String>,
     /// The messages' content type, e.g. application/json.
     #[arg(long)]
     content_type: Option<String>,
@@ -185,7 +189,9 @@ fn send(
 }
 
 fn message(args: &DeviceArgs, n: u64) -> Message {
-    let mut message = Message::new(args.body.replace("{n}", &n.to_string()).into_bytes());
+    let number = n.to_string();
+    let mut message = Message::new(args.body.replace("{n}", &number).into_bytes());
+    message.message_id = args.message_id.as_ref().map(|id| id.replace("{n}", &number));
     message.content_type = args.content_type.clone();
     for (name, value) in &args.properties {
         message.properties.set(name.clone(), value.clone());
@@ -350,7 +356,8 @@ fn settle(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<bo
         .collect();
     let id = c2d.message.message_id.as_deref().unwrap_or("-");
     let mut value = json!({"event": "c2d", "completed": completed,
-        "disposition": settled.map(Disposition::as_str)});
+        "disposition": settled.map(Disposition::as_str),
+        "lockToken": c2d.lock_token.map(|lock| lock.to_string())});
     if let (Some(object), Ok(serde_json::Value::Object(fields))) =
         (value.as_object_mut(), serde_json::to_value(&fields))
     {
