@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use common::{KEY, TestHub};
 use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent, TelemetryError, Transport};
 use hubwire_core::Protocol;
-use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason, TelemetryId};
+use hubwire_core::device::{
+    DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, TelemetryId,
+};
 use hubwire_core::hub::{HubEvent, Outcome};
-use hubwire_core::iothub::{Ack, ConnectionString, ErrorCode, Message, Properties};
+use hubwire_core::iothub::{Ack, ConnectionString, Disposition, ErrorCode, Message, Properties};
 use hubwire_core::mqtt::ConnectReturnCode;
 use hubwire_core::retry::Backoff;
 
@@ -224,4 +226,58 @@ fn restart_over(transport: Transport) {
     let bodies: Vec<Vec<u8>> = hub.stored().iter().map(|r| r.message.body.to_vec()).collect();
     let sent: Vec<Vec<u8>> = (1..5).map(|i| telemetry(i).body.to_vec()).collect();
     assert_eq!(bodies, sent);
+}
+
+#[test]
+fn over_amqp_reject_and_abandon_reach_the_hub_and_over_mqtt_they_are_refused_by_name() {
+    for &transport in Transport::ALL {
+        reject_and_abandon_over(transport);
+    }
+}
+
+/// Two C2D messages, the first rejected, the second abandoned: over AMQP the hub
+/// dead-letters the first and requeues the second (spec file §5.5); MQTT cannot say
+/// either (spec file §4.4), so the device refuses, naming the protocol.
+fn reject_and_abandon_over(transport: Transport) {
+    let test_hub = TestHub::start(&["dev1"]);
+    let hub = test_hub.server();
+    let device = connect(&test_hub, transport, "dev1", KEY);
+    for (id, disposition) in
+        [("c-reject", Disposition::Reject), ("c-abandon", Disposition::Abandon)]
+    {
+        let mut c2d = Message::new(&b"x"[..]);
+        c2d.message_id = Some(id.into());
+        if let Err(e) = hub.send_c2d("dev1", c2d) {
+            panic!("{transport}: send_c2d: {e}");
+        }
+        let Some(received) = device.recv_c2d(WAIT) else {
+            panic!("{transport}: no C2D message within {WAIT:?}");
+        };
+        assert_eq!(received.message.message_id.as_deref(), Some(id), "{transport}");
+        let Some(lock) = received.lock_token else {
+            panic!("{transport}: no lock token");
+        };
+        let settled = match disposition {
+            Disposition::Reject => device.reject(&lock),
+            _ => device.abandon(&lock),
+        };
+        if transport.protocol() == Protocol::Mqtt {
+            let refused = DispositionError::Unsupported { protocol: Protocol::Mqtt, disposition };
+            assert_eq!(settled, Err(refused.clone()), "{transport}");
+            assert!(refused.to_string().starts_with("MQTT cannot"), "{refused}");
+            // The hub delivers no more while the first is unacknowledged.
+            return;
+        }
+        assert_eq!(settled, Ok(()), "{transport}: {disposition}");
+        let outcome = wait_hub(hub, |e| match e {
+            HubServerEvent::Hub(HubEvent::C2dSettled(s)) if s.message_id.as_deref() == Some(id) => {
+                Some(s.outcome.clone())
+            }
+            _ => None,
+        });
+        match disposition {
+            Disposition::Reject => assert_eq!(outcome, Outcome::Rejected, "{transport}"),
+            _ => assert!(matches!(outcome, Outcome::Abandoned { .. }), "{transport}: {outcome:?}"),
+        }
+    }
 }
