@@ -282,9 +282,8 @@ fn handle(
             return Ok(Flow::Stopped);
         }
         DeviceEvent::C2d(c2d) => {
-            if !settle(device, report, &c2d)? {
-                return Ok(Flow::Stopped);
-            }
+            let settled = settle(device, report, &c2d)?;
+            return Ok(if settled { Flow::Other } else { Flow::Stopped });
         }
         // A message whose sender stopped waiting (none here, as every send is
         // awaited): still the hub's refusal, and a person should hear of it.

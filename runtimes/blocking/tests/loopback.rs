@@ -271,7 +271,7 @@ fn reject_and_abandon_over(transport: Transport) {
         assert_eq!(settled, Ok(()), "{transport}: {disposition}");
         let outcome = wait_hub(hub, |e| match e {
             HubServerEvent::Hub(HubEvent::C2dSettled(s)) if s.message_id.as_deref() == Some(id) => {
-                Some(s.outcome.clone())
+                Some(s.outcome)
             }
             _ => None,
         });
