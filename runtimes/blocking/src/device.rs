@@ -368,9 +368,9 @@ impl DeviceClient {
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
     }
 
-    /// Closes the connection cleanly (MQTT DISCONNECT) and stops the driver; returns
-    /// once the socket is shut down. Telemetry not yet acknowledged stays so, and
-    /// waiting [`send_telemetry`](Self::send_telemetry) calls return
+    /// Closes the connection cleanly (MQTT DISCONNECT, AMQP close) and stops the
+    /// driver; returns once the socket is shut down. Telemetry not yet acknowledged
+    /// stays so, and waiting [`send_telemetry`](Self::send_telemetry) calls return
     /// [`TelemetryError::Stopped`]. Calling it again does nothing.
     pub fn disconnect(&self) {
         let (reply, done) = mpsc::channel();
