@@ -1,5 +1,5 @@
-//! `hubwire demo`: an embedded hub and simulated devices over every MQTT transport, with
-//! a summary table, one row per transport. Exits non-zero if anything was lost.
+//! `hubwire demo`: an embedded hub and simulated devices over every transport, MQTT's
+//! and AMQP's, with a summary table, one row per transport. Exits non-zero if anything was lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -24,9 +24,8 @@ use hubwire_transports::tls::{self, local_ca};
 use crate::out::{self, StdoutClosed};
 use crate::registry;
 
-/// The transports the demo runs: those the device client speaks, MQTT's, until the
-/// AMQP device role is wired into it.
-const TRANSPORTS: &[Transport] = &[Transport::Mqtt, Transport::MqttWs, Transport::MqttTcp];
+/// The transports the demo runs, in the table's order: every one.
+const TRANSPORTS: &[Transport] = Transport::ALL;
 
 /// How long any one step may take before the demo calls it lost.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,11 +137,14 @@ fn serve_and_run(
     let server_tls = tls::server_config(chain, key).map_err(|e| e.to_string())?;
     let config = HubConfig { host_names: names.to_vec(), ..HubConfig::default() };
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut listen: Vec<Listen> =
-        TRANSPORTS.iter().map(|t| Listen { listener: t.listener(), address: loopback }).collect();
-    let amqp = Listen { listener: Transport::Amqp.listener(), address: loopback };
-    if args.multiplex && !listen.contains(&amqp) {
-        listen.push(amqp);
+    let mut listen: Vec<Listen> = Vec::new();
+    let multiplexed = args.multiplex.then_some(Transport::Amqp);
+    for transport in TRANSPORTS.iter().copied().chain(multiplexed) {
+        // MQTT and AMQP over WebSocket share one listener.
+        let want = Listen { listener: transport.listener(), address: loopback };
+        if !listen.contains(&want) {
+            listen.push(want);
+        }
     }
     let hub = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
         .map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
 //! `hubwire device`: a device that sends telemetry, each message awaited, and
-//! prints (and completes) the C2D messages it receives.
+//! prints (and settles: completes, rejects or abandons) the C2D messages it
+//! receives, over MQTT or AMQP.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -7,9 +8,8 @@ use std::time::{Duration, Instant};
 use std::path::PathBuf;
 
 use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
-use hubwire_core::Protocol;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
-use hubwire_core::iothub::{ConnectionString, Message};
+use hubwire_core::iothub::{ConnectionString, Disposition, Message};
 use hubwire_transports::tls::Trust;
 use serde_json::json;
 
@@ -23,8 +23,10 @@ pub(crate) struct DeviceArgs {
     #[arg(long)]
     connection_string: ConnectionString,
     /// The transport: mqtt (TLS, port 8883), mqtt-ws (WebSocket over TLS, 443),
-    /// mqtt-tcp (plain, 1883; development hubs only), or auto: mqtt, falling back to
-    /// mqtt-ws when port 8883 is blocked or refused. A port in the connection
+    /// mqtt-tcp (plain, 1883; development hubs only), amqp (TLS, 5671), amqp-ws
+    /// (WebSocket over TLS, 443), amqp-tcp (plain, 5672; development hubs only);
+    /// or auto: mqtt, falling back to mqtt-ws when port 8883 is blocked or refused;
+    /// auto-amqp: amqp, falling back to amqp-ws likewise. A port in the connection
     /// string's HostName replaces the transport's own.
     #[arg(long, default_value = "mqtt", value_name = "TRANSPORT", value_parser = transport)]
     transport: TransportChoice,
@@ -45,9 +47,17 @@ pub(crate) struct DeviceArgs {
     /// An application property `name=value` for every message (repeatable).
     #[arg(long = "property", value_name = "NAME=VALUE", value_parser = property)]
     properties: Vec<(String, String)>,
+    /// The messages' message id, in which n in braces becomes the message number,
+    /// e.g. `m-{n}`. Default: none.
+    #[arg(long)]
+    message_id: Option<String>,
     /// The messages' content type, e.g. application/json.
     #[arg(long)]
     content_type: Option<String>,
+    /// How to settle each C2D message: complete (the hub removes it), reject (it
+    /// dead-letters it) or abandon (it requeues it). MQTT can only complete.
+    #[arg(long, default_value = "complete", value_name = "DISPOSITION", value_parser = disposition)]
+    c2d_disposition: Disposition,
     /// After the last message, keep receiving C2D messages this long, milliseconds.
     #[arg(long, default_value_t = 0)]
     wait_c2d_ms: u64,
@@ -60,12 +70,18 @@ fn transport(s: &str) -> Result<TransportChoice, String> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(TransportChoice::Auto(Transport::Mqtt));
     }
-    let transport: Transport = s.parse().map_err(|e| format!("{e}, or auto"))?;
-    if transport.protocol() != Protocol::Mqtt {
-        // The AMQP device role is not wired into the device client yet.
-        return Err(format!("{transport}: this device speaks MQTT only, for now"));
+    if s.eq_ignore_ascii_case("auto-amqp") {
+        return Ok(TransportChoice::Auto(Transport::Amqp));
     }
+    let transport: Transport = s.parse().map_err(|e| format!("{e}, auto or auto-amqp"))?;
     Ok(TransportChoice::Fixed(transport))
+}
+
+fn disposition(s: &str) -> Result<Disposition, String> {
+    [Disposition::Complete, Disposition::Reject, Disposition::Abandon]
+        .into_iter()
+        .find(|d| d.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("{s:?}: expected complete, reject or abandon"))
 }
 
 fn property(s: &str) -> Result<(String, String), String> {
@@ -84,6 +100,8 @@ struct Report {
     /// Whether a connection ever came up: until one has, a lost connection means
     /// the hub cannot be reached, and says so.
     ever_connected: bool,
+    /// How C2D messages are settled, as reported.
+    c2d_disposition: Disposition,
 }
 
 impl Report {
@@ -99,7 +117,12 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
     let (host, port) = hubwire_blocking::dial::target(&args.connection_string, first);
     let hub =
         if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut report = Report { json: args.json, hub, ever_connected: false };
+    let mut report = Report {
+        json: args.json,
+        hub,
+        ever_connected: false,
+        c2d_disposition: args.c2d_disposition,
+    };
     let transport = ClientTransport {
         choice: args.transport,
         trust: Trust { platform_roots: true, ca_files: args.ca_files.clone() },
@@ -127,27 +150,48 @@ fn send(
     if !wait_connected(device, report)? {
         return Ok(ExitCode::FAILURE);
     }
+    let mut rejected = 0;
     for n in 1..=args.count {
         let started = Instant::now();
-        if let Err(e) = device.send_telemetry(message(args, n)) {
-            return Ok(stopped(&e));
+        match device.send_telemetry(message(args, n)) {
+            Ok(()) => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                report.say(
+                    format!("message {n}/{} acknowledged in {ms:.2} ms", args.count),
+                    json!({"event": "acknowledged", "number": n, "latencyMs": ms}),
+                )?;
+            }
+            // The hub will not store it, nor will the device send it again: say so
+            // and go on with the next.
+            Err(TelemetryError::Rejected { condition, description }) => {
+                rejected += 1;
+                let value = json!({"event": "rejected", "number": n, "condition": condition,
+                    "description": description});
+                let why = TelemetryError::Rejected { condition, description };
+                report.say(format!("message {n}/{} not stored: {why}", args.count), value)?;
+            }
+            Err(e) => return Ok(stopped(&e)),
         }
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        report.say(
-            format!("message {n}/{} acknowledged in {ms:.2} ms", args.count),
-            json!({"event": "acknowledged", "number": n, "latencyMs": ms}),
-        )?;
         let pause = if n < args.count { args.interval_ms } else { args.wait_c2d_ms };
         if !handle_events(device, report, Instant::now() + Duration::from_millis(pause))? {
             return Ok(ExitCode::FAILURE);
         }
     }
     device.disconnect();
+    if rejected > 0 {
+        out::warn(format_args!(
+            "hubwire device: the hub rejected {rejected} of {} messages",
+            args.count
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn message(args: &DeviceArgs, n: u64) -> Message {
-    let mut message = Message::new(args.body.replace("{n}", &n.to_string()).into_bytes());
+    let number = n.to_string();
+    let mut message = Message::new(args.body.replace("{n}", &number).into_bytes());
+    message.message_id = args.message_id.as_ref().map(|id| id.replace("{n}", &number));
     message.content_type = args.content_type.clone();
     for (name, value) in &args.properties {
         message.properties.set(name.clone(), value.clone());
@@ -191,7 +235,7 @@ fn handle_events(
     Ok(true)
 }
 
-/// Reports one event, completing a C2D message.
+/// Reports one event, settling a C2D message.
 fn handle(
     device: &DeviceClient,
     report: &mut Report,
@@ -237,7 +281,18 @@ fn handle(
             out::warn(format_args!("hubwire device: {}", explain(&reason)));
             return Ok(Flow::Stopped);
         }
-        DeviceEvent::C2d(c2d) => complete(device, report, &c2d)?,
+        DeviceEvent::C2d(c2d) => {
+            let settled = settle(device, report, &c2d)?;
+            return Ok(if settled { Flow::Other } else { Flow::Stopped });
+        }
+        // A message whose sender stopped waiting (none here, as every send is
+        // awaited): still the hub's refusal, and a person should hear of it.
+        DeviceEvent::TelemetryRejected { id, condition, description } => {
+            let value = json!({"event": "rejected", "telemetryId": id.0, "condition": condition,
+                "description": description});
+            let why = TelemetryError::Rejected { condition, description };
+            report.say(format!("telemetry message {} not stored: {why}", id.0), value)?;
+        }
         DeviceEvent::C2dSubscriptionRefused => {
             out::warn("hubwire device: the hub refused the C2D subscription");
         }
@@ -268,18 +323,29 @@ fn disconnected_words(
     }
 }
 
-fn complete(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<(), StdoutClosed> {
+/// Reports a C2D message and settles it as `--c2d-disposition` says. Returns false
+/// when the settlement failed (the protocol cannot express it, the lock is gone):
+/// the command then stops, since every later message would fail alike.
+fn settle(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<bool, StdoutClosed> {
     let fields = MessageFields::of(&c2d.message);
-    let completed = match &c2d.lock_token {
-        Some(lock) => match device.complete(lock) {
-            Ok(()) => true,
-            Err(e) => {
-                out::warn(format_args!("hubwire device: cannot complete a C2D message: {e}"));
-                false
+    let disposition = report.c2d_disposition;
+    let settled = match &c2d.lock_token {
+        Some(lock) => {
+            let result = match disposition {
+                Disposition::Complete => device.complete(lock),
+                Disposition::Reject => device.reject(lock),
+                Disposition::Abandon => device.abandon(lock),
+            };
+            if let Err(e) = result {
+                out::warn(format_args!("hubwire device: cannot {disposition} a C2D message: {e}"));
+                return Ok(false);
             }
-        },
-        None => false,
+            Some(disposition)
+        }
+        // Nothing to settle: the hub expects no answer.
+        None => None,
     };
+    let completed = settled == Some(Disposition::Complete);
     let text = String::from_utf8_lossy(&c2d.message.body);
     let properties: Vec<String> = c2d
         .message
@@ -288,20 +354,23 @@ fn complete(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<
         .map(|(name, value)| format!("{name}={}", value.unwrap_or("")))
         .collect();
     let id = c2d.message.message_id.as_deref().unwrap_or("-");
-    let mut value = json!({"event": "c2d", "completed": completed});
+    let mut value = json!({"event": "c2d", "completed": completed,
+        "disposition": settled.map(Disposition::as_str),
+        "lockToken": c2d.lock_token.map(|lock| lock.to_string())});
     if let (Some(object), Ok(serde_json::Value::Object(fields))) =
         (value.as_object_mut(), serde_json::to_value(&fields))
     {
         object.extend(fields);
     }
-    report.say(
-        format!(
-            "c2d message {id}: {text:?} [{}]{}",
-            properties.join(", "),
-            if completed { " (completed)" } else { "" }
-        ),
-        value,
-    )
+    let outcome = match settled {
+        Some(Disposition::Complete) => " (completed)",
+        Some(Disposition::Reject) => " (rejected)",
+        Some(Disposition::Abandon) => " (abandoned)",
+        None => "",
+    };
+    report
+        .say(format!("c2d message {id}: {text:?} [{}]{outcome}", properties.join(", ")), value)?;
+    Ok(true)
 }
 
 fn stopped(e: &TelemetryError) -> ExitCode {
@@ -320,6 +389,10 @@ fn explain(reason: &DisconnectReason) -> String {
         DisconnectReason::Refused(code) => format!(
             "the hub refused the connection ({code:?}); check the device id and key in the \
              connection string, and the hub's stderr for the reason"
+        ),
+        DisconnectReason::TokenRefused { status_code, description } => format!(
+            "the hub refused the device's SAS token (put-token status {status_code}: \
+             {description}); check the device id and key in the connection string"
         ),
         other => format!("stopped: {other}"),
     }

@@ -55,19 +55,38 @@ pub fn python_device(args: &[&str]) -> Command {
 }
 
 /// `/usr/bin/python3 device.py args…`: an IoT Hub device on Apache Qpid Proton's
-/// Python binding (Debian's python3-qpid-proton 0.37), for the hub role over AMQP.
+/// Python binding (Debian's python3-qpid-proton 0.37), the peer of hubwire's hub
+/// role over AMQP.
 /// `conformance/peers/proton/device.py`'s opening comment lists its arguments
 /// (`--url amqps://…|amqp://…`, `--ca`, `--host-name`, `--sasl`, `--token`,
 /// `--send`, `--receive`, `--dispositions`, …) and its events (`cbs`, `sent`,
 /// `received`, `disposed`, `closed`, `error` with its `stage`).
 ///
-/// Debian's binding imports only under /usr/bin/python3, whatever python3 comes
-/// first on PATH.
-///
 /// # Panics
 ///
 /// When /usr/bin/python3 cannot import proton, with the command that installs it.
 pub fn proton_device(args: &[&str]) -> Command {
+    proton("device.py", args)
+}
+
+/// `/usr/bin/python3 broker.py args…`: an AMQP 1.0 server on Apache Qpid Proton,
+/// the peer of hubwire's device role. `conformance/peers/proton/broker.py`'s
+/// opening comment lists its arguments (`--listen`, `--tls-cert`, `--tls-key`,
+/// `--send ADDRESS=JSON`, `--outcome`, `--cbs-status`, `--expect`, `--timeout`, …)
+/// and its events (`listening`, `connection`, `attach`, `cbs`, `message`, `sent`,
+/// `outcome`, `detach`, `closed`, `done`).
+///
+/// # Panics
+///
+/// As [`proton_device`].
+pub fn proton_broker(args: &[&str]) -> Command {
+    proton("broker.py", args)
+}
+
+/// `/usr/bin/python3 conformance/peers/proton/<program> args…`, once the binding
+/// imports: Debian's binding imports only under /usr/bin/python3, whatever python3
+/// comes first on PATH.
+fn proton(program: &str, args: &[&str]) -> Command {
     let python = "/usr/bin/python3";
     let imports = Command::new(python)
         .args(["-c", "import proton, sys; sys.exit(not proton.SSL.present())"])
@@ -81,7 +100,7 @@ pub fn proton_device(args: &[&str]) -> Command {
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join("proton");
     let mut command = Command::new(python);
-    command.arg(dir.join("device.py")).args(args);
+    command.arg(dir.join(program)).args(args);
     command
 }
 

@@ -22,7 +22,7 @@ fn demo_exits_zero_and_prints_the_table() {
     }
     // One row per transport: transport, devices, sent, acknowledged, stored, c2d
     // delivered, c2d completed.
-    for transport in ["mqtt", "mqtt-ws", "mqtt-tcp"] {
+    for transport in ["mqtt", "mqtt-ws", "mqtt-tcp", "amqp", "amqp-ws", "amqp-tcp"] {
         let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
         let expected = [transport, "4", "80", "80", "80", "4", "4"];
         assert_eq!(row.get(..7), Some(&expected[..]), "{stdout}");

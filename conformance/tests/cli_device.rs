@@ -1,7 +1,7 @@
 //! `hubwire device` as a person sees it: its help, its words for a hub it cannot
 //! reach or has lost, and a closed stdout.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -132,4 +132,43 @@ fn a_closed_stdout_stops_the_device_quietly() {
     }
     assert!(status.success(), "{status:?}: {errors}");
     assert!(errors.is_empty(), "{errors}");
+}
+
+/// MQTT can only complete a C2D message (spec file §4.4): `--c2d-disposition
+/// reject` over MQTT fails on the first C2D message with core's error, which names
+/// the protocol, and the command exits non-zero.
+#[test]
+fn over_mqtt_rejecting_a_c2d_message_fails_naming_the_protocol() {
+    let mut hub = start_hub();
+    let child = Command::new(hubwire())
+        .args(["device", "--connection-string", &hub.connection_string, "--ca", &hub.ca])
+        .args(["--count", "1", "--wait-c2d-ms", "10000", "--c2d-disposition", "reject"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut device = match child {
+        Ok(child) => Process { child },
+        Err(e) => panic!("cannot run hubwire: {e}"),
+    };
+    let (Some(stdout), Some(mut stderr)) = (device.child.stdout.take(), device.child.stderr.take())
+    else {
+        panic!("no pipes");
+    };
+    let out = hubwire_conformance::process::lines(stdout);
+    assert!(next_line(&out).starts_with("connected over mqtt"));
+    assert!(next_line(&out).starts_with("message 1/1 acknowledged"));
+    let c2d = r#"{"deviceId":"dev1","body":"no","messageId":"c1"}"#;
+    if let Err(e) = writeln!(hub.stdin, "{c2d}") {
+        panic!("hub stdin: {e}");
+    }
+    let mut errors = String::new();
+    if let Err(e) = stderr.read_to_string(&mut errors) {
+        panic!("{e}");
+    }
+    let status = device.child.wait();
+    assert!(matches!(status, Ok(s) if s.code() == Some(1)), "{status:?}: {errors}");
+    assert!(
+        errors.contains("cannot reject a C2D message") && errors.contains("MQTT cannot reject"),
+        "{errors}"
+    );
 }

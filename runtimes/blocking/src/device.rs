@@ -33,13 +33,32 @@ pub enum TelemetryError {
     /// hub acknowledged the message.
     #[error("the device stopped before the hub acknowledged the message: {0}")]
     Stopped(DisconnectReason),
+    /// The hub refused the message and will not store it (over AMQP: `rejected`,
+    /// `released` or `modified`, spec file §5.4); it is not sent again.
+    #[error("the hub rejected the message: {}", rejection(.condition, .description))]
+    Rejected {
+        /// The AMQP error condition, or the outcome's name when it carries none.
+        condition: String,
+        /// The hub's description; empty when it gave none.
+        description: String,
+    },
     /// No acknowledgement within the time given. The message stays queued; its
-    /// acknowledgement, if it comes, is reported by [`DeviceClient::recv_event`].
+    /// acknowledgement (or rejection), if it comes, is reported by
+    /// [`DeviceClient::recv_event`].
     #[error("no acknowledgement within {0:?}")]
     TimedOut(Duration),
     /// The client was disconnected before.
     #[error("the device client is disconnected")]
     Closed,
+}
+
+/// An outcome's condition and, when given, its description, in words.
+fn rejection(condition: &str, description: &str) -> String {
+    if description.is_empty() {
+        condition.to_owned()
+    } else {
+        format!("{condition} ({description})")
+    }
 }
 
 /// Which transport a device uses.
@@ -134,8 +153,10 @@ impl DeviceClient {
     /// Starts a device: its driver thread dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). The backoff's jitter is seeded from `config.seed` mixed
-    /// with the operating system's randomness, so devices started together spread
+    /// [`dial::target`]). The device speaks its transport's protocol
+    /// ([`Transport::protocol`]), whatever `config.protocol` says. The backoff's
+    /// jitter is seeded from `config.seed` mixed with the operating system's
+    /// randomness, so devices started together spread
     /// their retries. Returns without waiting for the connection:
     /// [`DeviceEvent::Connected`] reports it.
     ///
@@ -148,6 +169,11 @@ impl DeviceClient {
         let name = format!("hubwire-device-{}", config.connection_string.device_id);
         let host = dial::host(&config.connection_string);
         let mut config = config;
+        // The fallback stays within the protocol (`websocket_fallback`), so one
+        // machine serves both transports.
+        config.protocol = match transport.choice {
+            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
+        };
         // Devices started together (a fleet after a hub outage) must not retry in
         // step: the jitter's seed takes the operating system's randomness.
         config.seed ^= OsRng.next_u64();
@@ -165,6 +191,7 @@ impl DeviceClient {
     /// reconnects if need be. Its acknowledgement is this return, not an event.
     ///
     /// Errors: [`TelemetryError::Refused`] when the device would not queue it,
+    /// [`TelemetryError::Rejected`] when the hub refuses it,
     /// [`TelemetryError::Stopped`] when the device stops first,
     /// [`TelemetryError::Closed`] after [`disconnect`](Self::disconnect).
     pub fn send_telemetry(&self, message: Message) -> Result<(), TelemetryError> {
@@ -197,8 +224,9 @@ impl DeviceClient {
     }
 
     /// Queues a telemetry message and returns at once with its id;
-    /// [`DeviceEvent::TelemetryAcknowledged`] from [`recv_event`](Self::recv_event)
-    /// reports the hub's acknowledgement.
+    /// [`DeviceEvent::TelemetryAcknowledged`] (or
+    /// [`DeviceEvent::TelemetryRejected`]) from [`recv_event`](Self::recv_event)
+    /// reports the hub's answer.
     ///
     /// Errors: [`TelemetryError::Refused`], [`TelemetryError::Closed`].
     pub fn send_telemetry_nowait(&self, message: Message) -> Result<TelemetryId, TelemetryError> {
@@ -212,7 +240,8 @@ impl DeviceClient {
 
     /// The next event, waiting at most `timeout`; `None` when none came or the client
     /// is disconnected and every event was read. Every [`DeviceEvent`] arrives here
-    /// except the acknowledgements [`send_telemetry`](Self::send_telemetry) returns.
+    /// except the acknowledgements and rejections
+    /// [`send_telemetry`](Self::send_telemetry) returns.
     pub fn recv_event(&self, timeout: Duration) -> Option<DeviceEvent> {
         let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(event) = inbox.passed_over.pop_front() {
@@ -269,9 +298,9 @@ impl DeviceClient {
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
     }
 
-    /// Closes the connection cleanly (MQTT DISCONNECT) and stops the driver; returns
-    /// once the socket is shut down. Telemetry not yet acknowledged stays so, and
-    /// waiting [`send_telemetry`](Self::send_telemetry) calls return
+    /// Closes the connection cleanly (MQTT DISCONNECT, AMQP close) and stops the
+    /// driver; returns once the socket is shut down. Telemetry not yet acknowledged
+    /// stays so, and waiting [`send_telemetry`](Self::send_telemetry) calls return
     /// [`TelemetryError::Stopped`]. Calling it again does nothing.
     pub fn disconnect(&self) {
         self.driver.stop();
@@ -337,6 +366,17 @@ impl Client for DeviceDriver {
                     }
                     // The caller gave up waiting: the acknowledgement becomes an
                     // event.
+                }
+            }
+            DeviceEvent::TelemetryRejected { id, condition, description } => {
+                if let Some(waiter) = self.waiting.remove(id) {
+                    let rejected = TelemetryError::Rejected {
+                        condition: condition.clone(),
+                        description: description.clone(),
+                    };
+                    if waiter.send(Err(rejected)).is_ok() {
+                        return;
+                    }
                 }
             }
             DeviceEvent::Disconnected { reason, reconnect_at: None } => {

@@ -1,5 +1,6 @@
 //! A device and a hub over real loopback sockets on ephemeral ports, over every
-//! transport: MQTT over TLS, over WebSocket over TLS, and over plain TCP.
+//! transport: MQTT and AMQP, each over TLS, over WebSocket over TLS, and over plain
+//! TCP.
 //!
 //! Every wait has a deadline, so a failing test fails instead of hanging.
 
@@ -7,11 +8,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DEVICE_TRANSPORTS, KEY, TestHub};
+use common::{KEY, TestHub};
 use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent, TelemetryError, Transport};
-use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason, TelemetryId};
+use hubwire_core::Protocol;
+use hubwire_core::device::{
+    DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, TelemetryId,
+};
 use hubwire_core::hub::{HubEvent, Outcome};
-use hubwire_core::iothub::{Ack, ConnectionString, ErrorCode, Message, Properties};
+use hubwire_core::iothub::{Ack, ConnectionString, Disposition, ErrorCode, Message, Properties};
 use hubwire_core::mqtt::ConnectReturnCode;
 use hubwire_core::retry::Backoff;
 
@@ -72,7 +76,7 @@ fn telemetry(i: usize) -> Message {
 
 #[test]
 fn ten_acknowledged_messages_are_stored_in_order_with_their_properties() {
-    for &transport in DEVICE_TRANSPORTS {
+    for &transport in Transport::ALL {
         ten_messages_over(transport);
     }
 }
@@ -102,7 +106,7 @@ fn ten_messages_over(transport: Transport) {
 
 #[test]
 fn c2d_message_with_properties_reaches_the_device_and_complete_settles_it() {
-    for &transport in DEVICE_TRANSPORTS {
+    for &transport in Transport::ALL {
         c2d_over(transport);
     }
 }
@@ -146,7 +150,7 @@ fn c2d_over(transport: Transport) {
 
 #[test]
 fn a_wrong_key_is_refused_for_good() {
-    for &transport in DEVICE_TRANSPORTS {
+    for &transport in Transport::ALL {
         wrong_key_over(transport);
     }
 }
@@ -159,7 +163,15 @@ fn wrong_key_over(transport: Transport) {
         DeviceEvent::Disconnected { reason, reconnect_at } => Some((reason.clone(), *reconnect_at)),
         _ => None,
     });
-    assert_eq!(reason, DisconnectReason::Refused(ConnectReturnCode::NotAuthorized));
+    if transport.protocol() == Protocol::Mqtt {
+        assert_eq!(reason, DisconnectReason::Refused(ConnectReturnCode::NotAuthorized));
+    } else {
+        // AMQP refuses the put-token (spec file §5.2).
+        assert!(
+            matches!(reason, DisconnectReason::TokenRefused { status_code: 401, .. }),
+            "{transport}: {reason:?}"
+        );
+    }
     assert_eq!(reconnect_at, None);
     let code = wait_hub(hub, |e| match e {
         HubServerEvent::Hub(HubEvent::Refused { code, .. }) => Some(*code),
@@ -172,7 +184,7 @@ fn wrong_key_over(transport: Transport) {
 
 #[test]
 fn telemetry_queued_while_the_hub_is_down_is_delivered_after_it_restarts() {
-    for &transport in DEVICE_TRANSPORTS {
+    for &transport in Transport::ALL {
         restart_over(transport);
     }
 }
@@ -214,4 +226,58 @@ fn restart_over(transport: Transport) {
     let bodies: Vec<Vec<u8>> = hub.stored().iter().map(|r| r.message.body.to_vec()).collect();
     let sent: Vec<Vec<u8>> = (1..5).map(|i| telemetry(i).body.to_vec()).collect();
     assert_eq!(bodies, sent);
+}
+
+#[test]
+fn over_amqp_reject_and_abandon_reach_the_hub_and_over_mqtt_they_are_refused_by_name() {
+    for &transport in Transport::ALL {
+        reject_and_abandon_over(transport);
+    }
+}
+
+/// Two C2D messages, the first rejected, the second abandoned: over AMQP the hub
+/// dead-letters the first and requeues the second (spec file §5.5); MQTT cannot say
+/// either (spec file §4.4), so the device refuses, naming the protocol.
+fn reject_and_abandon_over(transport: Transport) {
+    let test_hub = TestHub::start(&["dev1"]);
+    let hub = test_hub.server();
+    let device = connect(&test_hub, transport, "dev1", KEY);
+    for (id, disposition) in
+        [("c-reject", Disposition::Reject), ("c-abandon", Disposition::Abandon)]
+    {
+        let mut c2d = Message::new(&b"x"[..]);
+        c2d.message_id = Some(id.into());
+        if let Err(e) = hub.send_c2d("dev1", c2d) {
+            panic!("{transport}: send_c2d: {e}");
+        }
+        let Some(received) = device.recv_c2d(WAIT) else {
+            panic!("{transport}: no C2D message within {WAIT:?}");
+        };
+        assert_eq!(received.message.message_id.as_deref(), Some(id), "{transport}");
+        let Some(lock) = received.lock_token else {
+            panic!("{transport}: no lock token");
+        };
+        let settled = match disposition {
+            Disposition::Reject => device.reject(&lock),
+            _ => device.abandon(&lock),
+        };
+        if transport.protocol() == Protocol::Mqtt {
+            let refused = DispositionError::Unsupported { protocol: Protocol::Mqtt, disposition };
+            assert_eq!(settled, Err(refused.clone()), "{transport}");
+            assert!(refused.to_string().starts_with("MQTT cannot"), "{refused}");
+            // The hub delivers no more while the first is unacknowledged.
+            return;
+        }
+        assert_eq!(settled, Ok(()), "{transport}: {disposition}");
+        let outcome = wait_hub(hub, |e| match e {
+            HubServerEvent::Hub(HubEvent::C2dSettled(s)) if s.message_id.as_deref() == Some(id) => {
+                Some(s.outcome)
+            }
+            _ => None,
+        });
+        match disposition {
+            Disposition::Reject => assert_eq!(outcome, Outcome::Rejected, "{transport}"),
+            _ => assert!(matches!(outcome, Outcome::Abandoned { .. }), "{transport}: {outcome:?}"),
+        }
+    }
 }

@@ -23,11 +23,6 @@ pub(crate) fn record(device_id: &str) -> DeviceRecord {
     }
 }
 
-/// The transports the device client speaks: MQTT's, until the AMQP device role is
-/// wired into it.
-pub(crate) const DEVICE_TRANSPORTS: &[Transport] =
-    &[Transport::Mqtt, Transport::MqttWs, Transport::MqttTcp];
-
 /// A hub serving every transport on ephemeral loopback ports, with a certificate
 /// from a local CA of its own, kept in a directory removed when it drops.
 pub(crate) struct TestHub {
