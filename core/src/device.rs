@@ -9,7 +9,7 @@ use alloc::string::String;
 use core::fmt;
 
 use crate::Protocol;
-use crate::iothub::{ConnectionString, Disposition, LockToken, Message};
+use crate::iothub::{ConnectionString, Disposition, LockToken, Message, SasToken, renewal_time};
 use crate::retry::Backoff;
 use crate::sansio::{Connection, Transmit};
 use crate::time::{Duration, Timestamp};
@@ -285,6 +285,22 @@ pub enum ConfigError {
     /// This build has no device side for the protocol.
     #[error("this build has no {0} device")]
     Unsupported(Protocol),
+}
+
+/// A token signed with the device's `key` for `token_lifetime` from `now`, and when
+/// to renew it: at 80 % of its life (spec file §2.3, [`renewal_time`]). `None`
+/// when the key is not base64.
+pub(crate) fn signed_token(
+    config: &DeviceConfig,
+    key: &str,
+    now: Timestamp,
+) -> Option<(SasToken, Timestamp)> {
+    let cs = &config.connection_string;
+    let expiry = now + config.token_lifetime;
+    let token =
+        SasToken::sign(&cs.resource_uri(), key, expiry, cs.shared_access_key_name.as_deref())
+            .ok()?;
+    Some((token, renewal_time(now, expiry)))
 }
 
 /// A device client: one [`Connection`] whatever the protocol.

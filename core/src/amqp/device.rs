@@ -46,9 +46,9 @@ use super::session::{SessionConfig, SessionId};
 use super::types::{Limits, Symbol, Value};
 use crate::device::{
     C2dMessage, ConfigError, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
-    MAX_TELEMETRY_SIZE, ProtocolError, SendError, TelemetryId,
+    MAX_TELEMETRY_SIZE, ProtocolError, SendError, TelemetryId, signed_token,
 };
-use crate::iothub::{Authentication, Disposition, Identity, LockToken, SasToken, renewal_time};
+use crate::iothub::{Authentication, Disposition, Identity, LockToken, SasToken};
 use crate::retry::Backoff;
 use crate::sansio::{Outbox, Transmit};
 use crate::time::{Duration, Timestamp, earliest};
@@ -1155,15 +1155,8 @@ fn credential(
     let cs = &config.connection_string;
     Some(match &cs.authentication {
         Authentication::SharedAccessKey(key) => {
-            let expiry = now + config.token_lifetime;
-            let token = SasToken::sign(
-                &cs.resource_uri(),
-                key,
-                expiry,
-                cs.shared_access_key_name.as_deref(),
-            )
-            .ok()?;
-            (Some(token), Some(renewal_time(now, expiry)))
+            let (token, renew_at) = signed_token(config, key, now)?;
+            (Some(token), Some(renew_at))
         }
         Authentication::SharedAccessSignature(token) => (Some(SasToken::parse(token).ok()?), None),
         Authentication::X509 => (None, None),

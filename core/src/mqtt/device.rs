@@ -34,11 +34,9 @@ use super::topic;
 use crate::Protocol;
 use crate::device::{
     C2dMessage, ConfigError, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
-    ProtocolError, SendError, TelemetryId,
+    ProtocolError, SendError, TelemetryId, signed_token,
 };
-use crate::iothub::{
-    Authentication, Disposition, Identity, LockToken, Message, SasToken, renewal_time,
-};
+use crate::iothub::{Authentication, Disposition, Identity, LockToken, Message};
 use crate::mqtt::username::Username;
 use crate::sansio::{Outbox, Transmit};
 use crate::time::{Timestamp, earliest};
@@ -534,15 +532,8 @@ fn credentials(
     let cs = &config.connection_string;
     Some(match &cs.authentication {
         Authentication::SharedAccessKey(key) => {
-            let expiry = now + config.token_lifetime;
-            let token = SasToken::sign(
-                &cs.resource_uri(),
-                key,
-                expiry,
-                cs.shared_access_key_name.as_deref(),
-            )
-            .ok()?;
-            (Some(token.to_string()), Some(renewal_time(now, expiry)))
+            let (token, renew_at) = signed_token(config, key, now)?;
+            (Some(token.to_string()), Some(renew_at))
         }
         Authentication::SharedAccessSignature(token) => (Some(token.clone()), None),
         Authentication::X509 => (None, None),

@@ -611,28 +611,7 @@ pub fn mqtt_hub_session(data: &[u8]) {
     let mut input = hub_session_connect(schedule.coin(), schedule.coin());
     let midway = input.len() + stream.len() / 2;
     input.extend_from_slice(stream);
-
-    let mut offset = 0;
-    let mut c2d_sent = false;
-    while offset < input.len() {
-        if schedule.event() {
-            match schedule.below(4) {
-                0 | 1 => run.advance(schedule.time_step()),
-                2 => run.hold_stores = !run.hold_stores,
-                _ => run.release_stores(),
-            }
-        }
-        let n = schedule.chunk(input.len() - offset);
-        run.input(&input[offset..offset + n]);
-        offset += n;
-        if !c2d_sent && offset >= midway {
-            run.send_c2d(2);
-            c2d_sent = true;
-        }
-    }
-    run.release_stores();
-    run.advance(schedule.time_step());
-    run.close();
+    run.play(&mut schedule, &input, midway);
 }
 
 /// The hub of a hub session body ([`mqtt_hub_session`], `amqp_hub`) with one
@@ -681,6 +660,33 @@ impl HubRun {
         };
         run.send_c2d(1);
         run
+    }
+
+    /// Feeds `input` in the schedule's chunks, with time steps and stores held or
+    /// released between them, and a second C2D message once `midway` bytes are in;
+    /// then completes the stores, lets time pass and closes.
+    fn play(&mut self, schedule: &mut Schedule, input: &[u8], midway: usize) {
+        let mut offset = 0;
+        let mut c2d_sent = false;
+        while offset < input.len() && !self.closed {
+            if schedule.event() {
+                match schedule.below(4) {
+                    0 | 1 => self.advance(schedule.time_step()),
+                    2 => self.hold_stores = !self.hold_stores,
+                    _ => self.release_stores(),
+                }
+            }
+            let n = schedule.chunk(input.len() - offset);
+            self.input(&input[offset..offset + n]);
+            offset += n;
+            if !c2d_sent && offset >= midway {
+                self.send_c2d(2);
+                c2d_sent = true;
+            }
+        }
+        self.release_stores();
+        self.advance(schedule.time_step());
+        self.close();
     }
 
     fn send_c2d(&mut self, n: u32) {

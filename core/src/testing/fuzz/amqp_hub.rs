@@ -128,29 +128,7 @@ pub fn amqp_hub(data: &[u8]) {
     for step in device_hello() {
         run.input(&step);
     }
-    let input = stream;
-    let midway = input.len() / 2;
-    let mut offset = 0;
-    let mut c2d_sent = false;
-    while offset < input.len() && !run.closed {
-        if schedule.event() {
-            match schedule.below(4) {
-                0 | 1 => run.advance(schedule.time_step()),
-                2 => run.hold_stores = !run.hold_stores,
-                _ => run.release_stores(),
-            }
-        }
-        let n = schedule.chunk(input.len() - offset);
-        run.input(&input[offset..offset + n]);
-        offset += n;
-        if !c2d_sent && offset >= midway {
-            run.send_c2d(2);
-            c2d_sent = true;
-        }
-    }
-    run.release_stores();
-    run.advance(schedule.time_step());
-    run.close();
+    run.play(&mut schedule, stream, stream.len() / 2);
     check_output(&run.wire);
 }
 
