@@ -76,6 +76,12 @@ const TELEMETRY_CREDIT: u32 = 64;
 /// Credit on a `$cbs` request link: put-tokens a client may have unanswered.
 const CBS_CREDIT: u32 = 16;
 
+/// The largest put-token request the hub takes, bytes: the `$cbs` request link's
+/// max-message-size. A SAS token and its audience are well under 2 KiB; without a
+/// bound, a stranger's delivery that never ends (`more` on every frame) would be
+/// buffered without limit before any authentication.
+const CBS_MAX_MESSAGE_SIZE: u64 = 16 * 1024;
+
 /// What a link of this connection is for.
 #[derive(Debug)]
 enum HubLink {
@@ -371,7 +377,10 @@ impl AmqpConnection {
         }
         let mut answer = LinkSpec::answering(remote);
         let (kind, credit) = match (node, remote.role) {
-            (NodeAddress::Cbs, Role::Sender) => (HubLink::CbsRequests, CBS_CREDIT),
+            (NodeAddress::Cbs, Role::Sender) => {
+                answer.max_message_size = Some(CBS_MAX_MESSAGE_SIZE);
+                (HubLink::CbsRequests, CBS_CREDIT)
+            }
             (NodeAddress::Cbs, Role::Receiver) => {
                 let settled = remote.snd_settle_mode != SenderSettleMode::Unsettled;
                 (HubLink::CbsResponses { settled }, 0)

@@ -1016,3 +1016,42 @@ fn s2_5_6_c2d_waits_for_the_device_session_window_then_flows() {
     w.pump();
     assert_eq!(w.clients[c].deliveries(c2d).len(), 1, "a session-only flow reopens it");
 }
+
+#[test]
+fn s2_7_3_cbs_request_link_bounds_a_delivery_that_never_ends() {
+    use crate::amqp::performative::{Performative, Transfer};
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    let announced = w.clients[c].events.iter().find_map(|e| match e {
+        EngineEvent::Link(LinkEvent::Attached { link, remote, .. }) if *link == cbs.requests => {
+            Some(remote.max_message_size)
+        }
+        _ => None,
+    });
+    assert_eq!(announced, Some(Some(super::CBS_MAX_MESSAGE_SIZE)));
+    // A stranger's put-token whose frames all say `more`: each frame within the
+    // frame size, the delivery without end.
+    let frame_of = |first: bool| {
+        let transfer = Transfer {
+            handle: cbs.requests.handle,
+            delivery_id: first.then_some(0),
+            delivery_tag: first.then(|| Bytes::from_static(b"t")),
+            message_format: first.then_some(MESSAGE_FORMAT_AMQP),
+            more: true,
+            ..Transfer::default()
+        };
+        let mut bytes = frame(&Performative::Transfer(transfer));
+        let size = u32::try_from(bytes.len() + 8 * 1024).expect("fits");
+        bytes[..4].copy_from_slice(&size.to_be_bytes());
+        bytes.extend_from_slice(&[b'x'; 8 * 1024]);
+        bytes
+    };
+    let id = w.clients[c].id;
+    for i in 0..4 {
+        let _ = w.hub.handle_input(w.now, id, &frame_of(i == 0));
+    }
+    w.pump();
+    assert!(w.refusals().contains(&ErrorCode::ARGUMENT_INVALID), "{:?}", w.refusals());
+    assert_eq!(w.hub.connection_count(), 1, "the delivery is refused, not the connection");
+}
