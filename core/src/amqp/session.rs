@@ -12,7 +12,7 @@
 //! A session is named by the channel this side sends it on ([`SessionId`]); the
 //! peer's channel is mapped to it when its `begin` arrives (§2.5.1).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::connection::{self, Connection};
@@ -295,6 +295,12 @@ pub struct Sessions {
     sessions: BTreeMap<u16, Session>,
     /// The peer's channel to this side's (§2.5.1's incoming channel map).
     remote: BTreeMap<u16, u16>,
+    /// Channels below `unused` that carry no session (their session ended): with
+    /// `unused`, the lowest free channel without a scan of the sessions, which a
+    /// peer beginning thousands of them would make quadratic.
+    freed: BTreeSet<u16>,
+    /// The lowest channel never used: it and every channel above carry no session.
+    unused: u32,
     events: VecDeque<SessionEvent>,
 }
 
@@ -306,6 +312,8 @@ impl Sessions {
             config,
             sessions: BTreeMap::new(),
             remote: BTreeMap::new(),
+            freed: BTreeSet::new(),
+            unused: 0,
             events: VecDeque::new(),
         }
     }
@@ -342,7 +350,7 @@ impl Sessions {
         let channel = self.free_channel(max).ok_or(CommandError::NoFreeChannel { max })?;
         let session = Session::new(&config, SessionState::BeginSent);
         conn.send(now, channel, &Performative::Begin(session.begin(&config)), &[])?;
-        self.sessions.insert(channel, session);
+        self.map(channel, session);
         Ok(SessionId(channel))
     }
 
@@ -608,7 +616,7 @@ impl Sessions {
         answer.remote_channel = Some(channel);
         // A connection already closing drops the answer, and its `Closed` follows.
         let _ = conn.send(now, local, &Performative::Begin(answer), &[]);
-        self.sessions.insert(local, session);
+        self.map(local, session);
         self.remote.insert(channel, local);
         let session = SessionId(local);
         self.events.push_back(SessionEvent::Begun { session, by_peer: true, remote: begin });
@@ -619,6 +627,7 @@ impl Sessions {
     /// RCVD), the session unmapped either way.
     fn on_end(&mut self, conn: &mut Connection, now: Timestamp, session: SessionId, end: End) {
         let Some(s) = self.sessions.remove(&session.0) else { return };
+        self.freed.insert(session.0);
         if let Some(remote) = s.remote_channel {
             self.remote.remove(&remote);
         }
@@ -638,6 +647,8 @@ impl Sessions {
     pub fn handle_connection_closed(&mut self) {
         self.sessions.clear();
         self.remote.clear();
+        self.freed.clear();
+        self.unused = 0;
     }
 
     fn mapped(&mut self, session: SessionId) -> Result<&mut Session, CommandError> {
@@ -648,8 +659,18 @@ impl Sessions {
         }
     }
 
+    /// The lowest channel up to `max` that carries no session.
     fn free_channel(&self, max: u16) -> Option<u16> {
-        (0..=max).find(|c| !self.sessions.contains_key(c))
+        let lowest = self.freed.first().map_or(self.unused, |&c| u32::from(c));
+        u16::try_from(lowest).ok().filter(|&c| c <= max)
+    }
+
+    /// Puts `session` on `channel`, a [`Sessions::free_channel`].
+    fn map(&mut self, channel: u16, session: Session) {
+        if !self.freed.remove(&channel) {
+            self.unused = u32::from(channel) + 1;
+        }
+        self.sessions.insert(channel, session);
     }
 }
 

@@ -566,3 +566,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn s2_5_1_every_channel_to_65535_begins_and_the_lowest_freed_is_reused() {
+    // A peer may begin a session on every channel its partner allows: finding a free
+    // channel must not scan the sessions (65 536 begins would take minutes).
+    let mut client = Side::new(Connection::client(open("client", u16::MAX), T0), config(1));
+    let mut server = Side::new(Connection::server(open("server", u16::MAX), T0), config(1));
+    let pump = |client: &mut Side, server: &mut Side| loop {
+        let (to_server, to_client) = (client.drain(), server.drain());
+        if to_server.is_empty() && to_client.is_empty() {
+            return;
+        }
+        server.feed(T0, &to_server);
+        client.feed(T0, &to_client);
+    };
+    pump(&mut client, &mut server);
+    for channel in 0..=u16::MAX {
+        let id = client.sessions.begin(&mut client.conn, T0, config(1));
+        assert_eq!(id, Ok(SessionId(channel)));
+        if channel % 1024 == 1023 {
+            pump(&mut client, &mut server);
+        }
+    }
+    pump(&mut client, &mut server);
+    assert_eq!(server.begun().len(), 65_536);
+    let full = client.sessions.begin(&mut client.conn, T0, config(1));
+    assert_eq!(full, Err(CommandError::NoFreeChannel { max: u16::MAX }));
+    for channel in [40_000, 7] {
+        client.sessions.end(&mut client.conn, T0, SessionId(channel), None).unwrap();
+    }
+    pump(&mut client, &mut server);
+    for channel in [7, 40_000] {
+        assert_eq!(client.sessions.begin(&mut client.conn, T0, config(1)), Ok(SessionId(channel)));
+    }
+    pump(&mut client, &mut server);
+    assert!(client.errors.is_empty() && server.errors.is_empty());
+    assert_eq!(server.begun().len(), 65_538);
+}
