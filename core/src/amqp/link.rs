@@ -22,7 +22,7 @@
 //! grown (read [`Sessions::windows`]).
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::connection::Connection;
@@ -601,6 +601,15 @@ struct SessionLinks {
     remote_handle_max: Handle,
     /// By this side's handle.
     links: BTreeMap<Handle, Link>,
+    /// Handles below `unused` that carry no link (theirs was forgotten): with
+    /// `unused`, the lowest free handle without a scan of the links, which a peer
+    /// attaching thousands of them would make quadratic.
+    freed: BTreeSet<Handle>,
+    /// The lowest handle never used: it and every handle above carry no link.
+    unused: u64,
+    /// This side's links whose attach the peer has not answered: the only ones a
+    /// peer's attach may answer, so it is matched without a scan of every link.
+    attaching: BTreeSet<Handle>,
     /// The peer's handle to this side's (§2.6.2).
     remote: BTreeMap<Handle, Handle>,
     /// Deliveries this side sent unsettled, by delivery-id: the link's handle.
@@ -614,14 +623,39 @@ struct SessionLinks {
 }
 
 impl SessionLinks {
+    fn new(remote_handle_max: Handle) -> SessionLinks {
+        SessionLinks {
+            remote_handle_max,
+            links: BTreeMap::new(),
+            freed: BTreeSet::new(),
+            unused: 0,
+            attaching: BTreeSet::new(),
+            remote: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            ending: false,
+        }
+    }
+
+    /// The lowest handle up to the peer's handle-max that carries no link.
     fn free_handle(&self) -> Option<Handle> {
-        // Handles in use are few: the lowest free one is at most their count.
-        (0..=self.remote_handle_max).find(|h| !self.links.contains_key(h))
+        let lowest = self.freed.first().map_or(self.unused, |&h| u64::from(h));
+        Handle::try_from(lowest).ok().filter(|&h| h <= self.remote_handle_max)
+    }
+
+    /// Puts `link` on `handle`, a [`SessionLinks::free_handle`].
+    fn add(&mut self, handle: Handle, link: Link) {
+        if !self.freed.remove(&handle) {
+            self.unused = u64::from(handle) + 1;
+        }
+        self.links.insert(handle, link);
     }
 
     /// Forgets a link and its unsettled deliveries.
     fn forget(&mut self, handle: Handle) -> Option<Link> {
         let link = self.links.remove(&handle)?;
+        self.freed.insert(handle);
+        self.attaching.remove(&handle);
         if let Some(remote) = &link.remote {
             self.remote.remove(&remote.handle);
         }
@@ -700,7 +734,9 @@ impl Links {
         let mut link = Link::new(LinkState::AttachSent, spec.role);
         link.flow.delivery_count = spec.initial_delivery_count;
         link.local = Some(attach);
-        self.session(session)?.links.insert(handle, link);
+        let s = self.session(session)?;
+        s.add(handle, link);
+        s.attaching.insert(handle);
         Ok(LinkId { session, handle })
     }
 
@@ -1027,15 +1063,7 @@ impl Links {
     ) -> Result<(), LinkError> {
         match event {
             SessionEvent::Begun { session, by_peer, remote } => {
-                let links = SessionLinks {
-                    remote_handle_max: remote.handle_max,
-                    links: BTreeMap::new(),
-                    remote: BTreeMap::new(),
-                    outgoing: BTreeMap::new(),
-                    incoming: BTreeMap::new(),
-                    ending: false,
-                };
-                self.sessions.insert(session, links);
+                self.sessions.insert(session, SessionLinks::new(remote.handle_max));
                 self.events.push_back(LinkEvent::SessionBegun { session, by_peer });
                 Ok(())
             }
@@ -1083,6 +1111,9 @@ impl Links {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.ending = true;
                     s.links.clear();
+                    s.freed.clear();
+                    s.unused = 0;
+                    s.attaching.clear();
                     s.remote.clear();
                     s.outgoing.clear();
                     s.incoming.clear();
@@ -1158,12 +1189,14 @@ impl Links {
             return Err(LinkError::HandleInUse { session, handle });
         }
         // This side's attach the peer answers: same name, other role (§2.6.3).
-        let answered = s.links.iter_mut().find(|(_, l)| {
-            l.remote.is_none()
-                && l.role != attach.role
-                && l.local.as_ref().is_some_and(|a| a.name == attach.name)
+        let links = &s.links;
+        let answered = s.attaching.iter().copied().find(|h| {
+            links.get(h).is_some_and(|l| {
+                l.role != attach.role && l.local.as_ref().is_some_and(|a| a.name == attach.name)
+            })
         });
-        if let Some((&ours, l)) = answered {
+        if let Some((ours, l)) = answered.and_then(|h| Some((h, s.links.get_mut(&h)?))) {
+            s.attaching.remove(&ours);
             s.remote.insert(handle, ours);
             if l.role == Role::Receiver {
                 l.flow.delivery_count = attach.initial_delivery_count.unwrap_or(0);
@@ -1182,7 +1215,7 @@ impl Links {
             link.flow.delivery_count = attach.initial_delivery_count.unwrap_or(0);
         }
         link.remote = Some(attach.clone());
-        s.links.insert(ours, link);
+        s.add(ours, link);
         s.remote.insert(handle, ours);
         let link = LinkId { session, handle: ours };
         self.events.push_back(LinkEvent::AttachRequested { link, remote: attach });

@@ -1019,3 +1019,51 @@ fn s2_7_5_settling_an_outgoing_delivery_leaves_the_incoming_one_of_the_same_id()
     pair.pump();
     assert_eq!(pair.server.dispositions().last(), Some(&(0, accepted, true)));
 }
+
+#[test]
+fn s2_6_3_a_peer_attaching_tens_of_thousands_of_links_gets_the_lowest_free_handles() {
+    // Finding a free handle, or the attach a peer's answers, must not scan every
+    // link: 40 000 attaches would take minutes.
+    const LINKS: u32 = 40_000;
+    let mut pair = Pair::new();
+    for i in 0..LINKS {
+        let name = Utf8Bytes::from(alloc::format!("link-{i}"));
+        let spec = LinkSpec { name, ..spec("x", Role::Sender) };
+        let c = &mut pair.client;
+        let link = c.links.attach(&mut c.sessions, &mut c.conn, T0, pair.c_session, spec);
+        assert_eq!(link.map(|l| l.handle), Ok(i));
+        if i % 1024 == 1023 {
+            pair.pump();
+        }
+    }
+    pair.pump();
+    let requested: Vec<Handle> = pair
+        .server
+        .take_events()
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::AttachRequested { link, .. } => Some(link.handle),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, (0..LINKS).collect::<Vec<_>>());
+    // Detaching two frees their handles, the lower reused first, on both sides.
+    for handle in [30_000, 9] {
+        let link = LinkId { session: pair.c_session, handle };
+        let c = &mut pair.client;
+        c.links.detach(&mut c.sessions, &mut c.conn, T0, link, true, None).unwrap();
+    }
+    pair.pump();
+    for handle in [9, 30_000] {
+        let c = &mut pair.client;
+        let link = c.links.attach(
+            &mut c.sessions,
+            &mut c.conn,
+            T0,
+            pair.c_session,
+            spec("again", Role::Sender),
+        );
+        assert_eq!(link.map(|l| l.handle), Ok(handle));
+    }
+    assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
+}
