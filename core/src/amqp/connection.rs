@@ -363,7 +363,6 @@ impl Connection {
         if self.state == State::Closed {
             return Ok(());
         }
-        self.last_received = now;
         self.recv.extend_from_slice(bytes);
         self.process(now)
     }
@@ -394,6 +393,7 @@ impl Connection {
                             return Err(e.into());
                         }
                     };
+                    self.last_received = now;
                     self.on_header(now, header)?;
                 }
                 State::Sasl(SaslStep::Deciding) => return self.hold_input(),
@@ -401,6 +401,7 @@ impl Connection {
                     let Some(frame) = frame::decode(&mut self.recv, &sasl::FRAME_LIMITS)? else {
                         return Ok(());
                     };
+                    self.last_received = now;
                     self.on_sasl_frame(now, step, frame)?;
                 }
                 State::AwaitingOpen | State::Opened | State::CloseSent => {
@@ -413,6 +414,9 @@ impl Connection {
                     let Some(frame) = frame::decode(&mut self.recv, &limits)? else {
                         return Ok(());
                     };
+                    // §2.4.5 counts frames: bytes of one that never ends do not
+                    // keep the connection alive.
+                    self.last_received = now;
                     self.on_frame(now, frame)?;
                 }
             }
@@ -612,7 +616,7 @@ impl Connection {
 
     /// When to call [`Connection::handle_timeout`] next: the next heartbeat (half
     /// the peer's idle-time-out after the last frame sent, §2.4.5), this side's
-    /// idle-time-out after the last bytes received, or the end of the wait for the
+    /// idle-time-out after the last frame received, or the end of the wait for the
     /// peer's `close`; `None` when none runs, as while waiting for a header and
     /// during a SASL exchange. Read again after every input and command.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
@@ -679,7 +683,7 @@ impl Connection {
         Some(self.last_sent.saturating_add(Duration::from_millis(u64::from(idle / 2).max(1))))
     }
 
-    /// This side's idle-time-out after the last bytes received (§2.4.5).
+    /// This side's idle-time-out after the last frame received (§2.4.5).
     fn idle_deadline(&self) -> Option<Timestamp> {
         let idle = self.local.idle_time_out.filter(|&ms| ms > 0)?;
         Some(self.last_received.saturating_add(Duration::from_millis(u64::from(idle))))

@@ -585,3 +585,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn s2_4_5_a_frame_trickled_a_byte_at_a_time_does_not_reset_the_idle_timeout() {
+    // A peer that opens, then sends one byte of a frame that never ends every
+    // second (a slowloris): §2.4.5 counts frames, so the server closes at 4 s.
+    let mut server = Side::new(Connection::server(open("s", Some(4_000)), T0));
+    let mut client = Side::new(Connection::client(open("c", None), T0));
+    let hello = client.drain();
+    server.feed(T0, &hello, usize::MAX);
+    server.drain();
+    assert!(opened(&server.events).is_some());
+    let partial = [0u8, 0, 0x10, 0, 2, 0, 0, 0, 0, 0x53];
+    for (i, byte) in partial.iter().enumerate().take(3) {
+        let now = T0 + Duration::from_secs(1 + i as u64);
+        server.feed(now, &[*byte], usize::MAX);
+        server.conn.handle_timeout(now);
+    }
+    assert!(!server.closed);
+    let deadline = T0 + Duration::from_secs(4);
+    assert_eq!(server.conn.poll_timeout(), Some(deadline));
+    server.conn.handle_timeout(deadline);
+    server.drain();
+    closed_with(&server, false, Some(condition::RESOURCE_LIMIT_EXCEEDED));
+}
