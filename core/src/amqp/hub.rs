@@ -628,7 +628,11 @@ impl AmqpConnection {
         let error = AmqpError::new(condition, Some(Utf8Bytes::from(reason)));
         let state = DeliveryState::Rejected { error: Some(error) };
         let _ = self.engine.disposition(now, link, delivery_id, Some(state), true);
-        self.top_up(now, link);
+        if matches!(self.links.get(&link), Some(HubLink::CbsRequests)) {
+            let _ = self.engine.flow(now, link, CBS_CREDIT, false);
+        } else {
+            self.top_up(now, link);
+        }
     }
 
     /// The runtime stored a message: a delivery whose messages are all stored is

@@ -1055,3 +1055,18 @@ fn s2_7_3_cbs_request_link_bounds_a_delivery_that_never_ends() {
     assert!(w.refusals().contains(&ErrorCode::ARGUMENT_INVALID), "{:?}", w.refusals());
     assert_eq!(w.hub.connection_count(), 1, "the delivery is refused, not the connection");
 }
+
+#[test]
+fn s5_2_undecodable_put_token_rejected_and_the_cbs_credit_stays_the_cbs_credit() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    let credit =
+        |w: &World| w.clients[c].engine.links().flow_state(cbs.requests).map(|f| f.link_credit);
+    assert_eq!(credit(&w), Some(super::CBS_CREDIT));
+    w.send(c, cbs.requests, Bytes::from_static(b"\x00\x53\x77\xff"), MESSAGE_FORMAT_AMQP);
+    let outcomes = w.clients[c].outcomes(cbs.requests);
+    assert!(matches!(outcomes.as_slice(), [Some(DeliveryState::Rejected { .. })]), "{outcomes:?}");
+    // Topped up as a put-token is (16), not as telemetry (64).
+    assert_eq!(credit(&w), Some(super::CBS_CREDIT));
+}
