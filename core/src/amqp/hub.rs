@@ -21,6 +21,7 @@
 //! | telemetry larger than the hub takes | rejected, `amqp:link:message-size-exceeded` |
 //! | its token expires | its links detached, `amqp:unauthorized-access`; a SASL PLAIN login's expiry closes the connection (spec file §5.1) |
 //! | the same device authenticates on another connection | its links here detached, `amqp:link:stolen` |
+//! | more links than 8 per identity the connection may hold (64 at least), or a session past channel 15 | the connection closed, `amqp:resource-limit-exceeded` (a handle above handle-max, `framing-error`) |
 //!
 //! Every refusal is also a [`HubEvent::Refused`], since the SDKs hide the reason.
 
@@ -72,6 +73,16 @@ const SECTIONS_OVERHEAD: u64 = 16 * 1024;
 /// Credit on a telemetry link: deliveries a device may have unacknowledged. Topped
 /// up as the hub accepts them.
 const TELEMETRY_CREDIT: u32 = 64;
+
+/// Sessions a client may begin on one connection, less one: IoT Hub's SDKs use
+/// one (the C SDK, Node) or two (.NET, unconfirmed, spec file §5.1), and each
+/// costs the hub memory a stranger should not command.
+const CHANNEL_MAX: u16 = 15;
+
+/// Links one connection may hold, per identity it may authenticate: telemetry
+/// and C2D today, twin and methods (two each) later, and room for refused
+/// attaches whose detach the client has not answered yet.
+const LINKS_PER_IDENTITY: usize = 8;
 
 /// Credit on a `$cbs` request link: put-tokens a client may have unanswered.
 const CBS_CREDIT: u32 = 16;
@@ -142,6 +153,8 @@ pub(crate) struct AmqpConnection {
     pending: BTreeMap<u64, PendingDelivery>,
     stores: BTreeMap<StoreTicket, u64>,
     next_pending: u64,
+    /// Links the connection may hold in all (see [`LINKS_PER_IDENTITY`]).
+    max_links: usize,
     max_message_size: usize,
     message_limits: Limits,
     closed: bool,
@@ -149,8 +162,10 @@ pub(crate) struct AmqpConnection {
 
 impl AmqpConnection {
     pub(crate) fn new(id: ConnectionId, now: Timestamp, config: &HubConfig) -> Self {
+        let max_links = config.max_cbs_tokens.saturating_mul(LINKS_PER_IDENTITY).max(64);
         let open = Open {
             max_frame_size: MAX_FRAME_SIZE,
+            channel_max: CHANNEL_MAX,
             idle_time_out: Some(IDLE_TIME_OUT_MS),
             hostname: config.host_names.first().map(|h| Utf8Bytes::from(h.as_str())),
             ..Open::new(Utf8Bytes::from_static("hubwire"))
@@ -170,8 +185,14 @@ impl AmqpConnection {
             // unbounded, as the C SDK's (spec file §5.1).
             engine: Engine::new(
                 connection,
-                SessionConfig { incoming_window: u32::MAX, ..SessionConfig::default() },
+                SessionConfig {
+                    incoming_window: u32::MAX,
+                    // A handle above it closes the connection (§2.7.2).
+                    handle_max: u32::try_from(max_links - 1).unwrap_or(u32::MAX),
+                    ..SessionConfig::default()
+                },
             ),
+            max_links,
             auth_deadline: Some(now + config.connect_timeout),
             plain: None,
             tokens: CbsTokens::new(config.max_cbs_tokens),
@@ -359,6 +380,18 @@ impl AmqpConnection {
 
     /// The device attached a link: its address decides what it is (spec file §5.3).
     fn on_attach(&mut self, now: Timestamp, hub: &mut HubState, link: LinkId, remote: &Attach) {
+        if self.engine.links().count() > self.max_links {
+            // Each link costs memory; a client past any SDK's need is closed
+            // whole, as its sessions may hold more (§2.8.15 resource-limit-exceeded).
+            let reason = format!("more than {} links on one connection", self.max_links);
+            self.refuse(hub, None, ErrorCode::INVALID_OPERATION, reason.clone());
+            let error = AmqpError::new(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                Some(Utf8Bytes::from(reason.as_str())),
+            );
+            self.engine.close(now, Some(error));
+            return;
+        }
         let address = match remote.role {
             Role::Sender => remote.target.as_ref().and_then(|t| t.terminus.address.as_ref()),
             Role::Receiver => remote.source.as_ref().and_then(|s| s.terminus.address.as_ref()),

@@ -48,6 +48,13 @@ pub struct LinkId {
     pub handle: Handle,
 }
 
+impl core::fmt::Display for LinkId {
+    /// `session 0, handle 2`: as error descriptions sent to the peer name a link.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}, handle {}", self.session, self.handle)
+    }
+}
+
 /// What [`Links`] must know of this side's sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkConfig {
@@ -314,7 +321,7 @@ pub enum LinkError {
     /// An attach with a handle above this side's handle-max: "A peer that receives
     /// a handle outside the supported range MUST close the connection with the
     /// framing-error error-code" (§2.7.2, handle-max).
-    #[error("{session:?}: attach handle {handle} exceeds handle-max {max} (AMQP 1.0 §2.7.2)")]
+    #[error("{session}: attach handle {handle} exceeds handle-max {max} (AMQP 1.0 §2.7.2)")]
     HandleOutOfRange {
         /// The session.
         session: SessionId,
@@ -326,7 +333,7 @@ pub enum LinkError {
     /// An attach with a handle the peer already uses: "MUST be responded to with
     /// an immediate close carrying a handle-in-use session-error" (§2.7.3,
     /// handle); a session-error ends the session (§2.8.17), so the session ends.
-    #[error("{session:?}: attach handle {handle} is in use (AMQP 1.0 §2.7.3)")]
+    #[error("{session}: attach handle {handle} is in use (AMQP 1.0 §2.7.3)")]
     HandleInUse {
         /// The session.
         session: SessionId,
@@ -336,7 +343,7 @@ pub enum LinkError {
     /// A transfer, flow or detach on a handle no link of the peer is attached to:
     /// the session ends with `amqp:session:unattached-handle` (§2.7.4, handle;
     /// §2.8.17).
-    #[error("{session:?}: {performative} on unattached handle {handle} (AMQP 1.0 §2.8.17)")]
+    #[error("{session}: {performative} on unattached handle {handle} (AMQP 1.0 §2.8.17)")]
     UnattachedHandle {
         /// The session.
         session: SessionId,
@@ -347,14 +354,14 @@ pub enum LinkError {
     },
     /// A peer attach when no handle up to the peer's handle-max is free to answer
     /// it with: the session ends with `amqp:resource-limit-exceeded`.
-    #[error("{session:?}: no handle left to answer the peer's attach")]
+    #[error("{session}: no handle left to answer the peer's attach")]
     NoFreeHandle {
         /// The session.
         session: SessionId,
     },
     /// A delivery beyond the credit this side gave (§2.6.7): the link detaches
     /// with `amqp:link:transfer-limit-exceeded` (§2.8.18).
-    #[error("{link:?}: a transfer without link credit (AMQP 1.0 §2.6.7)")]
+    #[error("{link}: a transfer without link credit (AMQP 1.0 §2.6.7)")]
     TransferLimitExceeded {
         /// The link.
         link: LinkId,
@@ -362,7 +369,7 @@ pub enum LinkError {
     /// A transfer on a link where the peer is the receiver: "the peer sent a frame
     /// that is not permitted in the current state"; the link detaches with
     /// `amqp:illegal-state` (§2.8.15).
-    #[error("{link:?}: a transfer from the link's receiver (AMQP 1.0 §2.6.1)")]
+    #[error("{link}: a transfer from the link's receiver (AMQP 1.0 §2.6.1)")]
     TransferFromReceiver {
         /// The link.
         link: LinkId,
@@ -370,7 +377,7 @@ pub enum LinkError {
     /// A transfer breaking §2.7.5: a delivery's first frame without its
     /// delivery-id or tag, a continuation frame with another delivery-id. The link
     /// detaches with `amqp:invalid-field`.
-    #[error("{link:?}: {why} (AMQP 1.0 §2.7.5)")]
+    #[error("{link}: {why} (AMQP 1.0 §2.7.5)")]
     InvalidTransfer {
         /// The link.
         link: LinkId,
@@ -382,7 +389,7 @@ pub enum LinkError {
     /// it is rejected with `amqp:link:message-size-exceeded` and settled (an
     /// unsettled one), its frames are dropped without being buffered, and the
     /// link goes on, as the limit is this side's own.
-    #[error("{link:?}: delivery {delivery_id} exceeds max-message-size {max} (AMQP 1.0 §2.7.3)")]
+    #[error("{link}: delivery {delivery_id} exceeds max-message-size {max} (AMQP 1.0 §2.7.3)")]
     MessageSizeExceeded {
         /// The link.
         link: LinkId,
@@ -439,13 +446,13 @@ impl LinkError {
 #[non_exhaustive]
 pub enum CommandError {
     /// No such session: not begun, ended, or ending after a violation.
-    #[error("no session {0:?}")]
+    #[error("no session {0}")]
     UnknownSession(SessionId),
     /// No such link (never attached, or detached).
-    #[error("no link {0:?}")]
+    #[error("no link {0}")]
     UnknownLink(LinkId),
     /// Every handle up to the peer's handle-max carries a link (§2.7.2).
-    #[error("{session:?}: every handle up to the peer's handle-max {max} is in use")]
+    #[error("{session}: every handle up to the peer's handle-max {max} is in use")]
     NoFreeHandle {
         /// The session.
         session: SessionId,
@@ -453,7 +460,7 @@ pub enum CommandError {
         max: Handle,
     },
     /// The link is not in a state that allows this.
-    #[error("{link:?} is {state:?}")]
+    #[error("{link} is {state:?}")]
     State {
         /// The link.
         link: LinkId,
@@ -462,7 +469,7 @@ pub enum CommandError {
     },
     /// The command belongs to the other end of the link: `send` and `drained` to
     /// a sender, `flow` to a receiver.
-    #[error("{link:?} is a {role:?}")]
+    #[error("{link} is a {role:?}")]
     Role {
         /// The link.
         link: LinkId,
@@ -471,16 +478,16 @@ pub enum CommandError {
     },
     /// [`Links::accept_attach`] with a name or role that does not answer the
     /// peer's attach (§2.6.3: same name, other role).
-    #[error("{0:?}: the answer's name or role does not match the peer's attach")]
+    #[error("{0}: the answer's name or role does not match the peer's attach")]
     AnswerMismatch(LinkId),
     /// No link credit (§2.6.7): wait for [`LinkEvent::Credit`].
-    #[error("{0:?}: no link credit (AMQP 1.0 §2.6.7)")]
+    #[error("{0}: no link credit (AMQP 1.0 §2.6.7)")]
     NoCredit(LinkId),
     /// [`Links::drained`] when the receiver asked for no drain.
-    #[error("{0:?}: the receiver asked for no drain")]
+    #[error("{0}: the receiver asked for no drain")]
     NotDraining(LinkId),
     /// The message exceeds the peer's max-message-size for the link (§2.7.3).
-    #[error("{link:?}: {size} bytes exceed the peer's max-message-size {max}")]
+    #[error("{link}: {size} bytes exceed the peer's max-message-size {max}")]
     MessageTooLarge {
         /// The link.
         link: LinkId,
@@ -498,7 +505,7 @@ pub enum CommandError {
     FrameTooSmall(u32),
     /// The session's remote incoming window (§2.5.6) cannot take every frame of
     /// the delivery; try again once the peer's flow has widened it.
-    #[error("{link:?}: {frames} frames need more than the peer's incoming window {window}")]
+    #[error("{link}: {frames} frames need more than the peer's incoming window {window}")]
     WindowTooSmall {
         /// The link.
         link: LinkId,
@@ -509,7 +516,7 @@ pub enum CommandError {
     },
     /// A delivery's settled flag contradicts the sender-settle-mode this side
     /// announced (§2.8.2).
-    #[error("{link:?}: settled={settled} under snd-settle-mode {mode:?} (AMQP 1.0 §2.8.2)")]
+    #[error("{link}: settled={settled} under snd-settle-mode {mode:?} (AMQP 1.0 §2.8.2)")]
     SettleMode {
         /// The link.
         link: LinkId,
@@ -520,7 +527,7 @@ pub enum CommandError {
     },
     /// A receiver settling a delivery under rcv-settle-mode second before the
     /// sender did (§2.8.3): send the outcome unsettled and wait.
-    #[error("{link:?}: delivery {delivery_id} settles after the sender (AMQP 1.0 §2.8.3)")]
+    #[error("{link}: delivery {delivery_id} settles after the sender (AMQP 1.0 §2.8.3)")]
     SettleBeforeSender {
         /// The link.
         link: LinkId,
@@ -529,7 +536,7 @@ pub enum CommandError {
     },
     /// The range holds no unsettled delivery of the link, or one of another link
     /// of the session (a disposition's range covers them all, §2.7.6).
-    #[error("{link:?}: deliveries {first}..={last} are not this link's unsettled ones")]
+    #[error("{link}: deliveries {first}..={last} are not this link's unsettled ones")]
     Deliveries {
         /// The link.
         link: LinkId,
@@ -700,6 +707,13 @@ impl Links {
     /// A link's state; `None` once it is gone.
     pub fn state(&self, link: LinkId) -> Option<LinkState> {
         self.link(link).map(|l| l.state)
+    }
+
+    /// Links of every session in any state, those a peer attached and this side
+    /// refused included until their detaches are exchanged: what the peer has made
+    /// this side keep.
+    pub fn count(&self) -> usize {
+        self.sessions.values().map(|s| s.links.len()).sum()
     }
 
     /// A link's flow-control state (§2.6.7).
@@ -1319,6 +1333,12 @@ impl Links {
         t: Transfer,
         payload: Bytes,
     ) -> Result<(), LinkError> {
+        // A delivery-id names one delivery among its session's unsettled ones
+        // (§2.6.12, §2.7.5): a second delivery under it could never be told apart
+        // in a disposition, so one of the two would go unanswered.
+        let in_use = t.delivery_id.is_some_and(|id| {
+            self.sessions.get(&link.session).is_some_and(|s| s.incoming.contains_key(&id))
+        });
         let Ok(l) = self.link_mut(link) else { return Ok(()) };
         if l.state == LinkState::DetachSent {
             return Ok(());
@@ -1337,6 +1357,9 @@ impl Links {
             None => {
                 let delivery_id =
                     t.delivery_id.ok_or_else(|| invalid("a first frame without delivery-id"))?;
+                if in_use {
+                    return Err(invalid("the delivery-id of a delivery still unsettled"));
+                }
                 let tag =
                     t.delivery_tag.clone().ok_or_else(|| invalid("a first frame without tag"))?;
                 if l.flow.link_credit == 0 {

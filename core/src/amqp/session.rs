@@ -29,6 +29,13 @@ use crate::utf8::Utf8Bytes;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId(pub u16);
 
+impl core::fmt::Display for SessionId {
+    /// `session 0`: the channel this side sends it on.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "session {}", self.0)
+    }
+}
+
 /// What this side announces in its `begin` (§2.7.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -135,7 +142,7 @@ pub enum SessionError {
     /// A transfer beyond this side's incoming window (§2.5.6); the session ends
     /// with `amqp:session:window-violation` (§2.8.17) and discards until the
     /// peer's `end`.
-    #[error("{session:?}: a transfer beyond the incoming window (AMQP 1.0 §2.5.6)")]
+    #[error("{session}: a transfer beyond the incoming window (AMQP 1.0 §2.5.6)")]
     WindowViolation {
         /// The session.
         session: SessionId,
@@ -186,11 +193,11 @@ impl SessionError {
 #[non_exhaustive]
 pub enum CommandError {
     /// No such session (it never began, or has ended).
-    #[error("no session {0:?}")]
+    #[error("no session {0}")]
     UnknownSession(SessionId),
     /// The session is not in a state that allows this: link frames need MAPPED,
     /// `end` a session not yet ending (§2.5.5).
-    #[error("{session:?} is {state:?}")]
+    #[error("{session} is {state:?}")]
     State {
         /// The session.
         session: SessionId,
@@ -205,7 +212,7 @@ pub enum CommandError {
     },
     /// The peer's incoming window is 0 (§2.5.6: no transfer may be sent); wait for
     /// its flow.
-    #[error("{0:?}: the peer's incoming window is closed (AMQP 1.0 §2.5.6)")]
+    #[error("{0}: the peer's incoming window is closed (AMQP 1.0 §2.5.6)")]
     WindowClosed(SessionId),
     /// [`Sessions::send`] takes attach, detach, disposition and flow; transfers go
     /// through [`Sessions::transfer`], begin and end through their own commands.

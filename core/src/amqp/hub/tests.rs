@@ -1070,3 +1070,53 @@ fn s5_2_undecodable_put_token_rejected_and_the_cbs_credit_stays_the_cbs_credit()
     // Topped up as a put-token is (16), not as telemetry (64).
     assert_eq!(credit(&w), Some(super::CBS_CREDIT));
 }
+
+#[test]
+fn s2_8_15_a_connection_past_its_link_limit_is_closed_with_resource_limit_exceeded() {
+    use crate::amqp::frame::{Frame, FrameKind, FrameLimits};
+    use crate::amqp::performative::{Attach, Begin, Performative};
+    let on = |channel: u16, p: &Performative| {
+        let mut body = BytesMut::new();
+        p.encode(&mut body).expect("encodes");
+        let mut out = BytesMut::new();
+        let f = Frame { kind: FrameKind::Amqp { channel }, body: body.freeze() };
+        f.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out).expect("fits");
+        out.to_vec()
+    };
+    // 2 identities: 64 links in all (the floor), so 63 the highest handle.
+    let config = HubConfig { max_cbs_tokens: 2, ..HubConfig::default() };
+    let mut w = World::with_config(1, config);
+    let id = w.hub.accept(w.now, Protocol::Amqp);
+    let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
+    input.extend(on(0, &Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
+    // Each session stays within handle-max; together they pass the limit.
+    for (channel, links) in [(0u16, 64u32), (1, 8)] {
+        input.extend(on(channel, &Performative::Begin(Begin::new(0, 100, 100))));
+        for handle in 0..links {
+            // `$cbs` needs no token: each attach is accepted and kept.
+            let attach = Attach {
+                target: target("$cbs"),
+                source: source("c"),
+                initial_delivery_count: Some(0),
+                ..Attach::new(
+                    Utf8Bytes::from(alloc::format!("{channel}-{handle}")),
+                    handle,
+                    Role::Sender,
+                )
+            };
+            input.extend(on(channel, &Performative::Attach(alloc::boxed::Box::new(attach))));
+        }
+    }
+    let _ = w.hub.handle_input(w.now, id, &input);
+    let mut wire = BytesMut::new();
+    while let Some((_, t)) = w.hub.poll_transmit() {
+        if let Transmit::Send(b) = t {
+            wire.extend_from_slice(&b);
+        }
+    }
+    let condition = b"amqp:resource-limit-exceeded";
+    assert!(wire.windows(condition.len()).any(|w| w == condition), "a close with the condition");
+    let refused = core::iter::from_fn(|| w.hub.poll_event())
+        .any(|e| matches!(e, HubEvent::Refused { reason, .. } if reason.contains("links on one connection")));
+    assert!(refused, "the refusal is logged");
+}

@@ -807,6 +807,30 @@ fn s2_7_5_a_first_frame_without_delivery_tag_detaches_with_invalid_field() {
     assert_eq!(pair.server.detached(), vec![(rcv, false, true, Some(condition::INVALID_FIELD))]);
 }
 
+/// Two deliveries under one delivery-id, the first still unsettled: the second
+/// could never be answered apart from the first, so the link goes.
+#[test]
+fn s2_7_5_a_delivery_id_still_unsettled_detaches_with_invalid_field() {
+    let mut pair = Pair::new();
+    let (_, rcv) = pair.telemetry(2);
+    for (tag, payload) in [(&b"a"[..], &b"one"[..]), (b"b", b"two")] {
+        let t = Transfer {
+            handle: 0,
+            delivery_id: Some(7),
+            delivery_tag: Some(Bytes::from_static(tag)),
+            message_format: Some(0),
+            ..Transfer::default()
+        };
+        // Past the client's session, which numbers deliveries itself.
+        let c = &mut pair.client;
+        c.conn.send(pair.now, pair.c_session.0, &Performative::Transfer(t), payload).unwrap();
+        pair.pump();
+    }
+    assert_eq!(pair.server.deliveries(), vec![(7, Bytes::from_static(b"one"), false)]);
+    assert_eq!(pair.server.error_conditions(), vec![condition::INVALID_FIELD]);
+    assert_eq!(pair.server.detached(), vec![(rcv, false, true, Some(condition::INVALID_FIELD))]);
+}
+
 #[test]
 fn s2_7_3_an_oversized_message_is_rejected_and_the_next_one_gets_through() {
     let mut pair = Pair::with(512, Begin::DEFAULT_HANDLE_MAX);
