@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use std::path::PathBuf;
 
 use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
+use hubwire_core::Protocol;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::iothub::{ConnectionString, Disposition, Message};
 use hubwire_transports::tls::Trust;
@@ -48,7 +49,7 @@ pub(crate) struct DeviceArgs {
     #[arg(long = "property", value_name = "NAME=VALUE", value_parser = property)]
     properties: Vec<(String, String)>,
     /// The messages' message id, in which n in braces becomes the message number,
-    /// e.g. `m-{n}`. Default: none.
+    /// as in --body. Default: none.
     #[arg(long)]
     message_id: Option<String>,
     /// The messages' content type, e.g. application/json.
@@ -248,11 +249,15 @@ fn handle(
             let transport = status.transport.map(Transport::name);
             let peer = status.peer.map(|p| p.to_string());
             let mut words = format!(
-                "connected over {} to {}{} (session present: {session_present})",
+                "connected over {} to {}{}",
                 transport.unwrap_or("?"),
                 peer.as_deref().unwrap_or("?"),
                 status.tls_version.map(|v| format!(", {v}")).unwrap_or_default(),
             );
+            // Session Present is MQTT's [MQTT-3.2.2-2]; AMQP keeps no session.
+            if status.transport.is_some_and(|t| t.protocol() == Protocol::Mqtt) {
+                words.push_str(&format!(" (session present: {session_present})"));
+            }
             if let Some(why) = &status.fallback_reason {
                 words.push_str(&format!("; chose it because {why}"));
             }
