@@ -169,50 +169,11 @@ fn amqp_995_devices_share_one_connection_the_996th_is_refused_403_and_a_wrong_ke
     let round_trips = started.elapsed();
 
     // The 996th identity on the connection: 403, the others carry on.
-    let refused_key = match client.add_device(config(&amqp, &id(DEVICES), KEY)) {
-        Ok(key) => key,
-        Err(e) => panic!("{e}"),
-    };
-    collect(&client, 1, |key, event| match event {
-        DeviceEvent::Disconnected {
-            reason: DisconnectReason::TokenRefused { status_code, .. },
-            reconnect_at: None,
-        } if key == refused_key => {
-            assert_eq!(status_code, 403, "the 996th identity is past the hub's limit");
-            true
-        }
-        _ => false,
-    });
     let Some((&first, _)) = ids.first_key_value() else { panic!("no devices") };
-    if let Err(e) = client.send_telemetry(first, Message::new(&b"after the refusal"[..])) {
-        panic!("{e}");
-    }
-    collect(&client, 1, |key, event| {
-        key == first && matches!(event, DeviceEvent::TelemetryAcknowledged(_))
-    });
-
+    refused_alone(&client, config(&amqp, &id(DEVICES), KEY), 403, first);
     // A wrong key fails alone; its neighbour's next message is acknowledged.
-    let wrong_key = match client.add_device(config(&amqp, &id(DEVICES + 1), WRONG_KEY)) {
-        Ok(key) => key,
-        Err(e) => panic!("{e}"),
-    };
-    collect(&client, 1, |key, event| match event {
-        DeviceEvent::Disconnected {
-            reason: DisconnectReason::TokenRefused { status_code, .. },
-            reconnect_at: None,
-        } if key == wrong_key => {
-            assert_eq!(status_code, 401, "a wrong key is unauthorised");
-            true
-        }
-        _ => false,
-    });
     let Some((&last, _)) = ids.last_key_value() else { panic!("no devices") };
-    if let Err(e) = client.send_telemetry(last, Message::new(&b"after the wrong key"[..])) {
-        panic!("{e}");
-    }
-    collect(&client, 1, |key, event| {
-        key == last && matches!(event, DeviceEvent::TelemetryAcknowledged(_))
-    });
+    refused_alone(&client, config(&amqp, &id(DEVICES + 1), WRONG_KEY), 401, last);
 
     tally.read_until(&hub.out, |t| t.count("refused") == 2 && t.count("telemetry") == DEVICES + 2);
     let refusals: Vec<(Option<&str>, Option<u64>)> = tally
@@ -236,4 +197,34 @@ fn amqp_995_devices_share_one_connection_the_996th_is_refused_403_and_a_wrong_ke
          all done at {:?}",
         started.elapsed()
     );
+}
+
+/// Adds a device whose put-token the hub refuses with `status`, then checks that
+/// `neighbour` on the same connection still has its telemetry acknowledged.
+fn refused_alone(
+    client: &MultiplexedClient,
+    device: DeviceConfig,
+    status: i32,
+    neighbour: DeviceKey,
+) {
+    let refused = match client.add_device(device) {
+        Ok(key) => key,
+        Err(e) => panic!("{e}"),
+    };
+    collect(client, 1, |key, event| match event {
+        DeviceEvent::Disconnected {
+            reason: DisconnectReason::TokenRefused { status_code, .. },
+            reconnect_at: None,
+        } if key == refused => {
+            assert_eq!(status_code, status, "the refused device's status");
+            true
+        }
+        _ => false,
+    });
+    if let Err(e) = client.send_telemetry(neighbour, Message::new(&b"after the refusal"[..])) {
+        panic!("{e}");
+    }
+    collect(client, 1, |key, event| {
+        key == neighbour && matches!(event, DeviceEvent::TelemetryAcknowledged(_))
+    });
 }
