@@ -17,6 +17,7 @@
 //! | attach for an identity without a valid token | refused, `amqp:unauthorized-access` |
 //! | attach in a direction the node does not serve | refused, `amqp:not-allowed` |
 //! | attach to twin or methods | refused, `amqp:not-implemented` (not built yet) |
+//! | attach to a transaction coordinator (part 4) | refused, `amqp:not-implemented` |
 //! | telemetry that is not an IoT Hub message | rejected, `com.microsoft:argument-error` |
 //! | telemetry larger than the hub takes | rejected, `amqp:link:message-size-exceeded` |
 //! | its token expires | its links detached, `amqp:unauthorized-access`; a SASL PLAIN login's expiry closes the connection (spec file §5.1) |
@@ -391,6 +392,11 @@ impl AmqpConnection {
             );
             self.engine.close(now, Some(error));
             return;
+        }
+        if remote.coordinator.is_some() {
+            // Part 4 is out of hubwire's scope, and IoT Hub has no transactions.
+            let reason = String::from("transactions (AMQP 1.0 part 4) are not implemented");
+            return self.refuse_attach(now, hub, link, None, condition::NOT_IMPLEMENTED, reason);
         }
         let address = match remote.role {
             Role::Sender => remote.target.as_ref().and_then(|t| t.terminus.address.as_ref()),

@@ -1120,3 +1120,40 @@ fn s2_8_15_a_connection_past_its_link_limit_is_closed_with_resource_limit_exceed
         .any(|e| matches!(e, HubEvent::Refused { reason, .. } if reason.contains("links on one connection")));
     assert!(refused, "the refusal is logged");
 }
+
+#[test]
+fn part_4_a_transaction_coordinator_link_is_refused_not_implemented() {
+    use crate::amqp::frame::{self as frames, FrameLimits};
+    use crate::amqp::performative::{Attach, Begin, Coordinator, Performative};
+    use crate::amqp::protocol_header::ProtocolHeader;
+    let mut w = World::new(1);
+    let id = w.hub.accept(w.now, Protocol::Amqp);
+    let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
+    input.extend(frame(&Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
+    input.extend(frame(&Performative::Begin(Begin::new(0, 100, 100))));
+    let attach = Attach {
+        source: source("c"),
+        coordinator: Some(Coordinator { capabilities: vec![] }),
+        initial_delivery_count: Some(0),
+        ..Attach::new(Utf8Bytes::from_static("txn"), 0, Role::Sender)
+    };
+    input.extend(frame(&Performative::Attach(alloc::boxed::Box::new(attach))));
+    let _ = w.hub.handle_input(w.now, id, &input);
+    let mut wire = BytesMut::new();
+    while let Some((_, t)) = w.hub.poll_transmit() {
+        if let Transmit::Send(b) = t {
+            wire.extend_from_slice(&b);
+        }
+    }
+    assert_eq!(ProtocolHeader::decode(&mut wire), Ok(Some(ProtocolHeader::AMQP)));
+    let mut detach = None;
+    while let Ok(Some(f)) = frames::decode(&mut wire, &FrameLimits { max_frame_size: u32::MAX }) {
+        if let Ok((Performative::Detach(d), _)) =
+            Performative::decode(&f.body, &crate::amqp::types::Limits::default())
+        {
+            detach = d.error.map(|e| e.condition);
+        }
+    }
+    assert_eq!(detach, Some(condition::NOT_IMPLEMENTED));
+    assert_eq!(w.hub.connection_count(), 1, "the connection stays");
+}

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use super::definitions::{Fields, Handle, ReceiverSettleMode, Role, SenderSettleMode, SequenceNo};
 use super::error::{Definition, Error};
 use super::field::{CompositeType, Reader, Sink, Writer};
-use super::terminus::{Source, Target};
+use super::terminus::{COORDINATOR, Coordinator, Source, Target};
 use crate::amqp::types::{Composite, PrimitiveType, Symbol, Value};
 use crate::utf8::Utf8Bytes;
 
@@ -34,6 +34,9 @@ pub struct Attach {
     pub source: Option<Source>,
     /// Where messages go; IoT Hub's events address for a device's sender.
     pub target: Option<Target>,
+    /// A transaction coordinator in the target's place (part 4 §4.5.1); written
+    /// only when `target` is `None`. hubwire refuses such links.
+    pub coordinator: Option<Coordinator>,
     /// Unsettled deliveries by tag, to resume a link (§2.6.13); hubwire does not
     /// resume links, so the map is kept as values. Empty when absent.
     pub unsettled: Vec<(Value, Value)>,
@@ -68,6 +71,7 @@ impl Attach {
             rcv_settle_mode: None,
             source: None,
             target: None,
+            coordinator: None,
             unsettled: Vec::new(),
             incomplete_unsettled: false,
             initial_delivery_count: None,
@@ -82,14 +86,28 @@ impl Attach {
 impl CompositeType for Attach {
     fn from_composite(composite: Composite) -> Result<Attach, Error> {
         let mut r = Reader::new(composite, &ATTACH)?;
+        let name = r.req("name")?;
+        let handle = r.req("handle")?;
+        let role = r.req("role")?;
+        let snd_settle_mode = r.snd_settle_mode("snd-settle-mode")?;
+        let rcv_settle_mode = r.rcv_settle_mode("rcv-settle-mode")?;
+        let source = r.composite("source")?;
+        let (target, coordinator) = match r.described("target")? {
+            Some(c) if COORDINATOR.matches(&c.descriptor) => {
+                (None, Some(Coordinator::from_composite(c)?))
+            }
+            Some(c) => (Some(Target::from_composite(c)?), None),
+            None => (None, None),
+        };
         Ok(Attach {
-            name: r.req("name")?,
-            handle: r.req("handle")?,
-            role: r.req("role")?,
-            snd_settle_mode: r.snd_settle_mode("snd-settle-mode")?,
-            rcv_settle_mode: r.rcv_settle_mode("rcv-settle-mode")?,
-            source: r.composite("source")?,
-            target: r.composite("target")?,
+            name,
+            handle,
+            role,
+            snd_settle_mode,
+            rcv_settle_mode,
+            source,
+            target,
+            coordinator,
             unsettled: r.map("unsettled")?,
             incomplete_unsettled: r.or("incomplete-unsettled", false)?,
             initial_delivery_count: r.opt("initial-delivery-count")?,
@@ -101,14 +119,18 @@ impl CompositeType for Attach {
     }
 
     fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
-        w.put(self.name.clone())
+        let w = w
+            .put(self.name.clone())
             .put(self.handle)
             .put(self.role)
             .snd_settle_mode(self.snd_settle_mode)
             .rcv_settle_mode(self.rcv_settle_mode)
-            .composite(self.source.as_ref())
-            .composite(self.target.as_ref())
-            .map(&self.unsettled)
+            .composite(self.source.as_ref());
+        let w = match (&self.target, &self.coordinator) {
+            (None, Some(coordinator)) => w.composite(Some(coordinator)),
+            (target, _) => w.composite(target.as_ref()),
+        };
+        w.map(&self.unsettled)
             .or(self.incomplete_unsettled, false)
             .opt(self.initial_delivery_count)
             .opt(self.max_message_size)

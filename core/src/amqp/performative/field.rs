@@ -74,17 +74,20 @@ impl Reader {
         &mut self,
         field: &'static str,
     ) -> Result<Option<T>, Error> {
+        self.described(field)?.map(T::from_composite).transpose()
+    }
+
+    /// An optional composite field of more than one type, for the caller to tell
+    /// apart by descriptor.
+    pub(crate) fn described(&mut self, field: &'static str) -> Result<Option<Composite>, Error> {
         match self.value() {
             Value::Null => Ok(None),
-            value => match Composite::from_value(value) {
-                Ok(c) => T::from_composite(c).map(Some),
-                Err(_) => Err(Error::WrongType {
-                    composite: self.context(),
-                    field,
-                    expected: "a composite (described list)",
-                    found: "another value",
-                }),
-            },
+            value => Composite::from_value(value).map(Some).map_err(|_| Error::WrongType {
+                composite: self.context(),
+                field,
+                expected: "a composite (described list)",
+                found: "another value",
+            }),
         }
     }
 

@@ -44,7 +44,7 @@ pub use error::{Definition, Error};
 pub use field::CompositeType;
 pub use flow::{FLOW, Flow};
 pub use open::{OPEN, Open};
-pub use terminus::{Source, Target, Terminus, TerminusDurability};
+pub use terminus::{Coordinator, Source, Target, Terminus, TerminusDurability};
 pub use transfer::{TRANSFER, Transfer};
 
 use crate::amqp::types::{Composite, EncodeError, Limits};

@@ -155,6 +155,15 @@ fn begin() -> impl Strategy<Value = Begin> {
         })
 }
 
+/// An attach's target: a target, a transaction coordinator (part 4 §4.5.1), or
+/// none.
+fn target_or_coordinator() -> impl Strategy<Value = (Option<Target>, Option<Coordinator>)> {
+    prop_oneof![
+        of(target()).prop_map(|t| (t, None)),
+        symbols().prop_map(|capabilities| (None, Some(Coordinator { capabilities }))),
+    ]
+}
+
 fn attach() -> impl Strategy<Value = Attach> {
     let snd = prop_oneof![
         Just(SenderSettleMode::Unsettled),
@@ -169,7 +178,15 @@ fn attach() -> impl Strategy<Value = Attach> {
         0..2,
     );
     (
-        (string(), any::<u32>(), role(), snd, rcv_settle_mode(), of(source()), of(target())),
+        (
+            string(),
+            any::<u32>(),
+            role(),
+            snd,
+            rcv_settle_mode(),
+            of(source()),
+            target_or_coordinator(),
+        ),
         (unsettled, any::<bool>(), of(any::<u32>()), of(any::<u64>()), symbols(), symbols()),
         fields(),
     )
@@ -180,7 +197,8 @@ fn attach() -> impl Strategy<Value = Attach> {
             snd_settle_mode: s,
             rcv_settle_mode: rs,
             source: so,
-            target: ta,
+            target: ta.0,
+            coordinator: ta.1,
             unsettled: u,
             incomplete_unsettled: iu,
             initial_delivery_count: idc,

@@ -157,6 +157,35 @@ impl CompositeType for Source {
     }
 }
 
+/// `amqp:coordinator:list`, 0x30 (part 4 §4.5.1).
+pub const COORDINATOR: Definition = Definition {
+    name: "coordinator",
+    section: "part 4 §4.5.1",
+    code: 0x30,
+    symbol: "amqp:coordinator:list",
+};
+
+/// `coordinator` (part 4 §4.5.1): the target of a link that carries transaction
+/// requests. hubwire implements no transactions (part 4 is out of its scope): it
+/// reads one, so that such an attach is refused with `amqp:not-implemented`
+/// rather than misread.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Coordinator {
+    /// The transaction capabilities asked for (multiple, §4.5.2).
+    pub capabilities: Vec<Symbol>,
+}
+
+impl CompositeType for Coordinator {
+    fn from_composite(composite: Composite) -> Result<Coordinator, Error> {
+        let mut r = Reader::new(composite, &COORDINATOR)?;
+        Ok(Coordinator { capabilities: r.multiple("capabilities")? })
+    }
+
+    fn write<S: Sink>(&self, w: Writer<S>) -> S::Done {
+        w.multiple(PrimitiveType::Symbol, &self.capabilities).finish(&COORDINATOR)
+    }
+}
+
 /// `target` (§3.5.4): where a link's messages go.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Target {
