@@ -6,7 +6,7 @@
 //! only properties that hold for every input: a failed assertion, like any panic, is
 //! a crash for the fuzzer to save.
 //!
-//! The HTTP head target reads its input as bytes, as a server does. The string
+//! The HTTP head and body targets read their input as bytes, as a server does. The string
 //! targets read their input as lossy UTF-8 and check a round trip where
 //! the module has a writer. The session targets drive one machine at [`START`] in
 //! simulated time: their first two bytes choose how the rest is cut into chunks and
@@ -98,6 +98,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "mqtt_decode", run: mqtt_decode, seeds: mqtt_decode_seeds },
     Target { name: "amqp_types", run: amqp_types, seeds: amqp_types::seeds },
     Target { name: "http_head", run: http_head, seeds: http_head_seeds },
+    Target { name: "http_body", run: http_body, seeds: http_body_seeds },
     Target { name: "connection_string", run: connection_string, seeds: connection_string_seeds },
     Target { name: "sas_token", run: sas_token, seeds: sas_token_seeds },
     Target { name: "property_bag", run: property_bag, seeds: property_bag_seeds },
@@ -243,6 +244,123 @@ fn check_head<H: PartialEq + core::fmt::Debug>(
         Ok(Some((true, encoded.len()))),
         "{head:?} reads back otherwise from {encoded:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// HTTP bodies
+
+/// Limits small enough that the fuzzer reaches them: a 64-byte body, 32 bytes of
+/// chunked framing.
+const SMALL_BODY_LIMITS: http::BodyLimits =
+    http::BodyLimits { max_body_size: 64, max_framing_size: 32 };
+
+/// Reads a body. The first byte chooses the framing (its low two bits: a chunked
+/// request, or a request head, or a response head to `GET`, that the input goes on
+/// with; the third bit: [`SMALL_BODY_LIMITS`]) and the size of the pieces the input
+/// is fed in (its high five bits, plus one).
+///
+/// Properties: fed whole or in pieces, the decoder gives the same body and leaves
+/// the same bytes after it, or fails both ways, with 400 or 413; a refused head is
+/// 400, 413 or 501; a body is within `max_body_size`; an incomplete body keeps at
+/// most one framing line buffered, and only a body that runs until the close is
+/// whole at the end of the input; a decoded body written chunked reads back the same.
+pub fn http_body(data: &[u8]) {
+    let Some((&choice, rest)) = data.split_first() else {
+        return;
+    };
+    let limits = if choice & 4 == 0 { http::BodyLimits::default() } else { SMALL_BODY_LIMITS };
+    let step = usize::from(choice >> 3) + 1;
+    let (decoder, input) = match choice & 3 {
+        0 | 3 => (http::BodyDecoder::for_request(&chunked_request(), &limits), rest),
+        1 => match http::parse_request(rest, &http::Limits::default()) {
+            Ok(Some((head, used))) => (
+                http::BodyDecoder::for_request(&head, &limits),
+                rest.get(used..).unwrap_or_default(),
+            ),
+            _ => return,
+        },
+        _ => match http::parse_response(rest, &http::Limits::default()) {
+            Ok(Some((head, used))) => (
+                http::BodyDecoder::for_response(&head, "GET", &limits),
+                rest.get(used..).unwrap_or_default(),
+            ),
+            _ => return,
+        },
+    };
+    let decoder = match decoder {
+        Ok(decoder) => decoder,
+        Err(e) => {
+            assert!([400, 413, 501].contains(&e.status()), "{e} answered {}", e.status());
+            return;
+        }
+    };
+    let whole = feed_body(decoder.clone(), input, input.len().max(1), &limits);
+    let pieces = feed_body(decoder.clone(), input, step, &limits);
+    match (&whole, &pieces) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "whole and in {step}-byte pieces differ"),
+        (Err(a), Err(b)) => {
+            for e in [a, b] {
+                assert!([400, 413].contains(&e.status()), "{e} answered {}", e.status());
+            }
+            return;
+        }
+        _ => panic!("whole: {whole:?}, in {step}-byte pieces: {pieces:?}"),
+    }
+    let Ok((Some(body), _)) = whole else {
+        // Incomplete: only a body that runs until the close is whole at the close.
+        let mut decoder = decoder;
+        let mut buf = BytesMut::from(input);
+        let fed = decoder.decode(&mut buf);
+        let must_close = decoder.must_close();
+        if let (Ok(None), Ok(body)) = (fed, decoder.finish_at_eof()) {
+            assert!(must_close, "a body whole at the close did not ask for the close");
+            assert!(body.len() <= limits.max_body_size, "a {}-byte body", body.len());
+        }
+        return;
+    };
+    assert!(body.len() <= limits.max_body_size, "a {}-byte body", body.len());
+    let mut wire = BytesMut::new();
+    http::encode_chunked([&body[..]], &mut wire);
+    let again = http::BodyDecoder::for_request(&chunked_request(), &limits)
+        .and_then(|mut decoder| decoder.decode(&mut wire));
+    assert_eq!(again, Ok(Some(body)), "a decoded body does not read back chunked");
+}
+
+/// `POST / HTTP/1.1` with `Transfer-Encoding: chunked`.
+fn chunked_request() -> http::RequestHead {
+    http::RequestHead {
+        method: String::from("POST"),
+        target: String::from("/"),
+        minor_version: 1,
+        headers: vec![http::Header::new("Transfer-Encoding", "chunked")],
+    }
+}
+
+/// Feeds `input` to `decoder` in `step`-byte pieces, after an empty one: the body,
+/// if it ends, and the input after it; or, if it does not, the bytes left buffered.
+fn feed_body(
+    mut decoder: http::BodyDecoder,
+    input: &[u8],
+    step: usize,
+    limits: &http::BodyLimits,
+) -> Result<(Option<Bytes>, Vec<u8>), http::BodyError> {
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    for piece in core::iter::once(&[][..]).chain(input.chunks(step)) {
+        buf.extend_from_slice(piece);
+        fed += piece.len();
+        if let Some(body) = decoder.decode(&mut buf)? {
+            // The bytes after the body are left as they came.
+            let used = fed - buf.len();
+            assert_eq!(&buf[..], input.get(used..fed).unwrap_or_default());
+            return Ok((Some(body), input.get(used..).unwrap_or_default().to_vec()));
+        }
+        // At most one chunk-size line waits for its end: 16 free bytes, the framing
+        // allowance and the CRLF.
+        let window = 16 + limits.max_framing_size + 2;
+        assert!(buf.len() <= window, "{} bytes buffered mid-body", buf.len());
+    }
+    Ok((None, buf.to_vec()))
 }
 
 // ---------------------------------------------------------------------------------
@@ -1219,6 +1337,42 @@ fn http_head_seeds() -> Vec<Vec<u8>> {
         "GET / HTTP/2.0\r\n\r\n",
         "HTTP/1.0 204\r\n\r\n",
     ])
+}
+
+/// Chunked bodies with extensions and trailers, as a device's REST telemetry might
+/// send them, and heads framed every way RFC 9112 §6.3 knows.
+fn http_body_seeds() -> Vec<Vec<u8>> {
+    let with = |choice: u8, rest: &str| {
+        let mut seed = vec![choice];
+        seed.extend_from_slice(rest.as_bytes());
+        seed
+    };
+    vec![
+        with(0, "5\r\nhello\r\n6;name=value\r\n world\r\n0\r\n\r\nGET / HTTP/1.1\r\n"),
+        with(8, "3\r\n{}\n\r\n0\r\nX-Checksum: 1\r\n\r\n"),
+        with(
+            4,
+            "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n0\r\n\r\n",
+        ),
+        with(
+            1,
+            concat!(
+                "POST /devices/device1/messages/events?api-version=2021-04-12 HTTP/1.1\r\n",
+                "Host: myhub.azure-devices.net\r\nContent-Length: 2\r\n\r\n{}",
+                "POST / HTTP/1.1\r\n"
+            ),
+        ),
+        with(
+            1,
+            concat!(
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n",
+                "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n"
+            ),
+        ),
+        with(2, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+        with(2, "HTTP/1.0 200 OK\r\n\r\nuntil the close"),
+        with(2, "HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n"),
+    ]
 }
 
 /// TV-1 and TV-2, refusals included.
