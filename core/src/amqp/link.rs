@@ -1421,11 +1421,20 @@ impl Links {
             }
             return Err(e);
         }
-        p.payload.extend_from_slice(&payload);
         if t.more {
+            p.payload.extend_from_slice(&payload);
             l.partial = Some(p);
             return Ok(());
         }
+        // A delivery in one frame (every telemetry message below the frame size)
+        // keeps its slice of the receive buffer; only a multi-frame one is copied
+        // together.
+        let payload = if p.payload.is_empty() {
+            payload
+        } else {
+            p.payload.extend_from_slice(&payload);
+            p.payload.freeze()
+        };
         if !p.settled
             && let Some(s) = self.sessions.get_mut(&link.session)
         {
@@ -1438,7 +1447,7 @@ impl Links {
             message_format: p.message_format,
             settled: p.settled,
             rcv_settle_mode: p.rcv_settle_mode,
-            payload: p.payload.freeze(),
+            payload,
             state: p.state,
         });
         Ok(())
