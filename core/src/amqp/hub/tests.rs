@@ -793,32 +793,37 @@ fn s5_10_995_devices_multiplexed_on_one_connection() {
     assert_eq!(connected, DEVICES);
 }
 
-/// `performative` as one frame on channel 0.
-fn frame(performative: &crate::amqp::performative::Performative) -> Vec<u8> {
+/// `performative` as one frame on `channel`.
+fn frame_on(channel: u16, performative: &crate::amqp::performative::Performative) -> Vec<u8> {
     use crate::amqp::frame::{Frame, FrameKind, FrameLimits};
     let mut body = BytesMut::new();
     performative.encode(&mut body).expect("encodes");
     let mut out = BytesMut::new();
-    let f = Frame { kind: FrameKind::Amqp { channel: 0 }, body: body.freeze() };
+    let f = Frame { kind: FrameKind::Amqp { channel }, body: body.freeze() };
     f.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out).expect("fits");
     out.to_vec()
 }
 
-/// Feeds `bytes` to a fresh hub connection after a valid header (and `open`, when
-/// `opened`); returns the condition of the hub's `close` and whether the hub let
-/// the connection go.
-fn hostile(opened: bool, bytes: &[u8]) -> (Option<Symbol>, bool) {
+/// `performative` as one frame on channel 0.
+fn frame(performative: &crate::amqp::performative::Performative) -> Vec<u8> {
+    frame_on(0, performative)
+}
+
+/// What the hub answered a raw client on a fresh connection: its performatives
+/// after the AMQP header, whether it closed the transport, and the input's result.
+struct RawAnswer {
+    performatives: Vec<crate::amqp::performative::Performative>,
+    closed: bool,
+    failed: bool,
+}
+
+/// Feeds `input` (header included) to a fresh AMQP connection of `w`.
+fn raw(w: &mut World, input: &[u8]) -> RawAnswer {
     use crate::amqp::frame::{self, FrameKind, FrameLimits};
     use crate::amqp::performative::Performative;
     use crate::amqp::protocol_header::ProtocolHeader;
-    let mut w = World::new(1);
     let id = w.hub.accept(w.now, Protocol::Amqp);
-    let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
-    if opened {
-        input.extend(frame(&Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
-    }
-    input.extend_from_slice(bytes);
-    let result = w.hub.handle_input(w.now, id, &input);
+    let failed = w.hub.handle_input(w.now, id, input).is_err();
     let mut wire = BytesMut::new();
     let mut closed = false;
     while let Some((_, t)) = w.hub.poll_transmit() {
@@ -828,21 +833,43 @@ fn hostile(opened: bool, bytes: &[u8]) -> (Option<Symbol>, bool) {
             Transmit::Connect => panic!("a hub never dials"),
         }
     }
-    assert_eq!(result.is_err(), closed, "an error is answered by closing, and only then");
     assert_eq!(ProtocolHeader::decode(&mut wire), Ok(Some(ProtocolHeader::AMQP)));
-    let mut condition = None;
+    let mut performatives = vec![];
     while let Ok(Some(f)) = frame::decode(&mut wire, &FrameLimits { max_frame_size: u32::MAX }) {
         assert!(matches!(f.kind, FrameKind::Amqp { .. }));
         if f.is_empty() {
             continue;
         }
-        if let Ok((Performative::Close(close), _)) =
-            Performative::decode(&f.body, &crate::amqp::types::Limits::default())
-        {
-            condition = close.error.map(|e| e.condition);
-        }
+        let decoded = Performative::decode(&f.body, &crate::amqp::types::Limits::default());
+        performatives.push(decoded.expect("the hub's frames decode").0);
     }
-    (condition, closed && w.hub.connection_count() == 0)
+    RawAnswer { performatives, closed, failed }
+}
+
+/// The condition of the hub's `close`, if it sent one.
+fn close_condition(answer: &RawAnswer) -> Option<Symbol> {
+    answer.performatives.iter().find_map(|p| match p {
+        crate::amqp::performative::Performative::Close(c) => {
+            c.error.as_ref().map(|e| e.condition.clone())
+        }
+        _ => None,
+    })
+}
+
+/// Feeds `bytes` to a fresh hub connection after a valid header (and `open`, when
+/// `opened`); returns the condition of the hub's `close` and whether the hub let
+/// the connection go.
+fn hostile(opened: bool, bytes: &[u8]) -> (Option<Symbol>, bool) {
+    use crate::amqp::performative::Performative;
+    let mut w = World::new(1);
+    let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
+    if opened {
+        input.extend(frame(&Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
+    }
+    input.extend_from_slice(bytes);
+    let answer = raw(&mut w, &input);
+    assert_eq!(answer.failed, answer.closed, "an error is answered by closing, and only then");
+    (close_condition(&answer), answer.closed && w.hub.connection_count() == 0)
 }
 
 #[test]
@@ -1073,25 +1100,15 @@ fn s5_2_undecodable_put_token_rejected_and_the_cbs_credit_stays_the_cbs_credit()
 
 #[test]
 fn s2_8_15_a_connection_past_its_link_limit_is_closed_with_resource_limit_exceeded() {
-    use crate::amqp::frame::{Frame, FrameKind, FrameLimits};
     use crate::amqp::performative::{Attach, Begin, Performative};
-    let on = |channel: u16, p: &Performative| {
-        let mut body = BytesMut::new();
-        p.encode(&mut body).expect("encodes");
-        let mut out = BytesMut::new();
-        let f = Frame { kind: FrameKind::Amqp { channel }, body: body.freeze() };
-        f.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out).expect("fits");
-        out.to_vec()
-    };
     // 2 identities: 64 links in all (the floor), so 63 the highest handle.
     let config = HubConfig { max_cbs_tokens: 2, ..HubConfig::default() };
     let mut w = World::with_config(1, config);
-    let id = w.hub.accept(w.now, Protocol::Amqp);
     let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
-    input.extend(on(0, &Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
+    input.extend(frame_on(0, &Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
     // Each session stays within handle-max; together they pass the limit.
     for (channel, links) in [(0u16, 64u32), (1, 8)] {
-        input.extend(on(channel, &Performative::Begin(Begin::new(0, 100, 100))));
+        input.extend(frame_on(channel, &Performative::Begin(Begin::new(0, 100, 100))));
         for handle in 0..links {
             // `$cbs` needs no token: each attach is accepted and kept.
             let attach = Attach {
@@ -1104,18 +1121,15 @@ fn s2_8_15_a_connection_past_its_link_limit_is_closed_with_resource_limit_exceed
                     Role::Sender,
                 )
             };
-            input.extend(on(channel, &Performative::Attach(alloc::boxed::Box::new(attach))));
+            input.extend(frame_on(channel, &Performative::Attach(alloc::boxed::Box::new(attach))));
         }
     }
-    let _ = w.hub.handle_input(w.now, id, &input);
-    let mut wire = BytesMut::new();
-    while let Some((_, t)) = w.hub.poll_transmit() {
-        if let Transmit::Send(b) = t {
-            wire.extend_from_slice(&b);
-        }
-    }
-    let condition = b"amqp:resource-limit-exceeded";
-    assert!(wire.windows(condition.len()).any(|w| w == condition), "a close with the condition");
+    let answer = raw(&mut w, &input);
+    assert_eq!(
+        close_condition(&answer),
+        Some(condition::RESOURCE_LIMIT_EXCEEDED),
+        "a close with the condition"
+    );
     let refused = core::iter::from_fn(|| w.hub.poll_event())
         .any(|e| matches!(e, HubEvent::Refused { reason, .. } if reason.contains("links on one connection")));
     assert!(refused, "the refusal is logged");
@@ -1123,11 +1137,8 @@ fn s2_8_15_a_connection_past_its_link_limit_is_closed_with_resource_limit_exceed
 
 #[test]
 fn part_4_a_transaction_coordinator_link_is_refused_not_implemented() {
-    use crate::amqp::frame::{self as frames, FrameLimits};
     use crate::amqp::performative::{Attach, Begin, Coordinator, Performative};
-    use crate::amqp::protocol_header::ProtocolHeader;
     let mut w = World::new(1);
-    let id = w.hub.accept(w.now, Protocol::Amqp);
     let mut input = b"AMQP\x00\x01\x00\x00".to_vec();
     input.extend(frame(&Performative::Open(Open::new(Utf8Bytes::from_static("c")))));
     input.extend(frame(&Performative::Begin(Begin::new(0, 100, 100))));
@@ -1138,22 +1149,11 @@ fn part_4_a_transaction_coordinator_link_is_refused_not_implemented() {
         ..Attach::new(Utf8Bytes::from_static("txn"), 0, Role::Sender)
     };
     input.extend(frame(&Performative::Attach(alloc::boxed::Box::new(attach))));
-    let _ = w.hub.handle_input(w.now, id, &input);
-    let mut wire = BytesMut::new();
-    while let Some((_, t)) = w.hub.poll_transmit() {
-        if let Transmit::Send(b) = t {
-            wire.extend_from_slice(&b);
-        }
-    }
-    assert_eq!(ProtocolHeader::decode(&mut wire), Ok(Some(ProtocolHeader::AMQP)));
-    let mut detach = None;
-    while let Ok(Some(f)) = frames::decode(&mut wire, &FrameLimits { max_frame_size: u32::MAX }) {
-        if let Ok((Performative::Detach(d), _)) =
-            Performative::decode(&f.body, &crate::amqp::types::Limits::default())
-        {
-            detach = d.error.map(|e| e.condition);
-        }
-    }
+    let answer = raw(&mut w, &input);
+    let detach = answer.performatives.iter().find_map(|p| match p {
+        Performative::Detach(d) => d.error.as_ref().map(|e| e.condition.clone()),
+        _ => None,
+    });
     assert_eq!(detach, Some(condition::NOT_IMPLEMENTED));
     assert_eq!(w.hub.connection_count(), 1, "the connection stays");
 }
