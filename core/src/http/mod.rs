@@ -5,7 +5,15 @@
 //! [`parse_request`] and dispatches on it: a WebSocket upgrade at `/$iothub/websocket`
 //! or a REST request (spec file §1, DESIGN.md "The sans-IO contract"). A WebSocket
 //! client reads the server's answer with [`parse_response`]; [`BodyDecoder`] then
-//! reads the body the head announces. The HTTP device protocol comes later.
+//! reads the body the head announces.
+//!
+//! IoT Hub's device REST protocol (spec file §6) stands on those:
+//!
+//! - [`rest`]: the endpoints as [`Route`]s (parsed by a hub, written by a device),
+//!   the api-version, and IoT Hub's error bodies.
+//! - [`message`]: a [`Message`](crate::iothub::Message) in `iothub-*` headers, D2C
+//!   and C2D (with its lock token as the ETag).
+//! - [`batch`]: many D2C messages in one JSON body.
 //!
 //! - [`head`]: [`RequestHead`], [`ResponseHead`], their parsers, writers and header
 //!   look-ups, and the [`Limits`] checked before anything is kept.
@@ -15,10 +23,15 @@
 //! - [`error`]: [`HeadError`] with the status each kind is answered with, and
 //!   [`error_response`], the whole answer a server writes before closing.
 
+pub mod batch;
 pub mod body;
 pub mod error;
 pub mod head;
+pub mod message;
+pub mod rest;
 
 pub use body::{BodyDecoder, BodyError, BodyLimits, encode_chunked};
 pub use error::{HeadError, error_response, reason_phrase};
 pub use head::{Header, Limits, RequestHead, ResponseHead, parse_request, parse_response};
+pub use message::{C2dHeaders, MessageError};
+pub use rest::{API_VERSION, Route, RouteError};

@@ -142,6 +142,35 @@ impl fmt::Display for LockToken {
     }
 }
 
+/// A string that is not a GUID in `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a lock token (a GUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")]
+pub struct InvalidLockToken;
+
+impl core::str::FromStr for LockToken {
+    type Err = InvalidLockToken;
+
+    /// Reads a queue lock as HTTP carries it in the ETag and in settlement paths
+    /// (spec file §6.4, §6.5): a GUID in hex, either case, with its four dashes.
+    fn from_str(s: &str) -> Result<Self, InvalidLockToken> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes.get(i) != Some(&b'-')) {
+            return Err(InvalidLockToken);
+        }
+        let mut digits = bytes.iter().filter(|&&b| b != b'-');
+        let mut guid = [0u8; 16];
+        for byte in guid.iter_mut() {
+            let mut nibble =
+                || digits.next().and_then(|&d| char::from(d).to_digit(16)).ok_or(InvalidLockToken);
+            let high = nibble()?;
+            let low = nibble()?;
+            // Both digits are below 16, so the value fits a byte.
+            *byte = u8::try_from(high * 16 + low).map_err(|_| InvalidLockToken)?;
+        }
+        Ok(LockToken::from_guid(guid))
+    }
+}
+
 impl fmt::Debug for LockToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LockToken({self})")
@@ -160,6 +189,33 @@ mod tests {
             0x9e, 0x0f,
         ];
         assert_eq!(LockToken::from_guid(g).to_string(), "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0f");
+    }
+
+    #[test]
+    fn guid_reads_back_in_either_case_and_nothing_else_does() {
+        let text = "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0f";
+        let lock: LockToken = text.parse().unwrap();
+        assert_eq!(lock.to_string(), text);
+        assert_eq!(text.to_uppercase().parse::<LockToken>(), Ok(lock));
+        for bad in [
+            "",
+            "6a1f0c2e1b2c4d3e8f405a6b7c8d9e0f",
+            "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0",
+            "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0g",
+            "6a1f0c2e-1b2c-4d3e-8f40+5a6b7c8d9e0f",
+            "6a1f0c2e-1b2c-4d3e-8f4-05a6b7c8d9e0f",
+            "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0\u{e9}",
+        ] {
+            assert_eq!(bad.parse::<LockToken>(), Err(InvalidLockToken), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_guid_round_trips_through_text(guid: [u8; 16]) {
+            let lock = LockToken::from_guid(guid);
+            proptest::prop_assert_eq!(lock.to_string().parse::<LockToken>(), Ok(lock));
+        }
     }
 
     #[test]

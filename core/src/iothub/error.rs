@@ -16,6 +16,9 @@ pub struct ErrorCode {
 }
 
 impl ErrorCode {
+    /// 400001: an HTTP request without `api-version` (spec file §6.1).
+    pub const INVALID_PROTOCOL_VERSION: ErrorCode =
+        ErrorCode { code: 400001, name: "InvalidProtocolVersion" };
     /// 400003: the operation is not allowed (a topic, QoS or address the device may
     /// not use).
     pub const INVALID_OPERATION: ErrorCode = ErrorCode { code: 400003, name: "InvalidOperation" };

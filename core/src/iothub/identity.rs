@@ -30,7 +30,7 @@ impl Identity {
     /// the segment as it is (the raw form of the SDKs that insert ids unescaped),
     /// else `None` (spec file §2.1). A raw id that happens to contain a valid escape
     /// (`a%41`) therefore reads as its decoded form.
-    #[cfg(any(feature = "mqtt", feature = "amqp"))]
+    #[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
     pub(crate) fn id_in_segment(segment: &str) -> Option<String> {
         match super::percent_decode(segment) {
             Some(id) if Identity::is_valid_id(&id) => Some(id.into_owned()),

@@ -7,14 +7,14 @@ pub mod identity;
 pub mod message;
 pub mod sas;
 
-pub use c2d::{Ack, Disposition, LockToken};
+pub use c2d::{Ack, Disposition, InvalidLockToken, LockToken};
 pub use connection_string::{Authentication, ConnectionString, ConnectionStringError};
 pub use error::ErrorCode;
 pub use identity::Identity;
 pub use message::{Message, Properties};
 pub use sas::{SasError, SasToken, renewal_time};
 
-#[cfg(any(feature = "mqtt", feature = "amqp"))]
+#[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 use alloc::borrow::Cow;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
@@ -29,7 +29,7 @@ pub(crate) const UNRESERVED: &AsciiSet =
 ///
 /// Returns `None` when a `%` is not followed by two hex digits or the decoded bytes
 /// are not UTF-8. Borrows when there is nothing to decode.
-#[cfg(any(feature = "mqtt", feature = "amqp"))]
+#[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     // `percent_decode_str` passes broken escapes through as text; a peer that sends
     // one has a broken encoder, so refuse instead of guessing.

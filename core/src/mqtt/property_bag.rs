@@ -10,7 +10,6 @@
 //! unescaped user properties) stands for itself.
 
 use alloc::string::String;
-use chrono::{DateTime, SecondsFormat};
 use percent_encoding::utf8_percent_encode;
 
 use crate::iothub::{Ack, Message, UNRESERVED, percent_decode};
@@ -53,30 +52,6 @@ fn is_field_key(name: &str) -> bool {
     )
 }
 
-/// The latest expiry [`encode`] writes, 9999-12-31T23:59:59.999Z in ms since the
-/// epoch: RFC 3339 years have four digits. Later expiries (a saturated
-/// `Timestamp`) mean "never" just as well.
-const LAST_WRITABLE_MS: u64 = 253_402_300_799_999;
-
-/// Writes `t` as RFC 3339 UTC with millisecond precision, `2024-01-02T03:04:05.000Z`:
-/// JavaScript's `toISOString`, which the Node SDK sends as `$.exp` (N-mqtt
-/// `sendEvent`), at the resolution of [`Timestamp`].
-fn format_expiry(t: Timestamp) -> String {
-    let ms = t.as_millis().min(LAST_WRITABLE_MS);
-    // In range by the clamp; the fallback only keeps this total.
-    let ms = i64::try_from(ms).unwrap_or_default();
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Reads an RFC 3339 date-time with any offset. Digits below a millisecond are
-/// dropped; a time before 1970 becomes the epoch, which is just as expired.
-fn parse_expiry(s: &str) -> Result<Timestamp, PropertyBagError> {
-    let t = DateTime::parse_from_rfc3339(s).map_err(|_| PropertyBagError::InvalidExpiry)?;
-    Ok(Timestamp::from_millis(u64::try_from(t.timestamp_millis()).unwrap_or(0)))
-}
-
 /// Appends `message`'s properties to `out` as a property bag (spec file §4.2,
 /// TV-11, TV-12).
 ///
@@ -92,7 +67,7 @@ fn parse_expiry(s: &str) -> Result<Timestamp, PropertyBagError> {
 /// which readers skip). Expiries after year 9999 are written as
 /// 9999-12-31T23:59:59.999Z.
 pub fn encode(message: &Message, out: &mut String) {
-    let expiry = message.expiry.map(format_expiry);
+    let expiry = message.expiry.map(Timestamp::to_rfc3339);
     let ack = message.ack.filter(|a| *a != Ack::None).map(Ack::as_str);
     let system = [
         (MESSAGE_ID, message.message_id.as_deref()),
@@ -161,7 +136,12 @@ pub fn decode(bag: &str, message: &mut Message) -> Result<(), PropertyBagError> 
             TO => message.to = value,
             CONTENT_TYPE => message.content_type = value,
             CONTENT_ENCODING => message.content_encoding = value,
-            EXPIRY => message.expiry = value.as_deref().map(parse_expiry).transpose()?,
+            EXPIRY => {
+                message.expiry = value
+                    .as_deref()
+                    .map(|v| Timestamp::parse_rfc3339(v).ok_or(PropertyBagError::InvalidExpiry))
+                    .transpose()?
+            }
             ACK => {
                 message.ack = value
                     .as_deref()
@@ -468,7 +448,7 @@ pub(crate) mod tests {
             to in proptest::option::of(text()),
             content_type in proptest::option::of(text()),
             content_encoding in proptest::option::of(text()),
-            expiry in proptest::option::of(0..=LAST_WRITABLE_MS),
+            expiry in proptest::option::of(0..=Timestamp::LAST_RFC3339.as_millis()),
             ack in ack(),
             properties in proptest::collection::vec(
                 (

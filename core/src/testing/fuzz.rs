@@ -450,17 +450,13 @@ pub fn sas_token(data: &[u8]) {
     );
 }
 
-/// The latest expiry [`property_bag::encode`] can write, 9999-12-31T23:59:59.999Z:
-/// later ones are written as this one (its documentation says so).
-const LAST_WRITABLE_EXPIRY: Timestamp = Timestamp::from_millis(253_402_300_799_999);
-
 /// `message` as [`property_bag::encode`] writes it: `iothub-ack=none` is left out,
 /// which reads back as no ack, and expiries after year 9999 are clamped.
 fn as_written(mut message: Message) -> Message {
     if message.ack == Some(Ack::None) {
         message.ack = None;
     }
-    message.expiry = message.expiry.map(|t| t.min(LAST_WRITABLE_EXPIRY));
+    message.expiry = message.expiry.map(|t| t.min(Timestamp::LAST_RFC3339));
     message
 }
 
