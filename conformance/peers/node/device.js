@@ -6,20 +6,24 @@
 //                          the telemetry, so a hub that handles packets in order
 //                          has it in place by the time it acknowledges that)
 //   {"event":"sent"}       after the telemetry message is acknowledged
+//   {"event":"batchSent","count":N}  after --batch N messages went in one
+//                          sendEventBatch (bodies "batch-1"…, message ids
+//                          "sdk-b1"…, the --properties), acknowledged
 //   {"event":"c2d",...}    per cloud-to-device message, which is then settled as
 //                          --settle says (completed when it says nothing); always
 //                          after "sent", even for messages that came earlier. Over
 //                          AMQP it also carries the hub's message annotations
 //                          `deliveryCount` (iothub-deliverycount) and `lockToken`
-//                          (x-opt-lock-token), null over MQTT
+//                          (x-opt-lock-token), null over MQTT; over HTTP the lock
+//                          token is the ETag and the delivery count is not exposed
 //   {"event":"settled","action":...,"messageId":...}  once the SDK settled one
 //   {"event":"closed"}     after the client closed; exit status 0
 //   {"event":"error","stage":"args|connect|send|c2d|close","message":...}; exit status 1
 //                          (2 for "args"); a stage that outlasts --timeout-ms is one.
 //
 // Usage: device.js --connection-string CS --ca FILE
-//          [--transport mqtt|mqtt-ws|amqp|amqp-ws] [--properties JSON] [--body TEXT]
-//          [--message-id ID] [--c2d N] [--settle ACTION,...] [--timeout-ms MS]
+//          [--transport mqtt|mqtt-ws|amqp|amqp-ws|http] [--properties JSON] [--body TEXT]
+//          [--message-id ID] [--batch N] [--c2d N] [--settle ACTION,...] [--timeout-ms MS]
 // --settle lists complete|reject|abandon for the 1st, 2nd, … C2D message received
 // (an abandoned one comes again and takes the next action); it sets --c2d to its
 // length.
@@ -29,9 +33,13 @@ const fs = require('fs');
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
+const { Http } = require('azure-iot-device-http');
 const { NoRetry } = require('azure-iot-common');
 
-const TRANSPORTS = { mqtt: Mqtt, 'mqtt-ws': MqttWs, amqp: Amqp, 'amqp-ws': AmqpWs };
+const TRANSPORTS = { mqtt: Mqtt, 'mqtt-ws': MqttWs, amqp: Amqp, 'amqp-ws': AmqpWs, http: Http };
+// The SDK's HTTP transport names a C2D message's application properties by their
+// header (spec file §6.4): the prefix is taken off to report the property.
+const HTTP_APP_PREFIX = 'iothub-app-';
 const ACTIONS = ['complete', 'reject', 'abandon'];
 
 let stage = 'args';
@@ -52,6 +60,7 @@ function parseArgs(argv) {
     properties: {},
     body: '',
     messageId: undefined,
+    batch: 0,
     c2d: 1,
     settle: [],
     timeoutMs: 10000,
@@ -77,6 +86,7 @@ function parseArgs(argv) {
       }
       case '--body': options.body = value; break;
       case '--message-id': options.messageId = value; break;
+      case '--batch': options.batch = nonNegative(name, value); break;
       case '--c2d': options.c2d = nonNegative(name, value); break;
       case '--settle':
         options.settle = value.split(',');
@@ -116,10 +126,10 @@ function isJson(text) {
   }
 }
 
-function telemetry(options) {
-  const message = new Message(options.body);
-  if (options.messageId !== undefined) message.messageId = options.messageId;
-  if (isJson(options.body)) {
+function telemetry(options, body = options.body, messageId = options.messageId) {
+  const message = new Message(body);
+  if (messageId !== undefined) message.messageId = messageId;
+  if (isJson(body)) {
     message.contentType = 'application/json';
     message.contentEncoding = 'utf-8';
   }
@@ -131,7 +141,10 @@ function telemetry(options) {
 
 function describe(message) {
   const properties = {};
-  for (const { key, value } of message.properties.propertyList) properties[key] = value;
+  for (const { key, value } of message.properties.propertyList) {
+    const name = key.startsWith(HTTP_APP_PREFIX) ? key.slice(HTTP_APP_PREFIX.length) : key;
+    properties[name] = value;
+  }
   // Only the AMQP transport keeps the message it decoded (rhea's) here.
   const annotations = message.transportObj?.message_annotations ?? {};
   return {
@@ -144,7 +157,7 @@ function describe(message) {
     contentEncoding: message.contentEncoding || null,
     properties,
     deliveryCount: annotations['iothub-deliverycount'] ?? null,
-    lockToken: annotations['x-opt-lock-token'] ?? null,
+    lockToken: annotations['x-opt-lock-token'] ?? message.lockToken ?? null,
   };
 }
 
@@ -204,6 +217,12 @@ async function run() {
   enter('send', options.timeoutMs);
   await client.sendEvent(telemetry(options));
   emit({ event: 'sent' });
+  if (options.batch > 0) {
+    const batch = [];
+    for (let i = 1; i <= options.batch; i += 1) batch.push(telemetry(options, `batch-${i}`, `sdk-b${i}`));
+    await client.sendEventBatch(batch);
+    emit({ event: 'batchSent', count: options.batch });
+  }
   early.forEach(emit);
   early = null;
 
