@@ -80,13 +80,24 @@ pub(crate) struct HttpConnection {
 #[derive(Debug)]
 enum Phase {
     /// Between requests, nothing of the next one here: closed quietly at `deadline`.
-    Idle { deadline: Timestamp },
+    Idle {
+        deadline: Timestamp,
+    },
     /// Part of a request head is here; the request must be whole by `deadline`.
-    Head { deadline: Timestamp },
+    Head {
+        deadline: Timestamp,
+    },
     /// The head is read; its body is arriving.
-    Body { head: RequestHead, decoder: BodyDecoder, deadline: Timestamp },
+    Body {
+        head: RequestHead,
+        decoder: BodyDecoder,
+        deadline: Timestamp,
+    },
     /// A send's messages are being stored; its 204 waits for every ticket.
-    Storing { tickets: Vec<StoreTicket>, persistence: Persistence },
+    Storing {
+        tickets: Vec<StoreTicket>,
+        persistence: Persistence,
+    },
     Closed,
 }
 
@@ -345,8 +356,10 @@ impl HttpConnection {
         hub: &mut HubState,
     ) -> Result<Reply, Refusal> {
         let too_large = |what: &str, size: usize| {
-            let reason =
-                format!("{what} of {size} bytes exceeds {} bytes (spec file §8)", self.max_message_size);
+            let reason = format!(
+                "{what} of {size} bytes exceeds {} bytes (spec file §8)",
+                self.max_message_size
+            );
             Refusal::hub(ErrorCode::MESSAGE_TOO_LARGE, identity, reason)
         };
         let invalid = |e: &dyn core::fmt::Display| {
