@@ -46,6 +46,8 @@ pub enum Protocol {
     Mqtt,
     /// AMQP 1.0 (OASIS standard, 2012).
     Amqp,
+    /// HTTP/1.1 (RFC 9110, RFC 9112): IoT Hub's device REST API (spec file §6).
+    Http,
 }
 
 impl Protocol {
@@ -54,6 +56,7 @@ impl Protocol {
         match self {
             Protocol::Mqtt => "MQTT",
             Protocol::Amqp => "AMQP",
+            Protocol::Http => "HTTP",
         }
     }
 }

@@ -356,11 +356,25 @@ impl Pair {
         self.drive();
     }
 
-    /// Opens a raw connection to the hub. Returns its index in `raw`.
+    /// Opens a raw MQTT connection to the hub. Returns its index in `raw`.
     pub fn raw_connect(&mut self) -> usize {
-        let id = self.hub.accept(self.now, Protocol::Mqtt);
+        self.raw_connect_with(Protocol::Mqtt)
+    }
+
+    /// Opens a raw connection of `protocol` to the hub. Returns its index in `raw`.
+    pub fn raw_connect_with(&mut self, protocol: Protocol) -> usize {
+        let id = self.hub.accept(self.now, protocol);
         self.raw.push(RawClient { connection: Some(id), ..RawClient::default() });
         self.raw.len() - 1
+    }
+
+    /// Closes raw connection `r` from the client's side, as a broken transport would.
+    pub fn raw_close(&mut self, r: usize) {
+        if let Some(id) = self.raw[r].connection.take() {
+            let now = self.now;
+            self.hub.handle_close(now, id);
+        }
+        self.drive();
     }
 
     /// Sends bytes on raw connection `r` (nothing if the hub closed it).

@@ -14,6 +14,8 @@
 //! - [`message`]: a [`Message`](crate::iothub::Message) in `iothub-*` headers, D2C
 //!   and C2D (with its lock token as the ETag).
 //! - [`batch`]: many D2C messages in one JSON body.
+//! - [`hub`]: the hub's side of a REST connection on the hub engine, and its
+//!   [`HubProtocolError`](hub::HubProtocolError).
 //!
 //! - [`head`]: [`RequestHead`], [`ResponseHead`], their parsers, writers and header
 //!   look-ups, and the [`Limits`] checked before anything is kept.
@@ -27,6 +29,8 @@ pub mod batch;
 pub mod body;
 pub mod error;
 pub mod head;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod message;
 pub mod rest;
 

@@ -3,11 +3,15 @@
 //!
 //! An MQTT connection carries one device. An AMQP connection carries any number,
 //! each authenticated by its own CBS token (spec file §5.10), so the calls that
-//! concern one device — eviction, a C2D queue that has something — name it.
+//! concern one device — eviction, a C2D queue that has something — name it. An
+//! HTTP connection carries requests, each authenticated on its own; it is bound to
+//! no device, so it is never evicted and never pushed C2D messages (spec file §9:
+//! "Duplicate connection: n/a"; a device polls, §6.4).
 
 use alloc::boxed::Box;
 
 use crate::amqp::hub::AmqpConnection;
+use crate::http::hub::HttpConnection;
 use crate::hub::{HubState, StoreTicket};
 use crate::mqtt::hub::MqttConnection;
 use crate::sansio::Transmit;
@@ -24,6 +28,9 @@ pub enum ProtocolError {
     /// On an AMQP connection.
     #[error(transparent)]
     Amqp(#[from] crate::amqp::hub::HubProtocolError),
+    /// On an HTTP connection.
+    #[error(transparent)]
+    Http(#[from] crate::http::hub::HubProtocolError),
 }
 
 #[derive(Debug)]
@@ -32,6 +39,7 @@ pub(crate) enum HubConnection {
     // long enough that one allocation is nothing.
     Mqtt(Box<MqttConnection>),
     Amqp(Box<AmqpConnection>),
+    Http(Box<HttpConnection>),
 }
 
 impl HubConnection {
@@ -44,14 +52,22 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => Ok(c.handle_input(now, bytes, hub)?),
             HubConnection::Amqp(c) => Ok(c.handle_input(now, bytes, hub)?),
+            HubConnection::Http(c) => Ok(c.handle_input(now, bytes, hub)?),
         }
     }
 
-    /// The runtime stored the message of `ticket`, which this connection sent.
-    pub(crate) fn telemetry_stored(&mut self, now: Timestamp, ticket: StoreTicket) {
+    /// The runtime stored the message of `ticket`, which this connection sent. An
+    /// HTTP connection may then read the requests that waited behind the answer.
+    pub(crate) fn telemetry_stored(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        hub: &mut HubState,
+    ) {
         match self {
             HubConnection::Mqtt(c) => c.telemetry_stored(now, ticket),
             HubConnection::Amqp(c) => c.telemetry_stored(now, ticket),
+            HubConnection::Http(c) => c.telemetry_stored(now, ticket, hub),
         }
     }
 
@@ -60,6 +76,8 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => c.pump_c2d(now, hub),
             HubConnection::Amqp(c) => c.pump_c2d(now, device_id, hub),
+            // A device takes its messages with a GET (spec file §6.4).
+            HubConnection::Http(_) => {}
         }
     }
 
@@ -68,6 +86,8 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => c.evict(now, hub),
             HubConnection::Amqp(c) => c.evict(now, device_id, hub),
+            // Never bound to a device (spec file §9), so never replaced.
+            HubConnection::Http(_) => {}
         }
     }
 
@@ -76,6 +96,7 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => c.handle_close(now, hub),
             HubConnection::Amqp(c) => c.handle_close(now, hub),
+            HubConnection::Http(c) => c.handle_close(now, hub),
         }
     }
 
@@ -83,6 +104,7 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => c.poll_timeout(),
             HubConnection::Amqp(c) => c.poll_timeout(),
+            HubConnection::Http(c) => c.poll_timeout(),
         }
     }
 
@@ -90,6 +112,7 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => c.handle_timeout(now, hub),
             HubConnection::Amqp(c) => c.handle_timeout(now, hub),
+            HubConnection::Http(c) => c.handle_timeout(now, hub),
         }
     }
 
@@ -97,6 +120,7 @@ impl HubConnection {
         match self {
             HubConnection::Mqtt(c) => c.poll_transmit(),
             HubConnection::Amqp(c) => c.poll_transmit(),
+            HubConnection::Http(c) => c.poll_transmit(),
         }
     }
 }

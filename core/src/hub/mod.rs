@@ -5,7 +5,8 @@
 //! The engine keeps the registry, each device's C2D queue and protocol session, and
 //! asks the runtime to persist D2C messages ([`HubEvent::StoreTelemetry`]); a device
 //! is acknowledged only after [`Hub::telemetry_stored`] (DESIGN.md, "Storage is I/O").
-//! Protocol rules live with each protocol ([`crate::mqtt::hub`]); what is shared —
+//! Protocol rules live with each protocol ([`crate::mqtt::hub`],
+//! [`crate::http::hub`]); what is shared —
 //! authentication, one connection per identity, queues, logging of refusals — lives
 //! here.
 
@@ -65,6 +66,11 @@ pub struct HubConfig {
     /// IotHubMaxCbsTokenExceeded). Default [`crate::amqp::cbs::MAX_TOKENS`], IoT
     /// Hub's per-connection limit of about 1000 (spec file §5.2, §5.10).
     pub max_cbs_tokens: usize,
+    /// How long an HTTP connection may sit idle between requests before the hub
+    /// closes it: 240 s, the idle timeout of Azure's load balancers in front of IoT
+    /// Hub's port 443 (their documented default, 4 minutes). A device that polls
+    /// every 25 minutes (spec file §6.6) opens a connection per poll anyway.
+    pub http_idle_timeout: Duration,
 }
 
 impl Default for HubConfig {
@@ -79,6 +85,7 @@ impl Default for HubConfig {
             max_connect_size: 16 * 1024,
             mqtt_c2d_in_flight: 16,
             max_cbs_tokens: crate::amqp::cbs::MAX_TOKENS,
+            http_idle_timeout: Duration::from_secs(240),
         }
     }
 }
@@ -440,7 +447,7 @@ impl Hub {
     /// The runtime stored the message of `ticket`: acknowledge it to its device.
     pub fn telemetry_stored(&mut self, now: Timestamp, ticket: StoreTicket) {
         if let Some(id) = self.state.pending_stores.remove(&ticket) {
-            self.with_connection(now, id, |conn, _| conn.telemetry_stored(now, ticket));
+            self.with_connection(now, id, |conn, state| conn.telemetry_stored(now, ticket, state));
         }
     }
 
@@ -502,6 +509,9 @@ impl Endpoint for Hub {
             )),
             Protocol::Amqp => HubConnection::Amqp(alloc::boxed::Box::new(
                 crate::amqp::hub::AmqpConnection::new(id, now, &self.state.config),
+            )),
+            Protocol::Http => HubConnection::Http(alloc::boxed::Box::new(
+                crate::http::hub::HttpConnection::new(id, now, &self.state.config),
             )),
         };
         self.connections.insert(id, conn);
