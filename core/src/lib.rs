@@ -17,7 +17,7 @@ extern crate alloc;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
-#[cfg(any(feature = "mqtt", feature = "amqp"))]
+#[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 pub mod device;
 #[cfg(feature = "http")]
 pub mod http;
@@ -46,6 +46,8 @@ pub enum Protocol {
     Mqtt,
     /// AMQP 1.0 (OASIS standard, 2012).
     Amqp,
+    /// HTTP/1.1 (RFC 9110, RFC 9112): IoT Hub's device REST API (spec file §6).
+    Http,
 }
 
 impl Protocol {
@@ -54,6 +56,7 @@ impl Protocol {
         match self {
             Protocol::Mqtt => "MQTT",
             Protocol::Amqp => "AMQP",
+            Protocol::Http => "HTTP",
         }
     }
 }

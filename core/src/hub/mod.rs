@@ -503,6 +503,11 @@ impl Endpoint for Hub {
             Protocol::Amqp => HubConnection::Amqp(alloc::boxed::Box::new(
                 crate::amqp::hub::AmqpConnection::new(id, now, &self.state.config),
             )),
+            // Placeholder until the HTTP hub (branch http-hub) replaces this arm: the
+            // MQTT session closes on the first bytes of an HTTP request.
+            Protocol::Http => HubConnection::Mqtt(alloc::boxed::Box::new(
+                mqtt::hub::MqttConnection::new(id, now, &self.state.config),
+            )),
         };
         self.connections.insert(id, conn);
         self.refresh_timers(Some(id));
