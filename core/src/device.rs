@@ -484,6 +484,7 @@ impl Device {
     /// Polls the hub for a C2D message at once (HTTP; spec file §6.4), then keeps
     /// the schedule of [`DeviceConfig::c2d_poll_interval`]. Over MQTT and AMQP
     /// there is nothing to do: the hub pushes C2D messages as they come.
+    #[cfg_attr(not(feature = "http"), allow(unused_variables))]
     pub fn poll_now(&mut self, now: Timestamp) {
         match &mut self.session {
             #[cfg(feature = "http")]

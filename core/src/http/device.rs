@@ -108,9 +108,14 @@ pub struct DeviceSession {
 enum Link {
     Closed,
     /// `Transmit::Connect` is out; given up at `deadline`.
-    Dialing { deadline: Timestamp },
+    Dialing {
+        deadline: Timestamp,
+    },
     /// Open; `deadline` is the response timeout of the request on the wire, if any.
-    Open { deadline: Option<Timestamp>, idle_since: Timestamp },
+    Open {
+        deadline: Option<Timestamp>,
+        idle_since: Timestamp,
+    },
 }
 
 /// One request, with what it needs to be written again after a failure.
@@ -290,10 +295,8 @@ impl DeviceSession {
             return Ok(());
         };
         if deadline.is_none() {
-            return Err(self.violation(
-                now,
-                ProtocolError::UnexpectedPacket("HTTP response with no request"),
-            ));
+            return Err(self
+                .violation(now, ProtocolError::UnexpectedPacket("HTTP response with no request")));
         }
         self.rx.extend_from_slice(bytes);
         match self.read_response() {
@@ -354,11 +357,10 @@ impl DeviceSession {
             }
             Link::Open { deadline: None, idle_since } => self.idle_close_at(idle_since),
         };
-        let poll = if self.pending.is_none() && self.retry_at.is_none() {
-            self.next_poll
-        } else {
-            None
-        };
+        let idle = self.pending.is_none()
+            && self.retry_at.is_none()
+            && matches!(self.link, Link::Closed | Link::Open { deadline: None, .. });
+        let poll = if idle { self.next_poll } else { None };
         earliest(earliest(self.retry_at, link), poll)
     }
 
@@ -401,18 +403,20 @@ impl DeviceSession {
         if self.stopped || self.retry_at.is_some() {
             return;
         }
-        if self.pending.is_none() {
-            self.pending = self.next_request(now);
-        }
-        if self.pending.is_none() {
-            return;
-        }
         match self.link {
-            Link::Closed => {
+            Link::Closed if self.has_work(now) => {
                 self.outbox.push(Transmit::Connect);
                 self.link = Link::Dialing { deadline: now + self.config.response_timeout };
             }
             Link::Open { deadline: None, .. } => {
+                // Chosen only now, so that telemetry queued while dialling joins a
+                // batch.
+                if self.pending.is_none() {
+                    self.pending = self.next_request(now);
+                }
+                if self.pending.is_none() {
+                    return;
+                }
                 if self.renew_at.is_some_and(|at| now >= at) {
                     // The key signed a token at `new`, so it signs this one too.
                     if let Some((authorization, renew_at)) = credentials(&self.config, now) {
@@ -430,8 +434,16 @@ impl DeviceSession {
                     idle_since: now,
                 };
             }
-            Link::Dialing { .. } | Link::Open { deadline: Some(_), .. } => {}
+            Link::Closed | Link::Dialing { .. } | Link::Open { deadline: Some(_), .. } => {}
         }
+    }
+
+    /// Whether a request is waiting or due.
+    fn has_work(&self, now: Timestamp) -> bool {
+        self.pending.is_some()
+            || !self.settlements.is_empty()
+            || !self.queued.is_empty()
+            || self.next_poll.is_some_and(|at| now >= at)
     }
 
     /// Settlements first, then telemetry, then the poll when due.
