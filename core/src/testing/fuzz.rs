@@ -51,6 +51,7 @@ mod amqp_message;
 mod amqp_performative;
 mod amqp_session;
 mod amqp_types;
+mod http_device;
 pub use amqp_cbs::amqp_cbs;
 pub use amqp_connection::amqp_connection;
 pub use amqp_device::amqp_device;
@@ -61,6 +62,7 @@ pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
 pub use amqp_session::amqp_session;
 pub use amqp_types::amqp_types;
+pub use http_device::http_device;
 
 /// `performative` as one AMQP frame on `channel`: what the AMQP session targets
 /// feed their machines after the fuzzer's own bytes choose what happens.
@@ -119,6 +121,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_link", run: amqp_link, seeds: amqp_link::seeds },
     Target { name: "amqp_hub", run: amqp_hub, seeds: amqp_hub::seeds },
     Target { name: "amqp_device", run: amqp_device, seeds: amqp_device::seeds },
+    Target { name: "http_device", run: http_device, seeds: http_device::seeds },
 ];
 
 // ---------------------------------------------------------------------------------
