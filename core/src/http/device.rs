@@ -10,7 +10,7 @@
 //!   §2.3, §2.4), `User-Agent` and `iothub-to` (spec file §6.1).
 //! - Work is taken in this order: settlements (a lock lasts only 60 s, spec file
 //!   §7), then telemetry (one message as itself, more as a batch; §6.2, §6.3), then
-//!   the C2D poll when due ([`poll`](self) schedule below).
+//!   the C2D poll when due (the schedule below).
 //! - A request that fails in a way another attempt may fix (no answer, a broken
 //!   transport, 429, 5xx) is sent again, the same bytes, after capped exponential
 //!   backoff with jitter: at-least-once, as over MQTT. 401 and 404 refuse the
@@ -658,6 +658,7 @@ impl DeviceSession {
                     Request::Settle { lock, .. } => {
                         self.events.push_back(DeviceEvent::C2dLockLost(lock));
                     }
+                    // Answered by the arm below.
                     Request::Receive => {}
                 }
             }
