@@ -16,12 +16,19 @@ use crate::time::{Duration, Timestamp};
 
 #[cfg(feature = "amqp")]
 use crate::amqp;
+#[cfg(feature = "http")]
+use crate::http;
 #[cfg(feature = "mqtt")]
 use crate::mqtt;
 
 /// The largest D2C message IoT Hub accepts, bytes (spec file §8), counted with
 /// [`Message::size`]: `send_telemetry` refuses larger ones over every protocol.
 pub const MAX_TELEMETRY_SIZE: usize = 256 * 1024;
+
+/// IoT Hub's guidance for HTTP devices: poll for C2D messages at most once every
+/// 25 minutes (spec file §6.6; the C SDK's default minimum time between polls).
+/// The default of [`DeviceConfig::c2d_poll_interval`].
+pub const GUIDANCE_POLL_INTERVAL: Duration = Duration::from_secs(25 * 60);
 
 /// How a device connects and behaves. [`DeviceConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -33,16 +40,19 @@ pub struct DeviceConfig {
     /// MQTT Keep Alive: the longest quiet interval before a PINGREQ. Whole seconds
     /// are sent; zero turns pinging off. Default 240 s, as the C SDKs use (spec file
     /// §4.1.2). Over AMQP the idle time-out announced in `open` (the hub
-    /// heartbeats at half of it, spec file §5.1).
+    /// heartbeats at half of it, spec file §5.1). Over HTTP how long an idle
+    /// connection stays open (zero: until the hub closes it).
     pub keep_alive: Duration,
     /// How long to wait for a PINGRESP (or a CONNACK) before declaring the
-    /// connection dead; over AMQP, for a put-token response (spec file §5.2).
+    /// connection dead; over AMQP, for a put-token response (spec file §5.2); over
+    /// HTTP, for the transport to open and for each response.
     /// Default 30 s.
     pub response_timeout: Duration,
     /// MQTT Clean Session. Default false, as every IoT Hub SDK connects (spec file
     /// §4.1): the hub keeps the C2D subscription and undelivered messages.
     pub clean_session: bool,
-    /// Telemetry messages sent but not yet acknowledged, at most. Default 16.
+    /// Telemetry messages sent but not yet acknowledged, at most; over HTTP the most
+    /// messages in one batch (spec file §6.3). Default 16.
     pub max_in_flight: usize,
     /// Telemetry messages waiting to be sent (while offline or while the in-flight
     /// window is full), at most; `send_telemetry` refuses more. Default 1000.
@@ -52,8 +62,14 @@ pub struct DeviceConfig {
     pub token_lifetime: Duration,
     /// Reconnect schedule after a lost connection.
     pub backoff: Backoff,
-    /// Subscribe to C2D messages. Default true.
+    /// Subscribe to C2D messages (over HTTP: poll for them). Default true.
     pub receive_c2d: bool,
+    /// Over HTTP, the time from a poll that found the C2D queue empty (204) to the
+    /// next one. Default [`GUIDANCE_POLL_INTERVAL`], 25 minutes, IoT Hub's guidance
+    /// (spec file §6.6): lower only for development; runtimes warn
+    /// (`http::device::poll_interval_warning`). Unused by MQTT and AMQP, where the
+    /// hub pushes.
+    pub c2d_poll_interval: Duration,
     /// Largest packet accepted from the hub, bytes; over AMQP the C2D link's
     /// max-message-size.
     pub max_packet_size: usize,
@@ -78,6 +94,7 @@ impl DeviceConfig {
             token_lifetime: Duration::from_secs(3600),
             backoff: Backoff::default(),
             receive_c2d: true,
+            c2d_poll_interval: GUIDANCE_POLL_INTERVAL,
             max_packet_size: 256 * 1024 + 16 * 1024,
             client_type: String::from(concat!("hubwire/", env!("CARGO_PKG_VERSION"))),
             seed: 0,
@@ -136,6 +153,31 @@ pub enum DisconnectReason {
     ProtocolViolation(ProtocolError),
     /// The device reconnects to present a fresh SAS token (spec file §4.1.3).
     TokenRenewal,
+    /// HTTP: the hub did not answer a request (or the transport did not open) within
+    /// `response_timeout`. The request goes again after the backoff.
+    ResponseTimeout,
+    /// HTTP: the hub answered 401 or 404 (spec file §6.7): the credential or the
+    /// device is refused. Not retried.
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+        /// The `iothub-errorcode` header (e.g. `IotHubUnauthorizedAccess`); empty
+        /// when the hub gave none.
+        error_code: String,
+        /// The error body's description (`http::rest::error_description`).
+        description: String,
+    },
+    /// HTTP: the hub answered with a status worth retrying (429 throttled, 403
+    /// quota, 5xx; spec file §6.7), or refused a C2D poll. The request goes again
+    /// after the backoff.
+    HttpStatus {
+        /// The HTTP status.
+        status: u16,
+        /// The `iothub-errorcode` header; empty when the hub gave none.
+        error_code: String,
+        /// The error body's description.
+        description: String,
+    },
     /// The application asked to disconnect.
     Closed,
 }
@@ -157,6 +199,13 @@ impl fmt::Display for DisconnectReason {
             }
             DisconnectReason::ProtocolViolation(e) => write!(f, "protocol violation: {e}"),
             DisconnectReason::TokenRenewal => f.write_str("reconnecting to renew the SAS token"),
+            DisconnectReason::ResponseTimeout => f.write_str("no HTTP response in time"),
+            DisconnectReason::Unauthorized { status, error_code, description } => {
+                write!(f, "refused by the hub with HTTP {status} {error_code}: {description}")
+            }
+            DisconnectReason::HttpStatus { status, error_code, description } => {
+                write!(f, "the hub answered HTTP {status} {error_code}: {description}")
+            }
             DisconnectReason::Closed => f.write_str("closed by the application"),
         }
     }
@@ -188,13 +237,16 @@ pub enum DeviceEvent {
     /// The hub acknowledged (stored) this telemetry message.
     TelemetryAcknowledged(TelemetryId),
     /// The hub refused this telemetry message and will not store it: AMQP
-    /// `rejected`, `released` or `modified` (spec file §5.4, §5.8), or a link that
-    /// can never carry it. It is not sent again.
+    /// `rejected`, `released` or `modified` (spec file §5.4, §5.8), a link that
+    /// can never carry it, or an HTTP 400, 413 or other 4xx but 401, 403, 404, 408
+    /// and 429 (spec file §6.7). It is not sent again.
     TelemetryRejected {
         /// The message.
         id: TelemetryId,
         /// The AMQP error condition (`amqp:link:message-size-exceeded`, …), or the
-        /// outcome's name when it carries none (`released`, `modified`).
+        /// outcome's name when it carries none (`released`, `modified`); over HTTP
+        /// the status and the `iothub-errorcode` header (or the reason phrase),
+        /// e.g. `413 MessageTooLarge`.
         condition: String,
         /// The hub's description, if any.
         description: String,
@@ -203,6 +255,10 @@ pub enum DeviceEvent {
     C2d(C2dMessage),
     /// The hub refused the C2D subscription: no C2D message will arrive.
     C2dSubscriptionRefused,
+    /// HTTP: the hub no longer holds this lock — it timed out (412, spec file §6.5,
+    /// §7) — so the settlement did nothing; the message will come again. Also for
+    /// a settlement refused with any other 4xx but 401, 403, 404, 408 and 429.
+    C2dLockLost(LockToken),
 }
 
 /// Why `send_telemetry` refused a message. Nothing was queued.
@@ -265,6 +321,19 @@ pub enum ProtocolError {
     /// A valid packet a hub must not send at this point.
     #[error("unexpected {0} from the hub")]
     UnexpectedPacket(&'static str),
+    /// An HTTP response head that breaks RFC 9112.
+    #[cfg(feature = "http")]
+    #[error(transparent)]
+    HttpHead(#[from] http::HeadError),
+    /// An HTTP response body whose framing breaks RFC 9112, or longer than
+    /// `max_packet_size`.
+    #[cfg(feature = "http")]
+    #[error(transparent)]
+    HttpBody(#[from] http::BodyError),
+    /// A C2D `200 OK` that does not read as a message (spec file §6.4).
+    #[cfg(feature = "http")]
+    #[error("C2D message: {0}")]
+    HttpC2d(#[from] http::MessageError),
 }
 
 /// Why a configuration cannot make a device.
@@ -279,6 +348,11 @@ pub enum ConfigError {
     #[cfg(feature = "mqtt")]
     #[error("the connection string cannot make an MQTT CONNECT: {0}")]
     Connect(mqtt::EncodeError),
+    /// The host name or client type cannot be an HTTP header value (a control
+    /// character, surrounding whitespace; RFC 9110 §5.5).
+    #[cfg(feature = "http")]
+    #[error("{0} cannot be an HTTP header value")]
+    HeaderValue(&'static str),
     /// `max_in_flight` or `max_queued` is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -316,6 +390,8 @@ enum Session {
     /// A multiplexed connection carrying this one device.
     #[cfg(feature = "amqp")]
     Amqp(alloc::boxed::Box<amqp::device::Multiplexed>, amqp::device::DeviceKey),
+    #[cfg(feature = "http")]
+    Http(alloc::boxed::Box<http::device::DeviceSession>),
 }
 
 impl Device {
@@ -334,6 +410,10 @@ impl Device {
                 let key = mux.add_device(now, config)?;
                 Session::Amqp(alloc::boxed::Box::new(mux), key)
             }
+            #[cfg(feature = "http")]
+            Protocol::Http => Session::Http(alloc::boxed::Box::new(
+                http::device::DeviceSession::new(now, config)?,
+            )),
             #[allow(unreachable_patterns)]
             other => return Err(ConfigError::Unsupported(other)),
         };
@@ -347,6 +427,8 @@ impl Device {
             Session::Mqtt(_) => Protocol::Mqtt,
             #[cfg(feature = "amqp")]
             Session::Amqp(..) => Protocol::Amqp,
+            #[cfg(feature = "http")]
+            Session::Http(_) => Protocol::Http,
         }
     }
 
@@ -362,6 +444,8 @@ impl Device {
             Session::Mqtt(s) => s.send_telemetry(now, message),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, key) => m.send_telemetry(now, *key, message),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.send_telemetry(now, message),
         }
     }
 
@@ -392,6 +476,21 @@ impl Device {
             Session::Mqtt(s) => s.settle(now, lock, disposition),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, key) => m.settle(now, *key, lock, disposition),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.settle(now, lock, disposition),
+        }
+    }
+
+    /// Polls the hub for a C2D message at once (HTTP; spec file §6.4), then keeps
+    /// the schedule of [`DeviceConfig::c2d_poll_interval`]. Over MQTT and AMQP
+    /// there is nothing to do: the hub pushes C2D messages as they come.
+    #[cfg_attr(not(feature = "http"), allow(unused_variables))]
+    pub fn poll_now(&mut self, now: Timestamp) {
+        match &mut self.session {
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.poll_now(now),
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
 
@@ -402,6 +501,8 @@ impl Device {
             Session::Mqtt(s) => s.disconnect(now),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.close(now),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.disconnect(now),
         }
     }
 
@@ -412,6 +513,8 @@ impl Device {
             Session::Mqtt(s) => s.unacknowledged(),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, key) => m.unacknowledged(*key),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.unacknowledged(),
         }
     }
 
@@ -441,6 +544,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.handle_connected(now),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.handle_connected(now),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.handle_connected(now),
         }
     }
 
@@ -450,6 +555,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.handle_input(now, bytes),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.handle_input(now, bytes),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.handle_input(now, bytes),
         };
         self.close_if_stopped(now);
         result
@@ -461,6 +568,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.handle_close(now),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.handle_close(now),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.handle_close(now),
         }
     }
 
@@ -470,6 +579,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.poll_transmit(),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.poll_transmit(),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.poll_transmit(),
         }
     }
 
@@ -479,6 +590,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.poll_event(),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.poll_event().map(|(_, e)| e),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.poll_event(),
         }
     }
 
@@ -488,6 +601,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.poll_timeout(),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.poll_timeout(),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.poll_timeout(),
         }
     }
 
@@ -497,6 +612,8 @@ impl Connection for Device {
             Session::Mqtt(s) => s.handle_timeout(now),
             #[cfg(feature = "amqp")]
             Session::Amqp(m, _) => m.handle_timeout(now),
+            #[cfg(feature = "http")]
+            Session::Http(s) => s.handle_timeout(now),
         }
         self.close_if_stopped(now);
     }

@@ -9,6 +9,8 @@
 //! - [`mqtt`]: the MQTT 3.1.1 codec, IoT Hub topics, and the device and hub sessions.
 //! - [`amqp`]: AMQP 1.0: the type system and framing up to links, IoT Hub's
 //!   messages and CBS, and the device and hub roles.
+//! - [`http`]: HTTP/1.1 messages and IoT Hub's REST device protocol: routes,
+//!   messages in headers, batches, and the device and hub roles.
 //! - [`device`]: one device API over every protocol.
 //! - [`hub`]: the hub engine: registry, D2C log, C2D queues, feedback.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -17,7 +19,7 @@ extern crate alloc;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
-#[cfg(any(feature = "mqtt", feature = "amqp"))]
+#[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 pub mod device;
 #[cfg(feature = "http")]
 pub mod http;
@@ -38,7 +40,7 @@ pub mod testing;
 pub use sansio::{Connection, ConnectionId, Endpoint, Transmit};
 pub use time::Timestamp;
 
-/// The device protocols hubwire speaks. HTTP joins this list later.
+/// The device protocols hubwire speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Protocol {

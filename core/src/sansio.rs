@@ -125,14 +125,14 @@ pub trait Endpoint {
 /// Ordered transport output of one connection: encoded bytes are gathered into one
 /// buffer so a burst of packets leaves as one write, while `Connect` and `Close`
 /// keep their place in the order.
-#[cfg(any(feature = "mqtt", feature = "amqp"))]
+#[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queued: alloc::collections::VecDeque<Transmit>,
     bytes: bytes::BytesMut,
 }
 
-#[cfg(any(feature = "mqtt", feature = "amqp"))]
+#[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 impl Outbox {
     /// The buffer to encode the next packet into.
     pub(crate) fn buffer(&mut self) -> &mut bytes::BytesMut {

@@ -14,6 +14,8 @@
 //! - [`message`]: a [`Message`](crate::iothub::Message) in `iothub-*` headers, D2C
 //!   and C2D (with its lock token as the ETag).
 //! - [`batch`]: many D2C messages in one JSON body.
+//! - [`device`]: the device role: requests over one connection, retries, and the
+//!   C2D poll schedule.
 //! - [`hub`]: the hub's side of a REST connection on the hub engine, and its
 //!   [`HubProtocolError`](hub::HubProtocolError).
 //!
@@ -27,6 +29,7 @@
 
 pub mod batch;
 pub mod body;
+pub mod device;
 pub mod error;
 pub mod head;
 #[cfg(feature = "hub")]

@@ -51,6 +51,7 @@ mod amqp_message;
 mod amqp_performative;
 mod amqp_session;
 mod amqp_types;
+mod http_device;
 mod http_hub;
 pub use amqp_cbs::amqp_cbs;
 pub use amqp_connection::amqp_connection;
@@ -62,6 +63,7 @@ pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
 pub use amqp_session::amqp_session;
 pub use amqp_types::amqp_types;
+pub use http_device::http_device;
 pub use http_hub::http_hub;
 
 /// `performative` as one AMQP frame on `channel`: what the AMQP session targets
@@ -122,6 +124,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_hub", run: amqp_hub, seeds: amqp_hub::seeds },
     Target { name: "amqp_device", run: amqp_device, seeds: amqp_device::seeds },
     Target { name: "http_hub", run: http_hub, seeds: http_hub::seeds },
+    Target { name: "http_device", run: http_device, seeds: http_device::seeds },
 ];
 
 // ---------------------------------------------------------------------------------
