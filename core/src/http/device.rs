@@ -89,6 +89,9 @@ pub struct DeviceSession {
     /// `Connected` has been reported since the start or the last failure.
     reported_connected: bool,
     stopped: bool,
+    /// `disconnect` was called: the settlements asked for go out, then the
+    /// connection closes.
+    closing: bool,
     next_telemetry: u64,
     /// Telemetry not yet in a request, oldest first.
     queued: VecDeque<(TelemetryId, Message)>,
@@ -166,10 +169,10 @@ impl DeviceSession {
         }
         let cs = &config.connection_string;
         let host = cs.gateway_host_name.clone().unwrap_or_else(|| cs.host_name.clone());
-        if !is_header_value(&host) {
+        if !message::is_header_value(&host) {
             return Err(ConfigError::HeaderValue("the host name"));
         }
-        if !is_header_value(&config.client_type) {
+        if !message::is_header_value(&config.client_type) {
             return Err(ConfigError::HeaderValue("the client type"));
         }
         let (authorization, renew_at) = credentials(&config, now).ok_or(ConfigError::InvalidKey)?;
@@ -188,6 +191,7 @@ impl DeviceSession {
             retry_at: None,
             reported_connected: false,
             stopped: false,
+            closing: false,
             next_telemetry: 0,
             queued: VecDeque::new(),
             settlements: VecDeque::new(),
@@ -260,14 +264,36 @@ impl DeviceSession {
         }
     }
 
-    /// Sends nothing more, closes, and stops. Telemetry not yet acknowledged stays
-    /// unacknowledged.
-    pub fn disconnect(&mut self, _now: Timestamp) {
-        if self.stopped {
+    /// Sends the settlements already asked for (as MQTT's PUBACKs leave before its
+    /// DISCONNECT), then closes and stops; polls no more. Telemetry not yet
+    /// acknowledged stays unacknowledged. A settlement that fails now is not
+    /// retried: its lock times out and the hub delivers the message again.
+    pub fn disconnect(&mut self, now: Timestamp) {
+        if self.stopped || self.closing {
             return;
         }
-        self.close_link();
-        self.stop(DisconnectReason::Closed);
+        self.closing = true;
+        self.next_poll = None;
+        let owed =
+            !self.settlements.is_empty() || matches!(self.pending, Some(Request::Settle { .. }));
+        // The answer to a request on the wire is awaited only when settlements
+        // must follow it.
+        let on_the_wire = owed && matches!(self.link, Link::Open { deadline: Some(_), .. });
+        if !on_the_wire {
+            match self.pending.take() {
+                // Back in the queue, still unacknowledged.
+                Some(Request::Telemetry { messages, .. }) => {
+                    for m in messages.into_iter().rev() {
+                        self.queued.push_front(m);
+                    }
+                }
+                Some(Request::Receive) | None => {}
+                settle @ Some(Request::Settle { .. }) => self.pending = settle,
+            }
+        }
+        // A backoff does not hold the settlements back any more.
+        self.retry_at = None;
+        self.pump(now);
     }
 
     /// Telemetry queued or in the request being made.
@@ -403,6 +429,11 @@ impl DeviceSession {
         if self.stopped || self.retry_at.is_some() {
             return;
         }
+        if self.closing && self.pending.is_none() && self.settlements.is_empty() {
+            self.close_link();
+            self.stop(DisconnectReason::Closed);
+            return;
+        }
         match self.link {
             Link::Closed if self.has_work(now) => {
                 self.outbox.push(Transmit::Connect);
@@ -446,10 +477,14 @@ impl DeviceSession {
             || self.next_poll.is_some_and(|at| now >= at)
     }
 
-    /// Settlements first, then telemetry, then the poll when due.
+    /// Settlements first, then telemetry, then the poll when due; only
+    /// settlements while closing.
     fn next_request(&mut self, now: Timestamp) -> Option<Request> {
         if let Some((lock, disposition)) = self.settlements.pop_front() {
             return Some(Request::Settle { lock, disposition });
+        }
+        if self.closing {
+            return None;
         }
         if !self.queued.is_empty() {
             return Some(self.telemetry_request());
@@ -714,6 +749,11 @@ impl DeviceSession {
     /// The request failed in a way another attempt may fix: it goes again after
     /// the backoff.
     fn fail(&mut self, now: Timestamp, reason: DisconnectReason) {
+        if self.closing {
+            self.close_link();
+            self.stop(DisconnectReason::Closed);
+            return;
+        }
         let until = now + self.config.backoff.delay(self.attempt, &mut self.rng);
         self.attempt = self.attempt.saturating_add(1);
         self.retry_at = Some(until);
@@ -748,13 +788,6 @@ fn credentials(
 /// The `iothub-errorcode` of an answer, or empty.
 fn error_code(head: &ResponseHead) -> String {
     String::from(head.header(ERROR_CODE_HEADER).unwrap_or_default())
-}
-
-/// Whether `v` can be written as a header value as it is (RFC 9110 §5.5).
-fn is_header_value(v: &str) -> bool {
-    !v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        && !v.starts_with([' ', '\t'])
-        && !v.ends_with([' ', '\t'])
 }
 
 #[cfg(test)]

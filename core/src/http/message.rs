@@ -230,16 +230,18 @@ fn read_app(h: &Header, message: &mut Message) {
     }
 }
 
-/// Header values are written as given, so one with CR or LF would end the head
-/// early: refuse every control character but tab (RFC 9110 §5.5), and surrounding
-/// whitespace, which a reader strips.
+/// Whether `v` can be written as a header value as it is: header values are
+/// written as given, so one with CR or LF would end the head early. Every control
+/// character but tab is refused (RFC 9110 §5.5), and surrounding whitespace, which
+/// a reader strips.
+pub(crate) fn is_header_value(v: &str) -> bool {
+    !v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        && !v.starts_with([' ', '\t'])
+        && !v.ends_with([' ', '\t'])
+}
+
 fn check_values(headers: &[Header]) -> Result<(), MessageError> {
-    let bad = |v: &str| {
-        v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
-            || v.starts_with([' ', '\t'])
-            || v.ends_with([' ', '\t'])
-    };
-    match headers.iter().find(|h| bad(&h.value)) {
+    match headers.iter().find(|h| !is_header_value(&h.value)) {
         Some(h) => Err(MessageError::Value(h.name.clone())),
         None => Ok(()),
     }

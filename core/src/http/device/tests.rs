@@ -619,6 +619,56 @@ fn disconnect_closes_and_stops() {
 }
 
 #[test]
+fn disconnect_sends_the_settlements_asked_for_then_closes() {
+    let mut s = Scripted::new(config());
+    let _ = s.request();
+    s.respond(&c2d_response(LOCK, "hi"));
+    let lock: LockToken = LOCK.parse().unwrap();
+    // The drain poll is on the wire when the application completes and disconnects.
+    s.device.settle(s.now, &lock, Disposition::Complete).unwrap();
+    s.device.disconnect(s.now);
+    s.drain();
+    s.take_events();
+    let (head, _) = s.request();
+    assert_eq!(head.method, "GET");
+    s.respond(NO_CONTENT);
+    let (head, _) = s.request();
+    assert_eq!(head.method, "DELETE");
+    assert_eq!(s.closes, 0, "the settlement goes before the close");
+    s.respond(NO_CONTENT);
+    assert_eq!(s.closes, 1);
+    assert_eq!(
+        s.take_events(),
+        [DeviceEvent::Disconnected { reason: DisconnectReason::Closed, reconnect_at: None }]
+    );
+    assert!(s.try_request().is_none(), "no poll after the disconnect");
+    assert_eq!(s.device.poll_timeout(), None);
+}
+
+#[test]
+fn a_settlement_that_fails_while_closing_is_not_retried() {
+    let mut s = Scripted::new(config());
+    let _ = s.request();
+    s.respond(&c2d_response(LOCK, "hi"));
+    let _ = s.request();
+    s.respond(NO_CONTENT);
+    let lock: LockToken = LOCK.parse().unwrap();
+    s.device.settle(s.now, &lock, Disposition::Reject).unwrap();
+    s.device.disconnect(s.now);
+    s.drain();
+    s.take_events();
+    let _ = s.request();
+    s.device.handle_close(s.now);
+    s.drain();
+    assert_eq!(
+        s.take_events(),
+        [DeviceEvent::Disconnected { reason: DisconnectReason::Closed, reconnect_at: None }]
+    );
+    assert_eq!(s.device.poll_timeout(), None);
+    assert_eq!(s.dials, 1);
+}
+
+#[test]
 fn send_telemetry_refuses_what_no_request_can_carry() {
     let mut s = Scripted::new(DeviceConfig { max_queued: 1, ..telemetry_config() });
     let mut bad = Message::new(&b"x"[..]);
@@ -653,4 +703,131 @@ fn device_speaks_http_and_poll_now_does_nothing_over_mqtt() {
     while device.poll_transmit().is_some() {}
     device.poll_now(T0);
     assert_eq!(device.poll_transmit(), None);
+}
+
+/// The HTTP device against the hub engine, joined in memory, in simulated time.
+mod with_the_hub {
+    use super::*;
+    use crate::hub::{HubConfig, HubEvent, Outcome};
+    use crate::testing::Pair;
+
+    fn pair() -> (Pair, usize) {
+        let mut pair = Pair::new(HubConfig::default());
+        let i = pair.add_device("dev1", |c| c.protocol = Protocol::Http);
+        pair.drive();
+        (pair, i)
+    }
+
+    fn outcomes(pair: &Pair) -> Vec<Outcome> {
+        let settled = pair.hub_events.iter().filter_map(|e| match e {
+            HubEvent::C2dSettled(s) => Some(s.outcome),
+            _ => None,
+        });
+        settled.collect()
+    }
+
+    #[test]
+    fn telemetry_single_and_batched_is_stored_and_acknowledged() {
+        let (mut pair, i) = pair();
+        let mut first = Message::new(&b"one"[..]);
+        first.properties.set("unit", "C");
+        pair.send_telemetry(i, first).unwrap();
+        // Queued together while nothing else is on the wire: one batch.
+        let now = pair.now;
+        for body in ["two", "three"] {
+            pair.devices[i].device.send_telemetry(now, Message::new(body.as_bytes())).unwrap();
+        }
+        pair.drive();
+        assert_eq!(
+            pair.stored_bodies("dev1"),
+            ["one", "two", "three"].map(|b| Bytes::from_static(b.as_bytes()))
+        );
+        let stored: Vec<_> = pair.stored.device("dev1").collect();
+        assert_eq!(stored[0].message.properties.get("unit"), Some(Some("C")));
+        let acks = pair.devices[i]
+            .take_events()
+            .into_iter()
+            .filter(|e| matches!(e, DeviceEvent::TelemetryAcknowledged(_)))
+            .count();
+        assert_eq!(acks, 3);
+        assert_eq!(pair.devices[i].device.unacknowledged(), 0);
+    }
+
+    #[test]
+    fn c2d_arrives_at_the_next_poll_and_is_completed_rejected_and_abandoned() {
+        let (mut pair, i) = pair();
+        for id in ["complete", "reject", "abandon"] {
+            let mut m = Message::new(id.as_bytes());
+            m.message_id = Some(String::from(id));
+            pair.send_c2d("dev1", m).unwrap();
+        }
+        assert!(pair.c2d_received(i).is_empty(), "polled at start, before the messages");
+        pair.advance(GUIDANCE_POLL_INTERVAL);
+        // The first poll's answer is followed by polls back to back; settling each
+        // as it comes drains the queue.
+        for (n, disposition) in [Disposition::Complete, Disposition::Reject, Disposition::Abandon]
+            .into_iter()
+            .enumerate()
+        {
+            let received = pair.c2d_received(i);
+            let lock = received[n].lock_token.unwrap();
+            pair.settle(i, &lock, disposition).unwrap();
+        }
+        // Given back, it comes at the next scheduled poll.
+        pair.advance(GUIDANCE_POLL_INTERVAL);
+        let received = pair.c2d_received(i);
+        let ids: Vec<_> = received.iter().map(|c| c.message.message_id.clone().unwrap()).collect();
+        assert_eq!(ids, ["complete", "reject", "abandon", "abandon"]);
+        assert_ne!(received[2].lock_token, received[3].lock_token, "a new lock");
+        pair.settle(i, &received[3].lock_token.unwrap(), Disposition::Complete).unwrap();
+        assert_eq!(
+            outcomes(&pair),
+            [
+                Outcome::Completed,
+                Outcome::Rejected,
+                Outcome::Abandoned { delivery_count: 1 },
+                Outcome::Completed
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lock_held_past_its_timeout_is_lost_and_the_message_comes_again() {
+        let (mut pair, i) = pair();
+        pair.send_c2d("dev1", Message::new(&b"late"[..])).unwrap();
+        pair.devices[i].device.poll_now(pair.now);
+        pair.drive();
+        let first = pair.c2d_received(i)[0].lock_token.unwrap();
+        pair.advance(Duration::from_secs(61));
+        pair.settle(i, &first, Disposition::Complete).unwrap();
+        let lost = DeviceEvent::C2dLockLost(first);
+        assert!(pair.devices[i].events.contains(&lost), "{:?}", pair.devices[i].events);
+        pair.devices[i].device.poll_now(pair.now);
+        pair.drive();
+        let received = pair.c2d_received(i);
+        assert_eq!(received.len(), 2);
+        assert_eq!(&received[1].message.body[..], b"late");
+        assert_ne!(received[1].lock_token, Some(first));
+        assert!(outcomes(&pair).is_empty());
+    }
+
+    #[test]
+    fn a_wrong_key_stops_the_device_with_the_hubs_401() {
+        let mut pair = Pair::new(HubConfig::default());
+        pair.register("dev1");
+        let mut config = DeviceConfig::new(Pair::connection_string("dev1"));
+        config.protocol = Protocol::Http;
+        config.connection_string.authentication =
+            Authentication::SharedAccessKey(String::from("d3Jvbmcga2V5"));
+        let i = pair.add_device_with(config);
+        pair.drive();
+        let events = pair.devices[i].take_events();
+        let Some(DeviceEvent::Disconnected { reason, reconnect_at: None }) = events.last() else {
+            panic!("{events:?}");
+        };
+        assert!(
+            matches!(reason, DisconnectReason::Unauthorized { status: 401, error_code, .. } if error_code == "IotHubUnauthorized"),
+            "{reason:?}"
+        );
+    }
 }
