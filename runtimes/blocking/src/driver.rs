@@ -64,7 +64,8 @@ enum Input<C> {
     Closed { generation: u64 },
     /// Boxed: commands are rare, and bytes should not pay for their size.
     Command(Box<C>),
-    /// Stop the machine and the driver, then answer.
+    /// Stop the machine and, once it has closed its transport, the driver; then
+    /// answer.
     Stop { reply: Sender<()> },
 }
 
@@ -135,8 +136,10 @@ impl<C> Handle<C> {
         self.commands.send(Input::Command(Box::new(command))).ok()
     }
 
-    /// Stops the machine (its close is written) and the driver; returns once the
-    /// socket is shut down. Calling it again does nothing.
+    /// Stops the machine and the driver: the machine finishes what it owes the hub
+    /// (its close written, settlements already asked for sent) within
+    /// [`STOP_GRACE`]; returns once the socket is shut down. Calling it again does
+    /// nothing.
     pub(crate) fn stop(&self) {
         let (reply, done) = mpsc::channel();
         if self.commands.send(Input::Stop { reply }).is_ok() {
@@ -192,11 +195,32 @@ struct Driver<A: Client> {
     bytes_written: Arc<AtomicU64>,
 }
 
+/// How long a stopping machine may take to finish what it owes the hub (HTTP
+/// settlements already asked for, an AMQP close answered) before its socket is shut
+/// regardless.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl<A: Client> Driver<A> {
     fn run(mut self) {
+        // After a stop: whom to answer, and the end of the grace period.
+        let mut stopping: Option<(Vec<Sender<()>>, Timestamp)> = None;
         loop {
             self.drain();
-            let input = match self.machine.poll_timeout() {
+            if let Some((_, until)) = &stopping {
+                // Done once the machine has closed its transport, or out of time.
+                if self.socket.is_none() || clock::now() >= *until {
+                    self.shut_socket();
+                    for reply in stopping.take().map(|(r, _)| r).unwrap_or_default() {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+            }
+            let deadline = hubwire_core::time::earliest(
+                self.machine.poll_timeout(),
+                stopping.as_ref().map(|&(_, until)| until),
+            );
+            let input = match deadline {
                 Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
                 None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
@@ -214,13 +238,13 @@ impl<A: Client> Driver<A> {
                 Ok(Input::Command(command)) => {
                     self.client.command(&mut self.machine, clock::now(), *command);
                 }
-                Ok(Input::Stop { reply }) => {
-                    self.client.stop(&mut self.machine, clock::now());
-                    self.drain();
-                    self.shut_socket();
-                    let _ = reply.send(());
-                    return;
-                }
+                Ok(Input::Stop { reply }) => match &mut stopping {
+                    Some((replies, _)) => replies.push(reply),
+                    None => {
+                        self.client.stop(&mut self.machine, clock::now());
+                        stopping = Some((vec![reply], clock::now() + STOP_GRACE));
+                    }
+                },
                 Err(RecvTimeoutError::Timeout) => {}
                 // Unreachable while `readers` lives; nothing is left to drive.
                 Err(RecvTimeoutError::Disconnected) => return,
