@@ -17,7 +17,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use percent_encoding::utf8_percent_encode;
 
-use crate::iothub::{Disposition, ErrorCode, Identity, UNRESERVED};
+use crate::iothub::{Disposition, ErrorCode, Identity, UNRESERVED, percent_decode};
 
 /// The api-version hubwire's device sends: the Node SDK's (spec file §6.1). A hub
 /// requires one and accepts any value, as the spec file advises.
@@ -44,8 +44,8 @@ pub enum Route {
     Settle {
         /// Whose queue.
         device_id: String,
-        /// The lock token as the path writes it, the ETag without its quotes; the
-        /// hub reads it with [`str::parse`] into a
+        /// The lock token as the path names it (percent-decoded), the ETag without
+        /// its quotes; the hub reads it with [`str::parse`] into a
         /// [`LockToken`](crate::iothub::LockToken).
         lock: String,
         /// What the request asks.
@@ -114,6 +114,11 @@ impl Route {
         let id = |segment: &str| {
             Identity::id_in_segment(segment).ok_or_else(|| RouteError::InvalidId(segment.into()))
         };
+        // A GUID needs no escapes; any other text is decoded so that it reads back
+        // as written, and is refused as a lock token later.
+        let lock = |segment: &str| {
+            percent_decode(segment).map_or_else(|| String::from(segment), |l| l.into_owned())
+        };
         let allowed = |allow: &'static str| {
             if allow.split(", ").any(|m| m == method) {
                 Ok(())
@@ -140,7 +145,7 @@ impl Route {
                 allowed("GET")?;
                 Route::ReceiveC2d { device_id: id(device)? }
             }
-            [d, device, m, b, lock]
+            [d, device, m, b, segment]
                 if is(d, "devices") && is(m, "messages") && is(b, "deviceBound") =>
             {
                 allowed("DELETE")?;
@@ -149,9 +154,9 @@ impl Route {
                 } else {
                     Disposition::Complete
                 };
-                Route::Settle { device_id: id(device)?, lock: String::from(*lock), disposition }
+                Route::Settle { device_id: id(device)?, lock: lock(segment), disposition }
             }
-            [d, device, m, b, lock, a]
+            [d, device, m, b, segment, a]
                 if is(d, "devices")
                     && is(m, "messages")
                     && is(b, "deviceBound")
@@ -159,7 +164,7 @@ impl Route {
             {
                 allowed("POST")?;
                 let disposition = Disposition::Abandon;
-                Route::Settle { device_id: id(device)?, lock: String::from(*lock), disposition }
+                Route::Settle { device_id: id(device)?, lock: lock(segment), disposition }
             }
             _ => return Err(not_found()),
         };
@@ -303,6 +308,7 @@ mod tests {
             settle(LOCK, Disposition::Complete),
             settle(LOCK, Disposition::Reject),
             settle(LOCK, Disposition::Abandon),
+            settle("not a/lock", Disposition::Complete),
         ];
         for route in routes {
             assert_eq!(Route::parse(route.method(), &route.target()), Ok(route.clone()));

@@ -53,6 +53,7 @@ mod amqp_session;
 mod amqp_types;
 mod http_device;
 mod http_hub;
+mod http_rest;
 pub use amqp_cbs::amqp_cbs;
 pub use amqp_connection::amqp_connection;
 pub use amqp_device::amqp_device;
@@ -65,6 +66,7 @@ pub use amqp_session::amqp_session;
 pub use amqp_types::amqp_types;
 pub use http_device::http_device;
 pub use http_hub::http_hub;
+pub use http_rest::http_rest;
 
 /// `performative` as one AMQP frame on `channel`: what the AMQP session targets
 /// feed their machines after the fuzzer's own bytes choose what happens.
@@ -103,6 +105,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_types", run: amqp_types, seeds: amqp_types::seeds },
     Target { name: "http_head", run: http_head, seeds: http_head_seeds },
     Target { name: "http_body", run: http_body, seeds: http_body_seeds },
+    Target { name: "http_rest", run: http_rest, seeds: http_rest::seeds },
     Target { name: "connection_string", run: connection_string, seeds: connection_string_seeds },
     Target { name: "sas_token", run: sas_token, seeds: sas_token_seeds },
     Target { name: "property_bag", run: property_bag, seeds: property_bag_seeds },
