@@ -24,8 +24,6 @@ use crate::tls::{Tls, TlsError};
 use crate::ws::{self, Rejection, Subprotocol, WebSocket, WsConfig, WsError};
 
 /// An IoT Hub transport: a protocol and the layers under it (spec file §1).
-///
-/// HTTP (443) joins these later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Transport {
@@ -45,6 +43,9 @@ pub enum Transport {
     /// AMQP over plain TCP, port 5672 (the port IANA assigns AMQP): local
     /// development and tests only. IoT Hub itself does not offer it.
     AmqpTcp,
+    /// IoT Hub's REST API over TLS, port 443, sharing the listener with the
+    /// WebSocket transports (spec file §6): telemetry by POST, C2D by polling.
+    Http,
 }
 
 impl Transport {
@@ -56,6 +57,7 @@ impl Transport {
         Transport::Amqp,
         Transport::AmqpWs,
         Transport::AmqpTcp,
+        Transport::Http,
     ];
 
     /// The name users write (`--transport mqtt-ws`).
@@ -67,6 +69,7 @@ impl Transport {
             Transport::Amqp => "amqp",
             Transport::AmqpWs => "amqp-ws",
             Transport::AmqpTcp => "amqp-tcp",
+            Transport::Http => "http",
         }
     }
 
@@ -75,6 +78,7 @@ impl Transport {
         match self {
             Transport::Mqtt | Transport::MqttWs | Transport::MqttTcp => Protocol::Mqtt,
             Transport::Amqp | Transport::AmqpWs | Transport::AmqpTcp => Protocol::Amqp,
+            Transport::Http => Protocol::Http,
         }
     }
 
@@ -93,7 +97,11 @@ impl Transport {
         match self {
             Transport::MqttWs => Some(Subprotocol::Mqtt),
             Transport::AmqpWs => Some(Subprotocol::Amqp),
-            Transport::Mqtt | Transport::MqttTcp | Transport::Amqp | Transport::AmqpTcp => None,
+            Transport::Mqtt
+            | Transport::MqttTcp
+            | Transport::Amqp
+            | Transport::AmqpTcp
+            | Transport::Http => None,
         }
     }
 
@@ -101,7 +109,7 @@ impl Transport {
     pub const fn listener(self) -> Listener {
         match self {
             Transport::Mqtt => Listener::Tls(Protocol::Mqtt),
-            Transport::MqttWs | Transport::AmqpWs => Listener::Web,
+            Transport::MqttWs | Transport::AmqpWs | Transport::Http => Listener::Web,
             Transport::MqttTcp => Listener::Tcp(Protocol::Mqtt),
             Transport::Amqp => Listener::Tls(Protocol::Amqp),
             Transport::AmqpTcp => Listener::Tcp(Protocol::Amqp),
@@ -114,7 +122,8 @@ impl Transport {
         match self {
             Transport::Mqtt | Transport::MqttTcp => Some(Transport::MqttWs),
             Transport::Amqp | Transport::AmqpTcp => Some(Transport::AmqpWs),
-            Transport::MqttWs | Transport::AmqpWs => None,
+            // Already on 443.
+            Transport::MqttWs | Transport::AmqpWs | Transport::Http => None,
         }
     }
 }
@@ -128,7 +137,7 @@ impl fmt::Display for Transport {
 /// A transport name that is not one of [`Transport::ALL`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown transport {0:?}: expected one of mqtt, mqtt-ws, mqtt-tcp, amqp, amqp-ws, amqp-tcp"
+    "unknown transport {0:?}: expected one of mqtt, mqtt-ws, mqtt-tcp, amqp, amqp-ws, amqp-tcp, http"
 )]
 pub struct UnknownTransport(pub String);
 
@@ -191,8 +200,7 @@ pub enum StackError {
     /// A TLS transport or listener was given no TLS configuration.
     #[error("no TLS configuration was given for a TLS transport")]
     NoTlsConfig,
-    /// A plain HTTPS request: this hub serves no REST endpoint yet, so it was
-    /// answered 404.
+    /// A plain HTTPS request on a port 443 that does not serve HTTP: answered 404.
     #[error("no REST endpoint {method} {path}")]
     NoRestEndpoint {
         /// The request's method.
@@ -397,9 +405,15 @@ impl Stack {
                     Err(rejection.into())
                 }
             }
+        } else if self.serves.contains(&Protocol::Http) {
+            // The HTTP session reads the request from its first byte: the head is
+            // handed on whole, with whatever followed it.
+            self.route = Some(Protocol::Http);
+            self.web = Web::None;
+            self.plain.extend_from_slice(&buffered);
+            Ok(())
         } else {
-            // The HTTP issue routes these to the REST endpoints.
-            let body = "this hub serves no REST endpoint yet";
+            let body = "this listener serves no REST endpoint";
             self.answer(http::error_response(404, "Not Found", &[], body));
             let path = head.path().to_owned();
             Err(StackError::NoRestEndpoint { method: head.method, path })
@@ -569,8 +583,23 @@ mod tests {
     use crate::tls::local_ca::CertificateAuthority;
     use crate::tls::testing::{client_trusting, server_for};
 
-    /// What a hub serves on port 443.
+    /// What a hub serves on port 443 in these tests; the REST refusal cases leave out
+    /// HTTP.
     const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp];
+
+    /// Everything port 443 can serve.
+    const SERVES_ALL: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp, Protocol::Http];
+
+    /// A session's first bytes: an MQTT-ish CONNECT, or for HTTP a whole request,
+    /// which the hub's port 443 routes on.
+    fn first_bytes(transport: Transport) -> &'static [u8] {
+        match transport {
+            Transport::Http => {
+                b"GET /devices/d/messages/deviceBound?api-version=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            }
+            _ => b"CONNECT",
+        }
+    }
 
     /// TLS configurations for both roles: a certificate for 127.0.0.1 from a fresh
     /// CA, and a client trusting that CA alone.
@@ -594,9 +623,9 @@ mod tests {
         let mut device =
             Stack::client(transport, "127.0.0.1", 443, Some(client_tls), [9; 16]).expect("client");
         let mut hub =
-            Stack::server(transport.listener(), Some(server_tls), SERVES).expect("server");
+            Stack::server(transport.listener(), Some(server_tls), SERVES_ALL).expect("server");
         // The session's first bytes may be sent before the handshakes finish.
-        device.send(Bytes::from_static(b"CONNECT")).expect("held until open");
+        device.send(Bytes::from_static(first_bytes(transport))).expect("held until open");
         for _ in 0..10 {
             shuttle(&mut device, &mut hub, chunk).expect("device to hub");
             shuttle(&mut hub, &mut device, chunk).expect("hub to device");
@@ -611,7 +640,7 @@ mod tests {
                 let (mut device, mut hub) = pair(transport, chunk);
                 assert!(device.is_open() && hub.is_open(), "{transport}/{chunk}");
                 assert_eq!(hub.route(), Some(transport.protocol()), "{transport}");
-                assert_eq!(&hub.take_plain()[..], b"CONNECT", "{transport}/{chunk}");
+                assert_eq!(&hub.take_plain()[..], first_bytes(transport), "{transport}/{chunk}");
                 hub.send(Bytes::from_static(b"CONNACK")).expect("send");
                 shuttle(&mut hub, &mut device, chunk).expect("hub to device");
                 assert_eq!(&device.take_plain()[..], b"CONNACK", "{transport}/{chunk}");
@@ -622,8 +651,13 @@ mod tests {
 
     #[test]
     fn a_close_reaches_the_other_side() {
-        for &transport in &[Transport::Mqtt, Transport::MqttWs, Transport::Amqp, Transport::AmqpWs]
-        {
+        for &transport in &[
+            Transport::Mqtt,
+            Transport::MqttWs,
+            Transport::Amqp,
+            Transport::AmqpWs,
+            Transport::Http,
+        ] {
             let (mut device, mut hub) = pair(transport, 4096);
             device.close();
             assert!(device.is_closed());
@@ -738,6 +772,26 @@ mod tests {
         }
     }
 
+    /// Spec file §1, §6: port 443 serves IoT Hub's REST API beside the WebSocket
+    /// transports; a request that is no upgrade goes to the HTTP session whole,
+    /// body and a pipelined second request included.
+    #[test]
+    fn port_443_routes_a_rest_request_to_http_with_every_byte_after_it() {
+        let request: &[u8] = b"POST /devices/d/messages/events?api-version=1 HTTP/1.1\r\n\
+            Host: h\r\nContent-Length: 2\r\n\r\nhi\
+            GET /devices/d/messages/deviceBound?api-version=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let (result, answer, mut hub, _) = exchange_on_443(request, SERVES_ALL);
+        assert!(result.is_ok() && answer.is_empty(), "{result:?} {answer}");
+        assert_eq!(hub.route(), Some(Protocol::Http));
+        assert!(hub.is_open());
+        assert_eq!(&hub.take_plain()[..], request);
+        // An upgrade still goes to its WebSocket.
+        let (result, answer, hub, _) =
+            exchange_on_443(&upgrade_request("/$iothub/websocket", "mqtt"), SERVES_ALL);
+        assert!(result.is_ok() && answer.starts_with("HTTP/1.1 101"), "{answer}");
+        assert_eq!(hub.route(), Some(Protocol::Mqtt));
+    }
+
     #[test]
     fn port_443_answers_431_to_a_head_that_never_ends() {
         let mut endless = b"GET /$iothub/websocket HTTP/1.1\r\nX-Filler: ".to_vec();
@@ -766,7 +820,12 @@ mod tests {
         }
         assert_eq!("MQTT-WS".parse::<Transport>(), Ok(Transport::MqttWs));
         assert_eq!("AMQP-WS".parse::<Transport>(), Ok(Transport::AmqpWs));
-        assert!("http".parse::<Transport>().is_err());
+        assert_eq!("HTTP".parse::<Transport>(), Ok(Transport::Http));
+        assert!("https".parse::<Transport>().is_err());
+        assert_eq!(Transport::Http.websocket_fallback(), None);
+        assert_eq!(Transport::Http.listener(), Listener::Web);
+        assert_eq!(Transport::Http.default_port(), 443);
+        assert!(Transport::Http.tls() && Transport::Http.websocket().is_none());
         assert!("amqps".parse::<Transport>().is_err());
         assert_eq!(Transport::Mqtt.websocket_fallback(), Some(Transport::MqttWs));
         assert_eq!(Transport::MqttWs.websocket_fallback(), None);
