@@ -139,14 +139,21 @@ struct Inbox {
 #[derive(Debug)]
 enum Command {
     /// Queue a message and answer when the hub acknowledges it.
-    Send { message: Message, ack: Sender<Result<(), TelemetryError>> },
+    Send {
+        message: Message,
+        ack: Sender<Result<(), TelemetryError>>,
+    },
     /// Queue a message and answer with its id at once.
-    SendNowait { message: Message, reply: Sender<Result<TelemetryId, SendError>> },
+    SendNowait {
+        message: Message,
+        reply: Sender<Result<TelemetryId, SendError>>,
+    },
     Settle {
         lock: LockToken,
         disposition: Disposition,
         reply: Sender<Result<(), DispositionError>>,
     },
+    PollNow,
 }
 
 impl DeviceClient {
@@ -298,6 +305,13 @@ impl DeviceClient {
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
     }
 
+    /// Over HTTP, polls for a C2D message now rather than at the next scheduled
+    /// poll: for an application told by other means that a message waits. Over
+    /// MQTT and AMQP the hub pushes messages, and this does nothing.
+    pub fn poll_now(&self) {
+        let _ = self.command(Command::PollNow);
+    }
+
     /// Closes the connection cleanly (MQTT DISCONNECT, AMQP close) and stops the
     /// driver; returns once the socket is shut down. Telemetry not yet acknowledged
     /// stays so, and waiting [`send_telemetry`](Self::send_telemetry) calls return
@@ -350,6 +364,7 @@ impl Client for DeviceDriver {
             Command::Settle { lock, disposition, reply } => {
                 let _ = reply.send(device.settle(now, &lock, disposition));
             }
+            Command::PollNow => device.poll_now(now),
         }
     }
 

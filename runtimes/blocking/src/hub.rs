@@ -118,8 +118,8 @@ pub fn listener_name(listener: Listener) -> &'static str {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
-/// and `AMQPWSB10`).
-const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp];
+/// and `AMQPWSB10`; any other request is IoT Hub's REST API, §6).
+const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp, Protocol::Http];
 
 /// A running hub. See the module documentation.
 ///
