@@ -1,6 +1,6 @@
 //! `hubwire device`: a device that sends telemetry, each message awaited, and
 //! prints (and settles: completes, rejects or abandons) the C2D messages it
-//! receives, over MQTT or AMQP.
+//! receives, over MQTT, AMQP or HTTP (where it polls for them).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
 use hubwire_core::Protocol;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
+use hubwire_core::http::device::poll_interval_warning;
 use hubwire_core::iothub::{ConnectionString, Disposition, Message};
 use hubwire_transports::tls::Trust;
 use serde_json::json;
@@ -25,8 +26,8 @@ pub(crate) struct DeviceArgs {
     connection_string: ConnectionString,
     /// The transport: mqtt (TLS, port 8883), mqtt-ws (WebSocket over TLS, 443),
     /// mqtt-tcp (plain, 1883; development hubs only), amqp (TLS, 5671), amqp-ws
-    /// (WebSocket over TLS, 443), amqp-tcp (plain, 5672; development hubs only);
-    /// or auto: mqtt, falling back to mqtt-ws when port 8883 is blocked or refused;
+    /// (WebSocket over TLS, 443), amqp-tcp (plain, 5672; development hubs only),
+    /// http (HTTPS REST, 443; C2D messages by polling); or auto: mqtt, falling back to mqtt-ws when port 8883 is blocked or refused;
     /// auto-amqp: amqp, falling back to amqp-ws likewise. A port in the connection
     /// string's HostName replaces the transport's own.
     #[arg(long, default_value = "mqtt", value_name = "TRANSPORT", value_parser = transport)]
@@ -62,6 +63,11 @@ pub(crate) struct DeviceArgs {
     /// After the last message, keep receiving C2D messages this long, milliseconds.
     #[arg(long, default_value_t = 0)]
     wait_c2d_ms: u64,
+    /// Over HTTP, how often to poll for C2D messages, milliseconds. The default is
+    /// IoT Hub's guidance for production devices, 25 minutes (spec file §6.6); less
+    /// is for development and is warned about.
+    #[arg(long, default_value_t = 25 * 60 * 1000, value_name = "MS")]
+    c2d_poll_interval_ms: u64,
     /// Print JSON lines instead of sentences.
     #[arg(long)]
     json: bool,
@@ -128,7 +134,13 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
         choice: args.transport,
         trust: Trust { platform_roots: true, ca_files: args.ca_files.clone() },
     };
-    let config = DeviceConfig::new(args.connection_string.clone());
+    let mut config = DeviceConfig::new(args.connection_string.clone());
+    config.c2d_poll_interval = Duration::from_millis(args.c2d_poll_interval_ms);
+    if first == Transport::Http {
+        if let Some(warning) = poll_interval_warning(config.c2d_poll_interval) {
+            out::warn(format_args!("hubwire device: {warning}"));
+        }
+    }
     let device = match DeviceClient::connect(config, transport) {
         Ok(device) => device,
         Err(e) => {
@@ -301,6 +313,12 @@ fn handle(
         DeviceEvent::C2dSubscriptionRefused => {
             out::warn("hubwire device: the hub refused the C2D subscription");
         }
+        DeviceEvent::C2dLockLost(lock) => {
+            report.say(
+                format!("the hub no longer holds the lock {lock}; the message will come again"),
+                json!({"event": "c2dLockLost", "lockToken": lock.to_string()}),
+            )?;
+        }
         // Acknowledgements are reported by the sending loop.
         _ => {}
     }
@@ -397,6 +415,10 @@ fn explain(reason: &DisconnectReason) -> String {
         ),
         DisconnectReason::TokenRefused { status_code, description } => format!(
             "the hub refused the device's SAS token (put-token status {status_code}: \
+             {description}); check the device id and key in the connection string"
+        ),
+        DisconnectReason::Unauthorized { status, error_code, description } => format!(
+            "the hub refused the device's credential (HTTP {status} {error_code}: \
              {description}); check the device id and key in the connection string"
         ),
         other => format!("stopped: {other}"),

@@ -33,9 +33,9 @@ pub(crate) struct HubArgs {
     /// Port for MQTT over TLS (IoT Hub's 8883); 0 picks a free one, `off` serves none.
     #[arg(long, default_value = "8883", value_name = "PORT|off", value_parser = port)]
     mqtt_port: PortSetting,
-    /// Port for MQTT and AMQP over WebSocket over TLS at /$iothub/websocket
-    /// (subprotocols mqtt and AMQPWSB10; IoT Hub's 443, which later also serves
-    /// HTTPS); 0 picks a free one, `off` serves none. Ports below 1024 need root or
+    /// Port for IoT Hub's HTTPS REST API and for MQTT and AMQP over WebSocket over
+    /// TLS at /$iothub/websocket (subprotocols mqtt and AMQPWSB10): IoT Hub's 443;
+    /// 0 picks a free one, `off` serves none. Ports below 1024 need root or
     /// CAP_NET_BIND_SERVICE.
     #[arg(long, default_value = "443", value_name = "PORT|off", value_parser = port)]
     https_port: PortSetting,
