@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the interop tests run against (../shared/spec/peers.md):
-# - the mosquitto broker and its clients, from Debian's packages;
+# - the mosquitto broker and its clients, and curl (the REST client of
+#   tests/interop_curl.rs), from Debian's packages;
 # - Apache Qpid Proton's Python binding (AMQP 1.0), from Debian's package, which
 #   imports only under /usr/bin/python3, not under another python3 earlier on PATH;
 #   conformance/peers/proton (broker.py, device.py) needs nothing else but its SSL
@@ -22,6 +23,7 @@ fail() {
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+[ -x /usr/bin/curl ] || need+=(curl)
 /usr/bin/python3 -c 'import proton' >/dev/null 2>&1 || need+=(python3-qpid-proton)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -35,7 +37,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
   fi
 fi
-dpkg-query -W mosquitto mosquitto-clients python3-qpid-proton
+dpkg-query -W mosquitto mosquitto-clients python3-qpid-proton curl
 /usr/bin/python3 -c 'import proton; print("qpid-proton", ".".join(map(str, proton.VERSION)))' ||
   fail "python3-qpid-proton is installed but /usr/bin/python3 cannot import proton"
 /usr/bin/python3 -c 'import proton, sys; sys.exit(not proton.SSL.present())' ||

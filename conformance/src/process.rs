@@ -231,6 +231,6 @@ pub fn peer(program: &str) -> PathBuf {
     }
     panic!(
         "{program} is not installed: run conformance/install-peers.sh \
-         (Debian packages mosquitto and mosquitto-clients)"
+         (Debian packages mosquitto, mosquitto-clients and curl)"
     );
 }

@@ -4,8 +4,9 @@
 //! messages the hub sends (with their properties) and settle them — [`run`]
 //! completes one; [`run_settling_three_ways`] completes, rejects and abandons
 //! three, for transports whose SDK offers all three (the hub's own record shows
-//! each settlement).
+//! each settlement). Over HTTP the device polls for them, and also sends a batch.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{ChildStdin, Command};
 use std::sync::mpsc::Receiver;
@@ -16,6 +17,18 @@ use crate::process::{Hub, Process, TempDir, WAIT, next_event, next_of, spawn, st
 
 /// Application properties with characters the topic must escape.
 const PROPERTIES: &str = r#"{"k":"v","sp ace":"a&b=c","unit":"°C"}"#;
+
+/// Application properties an HTTP header can carry: names are tokens and values
+/// ASCII (spec file §3: the character rules for D2C over HTTPS), since each goes
+/// in an `iothub-app-<name>` header.
+const HTTP_PROPERTIES: &str = r#"{"k":"v","unit":"C","a&b":"x=y;z"}"#;
+
+/// Telemetry messages the device sends in one batch over HTTP (spec file §6.3).
+const HTTP_BATCH: usize = 2;
+
+fn properties(transport: &str) -> &'static str {
+    if transport == "http" { HTTP_PROPERTIES } else { PROPERTIES }
+}
 
 /// A hub on IoT Hub's standard ports (8883, 5671 and 443: the SDKs' WebSocket
 /// transports and the Python SDK dial no other, and the connection strings the hub
@@ -36,7 +49,7 @@ pub fn run(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
     let (_device, _stdin, out) = start_device(&hub, transport, device, &["--c2d", "1"]);
     let connected = next_event(&hub.out, "connected");
     assert_eq!(connected["deviceId"], "dev1");
-    assert_stored(&next_event(&hub.out, "telemetry"));
+    assert_stored(&next_event(&hub.out, "telemetry"), transport);
     expect(&out, "sent");
 
     let c2d = r#"{"deviceId":"dev1","body":"switch on","messageId":"c2d-1","correlationId":"corr-1","properties":{"command":"on","level":"3"}}"#;
@@ -66,6 +79,9 @@ const SETTLED_THREE_WAYS: [(&str, &str); 3] =
 /// its delivery count raised (and, over AMQP, a lock token of its own: spec file
 /// §5.5) and is completed. The hub records each settlement in the order the device
 /// made them, which device.js keeps one at a time.
+///
+/// Over HTTP the device holds no connection the hub could report, receives the
+/// messages by polling, and sends [`HTTP_BATCH`] more messages in one batch.
 pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
     let mut hub = hub_on_standard_ports(ip);
     for (id, _) in SETTLED_THREE_WAYS {
@@ -77,11 +93,20 @@ pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) ->
         }
         next_event(&hub.out, "c2dQueued");
     }
+    let http = transport == "http";
+    let batch = HTTP_BATCH.to_string();
     let settle = ["--settle", "complete,reject,abandon,complete"];
-    let (_device, _stdin, out) = start_device(&hub, transport, device, &settle);
-    let connected = next_event(&hub.out, "connected");
-    assert_eq!(connected["deviceId"], "dev1");
+    let extra =
+        if http { vec![&settle[..], &["--batch", &batch]].concat() } else { settle.to_vec() };
+    let (_device, _stdin, out) = start_device(&hub, transport, device, &extra);
+    if !http {
+        let connected = next_event(&hub.out, "connected");
+        assert_eq!(connected["deviceId"], "dev1");
+    }
     expect(&out, "sent");
+    if http {
+        assert_eq!(expect(&out, "batchSent")["count"], HTTP_BATCH);
+    }
 
     let mut received = Vec::new();
     let mut settled = Vec::new();
@@ -100,6 +125,12 @@ pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) ->
         assert_eq!(line["body"], format!("{id} body"), "{line}");
         assert_eq!(line["properties"]["k"], id, "{line}");
     }
+    if http {
+        // The ETag: each delivery is locked anew (spec file §6.4).
+        let locks: BTreeSet<&str> =
+            received.iter().filter_map(|r| r["lockToken"].as_str()).collect();
+        assert_eq!(locks.len(), 4, "{received:#?}");
+    }
     if transport.starts_with("amqp") {
         let counts: Vec<&Value> = received.iter().map(|r| &r["deliveryCount"]).collect();
         assert_eq!(counts, [0, 0, 0, 1], "{received:#?}");
@@ -116,19 +147,24 @@ pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) ->
     // The hub's lines: telemetry and settlements, in whatever order they interleave.
     let settlements = ["c2dCompleted", "c2dRejected", "c2dAbandoned"];
     let mut recorded = Vec::new();
-    let mut telemetry = None;
-    while recorded.len() < 4 || telemetry.is_none() {
+    let mut telemetry = Vec::new();
+    let expected_telemetry = if http { 1 + HTTP_BATCH } else { 1 };
+    while recorded.len() < 4 || telemetry.len() < expected_telemetry {
         let line = next_of(&hub.out, &[&settlements[..], &["telemetry"]].concat(), WAIT);
         assert_eq!(line["deviceId"], "dev1", "{line}");
         if line["event"] == "telemetry" {
-            telemetry = Some(line);
+            telemetry.push(line);
         } else {
             let event = line["event"].clone();
             recorded.push((event, line["messageId"].clone(), line["deliveryCount"].clone()));
         }
     }
-    if let Some(telemetry) = telemetry {
-        assert_stored(&telemetry);
+    assert_stored(&telemetry[0], transport);
+    // The Node SDK's batch carries the body and the application properties only
+    // (spec file §6.3).
+    for (i, line) in telemetry.iter().enumerate().skip(1) {
+        assert_eq!(line["body"], format!("batch-{i}"), "{line}");
+        assert_eq!(line["properties"], json(HTTP_PROPERTIES), "{line}");
     }
     let expected = [
         ("c2dCompleted", "c2d-complete", Value::Null),
@@ -160,7 +196,7 @@ fn start_device(
         "--transport",
         transport,
         "--properties",
-        PROPERTIES,
+        properties(transport),
         "--body",
         r#"{"temperature":21.5}"#,
         "--message-id",
@@ -172,17 +208,20 @@ fn start_device(
 }
 
 /// Checks a `telemetry` line of the hub: the message [`start_device`] has the
-/// device send, stored with its id, content type and properties.
-fn assert_stored(telemetry: &Value) {
+/// device send over `transport`, stored with its id, content type and properties.
+fn assert_stored(telemetry: &Value, transport: &str) {
     assert_eq!(telemetry["deviceId"], "dev1", "{telemetry}");
     assert_eq!(telemetry["messageId"], "sdk-m1", "{telemetry}");
     assert_eq!(telemetry["body"], r#"{"temperature":21.5}"#, "{telemetry}");
     assert_eq!(telemetry["contentType"], "application/json", "{telemetry}");
-    let properties: Value = match serde_json::from_str(PROPERTIES) {
+    assert_eq!(telemetry["properties"], json(properties(transport)), "{telemetry}");
+}
+
+fn json(text: &str) -> Value {
+    match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    };
-    assert_eq!(telemetry["properties"], properties, "{telemetry}");
+        Err(e) => panic!("{e}: {text}"),
+    }
 }
 
 /// The SDK program's next line of one of the kinds `events`; its `error` line

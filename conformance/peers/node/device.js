@@ -7,8 +7,9 @@
 //                          has it in place by the time it acknowledges that)
 //   {"event":"sent"}       after the telemetry message is acknowledged
 //   {"event":"batchSent","count":N}  after --batch N messages went in one
-//                          sendEventBatch (bodies "batch-1"…, message ids
-//                          "sdk-b1"…, the --properties), acknowledged
+//                          sendEventBatch (bodies "batch-1"…, the --properties;
+//                          the SDK's batch carries application properties only),
+//                          acknowledged
 //   {"event":"c2d",...}    per cloud-to-device message, which is then settled as
 //                          --settle says (completed when it says nothing); always
 //                          after "sent", even for messages that came earlier. Over
@@ -126,7 +127,7 @@ function isJson(text) {
   }
 }
 
-function telemetry(options, body = options.body, messageId = options.messageId) {
+function telemetry(options, body, messageId) {
   const message = new Message(body);
   if (messageId !== undefined) message.messageId = messageId;
   if (isJson(body)) {
@@ -174,7 +175,13 @@ async function run() {
   const onDisconnect = () => fail('disconnected by the hub');
   client.on('disconnect', onDisconnect);
   client.setRetryPolicy(new NoRetry());
-  await client.setOptions({ ca: options.ca });
+  const transportOptions = { ca: options.ca };
+  // azure-iot-device-http 1.14.4's setOptions calls back only when the options
+  // hold a receive policy (or interval, at, cron, …): without one the promise never
+  // settles and Node exits with nothing left to run. The policy given is the SDK's
+  // default: poll every second, draining the queue after each message.
+  if (options.transport === 'http') transportOptions.http = { receivePolicy: { interval: 1 } };
+  await client.setOptions(transportOptions);
 
   // Listening before open: a hub may deliver queued C2D messages right after
   // CONNACK (a persistent session does), and the SDK acknowledges and drops those
@@ -215,11 +222,11 @@ async function run() {
   emit({ event: 'connected' });
 
   enter('send', options.timeoutMs);
-  await client.sendEvent(telemetry(options));
+  await client.sendEvent(telemetry(options, options.body, options.messageId));
   emit({ event: 'sent' });
   if (options.batch > 0) {
     const batch = [];
-    for (let i = 1; i <= options.batch; i += 1) batch.push(telemetry(options, `batch-${i}`, `sdk-b${i}`));
+    for (let i = 1; i <= options.batch; i += 1) batch.push(telemetry(options, `batch-${i}`));
     await client.sendEventBatch(batch);
     emit({ event: 'batchSent', count: options.batch });
   }
