@@ -96,8 +96,7 @@ pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) ->
     let http = transport == "http";
     let batch = HTTP_BATCH.to_string();
     let settle = ["--settle", "complete,reject,abandon,complete"];
-    let extra =
-        if http { vec![&settle[..], &["--batch", &batch]].concat() } else { settle.to_vec() };
+    let extra = if http { [&settle[..], &["--batch", &batch]].concat() } else { settle.to_vec() };
     let (_device, _stdin, out) = start_device(&hub, transport, device, &extra);
     if !http {
         let connected = next_event(&hub.out, "connected");

@@ -247,6 +247,10 @@ fn curl_receives_and_settles_c2d_three_ways() {
     assert_eq!(rest.as_device("GET", DEVICE_BOUND, &[], "").status, 204);
 }
 
+/// A request curl makes and the refusal it must get: method, target, headers,
+/// status, `iothub-errorcode`.
+type Refusal<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, Option<&'a str>);
+
 /// Spec file §6.1, §6.7, §9: the refusals, each with IoT Hub's code in
 /// `iothub-errorcode` and its JSON error body.
 #[test]
@@ -262,7 +266,7 @@ fn curl_is_refused_with_iot_hubs_statuses_and_codes() {
     };
     let wrong_key = sign(&cs, "dev1", "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXk=");
     let ghost = sign(&cs, "ghost", key(&cs));
-    let cases: [(&str, String, Vec<(&str, &str)>, u16, Option<&str>); 6] = [
+    let cases: [Refusal<'_>; 6] = [
         (
             "POST",
             EVENTS.replace("?api-version=2021-04-12", ""),
