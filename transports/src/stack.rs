@@ -382,7 +382,12 @@ impl Stack {
             }
             Err(e) => {
                 let status = e.status();
-                self.answer(http::error_response(status, reason(status), &[], &e.to_string()));
+                self.answer(http::error_response(
+                    status,
+                    http::reason_phrase(status),
+                    &[],
+                    &e.to_string(),
+                ));
                 return Err(e.into());
             }
         };
@@ -414,7 +419,7 @@ impl Stack {
             Ok(())
         } else {
             let body = "this listener serves no REST endpoint";
-            self.answer(http::error_response(404, "Not Found", &[], body));
+            self.answer(http::error_response(404, http::reason_phrase(404), &[], body));
             let path = head.path().to_owned();
             Err(StackError::NoRestEndpoint { method: head.method, path })
         }
@@ -499,7 +504,7 @@ impl Stack {
     pub fn close(&mut self) {
         if matches!(&self.web, Web::Dispatching(head) if !head.is_empty()) {
             let body = "the request head did not arrive in time";
-            self.answer(http::error_response(408, "Request Timeout", &[], body));
+            self.answer(http::error_response(408, http::reason_phrase(408), &[], body));
         }
         if let Web::Open(ws) = &mut self.web {
             ws.close();
@@ -556,15 +561,6 @@ impl Stack {
 /// status rather than treated as REST.
 fn is_upgrade(head: &RequestHead) -> bool {
     head.has_token("upgrade", "websocket") || head.path() == ws::IOTHUB_PATH
-}
-
-/// The reason phrase for the statuses the head parser answers with.
-fn reason(status: u16) -> &'static str {
-    match status {
-        431 => "Request Header Fields Too Large",
-        505 => "HTTP Version Not Supported",
-        _ => "Bad Request",
-    }
 }
 
 /// The WebSocket subprotocol that carries `protocol` (spec file §1).

@@ -514,7 +514,7 @@ impl HttpConnection {
                     self.request_timeout.as_millis() / 1000
                 );
                 // RFC 9110 §15.5.9
-                let response = error_response(408, "Request Timeout", &[], &reason);
+                let response = error_response(408, reason_phrase(408), &[], &reason);
                 self.outbox.buffer().extend_from_slice(&response);
                 let code = ErrorCode::ARGUMENT_INVALID;
                 hub.emit(HubEvent::Refused { connection: self.id, identity: None, code, reason });

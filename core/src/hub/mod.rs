@@ -319,6 +319,10 @@ impl HubState {
             // DOC-MQTT: the will arrives as telemetry marked as such (spec file §4.1).
             message.properties.set("iothub-MessageType", "Will");
         }
+        // An HTTP device sends without a connection that made its state.
+        if !self.devices.contains_key(&identity.device_id) {
+            let _ = self.device_mut(&identity.device_id);
+        }
         // Only the sequence number changes, no queue deadline: the plain lookup
         // keeps the telemetry path free of the `touched` bookkeeping.
         let sequence_number = match self.devices.get_mut(&identity.device_id) {

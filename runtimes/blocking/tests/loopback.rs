@@ -1,6 +1,6 @@
 //! A device and a hub over real loopback sockets on ephemeral ports, over every
 //! transport: MQTT and AMQP, each over TLS, over WebSocket over TLS, and over plain
-//! TCP.
+//! TCP; and HTTPS, polling for C2D messages every 50 ms.
 //!
 //! Every wait has a deadline, so a failing test fails instead of hanging.
 
@@ -33,6 +33,8 @@ fn connect(hub: &TestHub, transport: Transport, device_id: &str, key: &str) -> D
     // Fast retries keep the restart test short.
     config.backoff =
         Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(100) };
+    // Over HTTP, C2D messages arrive at the next poll; these tests wait seconds.
+    config.c2d_poll_interval = Duration::from_millis(50);
     match DeviceClient::connect(config, hub.client(transport)) {
         Ok(device) => device,
         Err(e) => panic!("device did not start: {e}"),
@@ -163,14 +165,21 @@ fn wrong_key_over(transport: Transport) {
         DeviceEvent::Disconnected { reason, reconnect_at } => Some((reason.clone(), *reconnect_at)),
         _ => None,
     });
-    if transport.protocol() == Protocol::Mqtt {
-        assert_eq!(reason, DisconnectReason::Refused(ConnectReturnCode::NotAuthorized));
-    } else {
+    match transport.protocol() {
+        Protocol::Mqtt => {
+            assert_eq!(reason, DisconnectReason::Refused(ConnectReturnCode::NotAuthorized));
+        }
         // AMQP refuses the put-token (spec file §5.2).
-        assert!(
+        Protocol::Amqp => assert!(
             matches!(reason, DisconnectReason::TokenRefused { status_code: 401, .. }),
             "{transport}: {reason:?}"
-        );
+        ),
+        // HTTP answers the request 401 (spec file §6.7).
+        _ => assert!(
+            matches!(&reason, DisconnectReason::Unauthorized { status: 401, error_code, .. }
+                if error_code == "IotHubUnauthorized"),
+            "{transport}: {reason:?}"
+        ),
     }
     assert_eq!(reconnect_at, None);
     let code = wait_hub(hub, |e| match e {
@@ -229,14 +238,14 @@ fn restart_over(transport: Transport) {
 }
 
 #[test]
-fn over_amqp_reject_and_abandon_reach_the_hub_and_over_mqtt_they_are_refused_by_name() {
+fn over_amqp_and_http_reject_and_abandon_reach_the_hub_and_over_mqtt_they_are_refused_by_name() {
     for &transport in Transport::ALL {
         reject_and_abandon_over(transport);
     }
 }
 
-/// Two C2D messages, the first rejected, the second abandoned: over AMQP the hub
-/// dead-letters the first and requeues the second (spec file §5.5); MQTT cannot say
+/// Two C2D messages, the first rejected, the second abandoned: over AMQP and HTTP
+/// the hub dead-letters the first and requeues the second (spec file §5.5, §6.5); MQTT cannot say
 /// either (spec file §4.4), so the device refuses, naming the protocol.
 fn reject_and_abandon_over(transport: Transport) {
     let test_hub = TestHub::start(&["dev1"]);

@@ -273,6 +273,9 @@ fn tv16_batch_is_stored_as_two_messages_and_answered_when_both_are() {
     assert_eq!(&records[1].message.body[..], b"hello");
     assert!(records[1].message.properties.is_empty());
     assert_eq!(records[1].message.message_id, None);
+    // The device's D2C sequence counts from 1, as over MQTT and AMQP.
+    let sequence: Vec<u64> = records.iter().map(|r| r.sequence_number).collect();
+    assert_eq!(sequence, [1, 2]);
 }
 
 #[test]
