@@ -282,9 +282,13 @@ fn websocket_upgrades_that_break_the_rules_get_their_http_status() {
         (upgrade("/$iothub/websocket", "short", "mqtt", "13"), "HTTP/1.1 400"),
         (upgrade("/$iothub/websocket", KEY, "stomp", "13"), "HTTP/1.1 400"),
         (upgrade("/$iothub/websocket", KEY, "mqtt", "8"), "HTTP/1.1 426"),
+        // No upgrade: a REST request, whose wrong method the HTTP session answers;
+        // it closes as asked.
         (
-            String::from("GET /devices/dev1/messages/events HTTP/1.1\r\nHost: h\r\n\r\n"),
-            "HTTP/1.1 404",
+            String::from(
+                "GET /devices/dev1/messages/events HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            ),
+            "HTTP/1.1 405",
         ),
         (String::from("NOT HTTP AT ALL\r\n\r\n"), "HTTP/1.1 400"),
     ];
