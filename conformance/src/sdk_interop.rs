@@ -81,7 +81,7 @@ const SETTLED_THREE_WAYS: [(&str, &str); 3] =
 /// made them, which device.js keeps one at a time.
 ///
 /// Over HTTP the device holds no connection the hub could report, receives the
-/// messages by polling, and sends [`HTTP_BATCH`] more messages in one batch.
+/// messages by polling, and sends two more messages in one batch.
 pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
     let mut hub = hub_on_standard_ports(ip);
     for (id, _) in SETTLED_THREE_WAYS {
