@@ -109,6 +109,10 @@ struct Report {
     ever_connected: bool,
     /// How C2D messages are settled, as reported.
     c2d_disposition: Disposition,
+    /// When the connection string names a port: the reminder that it must be the
+    /// hub's port for this transport, as a hub on other ports prints its MQTT/TLS
+    /// port there. Empty otherwise.
+    port_hint: String,
 }
 
 impl Report {
@@ -124,11 +128,27 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
     let (host, port) = hubwire_blocking::dial::target(&args.connection_string, first);
     let hub =
         if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let port_hint = if args.connection_string.host_name.contains(':') {
+        let listener = match first.listener() {
+            hubwire_transports::Listener::Web => "https",
+            hubwire_transports::Listener::Tls(Protocol::Amqp) => "amqp",
+            hubwire_transports::Listener::Tcp(Protocol::Amqp) => "amqpTcp",
+            hubwire_transports::Listener::Tcp(_) => "mqttTcp",
+            _ => "mqtt",
+        };
+        format!(
+            " (is {port} the hub's port for {first}? `hubwire hub` prints it as \"{listener}\" \
+             on its listening line)"
+        )
+    } else {
+        String::new()
+    };
     let mut report = Report {
         json: args.json,
         hub,
         ever_connected: false,
         c2d_disposition: args.c2d_disposition,
+        port_hint,
     };
     let transport = ClientTransport {
         choice: args.transport,
@@ -340,9 +360,12 @@ fn disconnected_words(
             format!("disconnected: {reason}{why}; reconnecting in {ms} ms")
         }
         DisconnectReason::TransportClosed => {
-            format!("cannot reach the hub at {hub}{why}; retrying in {ms} ms")
+            format!("cannot reach the hub at {hub}{why}; retrying in {ms} ms{}", report.port_hint)
         }
-        other => format!("cannot connect to the hub at {hub}: {other}; retrying in {ms} ms"),
+        other => format!(
+            "cannot connect to the hub at {hub}: {other}; retrying in {ms} ms{}",
+            report.port_hint
+        ),
     }
 }
 

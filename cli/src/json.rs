@@ -32,8 +32,9 @@ Each line is answered on stdout by a c2dQueued or an error line.
 stdout: one JSON object per line, its kind in \"event\"; times are milliseconds
 since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthorized):
   listening         the addresses devices connect to: mqtt (MQTT over TLS), https
-                    (MQTT and AMQP over WebSocket), mqttTcp (plain MQTT), amqp (AMQP
-                    over TLS), amqpTcp (plain AMQP); null when off or not bound;
+                    (the REST API, and MQTT and AMQP over WebSocket), mqttTcp (plain
+                    MQTT), amqp (AMQP over TLS), amqpTcp (plain AMQP); null when off
+                    or not bound;
                     ca: the CA file devices trust (null with --cert)
   device            deviceId, connectionString: a registered device
   telemetry         deviceId, moduleId (modules only), sequenceNumber, enqueuedTime,
@@ -66,7 +67,7 @@ pub(crate) enum Line<'a> {
     Listening {
         /// MQTT over TLS.
         mqtt: Option<String>,
-        /// MQTT and AMQP over WebSocket over TLS (and HTTPS, later).
+        /// IoT Hub's REST API, and MQTT and AMQP over WebSocket, over TLS.
         https: Option<String>,
         /// MQTT over plain TCP.
         mqtt_tcp: Option<String>,

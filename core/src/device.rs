@@ -173,7 +173,8 @@ pub enum DisconnectReason {
     HttpStatus {
         /// The HTTP status.
         status: u16,
-        /// The `iothub-errorcode` header; empty when the hub gave none.
+        /// The `iothub-errorcode` header, else the status's reason phrase; empty
+        /// when neither is known.
         error_code: String,
         /// The error body's description.
         description: String,
@@ -204,7 +205,15 @@ impl fmt::Display for DisconnectReason {
                 write!(f, "refused by the hub with HTTP {status} {error_code}: {description}")
             }
             DisconnectReason::HttpStatus { status, error_code, description } => {
-                write!(f, "the hub answered HTTP {status} {error_code}: {description}")
+                write!(f, "the hub answered HTTP {status}")?;
+                // A proxy or a hub in trouble may give neither code nor text.
+                if !error_code.is_empty() {
+                    write!(f, " {error_code}")?;
+                }
+                if !description.is_empty() {
+                    write!(f, ": {description}")?;
+                }
+                Ok(())
             }
             DisconnectReason::Closed => f.write_str("closed by the application"),
         }

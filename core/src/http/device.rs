@@ -631,6 +631,18 @@ impl DeviceSession {
         let status = head.status;
         match verdict(status) {
             Verdict::Success => {
+                let c2d = match request {
+                    Request::Receive if status != 204 => {
+                        match message::read_c2d(&head.headers, body) {
+                            Ok(read) => Some(read),
+                            // Not an answer that works: the backoff grows, and
+                            // the poll, due again after it, waits behind
+                            // settlements and telemetry like any poll.
+                            Err(e) => return Err(self.violation(now, e.into())),
+                        }
+                    }
+                    _ => None,
+                };
                 self.succeeded();
                 match request {
                     Request::Telemetry { messages, .. } => {
@@ -642,12 +654,8 @@ impl DeviceSession {
                         self.next_poll = Some(now + self.config.c2d_poll_interval);
                     }
                     Request::Receive => {
-                        let (c2d, message) = match message::read_c2d(&head.headers, body) {
-                            Ok(read) => read,
-                            Err(e) => {
-                                self.pending = Some(Request::Receive);
-                                return Err(self.violation(now, e.into()));
-                            }
+                        let Some((c2d, message)) = c2d else {
+                            return Ok(());
                         };
                         self.held.insert(c2d.lock_token);
                         self.events.push_back(DeviceEvent::C2d(C2dMessage {
@@ -674,13 +682,7 @@ impl DeviceSession {
                 self.succeeded();
                 match request {
                     Request::Telemetry { messages, .. } => {
-                        let code = error_code(&head);
-                        let code = if code.is_empty() {
-                            String::from(reason_phrase(status))
-                        } else {
-                            code
-                        };
-                        let condition = format!("{status} {code}");
+                        let condition = format!("{status} {}", error_name(&head));
                         let description = rest::error_description(&body);
                         for (id, _) in messages {
                             self.events.push_back(DeviceEvent::TelemetryRejected {
@@ -702,14 +704,12 @@ impl DeviceSession {
             Verdict::Retry | Verdict::Refused => {
                 self.pending = Some(request);
                 self.close_link();
-                self.fail(
-                    now,
-                    DisconnectReason::HttpStatus {
-                        status,
-                        error_code: error_code(&head),
-                        description: rest::error_description(&body),
-                    },
-                );
+                let reason = DisconnectReason::HttpStatus {
+                    status,
+                    error_code: error_name(&head),
+                    description: rest::error_description(&body),
+                };
+                self.fail_after(now, reason, retry_after(&head).map(|wait| now + wait));
                 return Ok(());
             }
         }
@@ -749,12 +749,24 @@ impl DeviceSession {
     /// The request failed in a way another attempt may fix: it goes again after
     /// the backoff.
     fn fail(&mut self, now: Timestamp, reason: DisconnectReason) {
+        self.fail_after(now, reason, None);
+    }
+
+    /// [`fail`](Self::fail), retrying no sooner than `not_before` (a 429's or
+    /// 503's `Retry-After`).
+    fn fail_after(
+        &mut self,
+        now: Timestamp,
+        reason: DisconnectReason,
+        not_before: Option<Timestamp>,
+    ) {
         if self.closing {
             self.close_link();
             self.stop(DisconnectReason::Closed);
             return;
         }
-        let until = now + self.config.backoff.delay(self.attempt, &mut self.rng);
+        let backoff = now + self.config.backoff.delay(self.attempt, &mut self.rng);
+        let until = not_before.map_or(backoff, |t| t.max(backoff));
         self.attempt = self.attempt.saturating_add(1);
         self.retry_at = Some(until);
         self.reported_connected = false;
@@ -788,6 +800,23 @@ fn credentials(
 /// The `iothub-errorcode` of an answer, or empty.
 fn error_code(head: &ResponseHead) -> String {
     String::from(head.header(ERROR_CODE_HEADER).unwrap_or_default())
+}
+
+/// The wait an answer's `Retry-After` asks for, in its delta-seconds form (RFC 9110
+/// §10.2.3; the date form is not read), at most an hour, so that a wrong header
+/// cannot park the device for good.
+fn retry_after(head: &ResponseHead) -> Option<Duration> {
+    let seconds: u64 = head.header("Retry-After")?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.min(3600)))
+}
+
+/// What names an answer's error: its `iothub-errorcode`, else its status's reason
+/// phrase (a proxy's answer has no IoT Hub code).
+fn error_name(head: &ResponseHead) -> String {
+    match head.header(ERROR_CODE_HEADER) {
+        Some(code) if !code.is_empty() => String::from(code),
+        _ => String::from(reason_phrase(head.status)),
+    }
 }
 
 #[cfg(test)]

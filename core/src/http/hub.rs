@@ -29,6 +29,7 @@
 //! HTTP/1.0 request without `keep-alive`, after an answer that leaves the framing
 //! unknown, and when idle for [`HubConfig::http_idle_timeout`].
 
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -95,7 +96,8 @@ enum Phase {
     },
     /// A send's messages are being stored; its 204 waits for every ticket.
     Storing {
-        tickets: Vec<StoreTicket>,
+        /// A set: a batch of thousands is stored ticket by ticket.
+        tickets: BTreeSet<StoreTicket>,
         persistence: Persistence,
     },
     Closed,
@@ -131,7 +133,7 @@ enum Reply {
     /// At once.
     Now(Answer),
     /// With 204 once the runtime has stored these messages.
-    AfterStore(Vec<StoreTicket>),
+    AfterStore(BTreeSet<StoreTicket>),
 }
 
 struct Answer {
@@ -327,7 +329,7 @@ impl HttpConnection {
         };
         // Every request carries its token (spec file §6.1): no header, no access.
         let token = head.header("authorization").ok_or_else(|| {
-            let reason = "no Authorization header with a SAS token (spec file §6.1)";
+            let reason = "no Authorization header with a SAS token";
             Refusal::hub(ErrorCode::IOT_HUB_UNAUTHORIZED, &identity, reason)
         })?;
         hub.authenticate(&identity, token, now)
@@ -357,7 +359,7 @@ impl HttpConnection {
     ) -> Result<Reply, Refusal> {
         let too_large = |what: &str, size: usize| {
             let reason = format!(
-                "{what} of {size} bytes exceeds {} bytes (spec file §8)",
+                "{what} of {size} bytes exceeds IoT Hub's limit of {} bytes",
                 self.max_message_size
             );
             Refusal::hub(ErrorCode::MESSAGE_TOO_LARGE, identity, reason)
@@ -399,7 +401,7 @@ impl HttpConnection {
         let Phase::Storing { tickets, persistence } = &mut self.phase else {
             return;
         };
-        tickets.retain(|t| *t != ticket);
+        tickets.remove(&ticket);
         if !tickets.is_empty() {
             return;
         }
@@ -589,7 +591,8 @@ fn settle(
     hub: &mut HubState,
 ) -> Result<(), Refusal> {
     let lock: LockToken = lock.parse().map_err(|_| {
-        let reason = format!("{lock:?} is not a lock token, a GUID (spec file §6.5)");
+        let reason =
+            format!("{lock:?} is not a lock token (a GUID, the ETag of a received message)");
         Refusal::hub(ErrorCode::ARGUMENT_INVALID, identity, reason)
     })?;
     let not_found = || Refusal::hub(ErrorCode::DEVICE_NOT_FOUND, identity, "not registered");

@@ -185,6 +185,12 @@ pub enum HubError {
         /// Bytes the topic would take.
         len: usize,
     },
+    /// 400004: a property an HTTP device could not receive in a header (a name
+    /// that is not a token, a value with a control character or surrounding
+    /// whitespace). IoT Hub allows C2D properties a narrow character set (spec file
+    /// §3), so this is refused whatever the device speaks.
+    #[error("the C2D message cannot go in HTTP headers: {0}")]
+    NotHeaderSafe(crate::http::MessageError),
 }
 
 impl HubError {
@@ -194,6 +200,7 @@ impl HubError {
             HubError::DeviceNotFound(_) => ErrorCode::DEVICE_NOT_FOUND,
             HubError::C2d(e) => e.code(),
             HubError::PropertiesTooLong { .. } => ErrorCode::MESSAGE_TOO_LARGE,
+            HubError::NotHeaderSafe(_) => ErrorCode::ARGUMENT_INVALID,
         }
     }
 }
@@ -424,6 +431,14 @@ impl Hub {
         if len > usize::from(u16::MAX) {
             return Err(HubError::PropertiesTooLong { len });
         }
+        // Any lock does: only the message's own fields can fail.
+        let headers = crate::http::C2dHeaders {
+            lock_token: LockToken::from_guid([0; 16]),
+            sequence_number: 0,
+            delivery_count: 0,
+        };
+        crate::http::message::write_c2d(&headers, &stamped, &mut Vec::new())
+            .map_err(HubError::NotHeaderSafe)?;
         let sequence = device.queue.enqueue(now, message)?;
         let connection = device.connection;
         self.state.drain_settled(device_id);

@@ -403,6 +403,53 @@ fn spec_6_7_429_and_503_retry_the_same_bytes_after_backoff() {
 }
 
 #[test]
+fn rfc_9110_10_2_3_retry_after_holds_the_retry_back_longer_than_the_backoff() {
+    let mut s = Scripted::new(telemetry_config());
+    s.send(tv16_message());
+    let _ = s.request();
+    let failed_at = s.now;
+    s.respond(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n");
+    let events = s.take_events();
+    let [DeviceEvent::Disconnected { reason, reconnect_at: Some(at) }] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(*at, failed_at + Duration::from_secs(120));
+    // No iothub-errorcode: the reason phrase names the error.
+    assert_eq!(reason.to_string(), "the hub answered HTTP 429 Too Many Requests");
+}
+
+#[test]
+fn a_200_without_a_lock_token_backs_off_more_each_time_and_telemetry_goes_first() {
+    let mut s = Scripted::new(config());
+    let bad = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let (head, _) = s.request();
+        assert_eq!(head.method, "GET");
+        let failed_at = s.now;
+        assert!(s.device.handle_input(s.now, bad).is_err());
+        s.drain();
+        let events = s.take_events();
+        let Some(DeviceEvent::Disconnected { reconnect_at: Some(at), .. }) = events.last() else {
+            panic!("{events:?}");
+        };
+        delays.push(at.as_millis() - failed_at.as_millis());
+        s.fire();
+    }
+    // Attempts 0, 1 and 2 of the default backoff: within 0.5–1 s, 1–2 s, 2–4 s.
+    assert!(delays[2] >= 2000 && delays[1] >= 1000, "{delays:?}");
+    // Telemetry queued meanwhile goes before the poll that failed.
+    let _ = s.request();
+    assert!(s.device.handle_input(s.now, bad).is_err());
+    s.drain();
+    s.send(Message::new(&b"t"[..]));
+    assert!(s.try_request().is_none(), "nothing during the backoff");
+    s.fire();
+    let (head, _) = s.request();
+    assert_eq!(head.method, "POST");
+}
+
+#[test]
 fn no_response_in_time_closes_and_retries() {
     let mut s = Scripted::new(telemetry_config());
     let _ = s.send(Message::new(&b"x"[..]));

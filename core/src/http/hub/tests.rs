@@ -13,7 +13,7 @@ use crate::Protocol;
 use crate::http::body::{BodyDecoder, BodyLimits};
 use crate::http::head::{Limits, ResponseHead, parse_response};
 use crate::http::message::read_c2d;
-use crate::hub::{HubConfig, HubEvent, Outcome, ProtocolError};
+use crate::hub::{HubConfig, HubError, HubEvent, Outcome, ProtocolError};
 use crate::iothub::{Ack, ErrorCode, Identity, LockToken, Message, SasToken};
 use crate::sansio::Endpoint;
 use crate::testing::{KEY, Pair};
@@ -761,4 +761,22 @@ proptest! {
         prop_assert_eq!(statuses, vec![204, 200]);
         prop_assert_eq!(rest.pair.stored_bodies("device1"), vec![Bytes::from_static(b"first")]);
     }
+}
+
+#[test]
+fn spec_3_c2d_properties_no_header_can_carry_are_refused_when_sent() {
+    let mut rest = Rest::new();
+    for (name, value) in [("has space", "v"), ("k", "line\r\nbreak"), ("k", " padded")] {
+        let mut m = Message::new(&b"x"[..]);
+        m.properties.set(name, value);
+        let refused = rest.pair.send_c2d("device1", m);
+        assert!(
+            matches!(refused, Err(HubError::NotHeaderSafe(_))),
+            "{name:?}={value:?}: {refused:?}"
+        );
+        assert_eq!(refused.unwrap_err().code(), ErrorCode::ARGUMENT_INVALID);
+    }
+    let mut m = Message::new(&b"x"[..]);
+    m.properties.set("unit", "°C");
+    assert!(rest.pair.send_c2d("device1", m).is_ok(), "UTF-8 values are header values");
 }
