@@ -26,7 +26,10 @@ const OPENING_TELEMETRY: usize = 3;
 /// The first two bytes are the [`Schedule`]; the rest is what the hub writes, cut
 /// into chunks, with telemetry, settlements, `poll_now`, time steps, broken
 /// transports and a disconnect between chunks. Dials after the first fail as the
-/// schedule says.
+/// schedule says. Half the schedules answer as a hub does: each response the
+/// stream frames whole goes only to a request, time moving on until the device
+/// makes one, and no chunk spans two; the rest feed the stream as it comes, which
+/// mostly tests the device's refusal of answers nobody asked for.
 ///
 /// Properties: no panic; every byte the device writes on a connection makes whole
 /// requests that re-parse with [`http::parse_request`] and name a device REST
@@ -41,6 +44,9 @@ pub fn http_device(data: &[u8]) {
         run.send_telemetry();
     }
     run.drain(&mut schedule);
+    let aligned = schedule.coin();
+    // Bytes of the framed response being fed, in aligned runs.
+    let mut response_left = 0;
     let mut offset = 0;
     while offset < stream.len() {
         if schedule.event() {
@@ -55,7 +61,24 @@ pub fn http_device(data: &[u8]) {
             }
             run.drain(&mut schedule);
         }
-        let n = schedule.chunk(stream.len() - offset);
+        let rest = &stream[offset..];
+        if aligned && response_left == 0 {
+            if let Some((len, final_answer)) = response_len(rest) {
+                if final_answer && !run.awaiting_answer() {
+                    // A poll falls due within its interval.
+                    run.advance(POLL_INTERVAL, &mut schedule);
+                }
+                if !final_answer || run.awaiting_answer() {
+                    response_left = len;
+                    run.answers += usize::from(final_answer);
+                }
+            }
+        }
+        let mut n = schedule.chunk(rest.len());
+        if response_left > 0 {
+            n = n.min(response_left);
+            response_left -= n;
+        }
         // A violation has already closed the connection.
         let _ = run.device.handle_input(run.now, &stream[offset..offset + n]);
         run.drain(&mut schedule);
@@ -73,6 +96,10 @@ struct Run {
     dials: u32,
     /// What the device wrote on the open connection and no request has used yet.
     written: BytesMut,
+    /// Whole requests written on the open connection, and final answers begun to
+    /// them (aligned runs).
+    requests: usize,
+    answers: usize,
     sent: BTreeSet<u64>,
     answered: BTreeSet<u64>,
     locks: Vec<LockToken>,
@@ -85,7 +112,7 @@ impl Run {
         config.seed = 11;
         config.max_queued = MAX_QUEUED;
         config.max_in_flight = MAX_IN_FLIGHT;
-        config.c2d_poll_interval = Duration::from_secs(60);
+        config.c2d_poll_interval = POLL_INTERVAL;
         let device = match Device::new(START, config) {
             Ok(device) => device,
             Err(e) => panic!("device config refused: {e}"),
@@ -96,6 +123,8 @@ impl Run {
             online: false,
             dials: 0,
             written: BytesMut::new(),
+            requests: 0,
+            answers: 0,
             sent: BTreeSet::new(),
             answered: BTreeSet::new(),
             locks: Vec::new(),
@@ -131,10 +160,21 @@ impl Run {
 
     fn break_transport(&mut self) {
         if self.online {
-            self.online = false;
-            self.written.clear();
+            self.transport_gone();
             self.device.handle_close(self.now);
         }
+    }
+
+    fn transport_gone(&mut self) {
+        self.online = false;
+        self.written.clear();
+        self.requests = 0;
+        self.answers = 0;
+    }
+
+    /// A request on the open connection waits for its answer.
+    fn awaiting_answer(&self) -> bool {
+        self.online && self.requests > self.answers
     }
 
     fn advance(&mut self, step: Duration, schedule: &mut Schedule) {
@@ -174,10 +214,7 @@ impl Run {
                         self.written.extend_from_slice(&bytes);
                         self.check_requests();
                     }
-                    Transmit::Close => {
-                        self.online = false;
-                        self.written.clear();
-                    }
+                    Transmit::Close => self.transport_gone(),
                 }
             }
             while let Some(event) = self.device.poll_event() {
@@ -223,8 +260,25 @@ impl Run {
             let body = BodyDecoder::for_request(&head, &BodyLimits::default())
                 .and_then(|mut d| d.decode(&mut self.written));
             assert!(matches!(body, Ok(Some(_))), "a request body is not whole: {body:?}");
+            self.requests += 1;
         }
     }
+}
+
+/// The device's C2D poll interval here.
+const POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The length of the whole response at the start of `bytes` by its own framing,
+/// and whether it is a final answer (not an interim 1xx); `None` when the bytes
+/// frame no whole response (malformed, cut short, or a body that runs to the close).
+fn response_len(bytes: &[u8]) -> Option<(usize, bool)> {
+    let (head, used) = http::parse_response(bytes, &http::Limits::default()).ok()??;
+    let final_answer = !(100..200).contains(&head.status);
+    let mut decoder = BodyDecoder::for_response(&head, "GET", &BodyLimits::default()).ok()?;
+    let mut body = BytesMut::from(bytes.get(used..)?);
+    let before = body.len();
+    decoder.decode(&mut body).ok()??;
+    Some((used + before - body.len(), final_answer))
 }
 
 /// Hub answers: 204, a TV-15 `200 OK`, 412, 429, 503, 401 and a chunked `200 OK`,
