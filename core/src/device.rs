@@ -9,7 +9,10 @@ use alloc::string::String;
 use core::fmt;
 
 use crate::Protocol;
-use crate::iothub::{ConnectionString, Disposition, LockToken, Message, SasToken, renewal_time};
+use crate::iothub::{
+    ConnectionString, Disposition, LockToken, Message, MethodRequest, MethodResponse, SasToken,
+    Twin, TwinPatch, renewal_time,
+};
 use crate::retry::Backoff;
 use crate::sansio::{Connection, Transmit};
 use crate::time::{Duration, Timestamp};
@@ -64,6 +67,15 @@ pub struct DeviceConfig {
     pub backoff: Backoff,
     /// Subscribe to C2D messages (over HTTP: poll for them). Default true.
     pub receive_c2d: bool,
+    /// Subscribe to desired-property updates of the twin
+    /// ([`DeviceEvent::DesiredUpdated`]; MQTT, AMQP; spec file §4.5, §5.6). Default
+    /// false, as the SDKs subscribe only when an application listens. Twin requests
+    /// ([`Device::get_twin`], [`Device::patch_reported`]) need no subscription.
+    pub receive_desired: bool,
+    /// Subscribe to direct methods ([`DeviceEvent::MethodRequest`]; MQTT, AMQP; spec
+    /// file §4.6, §5.7). Default false: the hub answers a method invoked on a device
+    /// that has not subscribed with 404103 DeviceNotOnline.
+    pub receive_methods: bool,
     /// Over HTTP, the time from a poll that found the C2D queue empty (204) to the
     /// next one. Default [`GUIDANCE_POLL_INTERVAL`], 25 minutes, IoT Hub's guidance
     /// (spec file §6.6): lower only for development; runtimes warn
@@ -94,6 +106,8 @@ impl DeviceConfig {
             token_lifetime: Duration::from_secs(3600),
             backoff: Backoff::default(),
             receive_c2d: true,
+            receive_desired: false,
+            receive_methods: false,
             c2d_poll_interval: GUIDANCE_POLL_INTERVAL,
             max_packet_size: 256 * 1024 + 16 * 1024,
             client_type: String::from(concat!("hubwire/", env!("CARGO_PKG_VERSION"))),
@@ -264,6 +278,44 @@ pub enum DeviceEvent {
     C2d(C2dMessage),
     /// The hub refused the C2D subscription: no C2D message will arrive.
     C2dSubscriptionRefused,
+    /// The twin [`Device::get_twin`] asked for (spec file §4.5, §5.6).
+    Twin {
+        /// The request.
+        request: TwinRequestId,
+        /// Desired and reported properties with their versions.
+        twin: Twin,
+    },
+    /// The hub took a [`Device::patch_reported`] patch.
+    ReportedPatched {
+        /// The request.
+        request: TwinRequestId,
+        /// The reported section's new version.
+        version: u64,
+    },
+    /// A twin request failed: the hub refused it (with its status: 400 for a patch
+    /// that is not a JSON object, 413 past 32 KiB, 429 throttled), or the
+    /// connection ended before the answer (`status` `None`); it is not sent again.
+    TwinRequestFailed {
+        /// The request.
+        request: TwinRequestId,
+        /// The hub's status; `None` when the connection was lost first.
+        status: Option<u16>,
+        /// The hub's words, if any.
+        description: String,
+    },
+    /// The service changed desired properties (with [`DeviceConfig::receive_desired`]):
+    /// this patch brings them to `version`. Updates made while the device was
+    /// offline do not come again: get the twin after reconnecting (spec file §4.5).
+    DesiredUpdated {
+        /// The change.
+        patch: TwinPatch,
+        /// The desired section's version after it.
+        version: u64,
+    },
+    /// The service invoked a direct method (with
+    /// [`DeviceConfig::receive_methods`]); answer with [`Device::respond_method`]
+    /// before the service's timeout.
+    MethodRequest(MethodRequest),
     /// HTTP: the hub no longer holds this lock — it timed out (412, spec file §6.5,
     /// §7) — so the settlement did nothing; the message will come again. Also for
     /// a settlement refused with any other 4xx but 401, 403, 404, 408 and 429.
@@ -293,6 +345,36 @@ pub enum SendError {
         /// Encoded size, bytes.
         size: usize,
         /// Limit, bytes.
+        max: usize,
+    },
+}
+
+/// Names one twin request from [`Device::get_twin`] or [`Device::patch_reported`]
+/// to its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TwinRequestId(pub u64);
+
+/// Why a twin request or a method response was refused. Nothing was sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The protocol has no twin or direct methods: HTTP (spec file §6.1).
+    #[error("{0} has no device twin or direct methods")]
+    Unsupported(Protocol),
+    /// The device has stopped and will not reconnect.
+    #[error("device has stopped")]
+    Stopped,
+    /// No method request with this id waits for an answer (answered already, or
+    /// lost with the connection it came on).
+    #[error("no method request {0:?} waits for an answer")]
+    UnknownRequest(String),
+    /// A payload or patch over its limit: 128 KiB for methods, 32 KiB for a twin
+    /// section (spec file §8).
+    #[error("{size} bytes exceed the {max}-byte limit")]
+    TooLarge {
+        /// Its size, bytes.
+        size: usize,
+        /// The limit, bytes.
         max: usize,
     },
 }
@@ -500,6 +582,64 @@ impl Device {
             Session::Http(s) => s.poll_now(now),
             #[allow(unreachable_patterns)]
             _ => {}
+        }
+    }
+
+    /// Asks for the device's twin; [`DeviceEvent::Twin`] with the returned id
+    /// answers (or [`DeviceEvent::TwinRequestFailed`]). Sent at once when connected,
+    /// else once connected.
+    ///
+    /// Errors: [`RequestError::Unsupported`] over HTTP, [`RequestError::Stopped`].
+    pub fn get_twin(&mut self, now: Timestamp) -> Result<TwinRequestId, RequestError> {
+        match &mut self.session {
+            #[cfg(feature = "mqtt")]
+            Session::Mqtt(s) => s.get_twin(now),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, key) => m.get_twin(now, *key),
+            #[cfg(feature = "http")]
+            Session::Http(_) => Err(RequestError::Unsupported(Protocol::Http)),
+        }
+    }
+
+    /// Patches the device's reported properties (null removes a member);
+    /// [`DeviceEvent::ReportedPatched`] with the returned id answers with the new
+    /// version. Sent at once when connected, else once connected.
+    ///
+    /// Errors: [`RequestError::Unsupported`] over HTTP, [`RequestError::Stopped`],
+    /// [`RequestError::TooLarge`] past 32 KiB.
+    pub fn patch_reported(
+        &mut self,
+        now: Timestamp,
+        patch: TwinPatch,
+    ) -> Result<TwinRequestId, RequestError> {
+        match &mut self.session {
+            #[cfg(feature = "mqtt")]
+            Session::Mqtt(s) => s.patch_reported(now, patch),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, key) => m.patch_reported(now, *key, patch),
+            #[cfg(feature = "http")]
+            Session::Http(_) => Err(RequestError::Unsupported(Protocol::Http)),
+        }
+    }
+
+    /// Answers a [`DeviceEvent::MethodRequest`] with a status and a payload (JSON
+    /// or empty).
+    ///
+    /// Errors: [`RequestError::UnknownRequest`] for a request not waiting (answered,
+    /// or lost with its connection), [`RequestError::TooLarge`] past 128 KiB,
+    /// [`RequestError::Unsupported`] over HTTP.
+    pub fn respond_method(
+        &mut self,
+        now: Timestamp,
+        response: MethodResponse,
+    ) -> Result<(), RequestError> {
+        match &mut self.session {
+            #[cfg(feature = "mqtt")]
+            Session::Mqtt(s) => s.respond_method(now, response),
+            #[cfg(feature = "amqp")]
+            Session::Amqp(m, key) => m.respond_method(now, *key, response),
+            #[cfg(feature = "http")]
+            Session::Http(_) => Err(RequestError::Unsupported(Protocol::Http)),
         }
     }
 

@@ -379,6 +379,35 @@ impl Multiplexed {
         Ok(id)
     }
 
+    /// PLACEHOLDER until the AMQP twin lands.
+    pub fn get_twin(
+        &mut self,
+        _now: Timestamp,
+        _key: DeviceKey,
+    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
+        Err(crate::device::RequestError::Stopped)
+    }
+
+    /// PLACEHOLDER until the AMQP twin lands.
+    pub fn patch_reported(
+        &mut self,
+        _now: Timestamp,
+        _key: DeviceKey,
+        _patch: crate::iothub::TwinPatch,
+    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
+        Err(crate::device::RequestError::Stopped)
+    }
+
+    /// PLACEHOLDER until AMQP methods land.
+    pub fn respond_method(
+        &mut self,
+        _now: Timestamp,
+        _key: DeviceKey,
+        response: crate::iothub::MethodResponse,
+    ) -> Result<(), crate::device::RequestError> {
+        Err(crate::device::RequestError::UnknownRequest(response.request_id))
+    }
+
     /// Settles device `key`'s C2D message: complete → `accepted`, reject →
     /// `rejected`, abandon → `released`, sent settled (spec file §5.5).
     ///

@@ -883,6 +883,28 @@ impl AmqpConnection {
     }
 
     /// A newer connection authenticated as `device_id`: its links here go.
+    /// PLACEHOLDER until the AMQP twin lands: no twin link attaches yet.
+    pub(crate) fn desired_updated(
+        &mut self,
+        _now: Timestamp,
+        _device_id: &str,
+        _patch: &crate::iothub::TwinPatch,
+        _version: u64,
+        _hub: &mut HubState,
+    ) {
+    }
+
+    /// PLACEHOLDER until AMQP methods land: no method link attaches yet.
+    pub(crate) fn method_request(
+        &mut self,
+        _now: Timestamp,
+        _device_id: &str,
+        _request: &crate::iothub::MethodRequest,
+        _hub: &mut HubState,
+    ) -> bool {
+        false
+    }
+
     pub(crate) fn evict(&mut self, now: Timestamp, device_id: &str, hub: &mut HubState) {
         let identity = Identity::device(device_id);
         if !self.bound.contains(&identity) {

@@ -13,6 +13,7 @@ use alloc::boxed::Box;
 use crate::amqp::hub::AmqpConnection;
 use crate::http::hub::HttpConnection;
 use crate::hub::{HubState, StoreTicket};
+use crate::iothub::{MethodRequest, TwinPatch};
 use crate::mqtt::hub::MqttConnection;
 use crate::sansio::Transmit;
 use crate::time::Timestamp;
@@ -78,6 +79,41 @@ impl HubConnection {
             HubConnection::Amqp(c) => c.pump_c2d(now, device_id, hub),
             // A device takes its messages with a GET (spec file §6.4).
             HubConnection::Http(_) => {}
+        }
+    }
+
+    /// The service patched `device_id`'s desired properties: a device subscribed to
+    /// desired updates receives `patch` with `version` (spec file §4.5, §5.6).
+    pub(crate) fn desired_updated(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        patch: &TwinPatch,
+        version: u64,
+        hub: &mut HubState,
+    ) {
+        match self {
+            HubConnection::Mqtt(c) => c.desired_updated(now, patch, version, hub),
+            HubConnection::Amqp(c) => c.desired_updated(now, device_id, patch, version, hub),
+            // HTTP has no twin (spec file §6.1).
+            HubConnection::Http(_) => {}
+        }
+    }
+
+    /// The service invokes a direct method on `device_id`. Returns whether it went
+    /// out: false when the device has not subscribed to methods.
+    pub(crate) fn method_request(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        request: &MethodRequest,
+        hub: &mut HubState,
+    ) -> bool {
+        match self {
+            HubConnection::Mqtt(c) => c.method_request(now, request, hub),
+            HubConnection::Amqp(c) => c.method_request(now, device_id, request, hub),
+            // HTTP has no direct methods (spec file §6.1).
+            HubConnection::Http(_) => false,
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod c2d;
 mod connection;
 pub mod d2c;
+pub mod methods;
 pub mod registry;
 mod timers;
 
@@ -27,16 +28,22 @@ pub use c2d::{
 };
 pub use connection::ProtocolError;
 pub use d2c::{D2cLog, D2cRecord};
+pub use methods::{MethodInvocation, MethodOutcome};
 pub use registry::{AuthError, DeviceRecord, Registry, RegistryError};
 
 use crate::Protocol;
 use connection::HubConnection;
 use timers::{TimerKey, Timers};
 
-use crate::iothub::{ErrorCode, Identity, LockToken, Message, sas};
+use crate::iothub::{
+    ErrorCode, Identity, LockToken, Message, MethodRequest, MethodResponse, Twin, TwinError,
+    TwinPatch, sas,
+};
 use crate::mqtt;
 use crate::sansio::{ConnectionId, Endpoint, Transmit};
 use crate::time::{Duration, Timestamp};
+use bytes::Bytes;
+use methods::{Methods, Pending};
 
 /// Hub settings. [`HubConfig::default`] follows IoT Hub's own numbers (spec file §8).
 #[derive(Clone, Debug)]
@@ -166,6 +173,28 @@ pub enum HubEvent {
     /// A C2D message left its queue or was given back (with its feedback record when
     /// its sender asked for one).
     C2dSettled(Settled),
+    /// A device patched its reported properties (spec file §4.5, §5.6); the hub
+    /// keeps them in its twin.
+    ReportedUpdated {
+        /// Whose twin.
+        device_id: String,
+        /// The reported section's new version.
+        version: u64,
+        /// The patch the device sent.
+        patch: TwinPatch,
+    },
+    /// A direct method invoked with [`Hub::invoke_method`] ended: the device
+    /// answered, or the hub answered for it.
+    MethodResult {
+        /// The invocation.
+        invocation: MethodInvocation,
+        /// The device it went to.
+        device_id: String,
+        /// The method's name.
+        name: String,
+        /// How it ended.
+        outcome: MethodOutcome,
+    },
 }
 
 /// Why a service-side request failed.
@@ -185,6 +214,17 @@ pub enum HubError {
         /// Bytes the topic would take.
         len: usize,
     },
+    /// 404103: the device is not connected, or not subscribed to direct methods
+    /// (spec file §4.6).
+    #[error("device {0} is not online for direct methods")]
+    DeviceNotOnline(String),
+    /// A desired-properties patch the twin refuses (400 not an object or a
+    /// reserved name, 413 past 32 KiB; spec file §4.5).
+    #[error(transparent)]
+    Twin(TwinError),
+    /// 413001: a direct method payload over 128 KiB (spec file §4.6).
+    #[error("a method payload of {0} bytes exceeds 131072")]
+    PayloadTooLarge(usize),
     /// 400004: a property an HTTP device could not receive in a header (a name
     /// that is not a token, a value with a control character or surrounding
     /// whitespace). IoT Hub allows C2D properties a narrow character set (spec file
@@ -201,6 +241,11 @@ impl HubError {
             HubError::C2d(e) => e.code(),
             HubError::PropertiesTooLong { .. } => ErrorCode::MESSAGE_TOO_LARGE,
             HubError::NotHeaderSafe(_) => ErrorCode::ARGUMENT_INVALID,
+            HubError::DeviceNotOnline(_) => ErrorCode::DEVICE_NOT_ONLINE,
+            HubError::Twin(TwinError::TooLarge { .. }) | HubError::PayloadTooLarge(_) => {
+                ErrorCode::MESSAGE_TOO_LARGE
+            }
+            HubError::Twin(_) => ErrorCode::ARGUMENT_INVALID,
         }
     }
 }
@@ -234,6 +279,8 @@ pub(crate) struct HubState {
     /// Devices whose connection a newer one replaced: the old connection, and the
     /// device it must stop speaking for.
     pub(crate) evicted: Vec<(ConnectionId, String)>,
+    /// Direct methods waiting for their devices.
+    methods: Methods,
 }
 
 /// What the hub keeps per device between connections.
@@ -244,6 +291,8 @@ pub(crate) struct DeviceState {
     pub(crate) connection: Option<ConnectionId>,
     /// MQTT session state kept for Clean Session 0 [MQTT-3.1.2-4].
     pub(crate) mqtt_session: Option<mqtt::hub::Session>,
+    /// The device's twin, kept across its connections (spec file §4.5).
+    pub(crate) twin: Twin,
     next_sequence: u64,
 }
 
@@ -253,8 +302,13 @@ impl HubState {
         if !self.devices.contains_key(device_id) {
             self.registry.get(device_id)?;
             let queue = C2dQueue::new(device_id, self.config.c2d);
-            let state =
-                DeviceState { queue, connection: None, mqtt_session: None, next_sequence: 1 };
+            let state = DeviceState {
+                queue,
+                connection: None,
+                mqtt_session: None,
+                twin: Twin::default(),
+                next_sequence: 1,
+            };
             self.devices.insert(String::from(device_id), state);
         }
         self.device(device_id)
@@ -362,6 +416,52 @@ impl HubState {
         self.events.push_back(event);
     }
 
+    /// `device_id`'s twin as a GET answers it (spec file §4.5); a registered
+    /// device's twin starts empty at version 1. `None` for an unknown device.
+    pub(crate) fn twin(&mut self, device_id: &str) -> Option<Twin> {
+        self.device_mut(device_id).map(|d| d.twin.clone())
+    }
+
+    /// A device's reported-properties patch: merged into its twin, reported as
+    /// [`HubEvent::ReportedUpdated`]. Returns the new version.
+    ///
+    /// Errors: [`TwinError`] when the section would grow past its limit; a device
+    /// that is not registered cannot be connected, so it has a twin.
+    pub(crate) fn patch_reported(
+        &mut self,
+        device_id: &str,
+        patch: TwinPatch,
+    ) -> Result<u64, TwinError> {
+        let Some(device) = self.device_mut(device_id) else {
+            return Err(TwinError::NotATwin(String::from("no such device")));
+        };
+        let version = device.twin.reported.apply(&patch)?;
+        self.events.push_back(HubEvent::ReportedUpdated {
+            device_id: String::from(device_id),
+            version,
+            patch,
+        });
+        Ok(version)
+    }
+
+    /// A device answered a direct method. Returns false when no invocation waits
+    /// for this device and request id (answered already, timed out, or never
+    /// made): the answer is dropped.
+    pub(crate) fn method_responded(&mut self, device_id: &str, response: MethodResponse) -> bool {
+        let MethodResponse { request_id, status, payload } = response;
+        let Some((invocation, pending)) = self.methods.take_by_request(device_id, &request_id)
+        else {
+            return false;
+        };
+        self.events.push_back(HubEvent::MethodResult {
+            invocation,
+            device_id: pending.device_id,
+            name: pending.name,
+            outcome: MethodOutcome::Responded { status, payload },
+        });
+        true
+    }
+
     /// Moves the queue's settlement reports into the event stream.
     pub(crate) fn drain_settled(&mut self, device_id: &str) {
         // Its callers changed the queue through `device`, which marked it touched.
@@ -389,6 +489,7 @@ impl Hub {
                 next_ticket: 0,
                 pending_stores: BTreeMap::new(),
                 evicted: Vec::new(),
+                methods: Methods::default(),
             },
             connections: BTreeMap::new(),
             ready: BTreeSet::new(),
@@ -461,6 +562,84 @@ impl Hub {
         self.state.drain_settled(device_id);
         self.refresh_timers(None);
         Ok(removed)
+    }
+
+    /// `device_id`'s twin: its desired and reported properties (the service side's
+    /// "read twin").
+    ///
+    /// Errors: [`HubError::DeviceNotFound`].
+    pub fn twin(&mut self, device_id: &str) -> Result<Twin, HubError> {
+        self.state.twin(device_id).ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))
+    }
+
+    /// Patches `device_id`'s desired properties (the service side's "update twin"):
+    /// the desired version goes up by one, and a connected device subscribed to
+    /// desired updates receives the patch with it (spec file §4.5). A device that is
+    /// offline catches up with a GET. Returns the new desired version.
+    ///
+    /// Errors: [`HubError::DeviceNotFound`]; [`HubError::Twin`] when the section
+    /// would pass 32 KiB.
+    pub fn update_desired(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        patch: &TwinPatch,
+    ) -> Result<u64, HubError> {
+        let device = self
+            .state
+            .device_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        let version = device.twin.desired.apply(patch).map_err(HubError::Twin)?;
+        if let Some(id) = device.connection {
+            self.with_connection(now, id, |conn, state| {
+                conn.desired_updated(now, device_id, patch, version, state);
+            });
+        }
+        Ok(version)
+    }
+
+    /// Invokes method `name` on `device_id` with `payload` (JSON or empty): the
+    /// request goes to the device at once, and [`HubEvent::MethodResult`] with the
+    /// returned id reports the device's answer, or the hub's own after `timeout`
+    /// (spec file §4.6, §5.7).
+    ///
+    /// Errors: [`HubError::DeviceNotFound`]; [`HubError::DeviceNotOnline`] when the
+    /// device is not connected or has not subscribed to methods;
+    /// [`HubError::PayloadTooLarge`] past 128 KiB.
+    pub fn invoke_method(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        name: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<MethodInvocation, HubError> {
+        if payload.len() > crate::iothub::method::MAX_PAYLOAD {
+            return Err(HubError::PayloadTooLarge(payload.len()));
+        }
+        let device = self
+            .state
+            .device_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        let not_online = || HubError::DeviceNotOnline(String::from(device_id));
+        let connection = device.connection.ok_or_else(not_online)?;
+        // A GUID: AMQP carries it as a uuid, which the C SDK requires (spec file §5.7).
+        let request_id = self.state.new_lock().to_string();
+        let request =
+            MethodRequest { request_id: request_id.clone(), name: String::from(name), payload };
+        let mut delivered = false;
+        self.with_connection(now, connection, |conn, state| {
+            delivered = conn.method_request(now, device_id, &request, state);
+        });
+        if !delivered {
+            return Err(not_online());
+        }
+        let id = self.state.methods.next_id();
+        let pending =
+            Pending { device_id: String::from(device_id), request_id, name: request.name };
+        self.state.methods.insert(id, pending);
+        self.timers.set(TimerKey::Method(id), Some(now + timeout));
+        Ok(id)
     }
 
     /// The runtime stored the message of `ticket`: acknowledge it to its device.
@@ -594,6 +773,17 @@ impl Endpoint for Hub {
             match key {
                 TimerKey::Connection(id) => {
                     self.with_connection(now, id, |conn, state| conn.handle_timeout(now, state));
+                }
+                TimerKey::Method(id) => {
+                    self.timers.set(TimerKey::Method(id), None);
+                    if let Some(pending) = self.state.methods.take(id) {
+                        self.state.emit(HubEvent::MethodResult {
+                            invocation: id,
+                            device_id: pending.device_id,
+                            name: pending.name,
+                            outcome: MethodOutcome::TimedOut,
+                        });
+                    }
                 }
                 TimerKey::Queue(device_id) => {
                     let Some(device) = self.state.device(&device_id) else { continue };

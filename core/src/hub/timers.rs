@@ -9,11 +9,13 @@ use crate::sansio::ConnectionId;
 use crate::time::Timestamp;
 
 /// What a deadline belongs to: a connection (connect timeout, keep-alive, token
-/// expiry) or a device's C2D queue (message expiry, lock timeout).
+/// expiry), a device's C2D queue (message expiry, lock timeout), or a direct
+/// method waiting for its device.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKey {
     Connection(ConnectionId),
     Queue(String),
+    Method(super::MethodInvocation),
 }
 
 /// At most one deadline per key.

@@ -39,6 +39,11 @@ impl ErrorCode {
         ErrorCode { code: 403005, name: "IotHubMaxCbsTokenExceeded" };
     /// 404001: no such device in the registry.
     pub const DEVICE_NOT_FOUND: ErrorCode = ErrorCode { code: 404001, name: "DeviceNotFound" };
+    /// 404103: a direct method's device is not connected, or not subscribed to
+    /// methods (spec file §4.6).
+    pub const DEVICE_NOT_ONLINE: ErrorCode = ErrorCode { code: 404103, name: "DeviceNotOnline" };
+    /// 504101: the device did not answer a direct method in time.
+    pub const GATEWAY_TIMEOUT: ErrorCode = ErrorCode { code: 504101, name: "GatewayTimeout" };
     /// 404104: the connection closed (keep-alive timeout, transport loss).
     pub const DEVICE_CONNECTION_CLOSED_REMOTELY: ErrorCode =
         ErrorCode { code: 404104, name: "DeviceConnectionClosedRemotely" };

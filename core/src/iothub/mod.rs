@@ -1,18 +1,23 @@
-//! IoT Hub rules shared by every protocol (spec file §2, §3, §7).
+//! IoT Hub rules shared by every protocol (spec file §2, §3, §7), and the twin and
+//! direct-method documents MQTT and AMQP carry (§4.5–§4.6, §5.6–§5.7).
 
 pub mod c2d;
 pub mod connection_string;
 pub mod error;
 pub mod identity;
 pub mod message;
+pub mod method;
 pub mod sas;
+pub mod twin;
 
 pub use c2d::{Ack, Disposition, InvalidLockToken, LockToken};
 pub use connection_string::{Authentication, ConnectionString, ConnectionStringError};
 pub use error::ErrorCode;
 pub use identity::Identity;
 pub use message::{Message, Properties};
+pub use method::{MethodRequest, MethodResponse};
 pub use sas::{SasError, SasToken, renewal_time};
+pub use twin::{Twin, TwinError, TwinPatch, TwinSection};
 
 #[cfg(any(feature = "mqtt", feature = "amqp", feature = "http"))]
 use alloc::borrow::Cow;

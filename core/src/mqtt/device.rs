@@ -180,6 +180,32 @@ impl DeviceSession {
         Ok(id)
     }
 
+    /// PLACEHOLDER until the MQTT twin lands.
+    pub fn get_twin(
+        &mut self,
+        _now: Timestamp,
+    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
+        Err(crate::device::RequestError::Stopped)
+    }
+
+    /// PLACEHOLDER until the MQTT twin lands.
+    pub fn patch_reported(
+        &mut self,
+        _now: Timestamp,
+        _patch: crate::iothub::TwinPatch,
+    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
+        Err(crate::device::RequestError::Stopped)
+    }
+
+    /// PLACEHOLDER until MQTT methods land.
+    pub fn respond_method(
+        &mut self,
+        _now: Timestamp,
+        response: crate::iothub::MethodResponse,
+    ) -> Result<(), crate::device::RequestError> {
+        Err(crate::device::RequestError::UnknownRequest(response.request_id))
+    }
+
     /// Settles a C2D delivery. Over MQTT only [`Disposition::Complete`] exists: it
     /// sends the PUBACK [MQTT-4.3.2-2]; reject and abandon are refused.
     pub fn settle(

@@ -642,6 +642,26 @@ impl MqttConnection {
     }
 
     /// A newer connection authenticated as the same device.
+    /// PLACEHOLDER until the MQTT twin lands: no device subscribes yet.
+    pub(crate) fn desired_updated(
+        &mut self,
+        _now: Timestamp,
+        _patch: &crate::iothub::TwinPatch,
+        _version: u64,
+        _hub: &mut HubState,
+    ) {
+    }
+
+    /// PLACEHOLDER until MQTT methods land: no device subscribes yet.
+    pub(crate) fn method_request(
+        &mut self,
+        _now: Timestamp,
+        _request: &crate::iothub::MethodRequest,
+        _hub: &mut HubState,
+    ) -> bool {
+        false
+    }
+
     pub(crate) fn evict(&mut self, now: Timestamp, hub: &mut HubState) {
         if let State::Connected(online) = &self.state {
             let reason =
