@@ -316,19 +316,14 @@ mod tests {
         prop_oneof![
             text().prop_map(|rid| IotHubTopic::TwinGet { rid }),
             text().prop_map(|rid| IotHubTopic::TwinPatchReported { rid }),
-            (any::<u16>(), text(), proptest::option::of(any::<u64>()))
-                .prop_map(|(status, rid, version)| IotHubTopic::TwinResponse {
-                    status,
-                    rid,
-                    version
-                }),
+            (any::<u16>(), text(), proptest::option::of(any::<u64>())).prop_map(
+                |(status, rid, version)| IotHubTopic::TwinResponse { status, rid, version }
+            ),
             any::<u64>().prop_map(|version| IotHubTopic::DesiredPatch { version }),
             (text().prop_filter("a name", |n| !n.is_empty()), text())
                 .prop_map(|(name, rid)| IotHubTopic::MethodRequest { name, rid }),
-            (any::<i32>(), text()).prop_map(|(status, rid)| IotHubTopic::MethodResponse {
-                status,
-                rid
-            }),
+            (any::<i32>(), text())
+                .prop_map(|(status, rid)| IotHubTopic::MethodResponse { status, rid }),
         ]
     }
 
