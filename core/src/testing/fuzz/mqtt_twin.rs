@@ -33,7 +33,7 @@ pub fn mqtt_twin(data: &[u8]) {
 }
 
 /// TV-13's topics and bodies, the three `$iothub/` filters, and a twin with tags.
-pub fn seeds() -> Vec<Vec<u8>> {
+pub(super) fn seeds() -> Vec<Vec<u8>> {
     super::strings(&[
         "$iothub/twin/GET/?$rid=1",
         "$iothub/twin/res/200/?$rid=1",
