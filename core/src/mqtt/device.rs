@@ -12,31 +12,47 @@
 //!   [MQTT-4.4.0-1] [MQTT-3.3.1-1].
 //! - C2D messages arrive on the device-bound subscription; `complete` sends the PUBACK.
 //!   MQTT has no reject and no abandon (spec file §4.4).
+//! - Twin requests (spec file §4.5) are published at QoS 0, as Node and C do, with a
+//!   decimal counter as `$rid` (the C SDK's form); `$iothub/twin/res/#` is
+//!   subscribed before the first. They wait while offline (at most `max_queued`
+//!   with those awaiting an answer; past that the oldest fails); one unanswered when
+//!   its connection ends fails with no status. A 200 whose body is no twin fails
+//!   with status 200.
+//! - Desired-property notifications and direct methods arrive on the subscriptions
+//!   `receive_desired` and `receive_methods` ask for, made after the CONNACK with
+//!   the C2D one; a method request not answered before its connection ends is
+//!   forgotten (the hub answers the service for it).
 //! - A key-signed token is renewed by reconnecting at 80 % of its lifetime, as the C
 //!   SDK does (spec file §2.3); IoT Hub closes connections whose token expires.
 //! - A lost connection is retried with capped exponential backoff; an authentication
 //!   refusal is final.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
-use bytes::BytesMut;
+use alloc::vec::Vec;
+use bytes::{Bytes, BytesMut};
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::codec::{self, Limits};
+use super::iothub_topic::IotHubTopic;
 use super::keep_alive::{PingAction, Pinger};
 use super::packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, Subscribe,
     SubscribeReturnCode,
 };
 use super::packet_ids::PacketIds;
+use super::subscription::Subscription;
 use super::topic;
 use crate::Protocol;
 use crate::device::{
     C2dMessage, ConfigError, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
-    ProtocolError, SendError, TelemetryId, signed_token,
+    ProtocolError, RequestError, SendError, TelemetryId, TwinRequestId, signed_token,
 };
-use crate::iothub::{Authentication, Disposition, Identity, LockToken, Message};
+use crate::iothub::{
+    Authentication, Disposition, Identity, LockToken, Message, MethodRequest, MethodResponse, Twin,
+    TwinPatch, method, twin,
+};
 use crate::mqtt::username::Username;
 use crate::sansio::{Outbox, Transmit};
 use crate::time::{Timestamp, earliest};
@@ -66,9 +82,18 @@ pub struct DeviceSession {
     in_flight: VecDeque<(TelemetryId, Publish)>,
     /// C2D deliveries shown to the application and not yet acknowledged.
     c2d: BTreeMap<PacketId, C2dState>,
-    subscribe_id: Option<PacketId>,
-    /// The hub holds our C2D subscription in its session.
-    subscribed: bool,
+    /// SUBSCRIBEs sent and not yet answered: what each asks for.
+    subscribing: BTreeMap<PacketId, Vec<Subscription>>,
+    /// The subscriptions the hub holds in its session.
+    subscribed: BTreeSet<Subscription>,
+    /// The last twin request id given out; `$rid` is its decimal form.
+    last_twin_request: u64,
+    /// Twin requests not yet sent, oldest first.
+    twin_queued: VecDeque<(TwinRequestId, TwinRequest)>,
+    /// Twin requests sent on this connection and not yet answered.
+    twin_sent: BTreeMap<TwinRequestId, TwinRequest>,
+    /// Method requests shown to the application and not yet answered, by `$rid`.
+    methods: BTreeSet<String>,
     /// Failed connection attempts since the last CONNACK accepted.
     attempt: u32,
 }
@@ -92,6 +117,14 @@ enum State {
     },
     /// No more connections.
     Stopped,
+}
+
+/// A twin request (spec file §4.5).
+#[derive(Clone, Debug)]
+enum TwinRequest {
+    Get,
+    /// The reported-properties patch, as JSON.
+    Patch(Bytes),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,8 +171,12 @@ impl DeviceSession {
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
             c2d: BTreeMap::new(),
-            subscribe_id: None,
-            subscribed: false,
+            subscribing: BTreeMap::new(),
+            subscribed: BTreeSet::new(),
+            last_twin_request: 0,
+            twin_queued: VecDeque::new(),
+            twin_sent: BTreeMap::new(),
+            methods: BTreeSet::new(),
             attempt: 0,
             config,
         })
@@ -180,30 +217,83 @@ impl DeviceSession {
         Ok(id)
     }
 
-    /// PLACEHOLDER until the MQTT twin lands.
-    pub fn get_twin(
-        &mut self,
-        _now: Timestamp,
-    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
-        Err(crate::device::RequestError::Stopped)
+    /// Asks for the twin; see [`crate::device::Device::get_twin`]. Sent at once when
+    /// connected, else on connecting.
+    ///
+    /// Errors: [`RequestError::Stopped`].
+    pub fn get_twin(&mut self, now: Timestamp) -> Result<TwinRequestId, RequestError> {
+        self.queue_twin(now, TwinRequest::Get)
     }
 
-    /// PLACEHOLDER until the MQTT twin lands.
+    /// Patches the reported properties; see
+    /// [`crate::device::Device::patch_reported`].
+    ///
+    /// Errors: [`RequestError::Stopped`]; [`RequestError::TooLarge`] when the
+    /// patch's JSON passes [`twin::MAX_SECTION_SIZE`], which no section can hold.
     pub fn patch_reported(
         &mut self,
-        _now: Timestamp,
-        _patch: crate::iothub::TwinPatch,
-    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
-        Err(crate::device::RequestError::Stopped)
+        now: Timestamp,
+        patch: TwinPatch,
+    ) -> Result<TwinRequestId, RequestError> {
+        let json = patch.to_json();
+        if json.len() > twin::MAX_SECTION_SIZE {
+            return Err(RequestError::TooLarge { size: json.len(), max: twin::MAX_SECTION_SIZE });
+        }
+        self.queue_twin(now, TwinRequest::Patch(Bytes::from(json)))
     }
 
-    /// PLACEHOLDER until MQTT methods land.
+    fn queue_twin(
+        &mut self,
+        now: Timestamp,
+        request: TwinRequest,
+    ) -> Result<TwinRequestId, RequestError> {
+        if matches!(self.state, State::Stopped) {
+            return Err(RequestError::Stopped);
+        }
+        if self.twin_queued.len() + self.twin_sent.len() >= self.config.max_queued {
+            // The oldest request goes: a newer GET answers what an older one asked.
+            let oldest = self
+                .twin_sent
+                .pop_first()
+                .map(|(id, _)| id)
+                .or_else(|| self.twin_queued.pop_front().map(|(id, _)| id));
+            if let Some(request) = oldest {
+                self.events.push_back(DeviceEvent::TwinRequestFailed {
+                    request,
+                    status: None,
+                    description: String::from("dropped: more than max_queued twin requests waited"),
+                });
+            }
+        }
+        self.last_twin_request += 1;
+        let id = TwinRequestId(self.last_twin_request);
+        self.twin_queued.push_back((id, request));
+        self.pump_twin(now);
+        Ok(id)
+    }
+
+    /// Answers a method request; see [`crate::device::Device::respond_method`]:
+    /// published at QoS 0 on `$iothub/methods/res/{status}/?$rid={rid}` (spec file
+    /// §4.6, TV-13).
+    ///
+    /// Errors: [`RequestError::UnknownRequest`], [`RequestError::TooLarge`] past
+    /// [`method::MAX_PAYLOAD`].
     pub fn respond_method(
         &mut self,
-        _now: Timestamp,
-        response: crate::iothub::MethodResponse,
-    ) -> Result<(), crate::device::RequestError> {
-        Err(crate::device::RequestError::UnknownRequest(response.request_id))
+        now: Timestamp,
+        response: MethodResponse,
+    ) -> Result<(), RequestError> {
+        let MethodResponse { request_id, status, payload } = response;
+        if !self.methods.contains(&request_id) {
+            return Err(RequestError::UnknownRequest(request_id));
+        }
+        if payload.len() > method::MAX_PAYLOAD {
+            return Err(RequestError::TooLarge { size: payload.len(), max: method::MAX_PAYLOAD });
+        }
+        self.methods.remove(&request_id);
+        let topic = IotHubTopic::MethodResponse { status, rid: request_id }.to_topic();
+        self.send(now, &qos0(topic, payload));
+        Ok(())
     }
 
     /// Settles a C2D delivery. Over MQTT only [`Disposition::Complete`] exists: it
@@ -242,6 +332,8 @@ impl DeviceSession {
             State::Waiting { .. } => {}
         }
         self.state = State::Stopped;
+        self.methods.clear();
+        self.fail_twin_requests("the device disconnected before the answer");
         self.events.push_back(DeviceEvent::Disconnected {
             reason: DisconnectReason::Closed,
             reconnect_at: None,
@@ -373,11 +465,26 @@ impl DeviceSession {
                 Ok(())
             }
             Packet::Publish(publish) => self.handle_publish(now, publish),
-            Packet::SubAck(suback) if Some(suback.packet_id) == self.subscribe_id => {
-                self.subscribe_id = None;
-                match suback.return_codes.first() {
-                    Some(SubscribeReturnCode::Success(_)) => self.subscribed = true,
-                    _ => self.events.push_back(DeviceEvent::C2dSubscriptionRefused),
+            Packet::SubAck(suback) if self.subscribing.contains_key(&suback.packet_id) => {
+                let asked = self.subscribing.remove(&suback.packet_id).unwrap_or_default();
+                for (i, subscription) in asked.into_iter().enumerate() {
+                    match (suback.return_codes.get(i), subscription) {
+                        (Some(SubscribeReturnCode::Success(_)), _) => {
+                            self.subscribed.insert(subscription);
+                        }
+                        (_, Subscription::C2d) => {
+                            self.events.push_back(DeviceEvent::C2dSubscriptionRefused);
+                        }
+                        (_, Subscription::TwinResponses) => {
+                            // No answer can arrive for what is waiting.
+                            self.fail_sent_twin_requests(
+                                "the hub refused the $iothub/twin/res/# subscription",
+                            );
+                        }
+                        // A refused desired or method subscription shows in the service's
+                        // view of the device (404103 for methods).
+                        _ => {}
+                    }
                 }
                 Ok(())
             }
@@ -402,10 +509,10 @@ impl DeviceSession {
             renew_at,
         };
         if !connack.session_present {
-            // The hub has no session: its C2D deliveries and our subscription are
+            // The hub has no session: its C2D deliveries and our subscriptions are
             // gone with it [MQTT-3.2.2-2].
             self.c2d.clear();
-            self.subscribed = false;
+            self.subscribed.clear();
         }
         self.events.push_back(DeviceEvent::Connected { session_present: connack.session_present });
         // [MQTT-4.4.0-1]: unacknowledged PUBLISHes go again, first and in order.
@@ -416,21 +523,150 @@ impl DeviceSession {
                 self.send(now, &packet);
             }
         }
-        if self.config.receive_c2d && !self.subscribed {
-            self.subscribe(now);
-        }
+        self.subscribe_missing(now);
         self.pump(now);
+        self.pump_twin(now);
     }
 
-    fn subscribe(&mut self, now: Timestamp) {
+    /// Subscribes, in one SUBSCRIBE, to what the configuration asks for and twin
+    /// requests need, and neither the hub holds nor a SUBSCRIBE in flight asks for.
+    /// C2D at QoS 1 (spec file §4.4); the `$iothub/` filters at QoS 0, as Node and C
+    /// subscribe (spec file §4.6).
+    fn subscribe_missing(&mut self, now: Timestamp) {
+        let wanted = [
+            (Subscription::C2d, self.config.receive_c2d),
+            (Subscription::Desired, self.config.receive_desired),
+            (Subscription::Methods, self.config.receive_methods),
+            (Subscription::TwinResponses, !self.twin_queued.is_empty()),
+        ];
+        let missing: Vec<Subscription> = wanted
+            .into_iter()
+            .filter(|&(s, wanted)| {
+                wanted
+                    && !self.subscribed.contains(&s)
+                    && !self.subscribing.values().any(|asked| asked.contains(&s))
+            })
+            .map(|(s, _)| s)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
         let Some(id) = self.next_packet_id() else {
             return;
         };
-        self.subscribe_id = Some(id);
-        let filter = topic::c2d_filter(&self.identity.device_id).into();
-        let subscribe =
-            Subscribe { packet_id: id, filters: alloc::vec![(filter, QoS::AtLeastOnce)] };
-        self.send(now, &Packet::Subscribe(subscribe));
+        let filters = missing
+            .iter()
+            .map(|&s| {
+                let qos = if s == Subscription::C2d { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                (s.filter(&self.identity.device_id).into(), qos)
+            })
+            .collect();
+        self.subscribing.insert(id, missing);
+        self.send(now, &Packet::Subscribe(Subscribe { packet_id: id, filters }));
+    }
+
+    /// Sends the queued twin requests, after the SUBSCRIBE their answers need.
+    fn pump_twin(&mut self, now: Timestamp) {
+        if !matches!(self.state, State::Connected { .. }) || self.twin_queued.is_empty() {
+            return;
+        }
+        self.subscribe_missing(now);
+        while let Some((id, request)) = self.twin_queued.pop_front() {
+            let rid = id.0.to_string();
+            let (topic, payload) = match &request {
+                TwinRequest::Get => (IotHubTopic::TwinGet { rid }, Bytes::new()),
+                TwinRequest::Patch(json) => (IotHubTopic::TwinPatchReported { rid }, json.clone()),
+            };
+            self.send(now, &qos0(topic.to_topic(), payload));
+            self.twin_sent.insert(id, request);
+        }
+    }
+
+    /// An answer to a twin request: 200 a twin, 2xx with `$version` a patch taken,
+    /// anything else a failure with the body's `message` (spec file §4.5).
+    fn handle_twin_response(&mut self, status: u16, rid: &str, version: Option<u64>, body: &[u8]) {
+        let Some((request, sent)) = rid
+            .parse()
+            .ok()
+            .map(TwinRequestId)
+            .and_then(|id| self.twin_sent.remove(&id).map(|sent| (id, sent)))
+        else {
+            // Not ours, or answered already.
+            return;
+        };
+        let failed = |status, description| DeviceEvent::TwinRequestFailed {
+            request,
+            status: Some(status),
+            description,
+        };
+        let event = match (sent, version) {
+            _ if !(200..300).contains(&status) => failed(status, error_message(body)),
+            (TwinRequest::Get, _) => match Twin::from_json(body) {
+                Ok(twin) => DeviceEvent::Twin { request, twin },
+                Err(e) => failed(status, alloc::format!("the answer is no twin: {e}")),
+            },
+            (TwinRequest::Patch(_), Some(version)) => {
+                DeviceEvent::ReportedPatched { request, version }
+            }
+            (TwinRequest::Patch(_), None) => {
+                failed(status, String::from("the answer has no $version"))
+            }
+        };
+        self.events.push_back(event);
+    }
+
+    /// Fails every twin request sent and not answered.
+    fn fail_sent_twin_requests(&mut self, description: &str) {
+        for request in core::mem::take(&mut self.twin_sent).into_keys() {
+            self.events.push_back(DeviceEvent::TwinRequestFailed {
+                request,
+                status: None,
+                description: String::from(description),
+            });
+        }
+    }
+
+    /// Fails every twin request, sent or waiting: the device has stopped.
+    fn fail_twin_requests(&mut self, description: &str) {
+        self.fail_sent_twin_requests(description);
+        for (request, _) in core::mem::take(&mut self.twin_queued) {
+            self.events.push_back(DeviceEvent::TwinRequestFailed {
+                request,
+                status: None,
+                description: String::from(description),
+            });
+        }
+    }
+
+    /// A PUBLISH on a `$iothub/` topic: a twin answer, a desired-property
+    /// notification or a method request. QoS 1 (which the SDKs never ask for) is
+    /// acknowledged at once; a topic only devices publish on is dropped.
+    fn handle_iothub_publish(&mut self, now: Timestamp, topic: IotHubTopic, publish: Publish) {
+        if let (QoS::AtLeastOnce, Some(id)) = (publish.qos, publish.packet_id) {
+            self.send(now, &Packet::PubAck(id));
+        }
+        match topic {
+            IotHubTopic::TwinResponse { status, rid, version } => {
+                self.handle_twin_response(status, &rid, version, &publish.payload);
+            }
+            IotHubTopic::DesiredPatch { version } => {
+                // The body's own `$version` is dropped; the topic's is the same.
+                if let Ok(patch) = TwinPatch::parse(&publish.payload) {
+                    self.events.push_back(DeviceEvent::DesiredUpdated { patch, version });
+                }
+            }
+            IotHubTopic::MethodRequest { name, rid } => {
+                self.methods.insert(rid.clone());
+                self.events.push_back(DeviceEvent::MethodRequest(MethodRequest {
+                    request_id: rid,
+                    name,
+                    payload: publish.payload,
+                }));
+            }
+            IotHubTopic::TwinGet { .. }
+            | IotHubTopic::TwinPatchReported { .. }
+            | IotHubTopic::MethodResponse { .. } => {}
+        }
     }
 
     fn handle_publish(&mut self, now: Timestamp, publish: Publish) -> Result<(), ProtocolError> {
@@ -441,6 +677,10 @@ impl DeviceSession {
             // QoS [MQTT-3.8.4-6]; a QoS 1 PUBLISH always has an id [MQTT-2.3.1-5].
             _ => return Err(ProtocolError::UnexpectedPacket("PUBLISH at QoS 2")),
         };
+        if let Some(topic) = IotHubTopic::parse(&publish.topic) {
+            self.handle_iothub_publish(now, topic, publish);
+            return Ok(());
+        }
         if let Some(id) = lock {
             match self.c2d.get(&id) {
                 Some(C2dState::CompletedOffline) => {
@@ -502,9 +742,9 @@ impl DeviceSession {
     }
 
     fn next_packet_id(&mut self) -> Option<PacketId> {
-        let (in_flight, subscribe_id) = (&self.in_flight, self.subscribe_id);
+        let (in_flight, subscribing) = (&self.in_flight, &self.subscribing);
         self.packet_ids.next(|id| {
-            subscribe_id == Some(id) || in_flight.iter().any(|(_, p)| p.packet_id == Some(id))
+            subscribing.contains_key(&id) || in_flight.iter().any(|(_, p)| p.packet_id == Some(id))
         })
     }
 
@@ -531,20 +771,49 @@ impl DeviceSession {
 
     fn connection_lost(&mut self, now: Timestamp, reason: DisconnectReason) {
         self.rx.clear();
-        self.subscribe_id = None;
+        self.subscribing.clear();
         if self.config.clean_session {
-            self.subscribed = false;
+            self.subscribed.clear();
         }
+        // The hub answers the service for methods left unanswered (spec file §4.6).
+        self.methods.clear();
         let reconnect_at = if is_final(&reason) {
             self.state = State::Stopped;
+            self.fail_twin_requests("the connection ended and the device has stopped");
             None
         } else {
+            self.fail_sent_twin_requests("the connection ended before the answer");
             let until = now + self.config.backoff.delay(self.attempt, &mut self.rng);
             self.attempt = self.attempt.saturating_add(1);
             self.state = State::Waiting { until };
             Some(until)
         };
         self.events.push_back(DeviceEvent::Disconnected { reason, reconnect_at });
+    }
+}
+
+/// A QoS 0 PUBLISH: how twin requests and method responses go (spec file §4.5,
+/// §4.6).
+fn qos0(topic: super::TopicName, payload: Bytes) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic,
+        packet_id: None,
+        payload,
+    })
+}
+
+/// The `message` of an IoT Hub error body (`{"errorCode":…,"message":…}`, spec file
+/// §4.5), else the body as text.
+fn error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => match map.get("message") {
+            Some(serde_json::Value::String(m)) => m.clone(),
+            _ => String::new(),
+        },
+        _ => String::from_utf8_lossy(body).into_owned(),
     }
 }
 

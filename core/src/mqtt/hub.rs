@@ -2,9 +2,18 @@
 //!
 //! An `MqttConnection` validates CONNECT as the standard and IoT Hub require and
 //! answers with the CONNACK code of the table below; lets a device publish only to
-//! its own telemetry topic and subscribe only to its own device-bound topic; sends a
-//! PUBACK only once the runtime has stored the message; delivers C2D messages at
-//! QoS 1, the PUBACK completing them; and closes on every protocol violation.
+//! its own telemetry topic and the `$iothub/` twin and method topics, and subscribe
+//! only to its own device-bound topic and the twin and method filters; sends a
+//! telemetry PUBACK only once the runtime has stored the message; delivers C2D
+//! messages at QoS 1, the PUBACK completing them; answers twin requests, sends
+//! desired-property notifications and method requests at QoS 0; and closes on every
+//! protocol violation.
+//!
+//! Twin requests are answered whether or not the device subscribed to
+//! `$iothub/twin/res/#`: every SDK subscribes first, and an answer nobody reads
+//! costs less than a request that hangs (the spec file is silent on IoT Hub's own
+//! behaviour). Desired notifications and method requests go only to a device that
+//! subscribed to them (spec file §4.5, §4.6).
 //!
 //! | CONNECT problem | CONNACK | logged as |
 //! |---|---|---|
@@ -19,19 +28,25 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
-use bytes::BytesMut;
+use alloc::vec::Vec;
+use bytes::{Bytes, BytesMut};
 
 use super::codec::{self, DecodeError, Limits};
+use super::iothub_topic::IotHubTopic;
 use super::keep_alive::server_timeout;
 use super::packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, PacketId, Publish, QoS, SubAck, Subscribe,
     SubscribeReturnCode, Unsubscribe, Will,
 };
 use super::packet_ids::PacketIds;
+use super::subscription::Subscription;
 use super::topic;
 use super::username::Username;
 use crate::hub::{C2dQueue, HubConfig, HubEvent, HubState, Origin, StoreTicket};
-use crate::iothub::{Disposition, ErrorCode, Identity, LockToken, SasToken};
+use crate::iothub::{
+    Disposition, ErrorCode, Identity, LockToken, MethodRequest, MethodResponse, SasToken,
+    TwinPatch, method,
+};
 use crate::sansio::{ConnectionId, Outbox, Transmit};
 use crate::time::{Duration, Timestamp};
 
@@ -49,12 +64,12 @@ pub enum HubProtocolError {
 }
 
 /// The MQTT session IoT Hub keeps for a device between connections when it
-/// connects with Clean Session 0 [MQTT-3.1.2-4]: the C2D subscription and the
+/// connects with Clean Session 0 [MQTT-3.1.2-4]: the subscriptions and the C2D
 /// deliveries not yet acknowledged.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
-    /// The QoS granted to the C2D subscription, if subscribed.
-    subscription: Option<QoS>,
+    /// The subscriptions, each with the QoS granted.
+    subscriptions: BTreeMap<Subscription, QoS>,
     /// C2D deliveries on the current connection: packet id → (queue lock,
     /// sequence number).
     in_flight: BTreeMap<PacketId, (LockToken, u64)>,
@@ -91,9 +106,10 @@ pub(crate) struct MqttConnection {
     /// `limits`, shrunk to `max_connect_size` until the CONNECT is accepted.
     connect_limits: Limits,
     outbox: Outbox,
-    /// PUBACKs owed, in the order their PUBLISHes arrived [MQTT-4.6.0-2]: ticket,
-    /// packet id, stored yet.
-    acks: VecDeque<(StoreTicket, PacketId, bool)>,
+    /// PUBACKs owed, in the order their PUBLISHes arrived [MQTT-4.6.0-2]: the
+    /// telemetry's store ticket (none for a twin or method PUBLISH, acknowledged
+    /// once those before it are), packet id, stored yet.
+    acks: VecDeque<(Option<StoreTicket>, PacketId, bool)>,
     max_message_size: usize,
     max_c2d_in_flight: usize,
 }
@@ -422,6 +438,9 @@ impl MqttConnection {
                 String::from("PUBLISH at QoS 2: IoT Hub closes the connection (spec file §4.3)"),
             );
         }
+        if let Some(request) = IotHubTopic::parse(&publish.topic) {
+            return self.handle_iothub_publish(now, request, publish, hub);
+        }
         let mut message =
             match topic::parse_telemetry(&publish.topic, &online.identity, publish.payload.clone())
             {
@@ -436,7 +455,7 @@ impl MqttConnection {
                         ErrorCode::INVALID_OPERATION,
                         format!(
                             "PUBLISH to {:?}: a device may publish only to its telemetry topic \
-                         (spec file §4.3)",
+                             and the twin and method topics (spec file §4.3, §4.5, §4.6)",
                             publish.topic.as_str()
                         ),
                     );
@@ -473,16 +492,134 @@ impl MqttConnection {
         let identity = online.identity.clone();
         let ticket = hub.store_telemetry(now, self.id, &identity, message, Origin::Device);
         if let Some(id) = packet_id {
-            self.acks.push_back((ticket, id, false));
+            self.acks.push_back((Some(ticket), id, false));
         }
         Ok(())
     }
 
+    /// A PUBLISH on a `$iothub/` topic: a twin request or a method response, acted
+    /// on at once and acknowledged in turn at QoS 1 (Python publishes them so, spec
+    /// file §4.5).
+    fn handle_iothub_publish(
+        &mut self,
+        now: Timestamp,
+        request: IotHubTopic,
+        publish: Publish,
+        hub: &mut HubState,
+    ) -> Result<(), HubProtocolError> {
+        let State::Connected(online) = &self.state else {
+            return Ok(());
+        };
+        let identity = online.identity.clone();
+        let device_id = identity.device_id.as_str();
+        match request {
+            IotHubTopic::TwinGet { rid } => {
+                // The body is ignored: Node sends " " (spec file §4.5).
+                let answer = match hub.twin(device_id) {
+                    Some(twin) => Ok(Bytes::from(twin.to_json())),
+                    None => Err((404, String::from("the device is not registered"))),
+                };
+                self.answer_twin(rid, answer.map(|body| (None, body)));
+            }
+            IotHubTopic::TwinPatchReported { rid } => {
+                let result = TwinPatch::parse(&publish.payload)
+                    .and_then(|patch| hub.patch_reported(device_id, patch));
+                let answer = match result {
+                    Ok(version) => Ok((Some(version), Bytes::new())),
+                    Err(e) => Err((e.status(), e.to_string())),
+                };
+                self.answer_twin(rid, answer);
+            }
+            IotHubTopic::MethodResponse { status, rid } => {
+                let payload = publish.payload.clone();
+                let refusal = if payload.len() > method::MAX_PAYLOAD {
+                    Some((
+                        ErrorCode::MESSAGE_TOO_LARGE,
+                        format!(
+                            "method response {rid:?} of {} bytes exceeds {} bytes (spec file \
+                             §4.6); dropped",
+                            payload.len(),
+                            method::MAX_PAYLOAD
+                        ),
+                    ))
+                } else {
+                    let response = MethodResponse { request_id: rid.clone(), status, payload };
+                    (!hub.method_responded(device_id, response)).then(|| {
+                        (
+                            ErrorCode::ARGUMENT_INVALID,
+                            format!(
+                                "method response {rid:?} answers no waiting invocation \
+                                 (answered, timed out, or never made); dropped"
+                            ),
+                        )
+                    })
+                };
+                if let Some((code, reason)) = refusal {
+                    // Not a protocol violation: a device may answer late.
+                    hub.emit(HubEvent::Refused {
+                        connection: self.id,
+                        identity: Some(identity),
+                        code,
+                        reason,
+                    });
+                }
+            }
+            other => {
+                return self.forbid(
+                    now,
+                    hub,
+                    ErrorCode::INVALID_OPERATION,
+                    format!(
+                        "PUBLISH to {:?}: the hub publishes on this topic, a device does not \
+                         (spec file §4.5, §4.6)",
+                        other.to_topic().as_str()
+                    ),
+                );
+            }
+        }
+        if let (QoS::AtLeastOnce, Some(id)) = (publish.qos, publish.packet_id) {
+            self.acks.push_back((None, id, true));
+            self.send_due_acks();
+        }
+        Ok(())
+    }
+
+    /// Answers twin request `rid` at QoS 0, as the SDKs subscribe (spec file §4.5):
+    /// 200 with the twin or 204 with the new version, or an error status with
+    /// `{"errorCode":…,"message":…}`, the body Node fails the request on.
+    fn answer_twin(&mut self, rid: String, answer: Result<(Option<u64>, Bytes), (u16, String)>) {
+        let (status, version, payload) = match answer {
+            Ok((None, body)) => (200, None, body),
+            Ok((Some(version), body)) => (204, Some(version), body),
+            Err((status, message)) => {
+                let body = serde_json::json!({
+                    "errorCode": u32::from(status) * 1000 + 1,
+                    "message": message,
+                });
+                (status, None, Bytes::from(body.to_string().into_bytes()))
+            }
+        };
+        let topic = IotHubTopic::TwinResponse { status, rid, version }.to_topic();
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload,
+        }));
+    }
+
     /// The runtime stored a message: send every PUBACK now due, in arrival order.
     pub(crate) fn telemetry_stored(&mut self, _now: Timestamp, ticket: StoreTicket) {
-        if let Some(entry) = self.acks.iter_mut().find(|(t, _, _)| *t == ticket) {
+        if let Some(entry) = self.acks.iter_mut().find(|(t, _, _)| *t == Some(ticket)) {
             entry.2 = true;
         }
+        self.send_due_acks();
+    }
+
+    /// Sends the PUBACKs at the front of the queue whose PUBLISHes are done.
+    fn send_due_acks(&mut self) {
         while let Some(&(_, id, true)) = self.acks.front() {
             self.acks.pop_front();
             // [MQTT-4.3.2-2] [MQTT-4.6.0-2]
@@ -500,9 +637,9 @@ impl MqttConnection {
             return Ok(());
         };
         let device_id = online.identity.device_id.clone();
-        let mut granted = QoS::AtMostOnce;
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
         for (filter, qos) in &subscribe.filters {
-            if !topic::is_c2d_filter(filter, &device_id) {
+            let Some(subscription) = Subscription::of(filter, &device_id) else {
                 // IoT Hub disconnects on a SUBSCRIBE it cannot serve (spec file §4.8).
                 return self.forbid(
                     now,
@@ -510,23 +647,21 @@ impl MqttConnection {
                     ErrorCode::INVALID_OPERATION,
                     format!(
                         "SUBSCRIBE to {:?}: a device may subscribe only to its device-bound \
-                         topic (spec file §4.4)",
+                         topic and the twin and method filters (spec file §4.4–§4.6, §4.8)",
                         filter.as_str()
                     ),
                 );
-            }
+            };
             // QoS 2 is granted as QoS 1 (spec file §4.4) [MQTT-3.8.4-6].
-            granted = granted.max((*qos).min(QoS::AtLeastOnce));
+            granted.push((subscription, (*qos).min(QoS::AtLeastOnce)));
         }
-        let return_codes = subscribe
-            .filters
-            .iter()
-            .map(|(_, qos)| SubscribeReturnCode::Success((*qos).min(QoS::AtLeastOnce)))
-            .collect();
+        let return_codes =
+            granted.iter().map(|(_, qos)| SubscribeReturnCode::Success(*qos)).collect();
         // [MQTT-3.8.4-1] [MQTT-3.8.4-2] [MQTT-3.8.4-5]
         self.send(&Packet::SubAck(SubAck { packet_id: subscribe.packet_id, return_codes }));
         if let Some(session) = hub.device(&device_id).and_then(|d| d.mqtt_session.as_mut()) {
-            session.subscription = Some(granted);
+            // [MQTT-3.8.4-3]: a repeated filter replaces the subscription.
+            session.subscriptions.extend(granted);
         }
         self.pump_c2d(now, hub);
         Ok(())
@@ -537,9 +672,11 @@ impl MqttConnection {
             return;
         };
         let device_id = &online.identity.device_id;
-        if unsubscribe.filters.iter().any(|f| topic::is_c2d_filter(f, device_id)) {
-            if let Some(session) = hub.device(device_id).and_then(|d| d.mqtt_session.as_mut()) {
-                session.subscription = None;
+        if let Some(session) = hub.device(device_id).and_then(|d| d.mqtt_session.as_mut()) {
+            for filter in &unsubscribe.filters {
+                if let Some(subscription) = Subscription::of(filter, device_id) {
+                    session.subscriptions.remove(&subscription);
+                }
             }
         }
         // [MQTT-3.10.4-4] [MQTT-3.10.4-5]: UNSUBACK even when nothing matched.
@@ -584,7 +721,7 @@ impl MqttConnection {
             let Some(session) = device.mqtt_session.as_mut() else {
                 return;
             };
-            let Some(granted) = session.subscription else {
+            let Some(&granted) = session.subscriptions.get(&Subscription::C2d) else {
                 return;
             };
             if session.in_flight.len() >= self.max_c2d_in_flight {
@@ -641,27 +778,75 @@ impl MqttConnection {
         }
     }
 
-    /// A newer connection authenticated as the same device.
-    /// PLACEHOLDER until the MQTT twin lands: no device subscribes yet.
+    /// The service patched the desired properties: a device subscribed to them
+    /// receives `patch` with `"$version"` on
+    /// `$iothub/twin/PATCH/properties/desired/?$version={version}` at QoS 0 (spec
+    /// file §4.5, TV-13); one not subscribed, nothing.
     pub(crate) fn desired_updated(
         &mut self,
         _now: Timestamp,
-        _patch: &crate::iothub::TwinPatch,
-        _version: u64,
-        _hub: &mut HubState,
+        patch: &TwinPatch,
+        version: u64,
+        hub: &mut HubState,
     ) {
+        if !self.subscribed(Subscription::Desired, hub) {
+            return;
+        }
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: IotHubTopic::DesiredPatch { version }.to_topic(),
+            packet_id: None,
+            payload: Bytes::from(patch.to_json_with_version(version)),
+        }));
     }
 
-    /// PLACEHOLDER until MQTT methods land: no device subscribes yet.
+    /// The service invokes a direct method: a device subscribed to methods receives
+    /// it on `$iothub/methods/POST/{name}/?$rid={request id}` at QoS 0 (spec file
+    /// §4.6, TV-13). Returns false, sending nothing, when the device has not
+    /// subscribed or the method's name makes the topic too long for MQTT.
     pub(crate) fn method_request(
         &mut self,
         _now: Timestamp,
-        _request: &crate::iothub::MethodRequest,
-        _hub: &mut HubState,
+        request: &MethodRequest,
+        hub: &mut HubState,
     ) -> bool {
-        false
+        if !self.subscribed(Subscription::Methods, hub) {
+            return false;
+        }
+        let topic = IotHubTopic::MethodRequest {
+            name: request.name.clone(),
+            rid: request.request_id.clone(),
+        }
+        .to_topic();
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload: request.payload.clone(),
+        });
+        packet.encode(self.outbox.buffer()).is_ok()
     }
 
+    /// Whether this connection carries the device and its session holds
+    /// `subscription`.
+    fn subscribed(&self, subscription: Subscription, hub: &mut HubState) -> bool {
+        let State::Connected(online) = &self.state else {
+            return false;
+        };
+        hub.device(&online.identity.device_id).is_some_and(|device| {
+            device.connection == Some(self.id)
+                && device
+                    .mqtt_session
+                    .as_ref()
+                    .is_some_and(|s| s.subscriptions.contains_key(&subscription))
+        })
+    }
+
+    /// A newer connection authenticated as the same device.
     pub(crate) fn evict(&mut self, now: Timestamp, hub: &mut HubState) {
         if let State::Connected(online) = &self.state {
             let reason =

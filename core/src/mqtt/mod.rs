@@ -2,19 +2,23 @@
 //!
 //! - [`packet`] and [`codec`]: the fourteen control packets and their wire format.
 //! - [`topic_rules`]: the MQTT rules for Topic Names and Topic Filters (§4.7).
-//! - [`topic`], [`property_bag`], [`username`]: IoT Hub's topic names, property bags
-//!   and CONNECT user names.
-//! - [`device`]: the device session (CONNECT, keep-alive, telemetry, C2D).
+//! - [`topic`], [`property_bag`], [`username`]: IoT Hub's message topic names,
+//!   property bags and CONNECT user names; [`iothub_topic`]: its `$iothub/` twin and
+//!   method topics; [`subscription`]: the filters it serves.
+//! - [`device`]: the device session (CONNECT, keep-alive, telemetry, C2D, twin,
+//!   direct methods).
 //! - [`hub`]: the hub's side of one connection.
 
 pub mod codec;
 pub mod device;
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod iothub_topic;
 pub mod keep_alive;
 pub mod packet;
 mod packet_ids;
 pub mod property_bag;
+pub mod subscription;
 pub mod topic;
 pub mod topic_rules;
 pub mod username;

@@ -54,6 +54,7 @@ mod amqp_types;
 mod http_device;
 mod http_hub;
 mod http_rest;
+mod mqtt_twin;
 pub use amqp_cbs::amqp_cbs;
 pub use amqp_connection::amqp_connection;
 pub use amqp_device::amqp_device;
@@ -67,6 +68,7 @@ pub use amqp_types::amqp_types;
 pub use http_device::http_device;
 pub use http_hub::http_hub;
 pub use http_rest::http_rest;
+pub use mqtt_twin::mqtt_twin;
 
 /// `performative` as one AMQP frame on `channel`: what the AMQP session targets
 /// feed their machines after the fuzzer's own bytes choose what happens.
@@ -111,6 +113,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "property_bag", run: property_bag, seeds: property_bag_seeds },
     Target { name: "mqtt_topic", run: mqtt_topic, seeds: mqtt_topic_seeds },
     Target { name: "mqtt_username", run: mqtt_username, seeds: mqtt_username_seeds },
+    Target { name: "mqtt_twin", run: mqtt_twin, seeds: mqtt_twin::seeds },
     Target { name: "mqtt_hub_session", run: mqtt_hub_session, seeds: mqtt_hub_session_seeds },
     Target {
         name: "mqtt_device_session",
@@ -1525,7 +1528,36 @@ fn mqtt_hub_session_seeds() -> Vec<Vec<u8>> {
         publish(QoS::AtLeastOnce, Some(2), telemetry_topic(2), b"2"),
         Packet::PingReq,
     ]);
-    with_schedules(&[full, sdk_c, telemetry])
+    // The twin and methods (TV-13): the three filters, a GET at QoS 0 with Node's
+    // body, a patch at QoS 1 as Python sends it, a method response nobody waits for.
+    let twin = encode_all(&[
+        Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            filters: vec![
+                (Utf8Bytes::from_static("$iothub/twin/res/#"), QoS::AtMostOnce),
+                (
+                    Utf8Bytes::from_static("$iothub/twin/PATCH/properties/desired/#"),
+                    QoS::AtMostOnce,
+                ),
+                (Utf8Bytes::from_static("$iothub/methods/POST/#"), QoS::AtMostOnce),
+            ],
+        }),
+        publish(QoS::AtMostOnce, None, topic_name("$iothub/twin/GET/?$rid=1"), b" "),
+        publish(
+            QoS::AtLeastOnce,
+            Some(2),
+            topic_name("$iothub/twin/PATCH/properties/reported/?$rid=2"),
+            b"{\"batteryLevel\":60}",
+        ),
+        publish(QoS::AtMostOnce, None, topic_name("$iothub/methods/res/200/?$rid=ab12"), b"{}"),
+        publish(
+            QoS::AtMostOnce,
+            None,
+            topic_name("$iothub/twin/PATCH/properties/reported/?$rid=3"),
+            b"[1]",
+        ),
+    ]);
+    with_schedules(&[full, sdk_c, telemetry, twin])
 }
 
 /// Hub → device streams after the CONNACK: the SUBACK, PUBACKs for the three queued

@@ -394,7 +394,13 @@ fn both_c2d_filter_forms_are_granted_and_qos_2_is_granted_as_1() {
 
 #[test]
 fn subscribing_to_another_topic_closes_the_connection() {
-    for filter in ["devices/dev2/messages/devicebound/#", "#", "$iothub/twin/res/#"] {
+    for filter in [
+        "devices/dev2/messages/devicebound/#",
+        "#",
+        "$iothub/#",
+        "$iothub/twin/PATCH/properties/reported/#",
+        "$iothub/methods/res/#",
+    ] {
         let (mut pair, r) = connected();
         pair.raw_send_packet(r, &subscribe(3, filter, QoS::AtLeastOnce));
         assert!(pair.raw[r].closed_by_hub, "{filter}");

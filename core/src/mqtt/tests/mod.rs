@@ -3,3 +3,4 @@
 mod device;
 mod hub;
 mod scenarios;
+mod twin;
