@@ -10,6 +10,9 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use hubwire_core::Protocol;
+
 use hubwire_blocking::{
     ClientTransport, DeviceClient, HubServer, HubServerEvent, Listen, MultiplexedClient, Transport,
     listener_name,
@@ -20,7 +23,7 @@ use hubwire_core::device::{DeviceConfig, DeviceEvent};
 use hubwire_core::http::device::poll_interval_warning;
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
 use hubwire_core::iothub::Disposition::Complete;
-use hubwire_core::iothub::Message;
+use hubwire_core::iothub::{Message, MethodResponse, TwinPatch};
 use hubwire_transports::tls::{self, local_ca};
 
 use crate::out::{self, StdoutClosed};
@@ -63,6 +66,10 @@ struct DeviceRun {
     /// Bytes written while sending telemetry.
     telemetry_bytes: u64,
     c2d_delivered: bool,
+    /// The hub took its reported patch and its desired update arrived.
+    twin_ok: bool,
+    /// It answered the hub's direct method.
+    method_answered: bool,
     problem: Option<String>,
 }
 
@@ -77,6 +84,11 @@ struct Row {
     stored: usize,
     c2d_delivered: usize,
     c2d_completed: usize,
+    /// Devices whose reported patch the hub took and whose desired update arrived;
+    /// `None` where the protocol has no twin (HTTP).
+    twin: Option<usize>,
+    /// Direct methods answered 200, as the hub reported them; `None` without methods.
+    methods: Option<usize>,
     p50: Duration,
     p99: Duration,
     bytes_per_message: f64,
@@ -206,18 +218,23 @@ fn run_transport(
 ) -> (Row, Vec<String>) {
     let stored_before = hub.stored().len();
     let all_sent = Barrier::new(records.len() + 1);
+    let all_settled = Barrier::new(records.len() + 1);
+    // HTTP has neither twin nor methods (spec file §6.1).
+    let twin = transport.protocol() != Protocol::Http;
     let config = |cs| {
         let mut config = DeviceConfig::new(cs);
         config.c2d_poll_interval = poll_interval;
+        config.receive_desired = twin;
+        config.receive_methods = twin;
         config
     };
     let runs: Vec<DeviceRun> = thread::scope(|s| {
         let devices: Vec<_> = records
             .iter()
             .map(|record| {
-                let all_sent = &all_sent;
+                let barriers = (&all_sent, &all_settled);
                 let config = config(registry::connection_string(address.to_string(), record));
-                s.spawn(move || simulate(record, config, client, messages, all_sent))
+                s.spawn(move || simulate(record, config, client, messages, barriers))
             })
             .collect();
         all_sent.wait();
@@ -227,6 +244,10 @@ fn run_transport(
             if let Err(e) = hub.send_c2d(&record.device_id, c2d) {
                 out::warn(format_args!("hubwire demo: C2D to {} refused: {e}", record.device_id));
             }
+        }
+        all_settled.wait();
+        if twin {
+            twin_and_method_to_each(hub, transport, records);
         }
         devices
             .into_iter()
@@ -238,7 +259,9 @@ fn run_transport(
             })
             .collect()
     });
-    let (c2d_completed, _) = count_completions(hub, records.len());
+    let methods_expected = if twin { records.len() } else { 0 };
+    let tally = tally(hub, records.len(), methods_expected);
+    let c2d_completed = tally.completed;
     let stored = hub.stored().len() - stored_before;
     let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
     latencies.sort();
@@ -256,6 +279,8 @@ fn run_transport(
         stored,
         c2d_delivered: runs.iter().filter(|r| r.c2d_delivered).count(),
         c2d_completed,
+        twin: twin.then(|| runs.iter().filter(|r| r.twin_ok).count()),
+        methods: twin.then_some(tally.methods_ok),
         p50: percentile(&latencies, 50),
         p99: percentile(&latencies, 99),
         bytes_per_message: telemetry_bytes as f64 / acknowledged.max(1) as f64,
@@ -265,14 +290,17 @@ fn run_transport(
 }
 
 /// One device: connect, send `messages` telemetry messages one at a time, wait for
-/// the others at `all_sent`, then complete the C2D message the hub sends.
+/// the others at `all_sent`, then complete the C2D message the hub sends; wait at
+/// `all_settled`, then (with the twin) report a property, take the hub's desired
+/// update and answer its direct method.
 fn simulate(
     record: &DeviceRecord,
     config: DeviceConfig,
     client: &ClientTransport,
     messages: usize,
-    all_sent: &Barrier,
+    (all_sent, all_settled): (&Barrier, &Barrier),
 ) -> DeviceRun {
+    let twin = config.receive_desired;
     let mut run = DeviceRun::default();
     let device = DeviceClient::connect(config, client.clone());
     if let Err(e) = device.as_ref().map(|device| send_all(device, messages, &mut run)) {
@@ -280,22 +308,82 @@ fn simulate(
     }
     // Reached whatever happened, so the hub's thread never waits for a lost device.
     all_sent.wait();
-    let Ok(device) = device else { return run };
-    if run.problem.is_some() {
+    let Ok(device) = device else {
+        all_settled.wait();
         return run;
-    }
-    match device.recv_c2d(STEP_TIMEOUT) {
-        Some(c2d) => {
-            run.c2d_delivered = true;
-            let completed = c2d.lock_token.map(|lock| device.complete(&lock));
-            if !matches!(completed, Some(Ok(()))) {
-                run.problem = Some(format!("{}: C2D message not completed", record.device_id));
+    };
+    if run.problem.is_none() {
+        match device.recv_c2d(STEP_TIMEOUT) {
+            Some(c2d) => {
+                run.c2d_delivered = true;
+                let completed = c2d.lock_token.map(|lock| device.complete(&lock));
+                if !matches!(completed, Some(Ok(()))) {
+                    run.problem = Some(format!("{}: C2D message not completed", record.device_id));
+                }
             }
+            None => run.problem = Some(format!("{}: no C2D message", record.device_id)),
         }
-        None => run.problem = Some(format!("{}: no C2D message", record.device_id)),
+    }
+    all_settled.wait();
+    if twin && run.problem.is_none() {
+        if let Err(problem) = twin_and_method(&device, &mut run) {
+            run.problem = Some(format!("{}: {problem}", record.device_id));
+        }
     }
     device.disconnect();
     run
+}
+
+/// The device's half of the twin and method round: report a property, then take
+/// the hub's desired update and answer its `ping` method, in whichever order they
+/// come.
+fn twin_and_method(device: &DeviceClient, run: &mut DeviceRun) -> Result<(), String> {
+    let patch = TwinPatch::parse(br#"{"demo":"reported"}"#).map_err(|e| e.to_string())?;
+    let reported = device.patch_reported(patch, STEP_TIMEOUT);
+    reported.map_err(|e| format!("reported patch: {e}"))?;
+    let mut desired = false;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !(desired && run.method_answered) {
+        let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now()))
+        else {
+            return Err(format!(
+                "no {} within {STEP_TIMEOUT:?}",
+                if desired { "method request" } else { "desired update" }
+            ));
+        };
+        match event {
+            DeviceEvent::DesiredUpdated { .. } => desired = true,
+            DeviceEvent::MethodRequest(request) => {
+                let response = MethodResponse {
+                    request_id: request.request_id,
+                    status: 200,
+                    payload: Bytes::from_static(br#"{"pong":true}"#),
+                };
+                device.respond_method(response).map_err(|e| format!("method answer: {e}"))?;
+                run.method_answered = true;
+            }
+            _ => {}
+        }
+    }
+    run.twin_ok = true;
+    Ok(())
+}
+
+/// The hub's half: a desired update and a `ping` method for every device.
+fn twin_and_method_to_each(hub: &HubServer, transport: Transport, records: &[DeviceRecord]) {
+    for record in records {
+        let id = &record.device_id;
+        let mut members = serde_json::Map::new();
+        members.insert(String::from("demo"), serde_json::Value::from(transport.name()));
+        let updated = TwinPatch::from_map(members).map(|patch| hub.update_desired(id, patch));
+        if !matches!(updated, Ok(Ok(_))) {
+            out::warn(format_args!("hubwire demo: desired update to {id} refused: {updated:?}"));
+        }
+        let payload = Bytes::from_static(b"{}");
+        if let Err(e) = hub.invoke_method(id, "ping", payload, STEP_TIMEOUT) {
+            out::warn(format_args!("hubwire demo: method on {id} refused: {e}"));
+        }
+    }
 }
 
 fn send_all(device: &DeviceClient, messages: usize, run: &mut DeviceRun) {
@@ -339,13 +427,24 @@ fn wait_connected(device: &DeviceClient) -> Result<(), String> {
     Err(format!("not connected within {STEP_TIMEOUT:?}"))
 }
 
-/// Reads hub events until `expected` C2D completions or [`STEP_TIMEOUT`]; returns
-/// the completions and the connections devices authenticated on meanwhile.
-fn count_completions(hub: &HubServer, expected: usize) -> (usize, BTreeSet<ConnectionId>) {
+/// What the hub's events said about one row's run.
+#[derive(Debug, Default)]
+struct Tally {
+    /// C2D messages completed.
+    completed: usize,
+    /// Direct methods that ended with the device's 200.
+    methods_ok: usize,
+    /// The connections devices authenticated on.
+    connections: BTreeSet<ConnectionId>,
+}
+
+/// Reads hub events until `completions` C2D completions and `methods` method
+/// results, or [`STEP_TIMEOUT`].
+fn tally(hub: &HubServer, completions: usize, methods: usize) -> Tally {
     let deadline = Instant::now() + STEP_TIMEOUT;
-    let mut completed = 0;
-    let mut connections = BTreeSet::new();
-    while completed < expected {
+    let mut tally = Tally::default();
+    let mut results = 0;
+    while tally.completed < completions || results < methods {
         let Some(event) = hub.recv_event(deadline.saturating_duration_since(Instant::now())) else {
             break;
         };
@@ -353,15 +452,19 @@ fn count_completions(hub: &HubServer, expected: usize) -> (usize, BTreeSet<Conne
             HubServerEvent::Hub(HubEvent::C2dSettled(settled))
                 if settled.outcome == Outcome::Completed =>
             {
-                completed += 1;
+                tally.completed += 1;
+            }
+            HubServerEvent::Hub(HubEvent::MethodResult { outcome, .. }) => {
+                results += 1;
+                tally.methods_ok += usize::from(outcome.status() == 200);
             }
             HubServerEvent::Hub(HubEvent::Connected { connection, .. }) => {
-                connections.insert(connection);
+                tally.connections.insert(connection);
             }
             _ => {}
         }
     }
-    (completed, connections)
+    tally
 }
 
 /// The row of [`run_multiplexed`].
@@ -384,6 +487,8 @@ fn run_multiplexed(
         stored: 0,
         c2d_delivered: 0,
         c2d_completed: 0,
+        twin: None,
+        methods: None,
         p50: Duration::ZERO,
         p99: Duration::ZERO,
         bytes_per_message: 0.0,
@@ -400,7 +505,8 @@ fn run_multiplexed(
             }
         }
     }
-    let (c2d_completed, connections) = count_completions(hub, records.len());
+    let tally = tally(hub, records.len(), 0);
+    let (c2d_completed, connections) = (tally.completed, tally.connections);
     row.c2d_completed = c2d_completed;
     row.stored = hub.stored().len() - stored_before;
     latencies.sort();
@@ -566,6 +672,12 @@ fn shortfalls(row: &Row, expected: usize) -> Vec<String> {
     check("telemetry stored", row.stored, expected);
     check("C2D delivered", row.c2d_delivered, row.devices);
     check("C2D completed", row.c2d_completed, row.devices);
+    if let Some(twin) = row.twin {
+        check("twin round trips", twin, row.devices);
+    }
+    if let Some(methods) = row.methods {
+        check("direct methods answered", methods, row.devices);
+    }
     problems
 }
 
@@ -581,12 +693,14 @@ fn print_table(rows: &[&Row]) -> Result<(), StdoutClosed> {
         "stored",
         "c2d delivered",
         "c2d completed",
+        "twin",
+        "methods",
         "p50 ms",
         "p99 ms",
         "wire bytes/msg",
     ];
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
-    let cells: Vec<[String; 10]> = rows
+    let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
@@ -597,6 +711,8 @@ fn print_table(rows: &[&Row]) -> Result<(), StdoutClosed> {
                 r.stored.to_string(),
                 r.c2d_delivered.to_string(),
                 r.c2d_completed.to_string(),
+                r.twin.map_or_else(|| String::from("-"), |n| n.to_string()),
+                r.methods.map_or_else(|| String::from("-"), |n| n.to_string()),
                 ms(r.p50),
                 ms(r.p99),
                 format!("{:.1}", r.bytes_per_message),

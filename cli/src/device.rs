@@ -3,6 +3,8 @@
 //! receives, over MQTT, AMQP or HTTP (where it polls for them).
 
 use std::process::ExitCode;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
@@ -11,7 +13,9 @@ use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport,
 use hubwire_core::Protocol;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::http::device::poll_interval_warning;
-use hubwire_core::iothub::{ConnectionString, Disposition, Message};
+use hubwire_core::iothub::{
+    ConnectionString, Disposition, Message, MethodRequest, MethodResponse, TwinPatch,
+};
 use hubwire_transports::tls::Trust;
 use serde_json::json;
 
@@ -68,9 +72,45 @@ pub(crate) struct DeviceArgs {
     /// is for development and is warned about.
     #[arg(long, default_value_t = 25 * 60 * 1000, value_name = "MS")]
     c2d_poll_interval_ms: u64,
+    /// Get the twin once connected and print it, and print every desired-property
+    /// update (MQTT and AMQP; HTTP has no twin).
+    #[arg(long)]
+    twin: bool,
+    /// Patch the reported properties with this JSON object once connected (MQTT and
+    /// AMQP); null removes a member.
+    #[arg(long, value_name = "JSON")]
+    report: Option<String>,
+    /// Answer direct method NAME with STATUS and the JSON PAYLOAD (empty when left
+    /// out), e.g. `reboot=200:{"ok":true}`; repeatable. Other methods are answered
+    /// 501, as the .NET SDK answers a method it has no handler for. MQTT and AMQP.
+    #[arg(long = "method", value_name = "NAME=STATUS[:PAYLOAD]", value_parser = method_answer)]
+    methods: Vec<MethodAnswer>,
     /// Print JSON lines instead of sentences.
     #[arg(long)]
     json: bool,
+}
+
+/// How `--method` answers one method.
+#[derive(Clone, Debug)]
+struct MethodAnswer {
+    name: String,
+    status: i32,
+    payload: String,
+}
+
+fn method_answer(s: &str) -> Result<MethodAnswer, String> {
+    let usage = || format!("{s:?} is not NAME=STATUS[:PAYLOAD]");
+    let (name, rest) = s.split_once('=').ok_or_else(usage)?;
+    let (status, payload) = rest.split_once(':').unwrap_or((rest, ""));
+    let status = status.parse().map_err(|_| usage())?;
+    if name.is_empty() {
+        return Err(usage());
+    }
+    if !payload.is_empty() {
+        serde_json::from_str::<serde_json::Value>(payload)
+            .map_err(|e| format!("{s:?}: the payload is not JSON: {e}"))?;
+    }
+    Ok(MethodAnswer { name: name.to_owned(), status, payload: payload.to_owned() })
 }
 
 fn transport(s: &str) -> Result<TransportChoice, String> {
@@ -109,6 +149,8 @@ struct Report {
     ever_connected: bool,
     /// How C2D messages are settled, as reported.
     c2d_disposition: Disposition,
+    /// `--method` answers.
+    methods: Vec<MethodAnswer>,
     /// When the connection string names a port: the reminder that it must be the
     /// hub's port for this transport, as a hub on other ports prints its MQTT/TLS
     /// port there. Empty otherwise.
@@ -148,13 +190,24 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
         hub,
         ever_connected: false,
         c2d_disposition: args.c2d_disposition,
+        methods: args.methods.clone(),
         port_hint,
     };
     let transport = ClientTransport {
         choice: args.transport,
         trust: Trust { platform_roots: true, ca_files: args.ca_files.clone() },
     };
+    let report_patch = match args.report.as_deref().map(|r| TwinPatch::parse(r.as_bytes())) {
+        None => None,
+        Some(Ok(patch)) => Some(patch),
+        Some(Err(e)) => {
+            out::warn(format_args!("hubwire device: --report: {e}"));
+            return ExitCode::from(2);
+        }
+    };
     let mut config = DeviceConfig::new(args.connection_string.clone());
+    config.receive_desired = args.twin;
+    config.receive_methods = !args.methods.is_empty();
     config.c2d_poll_interval = Duration::from_millis(args.c2d_poll_interval_ms);
     if first == Transport::Http {
         if let Some(warning) = poll_interval_warning(config.c2d_poll_interval) {
@@ -169,7 +222,7 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
         }
     };
     // A closed stdout ends the command quietly; dropping the device disconnects it.
-    send(&args, &device, &mut report).unwrap_or(ExitCode::SUCCESS)
+    send(&args, report_patch, &device, &mut report).unwrap_or(ExitCode::SUCCESS)
 }
 
 /// Sends the telemetry and handles events meanwhile.
@@ -177,10 +230,14 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
 /// Errors: [`StdoutClosed`], upon which the command stops.
 fn send(
     args: &DeviceArgs,
+    report_patch: Option<TwinPatch>,
     device: &DeviceClient,
     report: &mut Report,
 ) -> Result<ExitCode, StdoutClosed> {
     if !wait_connected(device, report)? {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !twin_requests(args, report_patch, device, report)? {
         return Ok(ExitCode::FAILURE);
     }
     let mut rejected = 0;
@@ -333,6 +390,14 @@ fn handle(
         DeviceEvent::C2dSubscriptionRefused => {
             out::warn("hubwire device: the hub refused the C2D subscription");
         }
+        DeviceEvent::DesiredUpdated { patch, version } => {
+            let value = crate::json::json_value(&patch.to_json());
+            report.say(
+                format!("desired properties at version {version}: {value}"),
+                json!({"event": "desiredUpdated", "version": version, "patch": value}),
+            )?;
+        }
+        DeviceEvent::MethodRequest(request) => answer_method(device, report, request)?,
         DeviceEvent::C2dLockLost(lock) => {
             report.say(
                 format!("the hub no longer holds the lock {lock}; the message will come again"),
@@ -343,6 +408,71 @@ fn handle(
         _ => {}
     }
     Ok(Flow::Other)
+}
+
+/// How long the device waits for the hub's answer to a twin request.
+const TWIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--twin` and `--report`: gets and prints the twin, patches the reported
+/// properties. Returns false when the hub refused (the command then fails).
+fn twin_requests(
+    args: &DeviceArgs,
+    report_patch: Option<TwinPatch>,
+    device: &DeviceClient,
+    report: &Report,
+) -> Result<bool, StdoutClosed> {
+    if let Some(patch) = report_patch {
+        match device.patch_reported(patch, TWIN_TIMEOUT) {
+            Ok(version) => report.say(
+                format!("reported properties at version {version}"),
+                json!({"event": "reported", "version": version}),
+            )?,
+            Err(e) => {
+                out::warn(format_args!("hubwire device: cannot report properties: {e}"));
+                return Ok(false);
+            }
+        }
+    }
+    if args.twin {
+        match device.get_twin(TWIN_TIMEOUT) {
+            Ok(twin) => {
+                let value = crate::json::json_value(&twin.to_json());
+                report.say(format!("twin: {value}"), json!({"event": "twin", "twin": value}))?;
+            }
+            Err(e) => {
+                out::warn(format_args!("hubwire device: cannot get the twin: {e}"));
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Answers a direct method as `--method` says, 501 when it names none.
+fn answer_method(
+    device: &DeviceClient,
+    report: &Report,
+    request: MethodRequest,
+) -> Result<(), StdoutClosed> {
+    let (status, payload) = match report.methods.iter().find(|m| m.name == request.name) {
+        Some(answer) => (answer.status, Bytes::from(answer.payload.clone().into_bytes())),
+        None => {
+            let message =
+                json!({"message": format!("no method {:?} on this device", request.name)});
+            (501, Bytes::from(message.to_string().into_bytes()))
+        }
+    };
+    let name = request.name.clone();
+    let asked = crate::json::json_value(&request.payload);
+    let response = MethodResponse { request_id: request.request_id, status, payload };
+    if let Err(e) = device.respond_method(response) {
+        out::warn(format_args!("hubwire device: cannot answer method {name}: {e}"));
+        return Ok(());
+    }
+    report.say(
+        format!("method {name}({asked}) answered {status}"),
+        json!({"event": "method", "name": name, "payload": asked, "status": status}),
+    )
 }
 
 /// A lost connection in words. Before the first connection the device has only

@@ -11,14 +11,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
+use bytes::Bytes;
 use hubwire_blocking::{HubServer, HubServerEvent, Listen, Listener, clock, listener_name};
 use hubwire_core::Protocol;
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent};
-use hubwire_core::iothub::ErrorCode;
+use hubwire_core::iothub::{ErrorCode, TwinPatch};
 use hubwire_transports::tls::{self, local_ca};
 
-use crate::json::{self, C2dRequest, Line};
+use crate::json::{self, Line, ServiceRequest};
 use crate::out::{self, Stderr, StdoutClosed};
 use crate::registry;
 
@@ -328,8 +330,8 @@ fn report_events(server: &HubServer, mut stderr: Stderr) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Enqueues a C2D message for each stdin line, answering each on stdout, until
-/// stdin ends.
+/// Carries out each stdin line (a C2D message to enqueue, or a twin or method
+/// request), answering each on stdout, until stdin ends.
 ///
 /// Errors: [`StdoutClosed`] when an answer cannot be written.
 fn enqueue_from_stdin(server: &HubServer) -> Result<(), StdoutClosed> {
@@ -347,8 +349,12 @@ fn enqueue_from_stdin(server: &HubServer) -> Result<(), StdoutClosed> {
         if line.trim().is_empty() {
             continue;
         }
-        let request = match C2dRequest::parse(&line) {
-            Ok(request) => request,
+        let request = match ServiceRequest::parse(&line) {
+            Ok(ServiceRequest::SendC2d(request)) => request,
+            Ok(other) => {
+                answer_service(server, number, other)?;
+                continue;
+            }
             Err((code, message)) => {
                 Line::error(number, code, message).print()?;
                 continue;
@@ -370,6 +376,57 @@ fn enqueue_from_stdin(server: &HubServer) -> Result<(), StdoutClosed> {
         }
     }
     Ok(())
+}
+
+/// Answers a twin or method request from stdin line `number`.
+///
+/// Errors: [`StdoutClosed`].
+fn answer_service(
+    server: &HubServer,
+    number: usize,
+    request: ServiceRequest,
+) -> Result<(), StdoutClosed> {
+    match request {
+        ServiceRequest::UpdateDesired(json::UpdateDesired { device_id, patch }) => {
+            let patch = match TwinPatch::from_map(patch) {
+                Ok(patch) => patch,
+                Err(e) => {
+                    return Line::error(number, ErrorCode::ARGUMENT_INVALID, e.to_string()).print();
+                }
+            };
+            match server.update_desired(&device_id, patch) {
+                Ok(version) => Line::DesiredUpdated { device_id: &device_id, version }.print(),
+                Err(e) => json::hub_error(number, &e).print(),
+            }
+        }
+        ServiceRequest::GetTwin(json::GetTwin { device_id }) => match server.twin(&device_id) {
+            Ok(twin) => {
+                let twin = json::json_value(&twin.to_json());
+                Line::Twin { device_id: &device_id, twin }.print()
+            }
+            Err(e) => json::hub_error(number, &e).print(),
+        },
+        ServiceRequest::InvokeMethod(json::InvokeMethod {
+            device_id,
+            method_name,
+            payload,
+            timeout_ms,
+        }) => {
+            let payload = match payload {
+                serde_json::Value::Null => Bytes::new(),
+                value => Bytes::from(value.to_string()),
+            };
+            let timeout = Duration::from_millis(timeout_ms);
+            match server.invoke_method(&device_id, &method_name, payload, timeout) {
+                Ok(invocation) => {
+                    Line::MethodInvoked { device_id: &device_id, invocation: invocation.0 }.print()
+                }
+                Err(e) => json::hub_error(number, &e).print(),
+            }
+        }
+        // Sent by the caller's own loop.
+        ServiceRequest::SendC2d(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]

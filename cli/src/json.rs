@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hubwire_core::hub::{D2cRecord, FeedbackRecord, HubError, HubEvent, Outcome, Settled};
+use hubwire_core::hub::{
+    D2cRecord, FeedbackRecord, HubError, HubEvent, MethodOutcome, Outcome, Settled,
+};
 use hubwire_core::iothub::{Ack, ErrorCode, Identity, Message, Properties};
 use hubwire_core::time::Duration;
 use hubwire_core::{ConnectionId, Timestamp};
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize as DeriveSerialize};
 
 use crate::out::{self, StdoutClosed};
 
-/// The streams of `hubwire hub`, for its `--help`: what [`C2dRequest`] reads and
+/// The streams of `hubwire hub`, for its `--help`: what [`ServiceRequest`] reads and
 /// what [`Line`] writes.
 pub(crate) const STREAMS_HELP: &str = "\
 stdin: one C2D message per line, a JSON object; unknown fields are refused:
@@ -28,6 +30,16 @@ stdin: one C2D message per line, a JSON object; unknown fields are refused:
   expiryMs          time to live, milliseconds from now (default: the queue's)
   properties        application properties: an object of strings (null: name only)
 Each line is answered on stdout by a c2dQueued or an error line.
+A line with \"op\" asks something else (a C2D message is op sendC2d):
+  {\"op\":\"updateDesired\",\"deviceId\":..,\"patch\":{..}}
+                    patches the device's desired properties (null removes a
+                    member); answered by desiredUpdated (deviceId, version)
+  {\"op\":\"getTwin\",\"deviceId\":..}
+                    answered by twin (deviceId, twin: desired and reported)
+  {\"op\":\"invokeMethod\",\"deviceId\":..,\"methodName\":..,\"payload\":any JSON,
+   \"timeoutMs\":30000}
+                    answered by methodInvoked (deviceId, invocation), then
+                    methodResult once the device answers or the time is up
 
 stdout: one JSON object per line, its kind in \"event\"; times are milliseconds
 since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthorized):
@@ -53,6 +65,10 @@ since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthoriz
                     sequenceNumber; deliveryCount when abandoned; reason (rejected,
                     expired or deliveryCountExceeded) when rejected or dead-lettered;
                     feedback when its ack asked for one
+  reportedUpdated   deviceId, version, patch: a device patched its reported properties
+  methodResult      invocation, deviceId, methodName, status, payload (JSON, null when
+                    empty); code and error when the hub answered for the device
+                    (504101 GatewayTimeout, 404103 DeviceNotOnline)
   error             line, code, error, message: a stdin line was refused
 
 stderr: the registered devices and every refusal, in words. Lines nobody reads are
@@ -131,6 +147,41 @@ pub(crate) enum Line<'a> {
         peer: Option<String>,
         listener: &'static str,
         error: &'a str,
+    },
+    /// `updateDesired` from stdin: the desired properties' new version.
+    DesiredUpdated {
+        device_id: &'a str,
+        version: u64,
+    },
+    /// `getTwin` from stdin: the device's twin.
+    Twin {
+        device_id: &'a str,
+        twin: serde_json::Value,
+    },
+    /// A device patched its reported properties.
+    ReportedUpdated {
+        device_id: &'a str,
+        version: u64,
+        patch: serde_json::Value,
+    },
+    /// `invokeMethod` from stdin went to the device; `methodResult` with the same
+    /// invocation reports its end.
+    MethodInvoked {
+        device_id: &'a str,
+        invocation: u64,
+    },
+    /// A direct method ended: the device's status and payload, or the hub's 504
+    /// (timed out) or 404 (disconnected) with IoT Hub's code.
+    MethodResult {
+        invocation: u64,
+        device_id: &'a str,
+        method_name: &'a str,
+        status: i32,
+        payload: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'static str>,
     },
     /// A stdin line was refused.
     Error {
@@ -263,6 +314,26 @@ impl<'a> Line<'a> {
                 reason,
             },
             HubEvent::C2dSettled(settled) => Line::settled(settled),
+            HubEvent::ReportedUpdated { device_id, version, patch } => Line::ReportedUpdated {
+                device_id,
+                version: *version,
+                patch: json_value(&patch.to_json()),
+            },
+            HubEvent::MethodResult { invocation, device_id, name, outcome } => {
+                let payload = match outcome {
+                    MethodOutcome::Responded { payload, .. } => json_value(payload),
+                    _ => serde_json::Value::Null,
+                };
+                Line::MethodResult {
+                    invocation: invocation.0,
+                    device_id,
+                    method_name: name,
+                    status: outcome.status(),
+                    payload,
+                    code: outcome.error().map(|c| c.code),
+                    error: outcome.error().map(|c| c.name),
+                }
+            }
             _ => return None,
         })
     }
@@ -350,11 +421,6 @@ pub(crate) struct C2dRequest {
 pub(crate) type RequestError = (ErrorCode, String);
 
 impl C2dRequest {
-    /// Parses one stdin line.
-    pub(crate) fn parse(line: &str) -> Result<Self, RequestError> {
-        serde_json::from_str(line).map_err(|e| (ErrorCode::ARGUMENT_INVALID, e.to_string()))
-    }
-
     /// The message, its expiry counted from `now`.
     pub(crate) fn into_message(self, now: Timestamp) -> Result<Message, RequestError> {
         let invalid = |what: String| (ErrorCode::ARGUMENT_INVALID, what);
@@ -385,6 +451,93 @@ impl C2dRequest {
     }
 }
 
+/// A payload as JSON: null when empty, the text as a string when it is not JSON
+/// (a device may answer a method with anything).
+pub(crate) fn json_value(bytes: &[u8]) -> serde_json::Value {
+    if bytes.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// One stdin line: what the service side asks of the hub, by its `"op"` (a C2D
+/// message when it names none).
+#[derive(Debug)]
+pub(crate) enum ServiceRequest {
+    SendC2d(C2dRequest),
+    UpdateDesired(UpdateDesired),
+    GetTwin(GetTwin),
+    InvokeMethod(InvokeMethod),
+}
+
+/// `{"op":"updateDesired","deviceId":…,"patch":{…}}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct UpdateDesired {
+    pub(crate) device_id: String,
+    pub(crate) patch: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `{"op":"getTwin","deviceId":…}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct GetTwin {
+    pub(crate) device_id: String,
+}
+
+/// `{"op":"invokeMethod","deviceId":…,"methodName":…,"payload":…,"timeoutMs":…}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct InvokeMethod {
+    pub(crate) device_id: String,
+    pub(crate) method_name: String,
+    /// Any JSON; absent or null sends an empty payload.
+    #[serde(default)]
+    pub(crate) payload: serde_json::Value,
+    /// How long the device has to answer, milliseconds: IoT Hub's default
+    /// response timeout, 30 s.
+    #[serde(default = "default_method_timeout_ms")]
+    pub(crate) timeout_ms: u64,
+}
+
+fn default_method_timeout_ms() -> u64 {
+    30_000
+}
+
+impl ServiceRequest {
+    /// Parses one stdin line.
+    pub(crate) fn parse(line: &str) -> Result<Self, RequestError> {
+        let invalid = |e: &dyn std::fmt::Display| (ErrorCode::ARGUMENT_INVALID, e.to_string());
+        let mut value: serde_json::Value = serde_json::from_str(line).map_err(|e| invalid(&e))?;
+        let op = match value.as_object_mut().and_then(|o| o.remove("op")) {
+            None => String::from("sendC2d"),
+            Some(serde_json::Value::String(op)) => op,
+            Some(_) => return Err(invalid(&"\"op\" must be a string")),
+        };
+        let request = match op.as_str() {
+            "sendC2d" => {
+                ServiceRequest::SendC2d(serde_json::from_value(value).map_err(|e| invalid(&e))?)
+            }
+            "updateDesired" => ServiceRequest::UpdateDesired(
+                serde_json::from_value(value).map_err(|e| invalid(&e))?,
+            ),
+            "getTwin" => {
+                ServiceRequest::GetTwin(serde_json::from_value(value).map_err(|e| invalid(&e))?)
+            }
+            "invokeMethod" => ServiceRequest::InvokeMethod(
+                serde_json::from_value(value).map_err(|e| invalid(&e))?,
+            ),
+            other => {
+                return Err(invalid(&format!(
+                    "unknown op {other:?}: sendC2d, updateDesired, getTwin or invokeMethod"
+                )));
+            }
+        };
+        Ok(request)
+    }
+}
+
 /// The error line for a refused `send_c2d`.
 pub(crate) fn hub_error(line: usize, e: &HubError) -> Line<'static> {
     Line::error(line, e.code(), e.to_string())
@@ -393,6 +546,69 @@ pub(crate) fn hub_error(line: usize, e: &HubError) -> Line<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn c2d_request(line: &str) -> Result<C2dRequest, RequestError> {
+        match ServiceRequest::parse(line)? {
+            ServiceRequest::SendC2d(request) => Ok(request),
+            other => panic!("{line} read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stdin_ops_read_twin_and_method_requests_and_refuse_the_rest() {
+        let update =
+            ServiceRequest::parse(r#"{"op":"updateDesired","deviceId":"d","patch":{"a":1}}"#);
+        assert!(matches!(update, Ok(ServiceRequest::UpdateDesired(u)) if u.device_id == "d"));
+        let get = ServiceRequest::parse(r#"{"op":"getTwin","deviceId":"d"}"#);
+        assert!(matches!(get, Ok(ServiceRequest::GetTwin(_))));
+        let invoke =
+            ServiceRequest::parse(r#"{"op":"invokeMethod","deviceId":"d","methodName":"reboot"}"#);
+        let Ok(ServiceRequest::InvokeMethod(invoke)) = invoke else { panic!("{invoke:?}") };
+        assert_eq!((invoke.timeout_ms, invoke.payload), (30_000, serde_json::Value::Null));
+        assert!(matches!(
+            ServiceRequest::parse(r#"{"op":"sendC2d","deviceId":"d"}"#),
+            Ok(ServiceRequest::SendC2d(_))
+        ));
+        for bad in [
+            r#"{"op":"reboot","deviceId":"d"}"#,
+            r#"{"op":1,"deviceId":"d"}"#,
+            r#"{"op":"getTwin","deviceId":"d","extra":1}"#,
+            r#"{"op":"updateDesired","deviceId":"d","patch":[1]}"#,
+            r#"{"op":"invokeMethod","deviceId":"d"}"#,
+        ] {
+            let Err((code, _)) = ServiceRequest::parse(bad) else { panic!("{bad} accepted") };
+            assert_eq!(code, ErrorCode::ARGUMENT_INVALID);
+        }
+    }
+
+    #[test]
+    fn method_results_carry_the_device_payload_or_the_hubs_code() {
+        use hubwire_core::hub::MethodInvocation;
+        let responded = HubEvent::MethodResult {
+            invocation: MethodInvocation(3),
+            device_id: "d".into(),
+            name: "reboot".into(),
+            outcome: MethodOutcome::Responded {
+                status: 200,
+                payload: br#"{"ok":true}"#[..].into(),
+            },
+        };
+        let v = json(&Line::hub_event(&responded).unwrap());
+        assert_eq!(v["event"], "methodResult");
+        assert_eq!((v["invocation"].as_u64(), v["status"].as_i64()), (Some(3), Some(200)));
+        assert_eq!(v["payload"]["ok"], true);
+        assert!(v.get("code").is_none());
+        let timed_out = HubEvent::MethodResult {
+            invocation: MethodInvocation(4),
+            device_id: "d".into(),
+            name: "reboot".into(),
+            outcome: MethodOutcome::TimedOut,
+        };
+        let v = json(&Line::hub_event(&timed_out).unwrap());
+        assert_eq!((v["status"].as_i64(), v["code"].as_u64()), (Some(504), Some(504101)));
+        assert_eq!(v["payload"], serde_json::Value::Null);
+        assert_eq!(json_value(b"not json"), serde_json::Value::String("not json".into()));
+    }
 
     fn json(line: &Line<'_>) -> serde_json::Value {
         match serde_json::to_value(line) {
@@ -482,7 +698,7 @@ mod tests {
     fn c2d_request_becomes_a_message() {
         let line = r#"{"deviceId":"dev1","body":"hello","messageId":"m1","correlationId":"c",
             "ack":"full","expiryMs":1000,"properties":{"k":"v"}}"#;
-        let request = match C2dRequest::parse(line) {
+        let request = match c2d_request(line) {
             Ok(r) => r,
             Err(e) => panic!("{e:?}"),
         };
@@ -502,10 +718,10 @@ mod tests {
         for line in
             ["not json", r#"{"body":"no device"}"#, r#"{"deviceId":"d","messageID":"typo"}"#]
         {
-            let Err((code, _)) = C2dRequest::parse(line) else { panic!("{line} accepted") };
+            let Err((code, _)) = c2d_request(line) else { panic!("{line} accepted") };
             assert_eq!(code, ErrorCode::ARGUMENT_INVALID, "{line}");
         }
-        let bad_ack = C2dRequest::parse(r#"{"deviceId":"d","ack":"always"}"#);
+        let bad_ack = c2d_request(r#"{"deviceId":"d","ack":"always"}"#);
         let Ok(bad_ack) = bad_ack else { panic!("parse") };
         assert!(bad_ack.into_message(Timestamp::EPOCH).is_err());
     }
@@ -513,7 +729,7 @@ mod tests {
     #[test]
     fn hub_help_names_every_stdin_field() {
         // serde lists every field it knows when it meets one it does not.
-        let Err((_, e)) = C2dRequest::parse(r#"{"deviceId":"d","noSuchField":1}"#) else {
+        let Err((_, e)) = c2d_request(r#"{"deviceId":"d","noSuchField":1}"#) else {
             panic!("accepted")
         };
         let Some((_, expected)) = e.split_once("expected one of") else { panic!("{e}") };

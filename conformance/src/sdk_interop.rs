@@ -175,6 +175,90 @@ pub fn run_settling_three_ways(ip: &str, transport: &str, device: fn(&[&str]) ->
     assert_eq!(recorded, expected);
 }
 
+/// Twin and direct methods (issue 8): a desired property set before the device
+/// connects comes with its GET; the device reports properties, which the hub keeps;
+/// a desired update made while it is connected reaches its desired-property
+/// handler; a method the hub invokes is answered by the device's handler, and the
+/// hub reports the device's status and payload (spec file §4.5–§4.6, §5.6–§5.7).
+pub fn run_twin_and_methods(ip: &str, transport: &str, device: fn(&[&str]) -> Command) {
+    let mut hub = hub_on_standard_ports(ip);
+    service(&mut hub, r#"{"op":"updateDesired","deviceId":"dev1","patch":{"mode":"eco"}}"#);
+    assert_eq!(next_event(&hub.out, "desiredUpdated")["version"], 2);
+    let args = [
+        "--c2d",
+        "0",
+        "--twin",
+        "--report",
+        r#"{"firmware":"1.2","battery":{"level":60}}"#,
+        "--desired",
+        "1",
+        "--method",
+        r#"reboot=200:{"ok":true}"#,
+        "--methods",
+        "1",
+        "--timeout-ms",
+        "30000",
+    ];
+    let (_device, _stdin, out) = start_device(&hub, transport, device, &args);
+    expect(&out, "sent");
+    let twin = expect(&out, "twin");
+    assert_eq!(twin["desired"]["mode"], "eco", "{twin}");
+    assert_eq!(twin["desired"]["$version"], 2, "{twin}");
+    assert_eq!(twin["reported"]["$version"], 1, "{twin}");
+    expect(&out, "reported");
+    let reported = next_event(&hub.out, "reportedUpdated");
+    assert_eq!(reported["deviceId"], "dev1", "{reported}");
+    assert_eq!(reported["version"], 2, "{reported}");
+    assert_eq!(reported["patch"]["battery"]["level"], 60, "{reported}");
+    expect(&out, "twinReady");
+
+    service(
+        &mut hub,
+        r#"{"op":"updateDesired","deviceId":"dev1","patch":{"interval":5,"mode":null}}"#,
+    );
+    assert_eq!(next_event(&hub.out, "desiredUpdated")["version"], 3);
+    let desired = expect(&out, "desired");
+    assert_eq!(desired["patch"]["interval"], 5, "{desired}");
+    assert_eq!(desired["patch"]["$version"], 3, "{desired}");
+
+    // The SDK subscribes to methods on its own schedule: a hub that has not seen
+    // the subscription yet answers 404103, and the caller tries again.
+    let invoke = r#"{"op":"invokeMethod","deviceId":"dev1","methodName":"reboot","payload":{"delay":1},"timeoutMs":10000}"#;
+    let mut attempts = 0;
+    let invoked = loop {
+        service(&mut hub, invoke);
+        let line = next_of(&hub.out, &["methodInvoked", "error"], WAIT);
+        if line["event"] == "methodInvoked" {
+            break line;
+        }
+        attempts += 1;
+        assert!(line["code"] == 404103 && attempts < 50, "{line}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let method = expect(&out, "method");
+    assert_eq!(method["name"], "reboot", "{method}");
+    assert_eq!(method["payload"]["delay"], 1, "{method}");
+    let result = next_event(&hub.out, "methodResult");
+    assert_eq!(result["invocation"], invoked["invocation"], "{result}");
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["payload"]["ok"], true, "{result}");
+
+    service(&mut hub, r#"{"op":"getTwin","deviceId":"dev1"}"#);
+    let twin = next_event(&hub.out, "twin");
+    assert_eq!(twin["twin"]["reported"]["firmware"], "1.2", "{twin}");
+    assert_eq!(twin["twin"]["reported"]["$version"], 2, "{twin}");
+    assert_eq!(twin["twin"]["desired"]["interval"], 5, "{twin}");
+    assert_eq!(twin["twin"]["desired"].get("mode"), None, "{twin}");
+    expect(&out, "closed");
+}
+
+/// Writes one service-side line on the hub's stdin.
+fn service(hub: &mut Hub, line: &str) {
+    if let Err(e) = writeln!(hub.stdin, "{line}") {
+        panic!("hub stdin: {e}");
+    }
+}
+
 /// Starts the SDK program `device` on dev1's connection string, with the
 /// telemetry message [`assert_stored`] expects and `extra` arguments, and waits
 /// until it has connected.

@@ -18,13 +18,21 @@
 //                          (x-opt-lock-token), null over MQTT; over HTTP the lock
 //                          token is the ETag and the delivery count is not exposed
 //   {"event":"settled","action":...,"messageId":...}  once the SDK settled one
-//   {"event":"closed"}     after the client closed; exit status 0
+//   {"event":"twin","desired":{..},"reported":{..}}  with --twin: the twin, got after
+//                          "sent"; then {"event":"reported"} once --report's patch
+//                          is taken, {"event":"twinReady"}, and per desired-property
+//                          update after the twin {"event":"desired","patch":{..}}
+//   {"event":"method","name":..,"payload":..}  per direct method, answered as
+//                          --method says
+//   {"event":"closed"}     after the client closed (once --c2d messages, --desired
+//                          updates and --methods calls came); exit status 0
 //   {"event":"error","stage":"args|connect|send|c2d|close","message":...}; exit status 1
 //                          (2 for "args"); a stage that outlasts --timeout-ms is one.
 //
 // Usage: device.js --connection-string CS --ca FILE
 //          [--transport mqtt|mqtt-ws|amqp|amqp-ws|http] [--properties JSON] [--body TEXT]
 //          [--message-id ID] [--batch N] [--c2d N] [--settle ACTION,...] [--timeout-ms MS]
+//          [--twin] [--report JSON] [--desired N] [--method NAME=STATUS:JSON] [--methods N]
 // --settle lists complete|reject|abandon for the 1st, 2nd, … C2D message received
 // (an abandoned one comes again and takes the next action); it sets --c2d to its
 // length.
@@ -65,9 +73,19 @@ function parseArgs(argv) {
     c2d: 1,
     settle: [],
     timeoutMs: 10000,
+    twin: false,
+    report: undefined,
+    desired: 0,
+    method: undefined,
+    methods: 0,
   };
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i];
+    if (name === '--twin') {
+      options.twin = true;
+      i -= 1;
+      continue;
+    }
     const value = argv[i + 1];
     if (value === undefined) fail(`${name} needs a value`);
     switch (name) {
@@ -97,6 +115,15 @@ function parseArgs(argv) {
         options.c2d = options.settle.length;
         break;
       case '--timeout-ms': options.timeoutMs = nonNegative(name, value); break;
+      case '--report': options.report = JSON.parse(value); break;
+      case '--desired': options.desired = nonNegative(name, value); break;
+      case '--methods': options.methods = nonNegative(name, value); break;
+      case '--method': {
+        const match = /^([^=]+)=(\d+):(.*)$/.exec(value);
+        if (!match) fail('--method takes NAME=STATUS:JSON');
+        options.method = { name: match[1], status: Number(match[2]), payload: JSON.parse(match[3]) };
+        break;
+      }
       default: fail(`unknown argument ${name}`);
     }
   }
@@ -138,6 +165,11 @@ function telemetry(options, body, messageId) {
     message.properties.add(key, String(value));
   }
   return message;
+}
+
+// A twin section without the SDK's own members (its update function, metadata).
+function plain(section) {
+  return JSON.parse(JSON.stringify(section));
 }
 
 function describe(message) {
@@ -217,6 +249,25 @@ async function run() {
       }, (e) => fail(`${action}: ${e.message}`));
   });
 
+  // Registered before open, so the SDK subscribes as it connects.
+  let methodsSeen = 0;
+  let allMethods;
+  const methodsDone = new Promise((resolve) => { allMethods = resolve; });
+  if (options.methods === 0) allMethods();
+  if (options.method) {
+    client.onDeviceMethod(options.method.name, (request, response) => {
+      const payload = Buffer.isBuffer(request.payload)
+        ? request.payload.toString('utf8')
+        : request.payload;
+      emit({ event: 'method', name: request.methodName, payload });
+      response.send(options.method.status, options.method.payload, (e) => {
+        if (e) fail(`method response: ${e.message}`);
+        methodsSeen += 1;
+        if (methodsSeen === options.methods) allMethods();
+      });
+    });
+  }
+
   enter('connect', options.timeoutMs);
   await client.open();
   emit({ event: 'connected' });
@@ -233,8 +284,39 @@ async function run() {
   early.forEach(emit);
   early = null;
 
+  let allDesired;
+  const desiredDone = new Promise((resolve) => { allDesired = resolve; });
+  if (options.desired === 0) allDesired();
+  if (options.twin) {
+    enter('twin', options.timeoutMs);
+    const twin = await client.getTwin();
+    const { desired, reported } = twin.properties;
+    emit({ event: 'twin', desired: plain(desired), reported: plain(reported) });
+    // The SDK emits the whole desired section when a listener is added: only
+    // versions after the twin's are updates.
+    const initial = desired.$version;
+    let desiredSeen = 0;
+    twin.on('properties.desired', (delta) => {
+      if (!(delta.$version > initial)) return;
+      emit({ event: 'desired', patch: plain(delta) });
+      desiredSeen += 1;
+      if (desiredSeen === options.desired) allDesired();
+    });
+    if (options.report !== undefined) {
+      await new Promise((resolve, reject) => {
+        reported.update(options.report, (e) => (e ? reject(e) : resolve()));
+      });
+      emit({ event: 'reported' });
+    }
+    emit({ event: 'twinReady' });
+  }
+
   enter('c2d', options.timeoutMs);
   await done;
+  enter('desired', options.timeoutMs);
+  await desiredDone;
+  enter('methods', options.timeoutMs);
+  await methodsDone;
 
   enter('close', options.timeoutMs);
   client.removeListener('disconnect', onDisconnect);

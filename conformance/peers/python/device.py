@@ -6,12 +6,20 @@ per line, flushed as it happens:
   {"event":"sent"}       after the telemetry message is acknowledged
   {"event":"c2d",...}    per cloud-to-device message (the SDK acknowledges on arrival);
                          always after "sent", even for messages that came earlier
+  {"event":"twin","desired":{..},"reported":{..}}  with --twin, after "sent"; then
+                         {"event":"reported"} once --report's patch is taken, and
+                         {"event":"twinReady"}
+  {"event":"desired","patch":{..}}  per desired-property update (--desired N waits
+                         for N before closing)
+  {"event":"method","name":..,"payload":..}  per direct method, answered as
+                         --method says (--methods N waits for N)
   {"event":"closed"}     after the client shut down; exit status 0
   {"event":"error","stage":"args|connect|send|c2d|close","message":...}; exit status 1
                          (2 for "args"); a stage that outlasts --timeout-ms is one.
 
 Usage: device.py --connection-string CS --ca FILE [--transport mqtt|mqtt-ws]
          [--properties JSON] [--body TEXT] [--message-id ID] [--c2d N] [--timeout-ms MS]
+         [--twin] [--report JSON] [--desired N] [--method NAME=STATUS:JSON] [--methods N]
 """
 
 import argparse
@@ -21,7 +29,7 @@ import queue
 import sys
 import threading
 
-from azure.iot.device import IoTHubDeviceClient, Message
+from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 
 _lock = threading.Lock()
 _stage = "args"
@@ -54,9 +62,19 @@ def parse_args(argv):
     parser.add_argument("--message-id")
     parser.add_argument("--c2d", type=int, default=1)
     parser.add_argument("--timeout-ms", type=int, default=10000)
+    parser.add_argument("--twin", action="store_true")
+    parser.add_argument("--report")
+    parser.add_argument("--desired", type=int, default=0)
+    parser.add_argument("--method")
+    parser.add_argument("--methods", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         args.properties = json.loads(args.properties)
+        args.report = None if args.report is None else json.loads(args.report)
+        if args.method is not None:
+            name, rest = args.method.split("=", 1)
+            status, payload = rest.split(":", 1)
+            args.method = (name, int(status), json.loads(payload))
         with open(args.ca, encoding="utf-8") as f:
             args.ca = f.read()
     except (OSError, ValueError) as e:
@@ -123,12 +141,40 @@ def session(args, stage_done, received):
     # after CONNACK. Setting it connects (the client's auto-connect) and returns
     # once the subscription is acknowledged; connect() then has nothing left to do.
     client.on_message_received = received.put
+    desired = queue.Queue()
+    methods = queue.Queue()
+    if args.twin:
+        client.on_twin_desired_properties_patch_received = desired.put
+    if args.method is not None:
+        name, status, payload = args.method
+
+        def answer(request):
+            emit({"event": "method", "name": request.name, "payload": request.payload})
+            if request.name == name:
+                response = MethodResponse.create_from_method_request(request, status, payload)
+            else:
+                response = MethodResponse.create_from_method_request(request, 501, None)
+            client.send_method_response(response)
+            methods.put(request.name)
+
+        client.on_method_request_received = answer
     client.connect()
     stage_done.put("connected")
     client.send_message(telemetry(args))
     stage_done.put("sent")
+    if args.twin:
+        twin = client.get_twin()
+        emit({"event": "twin", "desired": twin["desired"], "reported": twin["reported"]})
+        if args.report is not None:
+            client.patch_twin_reported_properties(args.report)
+            emit({"event": "reported"})
+        emit({"event": "twinReady"})
     for _ in range(args.c2d):
         emit(describe(received.get()))
+    for _ in range(args.desired):
+        emit({"event": "desired", "patch": desired.get()})
+    for _ in range(args.methods):
+        methods.get()
     stage_done.put("c2d")
     client.shutdown()
     stage_done.put("closed")

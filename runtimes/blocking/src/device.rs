@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use hubwire_core::Timestamp;
 use hubwire_core::device::{
-    C2dMessage, Device, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, SendError,
-    TelemetryId,
+    C2dMessage, Device, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
+    RequestError, SendError, TelemetryId, TwinRequestId,
 };
-use hubwire_core::iothub::{Disposition, LockToken, Message};
+use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
 use hubwire_transports::Transport;
 use hubwire_transports::tls::Trust;
 use rand_core::{OsRng, RngCore};
@@ -50,6 +50,42 @@ pub enum TelemetryError {
     /// The client was disconnected before.
     #[error("the device client is disconnected")]
     Closed,
+}
+
+/// Why a twin request made with [`DeviceClient::get_twin`] or
+/// [`DeviceClient::patch_reported`] gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TwinCallError {
+    /// The device refused to send it (HTTP has no twin; the device stopped; too
+    /// large).
+    #[error(transparent)]
+    Refused(#[from] RequestError),
+    /// The hub refused it with this status, or (`None`) the connection was lost
+    /// before its answer.
+    #[error("the twin request failed{}: {description}", .status.map(|s| format!(" with status {s}")).unwrap_or_default())]
+    Failed {
+        /// The hub's status, if it answered.
+        status: Option<u16>,
+        /// The hub's words, if any.
+        description: String,
+    },
+    /// No answer within the time given; it may still come as an event.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The client was disconnected before.
+    #[error("the device client is disconnected")]
+    Closed,
+}
+
+/// A twin request's answer, as its waiter receives it.
+type TwinAnswer = Result<TwinReply, TwinCallError>;
+
+/// What a twin request was answered with.
+#[derive(Debug)]
+enum TwinReply {
+    Twin(Twin),
+    Version(u64),
 }
 
 /// An outcome's condition and, when given, its description, in words.
@@ -154,6 +190,17 @@ enum Command {
         reply: Sender<Result<(), DispositionError>>,
     },
     PollNow,
+    GetTwin {
+        reply: Sender<TwinAnswer>,
+    },
+    PatchReported {
+        patch: TwinPatch,
+        reply: Sender<TwinAnswer>,
+    },
+    RespondMethod {
+        response: MethodResponse,
+        reply: Sender<Result<(), RequestError>>,
+    },
 }
 
 impl DeviceClient {
@@ -186,7 +233,8 @@ impl DeviceClient {
         config.seed ^= OsRng.next_u64();
         let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
         let (events_tx, events) = mpsc::channel();
-        let client = DeviceDriver { events: events_tx, waiting: BTreeMap::new() };
+        let client =
+            DeviceDriver { events: events_tx, waiting: BTreeMap::new(), twins: BTreeMap::new() };
         let driver = Handle::spawn(name, device, client, host, &transport)?;
         Ok(DeviceClient {
             driver,
@@ -305,6 +353,57 @@ impl DeviceClient {
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
     }
 
+    /// Asks for the device's twin and waits up to `timeout` for it (spec file §4.5,
+    /// §5.6).
+    ///
+    /// Errors: see [`TwinCallError`].
+    pub fn get_twin(&self, timeout: Duration) -> Result<Twin, TwinCallError> {
+        match self.twin_call(|reply| Command::GetTwin { reply }, timeout)? {
+            TwinReply::Twin(twin) => Ok(twin),
+            TwinReply::Version(_) => Err(TwinCallError::Closed),
+        }
+    }
+
+    /// Patches the device's reported properties and waits up to `timeout` for the
+    /// hub's answer: the reported section's new version.
+    ///
+    /// Errors: see [`TwinCallError`].
+    pub fn patch_reported(
+        &self,
+        patch: TwinPatch,
+        timeout: Duration,
+    ) -> Result<u64, TwinCallError> {
+        match self.twin_call(|reply| Command::PatchReported { patch, reply }, timeout)? {
+            TwinReply::Version(version) => Ok(version),
+            TwinReply::Twin(_) => Err(TwinCallError::Closed),
+        }
+    }
+
+    fn twin_call(
+        &self,
+        command: impl FnOnce(Sender<TwinAnswer>) -> Command,
+        timeout: Duration,
+    ) -> Result<TwinReply, TwinCallError> {
+        let (reply, answer) = mpsc::channel();
+        self.command(command(reply)).ok_or(TwinCallError::Closed)?;
+        match answer.recv_timeout(timeout) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => Err(TwinCallError::TimedOut(timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(TwinCallError::Closed),
+        }
+    }
+
+    /// Answers a [`DeviceEvent::MethodRequest`].
+    ///
+    /// Errors: as [`Device::respond_method`]; [`RequestError::Stopped`] after
+    /// [`disconnect`](Self::disconnect).
+    pub fn respond_method(&self, response: MethodResponse) -> Result<(), RequestError> {
+        let (reply, answer) = mpsc::channel();
+        self.command(Command::RespondMethod { response, reply })
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(Err(RequestError::Stopped))
+    }
+
     /// Over HTTP, polls for a C2D message now rather than at the next scheduled
     /// poll: for an application told by other means that a message waits. Over
     /// MQTT and AMQP the hub pushes messages, and this does nothing.
@@ -342,6 +441,8 @@ impl DeviceClient {
 struct DeviceDriver {
     events: Sender<DeviceEvent>,
     waiting: BTreeMap<TelemetryId, Sender<Result<(), TelemetryError>>>,
+    /// Twin requests whose callers wait.
+    twins: BTreeMap<TwinRequestId, Sender<TwinAnswer>>,
 }
 
 impl Client for DeviceDriver {
@@ -365,6 +466,25 @@ impl Client for DeviceDriver {
                 let _ = reply.send(device.settle(now, &lock, disposition));
             }
             Command::PollNow => device.poll_now(now),
+            Command::GetTwin { reply } => match device.get_twin(now) {
+                Ok(id) => {
+                    self.twins.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(TwinCallError::Refused(e)));
+                }
+            },
+            Command::PatchReported { patch, reply } => match device.patch_reported(now, patch) {
+                Ok(id) => {
+                    self.twins.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(TwinCallError::Refused(e)));
+                }
+            },
+            Command::RespondMethod { response, reply } => {
+                let _ = reply.send(device.respond_method(now, response));
+            }
         }
     }
 
@@ -390,6 +510,29 @@ impl Client for DeviceDriver {
                         description: description.clone(),
                     };
                     if waiter.send(Err(rejected)).is_ok() {
+                        return;
+                    }
+                }
+            }
+            DeviceEvent::Twin { request, twin } => {
+                if let Some(waiter) = self.twins.remove(request) {
+                    if waiter.send(Ok(TwinReply::Twin(twin.clone()))).is_ok() {
+                        return;
+                    }
+                }
+            }
+            DeviceEvent::ReportedPatched { request, version } => {
+                if let Some(waiter) = self.twins.remove(request) {
+                    if waiter.send(Ok(TwinReply::Version(*version))).is_ok() {
+                        return;
+                    }
+                }
+            }
+            DeviceEvent::TwinRequestFailed { request, status, description } => {
+                if let Some(waiter) = self.twins.remove(request) {
+                    let failed =
+                        TwinCallError::Failed { status: *status, description: description.clone() };
+                    if waiter.send(Err(failed)).is_ok() {
                         return;
                     }
                 }

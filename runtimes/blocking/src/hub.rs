@@ -24,10 +24,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hubwire_core::hub::{
-    D2cLog, D2cRecord, DeviceRecord, Hub, HubConfig, HubError, HubEvent, RegistryError,
+    D2cLog, D2cRecord, DeviceRecord, Hub, HubConfig, HubError, HubEvent, MethodInvocation,
+    RegistryError,
 };
-use hubwire_core::iothub::Message;
+use hubwire_core::iothub::{Message, Twin, TwinPatch};
 use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
 
 use hubwire_transports::{Listener, Stack};
@@ -151,9 +153,34 @@ enum Input {
 
 #[derive(Debug)]
 enum Command {
-    SendC2d { device_id: String, message: Message, reply: Sender<Result<u64, HubError>> },
-    AddDevice { record: DeviceRecord, reply: Sender<Result<(), RegistryError>> },
-    Stored { reply: Sender<Vec<D2cRecord>> },
+    SendC2d {
+        device_id: String,
+        message: Message,
+        reply: Sender<Result<u64, HubError>>,
+    },
+    AddDevice {
+        record: DeviceRecord,
+        reply: Sender<Result<(), RegistryError>>,
+    },
+    Stored {
+        reply: Sender<Vec<D2cRecord>>,
+    },
+    Twin {
+        device_id: String,
+        reply: Sender<Result<Twin, HubError>>,
+    },
+    UpdateDesired {
+        device_id: String,
+        patch: TwinPatch,
+        reply: Sender<Result<u64, HubError>>,
+    },
+    InvokeMethod {
+        device_id: String,
+        name: String,
+        payload: Bytes,
+        timeout: Duration,
+        reply: Sender<Result<MethodInvocation, HubError>>,
+    },
     Shutdown,
 }
 
@@ -259,6 +286,38 @@ impl HubServer {
     /// (403004), a message too large (413001).
     pub fn send_c2d(&self, device_id: &str, message: Message) -> Result<u64, HubError> {
         self.ask(|reply| Command::SendC2d { device_id: String::from(device_id), message, reply })
+    }
+
+    /// `device_id`'s twin (the service side's "read twin").
+    ///
+    /// Errors: as [`Hub::twin`]: an unknown device (404001).
+    pub fn twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        self.ask(|reply| Command::Twin { device_id: String::from(device_id), reply })
+    }
+
+    /// Patches `device_id`'s desired properties; a connected device subscribed to
+    /// them receives the patch at once. Returns the desired version.
+    ///
+    /// Errors: as [`Hub::update_desired`].
+    pub fn update_desired(&self, device_id: &str, patch: TwinPatch) -> Result<u64, HubError> {
+        let device_id = String::from(device_id);
+        self.ask(|reply| Command::UpdateDesired { device_id, patch, reply })
+    }
+
+    /// Invokes a direct method; [`HubEvent::MethodResult`] with the returned id
+    /// reports its end, within `timeout`.
+    ///
+    /// Errors: as [`Hub::invoke_method`]: an unknown device (404001), a device not
+    /// connected or not subscribed to methods (404103), a payload over 128 KiB.
+    pub fn invoke_method(
+        &self,
+        device_id: &str,
+        name: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<MethodInvocation, HubError> {
+        let (device_id, name) = (String::from(device_id), String::from(name));
+        self.ask(|reply| Command::InvokeMethod { device_id, name, payload, timeout, reply })
     }
 
     /// Registers a device while the hub runs.
@@ -463,6 +522,16 @@ impl Driver {
             }
             Command::Stored { reply } => {
                 let _ = reply.send(self.store.iter().cloned().collect());
+            }
+            Command::Twin { device_id, reply } => {
+                let _ = reply.send(self.hub.twin(&device_id));
+            }
+            Command::UpdateDesired { device_id, patch, reply } => {
+                let _ = reply.send(self.hub.update_desired(now, &device_id, &patch));
+            }
+            Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
+                let invoked = self.hub.invoke_method(now, &device_id, &name, payload, timeout);
+                let _ = reply.send(invoked);
             }
             Command::Shutdown => return ControlFlow::Break(()),
         }

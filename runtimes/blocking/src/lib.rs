@@ -22,7 +22,9 @@ mod multiplexed;
 mod reader;
 mod writer;
 
-pub use device::{ClientTransport, DeviceClient, TelemetryError, TransportChoice, TransportStatus};
+pub use device::{
+    ClientTransport, DeviceClient, TelemetryError, TransportChoice, TransportStatus, TwinCallError,
+};
 pub use hub::{BindError, HubServer, HubServerEvent, Listen, listener_name};
 pub use hubwire_transports::{Listener, Transport};
 pub use multiplexed::{AddDeviceError, MultiplexedClient};
