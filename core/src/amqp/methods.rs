@@ -54,10 +54,8 @@ pub fn request_to_message(request: &MethodRequest) -> Message {
     });
     let mut app = ApplicationProperties::new();
     // A string is a simple value: the insert cannot fail.
-    let _ = app.insert(
-        Utf8Bytes::from_static(METHOD_NAME),
-        Value::String(request.name.as_str().into()),
-    );
+    let _ = app
+        .insert(Utf8Bytes::from_static(METHOD_NAME), Value::String(request.name.as_str().into()));
     message.application_properties = Some(app);
     message
 }
@@ -75,13 +73,15 @@ pub fn request_from_message(
     message: &Message,
 ) -> Result<(MethodRequest, MessageId), MethodMessageError> {
     let fail = |reason| MethodMessageError { kind: "request", reason };
-    let correlation = read_correlation_id(message).ok_or_else(|| fail("no uuid or string correlation-id"))?;
+    let correlation =
+        read_correlation_id(message).ok_or_else(|| fail("no uuid or string correlation-id"))?;
     let Some(Value::String(name)) =
         message.application_properties.as_ref().and_then(|a| a.get(METHOD_NAME))
     else {
         return Err(fail("no IoThub-methodname string"));
     };
-    let payload = payload(message).ok_or_else(|| fail("the body is not data of at most 128 KiB"))?;
+    let payload =
+        payload(message).ok_or_else(|| fail("the body is not data of at most 128 KiB"))?;
     let request =
         MethodRequest { request_id: correlation.to_string(), name: name.as_str().into(), payload };
     Ok((request, correlation))
@@ -110,13 +110,15 @@ pub fn response_to_message(response: &MethodResponse, correlation: MessageId) ->
 /// that is not data or too large.
 pub fn response_from_message(message: &Message) -> Result<MethodResponse, MethodMessageError> {
     let fail = |reason| MethodMessageError { kind: "response", reason };
-    let correlation = read_correlation_id(message).ok_or_else(|| fail("no uuid or string correlation-id"))?;
+    let correlation =
+        read_correlation_id(message).ok_or_else(|| fail("no uuid or string correlation-id"))?;
     let Some(Value::Int(status)) =
         message.application_properties.as_ref().and_then(|a| a.get(STATUS))
     else {
         return Err(fail("no IoThub-status int"));
     };
-    let payload = payload(message).ok_or_else(|| fail("the body is not data of at most 128 KiB"))?;
+    let payload =
+        payload(message).ok_or_else(|| fail("the body is not data of at most 128 KiB"))?;
     Ok(MethodResponse { request_id: correlation.to_string(), status: *status, payload })
 }
 

@@ -197,8 +197,10 @@ impl TwinReply {
                 if let Some(version) = r.version {
                     annotations.insert(Symbol::from_static(VERSION), Value::Long(version));
                 }
-                let properties =
-                    Properties { correlation_id: Some(r.correlation_id.clone()), ..Default::default() };
+                let properties = Properties {
+                    correlation_id: Some(r.correlation_id.clone()),
+                    ..Default::default()
+                };
                 (&r.body, Some(properties), Some(annotations))
             }
             TwinReply::Desired(body) => (body, None, None),
@@ -221,7 +223,8 @@ impl TwinReply {
     /// another type, a body that is not data sections.
     pub fn from_message(message: &Message) -> Result<TwinReply, TwinReplyError> {
         let body = message.body.data().ok_or(TwinReplyError("the body is not data"))?;
-        let Some(correlation_id) = message.properties.as_ref().and_then(|p| p.correlation_id.clone())
+        let Some(correlation_id) =
+            message.properties.as_ref().and_then(|p| p.correlation_id.clone())
         else {
             return Ok(TwinReply::Desired(body));
         };

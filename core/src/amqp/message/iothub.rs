@@ -97,8 +97,7 @@ pub enum MappingError {
 ///
 /// [`MappingError`].
 pub fn to_iothub(amqp: &Message) -> Result<(iothub::Message, HubStamps), MappingError> {
-    let body =
-        amqp.body.data().ok_or(MappingError::BodyNotData { found: amqp.body.name() })?;
+    let body = amqp.body.data().ok_or(MappingError::BodyNotData { found: amqp.body.name() })?;
     let mut message = iothub::Message::new(body);
     if let Some(p) = &amqp.properties {
         let text = |s: &Option<Utf8Bytes>| s.as_ref().map(|s| s.as_str().to_string());

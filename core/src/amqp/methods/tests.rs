@@ -65,8 +65,8 @@ fn tv20_response_status_is_an_int_and_the_uuid_comes_back() {
     let bytes = encode(&response_to_message(&response, MessageId::Uuid(GUID)));
     let status = [
         0xa1, 0x0d, // str8 "IoThub-status"
-        b'I', b'o', b'T', b'h', b'u', b'b', b'-', b's', b't', b'a', b't', b'u', b's',
-        0x71, 0x00, 0x00, 0x00, 0xc8, // int 200 (not smallint: 200 > 127)
+        b'I', b'o', b'T', b'h', b'u', b'b', b'-', b's', b't', b'a', b't', b'u', b's', 0x71, 0x00,
+        0x00, 0x00, 0xc8, // int 200 (not smallint: 200 > 127)
     ];
     assert!(bytes.windows(status.len()).any(|w| w == status), "{bytes:02x?}");
     let mut uuid = vec![0x98];
@@ -94,7 +94,8 @@ fn s5_7_requests_and_responses_missing_their_parts_are_refused() {
     let mut m = request_to_message(&request);
     m.properties.as_mut().unwrap().correlation_id = Some(MessageId::Ulong(1));
     assert!(request_from_message(&m).is_err());
-    let response = MethodResponse { request_id: request.request_id, status: 1, payload: Bytes::new() };
+    let response =
+        MethodResponse { request_id: request.request_id, status: 1, payload: Bytes::new() };
     let mut m = response_to_message(&response, MessageId::Uuid(GUID));
     let mut app = ApplicationProperties::new();
     app.insert(STATUS, Value::Long(200)).unwrap();

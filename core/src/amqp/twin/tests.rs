@@ -116,7 +116,11 @@ fn s5_6_c_rejects_a_status_or_version_of_another_type() {
     })
     .to_message();
     let mut wrong = m.clone();
-    wrong.message_annotations.as_mut().unwrap().insert(Symbol::from_static(STATUS), Value::Long(200));
+    wrong
+        .message_annotations
+        .as_mut()
+        .unwrap()
+        .insert(Symbol::from_static(STATUS), Value::Long(200));
     assert_eq!(TwinReply::from_message(&wrong), Err(TwinReplyError("status is not an int")));
     m.message_annotations.as_mut().unwrap().insert(Symbol::from_static(VERSION), Value::Int(3));
     assert_eq!(TwinReply::from_message(&m), Err(TwinReplyError("version is not a long")));
@@ -125,7 +129,8 @@ fn s5_6_c_rejects_a_status_or_version_of_another_type() {
 #[test]
 fn s5_6_hub_reads_operations_in_any_case_and_refuses_the_rest_with_their_id() {
     let request = |operation: &'static str, resource: Option<&'static str>| {
-        let mut m = TwinRequest { correlation_id: c1(), operation: TwinOperation::Get }.to_message();
+        let mut m =
+            TwinRequest { correlation_id: c1(), operation: TwinOperation::Get }.to_message();
         let mut a = Annotations::new();
         a.insert(Symbol::from_static(OPERATION), string(operation));
         if let Some(r) = resource {
@@ -145,7 +150,8 @@ fn s5_6_hub_reads_operations_in_any_case_and_refuses_the_rest_with_their_id() {
         let e = request(operation, resource).expect_err(operation);
         assert_eq!(e.correlation_id, Some(c1()), "answerable with 400");
     }
-    let mut anonymous = TwinRequest { correlation_id: c1(), operation: TwinOperation::Get }.to_message();
+    let mut anonymous =
+        TwinRequest { correlation_id: c1(), operation: TwinOperation::Get }.to_message();
     anonymous.properties = None;
     let e = TwinRequest::from_message(&anonymous).expect_err("no id");
     assert_eq!(e.correlation_id, None);
