@@ -219,7 +219,7 @@ fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
 fn object(json: &[u8]) -> Result<Map<String, Value>, TwinError> {
     match serde_json::from_slice::<Value>(json) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(TwinError::NotAnObject(alloc::format!("{}", kind(&other)))),
+        Ok(other) => Err(TwinError::NotAnObject(String::from(kind(&other)))),
         Err(e) => Err(TwinError::NotAnObject(alloc::format!("{e}"))),
     }
 }
