@@ -4,9 +4,10 @@
 //! An `AmqpConnection` accepts both protocol headers (the Node and .NET SDKs skip
 //! SASL, the C SDK sends `MSSBCBS`, generic clients `PLAIN`; §5.1), answers
 //! put-tokens on `$cbs` (§5.2), lets a link attach only to a node its device holds
-//! a valid token for (§5.3), stores telemetry before it accepts the delivery, and
+//! a valid token for (§5.3), stores telemetry before it accepts the delivery,
 //! delivers C2D messages with the lock token as delivery tag, settling the queue as
-//! the device's outcome says (§5.5).
+//! the device's outcome says (§5.5), answers twin requests and sends desired
+//! notifications (§5.6, `twin`), and carries direct methods (§5.7, `methods`).
 //!
 //! | What the device does | The hub's answer |
 //! |---|---|
@@ -88,9 +89,9 @@ const MAX_OUTGOING: usize = 64;
 /// costs the hub memory a stranger should not command.
 const CHANNEL_MAX: u16 = 15;
 
-/// Links one connection may hold, per identity it may authenticate: telemetry
-/// and C2D today, twin and methods (two each) later, and room for refused
-/// attaches whose detach the client has not answered yet.
+/// Links one connection may hold, per identity it may authenticate: telemetry,
+/// C2D, twin and methods (two each), and room for refused attaches whose detach
+/// the client has not answered yet.
 const LINKS_PER_IDENTITY: usize = 8;
 
 /// Credit on a `$cbs` request link: put-tokens a client may have unanswered.

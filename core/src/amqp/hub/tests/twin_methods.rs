@@ -333,12 +333,17 @@ fn s5_10_a_device_attaching_another_devices_twin_is_refused() {
 }
 
 #[test]
-fn s5_3_module_twin_is_refused_not_implemented() {
+fn s5_3_module_twin_and_methods_are_refused() {
+    // This hub authenticates no module (its put-token is refused 401), so a
+    // module's twin or method link is refused before its node is looked at; were
+    // modules admitted, `on_attach` would still refuse them `not-implemented`, as
+    // the hub keeps device twins only.
     let mut w = World::new(1);
     let c = w.authenticated(&["d0"]);
-    let link = w.attach(c, "m", Role::Sender, "/devices/d0/modules/m1/twin");
-    // The module holds no token: refused before its node is looked at.
-    assert_eq!(attach_error(&w, c, link), condition::UNAUTHORIZED_ACCESS);
+    for address in ["/devices/d0/modules/m1/twin", "/devices/d0/modules/m1/methods/devicebound"] {
+        let link = w.attach(c, "m", Role::Receiver, address);
+        assert_eq!(attach_error(&w, c, link), condition::UNAUTHORIZED_ACCESS, "{address}");
+    }
 }
 
 #[test]
