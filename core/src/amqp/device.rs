@@ -19,6 +19,16 @@
 //! | a C2D delivery that is not | `rejected` with `amqp:decode-error` at once, as the C SDK does (§5.5) |
 //! | the hub detaches a device's link | that device puts its token and attaches again after backoff |
 //! | the connection is lost | every device re-authenticates on the next one, after backoff; unacknowledged telemetry is sent again (at least once) |
+//! | a twin response (correlation-id) | [`DeviceEvent::Twin`], [`DeviceEvent::ReportedPatched`] or [`DeviceEvent::TwinRequestFailed`] (§5.6) |
+//! | a twin message without correlation-id | [`DeviceEvent::DesiredUpdated`] (§5.6) |
+//! | a method request | [`DeviceEvent::MethodRequest`]; one that does not read is rejected with `amqp:decode-error`, as the C SDK does (§5.7) |
+//! | links or connection lost with twin requests unanswered | [`DeviceEvent::TwinRequestFailed`] without status; unanswered method requests are forgotten |
+//!
+//! Twin and method links (§5.3, §5.9 steps 6–7) are attached after the put-token,
+//! twin sender then receiver, methods sender then receiver: the twin links with
+//! [`DeviceConfig::receive_desired`] or on the first twin request, the method links
+//! with [`DeviceConfig::receive_methods`]. With `receive_desired` the device sends
+//! the PUT subscription once its twin links are up, on every connection.
 //!
 //! Complete, reject and abandon are sent as settled `accepted`, `rejected` and
 //! `released` (§5.5). Heartbeats and the idle time-out are the connection's
@@ -176,6 +186,10 @@ enum Owner {
     CbsReceiver,
     Telemetry(DeviceKey),
     C2d(DeviceKey),
+    TwinSender(DeviceKey),
+    TwinReceiver(DeviceKey),
+    MethodSender(DeviceKey),
+    MethodReceiver(DeviceKey),
     /// A removed device's link, detaching.
     Removed,
 }
@@ -188,6 +202,8 @@ struct Slot {
     auth: Auth,
     telemetry: Option<LinkId>,
     c2d: Option<LinkId>,
+    /// Twin and method links and requests.
+    channels: twin::Channels,
     /// `Connected` was reported for the links now attached.
     announced: bool,
     next_telemetry: u64,
@@ -207,6 +223,21 @@ impl Slot {
     /// device: IoT Hub has no C2D queue for modules (spec file §5.3).
     fn wants_c2d(&self) -> bool {
         self.config.receive_c2d && self.identity.module_id.is_none()
+    }
+
+    /// Takes every link of the device, to detach them.
+    fn take_links(&mut self) -> impl Iterator<Item = LinkId> + use<> {
+        let c = &mut self.channels;
+        [
+            self.telemetry.take(),
+            self.c2d.take(),
+            c.twin_sender.take(),
+            c.twin_receiver.take(),
+            c.method_sender.take(),
+            c.method_receiver.take(),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -296,6 +327,7 @@ impl Multiplexed {
                 auth,
                 telemetry: None,
                 c2d: None,
+                channels: twin::Channels::default(),
                 announced: false,
                 next_telemetry: 0,
                 next_tag: 0,
@@ -323,12 +355,12 @@ impl Multiplexed {
     /// yet acknowledged is dropped, and no event names it again. Returns whether it
     /// was there.
     pub fn remove_device(&mut self, now: Timestamp, key: DeviceKey) -> bool {
-        let Some(slot) = self.devices.remove(&key) else {
+        let Some(mut slot) = self.devices.remove(&key) else {
             return false;
         };
         self.events.retain(|(k, _)| *k != key);
         if let State::Open(wire) = &mut self.state {
-            for link in [slot.telemetry, slot.c2d].into_iter().flatten() {
+            for link in slot.take_links() {
                 wire.links.insert(link, Owner::Removed);
                 let _ = wire.engine.detach(now, link, true, None);
             }
@@ -377,35 +409,6 @@ impl Multiplexed {
         self.pump(now, key);
         self.after(now);
         Ok(id)
-    }
-
-    /// PLACEHOLDER until the AMQP twin lands.
-    pub fn get_twin(
-        &mut self,
-        _now: Timestamp,
-        _key: DeviceKey,
-    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
-        Err(crate::device::RequestError::Stopped)
-    }
-
-    /// PLACEHOLDER until the AMQP twin lands.
-    pub fn patch_reported(
-        &mut self,
-        _now: Timestamp,
-        _key: DeviceKey,
-        _patch: crate::iothub::TwinPatch,
-    ) -> Result<crate::device::TwinRequestId, crate::device::RequestError> {
-        Err(crate::device::RequestError::Stopped)
-    }
-
-    /// PLACEHOLDER until AMQP methods land.
-    pub fn respond_method(
-        &mut self,
-        _now: Timestamp,
-        _key: DeviceKey,
-        response: crate::iothub::MethodResponse,
-    ) -> Result<(), crate::device::RequestError> {
-        Err(crate::device::RequestError::UnknownRequest(response.request_id))
     }
 
     /// Settles device `key`'s C2D message: complete → `accepted`, reject →
@@ -725,6 +728,23 @@ impl Multiplexed {
                     self.announce(key);
                     self.pump(now, key);
                 }
+                Some(Owner::TwinReceiver(key)) => {
+                    let _ = wire.engine.flow(now, link, twin::TWIN_CREDIT, false);
+                    self.announce(key);
+                    self.twin_links_up(now, key);
+                }
+                Some(Owner::TwinSender(key)) => {
+                    self.announce(key);
+                    self.twin_links_up(now, key);
+                }
+                Some(Owner::MethodReceiver(key)) => {
+                    let _ = wire.engine.flow(now, link, twin::METHOD_CREDIT, false);
+                    self.announce(key);
+                }
+                Some(Owner::MethodSender(key)) => {
+                    self.announce(key);
+                    self.pump_method_responses(now, key);
+                }
                 _ => {}
             },
             LinkEvent::Detached { link, error, .. } => {
@@ -735,7 +755,14 @@ impl Multiplexed {
                     }
                     // Detached by the hub, or by this side for the hub's violation
                     // on it.
-                    Some(Owner::Telemetry(key) | Owner::C2d(key)) => {
+                    Some(
+                        Owner::Telemetry(key)
+                        | Owner::C2d(key)
+                        | Owner::TwinSender(key)
+                        | Owner::TwinReceiver(key)
+                        | Owner::MethodSender(key)
+                        | Owner::MethodReceiver(key),
+                    ) => {
                         let reason = DisconnectReason::LinkDetached {
                             condition: error
                                 .as_ref()
@@ -748,11 +775,12 @@ impl Multiplexed {
                     _ => {}
                 }
             }
-            LinkEvent::Credit { link, .. } => {
-                if let Some(Owner::Telemetry(key)) = wire.links.get(&link).copied() {
-                    self.pump(now, key);
-                }
-            }
+            LinkEvent::Credit { link, .. } => match wire.links.get(&link).copied() {
+                Some(Owner::Telemetry(key)) => self.pump(now, key),
+                Some(Owner::TwinSender(key)) => self.pump_twin(now, key),
+                Some(Owner::MethodSender(key)) => self.pump_method_responses(now, key),
+                _ => {}
+            },
             LinkEvent::Delivery {
                 link,
                 delivery_id,
@@ -777,6 +805,14 @@ impl Multiplexed {
                 Some(Owner::C2d(key)) => {
                     let d = C2dDelivery { link, delivery_id, tag, settled, rcv_settle_mode };
                     self.on_c2d(now, key, d, &payload);
+                }
+                Some(Owner::TwinReceiver(key)) => {
+                    let d = C2dDelivery { link, delivery_id, tag, settled, rcv_settle_mode };
+                    self.on_twin_reply(now, key, &d, &payload);
+                }
+                Some(Owner::MethodReceiver(key)) => {
+                    let d = C2dDelivery { link, delivery_id, tag, settled, rcv_settle_mode };
+                    self.on_method_request(now, key, &d, &payload);
                 }
                 _ => {}
             },
@@ -922,6 +958,11 @@ impl Multiplexed {
                 slot.c2d = Some(link);
             }
         }
+        let wants_twin = slot.config.receive_desired || slot.channels.wants_twin;
+        if wants_twin {
+            self.attach_twin(now, key);
+        }
+        self.attach_methods(now, key);
     }
 
     /// Reports `Connected` once all of the device's links are attached.
@@ -931,7 +972,14 @@ impl Multiplexed {
         let attached = |l: Option<LinkId>| {
             l.is_some_and(|l| wire.engine.links().state(l) == Some(LinkState::Attached))
         };
-        if slot.announced || !attached(slot.telemetry) || (slot.wants_c2d() && !attached(slot.c2d))
+        let c = &slot.channels;
+        // Every link asked for so far; twin links attached later (on a first twin
+        // request) come after `Connected`.
+        let others = [slot.c2d, c.twin_sender, c.twin_receiver, c.method_sender, c.method_receiver];
+        if slot.announced
+            || !attached(slot.telemetry)
+            || (slot.wants_c2d() && slot.c2d.is_none())
+            || others.into_iter().any(|l| l.is_some() && !attached(l))
         {
             return;
         }
@@ -1082,14 +1130,14 @@ impl Multiplexed {
     fn links_lost(&mut self, now: Timestamp, key: DeviceKey, reason: DisconnectReason) {
         let State::Open(wire) = &mut self.state else { return };
         let Some(slot) = self.devices.get_mut(&key) else { return };
-        for link in [slot.telemetry.take(), slot.c2d.take()].into_iter().flatten() {
+        for link in slot.take_links() {
             if let Some(owner) = wire.links.get_mut(&link) {
                 *owner = Owner::Removed;
                 let _ = wire.engine.detach(now, link, true, None);
             }
         }
         wire.put_tokens.retain(|_, k| *k != key);
-        reset(slot);
+        reset(slot, key, &mut self.events);
         let until = now + self.config.backoff.delay(slot.attempt, &mut self.rng);
         slot.attempt = slot.attempt.saturating_add(1);
         slot.auth = Auth::Waiting { until };
@@ -1101,11 +1149,12 @@ impl Multiplexed {
     fn stop_device(&mut self, now: Timestamp, key: DeviceKey, reason: DisconnectReason) {
         let State::Open(wire) = &mut self.state else { return };
         let Some(slot) = self.devices.get_mut(&key) else { return };
-        for link in [slot.telemetry.take(), slot.c2d.take()].into_iter().flatten() {
+        for link in slot.take_links() {
             wire.links.insert(link, Owner::Removed);
             let _ = wire.engine.detach(now, link, true, None);
         }
-        reset(slot);
+        reset(slot, key, &mut self.events);
+        slot.channels.fail_queued(key, &mut self.events);
         slot.auth = Auth::Stopped;
         self.events.push_back((key, DeviceEvent::Disconnected { reason, reconnect_at: None }));
     }
@@ -1120,9 +1169,8 @@ impl Multiplexed {
             Some(until)
         };
         for (key, slot) in &mut self.devices {
-            slot.telemetry = None;
-            slot.c2d = None;
-            reset(slot);
+            let _ = slot.take_links();
+            reset(slot, *key, &mut self.events);
             if slot.auth == Auth::Stopped {
                 continue;
             }
@@ -1145,9 +1193,11 @@ struct C2dDelivery {
 }
 
 /// Forgets what lived on a lost link: telemetry in flight is to be sent again, C2D
-/// locks are void (the hub delivers those messages again).
-fn reset(slot: &mut Slot) {
+/// locks are void (the hub delivers those messages again), twin requests sent are
+/// failed and method requests forgotten (see [`twin::Channels::reset`]).
+fn reset(slot: &mut Slot, key: DeviceKey, events: &mut VecDeque<(DeviceKey, DeviceEvent)>) {
     slot.announced = false;
+    slot.channels.reset(key, events);
     slot.locks.clear();
     for m in &mut slot.in_flight {
         m.delivery = None;
@@ -1210,3 +1260,4 @@ fn description(error: Option<&AmqpError>) -> String {
 
 #[cfg(test)]
 mod tests;
+mod twin;

@@ -4,9 +4,10 @@
 //! An `AmqpConnection` accepts both protocol headers (the Node and .NET SDKs skip
 //! SASL, the C SDK sends `MSSBCBS`, generic clients `PLAIN`; §5.1), answers
 //! put-tokens on `$cbs` (§5.2), lets a link attach only to a node its device holds
-//! a valid token for (§5.3), stores telemetry before it accepts the delivery, and
+//! a valid token for (§5.3), stores telemetry before it accepts the delivery,
 //! delivers C2D messages with the lock token as delivery tag, settling the queue as
-//! the device's outcome says (§5.5).
+//! the device's outcome says (§5.5), answers twin requests and sends desired
+//! notifications (§5.6, `twin`), and carries direct methods (§5.7, `methods`).
 //!
 //! | What the device does | The hub's answer |
 //! |---|---|
@@ -16,7 +17,10 @@
 //! | attach to an address that names no node | refused, `amqp:not-found` |
 //! | attach for an identity without a valid token | refused, `amqp:unauthorized-access` |
 //! | attach in a direction the node does not serve | refused, `amqp:not-allowed` |
-//! | attach to twin or methods | refused, `amqp:not-implemented` (not built yet) |
+//! | attach to a module's twin or methods | refused, `amqp:not-implemented` (the hub keeps device twins only) |
+//! | twin request that is not one (no JSON object, unknown operation or resource) | answered with status 400 and a JSON body, when it has a correlation-id (spec file §5.6) |
+//! | twin request or method response that does not decode | rejected, `amqp:decode-error` |
+//! | method response for no waiting invocation (answered, timed out) | dropped, accepted all the same |
 //! | attach to a transaction coordinator (part 4) | refused, `amqp:not-implemented` |
 //! | telemetry that is not an IoT Hub message | rejected, `com.microsoft:argument-error` |
 //! | telemetry larger than the hub takes | rejected, `amqp:link:message-size-exceeded` |
@@ -71,18 +75,23 @@ const IDLE_TIME_OUT_MS: u32 = 240_000;
 /// hub would take is never refused by the link layer for its encoding.
 const SECTIONS_OVERHEAD: u64 = 16 * 1024;
 
-/// Credit on a telemetry link: deliveries a device may have unacknowledged. Topped
-/// up as the hub accepts them.
-const TELEMETRY_CREDIT: u32 = 64;
+/// Credit on a device's sender link (telemetry, twin requests, method responses):
+/// deliveries a device may have unanswered. Topped up as the hub answers them.
+const SENDER_CREDIT: u32 = 64;
+
+/// Messages the hub holds for one of a device's receivers (twin replies, method
+/// requests) while it gives no credit; more are dropped and logged. A device whose
+/// desired notifications were dropped catches up with a GET (spec file §4.5).
+const MAX_OUTGOING: usize = 64;
 
 /// Sessions a client may begin on one connection, less one: IoT Hub's SDKs use
 /// one (the C SDK, Node) or two (.NET, unconfirmed, spec file §5.1), and each
 /// costs the hub memory a stranger should not command.
 const CHANNEL_MAX: u16 = 15;
 
-/// Links one connection may hold, per identity it may authenticate: telemetry
-/// and C2D today, twin and methods (two each) later, and room for refused
-/// attaches whose detach the client has not answered yet.
+/// Links one connection may hold, per identity it may authenticate: telemetry,
+/// C2D, twin and methods (two each), and room for refused attaches whose detach
+/// the client has not answered yet.
 const LINKS_PER_IDENTITY: usize = 8;
 
 /// Credit on a `$cbs` request link: put-tokens a client may have unanswered.
@@ -109,12 +118,31 @@ enum HubLink {
     /// A device's receiver from its `messages/devicebound`: C2D messages, with the
     /// locks of those not yet settled.
     C2d { identity: Identity, in_flight: BTreeMap<DeliveryNumber, LockToken> },
+    /// A device's sender to its twin: twin requests (spec file §5.6).
+    TwinRequests(Identity),
+    /// A device's receiver from its twin: responses and desired notifications.
+    TwinReplies {
+        identity: Identity,
+        /// Whether they go pre-settled (the device's attach allowed it, spec file
+        /// §5.3: the SDKs ask for snd-settle-mode settled).
+        settled: bool,
+    },
+    /// A device's receiver from `methods/devicebound`: method requests (spec file
+    /// §5.7).
+    MethodRequests { identity: Identity, settled: bool },
+    /// A device's sender to `methods/devicebound`: method responses.
+    MethodResponses(Identity),
 }
 
 impl HubLink {
     fn identity(&self) -> Option<&Identity> {
         match self {
-            HubLink::Telemetry(id) | HubLink::C2d { identity: id, .. } => Some(id),
+            HubLink::Telemetry(id)
+            | HubLink::C2d { identity: id, .. }
+            | HubLink::TwinRequests(id)
+            | HubLink::TwinReplies { identity: id, .. }
+            | HubLink::MethodRequests { identity: id, .. }
+            | HubLink::MethodResponses(id) => Some(id),
             HubLink::CbsRequests | HubLink::CbsResponses { .. } => None,
         }
     }
@@ -147,6 +175,11 @@ pub(crate) struct AmqpConnection {
     links: BTreeMap<LinkId, HubLink>,
     /// Put-token responses waiting for a `$cbs` receiver with credit.
     cbs_responses: VecDeque<Message>,
+    /// Messages for the hub's sending twin and method links, waiting for credit.
+    outgoing: BTreeMap<LinkId, VecDeque<Message>>,
+    /// Identities that subscribed to desired-property notifications (a twin PUT,
+    /// spec file §5.6) on this connection.
+    desired: BTreeSet<Identity>,
     /// Devices whose C2D delivery waits for the session's incoming window: the
     /// link layer hears no session-only flow, so any input may have widened it.
     window_blocked: BTreeSet<String>,
@@ -200,6 +233,8 @@ impl AmqpConnection {
             bound: BTreeSet::new(),
             links: BTreeMap::new(),
             cbs_responses: VecDeque::new(),
+            outgoing: BTreeMap::new(),
+            desired: BTreeSet::new(),
             window_blocked: BTreeSet::new(),
             pending: BTreeMap::new(),
             stores: BTreeMap::new(),
@@ -226,6 +261,12 @@ impl AmqpConnection {
         self.process(now, hub);
         for device_id in core::mem::take(&mut self.window_blocked) {
             self.pump_c2d(now, &device_id, hub);
+        }
+        // Any input may have widened a session window that held them.
+        let waiting: Vec<LinkId> =
+            self.outgoing.iter().filter(|(_, q)| !q.is_empty()).map(|(l, _)| *l).collect();
+        for link in waiting {
+            self.pump_outgoing(now, hub, link);
         }
         Ok(result?)
     }
@@ -345,6 +386,9 @@ impl AmqpConnection {
                     let device_id = identity.device_id.clone();
                     self.pump_c2d(now, &device_id, hub);
                 }
+                Some(HubLink::TwinReplies { .. } | HubLink::MethodRequests { .. }) => {
+                    self.pump_outgoing(now, hub, link);
+                }
                 _ => {}
             },
             LinkEvent::Delivery { link, delivery_id, message_format, settled, payload, .. } => {
@@ -357,12 +401,39 @@ impl AmqpConnection {
                         let delivery = (link, delivery_id, settled);
                         self.on_telemetry(now, hub, &identity, delivery, message_format, &payload);
                     }
+                    Some(HubLink::TwinRequests(identity)) => {
+                        let identity = identity.clone();
+                        self.on_twin_request(
+                            now,
+                            hub,
+                            &identity,
+                            (link, delivery_id, settled),
+                            &payload,
+                        );
+                    }
+                    Some(HubLink::MethodResponses(identity)) => {
+                        let identity = identity.clone();
+                        let delivery = (link, delivery_id, settled);
+                        self.on_method_response(now, hub, &identity, delivery, &payload);
+                    }
                     // The link layer hands deliveries up only on receiving links.
                     _ => {}
                 }
             }
             LinkEvent::Disposition { link, delivery_id, state, settled } => {
-                self.on_c2d_disposition(now, hub, link, delivery_id, state, settled);
+                match self.links.get(&link) {
+                    Some(HubLink::C2d { .. }) => {
+                        self.on_c2d_disposition(now, hub, link, delivery_id, state, settled);
+                    }
+                    // A twin reply or method request sent unsettled: the device's outcome
+                    // ends it; with receiver-settle-mode second the hub settles after it.
+                    Some(HubLink::TwinReplies { .. } | HubLink::MethodRequests { .. })
+                        if !settled && state.is_some() =>
+                    {
+                        let _ = self.engine.disposition(now, link, delivery_id, state, true);
+                    }
+                    _ => {}
+                }
             }
             LinkEvent::Detached { link, .. } => self.forget_link(now, hub, link),
             LinkEvent::SessionEnded { session, .. } => {
@@ -414,7 +485,23 @@ impl AmqpConnection {
             let identity = node.identity().cloned();
             return self.refuse_attach(now, hub, link, identity, e.condition(), e.to_string());
         }
+        if let NodeAddress::Twin(id) | NodeAddress::Methods(id) = &node
+            && id.module_id.is_some()
+        {
+            let reason = format!("module {} links: this hub keeps device twins only", node.kind());
+            let identity = Some(id.clone());
+            return self.refuse_attach(
+                now,
+                hub,
+                link,
+                identity,
+                condition::NOT_IMPLEMENTED,
+                reason,
+            );
+        }
         let mut answer = LinkSpec::answering(remote);
+        // A device's receiver that lets the hub send settled (§2.8.2).
+        let presettled = remote.snd_settle_mode != SenderSettleMode::Unsettled;
         let (kind, credit) = match (node, remote.role) {
             (NodeAddress::Cbs, Role::Sender) => {
                 answer.max_message_size = Some(CBS_MAX_MESSAGE_SIZE);
@@ -428,11 +515,24 @@ impl AmqpConnection {
                 // The C SDK sends nothing to a link without a max-message-size
                 // (spec file §5.4).
                 answer.max_message_size = Some(self.message_limits.max_size as u64);
-                (HubLink::Telemetry(identity), TELEMETRY_CREDIT)
+                (HubLink::Telemetry(identity), SENDER_CREDIT)
             }
             (NodeAddress::C2d(identity), Role::Receiver) => {
-                self.replace_c2d_link(now, hub, &identity);
                 (HubLink::C2d { identity, in_flight: BTreeMap::new() }, 0)
+            }
+            (NodeAddress::Twin(identity), Role::Sender) => {
+                answer.max_message_size = Some(self.message_limits.max_size as u64);
+                (HubLink::TwinRequests(identity), SENDER_CREDIT)
+            }
+            (NodeAddress::Twin(identity), Role::Receiver) => {
+                (HubLink::TwinReplies { identity, settled: presettled }, 0)
+            }
+            (NodeAddress::Methods(identity), Role::Sender) => {
+                answer.max_message_size = Some(self.message_limits.max_size as u64);
+                (HubLink::MethodResponses(identity), SENDER_CREDIT)
+            }
+            (NodeAddress::Methods(identity), Role::Receiver) => {
+                (HubLink::MethodRequests { identity, settled: presettled }, 0)
             }
             (node, _) => {
                 let identity = node.identity().cloned();
@@ -451,6 +551,9 @@ impl AmqpConnection {
             // This side receives: it settles first, whatever the device asked (§2.8.3).
             answer.rcv_settle_mode = ReceiverSettleMode::First;
         }
+        if credit == 0 && kind.identity().is_some() {
+            self.replace_older(now, hub, &kind);
+        }
         if self.engine.accept_attach(now, link, answer).is_err() {
             return;
         }
@@ -460,18 +563,22 @@ impl AmqpConnection {
         }
     }
 
-    /// One C2D receiver per device: a newer one takes the queue over.
-    fn replace_c2d_link(&mut self, now: Timestamp, hub: &mut HubState, identity: &Identity) {
+    /// One receiver of each kind per device (C2D, twin replies, method requests):
+    /// a newer one takes the older one's place.
+    fn replace_older(&mut self, now: Timestamp, hub: &mut HubState, newer: &HubLink) {
         let older: Vec<LinkId> = self
             .links
             .iter()
-            .filter(|(_, l)| matches!(l, HubLink::C2d { identity: i, .. } if i == identity))
+            .filter(|(_, l)| {
+                core::mem::discriminant(*l) == core::mem::discriminant(newer)
+                    && l.identity() == newer.identity()
+            })
             .map(|(id, _)| *id)
             .collect();
         for link in older {
             let error = AmqpError::new(
                 condition::LINK_STOLEN,
-                Some(Utf8Bytes::from("a newer C2D link of this device took over")),
+                Some(Utf8Bytes::from("a newer link of this device to the node took over")),
             );
             let _ = self.engine.detach(now, link, true, Some(error));
             self.forget_link(now, hub, link);
@@ -704,8 +811,8 @@ impl AmqpConnection {
             return;
         };
         let unanswered = self.pending.values().filter(|p| p.link == link).count() as u32;
-        if flow.link_credit + unanswered <= TELEMETRY_CREDIT / 2 {
-            let credit = TELEMETRY_CREDIT.saturating_sub(unanswered);
+        if flow.link_credit + unanswered <= SENDER_CREDIT / 2 {
+            let credit = SENDER_CREDIT.saturating_sub(unanswered);
             let _ = self.engine.flow(now, link, credit, false);
         }
     }
@@ -797,6 +904,92 @@ impl AmqpConnection {
         }
     }
 
+    /// Queues `message` for `identity`'s receiver of this kind (`twin` replies or
+    /// `methods` requests) and sends what its credit allows. Returns false when the
+    /// device has no such link, or past [`MAX_OUTGOING`] waiting messages (logged).
+    fn send_to_device(
+        &mut self,
+        now: Timestamp,
+        hub: &mut HubState,
+        identity: &Identity,
+        node: &'static str,
+        message: Message,
+    ) -> bool {
+        let Some(link) = self.links.iter().find_map(|(id, l)| match l {
+            HubLink::TwinReplies { identity: i, .. } if node == "twin" && i == identity => {
+                Some(*id)
+            }
+            HubLink::MethodRequests { identity: i, .. } if node == "methods" && i == identity => {
+                Some(*id)
+            }
+            _ => None,
+        }) else {
+            return false;
+        };
+        let queue = self.outgoing.entry(link).or_default();
+        if queue.len() >= MAX_OUTGOING {
+            let reason = format!(
+                "{MAX_OUTGOING} {node} messages wait for the device's credit; one more dropped"
+            );
+            let code = ErrorCode::DEVICE_MAXIMUM_QUEUE_DEPTH_EXCEEDED;
+            self.refuse(hub, Some(identity.clone()), code, reason);
+            return false;
+        }
+        queue.push_back(message);
+        self.pump_outgoing(now, hub, link);
+        true
+    }
+
+    /// Sends `link`'s waiting twin replies or method requests while it has credit:
+    /// settled when the device's attach allowed it (spec file §5.3).
+    fn pump_outgoing(&mut self, now: Timestamp, hub: &mut HubState, link: LinkId) {
+        let (settled, identity) = match self.links.get(&link) {
+            Some(HubLink::TwinReplies { settled, identity })
+            | Some(HubLink::MethodRequests { settled, identity }) => (*settled, identity.clone()),
+            _ => return,
+        };
+        loop {
+            if self.engine.links().flow_state(link).map_or(0, |f| f.link_credit) == 0 {
+                return;
+            }
+            let Some(message) = self.outgoing.get_mut(&link).and_then(VecDeque::pop_front) else {
+                return;
+            };
+            let mut payload = BytesMut::new();
+            if message.encode(&mut payload).is_err() {
+                // The hub built it from values it checked: it encodes.
+                continue;
+            }
+            let tag = Bytes::copy_from_slice(&self.next_pending.to_be_bytes());
+            self.next_pending += 1;
+            let delivery = Delivery {
+                tag,
+                message_format: MESSAGE_FORMAT_AMQP,
+                settled,
+                payload: payload.freeze(),
+            };
+            match self.engine.send(now, link, delivery) {
+                Ok(_) => {}
+                Err(CommandError::Link(link::CommandError::MessageTooLarge {
+                    size, max, ..
+                })) => {
+                    let reason = format!(
+                        "a {size}-byte message exceeds the device link's max-message-size \
+                         {max}; dropped"
+                    );
+                    self.refuse(hub, Some(identity.clone()), ErrorCode::MESSAGE_TOO_LARGE, reason);
+                }
+                Err(_) => {
+                    // The session window is closed: it goes with the device's next frame.
+                    if let Some(queue) = self.outgoing.get_mut(&link) {
+                        queue.push_front(message);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
     /// The device's outcome for a C2D delivery (spec file §5.5): accepted completes,
     /// rejected dead-letters, released and modified abandon.
     fn on_c2d_disposition(
@@ -840,6 +1033,7 @@ impl AmqpConnection {
     /// A link is gone: its C2D deliveries go back to the queue.
     fn forget_link(&mut self, now: Timestamp, hub: &mut HubState, link: LinkId) {
         self.pending.retain(|_, p| p.link != link);
+        self.outgoing.remove(&link);
         let Some(HubLink::C2d { identity, in_flight }) = self.links.remove(&link) else {
             return;
         };
@@ -871,6 +1065,7 @@ impl AmqpConnection {
             let _ = self.engine.detach(now, link, true, Some(error.clone()));
             self.forget_link(now, hub, link);
         }
+        self.desired.remove(identity);
         if self.bound.remove(identity) {
             hub.unbind(&identity.device_id, self.id);
             hub.emit(HubEvent::Disconnected {
@@ -883,28 +1078,6 @@ impl AmqpConnection {
     }
 
     /// A newer connection authenticated as `device_id`: its links here go.
-    /// PLACEHOLDER until the AMQP twin lands: no twin link attaches yet.
-    pub(crate) fn desired_updated(
-        &mut self,
-        _now: Timestamp,
-        _device_id: &str,
-        _patch: &crate::iothub::TwinPatch,
-        _version: u64,
-        _hub: &mut HubState,
-    ) {
-    }
-
-    /// PLACEHOLDER until AMQP methods land: no method link attaches yet.
-    pub(crate) fn method_request(
-        &mut self,
-        _now: Timestamp,
-        _device_id: &str,
-        _request: &crate::iothub::MethodRequest,
-        _hub: &mut HubState,
-    ) -> bool {
-        false
-    }
-
     pub(crate) fn evict(&mut self, now: Timestamp, device_id: &str, hub: &mut HubState) {
         let identity = Identity::device(device_id);
         if !self.bound.contains(&identity) {
@@ -954,6 +1127,7 @@ impl AmqpConnection {
         }
         self.pending.clear();
         self.stores.clear();
+        self.desired.clear();
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
@@ -1018,5 +1192,7 @@ impl AmqpConnection {
     }
 }
 
+mod methods;
 #[cfg(test)]
 mod tests;
+mod twin;

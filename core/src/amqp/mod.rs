@@ -22,6 +22,8 @@
 //!   hub's per-connection token table (spec file §5.2, §5.10).
 //! - [`address`]: IoT Hub's link addresses and who may attach to them (spec file
 //!   §5.3, §5.8).
+//! - [`twin`], [`methods`]: the device twin's and direct methods' messages in both
+//!   roles (spec file §5.6, §5.7).
 //! - [`engine`]: a connection, its sessions and links driven as one machine.
 //! - [`device`]: the device's side: one connection carrying any number of devices,
 //!   each with its own CBS token (spec file §5.1–§5.5, §5.9, §5.10).
@@ -40,10 +42,12 @@ pub mod frame;
 pub(crate) mod hub;
 pub mod link;
 pub mod message;
+pub mod methods;
 pub mod performative;
 pub mod protocol_header;
 pub mod sasl;
 pub mod session;
+pub mod twin;
 pub mod types;
 
 pub use types::{Composite, Described, Descriptor, Symbol, Value};

@@ -50,6 +50,7 @@ mod amqp_link;
 mod amqp_message;
 mod amqp_performative;
 mod amqp_session;
+mod amqp_twin;
 mod amqp_types;
 mod http_device;
 mod http_hub;
@@ -64,6 +65,7 @@ pub use amqp_link::amqp_link;
 pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
 pub use amqp_session::amqp_session;
+pub use amqp_twin::amqp_twin;
 pub use amqp_types::amqp_types;
 pub use http_device::http_device;
 pub use http_hub::http_hub;
@@ -129,6 +131,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_link", run: amqp_link, seeds: amqp_link::seeds },
     Target { name: "amqp_hub", run: amqp_hub, seeds: amqp_hub::seeds },
     Target { name: "amqp_device", run: amqp_device, seeds: amqp_device::seeds },
+    Target { name: "amqp_twin", run: amqp_twin, seeds: amqp_twin::seeds },
     Target { name: "http_hub", run: http_hub, seeds: http_hub::seeds },
     Target { name: "http_device", run: http_device, seeds: http_device::seeds },
 ];

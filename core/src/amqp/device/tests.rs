@@ -728,3 +728,5 @@ fn a_content_type_that_is_not_ascii_is_refused_before_queueing() {
     assert!(matches!(pair.send_telemetry(d, m), Err(SendError::Unencodable(_))));
     assert_eq!(pair.devices[d].device.unacknowledged(), 0);
 }
+
+mod twin;

@@ -2,7 +2,7 @@
 //! system property travels, and the lock token in the delivery tag.
 
 use alloc::string::{String, ToString};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{
     Annotations, ApplicationProperties, Body, Message, MessageError, MessageId, Properties,
@@ -97,18 +97,7 @@ pub enum MappingError {
 ///
 /// [`MappingError`].
 pub fn to_iothub(amqp: &Message) -> Result<(iothub::Message, HubStamps), MappingError> {
-    let body = match &amqp.body {
-        Body::Empty => Bytes::new(),
-        Body::Data(data) => match data.as_slice() {
-            [one] => one.clone(),
-            many => {
-                let mut joined = BytesMut::new();
-                many.iter().for_each(|d| joined.extend_from_slice(d));
-                joined.freeze()
-            }
-        },
-        other => return Err(MappingError::BodyNotData { found: other.name() }),
-    };
+    let body = amqp.body.data().ok_or(MappingError::BodyNotData { found: amqp.body.name() })?;
     let mut message = iothub::Message::new(body);
     if let Some(p) = &amqp.properties {
         let text = |s: &Option<Utf8Bytes>| s.as_ref().map(|s| s.as_str().to_string());

@@ -70,6 +70,24 @@ pub enum Body {
 }
 
 impl Body {
+    /// The data sections as one byte string (IoT Hub's message body, spec file
+    /// §5.4–§5.7): empty for no body; `None` for an amqp-value or amqp-sequence
+    /// body.
+    pub fn data(&self) -> Option<Bytes> {
+        match self {
+            Body::Empty => Some(Bytes::new()),
+            Body::Data(data) => Some(match data.as_slice() {
+                [one] => one.clone(),
+                many => {
+                    let mut joined = BytesMut::new();
+                    many.iter().for_each(|d| joined.extend_from_slice(d));
+                    joined.freeze()
+                }
+            }),
+            Body::Sequence(_) | Body::Value(_) => None,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Body::Empty => "no body",

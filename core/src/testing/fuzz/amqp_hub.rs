@@ -2,7 +2,10 @@
 //! that has authenticated by CBS and attached its telemetry and C2D links, then
 //! the fuzzer's bytes, with time steps, late stores and C2D messages between
 //! chunks, so the fuzzer starts where the IoT Hub handlers are (put-token,
-//! telemetry, dispositions), not at the protocol header.
+//! telemetry, dispositions, twin requests, method responses), not at the protocol
+//! header. The device has also attached its twin and method links and subscribed
+//! to desired updates, and the service has updated its desired properties and
+//! invoked a method on it.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -15,20 +18,27 @@ use crate::amqp::cbs::PutToken;
 use crate::amqp::delivery_state::DeliveryState;
 use crate::amqp::frame::{self, FrameKind, FrameLimits};
 use crate::amqp::message::{self, HubStamps, MessageId};
+use crate::amqp::methods;
 use crate::amqp::performative::{
     Attach, Begin, Disposition, Flow, Open, Performative, Role, Source, Target, Terminus, Transfer,
 };
 use crate::amqp::protocol_header::ProtocolHeader;
+use crate::amqp::twin::{TwinOperation, TwinRequest};
 use crate::amqp::types::Limits;
-use crate::iothub::{self, SasToken};
+use crate::iothub::{self, MethodResponse, SasToken, TwinPatch};
 use crate::time::Duration;
 use crate::utf8::Utf8Bytes;
 
-/// The client's handles: the `$cbs` pair, telemetry, C2D.
+/// The client's handles: the `$cbs` pair, telemetry, C2D, the twin and method
+/// pairs.
 const CBS_REQUESTS: u32 = 0;
 const CBS_RESPONSES: u32 = 1;
 const EVENTS: u32 = 2;
 const C2D: u32 = 3;
+const TWIN_REQUESTS: u32 = 4;
+const TWIN_REPLIES: u32 = 5;
+const METHOD_RESPONSES: u32 = 6;
+const METHOD_REQUESTS: u32 = 7;
 
 fn attach(name: &'static str, handle: u32, role: Role, address: &str) -> Performative {
     let node = Terminus::at(Utf8Bytes::from(address));
@@ -111,10 +121,26 @@ fn device_hello() -> [Vec<u8>; 3] {
         attach("events", EVENTS, Role::Sender, "/devices/dev1/messages/events"),
         attach("c2d", C2D, Role::Receiver, "/devices/dev1/messages/devicebound"),
         flow(C2D, 5),
+        attach("twin-snd", TWIN_REQUESTS, Role::Sender, "/devices/dev1/twin"),
+        attach("twin-rcv", TWIN_REPLIES, Role::Receiver, "/devices/dev1/twin"),
+        flow(TWIN_REPLIES, 5),
+        attach("methods-snd", METHOD_RESPONSES, Role::Sender, "/devices/dev1/methods/devicebound"),
+        attach("methods-rcv", METHOD_REQUESTS, Role::Receiver, "/devices/dev1/methods/devicebound"),
+        flow(METHOD_REQUESTS, 5),
     ] {
         device.extend_from_slice(&amqp_frame_bytes(0, &p));
     }
     [links, transfer(CBS_REQUESTS, 0, &put), device]
+}
+
+/// The device's PUT subscription to desired updates (spec file §5.6), sent once its
+/// twin links are up.
+fn subscribe() -> Vec<u8> {
+    let put = TwinRequest {
+        correlation_id: MessageId::String("put".into()),
+        operation: TwinOperation::SubscribeDesired,
+    };
+    transfer(TWIN_REQUESTS, 1, &put.to_message())
 }
 
 /// The first two bytes are the [`Schedule`]; the rest follows the device's hello.
@@ -128,6 +154,15 @@ pub fn amqp_hub(data: &[u8]) {
     for step in device_hello() {
         run.input(&step);
     }
+    run.input(&subscribe());
+    // Both go out at once: the device's receivers have credit.
+    if let Ok(patch) = TwinPatch::parse(b"{\"x\":1}") {
+        let _ = run.hub.update_desired(run.now, super::DEVICE_ID, &patch);
+    }
+    let payload = Bytes::from_static(b"{\"delay\":5}");
+    let _ =
+        run.hub.invoke_method(run.now, super::DEVICE_ID, "reboot", payload, Duration::from_secs(5));
+    run.drain();
     run.play(&mut schedule, stream, stream.len() / 2);
     check_output(&run.wire);
 }
@@ -204,6 +239,18 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
         closed: true,
         error: None,
     });
+    let twin = |operation| {
+        TwinRequest { correlation_id: MessageId::String("c-1".into()), operation }.to_message()
+    };
+    let patch = |json: &'static [u8]| Bytes::from_static(json);
+    // The hub's request id is a GUID the fuzzer must guess; this one answers nothing.
+    let answer = MethodResponse {
+        request_id: "6a1f0c2e-1b2c-4d3e-8f40-5a6b7c8d9e0f".into(),
+        status: 200,
+        payload: Bytes::from_static(b"{\"result\":\"ok\"}"),
+    };
+    let method_response =
+        methods::response_to_message(&answer, methods::correlation_id(&answer.request_id));
     let seed = |schedule: [u8; 2], parts: &[Vec<u8>]| {
         let mut out = schedule.to_vec();
         for p in parts {
@@ -228,6 +275,20 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
         ),
         seed([0x8F, 0x05], &[transfer(CBS_REQUESTS, 1, &renewal), amqp_frame_bytes(0, &detach)]),
         seed([0xF1, 0x77], &[amqp_frame_bytes(0, &flow(C2D, 0))]),
+        seed([0x00, 0x00], &[transfer(TWIN_REQUESTS, 2, &twin(TwinOperation::Get))]),
+        seed(
+            [0x21, 0x10],
+            &[
+                transfer(
+                    TWIN_REQUESTS,
+                    2,
+                    &twin(TwinOperation::PatchReported(patch(b"{\"b\":60}"))),
+                ),
+                transfer(TWIN_REQUESTS, 3, &twin(TwinOperation::PatchReported(patch(b"[1]")))),
+                transfer(TWIN_REQUESTS, 4, &twin(TwinOperation::UnsubscribeDesired)),
+            ],
+        ),
+        seed([0x00, 0x00], &[transfer(METHOD_RESPONSES, 2, &method_response)]),
     ]
 }
 
@@ -257,5 +318,31 @@ mod tests {
         }));
         assert!(!run.closed);
         assert_eq!(run.stored, 1, "the hub reached the telemetry handler");
+    }
+
+    #[test]
+    fn the_prelude_reaches_the_twin_and_method_handlers() {
+        // The body's own prelude, with an empty stream and schedule.
+        let mut run = HubRun::new(Protocol::Amqp);
+        for step in device_hello() {
+            run.input(&step);
+        }
+        run.input(&subscribe());
+        let patch = TwinPatch::parse(b"{\"x\":1}").expect("a patch");
+        assert_eq!(run.hub.update_desired(run.now, super::super::DEVICE_ID, &patch), Ok(2));
+        let payload = Bytes::new();
+        let invoked = run.hub.invoke_method(
+            run.now,
+            super::super::DEVICE_ID,
+            "m",
+            payload,
+            Duration::from_secs(5),
+        );
+        assert!(invoked.is_ok(), "the device's methods receiver is attached: {invoked:?}");
+        run.drain();
+        let wire = &run.wire[..];
+        let has = |needle: &[u8]| wire.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"$version"), "the desired notification went out");
+        assert!(has(b"IoThub-methodname"), "the method request went out");
     }
 }
