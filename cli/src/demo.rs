@@ -127,7 +127,10 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     // anything was lost, and the problems go to stderr.
     let _ = print_table(&rows.iter().collect::<Vec<_>>()).and_then(|()| {
         if problems.is_empty() {
-            out::print("ok: every message stored and acknowledged, every C2D message completed")
+            out::print(
+                "ok: every message stored and acknowledged, every C2D message completed, every \
+                 twin and method round trip done",
+            )
         } else {
             Ok(())
         }
