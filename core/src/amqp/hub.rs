@@ -759,6 +759,32 @@ impl AmqpConnection {
         Ok(messages)
     }
 
+    /// A twin request's or method response's message, its delivery accepted; one
+    /// that does not decode is rejected with `decode-error` and logged, and `None`
+    /// comes back. `what` names it in the log.
+    fn take_message(
+        &mut self,
+        now: Timestamp,
+        hub: &mut HubState,
+        identity: &Identity,
+        (link, delivery_id, settled): (LinkId, DeliveryNumber, bool),
+        payload: &Bytes,
+        what: &str,
+    ) -> Option<Message> {
+        match Message::decode(payload, &self.message_limits) {
+            Ok(message) => {
+                self.accept(now, link, delivery_id, settled);
+                Some(message)
+            }
+            Err(e) => {
+                let reason = format!("{what}: {e}");
+                self.reject(now, link, delivery_id, settled, condition::DECODE_ERROR, &reason);
+                self.refuse(hub, Some(identity.clone()), ErrorCode::ARGUMENT_INVALID, reason);
+                None
+            }
+        }
+    }
+
     fn reject(
         &mut self,
         now: Timestamp,

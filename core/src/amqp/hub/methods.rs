@@ -7,9 +7,9 @@ use bytes::Bytes;
 
 use super::AmqpConnection;
 use crate::amqp::link::LinkId;
-use crate::amqp::message::Message;
+
 use crate::amqp::methods;
-use crate::amqp::performative::{DeliveryNumber, condition};
+use crate::amqp::performative::DeliveryNumber;
 use crate::hub::HubState;
 use crate::iothub::{ErrorCode, Identity, MethodRequest};
 use crate::time::Timestamp;
@@ -39,20 +39,12 @@ impl AmqpConnection {
         (link, delivery_id, settled): (LinkId, DeliveryNumber, bool),
         payload: &Bytes,
     ) {
-        let message = match Message::decode(payload, &self.message_limits) {
-            Ok(m) => m,
-            Err(e) => {
-                let reason = format!("method response: {e}");
-                self.reject(now, link, delivery_id, settled, condition::DECODE_ERROR, &reason);
-                return self.refuse(
-                    hub,
-                    Some(identity.clone()),
-                    ErrorCode::ARGUMENT_INVALID,
-                    reason,
-                );
-            }
+        let delivery = (link, delivery_id, settled);
+        let Some(message) =
+            self.take_message(now, hub, identity, delivery, payload, "method response")
+        else {
+            return;
         };
-        self.accept(now, link, delivery_id, settled);
         match methods::response_from_message(&message) {
             Ok(response) => {
                 let request_id = response.request_id.clone();

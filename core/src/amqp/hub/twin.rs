@@ -2,15 +2,14 @@
 //! answered on its twin receiver, and desired-property notifications for the
 //! devices that subscribed with a PUT.
 
-use alloc::format;
 use alloc::string::{String, ToString};
 use bytes::Bytes;
 
 use super::AmqpConnection;
 use crate::amqp::delivery_state::DeliveryState;
 use crate::amqp::link::LinkId;
-use crate::amqp::message::{Message, MessageId};
-use crate::amqp::performative::{DeliveryNumber, condition};
+use crate::amqp::message::MessageId;
+use crate::amqp::performative::DeliveryNumber;
 use crate::amqp::twin::{TwinOperation, TwinReply, TwinRequest, TwinResponse};
 use crate::hub::HubState;
 use crate::iothub::{ErrorCode, Identity, TwinError, TwinPatch};
@@ -32,20 +31,12 @@ impl AmqpConnection {
         (link, delivery_id, settled): (LinkId, DeliveryNumber, bool),
         payload: &Bytes,
     ) {
-        let request = match Message::decode(payload, &self.message_limits) {
-            Ok(m) => m,
-            Err(e) => {
-                let reason = format!("twin request: {e}");
-                self.reject(now, link, delivery_id, settled, condition::DECODE_ERROR, &reason);
-                return self.refuse(
-                    hub,
-                    Some(identity.clone()),
-                    ErrorCode::ARGUMENT_INVALID,
-                    reason,
-                );
-            }
+        let delivery = (link, delivery_id, settled);
+        let Some(request) =
+            self.take_message(now, hub, identity, delivery, payload, "twin request")
+        else {
+            return;
         };
-        self.accept(now, link, delivery_id, settled);
         let response = match TwinRequest::from_message(&request) {
             Ok(request) => self.serve_twin(hub, identity, request),
             Err(e) => {
