@@ -378,7 +378,7 @@ fn twin_and_method_to_each(hub: &HubServer, transport: Transport, records: &[Dev
         let id = &record.device_id;
         let mut members = serde_json::Map::new();
         members.insert(String::from("demo"), serde_json::Value::from(transport.name()));
-        let updated = TwinPatch::from_map(members).map(|patch| hub.update_desired(id, patch));
+        let updated = TwinPatch::from_map(members).map(|patch| hub.update_desired(id, patch, None));
         if !matches!(updated, Ok(Ok(_))) {
             out::warn(format_args!("hubwire demo: desired update to {id} refused: {updated:?}"));
         }

@@ -387,14 +387,14 @@ fn answer_service(
     request: ServiceRequest,
 ) -> Result<(), StdoutClosed> {
     match request {
-        ServiceRequest::UpdateDesired(json::UpdateDesired { device_id, patch }) => {
+        ServiceRequest::UpdateDesired(json::UpdateDesired { device_id, patch, if_version }) => {
             let patch = match TwinPatch::from_map(patch) {
                 Ok(patch) => patch,
                 Err(e) => {
                     return Line::error(number, ErrorCode::ARGUMENT_INVALID, e.to_string()).print();
                 }
             };
-            match server.update_desired(&device_id, patch) {
+            match server.update_desired(&device_id, patch, if_version) {
                 Ok(version) => Line::DesiredUpdated { device_id: &device_id, version }.print(),
                 Err(e) => json::hub_error(number, &e).print(),
             }

@@ -33,7 +33,9 @@ Each line is answered on stdout by a c2dQueued or an error line.
 A line with \"op\" asks something else (a C2D message is op sendC2d):
   {\"op\":\"updateDesired\",\"deviceId\":..,\"patch\":{..}}
                     patches the device's desired properties (null removes a
-                    member); answered by desiredUpdated (deviceId, version)
+                    member); answered by desiredUpdated (deviceId, version);
+                    \"ifVersion\":n updates only while they are at version n
+                    (error 412001 PreconditionFailed otherwise)
   {\"op\":\"getTwin\",\"deviceId\":..}
                     answered by twin (deviceId, twin: desired and reported)
   {\"op\":\"invokeMethod\",\"deviceId\":..,\"methodName\":..,\"payload\":any JSON,
@@ -471,12 +473,14 @@ pub(crate) enum ServiceRequest {
     InvokeMethod(InvokeMethod),
 }
 
-/// `{"op":"updateDesired","deviceId":…,"patch":{…}}`.
+/// `{"op":"updateDesired","deviceId":…,"patch":{…},"ifVersion":n}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct UpdateDesired {
     pub(crate) device_id: String,
     pub(crate) patch: serde_json::Map<String, serde_json::Value>,
+    /// Only while the desired properties are at this version (412001 otherwise).
+    pub(crate) if_version: Option<u64>,
 }
 
 /// `{"op":"getTwin","deviceId":…}`.

@@ -108,4 +108,9 @@ fn twin_and_methods_over(transport: &str) {
     assert_eq!(next_event(&hub.out, "error")["code"], 404001);
     service(&mut hub, r#"{"op":"updateDesired","deviceId":"dev1","patch":{"$bad":1}}"#);
     assert_eq!(next_event(&hub.out, "error")["code"], 400004);
+    // A conditional update at a version the twin left behind: 412001.
+    service(&mut hub, r#"{"op":"updateDesired","deviceId":"dev1","patch":{"x":1},"ifVersion":2}"#);
+    assert_eq!(next_event(&hub.out, "error")["code"], 412001);
+    service(&mut hub, r#"{"op":"updateDesired","deviceId":"dev1","patch":{"x":1},"ifVersion":3}"#);
+    assert_eq!(next_event(&hub.out, "desiredUpdated")["version"], 4);
 }

@@ -222,6 +222,15 @@ pub enum HubError {
     /// reserved name, 413 past 32 KiB; spec file §4.5).
     #[error(transparent)]
     Twin(TwinError),
+    /// 412001: a conditional desired update named another version than the
+    /// twin's.
+    #[error("the desired properties are at version {current}, not {expected}")]
+    VersionMismatch {
+        /// The version the caller expected.
+        expected: u64,
+        /// The version the twin has.
+        current: u64,
+    },
     /// 413001: a direct method payload over 128 KiB (spec file §4.6).
     #[error("a method payload of {0} bytes exceeds 131072")]
     PayloadTooLarge(usize),
@@ -242,6 +251,7 @@ impl HubError {
             HubError::PropertiesTooLong { .. } => ErrorCode::MESSAGE_TOO_LARGE,
             HubError::NotHeaderSafe(_) => ErrorCode::ARGUMENT_INVALID,
             HubError::DeviceNotOnline(_) => ErrorCode::DEVICE_NOT_ONLINE,
+            HubError::VersionMismatch { .. } => ErrorCode::PRECONDITION_FAILED,
             HubError::Twin(TwinError::TooLarge { .. }) | HubError::PayloadTooLarge(_) => {
                 ErrorCode::MESSAGE_TOO_LARGE
             }
@@ -596,6 +606,26 @@ impl Hub {
             });
         }
         Ok(version)
+    }
+
+    /// [`update_desired`](Self::update_desired) only while the desired properties
+    /// are at version `expected`: a service that read the twin changes it only if
+    /// nobody changed it since, as IoT Hub's `If-Match` does with an ETag.
+    ///
+    /// Errors: as [`update_desired`](Self::update_desired);
+    /// [`HubError::VersionMismatch`] (412001) when the version moved on.
+    pub fn update_desired_if(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        patch: &TwinPatch,
+        expected: u64,
+    ) -> Result<u64, HubError> {
+        let current = self.twin(device_id)?.desired.version;
+        if current != expected {
+            return Err(HubError::VersionMismatch { expected, current });
+        }
+        self.update_desired(now, device_id, patch)
     }
 
     /// Invokes method `name` on `device_id` with `payload` (JSON or empty): the

@@ -50,6 +50,10 @@ impl ErrorCode {
     /// 409001: a device with this id is registered already.
     pub const DEVICE_ALREADY_EXISTS: ErrorCode =
         ErrorCode { code: 409001, name: "DeviceAlreadyExists" };
+    /// 412001: a conditional update named a version (IoT Hub: an ETag) the
+    /// resource no longer has.
+    pub const PRECONDITION_FAILED: ErrorCode =
+        ErrorCode { code: 412001, name: "PreconditionFailed" };
     /// 412002: the C2D lock expired or is unknown.
     pub const DEVICE_MESSAGE_LOCK_LOST: ErrorCode =
         ErrorCode { code: 412002, name: "DeviceMessageLockLost" };

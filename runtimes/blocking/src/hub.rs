@@ -172,6 +172,7 @@ enum Command {
     UpdateDesired {
         device_id: String,
         patch: TwinPatch,
+        if_version: Option<u64>,
         reply: Sender<Result<u64, HubError>>,
     },
     InvokeMethod {
@@ -296,12 +297,19 @@ impl HubServer {
     }
 
     /// Patches `device_id`'s desired properties; a connected device subscribed to
-    /// them receives the patch at once. Returns the desired version.
+    /// them receives the patch at once. With `if_version`, only while the desired
+    /// properties are at that version ([`Hub::update_desired_if`]). Returns the
+    /// desired version.
     ///
-    /// Errors: as [`Hub::update_desired`].
-    pub fn update_desired(&self, device_id: &str, patch: TwinPatch) -> Result<u64, HubError> {
+    /// Errors: as [`Hub::update_desired`] and [`Hub::update_desired_if`].
+    pub fn update_desired(
+        &self,
+        device_id: &str,
+        patch: TwinPatch,
+        if_version: Option<u64>,
+    ) -> Result<u64, HubError> {
         let device_id = String::from(device_id);
-        self.ask(|reply| Command::UpdateDesired { device_id, patch, reply })
+        self.ask(|reply| Command::UpdateDesired { device_id, patch, if_version, reply })
     }
 
     /// Invokes a direct method; [`HubEvent::MethodResult`] with the returned id
@@ -526,8 +534,12 @@ impl Driver {
             Command::Twin { device_id, reply } => {
                 let _ = reply.send(self.hub.twin(&device_id));
             }
-            Command::UpdateDesired { device_id, patch, reply } => {
-                let _ = reply.send(self.hub.update_desired(now, &device_id, &patch));
+            Command::UpdateDesired { device_id, patch, if_version, reply } => {
+                let updated = match if_version {
+                    Some(expected) => self.hub.update_desired_if(now, &device_id, &patch, expected),
+                    None => self.hub.update_desired(now, &device_id, &patch),
+                };
+                let _ = reply.send(updated);
             }
             Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
                 let invoked = self.hub.invoke_method(now, &device_id, &name, payload, timeout);

@@ -497,3 +497,31 @@ fn a_device_publishing_on_a_topic_only_the_hub_uses_is_disconnected() {
         assert!(pair.raw[r].closed_by_hub, "{topic}");
     }
 }
+
+#[test]
+fn a_conditional_desired_update_at_a_stale_version_is_refused_and_changes_nothing() {
+    let (mut pair, d) = connected(|c| c.receive_desired = true);
+    let now = pair.now;
+    // Two services read the twin at version 1; the first update wins.
+    assert_eq!(pair.hub.update_desired_if(now, "dev1", &patch(r#"{"a":1}"#), 1), Ok(2));
+    let stale = pair.hub.update_desired_if(now, "dev1", &patch(r#"{"a":2}"#), 1);
+    assert_eq!(stale, Err(HubError::VersionMismatch { expected: 1, current: 2 }));
+    assert_eq!(stale.unwrap_err().code().code, 412001);
+    pair.drive();
+    let versions: Vec<u64> = pair
+        .device(d)
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            DeviceEvent::DesiredUpdated { version, .. } => Some(*version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions, [2]);
+    let twin = pair.hub.twin("dev1").unwrap();
+    assert_eq!((twin.desired.version, &twin.desired.properties["a"]), (2, &serde_json::json!(1)));
+    assert!(matches!(
+        pair.hub.update_desired_if(now, "ghost", &patch("{}"), 1),
+        Err(HubError::DeviceNotFound(_))
+    ));
+}
