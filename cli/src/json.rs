@@ -70,7 +70,11 @@ since the Unix epoch; code and error are IoT Hub's (e.g. 401003 IotHubUnauthoriz
   reportedUpdated   deviceId, version, patch: a device patched its reported properties
   methodResult      invocation, deviceId, methodName, status, payload (JSON, null when
                     empty); code and error when the hub answered for the device
-                    (504101 GatewayTimeout, 404103 DeviceNotOnline)
+                    (504101 GatewayTimeout; 404103 DeviceNotOnline when its
+                    connection ended first). A device offline or not subscribed
+                    when invoked gets an error line 404103 instead of methodInvoked;
+                    timeoutMs must be 5000 to 300000; 64 invocations may wait
+                    for one device (429001 beyond)
   error             line, code, error, message: a stdin line was refused
 
 stderr: the registered devices and every refusal, in words. Lines nobody reads are

@@ -4,6 +4,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 use bytes::Bytes;
 
 use crate::iothub::ErrorCode;
@@ -25,7 +26,8 @@ pub enum MethodOutcome {
     },
     /// No answer in time: IoT Hub's 504101 GatewayTimeoutError.
     TimedOut,
-    /// The device's connection ended before it answered: 404103 DeviceNotOnline.
+    /// The device's connection ended before it answered: 404103 DeviceNotOnline,
+    /// at once rather than at the timeout.
     Disconnected,
 }
 
@@ -48,6 +50,20 @@ impl MethodOutcome {
         }
     }
 }
+
+/// How long a device may take to answer, as IoT Hub bounds `responseTimeoutInSeconds`
+/// (DOC-METH): 5 s to 300 s.
+pub const MIN_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(5);
+/// See [`MIN_TIMEOUT`].
+pub const MAX_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(300);
+
+/// Invocations one device may have waiting at once; one more is refused 429: a
+/// device that reads nothing must not make the hub hold requests without bound.
+pub const MAX_PENDING_PER_DEVICE: usize = 64;
+
+/// The longest method name, bytes. IoT Hub does not publish one; this keeps the
+/// request within an MQTT topic with room to spare.
+pub const MAX_NAME_LEN: usize = 1024;
 
 /// One invocation waiting for its device.
 #[derive(Clone, Debug)]
@@ -87,6 +103,25 @@ impl Methods {
         let key = (String::from(device_id), String::from(request_id));
         let id = self.by_request.remove(&key)?;
         self.pending.remove(&id).map(|p| (id, p))
+    }
+
+    /// Ends every invocation waiting for `device_id`: its connection is gone.
+    pub(crate) fn take_device(&mut self, device_id: &str) -> Vec<(MethodInvocation, Pending)> {
+        let ids: Vec<MethodInvocation> = self.of_device(device_id).collect();
+        ids.into_iter().filter_map(|id| Some((id, self.take(id)?))).collect()
+    }
+
+    /// How many invocations wait for `device_id`.
+    pub(crate) fn waiting_for(&self, device_id: &str) -> usize {
+        self.of_device(device_id).count()
+    }
+
+    fn of_device<'a>(&'a self, device_id: &'a str) -> impl Iterator<Item = MethodInvocation> + 'a {
+        let from = (String::from(device_id), String::new());
+        self.by_request
+            .range(from..)
+            .take_while(move |((d, _), _)| d == device_id)
+            .map(|(_, id)| *id)
     }
 
     pub(crate) fn take(&mut self, id: MethodInvocation) -> Option<Pending> {

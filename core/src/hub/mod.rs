@@ -18,7 +18,9 @@ pub mod registry;
 mod timers;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::format;
 use alloc::string::String;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -231,6 +233,14 @@ pub enum HubError {
         /// The version the twin has.
         current: u64,
     },
+    /// 400004: a method timeout outside IoT Hub's 5 s to 300 s, or a method name
+    /// that is empty or longer than [`methods::MAX_NAME_LEN`].
+    #[error("invalid method invocation: {0}")]
+    InvalidInvocation(String),
+    /// 429001: [`methods::MAX_PENDING_PER_DEVICE`] invocations already wait for the
+    /// device.
+    #[error("{0} method invocations already wait for the device")]
+    TooManyPending(usize),
     /// 413001: a direct method payload over 128 KiB (spec file §4.6).
     #[error("a method payload of {0} bytes exceeds 131072")]
     PayloadTooLarge(usize),
@@ -252,6 +262,8 @@ impl HubError {
             HubError::NotHeaderSafe(_) => ErrorCode::ARGUMENT_INVALID,
             HubError::DeviceNotOnline(_) => ErrorCode::DEVICE_NOT_ONLINE,
             HubError::VersionMismatch { .. } => ErrorCode::PRECONDITION_FAILED,
+            HubError::InvalidInvocation(_) => ErrorCode::ARGUMENT_INVALID,
+            HubError::TooManyPending(_) => ErrorCode::THROTTLING,
             HubError::Twin(TwinError::TooLarge { .. }) | HubError::PayloadTooLarge(_) => {
                 ErrorCode::MESSAGE_TOO_LARGE
             }
@@ -365,10 +377,19 @@ impl HubState {
 
     /// Forgets that `connection` speaks for `device_id`, if it still does.
     pub(crate) fn unbind(&mut self, device_id: &str, connection: ConnectionId) {
-        if let Some(device) = self.device(device_id) {
-            if device.connection == Some(connection) {
-                device.connection = None;
-            }
+        let Some(device) = self.device(device_id) else { return };
+        if device.connection != Some(connection) {
+            return;
+        }
+        device.connection = None;
+        // Its method requests went on that connection: no answer can come now.
+        for (invocation, pending) in self.methods.take_device(device_id) {
+            self.events.push_back(HubEvent::MethodResult {
+                invocation,
+                device_id: pending.device_id,
+                name: pending.name,
+                outcome: MethodOutcome::Disconnected,
+            });
         }
     }
 
@@ -635,7 +656,11 @@ impl Hub {
     ///
     /// Errors: [`HubError::DeviceNotFound`]; [`HubError::DeviceNotOnline`] when the
     /// device is not connected or has not subscribed to methods;
-    /// [`HubError::PayloadTooLarge`] past 128 KiB.
+    /// [`HubError::PayloadTooLarge`] past 128 KiB; [`HubError::InvalidInvocation`]
+    /// for a timeout outside 5–300 s or a name empty or too long;
+    /// [`HubError::TooManyPending`] when 64 invocations already wait for the device.
+    /// A device whose connection ends with invocations waiting answers them at once
+    /// with [`MethodOutcome::Disconnected`].
     pub fn invoke_method(
         &mut self,
         now: Timestamp,
@@ -646,6 +671,18 @@ impl Hub {
     ) -> Result<MethodInvocation, HubError> {
         if payload.len() > crate::iothub::method::MAX_PAYLOAD {
             return Err(HubError::PayloadTooLarge(payload.len()));
+        }
+        if !(methods::MIN_TIMEOUT..=methods::MAX_TIMEOUT).contains(&timeout) {
+            let reason = format!("a timeout of {} ms is outside 5 s to 300 s", timeout.as_millis());
+            return Err(HubError::InvalidInvocation(reason));
+        }
+        if name.is_empty() || name.len() > methods::MAX_NAME_LEN {
+            let reason = format!("a method name of {} bytes (1 to 1024)", name.len());
+            return Err(HubError::InvalidInvocation(reason));
+        }
+        let waiting = self.state.methods.waiting_for(device_id);
+        if waiting >= methods::MAX_PENDING_PER_DEVICE {
+            return Err(HubError::TooManyPending(waiting));
         }
         let device = self
             .state

@@ -50,6 +50,8 @@ impl ErrorCode {
     /// 409001: a device with this id is registered already.
     pub const DEVICE_ALREADY_EXISTS: ErrorCode =
         ErrorCode { code: 409001, name: "DeviceAlreadyExists" };
+    /// 429001: too many requests at once (spec file §8, DOC-QUOTA).
+    pub const THROTTLING: ErrorCode = ErrorCode { code: 429001, name: "ThrottlingException" };
     /// 412001: a conditional update named a version (IoT Hub: an ETag) the
     /// resource no longer has.
     pub const PRECONDITION_FAILED: ErrorCode =

@@ -30,8 +30,9 @@ pub enum TwinError {
     /// patch).
     #[error("not a JSON object: {0}")]
     NotAnObject(String),
-    /// A member named with `$` (reserved for IoT Hub's metadata such as `$version`),
-    /// or an empty name, or a value nested deeper than [`MAX_DEPTH`].
+    /// A member name IoT Hub refuses (empty, over [`MAX_NAME_LEN`] bytes, or with a
+    /// control character, `.`, `$` — reserved for metadata such as `$version` — or a
+    /// space), or a value nested deeper than [`MAX_DEPTH`].
     #[error("invalid member: {0}")]
     InvalidMember(String),
     /// The section would pass [`MAX_SECTION_SIZE`] bytes.
@@ -49,6 +50,15 @@ pub enum TwinError {
 }
 
 impl TwinError {
+    /// IoT Hub's code for the refusal: 413001 MessageTooLarge past the size
+    /// limit, else 400004 ArgumentInvalid.
+    pub fn code(&self) -> crate::iothub::ErrorCode {
+        match self {
+            TwinError::TooLarge { .. } => crate::iothub::ErrorCode::MESSAGE_TOO_LARGE,
+            _ => crate::iothub::ErrorCode::ARGUMENT_INVALID,
+        }
+    }
+
     /// The status a twin request refused so is answered with: 400 for a bad
     /// document, 413 for one too large (spec file §4.5 lists 400 for malformed
     /// JSON; 413 is IoT Hub's status for a request entity too large).
@@ -235,19 +245,50 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn check_members(map: &Map<String, Value>, depth: usize) -> Result<(), TwinError> {
-    if depth > MAX_DEPTH {
-        return Err(TwinError::InvalidMember(alloc::format!("nested deeper than {MAX_DEPTH}")));
-    }
-    for (name, value) in map {
-        if name.is_empty() || name.starts_with('$') {
-            return Err(TwinError::InvalidMember(alloc::format!("{name:?}")));
-        }
-        if let Value::Object(inner) = value {
-            check_members(inner, depth + 1)?;
-        }
+/// The longest member name IoT Hub keeps, bytes (DOC-QUOTA, twin limits).
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// IoT Hub's rule for member names (device twin documentation): 1 to 1024 bytes,
+/// no control character, `.`, `$` or space. `$` marks IoT Hub's own metadata.
+fn check_name(name: &str) -> Result<(), TwinError> {
+    let bad = name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.chars().any(|c| c.is_control() || matches!(c, '.' | '$' | ' '));
+    if bad {
+        let shown: String = name.chars().take(40).collect();
+        return Err(TwinError::InvalidMember(alloc::format!(
+            "{shown:?}: names hold 1 to 1024 bytes and no control character, '.', '$' or space"
+        )));
     }
     Ok(())
+}
+
+fn check_members(map: &Map<String, Value>, depth: usize) -> Result<(), TwinError> {
+    for (name, value) in map {
+        check_name(name)?;
+        check_value(value, depth)?;
+    }
+    Ok(())
+}
+
+/// Objects nest within [`MAX_DEPTH`], arrays counting as a level too, so that a
+/// deep value cannot hide inside one.
+fn check_value(value: &Value, depth: usize) -> Result<(), TwinError> {
+    let nested = |depth: usize| {
+        if depth > MAX_DEPTH {
+            Err(TwinError::InvalidMember(alloc::format!("nested deeper than {MAX_DEPTH}")))
+        } else {
+            Ok(depth)
+        }
+    };
+    match value {
+        Value::Object(inner) => check_members(inner, nested(depth + 1)?),
+        Value::Array(items) => {
+            let depth = nested(depth + 1)?;
+            items.iter().try_for_each(|item| check_value(item, depth))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn to_vec(value: &Value) -> Vec<u8> {
@@ -303,13 +344,28 @@ mod tests {
         for bad in [&b"[1]"[..], b"5", b"\"s\"", b"null", b"{", b"", b" "] {
             assert!(matches!(TwinPatch::parse(bad), Err(TwinError::NotAnObject(_))), "{bad:?}");
         }
-        for bad in [&br#"{"$x":1}"#[..], br#"{"":1}"#, br#"{"a":{"$ref":1}}"#] {
+        let long = alloc::format!(r#"{{"{}":1}}"#, "k".repeat(MAX_NAME_LEN + 1));
+        for bad in [
+            &br#"{"$x":1}"#[..],
+            br#"{"":1}"#,
+            br#"{"a":{"$ref":1}}"#,
+            br#"{"a.b":1}"#,
+            br#"{"a b":1}"#,
+            br#"{"k\u0000":1}"#,
+            br#"{"a":[{"$x":1}]}"#,
+            long.as_bytes(),
+        ] {
             assert!(matches!(TwinPatch::parse(bad), Err(TwinError::InvalidMember(_))), "{bad:?}");
         }
         let deep = alloc::format!("{}1{}", r#"{"a":"#.repeat(11), "}".repeat(11));
         assert!(matches!(TwinPatch::parse(deep.as_bytes()), Err(TwinError::InvalidMember(_))));
         let ok = alloc::format!("{}1{}", r#"{"a":"#.repeat(10), "}".repeat(10));
         assert!(TwinPatch::parse(ok.as_bytes()).is_ok());
+        // Arrays count as a level: a deep value cannot hide inside one.
+        let deep = alloc::format!("{{\"a\":{}1{}}}", "[".repeat(10), "]".repeat(10));
+        assert!(matches!(TwinPatch::parse(deep.as_bytes()), Err(TwinError::InvalidMember(_))));
+        let ok = alloc::format!(r#"{{"{}":[1,{{"b":"x y.z$"}}]}}"#, "k".repeat(MAX_NAME_LEN));
+        assert!(TwinPatch::parse(ok.as_bytes()).is_ok(), "values may hold anything");
         assert_eq!(TwinError::NotAnObject(String::new()).status(), 400);
     }
 

@@ -441,6 +441,16 @@ impl MqttConnection {
         if let Some(request) = IotHubTopic::parse(&publish.topic) {
             return self.handle_iothub_publish(now, request, publish, hub);
         }
+        if publish.topic.as_str().starts_with("$iothub/") {
+            // Named like a twin or method topic, but not one: say what is wrong with
+            // it rather than that the device may not publish there.
+            let reason = format!(
+                "PUBLISH to {:?}: a twin or method topic needs a $rid, and a response an \
+                 integer status (spec file §4.5, §4.6)",
+                publish.topic.as_str()
+            );
+            return self.forbid(now, hub, ErrorCode::ARGUMENT_INVALID, reason);
+        }
         let mut message =
             match topic::parse_telemetry(&publish.topic, &online.identity, publish.payload.clone())
             {
@@ -517,7 +527,11 @@ impl MqttConnection {
                 // The body is ignored: Node sends " " (spec file §4.5).
                 let answer = match hub.twin(device_id) {
                     Some(twin) => Ok(Bytes::from(twin.to_json())),
-                    None => Err((404, String::from("the device is not registered"))),
+                    None => Err((
+                        404,
+                        ErrorCode::DEVICE_NOT_FOUND,
+                        String::from("the device is not registered"),
+                    )),
                 };
                 self.answer_twin(rid, answer.map(|body| (None, body)));
             }
@@ -526,7 +540,7 @@ impl MqttConnection {
                     .and_then(|patch| hub.patch_reported(device_id, patch));
                 let answer = match result {
                     Ok(version) => Ok((Some(version), Bytes::new())),
-                    Err(e) => Err((e.status(), e.to_string())),
+                    Err(e) => Err((e.status(), e.code(), e.to_string())),
                 };
                 self.answer_twin(rid, answer);
             }
@@ -587,15 +601,16 @@ impl MqttConnection {
     /// Answers twin request `rid` at QoS 0, as the SDKs subscribe (spec file §4.5):
     /// 200 with the twin or 204 with the new version, or an error status with
     /// `{"errorCode":…,"message":…}`, the body Node fails the request on.
-    fn answer_twin(&mut self, rid: String, answer: Result<(Option<u64>, Bytes), (u16, String)>) {
+    fn answer_twin(
+        &mut self,
+        rid: String,
+        answer: Result<(Option<u64>, Bytes), (u16, ErrorCode, String)>,
+    ) {
         let (status, version, payload) = match answer {
             Ok((None, body)) => (200, None, body),
             Ok((Some(version), body)) => (204, Some(version), body),
-            Err((status, message)) => {
-                let body = serde_json::json!({
-                    "errorCode": u32::from(status) * 1000 + 1,
-                    "message": message,
-                });
+            Err((status, code, message)) => {
+                let body = serde_json::json!({ "errorCode": code.code, "message": message });
                 (status, None, Bytes::from(body.to_string().into_bytes()))
             }
         };

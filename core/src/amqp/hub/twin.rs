@@ -12,7 +12,7 @@ use crate::amqp::message::MessageId;
 use crate::amqp::performative::DeliveryNumber;
 use crate::amqp::twin::{TwinOperation, TwinReply, TwinRequest, TwinResponse};
 use crate::hub::HubState;
-use crate::iothub::{ErrorCode, Identity, TwinError, TwinPatch};
+use crate::iothub::{ErrorCode, Identity, TwinPatch};
 use crate::time::Timestamp;
 
 /// A twin request answered.
@@ -83,7 +83,7 @@ impl AmqpConnection {
                         Bytes::new(),
                     ),
                     Err(e) => {
-                        let code = twin_error_code(&e);
+                        let code = e.code();
                         let reason = e.to_string();
                         hub.emit(crate::hub::HubEvent::Refused {
                             connection: self.id,
@@ -140,15 +140,6 @@ impl AmqpConnection {
             let _ = self.engine.disposition(now, link, delivery_id, accepted, true);
         }
         self.top_up(now, link);
-    }
-}
-
-/// IoT Hub's code for a refused patch: 413001 past the section limit, 400004
-/// otherwise.
-fn twin_error_code(e: &TwinError) -> ErrorCode {
-    match e {
-        TwinError::TooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
-        _ => ErrorCode::ARGUMENT_INVALID,
     }
 }
 

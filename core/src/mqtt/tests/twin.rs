@@ -355,6 +355,42 @@ fn a_method_to_a_disconnected_or_unsubscribed_device_is_not_online() {
 }
 
 #[test]
+fn a_pending_method_ends_when_its_device_disconnects_not_at_its_timeout() {
+    let (mut pair, d) = connected(|c| c.receive_methods = true);
+    invoke(&mut pair, "m", b"", 30).unwrap();
+    method_request(&mut pair, d);
+    pair.break_connection(d);
+    assert_eq!(method_results(&pair), [MethodOutcome::Disconnected]);
+    pair.advance(Duration::from_secs(31));
+    assert_eq!(method_results(&pair), [MethodOutcome::Disconnected], "no second answer");
+    assert_eq!(MethodOutcome::Disconnected.error().unwrap().code, 404103);
+}
+
+#[test]
+fn method_invocations_outside_iot_hubs_bounds_are_refused() {
+    let (mut pair, d) = connected(|c| c.receive_methods = true);
+    for timeout_s in [0, 4, 301] {
+        let refused = invoke(&mut pair, "m", b"", timeout_s);
+        assert!(matches!(refused, Err(HubError::InvalidInvocation(_))), "{timeout_s}: {refused:?}");
+    }
+    assert!(matches!(invoke(&mut pair, "", b"", 30), Err(HubError::InvalidInvocation(_))));
+    let long: &'static str = alloc::boxed::Box::leak("n".repeat(1025).into_boxed_str());
+    assert!(matches!(invoke(&mut pair, long, b"", 30), Err(HubError::InvalidInvocation(_))));
+    assert_eq!(
+        HubError::InvalidInvocation(String::new()).code(),
+        crate::iothub::ErrorCode::ARGUMENT_INVALID
+    );
+    // A device that answers nothing holds at most 64 invocations.
+    for _ in 0..crate::hub::methods::MAX_PENDING_PER_DEVICE {
+        invoke(&mut pair, "m", b"", 30).unwrap();
+    }
+    let refused = invoke(&mut pair, "m", b"", 30);
+    assert_eq!(refused, Err(HubError::TooManyPending(64)));
+    assert_eq!(refused.unwrap_err().code().code, 429001);
+    assert!(pair.device(d).connection.is_some());
+}
+
+#[test]
 fn a_method_request_is_forgotten_with_its_connection() {
     let (mut pair, d) = connected(|c| c.receive_methods = true);
     invoke(&mut pair, "m", b"", 30).unwrap();
@@ -479,7 +515,7 @@ fn spec_4_5_a_patch_that_is_not_a_json_object_is_answered_400_with_an_error_body
     let (topic, body) = publishes(pair.raw[r].packets()).pop().expect("an answer");
     assert_eq!(topic, "$iothub/twin/res/400/?$rid=3");
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["errorCode"], 400001);
+    assert_eq!(body["errorCode"], 400004);
     assert!(body["message"].as_str().is_some_and(|m| m.contains("not a JSON object")), "{body}");
     assert_eq!(pair.hub.twin("dev1").unwrap().reported.version, 1);
 }
