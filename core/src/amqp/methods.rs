@@ -106,20 +106,38 @@ pub fn response_to_message(response: &MethodResponse, correlation: MessageId) ->
 ///
 /// # Errors
 ///
-/// [`MethodMessageError`]: no correlation-id of those types, no int status, a body
+/// [`MethodMessageError`]: no correlation-id of those types, no integer status, a body
 /// that is not data or too large.
 pub fn response_from_message(message: &Message) -> Result<MethodResponse, MethodMessageError> {
     let fail = |reason| MethodMessageError { kind: "response", reason };
     let correlation =
         read_correlation_id(message).ok_or_else(|| fail("no uuid or string correlation-id"))?;
-    let Some(Value::Int(status)) =
-        message.application_properties.as_ref().and_then(|a| a.get(STATUS))
-    else {
-        return Err(fail("no IoThub-status int"));
-    };
+    let status = message
+        .application_properties
+        .as_ref()
+        .and_then(|a| a.get(STATUS))
+        .and_then(integer_status)
+        .ok_or_else(|| fail("no IoThub-status integer"))?;
     let payload =
         payload(message).ok_or_else(|| fail("the body is not data of at most 128 KiB"))?;
-    Ok(MethodResponse { request_id: correlation.to_string(), status: *status, payload })
+    Ok(MethodResponse { request_id: correlation.to_string(), status, payload })
+}
+
+/// A status of any AMQP integer type that fits an `i32`: the SDKs send `int` (spec
+/// file §5.7), but a client library's default for a number may be `long`, and the
+/// value is what counts.
+fn integer_status(value: &Value) -> Option<i32> {
+    match *value {
+        Value::Int(n) => Some(n),
+        Value::Byte(n) => Some(i32::from(n)),
+        Value::Short(n) => Some(i32::from(n)),
+        Value::Ubyte(n) => Some(i32::from(n)),
+        Value::Ushort(n) => Some(i32::from(n)),
+        Value::Long(n) => i32::try_from(n).ok(),
+        Value::Uint(n) => i32::try_from(n).ok(),
+        Value::Ulong(n) => i32::try_from(n).ok(),
+        _ => None,
+    }
 }
 
 fn read_correlation_id(message: &Message) -> Option<MessageId> {
