@@ -508,9 +508,11 @@ fn run_multiplexed(
             }
         }
     }
-    let tally = tally(hub, records.len(), 0);
+    let tally = tally(hub, records.len(), records.len());
     let (c2d_completed, connections) = (tally.completed, tally.connections);
     row.c2d_completed = c2d_completed;
+    row.methods = Some(tally.methods_ok);
+    row.twin = row.twin.or(Some(0));
     row.stored = hub.stored().len() - stored_before;
     latencies.sort();
     row.p50 = percentile(&latencies, 50);
@@ -542,8 +544,11 @@ impl Multiplex<'_> {
         let mut ids = BTreeMap::new();
         for record in self.records {
             let cs = registry::connection_string(address.to_string(), record);
+            let mut config = DeviceConfig::new(cs);
+            config.receive_desired = true;
+            config.receive_methods = true;
             let key = client
-                .add_device(DeviceConfig::new(cs))
+                .add_device(config)
                 .map_err(|e| format!("{}: cannot add: {e}", record.device_id))?;
             ids.insert(key, record.device_id.as_str());
         }
@@ -573,10 +578,67 @@ impl Multiplex<'_> {
             })
             .inspect_err(|_| self.row.c2d_delivered = delivered.len())?;
             self.row.c2d_delivered = delivered.len();
-            Ok(())
+            self.twin_and_methods(hub, &client, &ids)
         });
         client.close();
         result
+    }
+
+    /// Each device reports a property; the hub updates each one's desired
+    /// properties and invokes `ping` on it; each answers. Counts the devices that
+    /// did all three.
+    fn twin_and_methods(
+        &mut self,
+        hub: &HubServer,
+        client: &MultiplexedClient,
+        ids: &BTreeMap<DeviceKey, &str>,
+    ) -> Result<(), String> {
+        let patch = TwinPatch::parse(br#"{"demo":"reported"}"#).map_err(|e| e.to_string())?;
+        for &key in ids.keys() {
+            let asked = client.patch_reported(key, patch.clone());
+            asked.map_err(|e| format!("{}: reported patch: {e}", name(ids, key)))?;
+        }
+        let records: Vec<DeviceRecord> = self
+            .records
+            .iter()
+            .filter(|r| ids.values().any(|id| *id == r.device_id))
+            .cloned()
+            .collect();
+        twin_and_method_to_each(hub, Transport::Amqp, &records);
+        let (mut reported, mut desired, mut answered) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let all = |set: &BTreeSet<DeviceKey>| set.len() == ids.len();
+        next_events(client, ids, |key, event| {
+            match event {
+                DeviceEvent::ReportedPatched { .. } => {
+                    reported.insert(key);
+                }
+                DeviceEvent::DesiredUpdated { .. } => {
+                    desired.insert(key);
+                }
+                DeviceEvent::MethodRequest(request) => {
+                    let response = MethodResponse {
+                        request_id: request.request_id.clone(),
+                        status: 200,
+                        payload: Bytes::from_static(br#"{"pong":true}"#),
+                    };
+                    client
+                        .respond_method(key, response)
+                        .map_err(|e| format!("{}: method answer: {e}", name(ids, key)))?;
+                    answered.insert(key);
+                }
+                DeviceEvent::TwinRequestFailed { status, description, .. } => {
+                    return Err(format!(
+                        "{}: reported patch failed ({status:?}): {description}",
+                        name(ids, key)
+                    ));
+                }
+                _ => {}
+            }
+            Ok(all(&reported) && all(&desired) && all(&answered))
+        })?;
+        self.row.twin = Some(reported.intersection(&desired).count());
+        Ok(())
     }
 
     /// Every device sends its messages one at a time, all devices at once.

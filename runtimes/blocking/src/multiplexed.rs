@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
 use hubwire_core::device::{
-    ConfigError, DeviceConfig, DeviceEvent, DispositionError, ProtocolError, TelemetryId,
+    ConfigError, DeviceConfig, DeviceEvent, DispositionError, ProtocolError, RequestError,
+    TelemetryId, TwinRequestId,
 };
-use hubwire_core::iothub::{Disposition, LockToken, Message};
+use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, TwinPatch};
 use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
 use rand_core::{OsRng, RngCore};
 
@@ -69,6 +70,17 @@ enum Command {
         lock: LockToken,
         disposition: Disposition,
         reply: Sender<Result<(), DispositionError>>,
+    },
+    /// A twin get (`patch` `None`) or reported patch.
+    Twin {
+        key: DeviceKey,
+        patch: Option<TwinPatch>,
+        reply: Sender<Result<TwinRequestId, RequestError>>,
+    },
+    RespondMethod {
+        key: DeviceKey,
+        response: MethodResponse,
+        reply: Sender<Result<(), RequestError>>,
     },
 }
 
@@ -172,6 +184,56 @@ impl MultiplexedClient {
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
     }
 
+    /// Asks for device `key`'s twin; [`DeviceEvent::Twin`] with the returned id and
+    /// the key answers (spec file §5.6).
+    ///
+    /// Errors: as [`Multiplexed::get_twin`]; [`RequestError::Stopped`] after
+    /// [`close`](Self::close).
+    pub fn get_twin(&self, key: DeviceKey) -> Result<TwinRequestId, RequestError> {
+        self.twin(key, None)
+    }
+
+    /// Patches device `key`'s reported properties; [`DeviceEvent::ReportedPatched`]
+    /// with the returned id and the key answers.
+    ///
+    /// Errors: as [`Multiplexed::patch_reported`]; [`RequestError::Stopped`] after
+    /// [`close`](Self::close).
+    pub fn patch_reported(
+        &self,
+        key: DeviceKey,
+        patch: TwinPatch,
+    ) -> Result<TwinRequestId, RequestError> {
+        self.twin(key, Some(patch))
+    }
+
+    fn twin(
+        &self,
+        key: DeviceKey,
+        patch: Option<TwinPatch>,
+    ) -> Result<TwinRequestId, RequestError> {
+        let (reply, answer) = mpsc::channel();
+        self.driver
+            .command(Command::Twin { key, patch, reply })
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Answers device `key`'s [`DeviceEvent::MethodRequest`] (spec file §5.7).
+    ///
+    /// Errors: as [`Multiplexed::respond_method`]; [`RequestError::Stopped`] after
+    /// [`close`](Self::close).
+    pub fn respond_method(
+        &self,
+        key: DeviceKey,
+        response: MethodResponse,
+    ) -> Result<(), RequestError> {
+        let (reply, answer) = mpsc::channel();
+        self.driver
+            .command(Command::RespondMethod { key, response, reply })
+            .and_then(|()| answer.recv().ok())
+            .unwrap_or(Err(RequestError::Stopped))
+    }
+
     /// The next event and the device it concerns, waiting at most `timeout`; `None`
     /// when none came, or the client is closed and every event was read.
     pub fn recv_event(&self, timeout: Duration) -> Option<(DeviceKey, DeviceEvent)> {
@@ -259,6 +321,16 @@ impl Client for MultiplexDriver {
             }
             Command::Settle { key, lock, disposition, reply } => {
                 let _ = reply.send(mux.settle(now, key, &lock, disposition));
+            }
+            Command::Twin { key, patch, reply } => {
+                let asked = match patch {
+                    Some(patch) => mux.patch_reported(now, key, patch),
+                    None => mux.get_twin(now, key),
+                };
+                let _ = reply.send(asked);
+            }
+            Command::RespondMethod { key, response, reply } => {
+                let _ = reply.send(mux.respond_method(now, key, response));
             }
         }
     }
