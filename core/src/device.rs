@@ -114,6 +114,18 @@ impl DeviceConfig {
             seed: 0,
         }
     }
+
+    /// Errors: [`ConfigError::Zero`] when `max_in_flight` or `max_queued` is 0,
+    /// which no protocol's session can work with.
+    pub(crate) fn check_limits(&self) -> Result<(), ConfigError> {
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::Zero("max_in_flight"));
+        }
+        if self.max_queued == 0 {
+            return Err(ConfigError::Zero("max_queued"));
+        }
+        Ok(())
+    }
 }
 
 /// Names one telemetry message from `send_telemetry` to its acknowledgement.

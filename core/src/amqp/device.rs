@@ -305,12 +305,7 @@ impl Multiplexed {
         now: Timestamp,
         config: DeviceConfig,
     ) -> Result<DeviceKey, ConfigError> {
-        if config.max_in_flight == 0 {
-            return Err(ConfigError::Zero("max_in_flight"));
-        }
-        if config.max_queued == 0 {
-            return Err(ConfigError::Zero("max_queued"));
-        }
+        config.check_limits()?;
         credential(&config, now).ok_or(ConfigError::InvalidKey)?;
         let key = DeviceKey(self.next_key);
         self.next_key += 1;

@@ -161,12 +161,7 @@ impl DeviceSession {
     /// not base64, [`ConfigError::HeaderValue`] for a host name or client type that
     /// cannot be a header value.
     pub fn new(now: Timestamp, config: DeviceConfig) -> Result<Self, ConfigError> {
-        if config.max_in_flight == 0 {
-            return Err(ConfigError::Zero("max_in_flight"));
-        }
-        if config.max_queued == 0 {
-            return Err(ConfigError::Zero("max_queued"));
-        }
+        config.check_limits()?;
         let cs = &config.connection_string;
         let host = cs.gateway_host_name.clone().unwrap_or_else(|| cs.host_name.clone());
         if !message::is_header_value(&host) {

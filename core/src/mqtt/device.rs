@@ -138,12 +138,7 @@ enum C2dState {
 impl DeviceSession {
     /// A session that asks to dial at once.
     pub fn new(now: Timestamp, config: DeviceConfig) -> Result<Self, ConfigError> {
-        if config.max_in_flight == 0 {
-            return Err(ConfigError::Zero("max_in_flight"));
-        }
-        if config.max_queued == 0 {
-            return Err(ConfigError::Zero("max_queued"));
-        }
+        config.check_limits()?;
         let identity = config.connection_string.identity();
         let username =
             Username::format(&config.connection_string.host_name, &identity, &config.client_type)
