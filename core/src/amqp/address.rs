@@ -60,14 +60,14 @@ pub struct ParsedAddress {
 #[non_exhaustive]
 pub enum AddressError {
     /// Not of any form spec file §5.3 lists; the text says which part is wrong.
-    #[error("spec file §5.3 not an IoT Hub address: {0}")]
+    #[error("not an IoT Hub address: {0}")]
     Unknown(&'static str),
     /// A device or module id that is not valid, decoded or raw (spec file §2.1).
-    #[error("spec file §2.1 the address holds an invalid device or module id")]
+    #[error("the address holds an invalid device or module id")]
     InvalidId,
     /// `messages/devicebound` under a module: IoT Hub sends C2D messages to devices
     /// only; modules receive on their inputs ([`NodeAddress::Events`]).
-    #[error("spec file §5.3 modules have no cloud-to-device queue")]
+    #[error("modules have no cloud-to-device queue")]
     ModuleC2d,
 }
 
@@ -93,12 +93,12 @@ pub enum AttachError {
     Address(#[from] AddressError),
     /// The connection holds no valid token for the node's identity: no put-token for
     /// it, or it expired (spec file §5.10).
-    #[error("spec file §5.10 no valid token for {0} on this connection")]
+    #[error("no valid token for {0} on this connection")]
     Unauthorized(Identity),
     /// The node does not serve a link of this direction, e.g. a device's sender on
     /// `messages/devicebound`, or a device's (not a module's) receiver on
     /// `messages/events`.
-    #[error("spec file §5.3 {node} takes no link whose device end is a {role:?}")]
+    #[error("{node} takes no link whose device end is a {role:?}")]
     WrongRole {
         /// The node's kind, as [`NodeAddress::kind`] names it.
         node: &'static str,

@@ -287,7 +287,7 @@ pub struct PutTokenResponse {
 
 /// Why a message is not a put-token response (device side).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("spec file §5.2 not a put-token response: {0}")]
+#[error("not a put-token response: {0}")]
 pub struct ResponseError(pub &'static str);
 
 impl PutTokenResponse {

@@ -329,9 +329,8 @@ impl AmqpConnection {
     ) -> Result<(), (Option<Identity>, ErrorCode, String)> {
         let refuse = |why: &str| (None, ErrorCode::IOT_HUB_UNAUTHORIZED, String::from(why));
         let plain = PlainResponse::parse(response).map_err(|e| refuse(&format!("{e}")))?;
-        let user = SasUser::parse(&plain.authcid).ok_or_else(|| {
-            refuse("SASL PLAIN user is not <deviceId>@sas.<hubName> (spec file §5.1)")
-        })?;
+        let user = SasUser::parse(&plain.authcid)
+            .ok_or_else(|| refuse("SASL PLAIN user is not <deviceId>@sas.<hubName>"))?;
         let identity = Identity { device_id: user.device_id, module_id: user.module_id };
         let expiry = self
             .verify(now, hub, &identity, &plain.password)
@@ -744,7 +743,7 @@ impl AmqpConnection {
             })?;
             if message.size() > self.max_message_size {
                 let reason = format!(
-                    "message of {} bytes exceeds {} bytes (spec file §8)",
+                    "message of {} bytes exceeds {} bytes",
                     message.size(),
                     self.max_message_size
                 );
@@ -1110,7 +1109,7 @@ impl AmqpConnection {
             return;
         }
         let code = ErrorCode::CONNECTION_FORCEFULLY_CLOSED_ON_NEW_CONNECTION;
-        let reason = "another connection authenticated as this device (spec file §4.1.3)";
+        let reason = "another connection authenticated as this device";
         let error = AmqpError::new(condition::LINK_STOLEN, Some(Utf8Bytes::from(reason)));
         hub.emit(HubEvent::Refused {
             connection: self.id,
@@ -1183,7 +1182,7 @@ impl AmqpConnection {
         }
         let lapsed: Vec<Identity> = self.tokens.expire(now).collect();
         for identity in lapsed {
-            let reason = "the SAS token expired (spec file §5.10)";
+            let reason = "the SAS token expired";
             let error = AmqpError::new(condition::UNAUTHORIZED_ACCESS, Some(reason.into()));
             self.drop_identity(
                 now,

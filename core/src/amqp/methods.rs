@@ -27,7 +27,7 @@ pub const STATUS: &str = "IoThub-status";
 
 /// Why a message is not a method request or response (spec file §5.7).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("spec file §5.7 not a method {kind}: {reason}")]
+#[error("not a method {kind}: {reason}")]
 pub struct MethodMessageError {
     /// `request` or `response`.
     pub kind: &'static str,

@@ -65,7 +65,7 @@ pub struct TwinRequest {
 /// Why a message is not a twin request the hub can serve (spec file §5.6). The hub
 /// answers status 400 when it has a correlation-id to answer to.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("spec file §5.6 not a twin request: {reason}")]
+#[error("not a twin request: {reason}")]
 pub struct TwinRequestError {
     /// The request's correlation-id, if it had one.
     pub correlation_id: Option<MessageId>,
@@ -182,7 +182,7 @@ pub enum TwinReply {
 
 /// Why a message on the twin receiver is neither response nor notification.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("spec file §5.6 not a twin response: {0}")]
+#[error("not a twin response: {0}")]
 pub struct TwinReplyError(pub &'static str);
 
 impl TwinReply {

@@ -258,7 +258,7 @@ impl MqttConnection {
                 now,
                 hub,
                 ErrorCode::INVALID_OPERATION,
-                String::from("QoS 2 flow: IoT Hub does not support QoS 2 (spec file §4.3)"),
+                String::from("QoS 2 flow: IoT Hub does not support QoS 2"),
             ),
             other => self.forbid(
                 now,
@@ -397,7 +397,7 @@ impl MqttConnection {
             if topic::parse_telemetry(&will.topic, &identity, bytes::Bytes::new()).is_err() {
                 return Err(with_identity(
                     ErrorCode::INVALID_OPERATION,
-                    "the will topic must be the device's telemetry topic (spec file §4.1)",
+                    "the will topic must be the device's telemetry topic",
                 ));
             }
         }
@@ -435,7 +435,7 @@ impl MqttConnection {
                 now,
                 hub,
                 ErrorCode::INVALID_OPERATION,
-                String::from("PUBLISH at QoS 2: IoT Hub closes the connection (spec file §4.3)"),
+                String::from("PUBLISH at QoS 2: IoT Hub closes the connection"),
             );
         }
         if let Some(request) = IotHubTopic::parse(&publish.topic) {
@@ -446,7 +446,7 @@ impl MqttConnection {
             // it rather than that the device may not publish there.
             let reason = format!(
                 "PUBLISH to {:?}: a twin or method topic needs a $rid, and a response an \
-                 integer status (spec file §4.5, §4.6)",
+                 integer status",
                 publish.topic.as_str()
             );
             return self.forbid(now, hub, ErrorCode::ARGUMENT_INVALID, reason);
@@ -465,7 +465,7 @@ impl MqttConnection {
                         ErrorCode::INVALID_OPERATION,
                         format!(
                             "PUBLISH to {:?}: a device may publish only to its telemetry topic \
-                             and the twin and method topics (spec file §4.3, §4.5, §4.6)",
+                             and the twin and method topics",
                             publish.topic.as_str()
                         ),
                     );
@@ -477,7 +477,7 @@ impl MqttConnection {
                 hub,
                 ErrorCode::MESSAGE_TOO_LARGE,
                 format!(
-                    "message of {} bytes exceeds {} bytes (spec file §8)",
+                    "message of {} bytes exceeds {} bytes",
                     message.size(),
                     self.max_message_size
                 ),
@@ -550,8 +550,7 @@ impl MqttConnection {
                     Some((
                         ErrorCode::MESSAGE_TOO_LARGE,
                         format!(
-                            "method response {rid:?} of {} bytes exceeds {} bytes (spec file \
-                             §4.6); dropped",
+                            "method response {rid:?} of {} bytes exceeds {} bytes; dropped",
                             payload.len(),
                             method::MAX_PAYLOAD
                         ),
@@ -584,8 +583,7 @@ impl MqttConnection {
                     hub,
                     ErrorCode::INVALID_OPERATION,
                     format!(
-                        "PUBLISH to {:?}: the hub publishes on this topic, a device does not \
-                         (spec file §4.5, §4.6)",
+                        "PUBLISH to {:?}: the hub publishes on this topic, a device does not",
                         other.to_topic().as_str()
                     ),
                 );
@@ -662,7 +660,7 @@ impl MqttConnection {
                     ErrorCode::INVALID_OPERATION,
                     format!(
                         "SUBSCRIBE to {:?}: a device may subscribe only to its device-bound \
-                         topic and the twin and method filters (spec file §4.4–§4.6, §4.8)",
+                         topic and the twin and method filters",
                         filter.as_str()
                     ),
                 );
@@ -864,8 +862,7 @@ impl MqttConnection {
     /// A newer connection authenticated as the same device.
     pub(crate) fn evict(&mut self, now: Timestamp, hub: &mut HubState) {
         if let State::Connected(online) = &self.state {
-            let reason =
-                String::from("another connection authenticated as this device (spec file §4.1.3)");
+            let reason = String::from("another connection authenticated as this device");
             hub.emit(HubEvent::Refused {
                 connection: self.id,
                 identity: Some(online.identity.clone()),
@@ -915,7 +912,7 @@ impl MqttConnection {
             State::Connected(online) if now >= online.token_expiry => {
                 let ending = Ending {
                     code: ErrorCode::IOT_HUB_UNAUTHORIZED,
-                    reason: String::from("the SAS token expired (spec file §4.1.3)"),
+                    reason: String::from("the SAS token expired"),
                     publish_will: true,
                 };
                 self.end(now, hub, ending);

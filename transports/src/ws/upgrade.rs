@@ -46,8 +46,7 @@ pub(super) fn accept(
     // The path is IoT Hub's exactly; only a query may follow (RFC 6455 §4.2.1 item 3:
     // the resource name is the path and query).
     if head.path() != IOTHUB_PATH {
-        let reason =
-            format!("no WebSocket endpoint at {}: it is {IOTHUB_PATH} (spec file §1)", head.path());
+        let reason = format!("no WebSocket endpoint at {}: it is {IOTHUB_PATH}", head.path());
         return Err(reject(404, reason, &[]));
     }
     if head.minor_version < 1 {
@@ -86,7 +85,7 @@ pub(super) fn accept(
         let served: Vec<&str> = allowed.iter().map(|p| p.token()).collect();
         let reason = format!(
             "no subprotocol served here among those offered {offered:?}; served: {served:?} \
-             (RFC 6455 §4.2.2, spec file §1)"
+             (RFC 6455 §4.2.2)"
         );
         return Err(bad_request(&reason));
     };

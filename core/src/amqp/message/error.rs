@@ -83,7 +83,7 @@ pub enum MessageError {
         section: &'static str,
     },
     /// A batched message (spec file §5.4) whose body is not data sections.
-    #[error("spec file §5.4 a batch's body is data sections, found {found}")]
+    #[error("a batch's body is data sections, found {found}")]
     BatchBody {
         /// The body form found.
         found: &'static str,

@@ -49,14 +49,14 @@ pub struct HubStamps {
 pub enum MappingError {
     /// The body is amqp-sequence or amqp-value: IoT Hub bodies are data sections
     /// (spec file §5.5; the C SDK rejects anything else).
-    #[error("spec file §5.5 the body is {found}, not data sections")]
+    #[error("the body is {found}, not data sections")]
     BodyNotData {
         /// The body form.
         found: &'static str,
     },
     /// An application property value has no text form (binary, decimal): IoT Hub
     /// properties are strings (spec file §3).
-    #[error("spec file §3 application property {name:?} is a {found}, which has no text form")]
+    #[error("application property {name:?} is a {found}, which has no text form")]
     PropertyValue {
         /// The property.
         name: String,
@@ -64,7 +64,7 @@ pub enum MappingError {
         found: &'static str,
     },
     /// An annotation IoT Hub defines has another type than the spec file gives it.
-    #[error("spec file §5.5 annotation {name} is a {found}")]
+    #[error("annotation {name} is a {found}")]
     AnnotationType {
         /// The annotation.
         name: &'static str,
