@@ -674,19 +674,10 @@ impl AmqpConnection {
             }) else {
                 return;
             };
-            let mut payload = BytesMut::new();
-            if message.encode(&mut payload).is_err() {
-                // A response the hub built from a request it decoded fits.
+            let Some(delivery) = hub_delivery(message, settled, &mut self.next_pending) else {
+                // A response the hub built from a request it decoded encodes.
                 self.cbs_responses.pop_front();
                 continue;
-            }
-            let tag = Bytes::copy_from_slice(&self.next_pending.to_be_bytes());
-            self.next_pending += 1;
-            let delivery = Delivery {
-                tag,
-                message_format: MESSAGE_FORMAT_AMQP,
-                settled,
-                payload: payload.freeze(),
             };
             if self.engine.send(now, link, delivery).is_err() {
                 return;
@@ -980,18 +971,9 @@ impl AmqpConnection {
             let Some(message) = self.outgoing.get_mut(&link).and_then(VecDeque::pop_front) else {
                 return;
             };
-            let mut payload = BytesMut::new();
-            if message.encode(&mut payload).is_err() {
+            let Some(delivery) = hub_delivery(&message, settled, &mut self.next_pending) else {
                 // The hub built it from values it checked: it encodes.
                 continue;
-            }
-            let tag = Bytes::copy_from_slice(&self.next_pending.to_be_bytes());
-            self.next_pending += 1;
-            let delivery = Delivery {
-                tag,
-                message_format: MESSAGE_FORMAT_AMQP,
-                settled,
-                payload: payload.freeze(),
             };
             match self.engine.send(now, link, delivery) {
                 Ok(_) => {}
@@ -1218,6 +1200,17 @@ impl AmqpConnection {
 }
 
 mod methods;
+/// A message the hub sends on a link of its own (a CBS response, a twin reply, a
+/// method request), tagged with `next` (then counted on); `None` when it does not
+/// encode.
+fn hub_delivery(message: &Message, settled: bool, next: &mut u64) -> Option<Delivery> {
+    let mut payload = BytesMut::new();
+    message.encode(&mut payload).ok()?;
+    let tag = Bytes::copy_from_slice(&next.to_be_bytes());
+    *next += 1;
+    Some(Delivery { tag, message_format: MESSAGE_FORMAT_AMQP, settled, payload: payload.freeze() })
+}
+
 #[cfg(test)]
 mod tests;
 mod twin;

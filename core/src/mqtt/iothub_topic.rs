@@ -120,11 +120,12 @@ impl IotHubTopic {
     /// parameter it needs (`$rid`, or `$version` in a desired notification), or
     /// one with a status or version that is not a decimal integer in range.
     pub fn parse(topic: &str) -> Option<IotHubTopic> {
-        let (path, query) = topic.split_once('?')?;
-        let path = path.strip_suffix('/').unwrap_or(path);
+        // Every PUBLISH comes through here: telemetry leaves before its bag is read.
+        let rest = topic.strip_prefix("$iothub/")?;
+        let (path, query) = rest.split_once('?')?;
+        let rest = path.strip_suffix('/').unwrap_or(path);
         let query = Query::parse(query)?;
         let rid = || query.rid.clone();
-        let rest = path.strip_prefix("$iothub/")?;
         Some(match rest {
             "twin/GET" => IotHubTopic::TwinGet { rid: rid()? },
             "twin/PATCH/properties/reported" => IotHubTopic::TwinPatchReported { rid: rid()? },

@@ -423,12 +423,9 @@ impl Multiplexed {
         d: &C2dDelivery,
         payload: &Bytes,
     ) {
-        let Some(slot) = self.devices.get_mut(&key) else { return };
-        let limits = Limits { max_size: slot.config.max_packet_size, ..Limits::default() };
-        let reply = Message::decode(payload, &limits)
-            .map_err(|e| e.to_string())
-            .and_then(|m| TwinReply::from_message(&m).map_err(|e| e.to_string()));
-        self.settle_received(now, d, reply.as_ref().err(), TWIN_CREDIT);
+        let reply = self.read_received(now, key, d, payload, TWIN_CREDIT, |m| {
+            TwinReply::from_message(m).map_err(|e| e.to_string())
+        });
         let Some(slot) = self.devices.get_mut(&key) else { return };
         match reply {
             Ok(TwinReply::Response(response)) => {
@@ -461,16 +458,36 @@ impl Multiplexed {
         d: &C2dDelivery,
         payload: &Bytes,
     ) {
-        let Some(slot) = self.devices.get_mut(&key) else { return };
-        let limits = Limits { max_size: slot.config.max_packet_size, ..Limits::default() };
-        let request = Message::decode(payload, &limits)
-            .map_err(|e| e.to_string())
-            .and_then(|m| methods::request_from_message(&m).map_err(|e| e.to_string()));
-        self.settle_received(now, d, request.as_ref().err(), METHOD_CREDIT);
+        let request = self.read_received(now, key, d, payload, METHOD_CREDIT, |m| {
+            methods::request_from_message(m).map_err(|e| e.to_string())
+        });
         let Ok((request, correlation)) = request else { return };
         let Some(slot) = self.devices.get_mut(&key) else { return };
         slot.channels.method_requests.insert(request.request_id.clone(), correlation);
         self.events.push_back((key, DeviceEvent::MethodRequest(request)));
+    }
+
+    /// Reads a twin or method delivery for device `key` within its packet limit
+    /// with `read`, then settles it as [`settle_received`](Self::settle_received)
+    /// says. Errors: why it did not read, in words.
+    fn read_received<T>(
+        &mut self,
+        now: Timestamp,
+        key: DeviceKey,
+        d: &C2dDelivery,
+        payload: &Bytes,
+        credit: u32,
+        read: impl FnOnce(&Message) -> Result<T, String>,
+    ) -> Result<T, String> {
+        // A device removed meanwhile has nobody to read it for.
+        let Some(slot) = self.devices.get(&key) else {
+            return Err(String::from("the device was removed"));
+        };
+        let limits = Limits { max_size: slot.config.max_packet_size, ..Limits::default() };
+        let read =
+            Message::decode(payload, &limits).map_err(|e| e.to_string()).and_then(|m| read(&m));
+        self.settle_received(now, d, read.as_ref().err(), credit);
+        read
     }
 
     /// Accepts a twin or method delivery sent unsettled, or rejects one that did
