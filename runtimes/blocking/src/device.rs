@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -15,12 +14,10 @@ use hubwire_core::device::{
     RequestError, SendError, TelemetryId, TwinRequestId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use hubwire_transports::Transport;
-use hubwire_transports::tls::Trust;
+use hubwire_runtime::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 use rand_core::{OsRng, RngCore};
 
 use crate::driver::{Client, Handle};
-use crate::{clock, dial};
 
 /// Why a telemetry message was not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,64 +92,6 @@ fn rejection(condition: &str, description: &str) -> String {
     } else {
         format!("{condition} ({description})")
     }
-}
-
-/// Which transport a device uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportChoice {
-    /// Always this one.
-    Fixed(Transport),
-    /// This one, or its WebSocket fallback on 443 when its own port cannot be
-    /// reached (blocked or refused): the reason IoT Hub offers WebSockets at all.
-    /// Once the fallback works it is kept; the native port is tried again only when
-    /// the fallback fails too.
-    Auto(Transport),
-}
-
-/// How a device reaches its hub: the transport and what it trusts.
-#[derive(Clone, Debug)]
-pub struct ClientTransport {
-    /// The transport.
-    pub choice: TransportChoice,
-    /// The certificate authorities the TLS transports trust.
-    pub trust: Trust,
-}
-
-impl ClientTransport {
-    /// `transport` trusting the platform's roots only.
-    pub fn new(transport: Transport) -> Self {
-        ClientTransport {
-            choice: TransportChoice::Fixed(transport),
-            trust: Trust { platform_roots: true, ca_files: Vec::new() },
-        }
-    }
-
-    /// `transport` trusting the platform's roots and the CA in `ca_file` (PEM): a
-    /// local hub's CA, say.
-    pub fn with_ca(transport: Transport, ca_file: impl Into<std::path::PathBuf>) -> Self {
-        let mut this = ClientTransport::new(transport);
-        this.trust.ca_files.push(ca_file.into());
-        this
-    }
-}
-
-/// What the transport under a device did last, for people: which transport and
-/// address it uses and why, and the last transport error (a refused dial, an
-/// untrusted certificate, a refused WebSocket upgrade), which the machine itself
-/// only sees as a closed transport.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TransportStatus {
-    /// The transport of the current (or last) connection.
-    pub transport: Option<Transport>,
-    /// The address it is connected to.
-    pub peer: Option<SocketAddr>,
-    /// The TLS version negotiated, when TLS is in the stack.
-    pub tls_version: Option<&'static str>,
-    /// Why [`TransportChoice::Auto`] chose the WebSocket fallback.
-    pub fallback_reason: Option<String>,
-    /// The last transport error.
-    pub last_error: Option<String>,
 }
 
 /// A device connected to its hub by a driver thread. See the module documentation.

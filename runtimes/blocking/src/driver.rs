@@ -27,14 +27,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use hubwire_core::{Connection, Timestamp, Transmit};
-use hubwire_transports::tls;
-use hubwire_transports::{Stack, Transport};
+use hubwire_core::{Connection, Timestamp};
+use hubwire_runtime::{Action, ClientTransport, Dialed, TransportStatus, client_tls, clock, dial};
 use rand_core::{OsRng, RngCore};
 
-use crate::device::{ClientTransport, TransportChoice, TransportStatus};
 use crate::flow::{Chunk, Flow};
-use crate::{clock, dial, reader};
+use crate::reader;
 
 /// The client-specific half of a driver: its machine, its commands and what becomes
 /// of the machine's events.
@@ -92,35 +90,19 @@ impl<C: Send + 'static> Handle<C> {
         (host, port): (String, Option<u16>),
         transport: &ClientTransport,
     ) -> io::Result<Handle<C>> {
-        let (first, fallback) = match transport.choice {
-            TransportChoice::Fixed(t) => (t, None),
-            TransportChoice::Auto(t) => (t, t.websocket_fallback()),
-        };
-        let tls = if first.tls() || fallback.is_some() {
-            let config = tls::client_config(&transport.trust)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            Some(config)
-        } else {
-            None
-        };
+        let tls = client_tls(transport)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let (commands, inputs) = mpsc::channel();
         let bytes_written = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(TransportStatus::default()));
         let driver = Driver {
             name,
-            machine,
+            dialed: Dialed::new(machine, (host, port), transport.choice, tls, OsRng.next_u64()),
             client,
-            host,
-            port,
-            current: first,
-            native: first,
-            fallback,
-            tls,
             status: Arc::clone(&status),
             inputs,
             readers: commands.clone(),
             socket: None,
-            open: false,
             generation: 0,
             bytes_written: Arc::clone(&bytes_written),
         };
@@ -170,25 +152,14 @@ impl<C> Drop for Handle<C> {
 /// The driver thread's state.
 struct Driver<A: Client> {
     name: String,
-    machine: A::Machine,
+    dialed: Dialed<A::Machine>,
     client: A,
-    /// Where to dial: the host, and the port asked for if any.
-    host: String,
-    port: Option<u16>,
-    /// The transport dialled first on the next connect.
-    current: Transport,
-    /// The transport asked for, and its fallback under [`TransportChoice::Auto`].
-    native: Transport,
-    fallback: Option<Transport>,
-    tls: Option<Arc<rustls::ClientConfig>>,
     status: Arc<Mutex<TransportStatus>>,
     inputs: Receiver<Input<A::Command>>,
     /// A sender for the reader threads.
     readers: Sender<Input<A::Command>>,
-    /// The open connection and its layers, if any.
-    socket: Option<(TcpStream, Stack)>,
-    /// The machine was told the connection is open (every handshake done).
-    open: bool,
+    /// The open connection, if any.
+    socket: Option<TcpStream>,
     /// Counts connections (and closes): input tagged with an older generation comes
     /// from a connection the machine has forgotten.
     generation: u64,
@@ -208,7 +179,7 @@ impl<A: Client> Driver<A> {
             self.drain();
             if let Some((_, until)) = &stopping {
                 // Done once the machine has closed its transport, or out of time.
-                if self.socket.is_none() || clock::now() >= *until {
+                if !self.dialed.has_socket() || clock::now() >= *until {
                     self.shut_socket();
                     for reply in stopping.take().map(|(r, _)| r).unwrap_or_default() {
                         let _ = reply.send(());
@@ -217,7 +188,7 @@ impl<A: Client> Driver<A> {
                 }
             }
             let deadline = hubwire_core::time::earliest(
-                self.machine.poll_timeout(),
+                self.dialed.poll_timeout(),
                 stopping.as_ref().map(|&(_, until)| until),
             );
             let input = match deadline {
@@ -227,21 +198,20 @@ impl<A: Client> Driver<A> {
             let now = clock::now();
             match input {
                 Ok(Input::Bytes { generation, bytes }) if generation == self.generation => {
-                    self.received(now, &bytes);
+                    self.dialed.handle_input(now, &bytes);
                 }
                 Ok(Input::Closed { generation }) if generation == self.generation => {
-                    self.socket = None;
-                    self.open = false;
-                    self.machine.handle_close(now);
+                    self.shut_socket();
+                    self.dialed.handle_close(now);
                 }
                 Ok(Input::Bytes { .. } | Input::Closed { .. }) => {}
                 Ok(Input::Command(command)) => {
-                    self.client.command(&mut self.machine, clock::now(), *command);
+                    self.client.command(self.dialed.machine_mut(), clock::now(), *command);
                 }
                 Ok(Input::Stop { reply }) => match &mut stopping {
                     Some((replies, _)) => replies.push(reply),
                     None => {
-                        self.client.stop(&mut self.machine, clock::now());
+                        self.client.stop(self.dialed.machine_mut(), clock::now());
                         stopping = Some((vec![reply], clock::now() + STOP_GRACE));
                     }
                 },
@@ -251,179 +221,70 @@ impl<A: Client> Driver<A> {
             }
             // Checked after every input, not only on a quiet channel, so a steady
             // stream of input cannot starve the timers.
-            if self.machine.poll_timeout().is_some_and(|t| t <= now) {
-                self.machine.handle_timeout(now);
-            }
+            self.dialed.handle_timeout(now);
         }
     }
 
-    /// Drains transmits and events until the machine has nothing more to say.
+    /// Carries out the socket actions and hands on the events until the machine has
+    /// nothing more to say.
     fn drain(&mut self) {
         loop {
-            if let Some(transmit) = self.machine.poll_transmit() {
-                self.transmit(transmit);
-            } else if let Some(event) = self.machine.poll_event() {
+            if let Some(action) = self.dialed.poll_action() {
+                self.act(action);
+            } else if let Some(event) = self.dialed.poll_event() {
                 self.client.event(event);
             } else {
-                return;
+                break;
             }
         }
-    }
-
-    /// Bytes from the connection: through the stack, then to the machine once every
-    /// handshake is done.
-    fn received(&mut self, now: Timestamp, bytes: &[u8]) {
-        let Some((_, stack)) = self.socket.as_mut() else {
-            return;
-        };
-        let result = stack.handle_input(bytes);
-        let plain = stack.take_plain();
-        let newly_open = !self.open && stack.is_open();
-        let tls_version = stack.tls_version();
-        self.flush();
-        if let Err(e) = result {
-            self.transport_failed(now, e.to_string());
-            return;
-        }
-        if newly_open {
-            self.open = true;
-            self.update_status(|s| s.tls_version = tls_version);
-            self.machine.handle_connected(now);
-        }
-        if self.open && !plain.is_empty() {
-            // A protocol violation is already answered (closed) by the machine and
-            // reported as an event.
-            let _ = self.machine.handle_input(now, &plain);
-        }
-        if self.socket.as_ref().is_some_and(|(_, stack)| stack.is_closed()) {
-            self.transport_failed(now, String::from("the hub closed the connection"));
+        let status = self.dialed.status();
+        let mut shared = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        if *shared != *status {
+            shared.clone_from(status);
         }
     }
 
-    /// The stack gave up: its last words are written; the machine hears of a close.
-    fn transport_failed(&mut self, now: Timestamp, error: String) {
-        self.update_status(|s| s.last_error = Some(error));
-        self.shut_socket();
-        self.open = false;
-        self.machine.handle_close(now);
-    }
-
-    fn transmit(&mut self, transmit: Transmit) {
-        match transmit {
-            Transmit::Connect => {
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Dial { host, port, .. } => {
                 self.shut_socket();
-                self.open = false;
-                match self.open_connection() {
-                    Ok(()) => {
-                        let now = clock::now();
-                        if self.socket.as_ref().is_some_and(|(_, stack)| stack.is_open()) {
-                            self.open = true;
-                            self.machine.handle_connected(now);
+                match dial::dial(&host, port) {
+                    Ok(stream) => {
+                        let peer = stream.peer_addr().ok();
+                        match self.start_reader(&stream) {
+                            Ok(()) => {
+                                self.socket = Some(stream);
+                                self.dialed.dial_succeeded(clock::now(), peer);
+                            }
+                            Err(e) => self.dialed.dial_failed(
+                                clock::now(),
+                                format!("cannot start a reader thread: {e}"),
+                            ),
                         }
                     }
-                    Err(e) => {
-                        self.update_status(|s| s.last_error = Some(e));
-                        self.machine.handle_close(clock::now());
-                    }
+                    Err(e) => self.dialed.dial_failed(clock::now(), e.to_string()),
                 }
             }
-            Transmit::Send(bytes) => {
-                let Some((_, stack)) = self.socket.as_mut() else {
-                    return;
-                };
-                if let Err(e) = stack.send(bytes) {
-                    self.update_status(|s| s.last_error = Some(e.to_string()));
-                }
-                self.flush();
-            }
-            Transmit::Close => {
-                if let Some((_, stack)) = self.socket.as_mut() {
-                    stack.close();
-                }
-                self.flush();
-                self.shut_socket();
-            }
+            Action::Write(bytes) => self.write(&bytes),
+            Action::Shutdown => self.shut_socket(),
         }
     }
 
-    /// Writes what the stack has for the socket. A failed write shuts the socket;
-    /// the reader sees that and reports the close, which reaches the machine as
-    /// `handle_close` in order with any bytes read before it.
-    fn flush(&mut self) {
-        let Some((socket, stack)) = self.socket.as_mut() else {
+    /// Writes to the socket. A failed write shuts the socket; the reader sees that
+    /// and reports the close, which reaches the machine as `handle_close` in order
+    /// with any bytes read before it.
+    fn write(&mut self, bytes: &[u8]) {
+        let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        while let Some(bytes) = stack.poll_output() {
-            match socket.write_all(&bytes) {
-                Ok(()) => {
-                    self.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    let _ = socket.shutdown(Shutdown::Both);
-                    return;
-                }
+        match socket.write_all(bytes) {
+            Ok(()) => {
+                self.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let _ = socket.shutdown(Shutdown::Both);
             }
         }
-    }
-
-    /// Dials the hub over the current transport (and, under
-    /// [`TransportChoice::Auto`], its fallback when that cannot be reached), starts
-    /// the connection's reader and sends the stack's first bytes.
-    ///
-    /// Errors: what went wrong, in words.
-    fn open_connection(&mut self) -> Result<(), String> {
-        let first = self.current;
-        let (stream, transport) = match self.dial(first) {
-            Ok(stream) => (stream, first),
-            Err(first_error) => {
-                let other = if first == self.native { self.fallback } else { Some(self.native) };
-                let Some(other) = other else {
-                    return Err(first_error);
-                };
-                match self.dial(other) {
-                    Ok(stream) => {
-                        self.current = other;
-                        let reason = (other != self.native).then(|| first_error.clone());
-                        self.update_status(|s| s.fallback_reason = reason);
-                        (stream, other)
-                    }
-                    Err(other_error) => return Err(format!("{first_error}; {other_error}")),
-                }
-            }
-        };
-        let port = self.port_for(transport);
-        let mut ws_key = [0u8; 16];
-        OsRng.fill_bytes(&mut ws_key);
-        let stack = Stack::client(transport, &self.host, port, self.tls.clone(), ws_key)
-            .map_err(|e| e.to_string())?;
-        let peer = stream.peer_addr().ok();
-        self.update_status(|s| {
-            s.transport = Some(transport);
-            s.peer = peer;
-            s.tls_version = None;
-        });
-        self.start_reader(&stream).map_err(|e| format!("cannot start a reader thread: {e}"))?;
-        self.socket = Some((stream, stack));
-        self.flush();
-        Ok(())
-    }
-
-    /// The port to dial for `transport`: the one asked for is for the transport
-    /// asked for; the fallback goes to its own port.
-    fn port_for(&self, transport: Transport) -> u16 {
-        match self.port {
-            Some(port) if transport == self.native => port,
-            _ => transport.default_port(),
-        }
-    }
-
-    /// Opens a TCP connection for `transport`.
-    ///
-    /// Errors: the dial's error, with the transport and address.
-    fn dial(&self, transport: Transport) -> Result<TcpStream, String> {
-        let port = self.port_for(transport);
-        dial::dial(&self.host, port)
-            .map_err(|e| format!("{transport} to {}:{port}: {e}", self.host))
     }
 
     /// Starts the reader of a new connection.
@@ -447,13 +308,9 @@ impl<A: Client> Driver<A> {
     /// Shuts the current connection down (its bytes already written leave first)
     /// and starts a new generation, so its reader's last messages are ignored.
     fn shut_socket(&mut self) {
-        if let Some((socket, _)) = self.socket.take() {
+        if let Some(socket) = self.socket.take() {
             let _ = socket.shutdown(Shutdown::Both);
         }
         self.generation += 1;
-    }
-
-    fn update_status(&self, change: impl FnOnce(&mut TransportStatus)) {
-        change(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
     }
 }

@@ -13,8 +13,7 @@
 //! on [`HubEvent::StoreTelemetry`] the driver appends the record to its [`D2cLog`]
 //! and only then calls [`Hub::telemetry_stored`], which acknowledges the device.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::ControlFlow;
@@ -26,102 +25,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hubwire_core::hub::{
-    D2cLog, D2cRecord, DeviceRecord, Hub, HubConfig, HubError, HubEvent, MethodInvocation,
-    RegistryError,
+    D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
 };
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
-use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
-
-use hubwire_transports::{Listener, Stack};
+use hubwire_core::{Timestamp, Transmit};
+use hubwire_runtime::listen::{self, BindError, Listen};
+use hubwire_runtime::{HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
+use hubwire_transports::Listener;
 
 use crate::flow::{Chunk, Flow};
-use crate::{clock, reader, writer};
+use crate::{reader, writer};
 
 /// How long the accept thread pauses after an error that is not about one
 /// connection (out of file descriptors), which would otherwise repeat at once.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-/// What the hub tells its application.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HubServerEvent {
-    /// A D2C message was stored (and its device acknowledged).
-    Stored(D2cRecord),
-    /// Any other hub event: `Connected`, `Refused`, `Disconnected`, `C2dSettled`.
-    /// [`HubEvent::StoreTelemetry`] never appears here; it becomes
-    /// [`HubServerEvent::Stored`].
-    Hub(HubEvent),
-    /// A connection's transport failed before or beneath its protocol session: not
-    /// TLS on a TLS port, a refused WebSocket upgrade or a broken frame, a request
-    /// for a path the hub does not serve. The peer got the standard's answer (a TLS
-    /// alert, an HTTP status, a WebSocket close code) and the connection is closed.
-    TransportError {
-        /// Who connected.
-        peer: Option<SocketAddr>,
-        /// Where.
-        listener: Listener,
-        /// What went wrong, in words.
-        error: String,
-    },
-}
-
-/// One listener a hub serves: what it speaks and where.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listen {
-    /// What it serves.
-    pub listener: Listener,
-    /// Where to bind it; port 0 picks a free port.
-    pub address: SocketAddr,
-}
-
-/// A listener that could not be bound. The hub serves on the others.
-#[derive(Debug)]
-pub struct BindError {
-    /// The listener asked for.
-    pub listen: Listen,
-    /// The OS's error.
-    pub error: io::Error,
-}
-
-impl std::fmt::Display for BindError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Listen { listener, address } = self.listen;
-        write!(f, "cannot listen on {address} ({}): {}", listener_name(listener), self.error)?;
-        if self.error.kind() == io::ErrorKind::PermissionDenied && address.port() < 1024 {
-            write!(
-                f,
-                "; ports below 1024 need root or CAP_NET_BIND_SERVICE \
-                 (sudo setcap cap_net_bind_service=+ep $(which hubwire)), or choose a port \
-                 of 1024 or more"
-            )?;
-        } else if self.error.kind() == io::ErrorKind::AddrInUse {
-            write!(
-                f,
-                "; another program (or another hub) holds it: choose another port or address"
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// What a listener serves, in words.
-pub fn listener_name(listener: Listener) -> &'static str {
-    match listener {
-        Listener::Tls(Protocol::Mqtt) => "MQTT over TLS",
-        Listener::Tls(Protocol::Amqp) => "AMQP over TLS",
-        Listener::Tcp(Protocol::Mqtt) => "MQTT over plain TCP",
-        Listener::Tcp(Protocol::Amqp) => "AMQP over plain TCP",
-        Listener::Web => "MQTT and AMQP over WebSocket, HTTPS",
-        _ => "other",
-    }
-}
-
 /// How long a write to a peer may block before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
-/// and `AMQPWSB10`; any other request is IoT Hub's REST API, §6).
-const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp, Protocol::Http];
 
 /// A running hub. See the module documentation.
 ///
@@ -137,9 +57,6 @@ pub struct HubServer {
     acceptors: Vec<JoinHandle<()>>,
     driver: Option<JoinHandle<()>>,
 }
-
-/// A connection of the runtime's, before and after the engine knows it.
-type PeerId = u64;
 
 /// What the driver waits for.
 #[derive(Debug)]
@@ -200,43 +117,16 @@ impl HubServer {
         listen: &[Listen],
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<HubServer> {
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        if tls.is_none() && listen.iter().any(|l| !matches!(l.listener, Listener::Tcp(_))) {
-            return Err(invalid(String::from("a TLS listener needs a server certificate")));
-        }
-        // Lock tokens need no secrecy over MQTT (they are packet ids there); the
-        // seed only keeps two runs from repeating each other.
-        let seed = RandomState::new().hash_one(clock::now());
-        let mut hub = Hub::new(config, seed);
-        for record in devices {
-            hub.registry_mut().add(record).map_err(|e| invalid(e.to_string()))?;
-        }
-        let mut bound = Vec::new();
-        let mut bind_errors = Vec::new();
-        for &want in listen {
-            match TcpListener::bind(want.address).and_then(|l| Ok((l.local_addr()?, l))) {
-                Ok((address, socket)) => bound.push((Listen { address, ..want }, socket)),
-                Err(error) => bind_errors.push(BindError { listen: want, error }),
-            }
-        }
-        if bound.is_empty() {
-            let words: Vec<String> = bind_errors.iter().map(BindError::to_string).collect();
-            let kind = bind_errors.first().map_or(io::ErrorKind::InvalidInput, |e| e.error.kind());
-            return Err(io::Error::new(kind, format!("no listener: {}", words.join("; "))));
-        }
+        let listen::Started { hub, listeners: bound, bind_errors } =
+            listen::start(config, devices, listen, tls)?;
         let (inputs_tx, inputs) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();
         let driver = Driver {
             hub,
-            store: D2cLog::new(),
-            tls,
             inputs,
             readers: inputs_tx.clone(),
             events: events_tx,
-            peers: BTreeMap::new(),
-            by_connection: BTreeMap::new(),
-            unrouted: BTreeSet::new(),
-            next_peer: 0,
+            sockets: BTreeMap::new(),
         };
         let driver =
             thread::Builder::new().name(String::from("hubwire-hub")).spawn(move || driver.run())?;
@@ -431,53 +321,44 @@ fn accept(socket: &TcpListener, listener: Listener, driver: &Sender<Input>, stop
     }
 }
 
-/// One open connection, as the driver holds it.
-struct Peer {
+/// One open connection's socket, as the driver holds it.
+struct Socket {
     /// To shut it down at once when the hub stops. Its reader and writer share
     /// this one socket (one file descriptor per connection).
     stream: Arc<TcpStream>,
     writer: Sender<Transmit>,
     flow: Arc<Flow>,
-    /// Its TLS and WebSocket layers.
-    stack: Stack,
-    /// Its id in the engine, once the protocol is known.
-    connection: Option<ConnectionId>,
-    /// Until then, when it is given up.
-    route_deadline: Option<Timestamp>,
-    /// Who and where, for [`HubServerEvent::TransportError`].
-    address: Option<SocketAddr>,
-    listener: Listener,
 }
 
 /// The driver thread's state.
 struct Driver {
-    hub: Hub,
-    store: D2cLog,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    hub: ServedHub,
     inputs: Receiver<Input>,
     /// A sender for the reader threads.
     readers: Sender<Input>,
     events: Sender<HubServerEvent>,
-    peers: BTreeMap<PeerId, Peer>,
-    by_connection: BTreeMap<ConnectionId, PeerId>,
-    /// Connections whose protocol is not known yet, by deadline.
-    unrouted: BTreeSet<(Timestamp, PeerId)>,
-    next_peer: PeerId,
+    sockets: BTreeMap<PeerId, Socket>,
 }
 
 impl Driver {
     fn run(mut self) {
         loop {
             self.drain();
-            let input = match self.next_deadline() {
+            let input = match self.hub.poll_timeout() {
                 Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
                 None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let now = clock::now();
             match input {
                 Ok(Input::Accepted(stream, listener)) => self.accept(now, stream, listener),
-                Ok(Input::Bytes(peer, bytes)) => self.received(now, peer, &bytes),
-                Ok(Input::Closed(peer)) => self.closed(now, peer),
+                Ok(Input::Bytes(peer, bytes)) => self.hub.handle_input(now, peer, &bytes),
+                Ok(Input::Closed(peer)) => {
+                    if let Some(socket) = self.sockets.remove(&peer) {
+                        let _ = socket.stream.shutdown(Shutdown::Both);
+                        socket.flow.close();
+                    }
+                    self.hub.handle_close(now, peer);
+                }
                 Ok(Input::Command(command)) => {
                     if self.command(now, *command).is_break() {
                         break;
@@ -489,33 +370,11 @@ impl Driver {
             }
             // Checked after every input so that busy connections cannot starve the
             // timers.
-            if self.hub.poll_timeout().is_some_and(|t| t <= now) {
-                self.hub.handle_timeout(now);
-            }
-            while let Some(&(deadline, peer)) = self.unrouted.first() {
-                if deadline > now {
-                    break;
-                }
-                self.unrouted.pop_first();
-                // Its stack answers 408 if a request head was on its way.
-                if let Some(late) = self.peers.get_mut(&peer) {
-                    late.stack.close();
-                    flush(late);
-                }
-                self.drop_peer(now, peer);
-            }
+            self.hub.handle_timeout(now);
         }
-        for peer in self.peers.values() {
-            let _ = peer.stream.shutdown(Shutdown::Both);
-            peer.flow.close();
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Timestamp> {
-        let route = self.unrouted.first().map(|&(deadline, _)| deadline);
-        match (self.hub.poll_timeout(), route) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        for socket in self.sockets.values() {
+            let _ = socket.stream.shutdown(Shutdown::Both);
+            socket.flow.close();
         }
     }
 
@@ -526,20 +385,16 @@ impl Driver {
                 let _ = reply.send(self.hub.send_c2d(now, &device_id, message));
             }
             Command::AddDevice { record, reply } => {
-                let _ = reply.send(self.hub.registry_mut().add(record));
+                let _ = reply.send(self.hub.add_device(record));
             }
             Command::Stored { reply } => {
-                let _ = reply.send(self.store.iter().cloned().collect());
+                let _ = reply.send(self.hub.stored().cloned().collect());
             }
             Command::Twin { device_id, reply } => {
                 let _ = reply.send(self.hub.twin(&device_id));
             }
             Command::UpdateDesired { device_id, patch, if_version, reply } => {
-                let updated = match if_version {
-                    Some(expected) => self.hub.update_desired_if(now, &device_id, &patch, expected),
-                    None => self.hub.update_desired(now, &device_id, &patch),
-                };
-                let _ = reply.send(updated);
+                let _ = reply.send(self.hub.update_desired(now, &device_id, &patch, if_version));
             }
             Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
                 let invoked = self.hub.invoke_method(now, &device_id, &name, payload, timeout);
@@ -550,54 +405,26 @@ impl Driver {
         ControlFlow::Continue(())
     }
 
-    /// Starts a new connection's reader and writer and its stack; the engine hears
-    /// of it once its protocol is known (at once, but on port 443).
+    /// Starts a new connection's reader and writer; the hub takes it from there.
     fn accept(&mut self, now: Timestamp, stream: TcpStream, listener: Listener) {
         let stream = Arc::new(stream);
-        let Ok(stack) = Stack::server(listener, self.tls.clone(), SERVES) else {
+        let Some(id) = self.hub.accept(now, listener, stream.peer_addr().ok()) else {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
-        let id = self.next_peer;
-        self.next_peer += 1;
         let flow = Arc::new(Flow::default());
-        let writer = match self.start_peer(id, &stream, &flow) {
-            Ok(writer) => writer,
+        match self.start_socket(id, &stream, &flow) {
+            Ok(writer) => {
+                self.sockets.insert(id, Socket { stream, writer, flow });
+            }
             Err(_) => {
                 let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-        };
-        let address = stream.peer_addr().ok();
-        let mut peer = Peer {
-            stream,
-            writer,
-            flow,
-            stack,
-            connection: None,
-            route_deadline: None,
-            address,
-            listener,
-        };
-        match peer.stack.route() {
-            Some(protocol) => {
-                let connection = self.hub.accept(now, protocol);
-                peer.connection = Some(connection);
-                self.by_connection.insert(connection, id);
-            }
-            None => {
-                // Until the first request head names the protocol no session exists
-                // to time the connection out: it gets the time a session would give
-                // a CONNECT.
-                let deadline = now + self.hub.config().connect_timeout;
-                peer.route_deadline = Some(deadline);
-                self.unrouted.insert((deadline, id));
+                self.hub.handle_close(now, id);
             }
         }
-        self.peers.insert(id, peer);
     }
 
-    fn start_peer(
+    fn start_socket(
         &self,
         id: PeerId,
         stream: &Arc<TcpStream>,
@@ -619,138 +446,31 @@ impl Driver {
         writer::spawn(format!("hubwire-hub-{id}-write"), Arc::clone(stream), Arc::clone(flow))
     }
 
-    /// Bytes from a connection: through its stack, then to the engine.
-    fn received(&mut self, now: Timestamp, id: PeerId, bytes: &[u8]) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        // A layer's failure is answered on the wire by the stack (an alert, a close
-        // frame, an HTTP error) and ends the connection below.
-        if let Err(e) = peer.stack.handle_input(bytes) {
-            let event = HubServerEvent::TransportError {
-                peer: peer.address,
-                listener: peer.listener,
-                error: e.to_string(),
-            };
+    /// Hands the hub's output to the writers and its events to the application.
+    fn drain(&mut self) {
+        while let Some((id, output)) = self.hub.poll_output() {
+            match output {
+                PeerOutput::Bytes(bytes) => {
+                    if let Some(socket) = self.sockets.get(&id) {
+                        socket.flow.queued(bytes.len());
+                        let _ = socket.writer.send(Transmit::Send(bytes));
+                    }
+                }
+                // The writer closes the socket after the bytes queued before (or
+                // gives up on a peer that does not read, after [`WRITE_TIMEOUT`]);
+                // the reader, which may be paused until those bytes are written, is
+                // released now, and its close is ignored.
+                PeerOutput::Close => {
+                    if let Some(socket) = self.sockets.remove(&id) {
+                        let _ = socket.writer.send(Transmit::Close);
+                        let _ = socket.stream.shutdown(Shutdown::Read);
+                        socket.flow.close();
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.hub.poll_event() {
             let _ = self.events.send(event);
         }
-        if peer.connection.is_none() {
-            if let Some(protocol) = peer.stack.route() {
-                let connection = self.hub.accept(now, protocol);
-                peer.connection = Some(connection);
-                if let Some(deadline) = peer.route_deadline.take() {
-                    self.unrouted.remove(&(deadline, id));
-                }
-                self.by_connection.insert(connection, id);
-            }
-        }
-        let plain = peer.stack.take_plain();
-        let connection = peer.connection;
-        flush(peer);
-        if let Some(connection) = connection {
-            if !plain.is_empty() {
-                // A protocol violation is already answered (closed) by the engine
-                // and reported as an event.
-                let _ = self.hub.handle_input(now, connection, &plain);
-            }
-        }
-        if self.peers.get(&id).is_some_and(|p| p.stack.is_closed()) {
-            self.drop_peer(now, id);
-        }
-    }
-
-    /// The peer closed the connection or it broke.
-    fn closed(&mut self, now: Timestamp, id: PeerId) {
-        if let Some(peer) = self.peers.get(&id) {
-            let _ = peer.stream.shutdown(Shutdown::Both);
-            peer.flow.close();
-        }
-        self.drop_peer(now, id);
-    }
-
-    /// Ends a connection after the bytes queued for it, and tells the engine.
-    fn drop_peer(&mut self, now: Timestamp, id: PeerId) {
-        let Some(peer) = self.peers.remove(&id) else {
-            return;
-        };
-        end(&peer);
-        if let Some(deadline) = peer.route_deadline {
-            self.unrouted.remove(&(deadline, id));
-        }
-        if let Some(connection) = peer.connection {
-            self.by_connection.remove(&connection);
-            self.hub.handle_close(now, connection);
-        }
-    }
-
-    /// Drains transmits and events until the engine has nothing more to say.
-    fn drain(&mut self) {
-        loop {
-            if let Some((id, transmit)) = self.hub.poll_transmit() {
-                self.transmit(id, transmit);
-            } else if let Some(event) = self.hub.poll_event() {
-                self.event(event);
-            } else {
-                return;
-            }
-        }
-    }
-
-    fn transmit(&mut self, connection: ConnectionId, transmit: Transmit) {
-        let Some(&id) = self.by_connection.get(&connection) else {
-            return;
-        };
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        match transmit {
-            Transmit::Send(bytes) => {
-                // A failure closes the stack; the reader's close then ends it.
-                let _ = peer.stack.send(bytes);
-                flush(peer);
-            }
-            // The engine has forgotten the connection; its writer closes the socket
-            // after the bytes queued before, and its reader's close is ignored.
-            Transmit::Close => {
-                peer.stack.close();
-                flush(peer);
-                if let Some(peer) = self.peers.remove(&id) {
-                    end(&peer);
-                }
-                self.by_connection.remove(&connection);
-            }
-            Transmit::Connect => {}
-        }
-    }
-
-    fn event(&mut self, event: HubEvent) {
-        match event {
-            HubEvent::StoreTelemetry { ticket, record } => {
-                self.store.append(record.clone());
-                self.hub.telemetry_stored(clock::now(), ticket);
-                let _ = self.events.send(HubServerEvent::Stored(record));
-            }
-            other => {
-                let _ = self.events.send(HubServerEvent::Hub(other));
-            }
-        }
-    }
-}
-
-/// Ends a connection the driver has forgotten: the writer closes the socket after
-/// the bytes queued for it (or gives up on a peer that does not read, after
-/// [`WRITE_TIMEOUT`]); the reader, which may be paused until those bytes are
-/// written, is released now.
-fn end(peer: &Peer) {
-    let _ = peer.writer.send(Transmit::Close);
-    let _ = peer.stream.shutdown(Shutdown::Read);
-    peer.flow.close();
-}
-
-/// Hands what a connection's stack has for the socket to its writer.
-fn flush(peer: &mut Peer) {
-    while let Some(bytes) = peer.stack.poll_output() {
-        peer.flow.queued(bytes.len());
-        let _ = peer.writer.send(Transmit::Send(bytes));
     }
 }

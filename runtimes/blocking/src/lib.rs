@@ -7,14 +7,11 @@
 //! - [`HubServer`]: a local IoT Hub serving MQTT and AMQP over TLS, WebSocket and
 //!   plain TCP listeners, one driver thread for the engine and threads per
 //!   connection for the sockets.
-//! - [`clock`]: the one place time is read.
 //!
 //! The drivers are written against the sans-IO contract
 //! ([`hubwire_core::sansio`]), not against a protocol.
 
-pub mod clock;
 mod device;
-pub mod dial;
 mod driver;
 mod flow;
 mod hub;
@@ -22,9 +19,11 @@ mod multiplexed;
 mod reader;
 mod writer;
 
-pub use device::{
-    ClientTransport, DeviceClient, TelemetryError, TransportChoice, TransportStatus, TwinCallError,
+pub use device::{DeviceClient, TelemetryError, TwinCallError};
+pub use hub::HubServer;
+pub use hubwire_runtime::listen::{BindError, Listen, listener_name};
+pub use hubwire_runtime::{
+    ClientTransport, HubServerEvent, TransportChoice, TransportStatus, clock, dial,
 };
-pub use hub::{BindError, HubServer, HubServerEvent, Listen, listener_name};
 pub use hubwire_transports::{Listener, Transport};
 pub use multiplexed::{AddDeviceError, MultiplexedClient};

@@ -23,9 +23,9 @@ use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin
 use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
 use rand_core::{OsRng, RngCore};
 
-use crate::device::{ClientTransport, TransportChoice, TransportStatus};
 use crate::driver::{Client, Handle};
 use crate::{TelemetryError, dial};
+use hubwire_runtime::{ClientTransport, TransportChoice, TransportStatus};
 
 /// Why a device was not added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

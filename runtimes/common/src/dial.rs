@@ -28,7 +28,7 @@ pub fn target(cs: &ConnectionString, transport: Transport) -> (String, u16) {
 
 /// `host[:port]` split, as in a connection string's `HostName`; an IPv6 literal in
 /// brackets is returned without them.
-pub(crate) fn split_port(host: &str) -> (String, Option<u16>) {
+pub fn split_port(host: &str) -> (String, Option<u16>) {
     if let Some(rest) = host.strip_prefix('[') {
         if let Some((address, after)) = rest.split_once(']') {
             let port = after.strip_prefix(':').and_then(|p| p.parse().ok());

@@ -1,0 +1,22 @@
+//! What every hubwire runtime shares, so that the blocking, mio, smol and async-std
+//! runtimes differ only in how they wait:
+//!
+//! - [`ServedHub`]: the hub engine, every connection's transport stack and the D2C
+//!   store, fed socket bytes and drained of socket writes;
+//! - [`Dialed`]: a device's machine (one device, or many over one AMQP connection)
+//!   with its transport stack and its dialling plan (the transport asked for, and
+//!   its WebSocket fallback);
+//! - [`listen`]: binding a hub's listeners; [`dial`]: where a device connects;
+//! - [`clock`]: the one place time is read.
+//!
+//! Apart from the clock, nothing here touches a socket, a thread or a timer: the
+//! runtimes do, through the sans-IO contract ([`hubwire_core::sansio`]).
+
+pub mod clock;
+pub mod dial;
+mod dialed;
+pub mod listen;
+mod served;
+
+pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
+pub use served::{HubServerEvent, PeerId, PeerOutput, ServedHub};

@@ -1,0 +1,396 @@
+//! The hub as a runtime drives it: the [`Hub`] engine, every connection's transport
+//! [`Stack`] (TLS, WebSocket) and the D2C store, behind socket-shaped verbs.
+//!
+//! A runtime accepts a socket and calls [`ServedHub::accept`], feeds what it reads
+//! to [`ServedHub::handle_input`], writes what [`ServedHub::poll_output`] gives and
+//! reports a peer's close with [`ServedHub::handle_close`]. Like the engine it is
+//! sans-IO: it never touches a socket, a thread or a clock, so the blocking, mio,
+//! smol and async-std hubs are one machine under four schedulers.
+//!
+//! On port 443 the protocol is known only after the first request head; until then
+//! the connection is the stack's alone, and the engine hears of it (`accept`) when
+//! its stack has routed it. Storing is I/O (DESIGN.md, "Storage is I/O"): every
+//! [`HubEvent::StoreTelemetry`] of one drain is appended to the store together, and
+//! only then is [`Hub::telemetry_stored`] called, which acknowledges the devices.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hubwire_core::hub::{
+    D2cLog, D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
+    StoreTicket,
+};
+use hubwire_core::iothub::{Message, Twin, TwinPatch};
+use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
+use hubwire_transports::{Listener, Stack};
+
+/// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
+/// and `AMQPWSB10`; any other request is IoT Hub's REST API, §6).
+const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp, Protocol::Http];
+
+/// Names one accepted socket. Ids are never reused.
+pub type PeerId = u64;
+
+/// What to do with one peer's socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerOutput {
+    /// Write these bytes, after every byte given before.
+    Bytes(Bytes),
+    /// Close the socket once the bytes given before are written. The hub has
+    /// forgotten the peer: anything still read from it is ignored, and
+    /// [`ServedHub::handle_close`] for it is not needed.
+    Close,
+}
+
+/// What the hub tells its application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubServerEvent {
+    /// A D2C message was stored (and its device acknowledged).
+    Stored(D2cRecord),
+    /// Any other hub event: `Connected`, `Refused`, `Disconnected`, `C2dSettled`,
+    /// `ReportedUpdated`, `MethodResult`. [`HubEvent::StoreTelemetry`] never appears
+    /// here; it becomes [`HubServerEvent::Stored`].
+    Hub(HubEvent),
+    /// A connection's transport failed before or beneath its protocol session: not
+    /// TLS on a TLS port, a refused WebSocket upgrade or a broken frame, a request
+    /// for a path the hub does not serve. The peer got the standard's answer (a TLS
+    /// alert, an HTTP status, a WebSocket close code) and the connection is closed.
+    TransportError {
+        /// Who connected.
+        peer: Option<SocketAddr>,
+        /// Where.
+        listener: Listener,
+        /// What went wrong, in words.
+        error: String,
+    },
+}
+
+/// One accepted socket, as the hub holds it.
+#[derive(Debug)]
+struct Peer {
+    /// Its TLS and WebSocket layers.
+    stack: Stack,
+    /// Its id in the engine, once the protocol is known.
+    connection: Option<ConnectionId>,
+    /// Until then, when it is given up.
+    route_deadline: Option<Timestamp>,
+    /// Who and where, for [`HubServerEvent::TransportError`].
+    address: Option<SocketAddr>,
+    listener: Listener,
+}
+
+/// The hub engine, its connections' stacks and its store. See the module
+/// documentation.
+#[derive(Debug)]
+pub struct ServedHub {
+    hub: Hub,
+    store: D2cLog,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    peers: BTreeMap<PeerId, Peer>,
+    by_connection: BTreeMap<ConnectionId, PeerId>,
+    /// Connections whose protocol is not known yet, by deadline.
+    unrouted: BTreeSet<(Timestamp, PeerId)>,
+    next_peer: PeerId,
+    output: VecDeque<(PeerId, PeerOutput)>,
+    events: VecDeque<HubServerEvent>,
+}
+
+impl ServedHub {
+    /// Serves `hub`; `tls` is the server certificate's configuration, needed by
+    /// connections accepted on TLS listeners.
+    pub fn new(hub: Hub, tls: Option<Arc<rustls::ServerConfig>>) -> ServedHub {
+        ServedHub {
+            hub,
+            store: D2cLog::new(),
+            tls,
+            peers: BTreeMap::new(),
+            by_connection: BTreeMap::new(),
+            unrouted: BTreeSet::new(),
+            next_peer: 0,
+            output: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The engine, to read.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// A socket was accepted on `listener` from `address`. Returns its id, or `None`
+    /// when `listener` needs TLS and the hub has no certificate (close the socket).
+    pub fn accept(
+        &mut self,
+        now: Timestamp,
+        listener: Listener,
+        address: Option<SocketAddr>,
+    ) -> Option<PeerId> {
+        let stack = Stack::server(listener, self.tls.clone(), SERVES).ok()?;
+        let id = self.next_peer;
+        self.next_peer += 1;
+        let mut peer = Peer { stack, connection: None, route_deadline: None, address, listener };
+        if peer.stack.route().is_none() {
+            // Until the first request head names the protocol no session exists to
+            // time the connection out: it gets the time a session would give a
+            // CONNECT.
+            let deadline = now + self.hub.config().connect_timeout;
+            peer.route_deadline = Some(deadline);
+            self.unrouted.insert((deadline, id));
+        }
+        self.peers.insert(id, peer);
+        self.route(now, id);
+        self.drain(now);
+        Some(id)
+    }
+
+    /// Bytes read from a peer's socket: through its stack, then to the engine.
+    /// Unknown (forgotten) peers are ignored.
+    pub fn handle_input(&mut self, now: Timestamp, id: PeerId, bytes: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        // A layer's failure is answered on the wire by the stack (an alert, a close
+        // frame, an HTTP error) and ends the connection below.
+        if let Err(e) = peer.stack.handle_input(bytes) {
+            self.events.push_back(HubServerEvent::TransportError {
+                peer: peer.address,
+                listener: peer.listener,
+                error: e.to_string(),
+            });
+        }
+        self.route(now, id);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let plain = peer.stack.take_plain();
+        let connection = peer.connection;
+        flush(&mut self.output, id, &mut peer.stack);
+        if let Some(connection) = connection {
+            if !plain.is_empty() {
+                // A protocol violation is already answered (closed) by the engine and
+                // reported as an event.
+                let _ = self.hub.handle_input(now, connection, &plain);
+            }
+        }
+        if self.peers.get(&id).is_some_and(|p| p.stack.is_closed()) {
+            self.forget(now, id);
+        }
+        self.drain(now);
+    }
+
+    /// A peer closed its socket or it broke. Unknown peers are ignored.
+    pub fn handle_close(&mut self, now: Timestamp, id: PeerId) {
+        if let Some(peer) = self.peers.remove(&id) {
+            self.ended(now, id, &peer);
+        }
+        self.drain(now);
+    }
+
+    /// When to call [`ServedHub::handle_timeout`] next: the engine's timers and the
+    /// deadline of a connection still waiting for its first request head. Read
+    /// again after every call.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let route = self.unrouted.first().map(|&(deadline, _)| deadline);
+        hubwire_core::time::earliest(self.hub.poll_timeout(), route)
+    }
+
+    /// A deadline from [`ServedHub::poll_timeout`] has passed (calling early is
+    /// harmless).
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.hub.poll_timeout().is_some_and(|t| t <= now) {
+            self.hub.handle_timeout(now);
+        }
+        while let Some(&(deadline, id)) = self.unrouted.first() {
+            if deadline > now {
+                break;
+            }
+            self.unrouted.pop_first();
+            // Its stack answers 408 if a request head was on its way.
+            if let Some(late) = self.peers.get_mut(&id) {
+                late.stack.close();
+                flush(&mut self.output, id, &mut late.stack);
+            }
+            self.forget(now, id);
+        }
+        self.drain(now);
+    }
+
+    /// The next thing to do with a peer's socket, in order per peer. Poll after
+    /// every call until `None`.
+    pub fn poll_output(&mut self) -> Option<(PeerId, PeerOutput)> {
+        self.output.pop_front()
+    }
+
+    /// The next event for the application. Poll after every call until `None`.
+    pub fn poll_event(&mut self) -> Option<HubServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues a C2D message for `device_id` (the service side's "send"); a connected
+    /// device receives it at once. Returns its sequence number in the device's queue.
+    ///
+    /// Errors: as [`Hub::send_c2d`]: an unknown device (404001), a full queue
+    /// (403004), a message too large (413001).
+    pub fn send_c2d(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        message: Message,
+    ) -> Result<u64, HubError> {
+        let sent = self.hub.send_c2d(now, device_id, message);
+        self.drain(now);
+        sent
+    }
+
+    /// `device_id`'s twin (the service side's "read twin").
+    ///
+    /// Errors: as [`Hub::twin`]: an unknown device (404001).
+    pub fn twin(&mut self, device_id: &str) -> Result<Twin, HubError> {
+        self.hub.twin(device_id)
+    }
+
+    /// Patches `device_id`'s desired properties; with `if_version`, only while they
+    /// are at that version. Returns the desired version.
+    ///
+    /// Errors: as [`Hub::update_desired`] and [`Hub::update_desired_if`].
+    pub fn update_desired(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        patch: &TwinPatch,
+        if_version: Option<u64>,
+    ) -> Result<u64, HubError> {
+        let updated = match if_version {
+            Some(expected) => self.hub.update_desired_if(now, device_id, patch, expected),
+            None => self.hub.update_desired(now, device_id, patch),
+        };
+        self.drain(now);
+        updated
+    }
+
+    /// Invokes a direct method; [`HubEvent::MethodResult`] with the returned id
+    /// reports its end, within `timeout`.
+    ///
+    /// Errors: as [`Hub::invoke_method`].
+    pub fn invoke_method(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        name: &str,
+        payload: Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<MethodInvocation, HubError> {
+        let invoked = self.hub.invoke_method(now, device_id, name, payload, timeout);
+        self.drain(now);
+        invoked
+    }
+
+    /// Registers a device while the hub runs.
+    ///
+    /// Errors: as [`hubwire_core::hub::Registry::add`].
+    pub fn add_device(&mut self, record: DeviceRecord) -> Result<(), RegistryError> {
+        self.hub.registry_mut().add(record)
+    }
+
+    /// Every stored D2C message, in arrival order.
+    pub fn stored(&self) -> impl Iterator<Item = &D2cRecord> {
+        self.store.iter()
+    }
+
+    /// Hands a routed connection to the engine.
+    fn route(&mut self, now: Timestamp, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.connection.is_some() {
+            return;
+        }
+        let Some(protocol) = peer.stack.route() else {
+            return;
+        };
+        let connection = self.hub.accept(now, protocol);
+        peer.connection = Some(connection);
+        if let Some(deadline) = peer.route_deadline.take() {
+            self.unrouted.remove(&(deadline, id));
+        }
+        self.by_connection.insert(connection, id);
+    }
+
+    /// Ends a connection after the bytes queued for it, and tells the engine.
+    fn forget(&mut self, now: Timestamp, id: PeerId) {
+        if let Some(peer) = self.peers.remove(&id) {
+            self.output.push_back((id, PeerOutput::Close));
+            self.ended(now, id, &peer);
+        }
+    }
+
+    /// A peer is gone from `peers`: its deadline and its engine connection go too.
+    fn ended(&mut self, now: Timestamp, id: PeerId, peer: &Peer) {
+        if let Some(deadline) = peer.route_deadline {
+            self.unrouted.remove(&(deadline, id));
+        }
+        if let Some(connection) = peer.connection {
+            self.by_connection.remove(&connection);
+            self.hub.handle_close(now, connection);
+        }
+    }
+
+    /// Drains the engine until it has nothing more to say. The D2C messages of one
+    /// drain are stored together before any of their devices is acknowledged.
+    fn drain(&mut self, now: Timestamp) {
+        let mut to_store: Vec<(StoreTicket, D2cRecord)> = Vec::new();
+        loop {
+            if let Some((connection, transmit)) = self.hub.poll_transmit() {
+                self.transmit(connection, transmit);
+            } else if let Some(event) = self.hub.poll_event() {
+                match event {
+                    HubEvent::StoreTelemetry { ticket, record } => to_store.push((ticket, record)),
+                    other => self.events.push_back(HubServerEvent::Hub(other)),
+                }
+            } else if to_store.is_empty() {
+                return;
+            } else {
+                for (ticket, record) in to_store.drain(..) {
+                    self.store.append(record.clone());
+                    self.hub.telemetry_stored(now, ticket);
+                    self.events.push_back(HubServerEvent::Stored(record));
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, connection: ConnectionId, transmit: Transmit) {
+        let Some(&id) = self.by_connection.get(&connection) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        match transmit {
+            Transmit::Send(bytes) => {
+                // A failure closes the stack, which is noticed on the next input.
+                let _ = peer.stack.send(bytes);
+                flush(&mut self.output, id, &mut peer.stack);
+            }
+            // The engine has forgotten the connection already.
+            Transmit::Close => {
+                peer.stack.close();
+                flush(&mut self.output, id, &mut peer.stack);
+                self.peers.remove(&id);
+                self.by_connection.remove(&connection);
+                self.output.push_back((id, PeerOutput::Close));
+            }
+            Transmit::Connect => {}
+        }
+    }
+}
+
+/// Queues what a peer's stack has for its socket.
+fn flush(output: &mut VecDeque<(PeerId, PeerOutput)>, id: PeerId, stack: &mut Stack) {
+    while let Some(bytes) = stack.poll_output() {
+        output.push_back((id, PeerOutput::Bytes(bytes)));
+    }
+}
