@@ -50,7 +50,20 @@ pub fn start(
     for record in devices {
         hub.registry_mut().add(record).map_err(|e| invalid(e.to_string()))?;
     }
-    let (listeners, bind_errors) = bind(listen)?;
+    let mut listeners = Vec::new();
+    let mut bind_errors = Vec::new();
+    for &want in listen {
+        // A port 0 asked for comes back as the port picked.
+        match TcpListener::bind(want.address).and_then(|l| Ok((l.local_addr()?, l))) {
+            Ok((address, socket)) => listeners.push((Listen { address, ..want }, socket)),
+            Err(error) => bind_errors.push(BindError { listen: want, error }),
+        }
+    }
+    if listeners.is_empty() {
+        let words: Vec<String> = bind_errors.iter().map(BindError::to_string).collect();
+        let kind = bind_errors.first().map_or(io::ErrorKind::InvalidInput, |e| e.error.kind());
+        return Err(io::Error::new(kind, format!("no listener: {}", words.join("; "))));
+    }
     Ok(Started { hub: ServedHub::new(hub, tls), listeners, bind_errors })
 }
 
@@ -103,26 +116,4 @@ pub fn listener_name(listener: Listener) -> &'static str {
         Listener::Web => "MQTT and AMQP over WebSocket, HTTPS",
         _ => "other",
     }
-}
-
-/// Binds every listener it can of `listen`. A port 0 asked for comes back as the
-/// port picked.
-///
-/// Errors: when none can be bound, every bind's error in one, of the first one's
-/// kind.
-fn bind(listen: &[Listen]) -> io::Result<(Vec<(Listen, TcpListener)>, Vec<BindError>)> {
-    let mut bound = Vec::new();
-    let mut bind_errors = Vec::new();
-    for &want in listen {
-        match TcpListener::bind(want.address).and_then(|l| Ok((l.local_addr()?, l))) {
-            Ok((address, socket)) => bound.push((Listen { address, ..want }, socket)),
-            Err(error) => bind_errors.push(BindError { listen: want, error }),
-        }
-    }
-    if bound.is_empty() {
-        let words: Vec<String> = bind_errors.iter().map(BindError::to_string).collect();
-        let kind = bind_errors.first().map_or(io::ErrorKind::InvalidInput, |e| e.error.kind());
-        return Err(io::Error::new(kind, format!("no listener: {}", words.join("; "))));
-    }
-    Ok((bound, bind_errors))
 }
