@@ -27,31 +27,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use hubwire_core::{Connection, Timestamp};
-use hubwire_runtime::{Action, ClientTransport, Dialed, TransportStatus, client_tls, clock, dial};
-use rand_core::{OsRng, RngCore};
+use hubwire_core::Timestamp;
+use hubwire_runtime::sync::{Client, ClientDriver, STOP_GRACE, publish_status};
+use hubwire_runtime::{Action, Dialed, TransportStatus, clock, dial};
 
 use crate::flow::{Chunk, Flow};
 use crate::reader;
-
-/// The client-specific half of a driver: its machine, its commands and what becomes
-/// of the machine's events.
-pub(crate) trait Client: Send + 'static {
-    /// The sans-IO machine driven.
-    type Machine: Connection + Send + 'static;
-    /// What the application asks of the machine.
-    type Command: Send + 'static;
-
-    /// Carries out a command on the machine.
-    fn command(&mut self, machine: &mut Self::Machine, now: Timestamp, command: Self::Command);
-
-    /// Tells the machine to close for good (the driver then writes its last words
-    /// and stops).
-    fn stop(&mut self, machine: &mut Self::Machine, now: Timestamp);
-
-    /// Hands one of the machine's events to the application.
-    fn event(&mut self, event: <Self::Machine as Connection>::Event);
-}
 
 /// What the driver waits for.
 #[derive(Debug)]
@@ -67,37 +48,31 @@ enum Input<C> {
     Stop { reply: Sender<()> },
 }
 
-/// The application's side of a driver thread. Dropping it stops the driver and
-/// waits for it.
-#[derive(Debug)]
-pub(crate) struct Handle<C> {
+/// The application's side of a client's driver thread (what
+/// [`crate::DeviceClient`] and [`crate::MultiplexedClient`] hold). Dropping it stops
+/// the driver and waits for it.
+pub struct ClientThread<C> {
     commands: Sender<Input<C>>,
     bytes_written: Arc<AtomicU64>,
     status: Arc<Mutex<TransportStatus>>,
     driver: Option<JoinHandle<()>>,
 }
 
-impl<C: Send + 'static> Handle<C> {
-    /// Starts a driver thread named `name` for `machine`, which dials `host` (and
-    /// `port`, when given, for the transport asked for) over `transport`.
+impl<C: Send + 'static> ClientThread<C> {
+    /// Starts a driver thread named `name` for `dialed`.
     ///
-    /// Errors: `InvalidInput` when the trusted CAs cannot be loaded (a missing CA
-    /// file); the OS's error when the thread cannot start.
+    /// Errors: the OS's error when the thread cannot start.
     pub(crate) fn spawn<A: Client<Command = C>>(
         name: String,
-        machine: A::Machine,
+        dialed: Dialed<A::Machine>,
         client: A,
-        (host, port): (String, Option<u16>),
-        transport: &ClientTransport,
-    ) -> io::Result<Handle<C>> {
-        let tls = client_tls(transport)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    ) -> io::Result<ClientThread<C>> {
         let (commands, inputs) = mpsc::channel();
         let bytes_written = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(TransportStatus::default()));
         let driver = Driver {
             name,
-            dialed: Dialed::new(machine, (host, port), transport.choice, tls, OsRng.next_u64()),
+            dialed,
             client,
             status: Arc::clone(&status),
             inputs,
@@ -108,39 +83,44 @@ impl<C: Send + 'static> Handle<C> {
         };
         let driver =
             thread::Builder::new().name(driver.name.clone()).spawn(move || driver.run())?;
-        Ok(Handle { commands, bytes_written, status, driver: Some(driver) })
+        Ok(ClientThread { commands, bytes_written, status, driver: Some(driver) })
     }
 }
 
-impl<C> Handle<C> {
-    /// Hands a command to the driver; `None` when the driver has stopped.
-    pub(crate) fn command(&self, command: C) -> Option<()> {
+impl<C> std::fmt::Debug for ClientThread<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientThread").field("status", &self.status).finish_non_exhaustive()
+    }
+}
+
+impl<C: Send> ClientDriver<C> for ClientThread<C> {
+    fn command(&self, command: C) -> Option<()> {
         self.commands.send(Input::Command(Box::new(command))).ok()
     }
 
-    /// Stops the machine and the driver: the machine finishes what it owes the hub
-    /// (its close written, settlements already asked for sent) within
-    /// [`STOP_GRACE`]; returns once the socket is shut down. Calling it again does
-    /// nothing.
-    pub(crate) fn stop(&self) {
+    fn stop(&self) {
+        ClientThread::stop(self);
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    fn transport_status(&self) -> TransportStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl<C> ClientThread<C> {
+    fn stop(&self) {
         let (reply, done) = mpsc::channel();
         if self.commands.send(Input::Stop { reply }).is_ok() {
             let _ = done.recv();
         }
     }
-
-    /// Bytes written to the sockets, over every connection.
-    pub(crate) fn bytes_written(&self) -> u64 {
-        self.bytes_written.load(Ordering::Relaxed)
-    }
-
-    /// What the transport did last.
-    pub(crate) fn transport_status(&self) -> TransportStatus {
-        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
 }
 
-impl<C> Drop for Handle<C> {
+impl<C> Drop for ClientThread<C> {
     fn drop(&mut self) {
         self.stop();
         if let Some(driver) = self.driver.take() {
@@ -165,11 +145,6 @@ struct Driver<A: Client> {
     generation: u64,
     bytes_written: Arc<AtomicU64>,
 }
-
-/// How long a stopping machine may take to finish what it owes the hub (HTTP
-/// settlements already asked for, an AMQP close answered) before its socket is shut
-/// regardless.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<A: Client> Driver<A> {
     fn run(mut self) {
@@ -232,16 +207,13 @@ impl<A: Client> Driver<A> {
             if let Some(action) = self.dialed.poll_action() {
                 self.act(action);
             } else if let Some(event) = self.dialed.poll_event() {
+                publish_status(self.dialed.status(), &self.status);
                 self.client.event(event);
             } else {
                 break;
             }
         }
-        let status = self.dialed.status();
-        let mut shared = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        if *shared != *status {
-            shared.clone_from(status);
-        }
+        publish_status(self.dialed.status(), &self.status);
     }
 
     fn act(&mut self, action: Action) {

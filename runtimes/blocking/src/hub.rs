@@ -1,35 +1,24 @@
-//! A local IoT Hub on threads: one driver thread owns the [`Hub`] engine, the
-//! in-memory D2C store and every connection's transport [`Stack`] (TLS, WebSocket);
-//! an accept thread per listener, and a reader and a writer thread per connection,
-//! move bytes between the sockets and the driver's channel.
-//!
-//! On port 443 the protocol is known only after the first request head; until then
-//! the connection is the runtime's alone, and the engine hears of it (`accept`) when
-//! its stack has routed it.
+//! A local IoT Hub on threads: one driver thread owns the [`ServedHub`] (the engine,
+//! every connection's transport stack, the store); an accept thread per listener,
+//! and a reader and a writer thread per connection, move bytes between the sockets
+//! and the driver's channel.
 //!
 //! The driver follows the sans-IO contract (DESIGN.md): after every input or command
-//! it drains `poll_transmit` and `poll_event`, then waits on its one channel until
-//! the next input or `poll_timeout`. Storing is I/O (DESIGN.md, "Storage is I/O"):
-//! on [`HubEvent::StoreTelemetry`] the driver appends the record to its [`D2cLog`]
-//! and only then calls [`Hub::telemetry_stored`], which acknowledges the device.
+//! it drains `poll_output` and `poll_event`, then waits on its one channel until the
+//! next input or `poll_timeout`.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hubwire_core::hub::{
-    D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
-};
-use hubwire_core::iothub::{Message, Twin, TwinPatch};
 use hubwire_core::{Timestamp, Transmit};
-use hubwire_runtime::listen::{self, BindError, Listen};
+use hubwire_runtime::listen::Listen;
+use hubwire_runtime::sync::{HubCommand, HubDriver};
 use hubwire_runtime::{HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
 use hubwire_transports::Listener;
 
@@ -43,16 +32,12 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// How long a write to a peer may block before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running hub. See the module documentation.
-///
-/// Every method takes `&self`, so one thread may send C2D messages while another
-/// reads events. Dropping the server shuts it down.
+/// The application's side of a hub's threads (what [`crate::HubServer`] holds).
 #[derive(Debug)]
-pub struct HubServer {
-    listeners: Vec<Listen>,
-    bind_errors: Vec<BindError>,
+pub struct HubThreads {
+    /// Where the accept threads listen, to wake them at shutdown.
+    listeners: Vec<SocketAddr>,
     inputs: Sender<Input>,
-    events: Mutex<Receiver<HubServerEvent>>,
     stopping: Arc<AtomicBool>,
     acceptors: Vec<JoinHandle<()>>,
     driver: Option<JoinHandle<()>>,
@@ -65,199 +50,57 @@ enum Input {
     Bytes(PeerId, Chunk),
     Closed(PeerId),
     /// Boxed: commands are rare, and bytes should not pay for their size.
-    Command(Box<Command>),
-}
-
-#[derive(Debug)]
-enum Command {
-    SendC2d {
-        device_id: String,
-        message: Message,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    AddDevice {
-        record: DeviceRecord,
-        reply: Sender<Result<(), RegistryError>>,
-    },
-    Stored {
-        reply: Sender<Vec<D2cRecord>>,
-    },
-    Twin {
-        device_id: String,
-        reply: Sender<Result<Twin, HubError>>,
-    },
-    UpdateDesired {
-        device_id: String,
-        patch: TwinPatch,
-        if_version: Option<u64>,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    InvokeMethod {
-        device_id: String,
-        name: String,
-        payload: Bytes,
-        timeout: Duration,
-        reply: Sender<Result<MethodInvocation, HubError>>,
-    },
+    Command(Box<HubCommand>),
     Shutdown,
 }
 
-impl HubServer {
-    /// Registers `devices`, binds every listener it can of `listen` and starts
-    /// serving. `tls` is the server certificate's configuration, required when a
-    /// TLS listener is asked for. A listener that cannot be bound is reported by
-    /// [`bind_errors`](Self::bind_errors), and the hub serves on the others.
+impl HubThreads {
+    /// Starts the driver thread for `hub` and an accept thread per listener.
     ///
-    /// Errors: `InvalidInput` when a device record is refused by the registry (its
-    /// [`RegistryError`] inside) or a TLS listener has no `tls`; the OS's error when
-    /// no listener can be bound or a thread cannot start.
-    pub fn start(
-        config: HubConfig,
-        devices: impl IntoIterator<Item = DeviceRecord>,
-        listen: &[Listen],
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> io::Result<HubServer> {
-        let listen::Started { hub, listeners: bound, bind_errors } =
-            listen::start(config, devices, listen, tls)?;
+    /// Errors: the OS's error when a thread cannot start.
+    pub(crate) fn start(
+        hub: ServedHub,
+        listeners: Vec<(Listen, TcpListener)>,
+        events: Sender<HubServerEvent>,
+    ) -> io::Result<HubThreads> {
         let (inputs_tx, inputs) = mpsc::channel();
-        let (events_tx, events) = mpsc::channel();
-        let driver = Driver {
-            hub,
-            inputs,
-            readers: inputs_tx.clone(),
-            events: events_tx,
-            sockets: BTreeMap::new(),
-        };
+        let driver =
+            Driver { hub, inputs, readers: inputs_tx.clone(), events, sockets: BTreeMap::new() };
         let driver =
             thread::Builder::new().name(String::from("hubwire-hub")).spawn(move || driver.run())?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let mut server = HubServer {
-            listeners: bound.iter().map(|(l, _)| *l).collect(),
-            bind_errors,
+        let mut threads = HubThreads {
+            listeners: listeners.iter().map(|(l, _)| l.address).collect(),
             inputs: inputs_tx,
-            events: Mutex::new(events),
             stopping: Arc::clone(&stopping),
             acceptors: Vec::new(),
             driver: Some(driver),
         };
-        for (listen, socket) in bound {
-            let accepted = server.inputs.clone();
+        for (listen, socket) in listeners {
+            let accepted = threads.inputs.clone();
             let stopping = Arc::clone(&stopping);
-            // On failure `server` drops here, stopping the driver and the acceptors
+            // On failure `threads` drops here, stopping the driver and the acceptors
             // started so far.
-            server.acceptors.push(
+            threads.acceptors.push(
                 thread::Builder::new()
                     .name(format!("hubwire-hub-accept-{}", listen.address.port()))
                     .spawn(move || accept(&socket, listen.listener, &accepted, &stopping))?,
             );
         }
-        Ok(server)
+        Ok(threads)
+    }
+}
+
+impl HubDriver for HubThreads {
+    fn command(&self, command: HubCommand) -> Option<()> {
+        self.inputs.send(Input::Command(Box::new(command))).ok()
     }
 
-    /// The listeners bound, with their real addresses (a port 0 asked for is
-    /// the port picked).
-    pub fn listeners(&self) -> &[Listen] {
-        &self.listeners
-    }
-
-    /// The address of the first listener of this kind, if one is bound.
-    pub fn local_addr(&self, listener: Listener) -> Option<SocketAddr> {
-        self.listeners.iter().find(|l| l.listener == listener).map(|l| l.address)
-    }
-
-    /// The listeners asked for that could not be bound, with how to fix each.
-    pub fn bind_errors(&self) -> &[BindError] {
-        &self.bind_errors
-    }
-
-    /// Queues a C2D message for `device_id` (the service side's "send"); a connected
-    /// device receives it at once. Returns its sequence number in the device's queue.
-    ///
-    /// Errors: as [`Hub::send_c2d`]: an unknown device (404001), a full queue
-    /// (403004), a message too large (413001).
-    pub fn send_c2d(&self, device_id: &str, message: Message) -> Result<u64, HubError> {
-        self.ask(|reply| Command::SendC2d { device_id: String::from(device_id), message, reply })
-    }
-
-    /// `device_id`'s twin (the service side's "read twin").
-    ///
-    /// Errors: as [`Hub::twin`]: an unknown device (404001).
-    pub fn twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        self.ask(|reply| Command::Twin { device_id: String::from(device_id), reply })
-    }
-
-    /// Patches `device_id`'s desired properties; a connected device subscribed to
-    /// them receives the patch at once. With `if_version`, only while the desired
-    /// properties are at that version ([`Hub::update_desired_if`]). Returns the
-    /// desired version.
-    ///
-    /// Errors: as [`Hub::update_desired`] and [`Hub::update_desired_if`].
-    pub fn update_desired(
-        &self,
-        device_id: &str,
-        patch: TwinPatch,
-        if_version: Option<u64>,
-    ) -> Result<u64, HubError> {
-        let device_id = String::from(device_id);
-        self.ask(|reply| Command::UpdateDesired { device_id, patch, if_version, reply })
-    }
-
-    /// Invokes a direct method; [`HubEvent::MethodResult`] with the returned id
-    /// reports its end, within `timeout`.
-    ///
-    /// Errors: as [`Hub::invoke_method`]: an unknown device (404001), a device not
-    /// connected or not subscribed to methods (404103), a payload over 128 KiB.
-    pub fn invoke_method(
-        &self,
-        device_id: &str,
-        name: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<MethodInvocation, HubError> {
-        let (device_id, name) = (String::from(device_id), String::from(name));
-        self.ask(|reply| Command::InvokeMethod { device_id, name, payload, timeout, reply })
-    }
-
-    /// Registers a device while the hub runs.
-    ///
-    /// Errors: as [`hubwire_core::hub::Registry::add`].
-    pub fn add_device(&self, record: DeviceRecord) -> Result<(), RegistryError> {
-        self.ask(|reply| Command::AddDevice { record, reply })
-    }
-
-    /// A copy of every stored D2C message, in arrival order.
-    pub fn stored(&self) -> Vec<D2cRecord> {
-        self.ask(|reply| Command::Stored { reply })
-    }
-
-    /// The next event, waiting at most `timeout`; `None` when none came.
-    ///
-    /// Events queue in memory until read, one per stored message among them: a
-    /// long-running application reads them (the `hubwire hub` command prints each).
-    pub fn recv_event(&self, timeout: Duration) -> Option<HubServerEvent> {
-        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        events.recv_timeout(timeout).ok()
-    }
-
-    /// The next event, waiting as long as it takes; `None` only if the driver thread
-    /// has died (it panicked) and every event was read.
-    pub fn next_event(&self) -> Option<HubServerEvent> {
-        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        events.recv().ok()
-    }
-
-    /// Stops accepting, closes every connection as a crashed hub would (no MQTT
-    /// goodbye exists for a server), and waits for the accept and driver threads.
-    /// Reader and writer threads end on their own as their sockets shut down.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+    fn shutdown(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        for (acceptor, listen) in self.acceptors.drain(..).zip(&self.listeners) {
+        for (acceptor, &address) in self.acceptors.drain(..).zip(&self.listeners) {
             // `accept` blocks; a connection of our own wakes it to see the flag.
-            let mut wake = listen.address;
+            let mut wake = address;
             if wake.ip().is_unspecified() {
                 wake.set_ip(match wake {
                     SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -268,29 +111,16 @@ impl HubServer {
                 let _ = acceptor.join();
             }
         }
-        let _ = self.inputs.send(Input::Command(Box::new(Command::Shutdown)));
+        let _ = self.inputs.send(Input::Shutdown);
         if let Some(driver) = self.driver.take() {
             let _ = driver.join();
         }
     }
-
-    /// Sends a command and waits for its answer.
-    ///
-    /// Panics if the driver thread panicked: the server exists only while its
-    /// driver runs, so there is nothing else to answer.
-    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
-        let (reply, answer) = mpsc::channel();
-        let _ = self.inputs.send(Input::Command(Box::new(command(reply))));
-        match answer.recv() {
-            Ok(answer) => answer,
-            Err(_) => panic!("the hub driver thread panicked"),
-        }
-    }
 }
 
-impl Drop for HubServer {
+impl Drop for HubThreads {
     fn drop(&mut self) {
-        self.stop();
+        self.shutdown();
     }
 }
 
@@ -359,11 +189,8 @@ impl Driver {
                     }
                     self.hub.handle_close(now, peer);
                 }
-                Ok(Input::Command(command)) => {
-                    if self.command(now, *command).is_break() {
-                        break;
-                    }
-                }
+                Ok(Input::Command(command)) => command.apply(&mut self.hub, now),
+                Ok(Input::Shutdown) => break,
                 Err(RecvTimeoutError::Timeout) => {}
                 // Unreachable while `readers` lives.
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -376,33 +203,6 @@ impl Driver {
             let _ = socket.stream.shutdown(Shutdown::Both);
             socket.flow.close();
         }
-    }
-
-    /// Carries out a command; `Break` when the driver is to stop.
-    fn command(&mut self, now: Timestamp, command: Command) -> ControlFlow<()> {
-        match command {
-            Command::SendC2d { device_id, message, reply } => {
-                let _ = reply.send(self.hub.send_c2d(now, &device_id, message));
-            }
-            Command::AddDevice { record, reply } => {
-                let _ = reply.send(self.hub.add_device(record));
-            }
-            Command::Stored { reply } => {
-                let _ = reply.send(self.hub.stored().cloned().collect());
-            }
-            Command::Twin { device_id, reply } => {
-                let _ = reply.send(self.hub.twin(&device_id));
-            }
-            Command::UpdateDesired { device_id, patch, if_version, reply } => {
-                let _ = reply.send(self.hub.update_desired(now, &device_id, &patch, if_version));
-            }
-            Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
-                let invoked = self.hub.invoke_method(now, &device_id, &name, payload, timeout);
-                let _ = reply.send(invoked);
-            }
-            Command::Shutdown => return ControlFlow::Break(()),
-        }
-        ControlFlow::Continue(())
     }
 
     /// Starts a new connection's reader and writer; the hub takes it from there.

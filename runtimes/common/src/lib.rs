@@ -17,6 +17,7 @@ pub mod dial;
 mod dialed;
 pub mod listen;
 mod served;
+pub mod sync;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
 pub use served::{HubServerEvent, PeerId, PeerOutput, ServedHub};

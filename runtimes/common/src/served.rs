@@ -20,7 +20,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hubwire_core::hub::{
     D2cLog, D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
-    StoreTicket,
 };
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
 use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
@@ -339,24 +338,27 @@ impl ServedHub {
     }
 
     /// Drains the engine until it has nothing more to say. The D2C messages of one
-    /// drain are stored together before any of their devices is acknowledged.
+    /// drain are stored together before any of their devices is acknowledged; the
+    /// application hears every event in the engine's order.
     fn drain(&mut self, now: Timestamp) {
-        let mut to_store: Vec<(StoreTicket, D2cRecord)> = Vec::new();
+        let mut heard: Vec<HubEvent> = Vec::new();
         loop {
             if let Some((connection, transmit)) = self.hub.poll_transmit() {
                 self.transmit(connection, transmit);
             } else if let Some(event) = self.hub.poll_event() {
-                match event {
-                    HubEvent::StoreTelemetry { ticket, record } => to_store.push((ticket, record)),
-                    other => self.events.push_back(HubServerEvent::Hub(other)),
-                }
-            } else if to_store.is_empty() {
+                heard.push(event);
+            } else if heard.is_empty() {
                 return;
             } else {
-                for (ticket, record) in to_store.drain(..) {
-                    self.store.append(record.clone());
-                    self.hub.telemetry_stored(now, ticket);
-                    self.events.push_back(HubServerEvent::Stored(record));
+                for event in heard.drain(..) {
+                    match event {
+                        HubEvent::StoreTelemetry { ticket, record } => {
+                            self.store.append(record.clone());
+                            self.hub.telemetry_stored(now, ticket);
+                            self.events.push_back(HubServerEvent::Stored(record));
+                        }
+                        other => self.events.push_back(HubServerEvent::Hub(other)),
+                    }
                 }
             }
         }

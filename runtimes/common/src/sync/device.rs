@@ -1,6 +1,5 @@
-//! A device client on a thread: a [`crate::driver`] whose machine is one
-//! [`Device`], and whose application waits for telemetry acknowledgements and reads
-//! events.
+//! A device client: a driver whose machine is one [`Device`], and whose application
+//! waits for telemetry acknowledgements and reads events.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -8,16 +7,17 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 use hubwire_core::Timestamp;
 use hubwire_core::device::{
     C2dMessage, Device, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
     RequestError, SendError, TelemetryId, TwinRequestId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use hubwire_runtime::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 use rand_core::{OsRng, RngCore};
 
-use crate::driver::{Client, Handle};
+use crate::sync::{Client, ClientDriver, Scheduler};
+use crate::{Dialed, client_tls};
 
 /// Why a telemetry message was not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -99,8 +99,8 @@ fn rejection(condition: &str, description: &str) -> String {
 /// Every method takes `&self`: one thread may send telemetry while another receives
 /// C2D messages. Dropping the client disconnects it.
 #[derive(Debug)]
-pub struct DeviceClient {
-    driver: Handle<Command>,
+pub struct DeviceClient<S: Scheduler> {
+    driver: S::Client<Command>,
     inbox: Mutex<Inbox>,
 }
 
@@ -142,7 +142,7 @@ enum Command {
     },
 }
 
-impl DeviceClient {
+impl<S: Scheduler> DeviceClient<S> {
     /// Starts a device: its driver thread dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
@@ -156,7 +156,7 @@ impl DeviceClient {
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
     /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
     /// CA file); the OS's error when the thread cannot start.
-    pub fn connect(config: DeviceConfig, transport: ClientTransport) -> io::Result<DeviceClient> {
+    pub fn connect(config: DeviceConfig, transport: ClientTransport) -> io::Result<Self> {
         let invalid =
             |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
         let name = format!("hubwire-device-{}", config.connection_string.device_id);
@@ -174,7 +174,9 @@ impl DeviceClient {
         let (events_tx, events) = mpsc::channel();
         let client =
             DeviceDriver { events: events_tx, waiting: BTreeMap::new(), twins: BTreeMap::new() };
-        let driver = Handle::spawn(name, device, client, host, &transport)?;
+        let tls = client_tls(&transport).map_err(|e| invalid(&e))?;
+        let dialed = Dialed::new(device, host, transport.choice, tls, OsRng.next_u64());
+        let driver = S::start_client(name, dialed, client)?;
         Ok(DeviceClient {
             driver,
             inbox: Mutex::new(Inbox { events, passed_over: VecDeque::new() }),

@@ -1,5 +1,5 @@
-//! Many devices over one AMQP connection on a thread (spec file §5.10): a
-//! [`crate::driver`] whose machine is a [`Multiplexed`] connection. Each device
+//! Many devices over one AMQP connection (spec file §5.10): a driver whose machine
+//! is a [`Multiplexed`] connection. Each device
 //! brings its own credential (its own CBS put-token, spec file §5.2) and links; the
 //! socket, TLS and heartbeats are shared.
 //!
@@ -23,9 +23,9 @@ use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin
 use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
 use rand_core::{OsRng, RngCore};
 
-use crate::driver::{Client, Handle};
-use crate::{TelemetryError, dial};
-use hubwire_runtime::{ClientTransport, TransportChoice, TransportStatus};
+use crate::sync::{Client, ClientDriver, Scheduler, TelemetryError};
+use crate::{ClientTransport, TransportChoice, TransportStatus};
+use crate::{Dialed, client_tls, dial};
 
 /// Why a device was not added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,8 +45,8 @@ pub enum AddDeviceError {
 ///
 /// Every method takes `&self`. Dropping the client closes the connection.
 #[derive(Debug)]
-pub struct MultiplexedClient {
-    driver: Handle<Command>,
+pub struct MultiplexedClient<S: Scheduler> {
+    driver: S::Client<Command>,
     events: Mutex<Receiver<(DeviceKey, DeviceEvent)>>,
 }
 
@@ -84,7 +84,7 @@ enum Command {
     },
 }
 
-impl MultiplexedClient {
+impl<S: Scheduler> MultiplexedClient<S> {
     /// Starts a connection to `config.host_name` (a host, or `host:port` to dial
     /// another port than the transport's, written as in a connection string's
     /// `HostName`). It dials once the first device is added, and again after every
@@ -94,10 +94,7 @@ impl MultiplexedClient {
     /// Errors: `InvalidInput` when `transport` is not AMQP (`amqp`, `amqp-ws`,
     /// `amqp-tcp`: only AMQP multiplexes devices, spec file §5.10) or the trusted
     /// CAs cannot be loaded; the OS's error when the thread cannot start.
-    pub fn connect(
-        config: MultiplexConfig,
-        transport: ClientTransport,
-    ) -> io::Result<MultiplexedClient> {
+    pub fn connect(config: MultiplexConfig, transport: ClientTransport) -> io::Result<Self> {
         let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
         if asked.protocol() != Protocol::Amqp {
             return Err(io::Error::new(
@@ -116,7 +113,16 @@ impl MultiplexedClient {
         config.seed ^= OsRng.next_u64();
         let (events_tx, events) = mpsc::channel();
         let client = MultiplexDriver { events: events_tx };
-        let driver = Handle::spawn(name, Mux(Multiplexed::new(config)), client, host, &transport)?;
+        let tls = client_tls(&transport)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let dialed = Dialed::new(
+            Mux(Multiplexed::new(config)),
+            host,
+            transport.choice,
+            tls,
+            OsRng.next_u64(),
+        );
+        let driver = S::start_client(name, dialed, client)?;
         Ok(MultiplexedClient { driver, events: Mutex::new(events) })
     }
 

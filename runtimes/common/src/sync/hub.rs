@@ -1,0 +1,239 @@
+//! A local IoT Hub served by a runtime's driver: the service side's verbs (send a
+//! C2D message, read and patch twins, invoke methods, register devices) as commands
+//! to the driver that owns the [`ServedHub`], and its events over a channel.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hubwire_core::Timestamp;
+use hubwire_core::hub::{
+    D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
+};
+use hubwire_core::iothub::{Message, Twin, TwinPatch};
+use hubwire_transports::Listener;
+
+use crate::listen::{self, BindError, Listen};
+use crate::sync::{HubDriver, Scheduler};
+use crate::{HubServerEvent, ServedHub};
+
+/// A running hub. See the module documentation.
+///
+/// Every method takes `&self`, so one thread may send C2D messages while another
+/// reads events. Dropping the server shuts it down.
+#[derive(Debug)]
+pub struct HubServer<S: Scheduler> {
+    listeners: Vec<Listen>,
+    bind_errors: Vec<BindError>,
+    driver: S::Hub,
+    events: Mutex<Receiver<HubServerEvent>>,
+}
+
+/// One service-side request for the driver, carried out with
+/// [`HubCommand::apply`].
+#[derive(Debug)]
+pub struct HubCommand(Command);
+
+#[derive(Debug)]
+enum Command {
+    SendC2d {
+        device_id: String,
+        message: Message,
+        reply: Sender<Result<u64, HubError>>,
+    },
+    AddDevice {
+        record: DeviceRecord,
+        reply: Sender<Result<(), RegistryError>>,
+    },
+    Stored {
+        reply: Sender<Vec<D2cRecord>>,
+    },
+    Twin {
+        device_id: String,
+        reply: Sender<Result<Twin, HubError>>,
+    },
+    UpdateDesired {
+        device_id: String,
+        patch: TwinPatch,
+        if_version: Option<u64>,
+        reply: Sender<Result<u64, HubError>>,
+    },
+    InvokeMethod {
+        device_id: String,
+        name: String,
+        payload: Bytes,
+        timeout: Duration,
+        reply: Sender<Result<MethodInvocation, HubError>>,
+    },
+}
+
+impl HubCommand {
+    /// Carries out the request on `hub` and answers its caller.
+    pub fn apply(self, hub: &mut ServedHub, now: Timestamp) {
+        match self.0 {
+            Command::SendC2d { device_id, message, reply } => {
+                let _ = reply.send(hub.send_c2d(now, &device_id, message));
+            }
+            Command::AddDevice { record, reply } => {
+                let _ = reply.send(hub.add_device(record));
+            }
+            Command::Stored { reply } => {
+                let _ = reply.send(hub.stored().cloned().collect());
+            }
+            Command::Twin { device_id, reply } => {
+                let _ = reply.send(hub.twin(&device_id));
+            }
+            Command::UpdateDesired { device_id, patch, if_version, reply } => {
+                let _ = reply.send(hub.update_desired(now, &device_id, &patch, if_version));
+            }
+            Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
+                let _ = reply.send(hub.invoke_method(now, &device_id, &name, payload, timeout));
+            }
+        }
+    }
+}
+
+impl<S: Scheduler> HubServer<S> {
+    /// Registers `devices`, binds every listener it can of `listen` and starts
+    /// serving. `tls` is the server certificate's configuration, required when a
+    /// TLS listener is asked for. A listener that cannot be bound is reported by
+    /// [`bind_errors`](Self::bind_errors), and the hub serves on the others.
+    ///
+    /// Errors: `InvalidInput` when a device record is refused by the registry (its
+    /// [`RegistryError`] inside) or a TLS listener has no `tls`; the OS's error when
+    /// no listener can be bound or the driver cannot start.
+    pub fn start(
+        config: HubConfig,
+        devices: impl IntoIterator<Item = DeviceRecord>,
+        listen: &[Listen],
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
+        let listen::Started { hub, listeners, bind_errors } =
+            listen::start(config, devices, listen, tls)?;
+        let bound = listeners.iter().map(|(l, _)| *l).collect();
+        let (events_tx, events) = mpsc::channel();
+        let driver = S::start_hub(hub, listeners, events_tx)?;
+        Ok(HubServer { listeners: bound, bind_errors, driver, events: Mutex::new(events) })
+    }
+
+    /// The listeners bound, with their real addresses (a port 0 asked for is
+    /// the port picked).
+    pub fn listeners(&self) -> &[Listen] {
+        &self.listeners
+    }
+
+    /// The address of the first listener of this kind, if one is bound.
+    pub fn local_addr(&self, listener: Listener) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.listener == listener).map(|l| l.address)
+    }
+
+    /// The listeners asked for that could not be bound, with how to fix each.
+    pub fn bind_errors(&self) -> &[BindError] {
+        &self.bind_errors
+    }
+
+    /// Queues a C2D message for `device_id` (the service side's "send"); a connected
+    /// device receives it at once. Returns its sequence number in the device's queue.
+    ///
+    /// Errors: as [`hubwire_core::hub::Hub::send_c2d`]: an unknown device (404001),
+    /// a full queue (403004), a message too large (413001).
+    pub fn send_c2d(&self, device_id: &str, message: Message) -> Result<u64, HubError> {
+        self.ask(|reply| Command::SendC2d { device_id: String::from(device_id), message, reply })
+    }
+
+    /// `device_id`'s twin (the service side's "read twin").
+    ///
+    /// Errors: as [`hubwire_core::hub::Hub::twin`]: an unknown device (404001).
+    pub fn twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        self.ask(|reply| Command::Twin { device_id: String::from(device_id), reply })
+    }
+
+    /// Patches `device_id`'s desired properties; a connected device subscribed to
+    /// them receives the patch at once. With `if_version`, only while the desired
+    /// properties are at that version. Returns the desired version.
+    ///
+    /// Errors: as [`hubwire_core::hub::Hub::update_desired`] and
+    /// [`hubwire_core::hub::Hub::update_desired_if`] (412001 for a stale version).
+    pub fn update_desired(
+        &self,
+        device_id: &str,
+        patch: TwinPatch,
+        if_version: Option<u64>,
+    ) -> Result<u64, HubError> {
+        let device_id = String::from(device_id);
+        self.ask(|reply| Command::UpdateDesired { device_id, patch, if_version, reply })
+    }
+
+    /// Invokes a direct method; [`hubwire_core::hub::HubEvent::MethodResult`] with
+    /// the returned id reports its end, within `timeout` (5–300 s).
+    ///
+    /// Errors: as [`hubwire_core::hub::Hub::invoke_method`]: an unknown device
+    /// (404001), a device not connected or not subscribed to methods (404103), a
+    /// payload over 128 KiB.
+    pub fn invoke_method(
+        &self,
+        device_id: &str,
+        name: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<MethodInvocation, HubError> {
+        let (device_id, name) = (String::from(device_id), String::from(name));
+        self.ask(|reply| Command::InvokeMethod { device_id, name, payload, timeout, reply })
+    }
+
+    /// Registers a device while the hub runs.
+    ///
+    /// Errors: as [`hubwire_core::hub::Registry::add`].
+    pub fn add_device(&self, record: DeviceRecord) -> Result<(), RegistryError> {
+        self.ask(|reply| Command::AddDevice { record, reply })
+    }
+
+    /// A copy of every stored D2C message, in arrival order.
+    pub fn stored(&self) -> Vec<D2cRecord> {
+        self.ask(|reply| Command::Stored { reply })
+    }
+
+    /// The next event, waiting at most `timeout`; `None` when none came.
+    ///
+    /// Events queue in memory until read, one per stored message among them: a
+    /// long-running application reads them (the `hubwire hub` command prints each).
+    pub fn recv_event(&self, timeout: Duration) -> Option<HubServerEvent> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events.recv_timeout(timeout).ok()
+    }
+
+    /// The next event, waiting as long as it takes; `None` only if the driver has
+    /// died (it panicked) and every event was read.
+    pub fn next_event(&self) -> Option<HubServerEvent> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events.recv().ok()
+    }
+
+    /// Stops accepting, closes every connection as a crashed hub would (no MQTT
+    /// goodbye exists for a server), and waits for the driver.
+    pub fn shutdown(mut self) {
+        self.driver.shutdown();
+    }
+
+    /// Sends a command and waits for its answer.
+    ///
+    /// Panics if the driver panicked: the server exists only while its driver runs,
+    /// so there is nothing else to answer.
+    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
+        let (reply, answer) = mpsc::channel();
+        let _ = self.driver.command(HubCommand(command(reply)));
+        match answer.recv() {
+            Ok(answer) => answer,
+            Err(_) => panic!("the hub driver panicked"),
+        }
+    }
+}
+
+impl<S: Scheduler> Drop for HubServer<S> {
+    fn drop(&mut self) {
+        self.driver.shutdown();
+    }
+}
