@@ -5,15 +5,13 @@
 //!
 //! The full AMQP conversation with a real client is conformance/tests/interop_proton.rs.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::TestHub;
-use hubwire_blocking::Transport;
+use hubwire_blocking::{Threads, Transport};
+use hubwire_runtime::scenarios::TestHub;
 use hubwire_transports::Stack;
 use hubwire_transports::tls::{self, Trust};
 
@@ -24,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Sends `AMQP_HEADER` over `transport` to `hub` and returns the first plain bytes
 /// that come back (at least as many as the header), or panics at the deadline.
-fn header_answer(hub: &TestHub, transport: Transport) -> Vec<u8> {
+fn header_answer(hub: &TestHub<Threads>, transport: Transport) -> Vec<u8> {
     let address = hub.addr(transport);
     let trust = Trust { platform_roots: false, ca_files: vec![hub.ca.clone()] };
     let config = match tls::client_config(&trust) {
@@ -75,7 +73,7 @@ fn header_answer(hub: &TestHub, transport: Transport) -> Vec<u8> {
 
 #[test]
 fn every_amqp_transport_reaches_the_hubs_amqp_session() {
-    let hub = TestHub::start(&["d1"]);
+    let hub = TestHub::<Threads>::start(&["d1"]);
     for transport in [Transport::Amqp, Transport::AmqpWs, Transport::AmqpTcp] {
         let answer = header_answer(&hub, transport);
         assert_eq!(&answer[..AMQP_HEADER.len()], AMQP_HEADER, "{transport}");

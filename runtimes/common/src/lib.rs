@@ -16,6 +16,8 @@ pub mod clock;
 pub mod dial;
 mod dialed;
 pub mod listen;
+#[cfg(feature = "scenarios")]
+pub mod scenarios;
 mod served;
 pub mod sync;
 

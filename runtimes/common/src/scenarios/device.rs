@@ -4,12 +4,13 @@
 //!
 //! Every wait has a deadline, so a failing test fails instead of hanging.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{KEY, TestHub};
-use hubwire_blocking::{DeviceClient, HubServer, HubServerEvent, TelemetryError, Transport};
+use hubwire_transports::Transport;
+
+use crate::HubServerEvent;
+use crate::scenarios::{KEY, TestHub};
+use crate::sync::{DeviceClient, HubServer, Scheduler, TelemetryError};
 use hubwire_core::Protocol;
 use hubwire_core::device::{
     DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, TelemetryId,
@@ -23,7 +24,22 @@ use hubwire_core::retry::Backoff;
 const WRONG_KEY: &str = "HwAeHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 const WAIT: Duration = Duration::from_secs(5);
 
-fn connect(hub: &TestHub, transport: Transport, device_id: &str, key: &str) -> DeviceClient {
+fn connect<S: Scheduler>(
+    hub: &TestHub<S>,
+    transport: Transport,
+    device_id: &str,
+    key: &str,
+) -> DeviceClient<S> {
+    connect_with(hub, transport, device_id, key, |_| {})
+}
+
+fn connect_with<S: Scheduler>(
+    hub: &TestHub<S>,
+    transport: Transport,
+    device_id: &str,
+    key: &str,
+    configure: impl FnOnce(&mut DeviceConfig),
+) -> DeviceClient<S> {
     let port = hub.addr(transport).port();
     let cs = format!("HostName=127.0.0.1:{port};DeviceId={device_id};SharedAccessKey={key}");
     let Ok(cs) = ConnectionString::parse(&cs) else {
@@ -35,7 +51,8 @@ fn connect(hub: &TestHub, transport: Transport, device_id: &str, key: &str) -> D
         Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(100) };
     // Over HTTP, C2D messages arrive at the next poll; these tests wait seconds.
     config.c2d_poll_interval = Duration::from_millis(50);
-    match DeviceClient::connect(config, hub.client(transport)) {
+    configure(&mut config);
+    match DeviceClient::<S>::connect(config, hub.client(transport)) {
         Ok(device) => device,
         Err(e) => panic!("device did not start: {e}"),
     }
@@ -43,7 +60,10 @@ fn connect(hub: &TestHub, transport: Transport, device_id: &str, key: &str) -> D
 
 /// Reads device events until `pick` accepts one; panics at the deadline, listing
 /// the events seen.
-fn wait_device<T>(device: &DeviceClient, mut pick: impl FnMut(&DeviceEvent) -> Option<T>) -> T {
+fn wait_device<S: Scheduler, T>(
+    device: &DeviceClient<S>,
+    mut pick: impl FnMut(&DeviceEvent) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
@@ -56,7 +76,10 @@ fn wait_device<T>(device: &DeviceClient, mut pick: impl FnMut(&DeviceEvent) -> O
 }
 
 /// Reads hub events until `pick` accepts one; panics at the deadline.
-fn wait_hub<T>(hub: &HubServer, mut pick: impl FnMut(&HubServerEvent) -> Option<T>) -> T {
+fn wait_hub<S: Scheduler, T>(
+    hub: &HubServer<S>,
+    mut pick: impl FnMut(&HubServerEvent) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while let Some(event) = hub.recv_event(deadline.saturating_duration_since(Instant::now())) {
@@ -76,15 +99,9 @@ fn telemetry(i: usize) -> Message {
     m
 }
 
-#[test]
-fn ten_acknowledged_messages_are_stored_in_order_with_their_properties() {
-    for &transport in Transport::ALL {
-        ten_messages_over(transport);
-    }
-}
-
-fn ten_messages_over(transport: Transport) {
-    let test_hub = TestHub::start(&["dev1"]);
+/// Ten messages with properties, each acknowledged, are stored in order.
+pub fn ten_messages_over<S: Scheduler>(transport: Transport) {
+    let test_hub = TestHub::<S>::start(&["dev1"]);
     let hub = test_hub.server();
     let device = connect(&test_hub, transport, "dev1", KEY);
     for i in 0..10 {
@@ -106,15 +123,10 @@ fn ten_messages_over(transport: Transport) {
     assert!(device.bytes_written() > 0);
 }
 
-#[test]
-fn c2d_message_with_properties_reaches_the_device_and_complete_settles_it() {
-    for &transport in Transport::ALL {
-        c2d_over(transport);
-    }
-}
-
-fn c2d_over(transport: Transport) {
-    let test_hub = TestHub::start(&["dev1"]);
+/// A C2D message with properties reaches the device; complete settles it, with
+/// feedback as `ack=full` asks, and a second complete is refused.
+pub fn c2d_over<S: Scheduler>(transport: Transport) {
+    let test_hub = TestHub::<S>::start(&["dev1"]);
     let hub = test_hub.server();
     let device = connect(&test_hub, transport, "dev1", KEY);
     let mut c2d = Message::new(&b"switch on"[..]);
@@ -150,15 +162,10 @@ fn c2d_over(transport: Transport) {
     assert!(device.complete(&lock).is_err());
 }
 
-#[test]
-fn a_wrong_key_is_refused_for_good() {
-    for &transport in Transport::ALL {
-        wrong_key_over(transport);
-    }
-}
-
-fn wrong_key_over(transport: Transport) {
-    let test_hub = TestHub::start(&["dev1"]);
+/// A wrong key is refused as the protocol says (CONNACK 5, put-token 401, HTTP
+/// 401) and the device stops retrying.
+pub fn wrong_key_over<S: Scheduler>(transport: Transport) {
+    let test_hub = TestHub::<S>::start(&["dev1"]);
     let hub = test_hub.server();
     let device = connect(&test_hub, transport, "dev1", WRONG_KEY);
     let (reason, reconnect_at) = wait_device(&device, |e| match e {
@@ -191,15 +198,10 @@ fn wrong_key_over(transport: Transport) {
     assert!(device.send_telemetry_timeout(telemetry(0), WAIT).is_err());
 }
 
-#[test]
-fn telemetry_queued_while_the_hub_is_down_is_delivered_after_it_restarts() {
-    for &transport in Transport::ALL {
-        restart_over(transport);
-    }
-}
-
-fn restart_over(transport: Transport) {
-    let mut test_hub = TestHub::start(&["dev1"]);
+/// Telemetry queued while the hub is down is delivered, in order, after it
+/// restarts on the same port.
+pub fn restart_over<S: Scheduler>(transport: Transport) {
+    let mut test_hub = TestHub::<S>::start(&["dev1"]);
     let device = connect(&test_hub, transport, "dev1", KEY);
     assert_eq!(device.send_telemetry_timeout(telemetry(0), WAIT), Ok(()));
 
@@ -237,18 +239,11 @@ fn restart_over(transport: Transport) {
     assert_eq!(bodies, sent);
 }
 
-#[test]
-fn over_amqp_and_http_reject_and_abandon_reach_the_hub_and_over_mqtt_they_are_refused_by_name() {
-    for &transport in Transport::ALL {
-        reject_and_abandon_over(transport);
-    }
-}
-
 /// Two C2D messages, the first rejected, the second abandoned: over AMQP and HTTP
 /// the hub dead-letters the first and requeues the second (spec file §5.5, §6.5); MQTT cannot say
 /// either (spec file §4.4), so the device refuses, naming the protocol.
-fn reject_and_abandon_over(transport: Transport) {
-    let test_hub = TestHub::start(&["dev1"]);
+pub fn reject_and_abandon_over<S: Scheduler>(transport: Transport) {
+    let test_hub = TestHub::<S>::start(&["dev1"]);
     let hub = test_hub.server();
     let device = connect(&test_hub, transport, "dev1", KEY);
     for (id, disposition) in
@@ -289,4 +284,36 @@ fn reject_and_abandon_over(transport: Transport) {
             _ => assert!(matches!(outcome, Outcome::Abandoned { .. }), "{transport}: {outcome:?}"),
         }
     }
+}
+
+/// A device idle for three keep-alive periods of 1 s stays connected — MQTT's
+/// PINGREQ [MQTT-3.1.2-23], AMQP's empty frames within the idle timeout (AMQP core
+/// §2.4.5) — and its next message is acknowledged; over HTTP the idle connection
+/// is closed and the next request opens another.
+pub fn keep_alive_over<S: Scheduler>(transport: Transport) {
+    let test_hub = TestHub::<S>::start(&["dev1"]);
+    let hub = test_hub.server();
+    let device = connect_with(&test_hub, transport, "dev1", KEY, |config| {
+        config.keep_alive = Duration::from_secs(1);
+    });
+    assert_eq!(device.send_telemetry_timeout(telemetry(0), WAIT), Ok(()), "{transport}");
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(device.send_telemetry_timeout(telemetry(1), WAIT), Ok(()), "{transport}");
+    assert_eq!(hub.stored().len(), 2, "{transport}");
+    if transport.protocol() == Protocol::Http {
+        return;
+    }
+    let mut events = Vec::new();
+    while let Some(event) = device.recv_event(Duration::ZERO) {
+        events.push(event);
+    }
+    let dropped = events.iter().any(|e| matches!(e, DeviceEvent::Disconnected { .. }));
+    assert!(!dropped, "{transport}: the idle device lost its connection: {events:?}");
+    let mut hub_events = Vec::new();
+    while let Some(event) = hub.recv_event(Duration::ZERO) {
+        hub_events.push(event);
+    }
+    let lost =
+        hub_events.iter().any(|e| matches!(e, HubServerEvent::Hub(HubEvent::Disconnected { .. })));
+    assert!(!lost, "{transport}: the hub dropped the idle device: {hub_events:?}");
 }

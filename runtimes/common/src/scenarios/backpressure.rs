@@ -1,16 +1,17 @@
 //! One connection cannot starve the others: a device that floods the hub and never
 //! reads its answers is paced by TCP, while another device goes on as usual.
 
-mod common;
-
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::{KEY, TestHub};
-use hubwire_blocking::{DeviceClient, Transport, clock};
+use hubwire_transports::Transport;
+
+use crate::clock;
+use crate::scenarios::{KEY, TestHub};
+use crate::sync::{DeviceClient, Scheduler};
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message, SasToken};
 use hubwire_core::mqtt::{Connect, Packet};
@@ -42,9 +43,9 @@ fn connect_bytes(addr: SocketAddr, device_id: &str) -> BytesMut {
     out
 }
 
-#[test]
-fn a_flooding_device_that_never_reads_is_paced_and_others_are_served() {
-    let test_hub = TestHub::start(&["flood", "calm"]);
+/// A device floods PINGREQs and never reads; another device is served meanwhile.
+pub fn a_flooding_device_that_never_reads_is_paced_and_others_are_served<S: Scheduler>() {
+    let test_hub = TestHub::<S>::start(&["flood", "calm"]);
     let hub = test_hub.server();
     // Plain TCP, so the flood is raw MQTT; the calm device uses TLS, whose work
     // runs on the same driver as the flood.
@@ -73,11 +74,11 @@ fn a_flooding_device_that_never_reads_is_paced_and_others_are_served() {
     let port = test_hub.addr(Transport::Mqtt).port();
     let cs = format!("HostName=127.0.0.1:{port};DeviceId=calm;SharedAccessKey={KEY}");
     let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
-    let calm = match DeviceClient::connect(DeviceConfig::new(cs), test_hub.client(Transport::Mqtt))
-    {
-        Ok(d) => d,
-        Err(e) => panic!("{e}"),
-    };
+    let calm =
+        match DeviceClient::<S>::connect(DeviceConfig::new(cs), test_hub.client(Transport::Mqtt)) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
     let started = Instant::now();
     for n in 0..20u8 {
         if let Err(e) = calm.send_telemetry_timeout(Message::new(vec![n]), Duration::from_secs(5)) {

@@ -5,14 +5,15 @@
 //!
 //! Every wait has a deadline, so a failing test fails instead of hanging.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use common::{KEY, TestHub};
-use hubwire_blocking::{ClientTransport, HubServerEvent, MultiplexedClient, Transport};
+use hubwire_transports::Transport;
+
+use crate::scenarios::{KEY, TestHub};
+use crate::sync::{MultiplexedClient, Scheduler};
+use crate::{ClientTransport, HubServerEvent};
 use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::hub::HubEvent;
@@ -33,8 +34,8 @@ fn device(port: u16, device_id: &str, key: &str) -> DeviceConfig {
 
 /// Reads events until `pick` accepts one; panics at the deadline, listing the
 /// events seen.
-fn wait<T>(
-    client: &MultiplexedClient,
+fn wait<S: Scheduler, T>(
+    client: &MultiplexedClient<S>,
     mut pick: impl FnMut(DeviceKey, &DeviceEvent) -> Option<T>,
 ) -> T {
     let deadline = Instant::now() + WAIT;
@@ -50,14 +51,14 @@ fn wait<T>(
     panic!("the event did not come within {WAIT:?}; saw {seen:?}");
 }
 
-#[test]
-fn three_devices_share_one_connection_on_every_amqp_transport_and_a_wrong_key_fails_alone() {
+/// Three devices over one AMQP connection, per AMQP transport; a wrong key fails alone.
+pub fn three_devices_share_one_connection_and_a_wrong_key_fails_alone<S: Scheduler>() {
     let ids = ["m1", "m2", "m3"];
-    let hub = TestHub::start(&ids);
+    let hub = TestHub::<S>::start(&ids);
     for transport in [Transport::Amqp, Transport::AmqpWs, Transport::AmqpTcp] {
         let port = hub.addr(transport).port();
         let config = MultiplexConfig::new(format!("127.0.0.1:{port}"));
-        let client = match MultiplexedClient::connect(config, hub.client(transport)) {
+        let client = match MultiplexedClient::<S>::connect(config, hub.client(transport)) {
             Ok(client) => client,
             Err(e) => panic!("{transport}: {e}"),
         };
@@ -126,10 +127,11 @@ fn three_devices_share_one_connection_on_every_amqp_transport_and_a_wrong_key_fa
     }
 }
 
-#[test]
-fn an_mqtt_transport_is_refused_naming_its_protocol() {
+/// MQTT cannot multiplex: refused by name.
+pub fn an_mqtt_transport_is_refused_naming_its_protocol<S: Scheduler>() {
     let config = MultiplexConfig::new("127.0.0.1");
-    let Err(e) = MultiplexedClient::connect(config, ClientTransport::new(Transport::Mqtt)) else {
+    let Err(e) = MultiplexedClient::<S>::connect(config, ClientTransport::new(Transport::Mqtt))
+    else {
         panic!("MQTT cannot multiplex devices");
     };
     assert_eq!(e.kind(), ErrorKind::InvalidInput);

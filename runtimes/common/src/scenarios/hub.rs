@@ -1,20 +1,22 @@
-//! What the runtime's tests share.
-
-#![allow(dead_code)] // each test file uses its own part
+//! A hub of the runtime under test, with a certificate of its own.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hubwire_blocking::{ClientTransport, HubServer, Listen, Transport};
+use hubwire_transports::Transport;
+
+use crate::ClientTransport;
+use crate::listen::Listen;
+use crate::sync::{HubServer, Scheduler};
 use hubwire_core::hub::{DeviceRecord, HubConfig};
 use hubwire_transports::tls::{self, local_ca};
 
 /// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1).
-pub(crate) const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// `device_id` registered with [`KEY`].
-pub(crate) fn record(device_id: &str) -> DeviceRecord {
+pub fn record(device_id: &str) -> DeviceRecord {
     DeviceRecord {
         device_id: device_id.into(),
         primary_key: KEY.into(),
@@ -25,15 +27,18 @@ pub(crate) fn record(device_id: &str) -> DeviceRecord {
 
 /// A hub serving every transport on ephemeral loopback ports, with a certificate
 /// from a local CA of its own, kept in a directory removed when it drops.
-pub(crate) struct TestHub {
-    pub(crate) server: Option<HubServer>,
-    pub(crate) ca: PathBuf,
+#[derive(Debug)]
+pub struct TestHub<S: Scheduler> {
+    /// The running server, if not stopped.
+    pub server: Option<HubServer<S>>,
+    /// The hub's CA certificate (PEM).
+    pub ca: PathBuf,
     dir: PathBuf,
 }
 
-impl TestHub {
+impl<S: Scheduler> TestHub<S> {
     /// Starts a hub for `devices` on ephemeral ports.
-    pub(crate) fn start(devices: &[&str]) -> TestHub {
+    pub fn start(devices: &[&str]) -> TestHub<S> {
         let ephemeral = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut listen: Vec<Listen> = Vec::new();
         // MQTT and AMQP over WebSocket share one listener.
@@ -43,23 +48,23 @@ impl TestHub {
                 listen.push(want);
             }
         }
-        TestHub::start_on(&listen, devices)
+        Self::start_on(&listen, devices)
     }
 
     /// Starts a hub for `devices` on `listen`.
-    pub(crate) fn start_on(listen: &[Listen], devices: &[&str]) -> TestHub {
+    pub fn start_on(listen: &[Listen], devices: &[&str]) -> TestHub<S> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "hubwire-blocking-test-{}-{}",
+            "hubwire-runtime-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let (server, ca) = serve(&dir, listen, devices);
+        let (server, ca) = serve::<S>(&dir, listen, devices);
         TestHub { server: Some(server), ca, dir }
     }
 
     /// Stops the hub as a crash would; [`resume`](Self::resume) starts it again.
-    pub(crate) fn stop(&mut self) -> Vec<Listen> {
+    pub fn stop(&mut self) -> Vec<Listen> {
         let listen = self.server().listeners().to_vec();
         if let Some(server) = self.server.take() {
             server.shutdown();
@@ -68,12 +73,12 @@ impl TestHub {
     }
 
     /// Starts the hub again on `listen` with the same certificate.
-    pub(crate) fn resume(&mut self, listen: &[Listen], devices: &[&str]) {
-        let (server, _) = serve(&self.dir, listen, devices);
+    pub fn resume(&mut self, listen: &[Listen], devices: &[&str]) {
+        let (server, _) = serve::<S>(&self.dir, listen, devices);
         self.server = Some(server);
     }
     /// The running server.
-    pub(crate) fn server(&self) -> &HubServer {
+    pub fn server(&self) -> &HubServer<S> {
         match &self.server {
             Some(server) => server,
             None => panic!("the hub was shut down"),
@@ -81,7 +86,7 @@ impl TestHub {
     }
 
     /// Where `transport` reaches the hub.
-    pub(crate) fn addr(&self, transport: Transport) -> SocketAddr {
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
         match self.server().local_addr(transport.listener()) {
             Some(addr) => addr,
             None => panic!("no {transport} listener"),
@@ -89,12 +94,12 @@ impl TestHub {
     }
 
     /// How a device reaches the hub over `transport`, trusting its CA.
-    pub(crate) fn client(&self, transport: Transport) -> ClientTransport {
+    pub fn client(&self, transport: Transport) -> ClientTransport {
         ClientTransport::with_ca(transport, &self.ca)
     }
 }
 
-impl Drop for TestHub {
+impl<S: Scheduler> Drop for TestHub<S> {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown();
@@ -105,7 +110,7 @@ impl Drop for TestHub {
 
 /// A hub for `devices` on `listen`, with the certificate of the CA kept in `dir`
 /// (made on first use); returns it and the CA's path.
-fn serve(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer, PathBuf) {
+fn serve<S: Scheduler>(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer<S>, PathBuf) {
     let names = [String::from("127.0.0.1")];
     let certificate = match local_ca::ensure(dir, &names) {
         Ok(c) => c,
@@ -119,7 +124,7 @@ fn serve(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer, PathBuf
     };
     let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
     let server =
-        match HubServer::start(config, devices.iter().map(|d| record(d)), listen, Some(tls)) {
+        match HubServer::<S>::start(config, devices.iter().map(|d| record(d)), listen, Some(tls)) {
             Ok(hub) => hub,
             Err(e) => panic!("hub did not start on {listen:?}: {e}"),
         };
