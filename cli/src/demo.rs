@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hubwire_core::Protocol;
 
-use hubwire_blocking::{
-    ClientTransport, DeviceClient, HubServer, HubServerEvent, Listen, MultiplexedClient, Transport,
-    listener_name,
-};
+use crate::runtime::{OnRuntime, Runtime};
+use hubwire_blocking::{ClientTransport, HubServerEvent, Listen, Transport, listener_name};
 use hubwire_core::ConnectionId;
 use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{DeviceConfig, DeviceEvent};
@@ -24,6 +22,7 @@ use hubwire_core::http::device::poll_interval_warning;
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, Outcome};
 use hubwire_core::iothub::Disposition::Complete;
 use hubwire_core::iothub::{Message, MethodResponse, TwinPatch};
+use hubwire_runtime::sync::{DeviceClient, HubServer, MultiplexedClient, Scheduler};
 use hubwire_transports::tls::{self, local_ca};
 
 use crate::out::{self, StdoutClosed};
@@ -38,6 +37,11 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// `hubwire demo` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
+    /// The runtime that drives the hub and the devices: threads (`blocking`, the
+    /// default) or event loops (`mio`).
+    #[arg(long, value_enum, default_value = "blocking")]
+    runtime: Runtime,
+
     /// Simulated devices, each on its own connection.
     #[arg(long, default_value_t = 10)]
     devices: usize,
@@ -94,7 +98,17 @@ struct Row {
     bytes_per_message: f64,
 }
 
-pub(crate) fn run(args: DemoArgs) -> ExitCode {
+impl OnRuntime for DemoArgs {
+    fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    fn run_on<S: Scheduler>(self) -> ExitCode {
+        run::<S>(self)
+    }
+}
+
+fn run<S: Scheduler>(args: DemoArgs) -> ExitCode {
     let records: Result<Vec<DeviceRecord>, _> =
         (1..=args.devices).map(|i| registry::generated(&format!("demo-device-{i:03}"))).collect();
     let records = match records {
@@ -107,7 +121,7 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     // A CA of the demo's own, for this run only: the devices trust it as a user's
     // devices trust a local hub's.
     let certificates = std::env::temp_dir().join(format!("hubwire-demo-{}", std::process::id()));
-    let result = serve_and_run(&args, &records, &certificates);
+    let result = serve_and_run::<S>(&args, &records, &certificates);
     let _ = std::fs::remove_dir_all(&certificates);
     let (rows, mut problems) = match result {
         Ok(outcome) => outcome,
@@ -148,7 +162,7 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
 /// devices over each in turn; returns a row per transport and the problems seen.
 ///
 /// Errors: the hub could not start (its certificate, its listeners), in words.
-fn serve_and_run(
+fn serve_and_run<S: Scheduler>(
     args: &DemoArgs,
     records: &[DeviceRecord],
     certificates: &Path,
@@ -169,7 +183,7 @@ fn serve_and_run(
             listen.push(want);
         }
     }
-    let hub = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
+    let hub = HubServer::<S>::start(config, records.iter().cloned(), &listen, Some(server_tls))
         .map_err(|e| e.to_string())?;
     let addresses: Vec<String> = hub
         .listeners()
@@ -210,8 +224,8 @@ fn serve_and_run(
 
 /// Runs every device over one transport: all send their telemetry, then each
 /// completes the C2D message the hub sends it.
-fn run_transport(
-    hub: &HubServer,
+fn run_transport<S: Scheduler>(
+    hub: &HubServer<S>,
     client: &ClientTransport,
     transport: Transport,
     address: SocketAddr,
@@ -237,7 +251,7 @@ fn run_transport(
             .map(|record| {
                 let barriers = (&all_sent, &all_settled);
                 let config = config(registry::connection_string(address.to_string(), record));
-                s.spawn(move || simulate(record, config, client, messages, barriers))
+                s.spawn(move || simulate::<S>(record, config, client, messages, barriers))
             })
             .collect();
         all_sent.wait();
@@ -296,7 +310,7 @@ fn run_transport(
 /// the others at `all_sent`, then complete the C2D message the hub sends; wait at
 /// `all_settled`, then (with the twin) report a property, take the hub's desired
 /// update and answer its direct method.
-fn simulate(
+fn simulate<S: Scheduler>(
     record: &DeviceRecord,
     config: DeviceConfig,
     client: &ClientTransport,
@@ -305,7 +319,7 @@ fn simulate(
 ) -> DeviceRun {
     let twin = config.receive_desired;
     let mut run = DeviceRun::default();
-    let device = DeviceClient::connect(config, client.clone());
+    let device = DeviceClient::<S>::connect(config, client.clone());
     if let Err(e) = device.as_ref().map(|device| send_all(device, messages, &mut run)) {
         run.problem = Some(format!("{}: cannot start: {e}", record.device_id));
     }
@@ -340,7 +354,10 @@ fn simulate(
 /// The device's half of the twin and method round: report a property, then take
 /// the hub's desired update and answer its `ping` method, in whichever order they
 /// come.
-fn twin_and_method(device: &DeviceClient, run: &mut DeviceRun) -> Result<(), String> {
+fn twin_and_method<S: Scheduler>(
+    device: &DeviceClient<S>,
+    run: &mut DeviceRun,
+) -> Result<(), String> {
     let patch = TwinPatch::parse(br#"{"demo":"reported"}"#).map_err(|e| e.to_string())?;
     let reported = device.patch_reported(patch, STEP_TIMEOUT);
     reported.map_err(|e| format!("reported patch: {e}"))?;
@@ -373,7 +390,11 @@ fn twin_and_method(device: &DeviceClient, run: &mut DeviceRun) -> Result<(), Str
 }
 
 /// The hub's half: a desired update and a `ping` method for every device.
-fn twin_and_method_to_each(hub: &HubServer, transport: Transport, records: &[DeviceRecord]) {
+fn twin_and_method_to_each<S: Scheduler>(
+    hub: &HubServer<S>,
+    transport: Transport,
+    records: &[DeviceRecord],
+) {
     for record in records {
         let id = &record.device_id;
         let mut members = serde_json::Map::new();
@@ -389,7 +410,7 @@ fn twin_and_method_to_each(hub: &HubServer, transport: Transport, records: &[Dev
     }
 }
 
-fn send_all(device: &DeviceClient, messages: usize, run: &mut DeviceRun) {
+fn send_all<S: Scheduler>(device: &DeviceClient<S>, messages: usize, run: &mut DeviceRun) {
     if let Err(problem) = wait_connected(device) {
         run.problem = Some(problem);
         return;
@@ -416,7 +437,7 @@ fn send_all(device: &DeviceClient, messages: usize, run: &mut DeviceRun) {
     run.telemetry_bytes = device.bytes_written() - before;
 }
 
-fn wait_connected(device: &DeviceClient) -> Result<(), String> {
+fn wait_connected<S: Scheduler>(device: &DeviceClient<S>) -> Result<(), String> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     while let Some(event) = device.recv_event(deadline.saturating_duration_since(Instant::now())) {
         match event {
@@ -443,7 +464,7 @@ struct Tally {
 
 /// Reads hub events until `completions` C2D completions and `methods` method
 /// results, or [`STEP_TIMEOUT`].
-fn tally(hub: &HubServer, completions: usize, methods: usize) -> Tally {
+fn tally<S: Scheduler>(hub: &HubServer<S>, completions: usize, methods: usize) -> Tally {
     let deadline = Instant::now() + STEP_TIMEOUT;
     let mut tally = Tally::default();
     let mut results = 0;
@@ -476,8 +497,8 @@ const MULTIPLEXED_ROW: &str = "amqp (multiplexed, 1 connection)";
 /// Runs every device over one [`MultiplexedClient`] on AMQP over TLS: each sends
 /// its telemetry one message at a time, all devices at once, then completes the C2D
 /// message the hub sends it. The hub must see one connection.
-fn run_multiplexed(
-    hub: &HubServer,
+fn run_multiplexed<S: Scheduler>(
+    hub: &HubServer<S>,
     ca: &Path,
     records: &[DeviceRecord],
     messages: usize,
@@ -536,10 +557,15 @@ impl Multiplex<'_> {
     /// Connects the devices, runs the telemetry and the C2D round trips.
     ///
     /// Errors: the first thing that went wrong, in words.
-    fn run(mut self, hub: &HubServer, address: SocketAddr, ca: &Path) -> Result<(), String> {
+    fn run<S: Scheduler>(
+        mut self,
+        hub: &HubServer<S>,
+        address: SocketAddr,
+        ca: &Path,
+    ) -> Result<(), String> {
         let config = MultiplexConfig::new(address.to_string());
         let transport = ClientTransport::with_ca(Transport::Amqp, ca);
-        let client = MultiplexedClient::connect(config, transport)
+        let client = MultiplexedClient::<S>::connect(config, transport)
             .map_err(|e| format!("cannot start: {e}"))?;
         let mut ids = BTreeMap::new();
         for record in self.records {
@@ -587,10 +613,10 @@ impl Multiplex<'_> {
     /// Each device reports a property; the hub updates each one's desired
     /// properties and invokes `ping` on it; each answers. Counts the devices that
     /// did all three.
-    fn twin_and_methods(
+    fn twin_and_methods<S: Scheduler>(
         &mut self,
-        hub: &HubServer,
-        client: &MultiplexedClient,
+        hub: &HubServer<S>,
+        client: &MultiplexedClient<S>,
         ids: &BTreeMap<DeviceKey, &str>,
     ) -> Result<(), String> {
         let patch = TwinPatch::parse(br#"{"demo":"reported"}"#).map_err(|e| e.to_string())?;
@@ -642,9 +668,9 @@ impl Multiplex<'_> {
     }
 
     /// Every device sends its messages one at a time, all devices at once.
-    fn telemetry(
+    fn telemetry<S: Scheduler>(
         &mut self,
-        client: &MultiplexedClient,
+        client: &MultiplexedClient<S>,
         ids: &BTreeMap<DeviceKey, &str>,
     ) -> Result<(), String> {
         if self.messages == 0 {
@@ -692,8 +718,8 @@ impl Multiplex<'_> {
 
 /// Hands the client's events to `each` until it returns `Ok(true)`; a device that
 /// stops or [`STEP_TIMEOUT`] without an event is an error.
-fn next_events(
-    client: &MultiplexedClient,
+fn next_events<S: Scheduler>(
+    client: &MultiplexedClient<S>,
     ids: &BTreeMap<DeviceKey, &str>,
     mut each: impl FnMut(DeviceKey, &DeviceEvent) -> Result<bool, String>,
 ) -> Result<(), String> {

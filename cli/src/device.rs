@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
-use hubwire_blocking::{ClientTransport, DeviceClient, TelemetryError, Transport, TransportChoice};
+use crate::runtime::{OnRuntime, Runtime};
+use hubwire_blocking::{ClientTransport, TelemetryError, Transport, TransportChoice};
 use hubwire_core::Protocol;
 use hubwire_core::device::{C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason};
 use hubwire_core::http::device::poll_interval_warning;
 use hubwire_core::iothub::{
     ConnectionString, Disposition, Message, MethodRequest, MethodResponse, TwinPatch,
 };
+use hubwire_runtime::sync::{DeviceClient, Scheduler};
 use hubwire_transports::tls::Trust;
 use serde_json::json;
 
@@ -25,6 +27,11 @@ use crate::out::{self, StdoutClosed};
 /// `hubwire device` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeviceArgs {
+    /// The runtime that drives the device: a thread of its own (`blocking`, the
+    /// default) or the process's event loop (`mio`).
+    #[arg(long, value_enum, default_value = "blocking")]
+    runtime: Runtime,
+
     /// The device's connection string (`HostName=..;DeviceId=..;SharedAccessKey=..`).
     #[arg(long)]
     connection_string: ConnectionString,
@@ -163,7 +170,17 @@ impl Report {
     }
 }
 
-pub(crate) fn run(args: DeviceArgs) -> ExitCode {
+impl OnRuntime for DeviceArgs {
+    fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    fn run_on<S: Scheduler>(self) -> ExitCode {
+        run::<S>(self)
+    }
+}
+
+fn run<S: Scheduler>(args: DeviceArgs) -> ExitCode {
     let first = match args.transport {
         TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t,
     };
@@ -214,7 +231,7 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
             out::warn(format_args!("hubwire device: {warning}"));
         }
     }
-    let device = match DeviceClient::connect(config, transport) {
+    let device = match DeviceClient::<S>::connect(config, transport) {
         Ok(device) => device,
         Err(e) => {
             out::warn(format_args!("hubwire device: {e}"));
@@ -228,10 +245,10 @@ pub(crate) fn run(args: DeviceArgs) -> ExitCode {
 /// Sends the telemetry and handles events meanwhile.
 ///
 /// Errors: [`StdoutClosed`], upon which the command stops.
-fn send(
+fn send<S: Scheduler>(
     args: &DeviceArgs,
     report_patch: Option<TwinPatch>,
-    device: &DeviceClient,
+    device: &DeviceClient<S>,
     report: &mut Report,
 ) -> Result<ExitCode, StdoutClosed> {
     if !wait_connected(device, report)? {
@@ -298,7 +315,10 @@ enum Flow {
 }
 
 /// Reports events until the device is connected. Returns false when it stopped.
-fn wait_connected(device: &DeviceClient, report: &mut Report) -> Result<bool, StdoutClosed> {
+fn wait_connected<S: Scheduler>(
+    device: &DeviceClient<S>,
+    report: &mut Report,
+) -> Result<bool, StdoutClosed> {
     loop {
         // The device retries on its own schedule; there is nothing to time out.
         if let Some(event) = device.recv_event(Duration::from_secs(60)) {
@@ -312,8 +332,8 @@ fn wait_connected(device: &DeviceClient, report: &mut Report) -> Result<bool, St
 }
 
 /// Reports events until `deadline`. Returns false when the device stopped.
-fn handle_events(
-    device: &DeviceClient,
+fn handle_events<S: Scheduler>(
+    device: &DeviceClient<S>,
     report: &mut Report,
     deadline: Instant,
 ) -> Result<bool, StdoutClosed> {
@@ -326,8 +346,8 @@ fn handle_events(
 }
 
 /// Reports one event, settling a C2D message.
-fn handle(
-    device: &DeviceClient,
+fn handle<S: Scheduler>(
+    device: &DeviceClient<S>,
     report: &mut Report,
     event: DeviceEvent,
 ) -> Result<Flow, StdoutClosed> {
@@ -415,10 +435,10 @@ const TWIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `--twin` and `--report`: gets and prints the twin, patches the reported
 /// properties. Returns false when the hub refused (the command then fails).
-fn twin_requests(
+fn twin_requests<S: Scheduler>(
     args: &DeviceArgs,
     report_patch: Option<TwinPatch>,
-    device: &DeviceClient,
+    device: &DeviceClient<S>,
     report: &Report,
 ) -> Result<bool, StdoutClosed> {
     if let Some(patch) = report_patch {
@@ -449,8 +469,8 @@ fn twin_requests(
 }
 
 /// Answers a direct method as `--method` says, 501 when it names none.
-fn answer_method(
-    device: &DeviceClient,
+fn answer_method<S: Scheduler>(
+    device: &DeviceClient<S>,
     report: &Report,
     request: MethodRequest,
 ) -> Result<(), StdoutClosed> {
@@ -502,7 +522,11 @@ fn disconnected_words(
 /// Reports a C2D message and settles it as `--c2d-disposition` says. Returns false
 /// when the settlement failed (the protocol cannot express it, the lock is gone):
 /// the command then stops, since every later message would fail alike.
-fn settle(device: &DeviceClient, report: &Report, c2d: &C2dMessage) -> Result<bool, StdoutClosed> {
+fn settle<S: Scheduler>(
+    device: &DeviceClient<S>,
+    report: &Report,
+    c2d: &C2dMessage,
+) -> Result<bool, StdoutClosed> {
     let fields = MessageFields::of(&c2d.message);
     let disposition = report.c2d_disposition;
     let settled = match &c2d.lock_token {

@@ -13,11 +13,13 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use crate::runtime::{OnRuntime, Runtime};
 use bytes::Bytes;
-use hubwire_blocking::{HubServer, HubServerEvent, Listen, Listener, clock, listener_name};
+use hubwire_blocking::{HubServerEvent, Listen, Listener, clock, listener_name};
 use hubwire_core::Protocol;
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent};
 use hubwire_core::iothub::{ErrorCode, TwinPatch};
+use hubwire_runtime::sync::{HubServer, Scheduler};
 use hubwire_transports::tls::{self, local_ca};
 
 use crate::json::{self, Line, ServiceRequest};
@@ -27,6 +29,11 @@ use crate::registry;
 /// `hubwire hub` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct HubArgs {
+    /// The runtime that drives the hub: one event loop thread (`mio`, the default) or
+    /// threads per connection (`blocking`).
+    #[arg(long, value_enum, default_value = "mio")]
+    runtime: Runtime,
+
     /// The address every listener binds. Any loopback address (127.0.0.N) works and
     /// goes into the hub's certificate, so several hubs can serve the standard ports
     /// side by side.
@@ -96,7 +103,17 @@ fn port(s: &str) -> Result<PortSetting, String> {
         .map_err(|_| format!("{s:?} is not a port number (0-65535) or `off`"))
 }
 
-pub(crate) fn run(args: HubArgs) -> ExitCode {
+impl OnRuntime for HubArgs {
+    fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    fn run_on<S: Scheduler>(self) -> ExitCode {
+        run::<S>(self)
+    }
+}
+
+fn run<S: Scheduler>(args: HubArgs) -> ExitCode {
     let mut ids = args.devices.clone();
     if ids.is_empty() && args.registry.is_none() {
         ids.push(String::from("device1"));
@@ -108,7 +125,7 @@ pub(crate) fn run(args: HubArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match start(&args, &records) {
+    match start::<S>(&args, &records) {
         Ok(code) => code,
         Err(e) => {
             out::warn(format_args!("hubwire hub: {e}"));
@@ -120,7 +137,7 @@ pub(crate) fn run(args: HubArgs) -> ExitCode {
 /// Starts the hub and serves until stdout closes.
 ///
 /// Errors: what kept the hub from starting, in words.
-fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
+fn start<S: Scheduler>(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
     let host = args.host_names.first().cloned().unwrap_or_else(|| host_of(args.bind));
     let host_names = if args.host_names.is_empty() {
         vec![host.clone(), String::from("localhost")]
@@ -150,7 +167,7 @@ fn start(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
     if listen.is_empty() {
         return Err(String::from("every listener is off: nothing to serve"));
     }
-    let server = HubServer::start(config, records.iter().cloned(), &listen, Some(server_tls))
+    let server = HubServer::<S>::start(config, records.iter().cloned(), &listen, Some(server_tls))
         .map_err(|e| format!("cannot start: {e}"))?;
     let mut stderr = Stderr::spawn().map_err(|e| format!("cannot start: {e}"))?;
     for error in server.bind_errors() {
@@ -252,7 +269,7 @@ fn default_data_dir() -> Result<PathBuf, String> {
 /// served of MQTT over TLS (the one `hubwire device` and the SDKs use by default),
 /// WebSocket on 443, AMQP over TLS, then the plain-TCP ones, whose port is always
 /// written.
-fn connection_authority(host: &str, server: &HubServer) -> String {
+fn connection_authority<S: Scheduler>(host: &str, server: &HubServer<S>) -> String {
     let first = [
         Listener::Tls(Protocol::Mqtt),
         Listener::Web,
@@ -274,7 +291,7 @@ fn connection_authority(host: &str, server: &HubServer) -> String {
 /// driver dies (failure). The end of stdin ends only its own thread.
 ///
 /// Errors: the OS's, when a thread cannot start.
-fn serve(server: Arc<HubServer>, stderr: Stderr) -> io::Result<ExitCode> {
+fn serve<S: Scheduler>(server: Arc<HubServer<S>>, stderr: Stderr) -> io::Result<ExitCode> {
     let (done, end) = mpsc::channel();
     let (reporter, reported) = (Arc::clone(&server), done.clone());
     thread::Builder::new().name(String::from("hubwire-events")).spawn(move || {
@@ -302,7 +319,7 @@ fn host_of(ip: IpAddr) -> String {
 /// Prints every hub event as it comes; refusals also on stderr. Returns success
 /// when stdout is closed, failure when the hub's driver has died (its panic
 /// message, on stderr, says why).
-fn report_events(server: &HubServer, mut stderr: Stderr) -> ExitCode {
+fn report_events<S: Scheduler>(server: &HubServer<S>, mut stderr: Stderr) -> ExitCode {
     while let Some(event) = server.next_event() {
         let printed = match &event {
             HubServerEvent::Stored(record) => Line::telemetry(record).print(),
@@ -334,7 +351,7 @@ fn report_events(server: &HubServer, mut stderr: Stderr) -> ExitCode {
 /// request), answering each on stdout, until stdin ends.
 ///
 /// Errors: [`StdoutClosed`] when an answer cannot be written.
-fn enqueue_from_stdin(server: &HubServer) -> Result<(), StdoutClosed> {
+fn enqueue_from_stdin<S: Scheduler>(server: &HubServer<S>) -> Result<(), StdoutClosed> {
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let number = index + 1;
         let line = match line {
@@ -381,8 +398,8 @@ fn enqueue_from_stdin(server: &HubServer) -> Result<(), StdoutClosed> {
 /// Answers a twin or method request from stdin line `number`.
 ///
 /// Errors: [`StdoutClosed`].
-fn answer_service(
-    server: &HubServer,
+fn answer_service<S: Scheduler>(
+    server: &HubServer<S>,
     number: usize,
     request: ServiceRequest,
 ) -> Result<(), StdoutClosed> {

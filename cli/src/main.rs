@@ -8,6 +8,7 @@ mod hub;
 mod json;
 mod out;
 mod registry;
+mod runtime;
 mod token;
 
 use std::process::ExitCode;
@@ -43,9 +44,9 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Hub(args) => hub::run(args),
-        Command::Device(args) => device::run(args),
+        Command::Hub(args) => runtime::run(args),
+        Command::Device(args) => runtime::run(args),
         Command::Token(args) => token::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => runtime::run(args),
     }
 }
