@@ -213,6 +213,22 @@ pub struct Settled {
     pub feedback: Option<FeedbackRecord>,
 }
 
+/// A message as its queue holds it, locks aside: what a store keeps so a restarted
+/// hub can [`restore`](C2dQueue::restore) it. A lock does not survive a restart: the
+/// connection that held it is gone, so the message is enqueued again without counting
+/// a delivery, as when a lock times out (spec file §7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueuedC2d {
+    /// Its number in the queue, from 1.
+    pub sequence_number: u64,
+    /// How often it was abandoned.
+    pub delivery_count: u32,
+    /// The message as the hub stamped it: its enqueued time and expiry are set
+    /// ([`C2dQueue::stamp`]).
+    pub message: Message,
+}
+
 /// One device's C2D queue: FIFO, at most [`C2dConfig::max_queue_depth`] messages.
 #[derive(Clone, Debug)]
 pub struct C2dQueue {
@@ -318,6 +334,42 @@ impl C2dQueue {
             message,
         });
         Ok(sequence_number)
+    }
+
+    /// Puts back a message a store kept, in sequence-number order among the others
+    /// and enqueued (not locked), with its delivery count. Sequence numbers this
+    /// queue hands out next continue after it. A message with a sequence number the
+    /// queue holds already replaces it.
+    ///
+    /// The message was accepted once, so neither the depth nor the size limit is
+    /// applied again: a hub restarted with smaller limits loses nothing. An expired
+    /// message is dead-lettered by the next [`handle_timeout`](Self::handle_timeout).
+    pub fn restore(&mut self, queued: QueuedC2d) {
+        let QueuedC2d { sequence_number, delivery_count, message } = queued;
+        self.restore_next_sequence_number(sequence_number.saturating_add(1));
+        let entry = Entry { sequence_number, delivery_count, state: State::Enqueued, message };
+        let index = self.entries.partition_point(|e| e.sequence_number < sequence_number);
+        match self.entries.get_mut(index) {
+            Some(held) if held.sequence_number == sequence_number => *held = entry,
+            _ => self.entries.insert(index, entry),
+        }
+    }
+
+    /// Makes the next sequence number at least `next`, so a restarted queue does not
+    /// reuse the numbers of messages that left it before the restart.
+    pub fn restore_next_sequence_number(&mut self, next: u64) {
+        self.next_sequence_number = self.next_sequence_number.max(next);
+    }
+
+    /// The message with this sequence number, locked or not: what a store keeps of
+    /// it.
+    pub fn get(&self, sequence_number: u64) -> Option<QueuedC2d> {
+        let entry = self.entries.iter().find(|e| e.sequence_number == sequence_number)?;
+        Some(QueuedC2d {
+            sequence_number,
+            delivery_count: entry.delivery_count,
+            message: entry.message.clone(),
+        })
     }
 
     /// What the hub adds to a message it enqueues: `enqueued_time = now`,
@@ -631,6 +683,89 @@ mod tests {
         q.settle(T0, &lock(0), Disposition::Complete).unwrap();
         assert_eq!(q.enqueue(T0, msg("51st")), Ok(51));
         assert_eq!(q.enqueue(T0, msg("52nd")), Err(C2dError::QueueFull));
+    }
+
+    fn queued(sequence_number: u64, delivery_count: u32) -> QueuedC2d {
+        let mut message = msg(&sequence_number.to_string());
+        queue().stamp(T0, &mut message);
+        QueuedC2d { sequence_number, delivery_count, message }
+    }
+
+    #[test]
+    fn restore_puts_messages_back_in_sequence_order_with_their_delivery_counts() {
+        let mut q = queue();
+        q.restore(queued(5, 0));
+        q.restore(queued(2, 3));
+        q.restore(queued(9, 1));
+        let got: Vec<_> = (1..=3)
+            .filter_map(|n| receive(&mut q, T0, lock(n)))
+            .map(|d| (d.sequence_number, d.delivery_count, d.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 3, queued(2, 3).message),
+                (5, 0, queued(5, 0).message),
+                (9, 1, queued(9, 1).message)
+            ]
+        );
+        // Numbers continue after the highest restored.
+        assert_eq!(q.enqueue(T0, msg("new")), Ok(10));
+    }
+
+    #[test]
+    fn restore_replaces_the_message_of_the_same_sequence_number() {
+        let mut q = queue();
+        q.restore(queued(1, 0));
+        q.restore(queued(1, 4));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.get(1), Some(queued(1, 4)));
+    }
+
+    #[test]
+    fn restored_sequence_numbers_only_go_up() {
+        let mut q = queue();
+        q.restore_next_sequence_number(7);
+        q.restore_next_sequence_number(3);
+        assert_eq!(q.enqueue(T0, msg("a")), Ok(7));
+        q.restore(queued(2, 0));
+        assert_eq!(q.enqueue(T0, msg("b")), Ok(8));
+    }
+
+    #[test]
+    fn restore_does_not_apply_the_limits_again() {
+        let config = C2dConfig { max_queue_depth: 1, max_message_size: 1, ..C2dConfig::default() };
+        let mut q = C2dQueue::new("device1", config);
+        q.restore(queued(1, 0));
+        q.restore(queued(2, 0));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.enqueue(T0, msg("c")), Err(C2dError::TooLarge { size: 2, max: 1 }));
+    }
+
+    #[test]
+    fn a_restored_message_past_its_expiry_is_dead_lettered() {
+        let mut q = queue();
+        let restored = queued(1, 2);
+        let expiry = restored.message.expiry.unwrap();
+        q.restore(restored);
+        assert_eq!(q.poll_timeout(), Some(expiry));
+        q.handle_timeout(expiry);
+        assert_eq!(outcomes(&mut q), [(Some("1".into()), Outcome::Expired)]);
+    }
+
+    #[test]
+    fn get_reads_a_message_locked_or_not() {
+        let mut q = queue();
+        q.enqueue(T0, msg("a")).unwrap();
+        q.enqueue(T0, msg("b")).unwrap();
+        receive(&mut q, T0, lock(1)).unwrap();
+        q.settle(T0, &lock(1), Disposition::Abandon).unwrap();
+        receive(&mut q, T0, lock(2)).unwrap();
+        let got = q.get(1).unwrap();
+        assert_eq!((got.sequence_number, got.delivery_count), (1, 1));
+        assert_eq!(got.message.enqueued_time, Some(T0));
+        assert_eq!(q.get(2).map(|g| g.message.message_id), Some(Some("b".into())));
+        assert_eq!(q.get(3), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::time::Timestamp;
 
 /// One stored D2C message.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct D2cRecord {
     /// Who sent it: the device, or a module of it.
     pub identity: Identity,

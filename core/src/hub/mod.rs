@@ -26,7 +26,8 @@ use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use c2d::{
-    C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Outcome, Settled,
+    C2dConfig, C2dError, C2dQueue, Delivery, FeedbackRecord, FeedbackStatus, Outcome, QueuedC2d,
+    Settled,
 };
 pub use connection::ProtocolError;
 pub use d2c::{D2cLog, D2cRecord};
@@ -593,6 +594,70 @@ impl Hub {
         self.state.drain_settled(device_id);
         self.refresh_timers(None);
         Ok(removed)
+    }
+
+    /// `device_id`'s C2D message with this sequence number as its queue holds it,
+    /// stamped: what a runtime hands its store once [`send_c2d`](Self::send_c2d)
+    /// returned the number, before the service hears it was queued.
+    pub fn queued_c2d(&self, device_id: &str, sequence_number: u64) -> Option<QueuedC2d> {
+        self.state.devices.get(device_id)?.queue.get(sequence_number)
+    }
+
+    /// Puts back a C2D message a store kept for `device_id`, enqueued with its
+    /// sequence number and delivery count ([`C2dQueue::restore`]). A runtime restores
+    /// what its store kept before it accepts connections; a device connected already
+    /// receives the message at once.
+    ///
+    /// Errors: [`HubError::DeviceNotFound`]: restore the registry first.
+    pub fn restore_c2d(
+        &mut self,
+        now: Timestamp,
+        device_id: &str,
+        queued: QueuedC2d,
+    ) -> Result<(), HubError> {
+        let device = self
+            .state
+            .device_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        device.queue.restore(queued);
+        if let Some(id) = device.connection {
+            self.with_connection(now, id, |conn, state| conn.pump_c2d(now, device_id, state));
+        }
+        self.refresh_timers(None);
+        Ok(())
+    }
+
+    /// Raises the sequence numbers a restarted hub hands out: `device_id`'s next D2C
+    /// message gets at least `d2c_next`, its next C2D message at least `c2d_next`, so
+    /// no number a consumer saw before the restart is used again. Numbers never go
+    /// down.
+    ///
+    /// Errors: [`HubError::DeviceNotFound`]: restore the registry first.
+    pub fn restore_sequences(
+        &mut self,
+        device_id: &str,
+        d2c_next: u64,
+        c2d_next: u64,
+    ) -> Result<(), HubError> {
+        let device = self
+            .state
+            .device_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        device.next_sequence = device.next_sequence.max(d2c_next);
+        device.queue.restore_next_sequence_number(c2d_next);
+        Ok(())
+    }
+
+    /// Puts back `device_id`'s twin as a store kept it.
+    ///
+    /// Errors: [`HubError::DeviceNotFound`]: restore the registry first.
+    pub fn restore_twin(&mut self, device_id: &str, twin: Twin) -> Result<(), HubError> {
+        let device = self
+            .state
+            .device_mut(device_id)
+            .ok_or_else(|| HubError::DeviceNotFound(String::from(device_id)))?;
+        device.twin = twin;
+        Ok(())
     }
 
     /// `device_id`'s twin: its desired and reported properties (the service side's

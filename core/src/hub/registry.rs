@@ -23,6 +23,7 @@ const GENERATED_KEY_BYTES: usize = 32;
 
 /// One registered device.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DeviceRecord {
     /// The device id: case-sensitive, 1 to 128 characters (spec file §2.1).
     pub device_id: String,

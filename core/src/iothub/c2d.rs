@@ -35,6 +35,7 @@ impl fmt::Display for Disposition {
 
 /// The feedback a C2D sender asks for with `iothub-ack` (spec file §7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Ack {
     /// No feedback (the default).
     #[default]

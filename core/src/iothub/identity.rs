@@ -5,6 +5,7 @@ use core::fmt;
 
 /// Who a connection authenticated as: a device, or a module of a device.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Identity {
     /// The device id: case-sensitive, at most 128 characters.
     pub device_id: String,

@@ -14,6 +14,7 @@ use crate::time::Timestamp;
 /// own places (MQTT property bag keys `$.mid`…, AMQP properties, HTTP `iothub-*`
 /// headers; spec file §3 table).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Message {
     /// The opaque payload. Decoders hand out slices of their receive buffer.
     pub body: Bytes,
@@ -68,6 +69,7 @@ impl Message {
 /// distinguish `key` from `key=`; spec file §4.2). Names are unique: inserting a name
 /// again replaces its value in place.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Properties(Vec<(String, Option<String>)>);
 
 impl Properties {
