@@ -147,7 +147,7 @@ impl<S: Scheduler> DeviceClient<S> {
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
     /// [`dial::target`]). The device speaks its transport's protocol
-    /// ([`Transport::protocol`]), whatever `config.protocol` says. The backoff's
+    /// ([`hubwire_transports::Transport::protocol`]), whatever `config.protocol` says. The backoff's
     /// jitter is seeded from `config.seed` mixed with the operating system's
     /// randomness, so devices started together spread
     /// their retries. Returns without waiting for the connection:
