@@ -38,7 +38,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
     /// The runtime that drives the hub and the devices: threads (`blocking`, the
-    /// default) or event loops (`mio`).
+    /// default) or event loops (`mio`)
     #[arg(long, value_enum, default_value = "blocking")]
     runtime: Runtime,
 

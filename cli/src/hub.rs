@@ -20,6 +20,7 @@ use hubwire_core::Protocol;
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent};
 use hubwire_core::iothub::{ErrorCode, TwinPatch};
 use hubwire_runtime::sync::{HubServer, Scheduler};
+use hubwire_store::{MemoryStore, RedbStore, Store};
 use hubwire_transports::tls::{self, local_ca};
 
 use crate::json::{self, Line, ServiceRequest};
@@ -30,7 +31,7 @@ use crate::registry;
 #[derive(Debug, clap::Args)]
 pub(crate) struct HubArgs {
     /// The runtime that drives the hub: one event loop thread (`mio`, the default) or
-    /// threads per connection (`blocking`).
+    /// threads per connection (`blocking`)
     #[arg(long, value_enum, default_value = "mio")]
     runtime: Runtime,
 
@@ -65,8 +66,11 @@ pub(crate) struct HubArgs {
     #[arg(long = "host-name", value_name = "NAME")]
     host_names: Vec<String>,
     /// Where the hub keeps its local CA (ca.pem: give it to devices) and its server
-    /// certificate, made on first start. Default: $XDG_DATA_HOME/hubwire, else
-    /// ~/.local/share/hubwire.
+    /// certificate, made on first start, and, when given, its store (hub.redb: the
+    /// registry, twins, D2C log and C2D queues, written before a device is
+    /// acknowledged, so a restart loses nothing acknowledged). Default for the
+    /// certificates: $XDG_DATA_HOME/hubwire, else ~/.local/share/hubwire; without
+    /// it the store is in memory
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Serve this certificate chain (PEM) instead of one from the local CA.
@@ -167,8 +171,11 @@ fn start<S: Scheduler>(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitC
     if listen.is_empty() {
         return Err(String::from("every listener is off: nothing to serve"));
     }
-    let server = HubServer::<S>::start(config, records.iter().cloned(), &listen, Some(server_tls))
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let store = store(args)?;
+    let devices = records.iter().cloned();
+    let server =
+        HubServer::<S>::start_with_store(config, devices, &listen, Some(server_tls), store)
+            .map_err(|e| format!("cannot start: {e}"))?;
     let mut stderr = Stderr::spawn().map_err(|e| format!("cannot start: {e}"))?;
     for error in server.bind_errors() {
         let (flag, none) = match error.listen.listener {
@@ -246,6 +253,32 @@ fn certificate(
     let (chain, key) = tls::load_certificate(&cert, &key).map_err(|e| e.to_string())?;
     let config = tls::server_config(chain, key).map_err(|e| e.to_string())?;
     Ok((config, ca))
+}
+
+/// The store's file in `--data-dir`.
+const STORE_FILE: &str = "hub.redb";
+
+/// The hub's store: `hub.redb` in `--data-dir` when it is given (durable), else
+/// memory.
+///
+/// Errors: the directory cannot be made, or the database cannot be opened (another
+/// hub has it open, or it is not a hub's store), in words.
+fn store(args: &HubArgs) -> Result<Box<dyn Store>, String> {
+    let Some(dir) = &args.data_dir else {
+        out::warn(format_args!(
+            "hubwire hub: keeping messages and queues in memory; pass --data-dir to keep \
+             them across restarts"
+        ));
+        return Ok(Box::new(MemoryStore::new()));
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let path = dir.join(STORE_FILE);
+    let store = RedbStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    out::warn(format_args!(
+        "hubwire hub: keeping devices, twins, messages and queues in {}",
+        path.display()
+    ));
+    Ok(Box::new(store))
 }
 
 /// `$XDG_DATA_HOME/hubwire`, else `~/.local/share/hubwire`.
@@ -337,6 +370,10 @@ fn report_events<S: Scheduler>(server: &HubServer<S>, mut stderr: Stderr) -> Exi
                     stderr.line(json::refusal_words(*connection, identity.as_ref(), *code, reason));
                 }
                 Line::hub_event(event).map_or(Ok(()), |line| line.print())
+            }
+            HubServerEvent::StoreFailed { what, error } => {
+                stderr.line(format!("hubwire hub: cannot store {what}: {error}"));
+                Ok(())
             }
             _ => Ok(()),
         };

@@ -9,9 +9,10 @@ use hubwire_runtime::sync::Scheduler;
 /// The runtimes a command can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Runtime {
-    /// hubwire-blocking: a thread per device, threads per hub connection.
+    // hubwire-blocking: a thread per device, threads per hub connection. (Plain
+    // comments: variant docs would turn clap's --help into its long form.)
     Blocking,
-    /// hubwire-mio: one event loop thread for the hub, one for every device.
+    // hubwire-mio: one event loop thread for the hub, one for every device.
     Mio,
 }
 

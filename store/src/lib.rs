@@ -42,7 +42,7 @@ use hubwire_core::iothub::{Twin, TwinError};
 /// What a hub keeps across restarts, driven by its runtime (see the crate
 /// documentation for when each call is made). Every method that changes the store
 /// is done when it returns `Ok`: for a durable store the change survives a crash.
-pub trait Store: Send {
+pub trait Store: Send + std::fmt::Debug {
     /// What was kept, read once when the hub starts, for [`restore`].
     ///
     /// Errors: [`StoreError`] when the store cannot be read or holds a record that

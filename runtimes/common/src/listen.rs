@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hubwire_core::Protocol;
 use hubwire_core::hub::{DeviceRecord, Hub, HubConfig};
+use hubwire_store::Store;
 use hubwire_transports::Listener;
 
 use crate::{ServedHub, clock};
@@ -25,19 +26,22 @@ pub struct Started {
     pub bind_errors: Vec<BindError>,
 }
 
-/// Registers `devices` in a new hub and binds every listener it can of `listen`.
-/// `tls` is the server certificate's configuration, required when a TLS listener is
-/// asked for. A listener that cannot be bound is reported in
-/// [`Started::bind_errors`], and the hub serves on the others.
+/// Restores a new hub from `store`, registers `devices` (replacing a stored record
+/// of the same id) and binds every listener it can of `listen`. `tls` is the server
+/// certificate's configuration, required when a TLS listener is asked for. A
+/// listener that cannot be bound is reported in [`Started::bind_errors`], and the
+/// hub serves on the others.
 ///
 /// Errors: `InvalidInput` when a device record is refused by the registry (its
 /// [`hubwire_core::hub::RegistryError`] in words) or a TLS listener has no `tls`;
-/// the OS's error when no listener can be bound.
+/// `InvalidData` when the store cannot be read or restored; the OS's error when no
+/// listener can be bound.
 pub fn start(
     config: HubConfig,
     devices: impl IntoIterator<Item = DeviceRecord>,
     listen: &[Listen],
     tls: Option<Arc<rustls::ServerConfig>>,
+    mut store: Box<dyn Store>,
 ) -> io::Result<Started> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
     if tls.is_none() && listen.iter().any(|l| !matches!(l.listener, Listener::Tcp(_))) {
@@ -47,8 +51,15 @@ pub fn start(
     // only keeps two runs from repeating each other.
     let seed = RandomState::new().hash_one(clock::now());
     let mut hub = Hub::new(config, seed);
+    let unreadable = |e: hubwire_store::StoreError| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("the hub's store: {e}"))
+    };
+    let snapshot = store.load().map_err(unreadable)?;
+    hubwire_store::restore(&mut hub, clock::now(), snapshot).map_err(unreadable)?;
     for record in devices {
-        hub.registry_mut().add(record).map_err(|e| invalid(e.to_string()))?;
+        hub.registry_mut().remove(&record.device_id);
+        hub.registry_mut().add(record.clone()).map_err(|e| invalid(e.to_string()))?;
+        store.put_device(&record).map_err(unreadable)?;
     }
     let mut listeners = Vec::new();
     let mut bind_errors = Vec::new();
@@ -64,7 +75,7 @@ pub fn start(
         let kind = bind_errors.first().map_or(io::ErrorKind::InvalidInput, |e| e.error.kind());
         return Err(io::Error::new(kind, format!("no listener: {}", words.join("; "))));
     }
-    Ok(Started { hub: ServedHub::new(hub, tls), listeners, bind_errors })
+    Ok(Started { hub: ServedHub::new(hub, store, tls), listeners, bind_errors })
 }
 
 /// One listener a hub serves: what it speaks and where.

@@ -10,8 +10,10 @@
 //! On port 443 the protocol is known only after the first request head; until then
 //! the connection is the stack's alone, and the engine hears of it (`accept`) when
 //! its stack has routed it. Storing is I/O (DESIGN.md, "Storage is I/O"): every
-//! [`HubEvent::StoreTelemetry`] of one drain is appended to the store together, and
-//! only then is [`Hub::telemetry_stored`] called, which acknowledges the devices.
+//! [`HubEvent::StoreTelemetry`] of one drain is appended to the [`Store`] in one
+//! transaction, and only then is [`Hub::telemetry_stored`] called, which
+//! acknowledges the devices; a C2D message is in the store before its sender hears
+//! `Ok`, and its settlement, twin changes and new devices follow as they happen.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -19,10 +21,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hubwire_core::hub::{
-    D2cLog, D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
+    D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
 };
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
 use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
+use hubwire_store::Store;
 use hubwire_transports::{Listener, Stack};
 
 /// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
@@ -53,6 +56,16 @@ pub enum HubServerEvent {
     /// `ReportedUpdated`, `MethodResult`. [`HubEvent::StoreTelemetry`] never appears
     /// here; it becomes [`HubServerEvent::Stored`].
     Hub(HubEvent),
+    /// The store refused a write: what was being stored, and why. D2C messages not
+    /// stored are not acknowledged (their devices send them again after
+    /// reconnecting); a C2D message, twin or device not stored is lost at the next
+    /// restart.
+    StoreFailed {
+        /// What was being stored, in words.
+        what: String,
+        /// The store's error, in words.
+        error: String,
+    },
     /// A connection's transport failed before or beneath its protocol session: not
     /// TLS on a TLS port, a refused WebSocket upgrade or a broken frame, a request
     /// for a path the hub does not serve. The peer got the standard's answer (a TLS
@@ -86,7 +99,7 @@ struct Peer {
 #[derive(Debug)]
 pub struct ServedHub {
     hub: Hub,
-    store: D2cLog,
+    store: Box<dyn Store>,
     tls: Option<Arc<rustls::ServerConfig>>,
     peers: BTreeMap<PeerId, Peer>,
     by_connection: BTreeMap<ConnectionId, PeerId>,
@@ -98,12 +111,17 @@ pub struct ServedHub {
 }
 
 impl ServedHub {
-    /// Serves `hub`; `tls` is the server certificate's configuration, needed by
-    /// connections accepted on TLS listeners.
-    pub fn new(hub: Hub, tls: Option<Arc<rustls::ServerConfig>>) -> ServedHub {
+    /// Serves `hub`, restored from `store` already, keeping what it must in `store`;
+    /// `tls` is the server certificate's configuration, needed by connections
+    /// accepted on TLS listeners.
+    pub fn new(
+        hub: Hub,
+        store: Box<dyn Store>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> ServedHub {
         ServedHub {
             hub,
-            store: D2cLog::new(),
+            store,
             tls,
             peers: BTreeMap::new(),
             by_connection: BTreeMap::new(),
@@ -240,6 +258,14 @@ impl ServedHub {
         message: Message,
     ) -> Result<u64, HubError> {
         let sent = self.hub.send_c2d(now, device_id, message);
+        if let Ok(sequence_number) = sent {
+            // Kept before its sender hears `Ok`; no settlement can come before this
+            // command returns.
+            if let Some(queued) = self.hub.queued_c2d(device_id, sequence_number) {
+                let put = self.store.put_c2d(device_id, &queued);
+                self.report(put, || format!("C2D message {sequence_number} for {device_id}"));
+            }
+        }
         self.drain(now);
         sent
     }
@@ -266,6 +292,9 @@ impl ServedHub {
             Some(expected) => self.hub.update_desired_if(now, device_id, patch, expected),
             None => self.hub.update_desired(now, device_id, patch),
         };
+        if updated.is_ok() {
+            self.keep_twin(device_id);
+        }
         self.drain(now);
         updated
     }
@@ -291,12 +320,40 @@ impl ServedHub {
     ///
     /// Errors: as [`hubwire_core::hub::Registry::add`].
     pub fn add_device(&mut self, record: DeviceRecord) -> Result<(), RegistryError> {
+        let put = self.store.put_device(&record);
+        self.report(put, || format!("device {}", record.device_id));
         self.hub.registry_mut().add(record)
     }
 
-    /// Every stored D2C message, in arrival order.
-    pub fn stored(&self) -> impl Iterator<Item = &D2cRecord> {
-        self.store.iter()
+    /// Every stored D2C message, in arrival order; empty, with a
+    /// [`HubServerEvent::StoreFailed`], when the store cannot be read.
+    pub fn stored(&mut self) -> Vec<D2cRecord> {
+        let records = self.store.d2c();
+        self.report(records, || String::from("(reading) the D2C log")).unwrap_or_default()
+    }
+
+    /// Keeps `device_id`'s twin as it is now.
+    fn keep_twin(&mut self, device_id: &str) {
+        if let Ok(twin) = self.hub.twin(device_id) {
+            let put = self.store.put_twin(device_id, &twin);
+            self.report(put, || format!("the twin of {device_id}"));
+        }
+    }
+
+    /// Reports a store failure as an event; passes a success on.
+    fn report<T>(
+        &mut self,
+        result: Result<T, hubwire_store::StoreError>,
+        what: impl FnOnce() -> String,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let failed = HubServerEvent::StoreFailed { what: what(), error: e.to_string() };
+                self.events.push_back(failed);
+                None
+            }
+        }
     }
 
     /// Hands a routed connection to the engine.
@@ -350,16 +407,48 @@ impl ServedHub {
             } else if heard.is_empty() {
                 return;
             } else {
-                for event in heard.drain(..) {
-                    match event {
-                        HubEvent::StoreTelemetry { ticket, record } => {
-                            self.store.append(record.clone());
-                            self.hub.telemetry_stored(now, ticket);
-                            self.events.push_back(HubServerEvent::Stored(record));
-                        }
-                        other => self.events.push_back(HubServerEvent::Hub(other)),
+                self.settle_heard(now, &mut heard);
+            }
+        }
+    }
+
+    /// Stores what the engine's events ask to keep, acknowledges the D2C messages
+    /// stored, and passes every event on in order.
+    fn settle_heard(&mut self, now: Timestamp, heard: &mut Vec<HubEvent>) {
+        let records: Vec<D2cRecord> = heard
+            .iter()
+            .filter_map(|event| match event {
+                HubEvent::StoreTelemetry { record, .. } => Some(record.clone()),
+                _ => None,
+            })
+            .collect();
+        let stored = records.is_empty() || {
+            let appended = self.store.append_d2c(&records);
+            let count = records.len();
+            self.report(appended, || format!("{count} D2C message(s)")).is_some()
+        };
+        for event in heard.drain(..) {
+            match event {
+                HubEvent::StoreTelemetry { ticket, record } => {
+                    if stored {
+                        self.hub.telemetry_stored(now, ticket);
+                        self.events.push_back(HubServerEvent::Stored(record));
                     }
                 }
+                HubEvent::C2dSettled(settled) => {
+                    let kept = self.store.settle_c2d(&settled);
+                    let (device_id, sequence) = (&settled.device_id, settled.sequence_number);
+                    self.report(kept, || {
+                        format!("the settlement of C2D {sequence} for {device_id}")
+                    });
+                    self.events.push_back(HubServerEvent::Hub(HubEvent::C2dSettled(settled)));
+                }
+                HubEvent::ReportedUpdated { device_id, version, patch } => {
+                    self.keep_twin(&device_id);
+                    let event = HubEvent::ReportedUpdated { device_id, version, patch };
+                    self.events.push_back(HubServerEvent::Hub(event));
+                }
+                other => self.events.push_back(HubServerEvent::Hub(other)),
             }
         }
     }

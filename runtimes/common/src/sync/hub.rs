@@ -14,6 +14,7 @@ use hubwire_core::hub::{
     D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
 };
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
+use hubwire_store::{MemoryStore, Store};
 use hubwire_transports::Listener;
 
 use crate::listen::{self, BindError, Listen};
@@ -81,7 +82,7 @@ impl HubCommand {
                 let _ = reply.send(hub.add_device(record));
             }
             Command::Stored { reply } => {
-                let _ = reply.send(hub.stored().cloned().collect());
+                let _ = reply.send(hub.stored());
             }
             Command::Twin { device_id, reply } => {
                 let _ = reply.send(hub.twin(&device_id));
@@ -98,9 +99,10 @@ impl HubCommand {
 
 impl<S: Scheduler> HubServer<S> {
     /// Registers `devices`, binds every listener it can of `listen` and starts
-    /// serving. `tls` is the server certificate's configuration, required when a
-    /// TLS listener is asked for. A listener that cannot be bound is reported by
-    /// [`bind_errors`](Self::bind_errors), and the hub serves on the others.
+    /// serving, keeping everything in memory. `tls` is the server certificate's
+    /// configuration, required when a TLS listener is asked for. A listener that
+    /// cannot be bound is reported by [`bind_errors`](Self::bind_errors), and the
+    /// hub serves on the others.
     ///
     /// Errors: `InvalidInput` when a device record is refused by the registry (its
     /// [`RegistryError`] inside) or a TLS listener has no `tls`; the OS's error when
@@ -111,8 +113,24 @@ impl<S: Scheduler> HubServer<S> {
         listen: &[Listen],
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
+        Self::start_with_store(config, devices, listen, tls, Box::new(MemoryStore::new()))
+    }
+
+    /// As [`start`](Self::start), with the hub restored from `store` and keeping
+    /// its registry, twins, D2C log and C2D queues there ([`hubwire_store::RedbStore`]
+    /// survives a crash). `devices` replace stored records of the same id.
+    ///
+    /// Errors: as [`start`](Self::start); `InvalidData` when the store cannot be
+    /// read or restored.
+    pub fn start_with_store(
+        config: HubConfig,
+        devices: impl IntoIterator<Item = DeviceRecord>,
+        listen: &[Listen],
+        tls: Option<Arc<rustls::ServerConfig>>,
+        store: Box<dyn Store>,
+    ) -> io::Result<Self> {
         let listen::Started { hub, listeners, bind_errors } =
-            listen::start(config, devices, listen, tls)?;
+            listen::start(config, devices, listen, tls, store)?;
         let bound = listeners.iter().map(|(l, _)| *l).collect();
         let (events_tx, events) = mpsc::channel();
         let driver = S::start_hub(hub, listeners, events_tx)?;
