@@ -171,6 +171,9 @@ fn start<S: Scheduler>(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitC
     if listen.is_empty() {
         return Err(String::from("every listener is off: nothing to serve"));
     }
+    // Every connection is a file descriptor: a hub takes what the hard limit allows
+    // (the default soft limit, often 1024, would refuse connections long before).
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let store = store(args)?;
     let devices = records.iter().cloned();
     let server =

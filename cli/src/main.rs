@@ -6,6 +6,7 @@ mod demo;
 mod device;
 mod hub;
 mod json;
+mod load;
 mod out;
 mod registry;
 mod runtime;
@@ -40,6 +41,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Start an embedded hub and simulated devices, and print a summary table.
     Demo(demo::DemoArgs),
+    /// Connect many simulated devices to a hub, each sending one acknowledged message
+    /// per interval, and report what was sent, acknowledged and lost, latency, and
+    /// the hub's memory per connection (a JSON line on stdout, words on stderr).
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +53,6 @@ fn main() -> ExitCode {
         Command::Device(args) => runtime::run(args),
         Command::Token(args) => token::run(args),
         Command::Demo(args) => runtime::run(args),
+        Command::Load(args) => runtime::run(args),
     }
 }
