@@ -73,6 +73,10 @@ pub(crate) struct HubArgs {
     /// it the store is in memory
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep messages, queues and twins in memory even with --data-dir (which then
+    /// holds the certificates only): for benchmarks and throwaway hubs
+    #[arg(long)]
+    in_memory: bool,
     /// Serve this certificate chain (PEM) instead of one from the local CA.
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -267,7 +271,7 @@ const STORE_FILE: &str = "hub.redb";
 /// Errors: the directory cannot be made, or the database cannot be opened (another
 /// hub has it open, or it is not a hub's store), in words.
 fn store(args: &HubArgs) -> Result<Box<dyn Store>, String> {
-    let Some(dir) = &args.data_dir else {
+    let Some(dir) = args.data_dir.as_ref().filter(|_| !args.in_memory) else {
         out::warn(format_args!(
             "hubwire hub: keeping messages and queues in memory; pass --data-dir to keep \
              them across restarts"

@@ -47,6 +47,11 @@ pub(crate) struct LoadArgs {
     /// Seconds the load runs once every device is connected
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
+    /// Throughput instead of a steady rate: each device keeps this many messages
+    /// unacknowledged, sending the next as each is acknowledged, for --duration-s
+    /// (--interval-ms is then unused); the report gives messages per second
+    #[arg(long, default_value_t = 0)]
+    window: usize,
     /// Devices that dial together before the next group starts (the hub's accept
     /// backlog is finite)
     #[arg(long, default_value_t = 250)]
@@ -105,6 +110,8 @@ struct Report {
     disconnects: u64,
     refused: u64,
     latencies_us: Vec<u64>,
+    /// From the first send to the last acknowledgement (or the drain's end).
+    run_time: Duration,
     hub_rss_before_kib: Option<u64>,
     hub_rss_after_kib: Option<u64>,
     load_rss_kib: Option<u64>,
@@ -160,20 +167,45 @@ fn run<S: Scheduler>(args: &LoadArgs) -> Result<Report, String> {
     report.connect_time = started.elapsed();
     report.hub_rss_after_kib = args.hub_pid.and_then(rss_kib);
 
-    // The first sends spread over one interval, so the hub sees a steady rate.
     let begin = Instant::now();
+    let end = begin + Duration::from_secs(args.duration_s);
+    if args.window > 0 {
+        saturate(&mut fleet, &mut report, args.window, end);
+    } else {
+        steady(&mut fleet, &mut report, interval, begin, end);
+    }
+    let drained = Instant::now() + DRAIN_WAIT;
+    while fleet.iter().any(|d| !d.pending.is_empty()) && Instant::now() < drained {
+        sweep(&mut fleet, &mut report);
+        std::thread::sleep(SWEEP);
+    }
+    report.run_time = begin.elapsed();
+    report.load_rss_kib = rss_kib(std::process::id());
+    for device in &fleet {
+        device.client.disconnect();
+    }
+    Ok(report)
+}
+
+/// Each device sends one message per `interval`, the first sends spread over the
+/// first interval so the hub sees a steady rate, until `end`.
+fn steady<S: Scheduler>(
+    fleet: &mut [Simulated<S>],
+    report: &mut Report,
+    interval: Duration,
+    begin: Instant,
+    end: Instant,
+) {
     let count = fleet.len().max(1) as u32;
     for (i, device) in fleet.iter_mut().enumerate() {
         device.next_send = begin + interval * i as u32 / count;
     }
-    let end = begin + Duration::from_secs(args.duration_s);
-    let mut sequence = 0u64;
     // Until every device has sent each message due before the end: a sweep late
     // by a few milliseconds still sends what fell due within the run.
     loop {
         let now = Instant::now();
         let mut due = false;
-        for device in &mut fleet {
+        for device in fleet.iter_mut() {
             if device.next_send >= end {
                 continue;
             }
@@ -182,32 +214,53 @@ fn run<S: Scheduler>(args: &LoadArgs) -> Result<Report, String> {
                 continue;
             }
             device.next_send += interval;
-            sequence += 1;
-            let body = format!("{{\"n\":{sequence}}}").into_bytes();
-            match device.client.send_telemetry_nowait(Message::new(body)) {
-                Ok(id) => {
-                    device.pending.insert(id, now);
-                    report.sent += 1;
+            send(device, report, now);
+        }
+        sweep(fleet, report);
+        if !due {
+            return;
+        }
+        std::thread::sleep(SWEEP);
+    }
+}
+
+/// Each device keeps `window` messages unacknowledged until `end`.
+fn saturate<S: Scheduler>(
+    fleet: &mut [Simulated<S>],
+    report: &mut Report,
+    window: usize,
+    end: Instant,
+) {
+    while Instant::now() < end {
+        let now = Instant::now();
+        for device in fleet.iter_mut() {
+            while device.pending.len() < window {
+                if !send(device, report, now) {
+                    break;
                 }
-                Err(_) => report.refused += 1,
             }
         }
-        sweep(&mut fleet, &mut report);
-        if !due {
-            break;
+        // Acknowledgements come back within a millisecond or so: a short pause
+        // keeps the window full without spinning.
+        std::thread::sleep(Duration::from_micros(200));
+        sweep(fleet, report);
+    }
+}
+
+/// Sends one telemetry message; false when the device refused it.
+fn send<S: Scheduler>(device: &mut Simulated<S>, report: &mut Report, now: Instant) -> bool {
+    let body = format!("{{\"n\":{}}}", report.sent).into_bytes();
+    match device.client.send_telemetry_nowait(Message::new(body)) {
+        Ok(id) => {
+            device.pending.insert(id, now);
+            report.sent += 1;
+            true
         }
-        std::thread::sleep(SWEEP);
+        Err(_) => {
+            report.refused += 1;
+            false
+        }
     }
-    let drained = Instant::now() + DRAIN_WAIT;
-    while fleet.iter().any(|d| !d.pending.is_empty()) && Instant::now() < drained {
-        sweep(&mut fleet, &mut report);
-        std::thread::sleep(SWEEP);
-    }
-    report.load_rss_kib = rss_kib(std::process::id());
-    for device in &fleet {
-        device.client.disconnect();
-    }
-    Ok(report)
 }
 
 /// Waits until every device of `group` has connected (or `CONNECT_WAIT` passed);
@@ -287,6 +340,12 @@ impl Report {
         sorted.get(index).map_or(0.0, |&us| us as f64 / 1000.0)
     }
 
+    /// Acknowledged messages per second of the run.
+    fn rate(&self) -> f64 {
+        let seconds = self.run_time.as_secs_f64();
+        if seconds > 0.0 { self.acknowledged as f64 / seconds } else { 0.0 }
+    }
+
     /// The hub's resident memory per connected device, bytes.
     fn hub_bytes_per_connection(&self) -> Option<u64> {
         let (before, after) = (self.hub_rss_before_kib?, self.hub_rss_after_kib?);
@@ -304,6 +363,7 @@ impl Report {
             "acknowledged": self.acknowledged,
             "refused": self.refused,
             "disconnects": self.disconnects,
+            "messagesPerSecond": self.rate(),
             "p50Ms": self.percentile_ms(50),
             "p99Ms": self.percentile_ms(99),
             "hubRssBeforeKiB": self.hub_rss_before_kib,
@@ -321,13 +381,14 @@ impl Report {
             None => String::new(),
         };
         format!(
-            "{}/{} devices connected in {:.1} s; {} sent, {} acknowledged, {} disconnects; \
-             acknowledgement p50 {:.2} ms, p99 {:.2} ms{memory}",
+            "{}/{} devices connected in {:.1} s; {} sent, {} acknowledged ({:.0}/s), {} \
+             disconnects; acknowledgement p50 {:.2} ms, p99 {:.2} ms{memory}",
             self.connected,
             self.devices,
             self.connect_time.as_secs_f64(),
             self.sent,
             self.acknowledged,
+            self.rate(),
             self.disconnects,
             self.percentile_ms(50),
             self.percentile_ms(99),

@@ -184,11 +184,13 @@ impl Store for RedbStore {
         Ok(records)
     }
 
-    fn put_device(&mut self, record: &DeviceRecord) -> Result<(), StoreError> {
+    fn put_devices(&mut self, records: &[DeviceRecord]) -> Result<(), StoreError> {
         self.write(|txn| {
             let mut devices = txn.open_table(DEVICES)?;
-            let bytes = encode(record)?;
-            devices.insert(record.device_id.as_str(), bytes.as_slice())?;
+            for record in records {
+                let bytes = encode(record)?;
+                devices.insert(record.device_id.as_str(), bytes.as_slice())?;
+            }
             Ok(())
         })
     }

@@ -11,7 +11,7 @@
 //! | a drain's [`HubEvent::StoreTelemetry`] events | one [`Store::append_d2c`] for all of them, then [`Hub::telemetry_stored`] for each |
 //! | [`Hub::send_c2d`] returned a sequence number | [`Store::put_c2d`] with [`Hub::queued_c2d`], before the service hears `Ok` |
 //! | [`HubEvent::C2dSettled`] | [`Store::settle_c2d`] |
-//! | the registry changed | [`Store::put_device`] or [`Store::remove_device`] |
+//! | the registry changed | [`Store::put_devices`] or [`Store::remove_device`] |
 //! | [`HubEvent::ReportedUpdated`], [`Hub::update_desired`] | [`Store::put_twin`] with [`Hub::twin`] |
 //!
 //! [`MemoryStore`] keeps everything in memory (`hubwire demo`); [`RedbStore`] keeps it
@@ -57,8 +57,9 @@ pub trait Store: Send + std::fmt::Debug {
     /// Every stored D2C record in arrival order.
     fn d2c(&self) -> Result<Vec<D2cRecord>, StoreError>;
 
-    /// Adds a device to the registry or replaces its record.
-    fn put_device(&mut self, record: &DeviceRecord) -> Result<(), StoreError>;
+    /// Adds devices to the registry or replaces their records, in one transaction
+    /// (a hub starting with ten thousand devices writes once).
+    fn put_devices(&mut self, records: &[DeviceRecord]) -> Result<(), StoreError>;
 
     /// Removes a device with its twin and C2D queue; its D2C records stay, and so
     /// do its sequence numbers, so a device registered again under the id does not

@@ -65,8 +65,10 @@ impl Store for MemoryStore {
         Ok(self.log.iter().cloned().collect())
     }
 
-    fn put_device(&mut self, record: &DeviceRecord) -> Result<(), StoreError> {
-        self.kept.devices.insert(record.device_id.clone(), record.clone());
+    fn put_devices(&mut self, records: &[DeviceRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.kept.devices.insert(record.device_id.clone(), record.clone());
+        }
         Ok(())
     }
 

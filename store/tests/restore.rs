@@ -145,7 +145,7 @@ fn a_restarted_hub_resumes_queues_and_numbering() {
         let mut run = Runtime::start(&path);
         run.pair.register(DEVICE);
         let record = run.pair.hub.registry().get(DEVICE).unwrap().clone();
-        run.store.put_device(&record).unwrap();
+        run.store.put_devices(std::slice::from_ref(&record)).unwrap();
         assert_eq!([run.send_c2d("a"), run.send_c2d("b"), run.send_c2d("c")], [1, 2, 3]);
         let (lock, body, seq, count) = run.receive();
         assert_eq!((&body[..], seq, count), (&b"a"[..], 1, 0));
@@ -214,7 +214,7 @@ fn restore_brings_back_twins_and_the_numbers_of_an_emptied_queue() {
     let mut store = MemoryStore::new();
     let record = hubwire_core::hub::DeviceRecord::new(DEVICE).unwrap();
     first.registry_mut().add(record.clone()).unwrap();
-    store.put_device(&record).unwrap();
+    store.put_devices(std::slice::from_ref(&record)).unwrap();
     let patch = TwinPatch::parse(br#"{"interval":30}"#).unwrap();
     first.update_desired(START, DEVICE, &patch).unwrap();
     store.put_twin(DEVICE, &first.twin(DEVICE).unwrap()).unwrap();

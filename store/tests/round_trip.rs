@@ -70,10 +70,10 @@ fn twin() -> Twin {
 /// Writes one of each record kind, settles some C2D messages, and returns what a
 /// load must give back and the D2C records in arrival order.
 fn fill(store: &mut dyn Store) -> (Snapshot, Vec<D2cRecord>) {
-    store.put_device(&device("d1", true)).unwrap();
-    store.put_device(&device("d2", true)).unwrap();
+    store.put_devices(std::slice::from_ref(&device("d1", true))).unwrap();
+    store.put_devices(std::slice::from_ref(&device("d2", true))).unwrap();
     // A changed record replaces the old one.
-    store.put_device(&device("d2", false)).unwrap();
+    store.put_devices(std::slice::from_ref(&device("d2", false))).unwrap();
     store.put_twin("d1", &Twin::default()).unwrap();
     store.put_twin("d1", &twin()).unwrap();
     for n in 1..=4 {
@@ -150,8 +150,8 @@ fn removing_a_device_drops_its_queue_and_twin_but_keeps_its_d2c_and_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.redb");
     for store in [&mut RedbStore::open(&path).unwrap() as &mut dyn Store, &mut MemoryStore::new()] {
-        store.put_device(&device("d1", true)).unwrap();
-        store.put_device(&device("d10", true)).unwrap();
+        store.put_devices(std::slice::from_ref(&device("d1", true))).unwrap();
+        store.put_devices(std::slice::from_ref(&device("d10", true))).unwrap();
         store.put_twin("d1", &twin()).unwrap();
         store.put_c2d("d1", &c2d(1)).unwrap();
         store.put_c2d("d1", &c2d(2)).unwrap();

@@ -29,6 +29,9 @@ use crate::{reader, writer};
 /// connection (out of file descriptors), which would otherwise repeat at once.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// Inputs taken together at most before the hub's output is read.
+const BATCH: usize = 64;
+
 /// How long a write to a peer may block before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -172,30 +175,38 @@ struct Driver {
 
 impl Driver {
     fn run(mut self) {
-        loop {
+        'driving: loop {
             self.drain();
-            let input = match self.hub.poll_timeout() {
+            let mut input = match self.hub.poll_timeout() {
                 Some(deadline) => self.inputs.recv_timeout(clock::until(deadline)),
                 None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let now = clock::now();
-            match input {
-                Ok(Input::Accepted(stream, listener)) => self.accept(now, stream, listener),
-                Ok(Input::Bytes(peer, bytes)) => self.hub.handle_input(now, peer, &bytes),
-                Ok(Input::Closed(peer)) => {
-                    if let Some(socket) = self.sockets.remove(&peer) {
-                        let _ = socket.stream.shutdown(Shutdown::Both);
-                        socket.flow.close();
+            // Inputs already waiting are taken together before the hub's output is
+            // read, so the D2C messages among them are stored in one write.
+            for _ in 0..BATCH {
+                match input {
+                    Ok(Input::Accepted(stream, listener)) => self.accept(now, stream, listener),
+                    Ok(Input::Bytes(peer, bytes)) => self.hub.handle_input(now, peer, &bytes),
+                    Ok(Input::Closed(peer)) => {
+                        if let Some(socket) = self.sockets.remove(&peer) {
+                            let _ = socket.stream.shutdown(Shutdown::Both);
+                            socket.flow.close();
+                        }
+                        self.hub.handle_close(now, peer);
                     }
-                    self.hub.handle_close(now, peer);
+                    Ok(Input::Command(command)) => command.apply(&mut self.hub, now),
+                    Ok(Input::Shutdown) => break 'driving,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // Unreachable while `readers` lives.
+                    Err(RecvTimeoutError::Disconnected) => break 'driving,
                 }
-                Ok(Input::Command(command)) => command.apply(&mut self.hub, now),
-                Ok(Input::Shutdown) => break,
-                Err(RecvTimeoutError::Timeout) => {}
-                // Unreachable while `readers` lives.
-                Err(RecvTimeoutError::Disconnected) => break,
+                match self.inputs.try_recv() {
+                    Ok(next) => input = Ok(next),
+                    Err(_) => break,
+                }
             }
-            // Checked after every input so that busy connections cannot starve the
+            // Checked after every batch so that busy connections cannot starve the
             // timers.
             self.hub.handle_timeout(now);
         }

@@ -56,11 +56,12 @@ pub fn start(
     };
     let snapshot = store.load().map_err(unreadable)?;
     hubwire_store::restore(&mut hub, clock::now(), snapshot).map_err(unreadable)?;
-    for record in devices {
+    let devices: Vec<DeviceRecord> = devices.into_iter().collect();
+    for record in &devices {
         hub.registry_mut().remove(&record.device_id);
         hub.registry_mut().add(record.clone()).map_err(|e| invalid(e.to_string()))?;
-        store.put_device(&record).map_err(unreadable)?;
     }
+    store.put_devices(&devices).map_err(unreadable)?;
     let mut listeners = Vec::new();
     let mut bind_errors = Vec::new();
     for &want in listen {

@@ -107,6 +107,10 @@ pub struct ServedHub {
     unrouted: BTreeSet<(Timestamp, PeerId)>,
     next_peer: PeerId,
     output: VecDeque<(PeerId, PeerOutput)>,
+    /// The engine's events not yet settled (stored, acknowledged, passed on).
+    heard: Vec<HubEvent>,
+    /// The time of the last input, for the acknowledgements settled after it.
+    now: Timestamp,
     events: VecDeque<HubServerEvent>,
 }
 
@@ -128,6 +132,8 @@ impl ServedHub {
             unrouted: BTreeSet::new(),
             next_peer: 0,
             output: VecDeque::new(),
+            heard: Vec::new(),
+            now: Timestamp::EPOCH,
             events: VecDeque::new(),
         }
     }
@@ -236,13 +242,20 @@ impl ServedHub {
     }
 
     /// The next thing to do with a peer's socket, in order per peer. Poll after
-    /// every call until `None`.
+    /// every call (or after a turn of several) until `None`. The D2C messages
+    /// received since the last poll are stored first, in one write, and their
+    /// acknowledgements come out with the rest.
     pub fn poll_output(&mut self) -> Option<(PeerId, PeerOutput)> {
+        if self.output.is_empty() {
+            self.settle();
+        }
         self.output.pop_front()
     }
 
-    /// The next event for the application. Poll after every call until `None`.
+    /// The next event for the application. Poll after [`ServedHub::poll_output`]
+    /// until `None`.
     pub fn poll_event(&mut self) -> Option<HubServerEvent> {
+        self.settle();
         self.events.pop_front()
     }
 
@@ -320,7 +333,7 @@ impl ServedHub {
     ///
     /// Errors: as [`hubwire_core::hub::Registry::add`].
     pub fn add_device(&mut self, record: DeviceRecord) -> Result<(), RegistryError> {
-        let put = self.store.put_device(&record);
+        let put = self.store.put_devices(std::slice::from_ref(&record));
         self.report(put, || format!("device {}", record.device_id));
         self.hub.registry_mut().add(record)
     }
@@ -394,21 +407,31 @@ impl ServedHub {
         }
     }
 
-    /// Drains the engine until it has nothing more to say. The D2C messages of one
-    /// drain are stored together before any of their devices is acknowledged; the
-    /// application hears every event in the engine's order.
+    /// Takes the engine's transmits and events. Events wait in `heard` until the
+    /// runtime reads the output ([`ServedHub::settle`]), so the D2C messages of
+    /// every input since are stored in one transaction: one durable write per turn
+    /// of the runtime's loop, however many connections sent.
     fn drain(&mut self, now: Timestamp) {
-        let mut heard: Vec<HubEvent> = Vec::new();
+        self.now = now;
         loop {
             if let Some((connection, transmit)) = self.hub.poll_transmit() {
                 self.transmit(connection, transmit);
             } else if let Some(event) = self.hub.poll_event() {
-                heard.push(event);
-            } else if heard.is_empty() {
-                return;
+                self.heard.push(event);
             } else {
-                self.settle_heard(now, &mut heard);
+                return;
             }
+        }
+    }
+
+    /// Stores and acknowledges what the engine has asked to keep since the last
+    /// call, until it has nothing more to say.
+    fn settle(&mut self) {
+        while !self.heard.is_empty() {
+            let mut heard = std::mem::take(&mut self.heard);
+            let now = self.now;
+            self.settle_heard(now, &mut heard);
+            self.drain(now);
         }
     }
 
