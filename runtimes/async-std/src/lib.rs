@@ -12,8 +12,9 @@
 //!
 //! The tasks run on async-std's global executor (`async_std::task::spawn`). The
 //! driver is shared with the smol runtime ([`hubwire_runtime::tasks`]); this crate
-//! plugs in async-std ([`AsyncStd`]). Switching to `hubwire-smol` or
-//! `hubwire-blocking` changes the crate, not the calls.
+//! plugs in async-std ([`AsyncStd`]). Switching to `hubwire-smol` changes the
+//! crate, not the calls; the blocking and mio runtimes offer the same calls
+//! without `.await` ([`hubwire_runtime::sync`]).
 //!
 //! ```no_run
 //! use async_std::stream::StreamExt;
@@ -50,10 +51,10 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 pub use hubwire_runtime::listen::{BindError, Listen, listener_name};
+pub use hubwire_runtime::sync::{AddDeviceError, TelemetryError, TwinCallError};
 pub use hubwire_runtime::tasks::{C2dStream, EventStream, HubEventStream, MuxEventStream};
 pub use hubwire_runtime::{
-    AddDeviceError, ClientTransport, HubServerEvent, TelemetryError, TransportChoice,
-    TransportStatus, TwinCallError, clock, dial,
+    ClientTransport, HubServerEvent, TransportChoice, TransportStatus, clock, dial,
 };
 pub use hubwire_transports::{Listener, Transport};
 

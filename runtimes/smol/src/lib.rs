@@ -13,8 +13,9 @@
 //! The tasks run on smol's global executor (`smol::spawn`), so they make progress
 //! whatever the application blocks on. The driver is shared with the async-std
 //! runtime ([`hubwire_runtime::tasks`]); this crate plugs in smol ([`Smol`]).
-//! Switching to `hubwire-async-std` or `hubwire-blocking` changes the crate, not
-//! the calls.
+//! Switching to `hubwire-async-std` changes the crate, not the calls; the
+//! blocking and mio runtimes offer the same calls without `.await`
+//! ([`hubwire_runtime::sync`]).
 //!
 //! ```no_run
 //! use smol::stream::StreamExt;
@@ -52,10 +53,10 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 pub use hubwire_runtime::listen::{BindError, Listen, listener_name};
+pub use hubwire_runtime::sync::{AddDeviceError, TelemetryError, TwinCallError};
 pub use hubwire_runtime::tasks::{C2dStream, EventStream, HubEventStream, MuxEventStream};
 pub use hubwire_runtime::{
-    AddDeviceError, ClientTransport, HubServerEvent, TelemetryError, TransportChoice,
-    TransportStatus, TwinCallError, clock, dial,
+    ClientTransport, HubServerEvent, TransportChoice, TransportStatus, clock, dial,
 };
 pub use hubwire_transports::{Listener, Transport};
 

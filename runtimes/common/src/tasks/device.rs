@@ -19,12 +19,12 @@ use hubwire_core::device::{
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
 use rand_core::{OsRng, RngCore};
 
-use super::driver::{Client, Handle};
+use super::driver::Handle;
 use super::waiters::{TwinAnswer, TwinReply, Waiters};
 use super::{Runtime, oneshot, timeout};
-use crate::{
-    ClientTransport, TelemetryError, TransportChoice, TransportStatus, TwinCallError, clock, dial,
-};
+use crate::sync::Client;
+use crate::sync::{TelemetryError, TwinCallError};
+use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 
 /// A device connected to its hub by a driver task of runtime `R`. Each runtime
 /// crate names it for its runtime (`hubwire_smol::DeviceClient`).

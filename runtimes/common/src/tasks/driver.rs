@@ -8,40 +8,21 @@
 //! itself: a client has one peer, and a blocked write has nothing else to hold up.
 //!
 //! What differs between clients, their commands and what their events mean to the
-//! application, is a [`Client`].
+//! application, is a [`Client`], as in the synchronous API.
 
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
-use hubwire_core::{Connection, Timestamp};
+use hubwire_core::Timestamp;
 use rand_core::{OsRng, RngCore};
 
 use super::flow::{Chunk, Flow};
 use super::{Runtime, Waited, oneshot, socket, timeout, wait};
+use crate::sync::{Client, STOP_GRACE, publish_status};
 use crate::{Action, ClientTransport, Dialed, TransportStatus, client_tls, clock, dial};
-
-/// The client-specific half of a driver: its machine, its commands and what becomes
-/// of the machine's events.
-pub(crate) trait Client: Send + 'static {
-    /// The sans-IO machine driven.
-    type Machine: Connection + Send + 'static;
-    /// What the application asks of the machine.
-    type Command: Send + 'static;
-
-    /// Carries out a command on the machine.
-    fn command(&mut self, machine: &mut Self::Machine, now: Timestamp, command: Self::Command);
-
-    /// Tells the machine to close for good (the driver then writes its last words
-    /// and stops).
-    fn stop(&mut self, machine: &mut Self::Machine, now: Timestamp);
-
-    /// Hands one of the machine's events to the application.
-    fn event(&mut self, event: <Self::Machine as Connection>::Event);
-}
 
 /// What the driver waits for.
 #[derive(Debug)]
@@ -56,11 +37,6 @@ enum Input<C> {
     /// answer (when someone waits).
     Stop { reply: Option<Sender<()>> },
 }
-
-/// How long a stopping machine may take to finish what it owes the hub (HTTP
-/// settlements already asked for, an AMQP close answered) before its socket is shut
-/// regardless.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The application's side of a driver task. Dropping it stops the driver without
 /// waiting for it.
@@ -224,16 +200,14 @@ impl<R: Runtime, A: Client> Driver<R, A> {
             if let Some(action) = self.dialed.poll_action() {
                 self.act(action).await;
             } else if let Some(event) = self.dialed.poll_event() {
+                // An application reading the status on an event reads why.
+                publish_status(self.dialed.status(), &self.status);
                 self.client.event(event);
             } else {
                 break;
             }
         }
-        let status = self.dialed.status();
-        let mut shared = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        if *shared != *status {
-            shared.clone_from(status);
-        }
+        publish_status(self.dialed.status(), &self.status);
     }
 
     async fn act(&mut self, action: Action) {

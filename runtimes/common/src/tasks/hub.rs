@@ -26,6 +26,7 @@ use hubwire_core::hub::{
     D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
 };
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
+use hubwire_store::{MemoryStore, Store};
 use hubwire_transports::Listener;
 
 use super::driver::close;
@@ -113,7 +114,7 @@ enum Command {
 
 impl<R: Runtime> HubServer<R> {
     /// Registers `devices`, binds every listener it can of `listen` and starts
-    /// serving on the runtime's tasks. `tls` is the server certificate's
+    /// serving on the runtime's tasks, keeping everything in memory. `tls` is the server certificate's
     /// configuration, required when a TLS listener is asked for. A listener that
     /// cannot be bound is reported by [`bind_errors`](Self::bind_errors), and the
     /// hub serves on the others.
@@ -127,8 +128,24 @@ impl<R: Runtime> HubServer<R> {
         listen: &[Listen],
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<HubServer<R>> {
+        Self::start_with_store(config, devices, listen, tls, Box::new(MemoryStore::new()))
+    }
+
+    /// As [`start`](Self::start), with the hub restored from `store` and keeping
+    /// its registry, twins, D2C log and C2D queues there ([`hubwire_store::RedbStore`]
+    /// survives a crash). `devices` replace stored records of the same id.
+    ///
+    /// Errors: as [`start`](Self::start); `InvalidData` when the store cannot be
+    /// read or restored.
+    pub fn start_with_store(
+        config: HubConfig,
+        devices: impl IntoIterator<Item = DeviceRecord>,
+        listen: &[Listen],
+        tls: Option<Arc<rustls::ServerConfig>>,
+        store: Box<dyn Store>,
+    ) -> io::Result<HubServer<R>> {
         let listen::Started { hub, listeners: bound, bind_errors } =
-            listen::start(config, devices, listen, tls)?;
+            listen::start(config, devices, listen, tls, store)?;
         let mut sockets = Vec::new();
         for (listen, socket) in bound {
             sockets.push((listen, R::listener(socket)?));
@@ -423,7 +440,7 @@ impl<R: Runtime> Driver<R> {
                 let _ = reply.try_send(self.hub.add_device(record));
             }
             Command::Stored { reply } => {
-                let _ = reply.try_send(self.hub.stored().cloned().collect());
+                let _ = reply.try_send(self.hub.stored());
             }
             Command::Twin { device_id, reply } => {
                 let _ = reply.try_send(self.hub.twin(&device_id));

@@ -26,13 +26,12 @@ use hubwire_core::device::{
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
 use rand_core::{OsRng, RngCore};
 
-use super::driver::{Client, Handle};
+use super::driver::Handle;
 use super::waiters::{TwinAnswer, TwinReply, Waiters};
 use super::{Runtime, oneshot};
-use crate::{
-    AddDeviceError, ClientTransport, MuxConnection, TelemetryError, TransportChoice,
-    TransportStatus, TwinCallError, check_amqp, dial,
-};
+use crate::sync::Client;
+use crate::sync::{AddDeviceError, Mux, TelemetryError, TwinCallError, check_amqp};
+use crate::{ClientTransport, TransportStatus, dial};
 
 /// An AMQP connection to a hub carrying many devices, driven by a task of runtime
 /// `R`. Each runtime crate names it for its runtime
@@ -107,15 +106,14 @@ impl<R: Runtime> MultiplexedClient<R> {
         config: MultiplexConfig,
         transport: ClientTransport,
     ) -> io::Result<MultiplexedClient<R>> {
-        let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
-        check_amqp(asked)?;
+        check_amqp(&transport)?;
         let host = dial::split_port(&config.host_name);
         let mut config = config;
         // Connections started together must not retry in step.
         config.seed ^= OsRng.next_u64();
         let (events_tx, events) = async_channel::unbounded();
         let client = MultiplexDriver { events: events_tx, waiting: Waiters::new() };
-        let machine = MuxConnection(Multiplexed::new(config));
+        let machine = Mux(Multiplexed::new(config));
         let driver = Handle::spawn::<R, _>(machine, client, host, &transport)?;
         Ok(MultiplexedClient { driver, events, runtime: PhantomData })
     }
@@ -307,10 +305,10 @@ struct MultiplexDriver {
 }
 
 impl Client for MultiplexDriver {
-    type Machine = MuxConnection;
+    type Machine = Mux;
     type Command = Command;
 
-    fn command(&mut self, mux: &mut MuxConnection, now: Timestamp, command: Command) {
+    fn command(&mut self, mux: &mut Mux, now: Timestamp, command: Command) {
         let mux = &mut mux.0;
         match command {
             Command::Add { config, reply } => {
@@ -351,7 +349,7 @@ impl Client for MultiplexDriver {
         }
     }
 
-    fn stop(&mut self, mux: &mut MuxConnection, now: Timestamp) {
+    fn stop(&mut self, mux: &mut Mux, now: Timestamp) {
         mux.0.close(now);
     }
 

@@ -13,7 +13,7 @@ use async_channel::Sender;
 use hubwire_core::device::{DeviceEvent, TelemetryId, TwinRequestId};
 use hubwire_core::iothub::Twin;
 
-use crate::{TelemetryError, TwinCallError};
+use crate::sync::{TelemetryError, TwinCallError};
 
 /// A twin request's answer, as its waiter receives it.
 pub(super) type TwinAnswer = Result<TwinReply, TwinCallError>;
