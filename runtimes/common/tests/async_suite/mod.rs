@@ -31,8 +31,9 @@ use hubwire_core::iothub::{
 use hubwire_core::mqtt::{Connect, Packet};
 use hubwire_core::retry::Backoff;
 use hubwire_runtime::listen::Listen;
+use hubwire_runtime::sync::{TelemetryError, TwinCallError};
 use hubwire_runtime::tasks::{DeviceClient, HubServer, MultiplexedClient, Runtime};
-use hubwire_runtime::{ClientTransport, HubServerEvent, TelemetryError, TwinCallError, clock};
+use hubwire_runtime::{ClientTransport, HubServerEvent, clock};
 use hubwire_transports::Transport;
 use hubwire_transports::tls::{self, local_ca};
 
