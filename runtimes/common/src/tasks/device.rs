@@ -19,7 +19,7 @@ use hubwire_core::device::{
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
 use rand_core::{OsRng, RngCore};
 
-use super::driver::Handle;
+use super::driver::{ClientTask, dialed};
 use super::waiters::{TwinAnswer, TwinReply, Waiters};
 use super::{Runtime, oneshot, timeout};
 use crate::sync::Client;
@@ -32,7 +32,7 @@ use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 /// Every method takes `&self`: one task may send telemetry while another reads C2D
 /// messages. Dropping the client disconnects it, without waiting.
 pub struct DeviceClient<R> {
-    driver: Handle<Command>,
+    driver: ClientTask<Command>,
     events: Receiver<DeviceEvent>,
     c2d: Receiver<C2dMessage>,
     runtime: PhantomData<fn() -> R>,
@@ -107,7 +107,7 @@ impl<R: Runtime> DeviceClient<R> {
         let (events_tx, events) = async_channel::unbounded();
         let (c2d_tx, c2d) = async_channel::unbounded();
         let client = DeviceDriver { events: events_tx, c2d: c2d_tx, waiting: Waiters::new() };
-        let driver = Handle::spawn::<R, _>(device, client, host, &transport)?;
+        let driver = ClientTask::spawn::<R, _>(dialed(device, host, &transport)?, client);
         Ok(DeviceClient { driver, events, c2d, runtime: PhantomData })
     }
 
@@ -276,7 +276,7 @@ impl<R: Runtime> DeviceClient<R> {
     /// [`send_telemetry`](Self::send_telemetry) calls return
     /// [`TelemetryError::Stopped`]. Calling it again does nothing.
     pub async fn disconnect(&self) {
-        self.driver.stop().await;
+        self.driver.stop_and_wait().await;
     }
 
     /// Bytes this device has written to its sockets, over every connection: the

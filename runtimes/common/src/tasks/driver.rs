@@ -10,18 +10,19 @@
 //! What differs between clients, their commands and what their events mean to the
 //! application, is a [`Client`], as in the synchronous API.
 
+use std::fmt;
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_channel::{Receiver, Sender};
-use hubwire_core::Timestamp;
+use hubwire_core::{Connection, Timestamp};
 use rand_core::{OsRng, RngCore};
 
 use super::flow::{Chunk, Flow};
 use super::{Runtime, Waited, oneshot, socket, timeout, wait};
-use crate::sync::{Client, STOP_GRACE, publish_status};
+use crate::sync::{Client, ClientDriver, STOP_GRACE, publish_status};
 use crate::{Action, ClientTransport, Dialed, TransportStatus, client_tls, clock, dial};
 
 /// What the driver waits for.
@@ -38,34 +39,50 @@ enum Input<C> {
     Stop { reply: Option<Sender<()>> },
 }
 
-/// The application's side of a driver task. Dropping it stops the driver without
-/// waiting for it.
-#[derive(Debug)]
-pub(crate) struct Handle<C> {
+/// The application's side of a client's driver task: what the clients of
+/// [`crate::tasks`] hold, and the [`ClientDriver`] of [`super::OnTasks`]. Dropping
+/// it stops the driver without waiting for it.
+pub struct ClientTask<C> {
     commands: Sender<Input<C>>,
     bytes_written: Arc<AtomicU64>,
     status: Arc<Mutex<TransportStatus>>,
 }
 
-impl<C: Send + 'static> Handle<C> {
-    /// Spawns a driver task for `machine`, which dials `host` (and `port`, when
-    /// given, for the transport asked for) over `transport`.
-    ///
-    /// Errors: `InvalidInput` when the trusted CAs cannot be loaded (a missing CA
-    /// file).
+impl<C> fmt::Debug for ClientTask<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTask")
+            .field("bytes_written", &self.bytes_written())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `machine` with its dialling plan: it dials `host` (and `port`, when given, for
+/// the transport asked for) over `transport`.
+///
+/// Errors: `InvalidInput` when the trusted CAs cannot be loaded (a missing CA
+/// file).
+pub(super) fn dialed<M: Connection>(
+    machine: M,
+    host: (String, Option<u16>),
+    transport: &ClientTransport,
+) -> io::Result<Dialed<M>> {
+    let tls = client_tls(transport)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok(Dialed::new(machine, host, transport.choice, tls, OsRng.next_u64()))
+}
+
+impl<C: Send + 'static> ClientTask<C> {
+    /// Spawns a driver task of runtime `R` for `dialed`, handing commands and
+    /// events to `client`.
     pub(crate) fn spawn<R: Runtime, A: Client<Command = C>>(
-        machine: A::Machine,
+        dialed: Dialed<A::Machine>,
         client: A,
-        (host, port): (String, Option<u16>),
-        transport: &ClientTransport,
-    ) -> io::Result<Handle<C>> {
-        let tls = client_tls(transport)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    ) -> ClientTask<C> {
         let (commands, inputs) = async_channel::unbounded();
         let bytes_written = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(TransportStatus::default()));
         let driver = Driver::<R, A> {
-            dialed: Dialed::new(machine, (host, port), transport.choice, tls, OsRng.next_u64()),
+            dialed,
             client,
             status: Arc::clone(&status),
             inputs,
@@ -75,11 +92,11 @@ impl<C: Send + 'static> Handle<C> {
             bytes_written: Arc::clone(&bytes_written),
         };
         R::spawn(driver.run());
-        Ok(Handle { commands, bytes_written, status })
+        ClientTask { commands, bytes_written, status }
     }
 }
 
-impl<C> Handle<C> {
+impl<C> ClientTask<C> {
     /// Hands a command to the driver; `None` when the driver has stopped.
     pub(crate) fn command(&self, command: C) -> Option<()> {
         self.commands.try_send(Input::Command(Box::new(command))).ok()
@@ -89,7 +106,7 @@ impl<C> Handle<C> {
     /// (its close written, settlements already asked for sent) within
     /// [`STOP_GRACE`]; resolves once the socket is shut down. Calling it again does
     /// nothing.
-    pub(crate) async fn stop(&self) {
+    pub(crate) async fn stop_and_wait(&self) {
         let (reply, done) = oneshot();
         if self.commands.try_send(Input::Stop { reply: Some(reply) }).is_ok() {
             let _ = done.recv().await;
@@ -107,7 +124,27 @@ impl<C> Handle<C> {
     }
 }
 
-impl<C> Drop for Handle<C> {
+impl<C: Send> ClientDriver<C> for ClientTask<C> {
+    fn command(&self, command: C) -> Option<()> {
+        ClientTask::command(self, command)
+    }
+
+    /// Blocks the calling thread until the driver has stopped: call it off the
+    /// runtime's executor.
+    fn stop(&self) {
+        futures_lite::future::block_on(self.stop_and_wait());
+    }
+
+    fn bytes_written(&self) -> u64 {
+        ClientTask::bytes_written(self)
+    }
+
+    fn transport_status(&self) -> TransportStatus {
+        ClientTask::transport_status(self)
+    }
+}
+
+impl<C> Drop for ClientTask<C> {
     fn drop(&mut self) {
         let _ = self.commands.try_send(Input::Stop { reply: None });
     }

@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +33,7 @@ use super::flow::{Chunk, Flow};
 use super::socket::{self, Write};
 use super::{Runtime, Waited, oneshot, wait};
 use crate::listen::{self, BindError, Listen};
+use crate::sync::{HubCommand, HubDriver};
 use crate::{HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
 
 /// How long an accept task pauses after an error that is not about one connection
@@ -48,13 +48,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 pub struct HubServer<R: Runtime> {
     listeners: Vec<Listen>,
     bind_errors: Vec<BindError>,
-    inputs: Sender<Input<R::Stream>>,
+    tasks: HubTasks<R>,
     events: Receiver<HubServerEvent>,
-    /// Closed to stop the accept tasks.
-    stop_accepting: Sender<()>,
-    /// Closed once every accept task has ended (its listener closed).
-    accepting: Receiver<()>,
-    runtime: PhantomData<fn() -> R>,
 }
 
 impl<R: Runtime> fmt::Debug for HubServer<R> {
@@ -63,6 +58,43 @@ impl<R: Runtime> fmt::Debug for HubServer<R> {
             .field("listeners", &self.listeners)
             .field("bind_errors", &self.bind_errors)
             .finish_non_exhaustive()
+    }
+}
+
+/// The application's side of a hub's tasks: what [`HubServer`] holds, and the
+/// [`HubDriver`] of [`super::OnTasks`]. Dropping it shuts the hub down, without
+/// waiting.
+pub struct HubTasks<R: Runtime> {
+    inputs: Sender<Input<R::Stream>>,
+    /// Closed to stop the accept tasks.
+    stop_accepting: Sender<()>,
+    /// Closed once every accept task has ended (its listener closed).
+    accepting: Receiver<()>,
+}
+
+impl<R: Runtime> fmt::Debug for HubTasks<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubTasks").finish_non_exhaustive()
+    }
+}
+
+/// Where a hub driver's events go: the async API's channel, or the synchronous
+/// API's.
+pub(crate) enum Events {
+    Async(Sender<HubServerEvent>),
+    Sync(std::sync::mpsc::Sender<HubServerEvent>),
+}
+
+impl Events {
+    fn send(&self, event: HubServerEvent) {
+        match self {
+            Events::Async(events) => {
+                let _ = events.try_send(event);
+            }
+            Events::Sync(events) => {
+                let _ = events.send(event);
+            }
+        }
     }
 }
 
@@ -106,6 +138,8 @@ enum Command {
         timeout: Duration,
         reply: Sender<Result<MethodInvocation, HubError>>,
     },
+    /// A command of the synchronous API ([`super::OnTasks`]).
+    Sync(HubCommand),
     /// Close every connection and stop; answer once done (when someone waits).
     Shutdown {
         reply: Option<Sender<()>>,
@@ -146,41 +180,10 @@ impl<R: Runtime> HubServer<R> {
     ) -> io::Result<HubServer<R>> {
         let listen::Started { hub, listeners: bound, bind_errors } =
             listen::start(config, devices, listen, tls, store)?;
-        let mut sockets = Vec::new();
-        for (listen, socket) in bound {
-            sockets.push((listen, R::listener(socket)?));
-        }
-        let (inputs_tx, inputs) = async_channel::unbounded();
+        let listeners = bound.iter().map(|(l, _)| *l).collect();
         let (events_tx, events) = async_channel::unbounded();
-        let (stop_accepting, stop) = async_channel::bounded::<()>(1);
-        let (accepted, accepting) = async_channel::bounded::<()>(1);
-        let driver = Driver::<R> {
-            hub,
-            inputs,
-            readers: inputs_tx.clone(),
-            events: events_tx,
-            sockets: BTreeMap::new(),
-        };
-        R::spawn(driver.run());
-        let listeners = sockets.iter().map(|(l, _)| *l).collect();
-        for (listen, socket) in sockets {
-            R::spawn(accept::<R>(
-                socket,
-                listen.listener,
-                inputs_tx.clone(),
-                stop.clone(),
-                accepted.clone(),
-            ));
-        }
-        Ok(HubServer {
-            listeners,
-            bind_errors,
-            inputs: inputs_tx,
-            events,
-            stop_accepting,
-            accepting,
-            runtime: PhantomData,
-        })
+        let tasks = HubTasks::spawn(hub, bound, Events::Async(events_tx))?;
+        Ok(HubServer { listeners, bind_errors, tasks, events })
     }
 
     /// The listeners bound, with their real addresses (a port 0 asked for is
@@ -282,6 +285,59 @@ impl<R: Runtime> HubServer<R> {
     /// goodbye exists for a server), and resolves once the driver has stopped and
     /// every listener is closed, so the ports can be bound again.
     pub async fn shutdown(self) {
+        self.tasks.shutdown_and_wait().await;
+    }
+
+    /// Sends a command and waits for its answer.
+    ///
+    /// Panics if the driver task panicked: the server exists only while its driver
+    /// runs, so there is nothing else to answer.
+    async fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
+        let (reply, answer) = oneshot();
+        let _ = self.tasks.inputs.try_send(Input::Command(Box::new(command(reply))));
+        match answer.recv().await {
+            Ok(answer) => answer,
+            Err(_) => panic!("the hub driver task panicked"),
+        }
+    }
+}
+
+impl<R: Runtime> HubTasks<R> {
+    /// Spawns the driver task of `hub` and an accept task per listener of
+    /// `listeners` (as bound), sending the hub's events to `events`.
+    ///
+    /// Errors: the OS's, when a listener cannot be made non-blocking.
+    pub(crate) fn spawn(
+        hub: ServedHub,
+        listeners: Vec<(Listen, TcpListener)>,
+        events: Events,
+    ) -> io::Result<HubTasks<R>> {
+        let mut sockets = Vec::new();
+        for (listen, socket) in listeners {
+            sockets.push((listen.listener, R::listener(socket)?));
+        }
+        let (inputs_tx, inputs) = async_channel::unbounded();
+        let (stop_accepting, stop) = async_channel::bounded::<()>(1);
+        let (accepted, accepting) = async_channel::bounded::<()>(1);
+        let driver = Driver::<R> {
+            hub,
+            inputs,
+            readers: inputs_tx.clone(),
+            events,
+            sockets: BTreeMap::new(),
+        };
+        R::spawn(driver.run());
+        for (listener, socket) in sockets {
+            let accept =
+                accept::<R>(socket, listener, inputs_tx.clone(), stop.clone(), accepted.clone());
+            R::spawn(accept);
+        }
+        Ok(HubTasks { inputs: inputs_tx, stop_accepting, accepting })
+    }
+
+    /// Stops accepting, closes every connection, and resolves once the driver has
+    /// stopped and every listener is closed. Calling it again does nothing.
+    async fn shutdown_and_wait(&self) {
         self.stop_accepting.close();
         let (reply, done) = oneshot();
         let shutdown = Command::Shutdown { reply: Some(reply) };
@@ -291,22 +347,21 @@ impl<R: Runtime> HubServer<R> {
         // Every accept task holds a sender: the channel closes as the last ends.
         while self.accepting.recv().await.is_ok() {}
     }
+}
 
-    /// Sends a command and waits for its answer.
-    ///
-    /// Panics if the driver task panicked: the server exists only while its driver
-    /// runs, so there is nothing else to answer.
-    async fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
-        let (reply, answer) = oneshot();
-        let _ = self.inputs.try_send(Input::Command(Box::new(command(reply))));
-        match answer.recv().await {
-            Ok(answer) => answer,
-            Err(_) => panic!("the hub driver task panicked"),
-        }
+impl<R: Runtime> HubDriver for HubTasks<R> {
+    fn command(&self, command: HubCommand) -> Option<()> {
+        self.inputs.try_send(Input::Command(Box::new(Command::Sync(command)))).ok()
+    }
+
+    /// Blocks the calling thread until the hub has stopped: call it off the
+    /// runtime's executor.
+    fn shutdown(&mut self) {
+        futures_lite::future::block_on(self.shutdown_and_wait());
     }
 }
 
-impl<R: Runtime> Drop for HubServer<R> {
+impl<R: Runtime> Drop for HubTasks<R> {
     fn drop(&mut self) {
         self.stop_accepting.close();
         let shutdown = Command::Shutdown { reply: None };
@@ -382,7 +437,7 @@ struct Driver<R: Runtime> {
     inputs: Receiver<Input<R::Stream>>,
     /// A sender for the reader tasks.
     readers: Sender<Input<R::Stream>>,
-    events: Sender<HubServerEvent>,
+    events: Events,
     sockets: BTreeMap<PeerId, Socket<R::Stream>>,
 }
 
@@ -453,6 +508,7 @@ impl<R: Runtime> Driver<R> {
                 let invoked = self.hub.invoke_method(now, &device_id, &name, payload, timeout);
                 let _ = reply.try_send(invoked);
             }
+            Command::Sync(command) => command.apply(&mut self.hub, now),
             Command::Shutdown { reply } => return ControlFlow::Break(reply),
         }
         ControlFlow::Continue(())
@@ -500,7 +556,7 @@ impl<R: Runtime> Driver<R> {
             }
         }
         while let Some(event) = self.hub.poll_event() {
-            let _ = self.events.try_send(event);
+            self.events.send(event);
         }
     }
 }

@@ -3,7 +3,8 @@
 //! ([`MultiplexedClient`]) and the hub server ([`HubServer`]) as tasks,
 //! generic over a [`Runtime`] that names the runtime's spawn, TCP sockets and
 //! timer. `hubwire-smol` and `hubwire-async-std` each plug in their runtime and
-//! name the types (`hubwire_smol::DeviceClient` is `DeviceClient<Smol>`).
+//! name the types (`hubwire_smol::DeviceClient` is `DeviceClient<Smol>`). The
+//! same drivers also serve the synchronous API ([`OnTasks`]).
 //!
 //! The drivers follow the sans-IO contract (DESIGN.md): after every input or
 //! command a driver drains `poll_action` (`poll_output`) and `poll_event`, then
@@ -12,12 +13,18 @@
 //! while the bytes waiting to be written to the peer are few; a hub
 //! connection has a writer task too, so a slow peer never holds up the hub.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use crate::listen::Listen;
+use crate::sync::{Client, Scheduler};
+use crate::{Dialed, HubServerEvent, ServedHub};
 
 mod device;
 mod driver;
@@ -28,7 +35,8 @@ mod socket;
 mod waiters;
 
 pub use device::{C2dStream, DeviceClient, EventStream};
-pub use hub::{HubEventStream, HubServer};
+pub use driver::ClientTask;
+pub use hub::{HubEventStream, HubServer, HubTasks};
 pub use multiplexed::{MultiplexedClient, MuxEventStream};
 
 /// What the async driver needs of a runtime: spawning a task, TCP sockets and a
@@ -72,6 +80,40 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Resolves after `duration`, never earlier.
     fn sleep(duration: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// The synchronous API ([`crate::sync`]) with its drivers as tasks of runtime `R`:
+/// `sync::DeviceClient<OnTasks<Smol>>` blocks its caller's thread while smol
+/// tasks drive the device. For threads of a program that runs an async runtime
+/// anyway, and for the runtimes' scenario suite. Its blocking calls must be made
+/// off the runtime's executor.
+pub struct OnTasks<R>(PhantomData<fn() -> R>);
+
+impl<R> fmt::Debug for OnTasks<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnTasks")
+    }
+}
+
+impl<R: Runtime> Scheduler for OnTasks<R> {
+    type Client<C: Send + 'static> = ClientTask<C>;
+    type Hub = HubTasks<R>;
+
+    fn start_client<A: Client>(
+        _name: String,
+        dialed: Dialed<A::Machine>,
+        client: A,
+    ) -> io::Result<ClientTask<A::Command>> {
+        Ok(ClientTask::spawn::<R, A>(dialed, client))
+    }
+
+    fn start_hub(
+        hub: ServedHub,
+        listeners: Vec<(Listen, TcpListener)>,
+        events: std::sync::mpsc::Sender<HubServerEvent>,
+    ) -> io::Result<HubTasks<R>> {
+        HubTasks::spawn(hub, listeners, hub::Events::Sync(events))
+    }
 }
 
 /// A one-answer channel from a driver to the caller waiting for it.

@@ -26,7 +26,7 @@ use hubwire_core::device::{
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
 use rand_core::{OsRng, RngCore};
 
-use super::driver::Handle;
+use super::driver::{ClientTask, dialed};
 use super::waiters::{TwinAnswer, TwinReply, Waiters};
 use super::{Runtime, oneshot};
 use crate::sync::Client;
@@ -40,7 +40,7 @@ use crate::{ClientTransport, TransportStatus, dial};
 /// Every method takes `&self`. Dropping the client closes the connection, without
 /// waiting.
 pub struct MultiplexedClient<R> {
-    driver: Handle<Command>,
+    driver: ClientTask<Command>,
     events: Receiver<(DeviceKey, DeviceEvent)>,
     runtime: PhantomData<fn() -> R>,
 }
@@ -114,7 +114,7 @@ impl<R: Runtime> MultiplexedClient<R> {
         let (events_tx, events) = async_channel::unbounded();
         let client = MultiplexDriver { events: events_tx, waiting: Waiters::new() };
         let machine = Mux(Multiplexed::new(config));
-        let driver = Handle::spawn::<R, _>(machine, client, host, &transport)?;
+        let driver = ClientTask::spawn::<R, _>(dialed(machine, host, &transport)?, client);
         Ok(MultiplexedClient { driver, events, runtime: PhantomData })
     }
 
@@ -269,7 +269,7 @@ impl<R: Runtime> MultiplexedClient<R> {
     /// once the socket is shut down (within 5 s). Every device still running
     /// reports [`DeviceEvent::Disconnected`]. Calling it again does nothing.
     pub async fn close(&self) {
-        self.driver.stop().await;
+        self.driver.stop_and_wait().await;
     }
 
     /// Bytes written to the sockets, over every connection.
