@@ -103,3 +103,81 @@ impl<K: Ord + Copy> Waiters<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubwire_core::device::DisconnectReason;
+
+    fn ack(id: u64) -> DeviceEvent {
+        DeviceEvent::TelemetryAcknowledged(TelemetryId(id))
+    }
+
+    #[test]
+    fn an_answer_goes_to_its_waiter_of_its_device_only() {
+        let mut waiters = Waiters::new();
+        let (tx, rx) = async_channel::bounded(1);
+        waiters.telemetry(1u64, TelemetryId(7), tx);
+        // Device 2's message 7 is not device 1's.
+        assert!(!waiters.answer(2, &ack(7)));
+        assert!(rx.try_recv().is_err());
+        assert!(waiters.answer(1, &ack(7)));
+        assert_eq!(rx.try_recv().ok(), Some(Ok(())));
+        // Answered once: the same event again is the application's.
+        assert!(!waiters.answer(1, &ack(7)));
+    }
+
+    #[test]
+    fn an_answer_whose_caller_gave_up_is_the_applications() {
+        let mut waiters = Waiters::new();
+        let (tx, rx) = async_channel::bounded(1);
+        waiters.telemetry((), TelemetryId(1), tx);
+        drop(rx);
+        assert!(!waiters.answer((), &ack(1)));
+    }
+
+    #[test]
+    fn twin_answers_and_failures_reach_their_waiters() {
+        let mut waiters = Waiters::new();
+        let (tx, rx) = async_channel::bounded(1);
+        waiters.twin((), TwinRequestId(3), tx);
+        let patched = DeviceEvent::ReportedPatched { request: TwinRequestId(3), version: 4 };
+        assert!(waiters.answer((), &patched));
+        assert!(matches!(rx.try_recv(), Ok(Ok(TwinReply::Version(4)))));
+
+        let (tx, rx) = async_channel::bounded(1);
+        waiters.twin((), TwinRequestId(4), tx);
+        let failed = DeviceEvent::TwinRequestFailed {
+            request: TwinRequestId(4),
+            status: Some(429),
+            description: String::from("throttled"),
+        };
+        assert!(waiters.answer((), &failed));
+        let Ok(Err(TwinCallError::Failed { status, description })) = rx.try_recv() else {
+            panic!("the failure reaches the waiter");
+        };
+        assert_eq!((status, description.as_str()), (Some(429), "throttled"));
+    }
+
+    #[test]
+    fn a_device_that_stops_fails_its_waiting_telemetry_and_tells_the_application() {
+        let mut waiters = Waiters::new();
+        let (mine, mine_rx) = async_channel::bounded(1);
+        let (other, other_rx) = async_channel::bounded(1);
+        waiters.telemetry(1u64, TelemetryId(1), mine);
+        waiters.telemetry(2u64, TelemetryId(1), other);
+        let stopped = DeviceEvent::Disconnected {
+            reason: DisconnectReason::KeepAliveTimeout,
+            reconnect_at: None,
+        };
+        assert!(!waiters.answer(1, &stopped), "the application hears it too");
+        assert_eq!(
+            mine_rx.try_recv().ok(),
+            Some(Err(TelemetryError::Stopped(DisconnectReason::KeepAliveTimeout)))
+        );
+        assert!(other_rx.try_recv().is_err(), "device 2 runs on");
+        // A forgotten device's waiters hear that no answer will come.
+        waiters.forget(2);
+        assert!(other_rx.try_recv().is_err() && other_rx.is_closed());
+    }
+}
