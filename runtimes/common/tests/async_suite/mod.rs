@@ -412,7 +412,8 @@ pub(crate) async fn twin_and_methods_work_over_mqtt_and_amqp<R: Runtime>() {
 
 /// The hub stops as a crash would and starts again on the same ports: the device
 /// reconnects, and telemetry sent while the hub was down is acknowledged once it
-/// is back.
+/// is back — to its caller, or as an event when the caller gave up waiting or did
+/// not wait.
 pub(crate) async fn the_device_reconnects_after_the_hub_restarts_on_the_same_port<R: Runtime>() {
     let cert = Certificate::new();
     for &transport in Transport::ALL {
@@ -428,16 +429,36 @@ pub(crate) async fn the_device_reconnects_after_the_hub_restarts_on_the_same_por
             _ => None,
         });
         assert!(reconnect_at.await.is_some(), "{transport}: a lost hub is retried");
+        // A caller that stops waiting leaves its message queued; its
+        // acknowledgement then comes as an event.
+        let short = Duration::from_millis(30);
+        let gave_up = device.send_telemetry_timeout(telemetry(1), short).await;
+        assert_eq!(gave_up, Err(TelemetryError::TimedOut(short)), "{transport}");
+        let queued = match device.send_telemetry_nowait(telemetry(2)).await {
+            Ok(id) => id,
+            Err(e) => panic!("{transport}: not queued: {e}"),
+        };
 
         let hub = start_hub::<R>(&cert, &listen, &["dev1"]);
-        let sent = within::<R, _>("telemetry after restart", device.send_telemetry(telemetry(1)));
+        let sent = within::<R, _>("telemetry after restart", device.send_telemetry(telemetry(3)));
         assert_eq!(sent.await, Ok(()), "{transport}");
+        let mut acknowledged = Vec::new();
+        while acknowledged.len() < 2 {
+            let ack = wait_device(&device, "acknowledged", |e| match e {
+                DeviceEvent::TelemetryAcknowledged(id) => Some(*id),
+                _ => None,
+            });
+            acknowledged.push(ack.await);
+        }
+        assert!(acknowledged[0] < queued, "{transport}: the timed-out message went first");
+        assert_eq!(acknowledged[1], queued, "{transport}");
         let bodies: Vec<Bytes> = within::<R, _>("stored", hub.stored())
             .await
             .into_iter()
             .map(|r| r.message.body)
             .collect();
-        assert_eq!(bodies, vec![telemetry(1).body], "{transport}");
+        let sent: Vec<Bytes> = (1..4).map(|i| telemetry(i).body).collect();
+        assert_eq!(bodies, sent, "{transport}");
         within::<R, _>("disconnect", device.disconnect()).await;
         within::<R, _>("shutdown", hub.shutdown()).await;
     }
