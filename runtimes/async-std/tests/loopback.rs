@@ -40,3 +40,8 @@ async fn a_flooding_peer_that_never_reads_is_paced_and_others_are_served() {
 async fn devices_share_one_amqp_connection_and_a_wrong_key_fails_alone() {
     suite::devices_share_one_amqp_connection_and_a_wrong_key_fails_alone::<AsyncStd>().await;
 }
+
+#[async_std::test]
+async fn a_blocking_device_works_with_the_async_std_hub() {
+    suite::a_blocking_device_works_with_the_async_hub::<AsyncStd>().await;
+}

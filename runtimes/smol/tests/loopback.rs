@@ -40,3 +40,8 @@ fn a_flooding_peer_that_never_reads_is_paced_and_others_are_served() {
 fn devices_share_one_amqp_connection_and_a_wrong_key_fails_alone() {
     smol::block_on(suite::devices_share_one_amqp_connection_and_a_wrong_key_fails_alone::<Smol>());
 }
+
+#[test]
+fn a_blocking_device_works_with_the_smol_hub() {
+    smol::block_on(suite::a_blocking_device_works_with_the_async_hub::<Smol>());
+}

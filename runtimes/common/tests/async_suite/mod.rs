@@ -700,3 +700,46 @@ pub(crate) async fn devices_share_one_amqp_connection_and_a_wrong_key_fails_alon
         within::<R, _>("shutdown", hub.shutdown()).await;
     }
 }
+
+/// A blocking device and the async hub speak the same protocols: telemetry is
+/// acknowledged and stored, and a C2D message is received and completed. The
+/// device's calls block the test's thread only; the hub runs on the runtime's
+/// executor.
+pub(crate) async fn a_blocking_device_works_with_the_async_hub<R: Runtime>() {
+    let cert = Certificate::new();
+    for &transport in Transport::ALL {
+        let hub = start_hub::<R>(&cert, &every_listener(), &["dev1"]);
+        let config = device_config(port(&hub, transport), "dev1");
+        let client = ClientTransport::with_ca(transport, &cert.ca);
+        let device = match hubwire_blocking::DeviceClient::connect(config, client) {
+            Ok(device) => device,
+            Err(e) => panic!("{transport}: the blocking device did not start: {e}"),
+        };
+        let sent = device.send_telemetry_timeout(telemetry(0), WAIT);
+        assert_eq!(sent, Ok(()), "{transport}");
+        let stored: Vec<Bytes> = within::<R, _>("stored", hub.stored())
+            .await
+            .into_iter()
+            .map(|r| r.message.body)
+            .collect();
+        assert_eq!(stored, vec![telemetry(0).body], "{transport}");
+        if let Err(e) = hub.send_c2d("dev1", Message::new(&b"hello"[..])).await {
+            panic!("{transport}: send_c2d: {e}");
+        }
+        let Some(received) = device.recv_c2d(WAIT) else {
+            panic!("{transport}: no C2D message within {WAIT:?}");
+        };
+        assert_eq!(&received.message.body[..], b"hello");
+        let Some(lock) = received.lock_token else {
+            panic!("{transport}: no lock token");
+        };
+        assert_eq!(device.complete(&lock), Ok(()), "{transport}");
+        let settled = wait_hub(&hub, "settled", |e| match e {
+            HubServerEvent::Hub(HubEvent::C2dSettled(s)) => Some(s.outcome),
+            _ => None,
+        });
+        assert_eq!(settled.await, Outcome::Completed, "{transport}");
+        device.disconnect();
+        within::<R, _>("shutdown", hub.shutdown()).await;
+    }
+}
