@@ -7,7 +7,10 @@
 //!   with its transport stack and its dialling plan (the transport asked for, and
 //!   its WebSocket fallback);
 //! - [`listen`]: binding a hub's listeners; [`dial`]: where a device connects;
-//! - [`clock`]: the one place time is read.
+//! - [`clock`]: the one place time is read;
+//! - [`sync`]: the synchronous API of the blocking and mio runtimes; with the
+//!   feature `async`, [`tasks`]: the same API as futures and streams, which the
+//!   smol and async-std runtimes name.
 //!
 //! Apart from the clock, nothing here touches a socket, a thread or a timer: the
 //! runtimes do, through the sans-IO contract ([`hubwire_core::sansio`]).
@@ -20,6 +23,8 @@ pub mod listen;
 pub mod scenarios;
 mod served;
 pub mod sync;
+#[cfg(feature = "async")]
+pub mod tasks;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
 pub use served::{HubServerEvent, PeerId, PeerOutput, ServedHub};

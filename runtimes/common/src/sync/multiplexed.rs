@@ -95,17 +95,7 @@ impl<S: Scheduler> MultiplexedClient<S> {
     /// `amqp-tcp`: only AMQP multiplexes devices, spec file §5.10) or the trusted
     /// CAs cannot be loaded; the OS's error when the thread cannot start.
     pub fn connect(config: MultiplexConfig, transport: ClientTransport) -> io::Result<Self> {
-        let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
-        if asked.protocol() != Protocol::Amqp {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{asked} speaks {}: only AMQP carries several devices on one connection \
-                     (amqp, amqp-ws, amqp-tcp)",
-                    asked.protocol()
-                ),
-            ));
-        }
+        check_amqp(&transport)?;
         let host = dial::split_port(&config.host_name);
         let name = format!("hubwire-amqp-{}", config.host_name);
         let mut config = config;
@@ -265,10 +255,29 @@ impl<S: Scheduler> MultiplexedClient<S> {
     }
 }
 
+/// Refuses a transport that is not AMQP: only AMQP carries several devices on one
+/// connection (spec file §5.10).
+///
+/// Errors: `InvalidInput`, naming the transport and the AMQP ones.
+pub(crate) fn check_amqp(transport: &ClientTransport) -> io::Result<()> {
+    let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
+    if asked.protocol() == Protocol::Amqp {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{asked} speaks {}: only AMQP carries several devices on one connection \
+             (amqp, amqp-ws, amqp-tcp)",
+            asked.protocol()
+        ),
+    ))
+}
+
 /// [`Multiplexed`] as the driver drives it: a [`Connection`] whose events name
 /// their device.
 #[derive(Debug)]
-struct Mux(Multiplexed);
+pub(crate) struct Mux(pub(crate) Multiplexed);
 
 impl Connection for Mux {
     type Event = (DeviceKey, DeviceEvent);
