@@ -5,6 +5,8 @@
 #
 # FUZZ_SECONDS sets the run per fuzz target (default 15).
 set -euo pipefail
+# One build per run: incremental caches would only double the target directory.
+export CARGO_INCREMENTAL=0
 cd "$(dirname "$0")/.."
 
 conformance/install-peers.sh

@@ -25,7 +25,7 @@ const HUBWIRE: &str = env!("CARGO_BIN_EXE_hubwire");
 const DEVICES: usize = 10;
 const WINDOW: usize = 16;
 const SECONDS: u64 = 10;
-const RUNTIMES: [&str; 2] = ["blocking", "mio"];
+const RUNTIMES: [&str; 4] = ["blocking", "mio", "smol", "async-std"];
 /// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1).
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 

@@ -38,7 +38,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
     /// The runtime that drives the hub and the devices: threads (`blocking`, the
-    /// default) or event loops (`mio`)
+    /// default), event loops (`mio`), or `smol` or `async-std` tasks
     #[arg(long, value_enum, default_value = "blocking")]
     runtime: Runtime,
 
@@ -191,9 +191,10 @@ fn serve_and_run<S: Scheduler>(
         .map(|l| format!("{} on {}", listener_name(l.listener), l.address))
         .collect();
     out::warn(format_args!(
-        "hubwire demo: {} devices x {} messages per transport; hub: {}",
+        "hubwire demo: {} devices x {} messages per transport, on the {} runtime; hub: {}",
         args.devices,
         args.messages,
+        args.runtime.name(),
         addresses.join(", ")
     ));
     let poll = Duration::from_millis(args.http_poll_interval_ms);

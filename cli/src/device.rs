@@ -28,7 +28,7 @@ use crate::out::{self, StdoutClosed};
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeviceArgs {
     /// The runtime that drives the device: a thread of its own (`blocking`, the
-    /// default) or the process's event loop (`mio`)
+    /// default), the process's event loop (`mio`), or `smol` or `async-std` tasks
     #[arg(long, value_enum, default_value = "blocking")]
     runtime: Runtime,
 

@@ -30,8 +30,8 @@ use crate::registry;
 /// `hubwire hub` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct HubArgs {
-    /// The runtime that drives the hub: one event loop thread (`mio`, the default) or
-    /// threads per connection (`blocking`)
+    /// The runtime that drives the hub: one event loop thread (`mio`, the default),
+    /// threads per connection (`blocking`), or `smol` or `async-std` tasks
     #[arg(long, value_enum, default_value = "mio")]
     runtime: Runtime,
 

@@ -61,7 +61,7 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "PID")]
     hub_pid: Option<u32>,
     /// The runtime that drives the devices: one event loop thread (`mio`, the
-    /// default) or a thread per device (`blocking`)
+    /// default), a thread per device (`blocking`), or `smol` or `async-std` tasks
     #[arg(long, value_enum, default_value = "mio")]
     runtime: Runtime,
 }
