@@ -53,9 +53,24 @@ impl RedbStore {
     ///
     /// Errors: [`StoreError::Database`] when the file cannot be opened or is not a
     /// redb database (another process holding it open included);
+    /// [`StoreError::Damaged`] when it is empty or cut short;
     /// [`StoreError::Format`] when it was written in another layout.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let path = path.as_ref();
+        let damaged = |reason: String| StoreError::Damaged { path: path.display().to_string(), reason };
+        // An empty file is what a crash while the store was first made leaves;
+        // redb would take it for a new store and the hub would start with none of
+        // what it kept.
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(damaged(String::from("the file is empty")));
+        }
+        // redb asserts, rather than reports, that a file is as long as its header
+        // says (redb 2.6): a truncated file must become an error, not a panic.
+        let opened = std::panic::catch_unwind(|| Database::create(path));
+        let db = match opened {
+            Ok(db) => db?,
+            Err(_) => return Err(damaged(String::from("the file is shorter than its header says"))),
+        };
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

@@ -107,6 +107,16 @@ pub enum StoreError {
         /// The format this build writes and reads.
         expected: u64,
     },
+    /// The file exists but is not a whole database: empty, cut short, or damaged
+    /// in a way the database library cannot repair. Nothing is overwritten; move
+    /// the file away to start with an empty store.
+    #[error("{path} is damaged ({reason}); move it away to start with an empty store")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// The registry refused a stored device record ([`restore`]).
     #[error("stored device record: {0}")]
     Device(#[from] RegistryError),

@@ -193,3 +193,31 @@ fn a_file_that_is_not_a_database_is_an_error() {
     let err = RedbStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err}");
 }
+
+#[test]
+fn an_empty_or_truncated_file_is_reported_damaged_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    {
+        let mut store = RedbStore::open(&path).unwrap();
+        fill(&mut store);
+    }
+    let whole = std::fs::metadata(&path).unwrap().len();
+    for cut in [0, 4096, whole / 2] {
+        let copy = dir.path().join(format!("cut-{cut}.redb"));
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&copy).unwrap().set_len(cut).unwrap();
+        match RedbStore::open(&copy) {
+            Err(StoreError::Damaged { reason, .. }) => assert!(!reason.is_empty()),
+            // A cut redb can repair, or one it reports as a database error, is
+            // fine too; what must not happen is a panic or a silent empty store.
+            Err(StoreError::Database(_)) => {}
+            Ok(mut reopened) => {
+                let snapshot = reopened.load().unwrap();
+                assert!(!snapshot.devices.is_empty(), "cut at {cut}: an empty store");
+            }
+            Err(other) => panic!("cut at {cut}: {other}"),
+        }
+        assert_eq!(std::fs::metadata(&copy).unwrap().len(), cut, "the file was not touched");
+    }
+}
