@@ -378,6 +378,13 @@ fn report_events<S: Scheduler>(server: &HubServer<S>, mut stderr: Stderr) -> Exi
                 }
                 Line::hub_event(event).map_or(Ok(()), |line| line.print())
             }
+            HubServerEvent::Dropped { count } => {
+                stderr.line(format!(
+                    "hubwire hub: {count} events were not reported: stdout is not read as \
+                     fast as they come (what they report happened all the same)"
+                ));
+                Ok(())
+            }
             HubServerEvent::StoreFailed { what, error } => {
                 stderr.line(format!("hubwire hub: cannot store {what}: {error}"));
                 Ok(())

@@ -57,7 +57,8 @@ impl RedbStore {
     /// [`StoreError::Format`] when it was written in another layout.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let damaged = |reason: String| StoreError::Damaged { path: path.display().to_string(), reason };
+        let damaged =
+            |reason: String| StoreError::Damaged { path: path.display().to_string(), reason };
         // An empty file is what a crash while the store was first made leaves;
         // redb would take it for a new store and the hub would start with none of
         // what it kept.
@@ -69,7 +70,9 @@ impl RedbStore {
         let opened = std::panic::catch_unwind(|| Database::create(path));
         let db = match opened {
             Ok(db) => db?,
-            Err(_) => return Err(damaged(String::from("the file is shorter than its header says"))),
+            Err(_) => {
+                return Err(damaged(String::from("the file is shorter than its header says")));
+            }
         };
         let txn = db.begin_write()?;
         {

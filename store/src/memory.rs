@@ -8,8 +8,11 @@ use hubwire_core::iothub::Twin;
 use crate::{Sequences, Snapshot, Store, StoreError};
 
 /// A [`Store`] in memory: the D2C log as a [`D2cLog`] (indexed by device), the rest
-/// as a [`Snapshot`] kept up to date. Never fails.
-#[derive(Clone, Debug, Default)]
+/// as a [`Snapshot`] kept up to date. Never fails. The log keeps the latest
+/// [`MemoryStore::D2C_LIMIT`] messages, as IoT Hub's built-in endpoint keeps
+/// messages for a retention time only (spec file §3): a hub in memory must not grow
+/// without bound.
+#[derive(Clone, Debug)]
 pub struct MemoryStore {
     log: D2cLog,
     kept: Kept,
@@ -24,10 +27,25 @@ struct Kept {
     c2d: BTreeMap<String, BTreeMap<u64, QueuedC2d>>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_d2c_limit(MemoryStore::D2C_LIMIT)
+    }
+}
+
 impl MemoryStore {
-    /// An empty store.
+    /// D2C messages kept by [`MemoryStore::new`]: the latest 100,000 (a few tens of
+    /// MiB at IoT Hub's typical message sizes).
+    pub const D2C_LIMIT: usize = 100_000;
+
+    /// An empty store keeping the latest [`MemoryStore::D2C_LIMIT`] D2C messages.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    /// An empty store keeping the latest `limit` D2C messages (at least one).
+    pub fn with_d2c_limit(limit: usize) -> Self {
+        MemoryStore { log: D2cLog::with_limit(limit), kept: Kept::default() }
     }
 
     /// The D2C log, to read by device or sequence number without copying it.

@@ -4,9 +4,8 @@
 //! the runtime's in-memory store wraps a [`D2cLog`], and the hub acknowledges a device
 //! only after the store reports the write done.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use crate::iothub::{Identity, Message};
 use crate::time::Timestamp;
@@ -25,36 +24,78 @@ pub struct D2cRecord {
     pub message: Message,
 }
 
-/// D2C records in arrival order, indexed by device.
+/// D2C records in arrival order, indexed by device, optionally the latest ones
+/// only: IoT Hub's built-in endpoint keeps messages for a retention time, not for
+/// ever (spec file §3), and a log in memory must not grow without bound.
 #[derive(Clone, Debug, Default)]
 pub struct D2cLog {
-    records: Vec<D2cRecord>,
+    records: VecDeque<D2cRecord>,
+    /// The position (counted from the first record ever appended) of `records[0]`.
+    first: usize,
+    /// At most this many records are kept; the oldest go first.
+    limit: Option<usize>,
     devices: BTreeMap<String, DeviceIndex>,
 }
 
-/// Where one device's records are in [`D2cLog::records`].
+/// Where one device's records are, by position (see [`D2cLog::first`]).
 #[derive(Clone, Debug, Default)]
 struct DeviceIndex {
     /// Positions in arrival order.
-    arrivals: Vec<usize>,
+    arrivals: VecDeque<usize>,
     /// Position by sequence number.
     by_sequence_number: BTreeMap<u64, usize>,
 }
 
 impl D2cLog {
-    /// An empty log.
+    /// An empty log that keeps every record.
     pub fn new() -> Self {
         D2cLog::default()
+    }
+
+    /// An empty log that keeps the latest `limit` records (at least one): appending
+    /// beyond it drops the oldest.
+    pub fn with_limit(limit: usize) -> Self {
+        D2cLog { limit: Some(limit.max(1)), ..D2cLog::default() }
     }
 
     /// Appends a record as it is. A sequence number the record's device used before
     /// stays in the log; [`get`](Self::get) then finds the later record.
     pub fn append(&mut self, record: D2cRecord) {
-        let position = self.records.len();
+        let position = self.first + self.records.len();
         let index = self.devices.entry(record.identity.device_id.clone()).or_default();
-        index.arrivals.push(position);
+        index.arrivals.push_back(position);
         index.by_sequence_number.insert(record.sequence_number, position);
-        self.records.push(record);
+        self.records.push_back(record);
+        if self.limit.is_some_and(|limit| self.records.len() > limit) {
+            self.drop_oldest();
+        }
+    }
+
+    /// Forgets the oldest record and its index entries.
+    fn drop_oldest(&mut self) {
+        let Some(oldest) = self.records.pop_front() else {
+            return;
+        };
+        let position = self.first;
+        self.first += 1;
+        let device_id = &oldest.identity.device_id;
+        let Some(index) = self.devices.get_mut(device_id) else {
+            return;
+        };
+        if index.arrivals.front() == Some(&position) {
+            index.arrivals.pop_front();
+        }
+        if index.by_sequence_number.get(&oldest.sequence_number) == Some(&position) {
+            index.by_sequence_number.remove(&oldest.sequence_number);
+        }
+        if index.arrivals.is_empty() {
+            self.devices.remove(device_id);
+        }
+    }
+
+    /// The record at an absolute position, if still kept.
+    fn at(&self, position: usize) -> Option<&D2cRecord> {
+        self.records.get(position.checked_sub(self.first)?)
     }
 
     /// Number of records.
@@ -79,19 +120,21 @@ impl D2cLog {
             .get(device_id)
             .into_iter()
             .flat_map(|index| index.arrivals.iter())
-            .filter_map(|&position| self.records.get(position))
+            .filter_map(|&position| self.at(position))
     }
 
     /// The record of `device_id` with this sequence number.
     pub fn get(&self, device_id: &str, sequence_number: u64) -> Option<&D2cRecord> {
         let index = self.devices.get(device_id)?;
         let position = index.by_sequence_number.get(&sequence_number)?;
-        self.records.get(*position)
+        self.at(*position)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec::Vec;
+
     use super::*;
     use proptest::prelude::*;
 
@@ -164,7 +207,53 @@ mod tests {
         assert_eq!(log.get("a", 1).map(|r| &r.message.body[..]), Some(&b"second"[..]));
     }
 
+    #[test]
+    fn a_limited_log_keeps_the_latest_records_and_forgets_the_oldest_everywhere() {
+        let mut log = D2cLog::with_limit(3);
+        log.append(record("a", None, 1, "a1"));
+        log.append(record("b", None, 1, "b1"));
+        log.append(record("a", None, 2, "a2"));
+        log.append(record("a", None, 3, "a3"));
+        log.append(record("c", None, 1, "c1"));
+        assert_eq!(log.len(), 3);
+        assert_eq!(bodies(log.iter()), [&b"a2"[..], b"a3", b"c1"]);
+        assert_eq!(bodies(log.device("a")), [&b"a2"[..], b"a3"]);
+        assert_eq!(log.device("b").count(), 0);
+        assert_eq!(log.get("a", 1), None);
+        assert_eq!(log.get("a", 3).map(|r| &r.message.body[..]), Some(&b"a3"[..]));
+    }
+
     proptest! {
+        /// A limited log holds exactly the latest records of an unlimited one, and
+        /// its index agrees with a scan.
+        #[test]
+        fn a_limited_log_is_the_tail_of_the_whole(
+            devices in proptest::collection::vec(0u8..4, 0..60),
+            limit in 1usize..10,
+        ) {
+            let (mut whole, mut tail) = (D2cLog::new(), D2cLog::with_limit(limit));
+            let mut next = [0u64; 4];
+            for d in &devices {
+                let slot = &mut next[usize::from(*d)];
+                *slot += 1;
+                let r = record(&alloc::format!("d{d}"), None, *slot, "x");
+                whole.append(r.clone());
+                tail.append(r);
+            }
+            let expected: Vec<&D2cRecord> =
+                whole.iter().skip(whole.len().saturating_sub(limit)).collect();
+            prop_assert_eq!(tail.iter().collect::<Vec<_>>(), expected);
+            for d in 0..4u8 {
+                let id = alloc::format!("d{d}");
+                let scanned: Vec<&D2cRecord> =
+                    tail.iter().filter(|r| r.identity.device_id == id).collect();
+                prop_assert_eq!(&scanned, &tail.device(&id).collect::<Vec<_>>());
+                for r in scanned {
+                    prop_assert_eq!(tail.get(&id, r.sequence_number), Some(r));
+                }
+            }
+        }
+
         /// The index agrees with a full scan for any interleaving of devices.
         #[test]
         fn device_index_matches_a_scan(devices in proptest::collection::vec(0u8..4, 0..40)) {

@@ -12,14 +12,14 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use hubwire_core::{Timestamp, Transmit};
 use hubwire_runtime::listen::Listen;
 use hubwire_runtime::sync::{HubCommand, HubDriver};
-use hubwire_runtime::{HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
+use hubwire_runtime::{EventSink, HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
 use hubwire_transports::Listener;
 
 use crate::flow::{Chunk, Flow};
@@ -64,11 +64,16 @@ impl HubThreads {
     pub(crate) fn start(
         hub: ServedHub,
         listeners: Vec<(Listen, TcpListener)>,
-        events: Sender<HubServerEvent>,
+        events: SyncSender<HubServerEvent>,
     ) -> io::Result<HubThreads> {
         let (inputs_tx, inputs) = mpsc::channel();
-        let driver =
-            Driver { hub, inputs, readers: inputs_tx.clone(), events, sockets: BTreeMap::new() };
+        let driver = Driver {
+            hub,
+            inputs,
+            readers: inputs_tx.clone(),
+            events: EventSink::new(events),
+            sockets: BTreeMap::new(),
+        };
         let driver =
             thread::Builder::new().name(String::from("hubwire-hub")).spawn(move || driver.run())?;
         let stopping = Arc::new(AtomicBool::new(false));
@@ -169,7 +174,7 @@ struct Driver {
     inputs: Receiver<Input>,
     /// A sender for the reader threads.
     readers: Sender<Input>,
-    events: Sender<HubServerEvent>,
+    events: EventSink<SyncSender<HubServerEvent>>,
     sockets: BTreeMap<PeerId, Socket>,
 }
 
@@ -281,7 +286,7 @@ impl Driver {
             }
         }
         while let Some(event) = self.hub.poll_event() {
-            let _ = self.events.send(event);
+            self.events.send(event);
         }
     }
 }

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 
 use hubwire_runtime::sync::{self, Client, Scheduler};
 use hubwire_runtime::{Dialed, ServedHub};
@@ -63,7 +63,7 @@ impl Scheduler for Threads {
     fn start_hub(
         hub: ServedHub,
         listeners: Vec<(Listen, TcpListener)>,
-        events: Sender<HubServerEvent>,
+        events: SyncSender<HubServerEvent>,
     ) -> io::Result<HubThreads> {
         HubThreads::start(hub, listeners, events)
     }

@@ -27,4 +27,6 @@ pub mod sync;
 pub mod tasks;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
-pub use served::{HubServerEvent, PeerId, PeerOutput, ServedHub};
+pub use served::{
+    EVENT_BACKLOG, EventQueue, EventSink, HubServerEvent, Offer, PeerId, PeerOutput, ServedHub,
+};

@@ -56,6 +56,13 @@ pub enum HubServerEvent {
     /// `ReportedUpdated`, `MethodResult`. [`HubEvent::StoreTelemetry`] never appears
     /// here; it becomes [`HubServerEvent::Stored`].
     Hub(HubEvent),
+    /// The application did not read events fast enough: this many were dropped
+    /// before this one ([`EVENT_BACKLOG`] wait at most). What they reported
+    /// happened all the same (stored messages are in the store).
+    Dropped {
+        /// How many.
+        count: u64,
+    },
     /// The store refused a write: what was being stored, and why. D2C messages not
     /// stored are not acknowledged (their devices send them again after
     /// reconnecting); a C2D message, twin or device not stored is lost at the next
@@ -78,6 +85,70 @@ pub enum HubServerEvent {
         /// What went wrong, in words.
         error: String,
     },
+}
+
+/// How many events wait for the application at most: beyond it they are dropped
+/// and counted ([`HubServerEvent::Dropped`]). A stalled reader (nobody reads the
+/// hub's stdout) then costs bounded memory and never holds up the devices.
+pub const EVENT_BACKLOG: usize = 64 * 1024;
+
+/// What a bounded queue of events did with one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// It was queued.
+    Taken,
+    /// The queue is full.
+    Full,
+    /// Nobody reads the queue any more.
+    Closed,
+}
+
+/// A bounded queue of events towards the application.
+pub trait EventQueue {
+    /// Queues `event` if there is room, without waiting.
+    fn offer(&self, event: HubServerEvent) -> Offer;
+}
+
+impl EventQueue for std::sync::mpsc::SyncSender<HubServerEvent> {
+    fn offer(&self, event: HubServerEvent) -> Offer {
+        match self.try_send(event) {
+            Ok(()) => Offer::Taken,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => Offer::Full,
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Offer::Closed,
+        }
+    }
+}
+
+/// Where a hub's driver puts its events: a bounded queue, events beyond it dropped
+/// and counted, the count reported once there is room again.
+#[derive(Debug)]
+pub struct EventSink<Q> {
+    queue: Q,
+    dropped: u64,
+}
+
+impl<Q: EventQueue> EventSink<Q> {
+    /// Events go to `queue`.
+    pub fn new(queue: Q) -> EventSink<Q> {
+        EventSink { queue, dropped: 0 }
+    }
+
+    /// Queues `event`, or drops and counts it when the queue is full.
+    pub fn send(&mut self, event: HubServerEvent) {
+        if self.dropped > 0 {
+            match self.queue.offer(HubServerEvent::Dropped { count: self.dropped }) {
+                Offer::Taken => self.dropped = 0,
+                Offer::Full => {
+                    self.dropped += 1;
+                    return;
+                }
+                Offer::Closed => return,
+            }
+        }
+        if self.queue.offer(event) == Offer::Full {
+            self.dropped += 1;
+        }
+    }
 }
 
 /// One accepted socket, as the hub holds it.
@@ -506,5 +577,38 @@ impl ServedHub {
 fn flush(output: &mut VecDeque<(PeerId, PeerOutput)>, id: PeerId, stack: &mut Stack) {
     while let Some(bytes) = stack.poll_output() {
         output.push_back((id, PeerOutput::Bytes(bytes)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use hubwire_core::hub::HubEvent;
+
+    use super::*;
+
+    fn event(n: u64) -> HubServerEvent {
+        HubServerEvent::Hub(HubEvent::MethodResult {
+            invocation: hubwire_core::hub::MethodInvocation(n),
+            device_id: String::from("d"),
+            name: String::from("m"),
+            outcome: hubwire_core::hub::MethodOutcome::TimedOut,
+        })
+    }
+
+    #[test]
+    fn events_beyond_the_backlog_are_counted_and_the_count_comes_first_when_there_is_room() {
+        let (queue, application) = mpsc::sync_channel(2);
+        let mut sink = EventSink::new(queue);
+        for n in 0..5 {
+            sink.send(event(n));
+        }
+        assert_eq!(application.try_recv().ok(), Some(event(0)));
+        assert_eq!(application.try_recv().ok(), Some(event(1)));
+        assert!(application.try_recv().is_err(), "three were dropped, not queued");
+        sink.send(event(5));
+        assert_eq!(application.try_recv().ok(), Some(HubServerEvent::Dropped { count: 3 }));
+        assert_eq!(application.try_recv().ok(), Some(event(5)));
     }
 }

@@ -13,14 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread::{self, JoinHandle};
 
 use hubwire_core::Timestamp;
 use hubwire_core::time::Duration;
 use hubwire_runtime::listen::Listen;
 use hubwire_runtime::sync::{HubCommand, HubDriver};
-use hubwire_runtime::{HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
+use hubwire_runtime::{EventSink, HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -69,7 +69,7 @@ impl HubLoop {
     pub(crate) fn start(
         hub: ServedHub,
         listeners: Vec<(Listen, StdListener)>,
-        events: Sender<HubServerEvent>,
+        events: SyncSender<HubServerEvent>,
     ) -> io::Result<HubLoop> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -86,7 +86,7 @@ impl HubLoop {
             hub,
             listeners: registered,
             inputs,
-            events,
+            events: EventSink::new(events),
             conns: BTreeMap::new(),
             readable: BTreeSet::new(),
             lingering: BTreeSet::new(),
@@ -138,7 +138,7 @@ struct Driver {
     hub: ServedHub,
     listeners: Vec<(Listen, TcpListener)>,
     inputs: Receiver<Input>,
-    events: Sender<HubServerEvent>,
+    events: EventSink<SyncSender<HubServerEvent>>,
     conns: BTreeMap<PeerId, Peer>,
     /// Peers with input to read this turn, and not held back by their backlog.
     readable: BTreeSet<PeerId>,
@@ -318,7 +318,7 @@ impl Driver {
             self.flush(now, id);
         }
         while let Some(event) = self.hub.poll_event() {
-            let _ = self.events.send(event);
+            self.events.send(event);
         }
     }
 

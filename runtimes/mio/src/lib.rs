@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 
 use hubwire_runtime::sync::{self, Client, Scheduler};
 use hubwire_runtime::{Dialed, ServedHub};
@@ -58,7 +58,7 @@ impl Scheduler for EventLoop {
     fn start_hub(
         hub: ServedHub,
         listeners: Vec<(Listen, TcpListener)>,
-        events: Sender<HubServerEvent>,
+        events: SyncSender<HubServerEvent>,
     ) -> io::Result<HubLoop> {
         HubLoop::start(hub, listeners, events)
     }

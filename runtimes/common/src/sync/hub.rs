@@ -19,7 +19,7 @@ use hubwire_transports::Listener;
 
 use crate::listen::{self, BindError, Listen};
 use crate::sync::{HubDriver, Scheduler};
-use crate::{HubServerEvent, ServedHub};
+use crate::{EVENT_BACKLOG, HubServerEvent, ServedHub};
 
 /// A running hub. See the module documentation.
 ///
@@ -132,7 +132,7 @@ impl<S: Scheduler> HubServer<S> {
         let listen::Started { hub, listeners, bind_errors } =
             listen::start(config, devices, listen, tls, store)?;
         let bound = listeners.iter().map(|(l, _)| *l).collect();
-        let (events_tx, events) = mpsc::channel();
+        let (events_tx, events) = mpsc::sync_channel(EVENT_BACKLOG);
         let driver = S::start_hub(hub, listeners, events_tx)?;
         Ok(HubServer { listeners: bound, bind_errors, driver, events: Mutex::new(events) })
     }
@@ -216,8 +216,10 @@ impl<S: Scheduler> HubServer<S> {
 
     /// The next event, waiting at most `timeout`; `None` when none came.
     ///
-    /// Events queue in memory until read, one per stored message among them: a
-    /// long-running application reads them (the `hubwire hub` command prints each).
+    /// Events queue in memory until read, one per stored message among them, at
+    /// most [`EVENT_BACKLOG`]; beyond that they are dropped and counted
+    /// ([`HubServerEvent::Dropped`]). A long-running application reads them (the
+    /// `hubwire hub` command prints each).
     pub fn recv_event(&self, timeout: Duration) -> Option<HubServerEvent> {
         let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         events.recv_timeout(timeout).ok()

@@ -11,7 +11,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::net::TcpListener;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, PoisonError};
 
 use hubwire_core::{Connection, Timestamp};
@@ -48,13 +48,13 @@ pub trait Scheduler: Debug + 'static {
     ) -> io::Result<Self::Client<A::Command>>;
 
     /// Starts serving `hub` on `listeners` (blocking std sockets, as bound), sending
-    /// its events to `events`.
+    /// its events to `events` through an [`crate::EventSink`].
     ///
     /// Errors: the OS's error when a thread, a poller or a socket cannot be made.
     fn start_hub(
         hub: ServedHub,
         listeners: Vec<(Listen, TcpListener)>,
-        events: Sender<HubServerEvent>,
+        events: SyncSender<HubServerEvent>,
     ) -> io::Result<Self::Hub>;
 }
 

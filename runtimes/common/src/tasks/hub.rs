@@ -34,6 +34,7 @@ use super::socket::{self, Write};
 use super::{Runtime, Waited, oneshot, wait};
 use crate::listen::{self, BindError, Listen};
 use crate::sync::{HubCommand, HubDriver};
+use crate::{EVENT_BACKLOG, EventQueue, EventSink, Offer};
 use crate::{HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
 
 /// How long an accept task pauses after an error that is not about one connection
@@ -79,21 +80,27 @@ impl<R: Runtime> fmt::Debug for HubTasks<R> {
 }
 
 /// Where a hub driver's events go: the async API's channel, or the synchronous
-/// API's.
+/// API's, both bounded.
 pub(crate) enum Events {
-    Async(Sender<HubServerEvent>),
-    Sync(std::sync::mpsc::Sender<HubServerEvent>),
+    Async(EventSink<Sender<HubServerEvent>>),
+    Sync(EventSink<std::sync::mpsc::SyncSender<HubServerEvent>>),
 }
 
 impl Events {
-    fn send(&self, event: HubServerEvent) {
+    fn send(&mut self, event: HubServerEvent) {
         match self {
-            Events::Async(events) => {
-                let _ = events.try_send(event);
-            }
-            Events::Sync(events) => {
-                let _ = events.send(event);
-            }
+            Events::Async(events) => events.send(event),
+            Events::Sync(events) => events.send(event),
+        }
+    }
+}
+
+impl EventQueue for Sender<HubServerEvent> {
+    fn offer(&self, event: HubServerEvent) -> Offer {
+        match self.try_send(event) {
+            Ok(()) => Offer::Taken,
+            Err(async_channel::TrySendError::Full(_)) => Offer::Full,
+            Err(async_channel::TrySendError::Closed(_)) => Offer::Closed,
         }
     }
 }
@@ -181,8 +188,8 @@ impl<R: Runtime> HubServer<R> {
         let listen::Started { hub, listeners: bound, bind_errors } =
             listen::start(config, devices, listen, tls, store)?;
         let listeners = bound.iter().map(|(l, _)| *l).collect();
-        let (events_tx, events) = async_channel::unbounded();
-        let tasks = HubTasks::spawn(hub, bound, Events::Async(events_tx))?;
+        let (events_tx, events) = async_channel::bounded(EVENT_BACKLOG);
+        let tasks = HubTasks::spawn(hub, bound, Events::Async(EventSink::new(events_tx)))?;
         Ok(HubServer { listeners, bind_errors, tasks, events })
     }
 

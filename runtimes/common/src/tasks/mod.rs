@@ -110,9 +110,9 @@ impl<R: Runtime> Scheduler for OnTasks<R> {
     fn start_hub(
         hub: ServedHub,
         listeners: Vec<(Listen, TcpListener)>,
-        events: std::sync::mpsc::Sender<HubServerEvent>,
+        events: std::sync::mpsc::SyncSender<HubServerEvent>,
     ) -> io::Result<HubTasks<R>> {
-        HubTasks::spawn(hub, listeners, hub::Events::Sync(events))
+        HubTasks::spawn(hub, listeners, hub::Events::Sync(crate::EventSink::new(events)))
     }
 }
 
