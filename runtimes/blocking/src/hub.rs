@@ -189,7 +189,7 @@ impl Driver {
             let now = clock::now();
             // Inputs already waiting are taken together before the hub's output is
             // read, so the D2C messages among them are stored in one write.
-            for _ in 0..BATCH {
+            for taken in 1..=BATCH {
                 match input {
                     Ok(Input::Accepted(stream, listener)) => self.accept(now, stream, listener),
                     Ok(Input::Bytes(peer, bytes)) => self.hub.handle_input(now, peer, &bytes),
@@ -205,6 +205,11 @@ impl Driver {
                     Err(RecvTimeoutError::Timeout) => {}
                     // Unreachable while `readers` lives.
                     Err(RecvTimeoutError::Disconnected) => break 'driving,
+                }
+                // The last of a batch is not taken off the channel: an input taken
+                // and not handled would be lost.
+                if taken == BATCH {
+                    break;
                 }
                 match self.inputs.try_recv() {
                     Ok(next) => input = Ok(next),

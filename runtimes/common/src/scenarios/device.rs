@@ -317,3 +317,33 @@ pub fn keep_alive_over<S: Scheduler>(transport: Transport) {
         hub_events.iter().any(|e| matches!(e, HubServerEvent::Hub(HubEvent::Disconnected { .. })));
     assert!(!lost, "{transport}: the hub dropped the idle device: {hub_events:?}");
 }
+
+/// Forty devices connect at once over TLS and each sends 25 messages: every one is
+/// acknowledged and stored. Inputs then queue up while the hub is busy, which is
+/// when a driver that takes several at a time must lose none of them.
+pub fn forty_devices_at_once_lose_nothing<S: Scheduler>() {
+    const DEVICES: usize = 40;
+    const MESSAGES: usize = 25;
+    let ids: Vec<String> = (0..DEVICES).map(|n| format!("many{n}")).collect();
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let test_hub = TestHub::<S>::start(&names);
+    std::thread::scope(|scope| {
+        for id in &ids {
+            let test_hub = &test_hub;
+            scope.spawn(move || {
+                let device = connect(test_hub, Transport::Mqtt, id, KEY);
+                for i in 0..MESSAGES {
+                    if let Err(e) = device.send_telemetry_timeout(telemetry(i), WAIT) {
+                        panic!("{id}: message {i}: {e}");
+                    }
+                }
+            });
+        }
+    });
+    let stored = test_hub.server().stored();
+    assert_eq!(stored.len(), DEVICES * MESSAGES);
+    for id in &ids {
+        let mine = stored.iter().filter(|r| r.identity.device_id == *id).count();
+        assert_eq!(mine, MESSAGES, "{id}");
+    }
+}

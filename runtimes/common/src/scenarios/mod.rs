@@ -20,8 +20,8 @@ mod multiplexed;
 
 pub use backpressure::a_flooding_device_that_never_reads_is_paced_and_others_are_served;
 pub use device::{
-    c2d_over, keep_alive_over, reject_and_abandon_over, restart_over, ten_messages_over,
-    wrong_key_over,
+    c2d_over, forty_devices_at_once_lose_nothing, keep_alive_over, reject_and_abandon_over,
+    restart_over, ten_messages_over, wrong_key_over,
 };
 pub use hub::{KEY, TestHub, record};
 pub use hubwire_transports::Transport;
@@ -48,6 +48,11 @@ macro_rules! scenario_suite {
             $crate::scenarios::a_flooding_device_that_never_reads_is_paced_and_others_are_served::<
                 $scheduler,
             >();
+        }
+
+        #[test]
+        fn forty_devices_at_once_lose_nothing() {
+            $crate::scenarios::forty_devices_at_once_lose_nothing::<$scheduler>();
         }
 
         #[test]
