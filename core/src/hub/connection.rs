@@ -12,8 +12,8 @@ use alloc::boxed::Box;
 
 use crate::amqp::hub::AmqpConnection;
 use crate::http::hub::HttpConnection;
-use crate::hub::{HubState, StoreTicket};
-use crate::iothub::{MethodRequest, TwinPatch};
+use crate::hub::{AuthRequest, HubState, StoreTicket};
+use crate::iothub::{ErrorCode, MethodRequest, TwinPatch};
 use crate::mqtt::hub::MqttConnection;
 use crate::sansio::Transmit;
 use crate::time::Timestamp;
@@ -69,6 +69,22 @@ impl HubConnection {
             HubConnection::Mqtt(c) => c.telemetry_stored(now, ticket),
             HubConnection::Amqp(c) => c.telemetry_stored(now, ticket),
             HubConnection::Http(c) => c.telemetry_stored(now, ticket, hub),
+        }
+    }
+
+    /// The runtime judged the token of `request`. Returns whether this connection
+    /// waited for it.
+    pub(crate) fn authenticated(
+        &mut self,
+        now: Timestamp,
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+        hub: &mut HubState,
+    ) -> bool {
+        match self {
+            HubConnection::Mqtt(c) => c.authenticated(now, request, result, hub),
+            // They authenticate against the registry (`Authentication::Delegated`).
+            HubConnection::Amqp(_) | HubConnection::Http(_) => false,
         }
     }
 
