@@ -15,6 +15,7 @@
 
 mod backpressure;
 mod device;
+mod gateway;
 mod hub;
 mod multiplexed;
 
@@ -22,6 +23,10 @@ pub use backpressure::a_flooding_device_that_never_reads_is_paced_and_others_are
 pub use device::{
     c2d_over, keep_alive_over, reject_and_abandon_over, restart_over, ten_messages_over,
     wrong_key_over,
+};
+pub use gateway::{
+    a_token_the_hub_refuses_gets_connack_5, no_acknowledged_message_is_lost_when_the_hub_restarts,
+    twenty_mqtt_devices_share_one_upstream_connection,
 };
 pub use hub::{KEY, TestHub, record};
 pub use hubwire_transports::Transport;
