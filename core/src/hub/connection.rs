@@ -88,6 +88,22 @@ impl HubConnection {
         }
     }
 
+    /// The runtime could not keep the message of `ticket`, which this connection
+    /// sent.
+    pub(crate) fn telemetry_refused(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        code: ErrorCode,
+        hub: &mut HubState,
+    ) {
+        match self {
+            HubConnection::Mqtt(c) => c.telemetry_refused(now, ticket, code, hub),
+            HubConnection::Amqp(c) => c.telemetry_refused(now, ticket, code, hub),
+            HubConnection::Http(c) => c.telemetry_refused(now, ticket, code, hub),
+        }
+    }
+
     /// `device_id`'s queue may have a message to deliver.
     pub(crate) fn pump_c2d(&mut self, now: Timestamp, device_id: &str, hub: &mut HubState) {
         match self {

@@ -875,6 +875,20 @@ impl Hub {
         }
     }
 
+    /// The runtime could not keep the message of `ticket` (a store that failed, a
+    /// gateway's upstream hub that refused it): its device is told as its protocol
+    /// can, with IoT Hub's `code` for the log: MQTT 3.1.1 has no negative PUBACK,
+    /// so the connection closes and the device sends it again after reconnecting;
+    /// AMQP rejects the delivery (`amqp:internal-error`); HTTP answers the request
+    /// with the code's status.
+    pub fn telemetry_refused(&mut self, now: Timestamp, ticket: StoreTicket, code: ErrorCode) {
+        if let Some(id) = self.state.pending_stores.remove(&ticket) {
+            self.with_connection(now, id, |conn, state| {
+                conn.telemetry_refused(now, ticket, code, state);
+            });
+        }
+    }
+
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
         self.connections.len()

@@ -768,6 +768,21 @@ impl MqttConnection {
         self.send_due_acks();
     }
 
+    /// The message of `ticket` was not kept: no PUBACK can say so [MQTT-4.3.2-2],
+    /// so the connection closes, and the device sends it again on its next one.
+    pub(crate) fn telemetry_refused(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        code: ErrorCode,
+        hub: &mut HubState,
+    ) {
+        if self.acks.iter().any(|(t, _, _)| *t == Some(ticket)) {
+            let reason = String::from("the telemetry could not be kept; closing unacknowledged");
+            self.refuse_and_close(now, hub, code, reason);
+        }
+    }
+
     /// Sends the PUBACKs at the front of the queue whose PUBLISHes are done.
     fn send_due_acks(&mut self) {
         while let Some(&(_, id, true)) = self.acks.front() {

@@ -18,3 +18,8 @@ fn a_token_the_hub_refuses_gets_connack_5() {
 fn no_acknowledged_message_is_lost_when_the_hub_restarts() {
     scenarios::no_acknowledged_message_is_lost_when_the_hub_restarts::<Threads>();
 }
+
+#[test]
+fn telemetry_the_hub_rejects_is_not_acknowledged_downstream() {
+    scenarios::telemetry_the_hub_rejects_is_not_acknowledged_downstream::<Threads>();
+}

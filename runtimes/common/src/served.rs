@@ -160,6 +160,14 @@ impl ServedHub {
         self.drain(now);
     }
 
+    /// The message of `ticket`, passed on by a forwarding hub, was not kept where
+    /// it went: its device is told as its protocol can (as
+    /// [`Hub::telemetry_refused`]), with IoT Hub's `code`.
+    pub fn telemetry_refused(&mut self, now: Timestamp, ticket: StoreTicket, code: ErrorCode) {
+        self.hub.telemetry_refused(now, ticket, code);
+        self.drain(now);
+    }
+
     /// Answers [`HubEvent::AuthenticationRequested`] (as [`Hub::authenticated`]);
     /// returns whether a connection still waited for it.
     pub fn authenticated(

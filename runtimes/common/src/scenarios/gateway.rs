@@ -43,6 +43,15 @@ fn ids(n: usize) -> Vec<String> {
 /// state in `store` (a redb file).
 fn hub<S: Scheduler>(address: SocketAddr, devices: &[String], store: &PathBuf) -> HubServer<S> {
     let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
+    hub_with(config, address, devices, store)
+}
+
+fn hub_with<S: Scheduler>(
+    config: HubConfig,
+    address: SocketAddr,
+    devices: &[String],
+    store: &PathBuf,
+) -> HubServer<S> {
     let listen = [Listen { listener: Listener::Tcp(Protocol::Amqp), address }];
     let store = match RedbStore::open(store) {
         Ok(store) => Box::new(store),
@@ -309,4 +318,40 @@ pub fn no_acknowledged_message_is_lost_when_the_hub_restarts<S: Scheduler>() {
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged downstream, not stored upstream: {lost:?}");
     drop(gateway);
+}
+
+/// A message the hub does not accept (larger than its limit, which the gateway's
+/// own is not) is never acknowledged downstream: MQTT has no negative PUBACK, so
+/// the gateway closes the device's connection.
+pub fn telemetry_the_hub_rejects_is_not_acknowledged_downstream<S: Scheduler>() {
+    let ids = ids(1);
+    let (store, _cleanup) = store_path();
+    let address = free_address();
+    let config = HubConfig {
+        host_names: vec!["127.0.0.1".into()],
+        max_message_size: 1024,
+        ..HubConfig::default()
+    };
+    let hub = hub_with::<S>(config, address, &ids, &store);
+    let gateway = gateway::<S>(address);
+    let device = device(address, &gateway, &ids[0], KEY);
+    wait_connected(&device, &ids[0]);
+    let big = Message::new(vec![7u8; 4096]);
+    assert!(device.send_telemetry_timeout(big, Duration::from_secs(2)).is_err());
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let Some(event) = gateway.recv_event(deadline.saturating_duration_since(Instant::now()))
+        else {
+            panic!("no downstream refusal within {WAIT:?}; saw {seen:?}");
+        };
+        if let GatewayEvent::Downstream(HubServerEvent::Hub(HubEvent::Refused { code, .. })) =
+            &event
+        {
+            assert_eq!(*code, hubwire_core::iothub::ErrorCode::MESSAGE_TOO_LARGE);
+            break;
+        }
+        seen.push(event);
+    }
+    assert!(hub.stored().is_empty());
 }

@@ -26,6 +26,7 @@ pub use device::{
 };
 pub use gateway::{
     a_token_the_hub_refuses_gets_connack_5, no_acknowledged_message_is_lost_when_the_hub_restarts,
+    telemetry_the_hub_rejects_is_not_acknowledged_downstream,
     twenty_mqtt_devices_share_one_upstream_connection,
 };
 pub use hub::{KEY, TestHub, record};

@@ -18,6 +18,7 @@
 //! | CONNACK 0 | its links are attached (`Connected`) |
 //! | CONNACK 5, closed | its put-token refused (401, 404, …) |
 //! | telemetry PUBACK | only once the upstream hub accepted the message (`accepted`) |
+//! | no PUBACK, the connection closed (MQTT has no negative PUBACK) | the message rejected, or its device stopped (token refused) |
 //! | C2D message queued for the device | the upstream hub delivered it; its lock is kept |
 //! | the device completes (PUBACK) | `accepted` with that lock |
 //! | the message expires, is purged or dead-lettered downstream | `rejected` |
@@ -47,8 +48,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+use hubwire_core::amqp::performative::condition as amqp_condition;
 use hubwire_core::device::{
-    DeviceConfig, DeviceEvent, DisconnectReason, ProtocolError, TelemetryId,
+    DeviceConfig, DeviceEvent, DisconnectReason, ProtocolError, SendError, TelemetryId,
 };
 use hubwire_core::hub::{
     AuthRequest, Authentication, HubConfig, HubEvent, Outcome, Settled, StoreTicket,
@@ -283,16 +285,24 @@ impl<H: HubDriver> Upstream<H> {
                 ..
             }) => self.authenticate(now, *request, identity, token, host_name),
             HubServerEvent::Hub(HubEvent::StoreTelemetry { ticket, record }) => {
-                let Some(key) = self.devices.get(&record.identity.device_id).map(|d| d.key) else {
-                    return self.reports.push_back(GatewayEvent::Downstream(event));
-                };
+                let key = self.devices.get(&record.identity.device_id).map(|d| d.key);
                 let mut message = record.message.clone();
                 // The upstream hub stamps its own.
                 message.enqueued_time = None;
-                // Refused (a stopped device, a full queue): not acknowledged
-                // downstream, so its device sends it again.
-                if let Ok(id) = self.mux.send_telemetry(now, key, message) {
-                    self.tickets.insert((key, id), *ticket);
+                let sent = match key {
+                    Some(key) => self.mux.send_telemetry(now, key, message),
+                    None => Err(SendError::Stopped),
+                };
+                match (key, sent) {
+                    (Some(key), Ok(id)) => {
+                        self.tickets.insert((key, id), *ticket);
+                    }
+                    // Its device hears of it (MQTT: the connection closes) and sends
+                    // it again.
+                    (_, Err(e)) => {
+                        self.tell_hub(HubCommand::telemetry_refused(*ticket, send_error_code(&e)));
+                    }
+                    (None, Ok(_)) => {}
                 }
             }
             HubServerEvent::Hub(HubEvent::C2dSettled(settled)) => self.settle(now, settled),
@@ -404,9 +414,10 @@ impl<H: HubDriver> Upstream<H> {
                     self.tell_hub(HubCommand::telemetry_stored(ticket));
                 }
             }
-            // Not acknowledged downstream: its device sends it again, or gives up.
-            DeviceEvent::TelemetryRejected { id, .. } => {
-                self.tickets.remove(&(key, *id));
+            DeviceEvent::TelemetryRejected { id, condition, .. } => {
+                if let Some(ticket) = self.tickets.remove(&(key, *id)) {
+                    self.tell_hub(HubCommand::telemetry_refused(ticket, rejection_code(condition)));
+                }
             }
             DeviceEvent::C2d(c2d) => self.deliver(key, &device_id, c2d.lock_token, &c2d.message),
             _ => {}
@@ -452,6 +463,28 @@ fn disposition(outcome: &Outcome) -> Disposition {
         Outcome::Completed => Disposition::Complete,
         Outcome::Abandoned { .. } => Disposition::Abandon,
         _ => Disposition::Reject,
+    }
+}
+
+/// IoT Hub's code for telemetry the upstream connection would not take: a device
+/// stopped upstream (its token refused) 401003, a full queue 429001, too large
+/// 413001, not encodable 400004.
+fn send_error_code(e: &SendError) -> ErrorCode {
+    match e {
+        SendError::Stopped => ErrorCode::IOT_HUB_UNAUTHORIZED,
+        SendError::QueueFull { .. } => ErrorCode::THROTTLING,
+        SendError::TooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
+        _ => ErrorCode::ARGUMENT_INVALID,
+    }
+}
+
+/// IoT Hub's code for telemetry the upstream hub did not accept: its link's size
+/// limit 413001 (`amqp:link:message-size-exceeded`), anything else 500001.
+fn rejection_code(condition: &str) -> ErrorCode {
+    if condition == amqp_condition::LINK_MESSAGE_SIZE_EXCEEDED.as_str() {
+        ErrorCode::MESSAGE_TOO_LARGE
+    } else {
+        ErrorCode::SERVER_ERROR
     }
 }
 
@@ -548,6 +581,17 @@ mod tests {
         {
             assert_eq!(disposition(&ended), Disposition::Reject, "{ended:?}");
         }
+    }
+
+    #[test]
+    fn telemetry_refused_upstream_is_refused_downstream_with_iot_hubs_code() {
+        assert_eq!(send_error_code(&SendError::Stopped), ErrorCode::IOT_HUB_UNAUTHORIZED);
+        let full = SendError::QueueFull { capacity: 1 };
+        assert_eq!(send_error_code(&full), ErrorCode::THROTTLING);
+        // AMQP 1.0 §2.8.18.
+        let size = "amqp:link:message-size-exceeded";
+        assert_eq!(rejection_code(size), ErrorCode::MESSAGE_TOO_LARGE);
+        assert_eq!(rejection_code("rejected"), ErrorCode::SERVER_ERROR);
     }
 
     #[test]

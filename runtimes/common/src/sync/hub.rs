@@ -79,6 +79,11 @@ enum Command {
     TelemetryStored {
         ticket: StoreTicket,
     },
+    /// For a forwarding hub.
+    TelemetryRefused {
+        ticket: StoreTicket,
+        code: ErrorCode,
+    },
 }
 
 impl HubCommand {
@@ -99,6 +104,11 @@ impl HubCommand {
     /// [`ServedHub::telemetry_stored`].
     pub(crate) fn telemetry_stored(ticket: StoreTicket) -> HubCommand {
         HubCommand(Command::TelemetryStored { ticket })
+    }
+
+    /// [`ServedHub::telemetry_refused`].
+    pub(crate) fn telemetry_refused(ticket: StoreTicket, code: ErrorCode) -> HubCommand {
+        HubCommand(Command::TelemetryRefused { ticket, code })
     }
 }
 
@@ -128,6 +138,7 @@ impl HubCommand {
                 hub.authenticated(now, request, result);
             }
             Command::TelemetryStored { ticket } => hub.telemetry_stored(now, ticket),
+            Command::TelemetryRefused { ticket, code } => hub.telemetry_refused(now, ticket, code),
         }
     }
 }
