@@ -25,9 +25,12 @@ pub use device::{
     wrong_key_over,
 };
 pub use gateway::{
-    a_token_the_hub_refuses_gets_connack_5, no_acknowledged_message_is_lost_when_the_hub_restarts,
+    a_token_the_hub_refuses_gets_connack_5,
+    c2d_for_a_device_away_waits_in_the_hub_and_arrives_once,
+    c2d_redelivered_after_a_hub_restart_reaches_the_device_once,
+    mqtt_devices_share_one_upstream_connection,
+    no_acknowledged_message_is_lost_when_the_hub_restarts,
     telemetry_the_hub_rejects_is_not_acknowledged_downstream,
-    twenty_mqtt_devices_share_one_upstream_connection,
 };
 pub use hub::{KEY, TestHub, record};
 pub use hubwire_transports::Transport;

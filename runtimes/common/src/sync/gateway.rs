@@ -22,19 +22,25 @@
 //! | C2D message queued for the device | the upstream hub delivered it; its lock is kept |
 //! | the device completes (PUBACK) | `accepted` with that lock |
 //! | the message expires, is purged or dead-lettered downstream | `rejected` |
-//! | abandoned downstream | `released` |
+//! | abandoned downstream | nothing: it is back in the downstream queue, the upstream lock stays held |
+//! | (the upstream link was lost: its locks are void) | the redelivery replaces the lock, or takes the settlement made meanwhile |
 //!
 //! Nothing is acknowledged downstream that the upstream hub has not stored, so a
 //! lost upstream connection loses no acknowledged message: [`Multiplexed`] keeps
 //! every unacknowledged message across reconnects and sends it again (at least
 //! once), and the downstream devices wait for their PUBACKs meanwhile.
 //!
-//! A downstream device that disconnects keeps its upstream device: its telemetry
-//! still in flight goes on, and the C2D messages for it wait in the downstream
-//! queue. A device that connects again with the same token is accepted as soon as
-//! its upstream device is connected; with another token (a renewed one) the
-//! upstream device is removed and added again with it (a put-token cannot be
-//! renewed on behalf of a device that holds no key). Its telemetry not yet
+//! A downstream device that disconnects keeps its upstream device until its
+//! telemetry still in flight is answered; then the upstream device is removed, so
+//! C2D messages wait in the hub (whose locks would otherwise expire in the gateway
+//! while the device is away). The upstream locks of messages already queued
+//! downstream are then void: the hub delivers them again when the device is back,
+//! and the gateway knows each redelivery by its content and gives it the new lock
+//! (or the settlement made downstream meanwhile) instead of queueing it twice. A
+//! device that connects again with the same token while its upstream device is
+//! there is accepted as soon as that is connected; with another token (a renewed
+//! one) the upstream device is removed and added again with it (a put-token cannot
+//! be renewed on behalf of a device that holds no key). Its telemetry not yet
 //! acknowledged upstream is then dropped upstream; it was not acknowledged
 //! downstream either, so its device sends it again.
 
@@ -59,7 +65,7 @@ use hubwire_core::iothub::{
     Authentication as Credential, ConnectionString, Disposition, ErrorCode, Identity, LockToken,
     Message,
 };
-use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
+use hubwire_core::{Connection, ConnectionId, Protocol, Timestamp, Transmit};
 use hubwire_store::MemoryStore;
 use hubwire_transports::Listener;
 use rand_core::{OsRng, RngCore};
@@ -225,6 +231,29 @@ impl<S: Scheduler> Drop for GatewayServer<S> {
     }
 }
 
+/// Downstream settlements kept for a redelivery, at most: past it the oldest is
+/// dropped, and its redelivery is delivered downstream again.
+const MAX_ORPHANS: usize = 1024;
+
+/// A C2D message from upstream, queued downstream.
+#[derive(Debug)]
+struct Forwarded {
+    /// Its device's upstream half.
+    key: DeviceKey,
+    /// The upstream lock that settles it.
+    lock: LockToken,
+    /// As it came from upstream, to know its redelivery.
+    message: Message,
+}
+
+/// A downstream settlement whose upstream lock was void.
+#[derive(Debug)]
+struct Orphan {
+    device_id: String,
+    message: Message,
+    disposition: Disposition,
+}
+
 /// One downstream device's upstream half.
 #[derive(Debug)]
 struct Device {
@@ -235,6 +264,11 @@ struct Device {
     connected: bool,
     /// Downstream connections waiting for it to connect.
     waiting: Vec<AuthRequest>,
+    /// The downstream connection that speaks for it: the last to ask for its
+    /// authentication, until it ends.
+    downstream: Option<ConnectionId>,
+    /// That connection was accepted (CONNACK 0).
+    online: bool,
 }
 
 /// The upstream machine: the [`Multiplexed`] connection and the gateway's routes
@@ -249,9 +283,12 @@ struct Upstream<H> {
     ids: BTreeMap<DeviceKey, String>,
     /// Downstream telemetry forwarded and not yet acknowledged upstream.
     tickets: BTreeMap<(DeviceKey, TelemetryId), StoreTicket>,
-    /// C2D messages queued downstream (device, sequence number) and the upstream
-    /// lock each settles.
-    locks: BTreeMap<(String, u64), (DeviceKey, LockToken)>,
+    /// C2D messages queued downstream (device, sequence number), each with the
+    /// upstream lock that settles it.
+    c2d: BTreeMap<(String, u64), Forwarded>,
+    /// Downstream settlements whose upstream lock was lost with its link, oldest
+    /// first: they settle the message's redelivery.
+    orphans: VecDeque<Orphan>,
     reports: VecDeque<GatewayEvent>,
 }
 
@@ -264,7 +301,8 @@ impl<H: HubDriver> Upstream<H> {
             devices: BTreeMap::new(),
             ids: BTreeMap::new(),
             tickets: BTreeMap::new(),
-            locks: BTreeMap::new(),
+            c2d: BTreeMap::new(),
+            orphans: VecDeque::new(),
             reports: VecDeque::new(),
         }
     }
@@ -282,8 +320,29 @@ impl<H: HubDriver> Upstream<H> {
                 identity,
                 token,
                 host_name,
-                ..
-            }) => self.authenticate(now, *request, identity, token, host_name),
+                connection,
+            }) => self.authenticate(now, *request, *connection, identity, token, host_name),
+            HubServerEvent::Hub(HubEvent::Connected { connection, identity, .. }) => {
+                if let Some(device) = self.devices.get_mut(&identity.device_id) {
+                    device.online |= device.downstream == Some(*connection);
+                }
+            }
+            // The connection ended, or was refused before it was accepted (a
+            // refusal of an accepted connection is followed by its end, if it ends).
+            HubServerEvent::Hub(
+                HubEvent::Disconnected { connection, identity, .. }
+                | HubEvent::Refused { connection, identity: Some(identity), .. },
+            ) => {
+                let ended = matches!(event, HubServerEvent::Hub(HubEvent::Disconnected { .. }));
+                let device_id = &identity.device_id;
+                if let Some(device) = self.devices.get_mut(device_id) {
+                    if device.downstream == Some(*connection) && (ended || !device.online) {
+                        device.downstream = None;
+                        device.online = false;
+                    }
+                }
+                self.release_if_idle(now, device_id);
+            }
             HubServerEvent::Hub(HubEvent::StoreTelemetry { ticket, record }) => {
                 let key = self.devices.get(&record.identity.device_id).map(|d| d.key);
                 let mut message = record.message.clone();
@@ -316,6 +375,7 @@ impl<H: HubDriver> Upstream<H> {
         &mut self,
         now: Timestamp,
         request: AuthRequest,
+        connection: ConnectionId,
         identity: &Identity,
         token: &str,
         host_name: &str,
@@ -323,6 +383,8 @@ impl<H: HubDriver> Upstream<H> {
         let device_id = &identity.device_id;
         if let Some(device) = self.devices.get_mut(device_id) {
             if device.token == token && !self.mux.is_stopped(device.key) {
+                device.downstream = Some(connection);
+                device.online = false;
                 if device.connected {
                     self.tell_hub(HubCommand::authenticated(request, Ok(())));
                 } else {
@@ -349,6 +411,8 @@ impl<H: HubDriver> Upstream<H> {
                     token: String::from(token),
                     connected: false,
                     waiting: vec![request],
+                    downstream: Some(connection),
+                    online: false,
                 };
                 self.devices.insert(device_id.clone(), device);
                 self.ids.insert(key, device_id.clone());
@@ -363,27 +427,49 @@ impl<H: HubDriver> Upstream<H> {
         }
     }
 
-    /// Removes a device's upstream half and what names it.
+    /// Removes a device's upstream half. Its C2D messages queued downstream stay
+    /// known: their locks are void now, so their redeliveries (when it is back)
+    /// take their locks or settlements.
     fn forget(&mut self, now: Timestamp, key: DeviceKey) {
         self.mux.remove_device(now, key);
         if let Some(device_id) = self.ids.remove(&key) {
             self.devices.remove(&device_id);
         }
         self.tickets.retain(|(k, _), _| *k != key);
-        self.locks.retain(|_, (k, _)| *k != key);
     }
 
-    /// A C2D message left the downstream queue: its upstream lock settles the same
-    /// way.
+    /// Removes the upstream half of a device no downstream connection speaks for
+    /// once its telemetry is all answered: C2D messages then wait in the hub, not
+    /// in the gateway, whose locks would expire while the device is away.
+    fn release_if_idle(&mut self, now: Timestamp, device_id: &str) {
+        let Some(device) = self.devices.get(device_id) else { return };
+        if device.downstream.is_none()
+            && device.waiting.is_empty()
+            && self.mux.unacknowledged(device.key) == 0
+        {
+            let key = device.key;
+            self.forget(now, key);
+        }
+    }
+
+    /// A C2D message was settled downstream: its upstream lock settles the same
+    /// way, unless it was abandoned (it is back in the downstream queue, which
+    /// delivers it again; the upstream lock stays held, so the hub does not deliver
+    /// it a second time).
     fn settle(&mut self, now: Timestamp, settled: &Settled) {
-        let Some((key, lock)) =
-            self.locks.remove(&(settled.device_id.clone(), settled.sequence_number))
-        else {
+        let Some(disposition) = disposition(&settled.outcome) else { return };
+        let entry = (settled.device_id.clone(), settled.sequence_number);
+        let Some(Forwarded { key, lock, message }) = self.c2d.remove(&entry) else {
             return;
         };
-        // A lock lost with the upstream connection is void: the hub delivers the
-        // message again.
-        let _ = self.mux.settle(now, key, &lock, disposition(&settled.outcome));
+        // A lock lost with its link is void: the hub delivers the message again,
+        // and that delivery takes this settlement.
+        if self.mux.settle(now, key, &lock, disposition).is_err() {
+            if self.orphans.len() >= MAX_ORPHANS {
+                self.orphans.pop_front();
+            }
+            self.orphans.push_back(Orphan { device_id: entry.0, message, disposition });
+        }
     }
 
     /// An event of a device's upstream half.
@@ -397,6 +483,8 @@ impl<H: HubDriver> Upstream<H> {
                         self.tell_hub(HubCommand::authenticated(request, Ok(())));
                     }
                 }
+                // Its downstream connection may have given up waiting.
+                self.release_if_idle(self.now, &device_id);
             }
             DeviceEvent::Disconnected { reason, reconnect_at } => {
                 if let Some(device) = self.devices.get_mut(&device_id) {
@@ -413,11 +501,13 @@ impl<H: HubDriver> Upstream<H> {
                 if let Some(ticket) = self.tickets.remove(&(key, *id)) {
                     self.tell_hub(HubCommand::telemetry_stored(ticket));
                 }
+                self.release_if_idle(self.now, &device_id);
             }
             DeviceEvent::TelemetryRejected { id, condition, .. } => {
                 if let Some(ticket) = self.tickets.remove(&(key, *id)) {
                     self.tell_hub(HubCommand::telemetry_refused(ticket, rejection_code(condition)));
                 }
+                self.release_if_idle(self.now, &device_id);
             }
             DeviceEvent::C2d(c2d) => self.deliver(key, &device_id, c2d.lock_token, &c2d.message),
             _ => {}
@@ -426,7 +516,12 @@ impl<H: HubDriver> Upstream<H> {
     }
 
     /// Queues an upstream C2D message for its downstream device, remembering the
-    /// lock that settles it.
+    /// lock that settles it. A redelivery (after a lost link or an expired lock)
+    /// of a message still queued downstream only replaces its lock; one of a
+    /// message settled downstream meanwhile is settled at once. A redelivery is
+    /// known by its content: the hub's stamps (enqueued time, expiry) make two
+    /// messages equal only if they are one. Two messages identical to the
+    /// millisecond would be delivered one after the other.
     fn deliver(
         &mut self,
         key: DeviceKey,
@@ -434,12 +529,31 @@ impl<H: HubDriver> Upstream<H> {
         lock: Option<LockToken>,
         message: &Message,
     ) {
+        if let Some(lock) = lock {
+            let of_device = (String::from(device_id), 0)..=(String::from(device_id), u64::MAX);
+            if let Some(forwarded) =
+                self.c2d.range_mut(of_device).map(|(_, f)| f).find(|f| f.message == *message)
+            {
+                forwarded.key = key;
+                forwarded.lock = lock;
+                return;
+            }
+            if let Some(i) =
+                self.orphans.iter().position(|o| o.device_id == device_id && o.message == *message)
+            {
+                if let Some(orphan) = self.orphans.remove(i) {
+                    let _ = self.mux.settle(self.now, key, &lock, orphan.disposition);
+                }
+                return;
+            }
+        }
         let (reply, answer) = mpsc::channel();
         self.tell_hub(HubCommand::send_c2d(String::from(device_id), message.clone(), reply));
         match answer.recv() {
             Ok(Ok(sequence)) => {
                 if let Some(lock) = lock {
-                    self.locks.insert((String::from(device_id), sequence), (key, lock));
+                    let forwarded = Forwarded { key, lock, message: message.clone() };
+                    self.c2d.insert((String::from(device_id), sequence), forwarded);
                 }
             }
             // The downstream queue refused it (full, too large): dead-lettered
@@ -456,13 +570,14 @@ impl<H: HubDriver> Upstream<H> {
 }
 
 /// The upstream disposition for a downstream outcome: completed → complete;
-/// abandoned → abandon; rejected, expired, dead-lettered after too many
-/// deliveries, purged → reject (spec file §7: each of those ends the message).
-fn disposition(outcome: &Outcome) -> Disposition {
+/// rejected, expired, dead-lettered after too many deliveries, purged → reject
+/// (spec file §7: each of those ends the message); abandoned → none (the message
+/// is back in the downstream queue).
+fn disposition(outcome: &Outcome) -> Option<Disposition> {
     match outcome {
-        Outcome::Completed => Disposition::Complete,
-        Outcome::Abandoned { .. } => Disposition::Abandon,
-        _ => Disposition::Reject,
+        Outcome::Completed => Some(Disposition::Complete),
+        Outcome::Abandoned { .. } => None,
+        _ => Some(Disposition::Reject),
     }
 }
 
@@ -573,13 +688,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn downstream_outcomes_settle_upstream_as_the_hub_would() {
-        assert_eq!(disposition(&Outcome::Completed), Disposition::Complete);
-        assert_eq!(disposition(&Outcome::Abandoned { delivery_count: 1 }), Disposition::Abandon);
+    fn downstream_outcomes_settle_upstream_as_the_hub_would_and_an_abandon_stays_local() {
+        assert_eq!(disposition(&Outcome::Completed), Some(Disposition::Complete));
+        assert_eq!(disposition(&Outcome::Abandoned { delivery_count: 1 }), None);
         for ended in
             [Outcome::Rejected, Outcome::Expired, Outcome::DeliveryCountExceeded, Outcome::Purged]
         {
-            assert_eq!(disposition(&ended), Disposition::Reject, "{ended:?}");
+            assert_eq!(disposition(&ended), Some(Disposition::Reject), "{ended:?}");
         }
     }
 
