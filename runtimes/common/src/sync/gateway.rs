@@ -4,7 +4,7 @@
 //! own token on `$cbs` (§5.2), so the upstream hub, not the gateway, judges it.
 //!
 //! Two drivers of the runtime's [`Scheduler`] do the work: the downstream hub's
-//! (a [`ServedHub`] with [`Authentication::Delegated`] that forwards its telemetry
+//! (a [`ServedHub`](crate::ServedHub) with [`Authentication::Delegated`] that forwards its telemetry
 //! instead of storing it) and the upstream connection's, whose machine is the
 //! [`Multiplexed`] connection with the gateway's routing beside it. A thread hands
 //! the downstream hub's events to the upstream driver as commands; the upstream
