@@ -100,9 +100,9 @@ pub(crate) struct HubArgs {
 
 /// A listener's port, or none for `off`.
 #[derive(Clone, Copy, Debug)]
-struct PortSetting(Option<u16>);
+pub(crate) struct PortSetting(pub(crate) Option<u16>);
 
-fn port(s: &str) -> Result<PortSetting, String> {
+pub(crate) fn port(s: &str) -> Result<PortSetting, String> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(PortSetting(None));
     }
@@ -291,7 +291,7 @@ fn store(args: &HubArgs) -> Result<Box<dyn Store>, String> {
 /// `$XDG_DATA_HOME/hubwire`, else `~/.local/share/hubwire`.
 ///
 /// Errors: neither variable is set.
-fn default_data_dir() -> Result<PathBuf, String> {
+pub(crate) fn default_data_dir() -> Result<PathBuf, String> {
     let from = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(data) = from("XDG_DATA_HOME") {
         return Ok(data.join("hubwire"));

@@ -1,9 +1,10 @@
 //! The hubwire command-line program: a local IoT Hub (`hub`), a device simulator
-//! (`device`), a device's MQTT credentials for other clients (`token`) and a
-//! self-contained demonstration (`demo`).
+//! (`device`), a field gateway (`gateway`), a device's MQTT credentials for other
+//! clients (`token`) and a self-contained demonstration (`demo`).
 
 mod demo;
 mod device;
+mod gateway;
 mod hub;
 mod json;
 mod load;
@@ -32,6 +33,9 @@ enum Command {
     Hub(hub::HubArgs),
     /// Run a device that sends telemetry and completes the C2D messages it gets.
     Device(device::DeviceArgs),
+    /// Run a field gateway: MQTT devices downstream, each with its own SAS token,
+    /// carried to their hub over one AMQP connection, the hub judging every token.
+    Gateway(gateway::GatewayArgs),
     /// Print the address, MQTT client id, user name and password (a SAS token) with
     /// which any MQTT client can act as a device.
     ///
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Hub(args) => runtime::run(args),
         Command::Device(args) => runtime::run(args),
+        Command::Gateway(args) => runtime::run(args),
         Command::Token(args) => token::run(args),
         Command::Demo(args) => runtime::run(args),
         Command::Load(args) => runtime::run(args),

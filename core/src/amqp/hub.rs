@@ -821,6 +821,29 @@ impl AmqpConnection {
         self.top_up(now, link);
     }
 
+    /// The message of `ticket` was not kept: its delivery is rejected with
+    /// `amqp:internal-error` (a batch, when any of its messages was not kept), and
+    /// the rest of a batch is no longer waited for.
+    pub(crate) fn telemetry_refused(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        code: ErrorCode,
+        hub: &mut HubState,
+    ) {
+        let Some(key) = self.stores.remove(&ticket) else {
+            return;
+        };
+        self.stores.retain(|_, k| *k != key);
+        let Some(PendingDelivery { link, delivery_id, settled, .. }) = self.pending.remove(&key)
+        else {
+            return;
+        };
+        let reason = format!("the telemetry could not be kept ({code})");
+        self.reject(now, link, delivery_id, settled, condition::INTERNAL_ERROR, &reason);
+        self.refuse(hub, None, code, reason);
+    }
+
     /// Gives a telemetry link its credit back once half is used.
     fn top_up(&mut self, now: Timestamp, link: LinkId) {
         let Some(flow) = self.engine.links().flow_state(link) else {

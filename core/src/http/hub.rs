@@ -410,6 +410,35 @@ impl HttpConnection {
         let _answered = self.advance(now, hub);
     }
 
+    /// The message of `ticket` was not kept: the request is answered with `code`'s
+    /// status and IoT Hub's error body, and the rest of a batch is no longer waited
+    /// for.
+    pub(crate) fn telemetry_refused(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        code: ErrorCode,
+        hub: &mut HubState,
+    ) {
+        let Phase::Storing { tickets, persistence } = &mut self.phase else {
+            return;
+        };
+        if !tickets.contains(&ticket) {
+            return;
+        }
+        let persistence = *persistence;
+        let refusal = Refusal {
+            status: u16::try_from(code.code / 1000).unwrap_or(500),
+            code: Some(code),
+            identity: None,
+            reason: format!("the telemetry could not be kept ({code})"),
+            allow: None,
+        };
+        let answer = self.refusal_answer(now, refusal, hub);
+        self.answer(now, answer, persistence);
+        let _answered = self.advance(now, hub);
+    }
+
     /// Writes the IoT Hub error or plain HTTP error of a refused request, and logs it.
     fn refusal_answer(&mut self, now: Timestamp, refusal: Refusal, hub: &mut HubState) -> Answer {
         let Refusal { status, code, identity, reason, allow } = refusal;

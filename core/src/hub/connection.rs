@@ -12,8 +12,8 @@ use alloc::boxed::Box;
 
 use crate::amqp::hub::AmqpConnection;
 use crate::http::hub::HttpConnection;
-use crate::hub::{HubState, StoreTicket};
-use crate::iothub::{MethodRequest, TwinPatch};
+use crate::hub::{AuthRequest, HubState, StoreTicket};
+use crate::iothub::{ErrorCode, MethodRequest, TwinPatch};
 use crate::mqtt::hub::MqttConnection;
 use crate::sansio::Transmit;
 use crate::time::Timestamp;
@@ -69,6 +69,38 @@ impl HubConnection {
             HubConnection::Mqtt(c) => c.telemetry_stored(now, ticket),
             HubConnection::Amqp(c) => c.telemetry_stored(now, ticket),
             HubConnection::Http(c) => c.telemetry_stored(now, ticket, hub),
+        }
+    }
+
+    /// The runtime judged the token of `request`. Returns whether this connection
+    /// waited for it.
+    pub(crate) fn authenticated(
+        &mut self,
+        now: Timestamp,
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+        hub: &mut HubState,
+    ) -> bool {
+        match self {
+            HubConnection::Mqtt(c) => c.authenticated(now, request, result, hub),
+            // They authenticate against the registry (`Authentication::Delegated`).
+            HubConnection::Amqp(_) | HubConnection::Http(_) => false,
+        }
+    }
+
+    /// The runtime could not keep the message of `ticket`, which this connection
+    /// sent.
+    pub(crate) fn telemetry_refused(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        code: ErrorCode,
+        hub: &mut HubState,
+    ) {
+        match self {
+            HubConnection::Mqtt(c) => c.telemetry_refused(now, ticket, code, hub),
+            HubConnection::Amqp(c) => c.telemetry_refused(now, ticket, code, hub),
+            HubConnection::Http(c) => c.telemetry_refused(now, ticket, code, hub),
         }
     }
 

@@ -81,7 +81,32 @@ pub struct HubConfig {
     /// Hub's port 443 (their documented default, 4 minutes). A device that polls
     /// every 25 minutes (spec file §6.6) opens a connection per poll anyway.
     pub http_idle_timeout: Duration,
+    /// Who judges a device's SAS token: this hub's registry (the default), or the
+    /// runtime, as a field gateway does by putting the token upstream (spec file
+    /// §5.2, §5.10).
+    pub authentication: Authentication,
 }
+
+/// Who judges the SAS tokens devices connect with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Authentication {
+    /// The hub checks each token against its registry's keys (spec file §2.3).
+    #[default]
+    Registry,
+    /// The hub checks only the token's form and expiry and asks the runtime with
+    /// [`HubEvent::AuthenticationRequested`], holding the connection (no MQTT
+    /// CONNACK) until [`Hub::authenticated`] answers; a device the registry does not
+    /// know gets its C2D queue and twin when it is accepted. A field gateway hands
+    /// the token to the real hub, which judges it. MQTT only: AMQP and HTTP
+    /// connections are checked against the registry still.
+    Delegated,
+}
+
+/// Names one [`HubEvent::AuthenticationRequested`] until [`Hub::authenticated`]
+/// answers it. Never reused by a hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AuthRequest(pub u64);
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -96,6 +121,7 @@ impl Default for HubConfig {
             mqtt_c2d_in_flight: 16,
             max_cbs_tokens: crate::amqp::cbs::MAX_TOKENS,
             http_idle_timeout: Duration::from_secs(240),
+            authentication: Authentication::Registry,
         }
     }
 }
@@ -140,6 +166,22 @@ pub enum HubEvent {
         ticket: StoreTicket,
         /// The message with the hub's stamps.
         record: D2cRecord,
+    },
+    /// Under [`Authentication::Delegated`]: judge `token` for `identity`, then call
+    /// [`Hub::authenticated`] with `request`. The connection waits, within the
+    /// connect timeout, without an answer.
+    AuthenticationRequested {
+        /// What to hand back.
+        request: AuthRequest,
+        /// The connection waiting.
+        connection: ConnectionId,
+        /// Who the device says it is (the MQTT user name's identity).
+        identity: Identity,
+        /// The SAS token it presented, as it presented it.
+        token: String,
+        /// The host name the device addressed in its user name (its hub's, not
+        /// this one's, when it connects through a gateway).
+        host_name: String,
     },
     /// A device authenticated.
     Connected {
@@ -304,6 +346,10 @@ pub(crate) struct HubState {
     pub(crate) evicted: Vec<(ConnectionId, String)>,
     /// Direct methods waiting for their devices.
     methods: Methods,
+    /// Authentications asked of the runtime and not answered, and the connection
+    /// waiting for each.
+    pending_auth: BTreeMap<AuthRequest, ConnectionId>,
+    next_auth: u64,
 }
 
 /// What the hub keeps per device between connections.
@@ -320,10 +366,13 @@ pub(crate) struct DeviceState {
 }
 
 impl HubState {
-    /// A registered device's state, made on first use.
+    /// A registered device's state, made on first use; under
+    /// [`Authentication::Delegated`] any device's, the registry being upstream.
     pub(crate) fn device_mut(&mut self, device_id: &str) -> Option<&mut DeviceState> {
         if !self.devices.contains_key(device_id) {
-            self.registry.get(device_id)?;
+            if self.config.authentication != Authentication::Delegated {
+                self.registry.get(device_id)?;
+            }
             let queue = C2dQueue::new(device_id, self.config.c2d);
             let state = DeviceState {
                 queue,
@@ -356,6 +405,27 @@ impl HubState {
         self.registry
             .authenticate(identity, token, &self.config.host_names, now, self.config.sas_skew)
             .map(|_| ())
+    }
+
+    /// Asks the runtime to judge `token` ([`Authentication::Delegated`]).
+    pub(crate) fn request_authentication(
+        &mut self,
+        connection: ConnectionId,
+        identity: Identity,
+        token: String,
+        host_name: String,
+    ) -> AuthRequest {
+        let request = AuthRequest(self.next_auth);
+        self.next_auth += 1;
+        self.pending_auth.insert(request, connection);
+        self.events.push_back(HubEvent::AuthenticationRequested {
+            request,
+            connection,
+            identity,
+            token,
+            host_name,
+        });
+        request
     }
 
     /// Makes `connection` the device's one connection; an older one is evicted
@@ -522,6 +592,8 @@ impl Hub {
                 pending_stores: BTreeMap::new(),
                 evicted: Vec::new(),
                 methods: Methods::default(),
+                pending_auth: BTreeMap::new(),
+                next_auth: 0,
             },
             connections: BTreeMap::new(),
             ready: BTreeSet::new(),
@@ -774,10 +846,46 @@ impl Hub {
         Ok(id)
     }
 
+    /// The runtime's answer to [`HubEvent::AuthenticationRequested`]: `Ok` accepts
+    /// the connection (MQTT CONNACK 0, the device's state made if the registry does
+    /// not know it); `Err` refuses it with IoT Hub's code for the log (CONNACK 5,
+    /// not authorized, whatever the code, spec file §4.1.3; then closed). Returns
+    /// whether a connection still waited for `request`: false once it closed or
+    /// timed out, or for a request answered before.
+    pub fn authenticated(
+        &mut self,
+        now: Timestamp,
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+    ) -> bool {
+        let Some(id) = self.state.pending_auth.remove(&request) else {
+            return false;
+        };
+        let mut waited = false;
+        self.with_connection(now, id, |conn, state| {
+            waited = conn.authenticated(now, request, result, state);
+        });
+        waited
+    }
+
     /// The runtime stored the message of `ticket`: acknowledge it to its device.
     pub fn telemetry_stored(&mut self, now: Timestamp, ticket: StoreTicket) {
         if let Some(id) = self.state.pending_stores.remove(&ticket) {
             self.with_connection(now, id, |conn, state| conn.telemetry_stored(now, ticket, state));
+        }
+    }
+
+    /// The runtime could not keep the message of `ticket` (a store that failed, a
+    /// gateway's upstream hub that refused it): its device is told as its protocol
+    /// can, with IoT Hub's `code` for the log: MQTT 3.1.1 has no negative PUBACK,
+    /// so the connection closes and the device sends it again after reconnecting;
+    /// AMQP rejects the delivery (`amqp:internal-error`); HTTP answers the request
+    /// with the code's status.
+    pub fn telemetry_refused(&mut self, now: Timestamp, ticket: StoreTicket, code: ErrorCode) {
+        if let Some(id) = self.state.pending_stores.remove(&ticket) {
+            self.with_connection(now, id, |conn, state| {
+                conn.telemetry_refused(now, ticket, code, state);
+            });
         }
     }
 
@@ -862,6 +970,7 @@ impl Endpoint for Hub {
 
     fn handle_close(&mut self, now: Timestamp, id: ConnectionId) {
         if let Some(mut conn) = self.connections.remove(&id) {
+            self.state.pending_auth.retain(|_, waiting| *waiting != id);
             conn.handle_close(now, &mut self.state);
             self.ready.remove(&id);
             self.settle_connection_effects(now);
@@ -880,6 +989,7 @@ impl Endpoint for Hub {
                     // The connection ended on this side; it has cleaned up already.
                     self.connections.remove(&id);
                     self.ready.remove(&id);
+                    self.state.pending_auth.retain(|_, waiting| *waiting != id);
                     self.timers.set(TimerKey::Connection(id), None);
                     return Some((id, Transmit::Close));
                 }

@@ -61,6 +61,9 @@ impl ErrorCode {
         ErrorCode { code: 412002, name: "DeviceMessageLockLost" };
     /// 413001: the message exceeds the size limit.
     pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode { code: 413001, name: "MessageTooLarge" };
+    /// 500001: the hub failed on its side (DOC-ERR); a field gateway's answer when
+    /// its upstream hub refused a message for a reason the device cannot fix.
+    pub const SERVER_ERROR: ErrorCode = ErrorCode { code: 500001, name: "ServerError" };
 
     /// The HTTP status class: the code's first three digits.
     pub const fn http_status(self) -> u16 {

@@ -24,7 +24,11 @@
 //! | no password, bad token, unknown device, expired, wrong audience | 0x05 (spec file §4.1.3) | 401003 / 404001 |
 //! | disabled device | 0x03 (the C SDK reads it as "device disabled") | per registry |
 //! | module identity, or a will topic that is not its telemetry topic | 0x05 | 401003 / 400003 |
+//! | delegated authentication ([`crate::hub::Authentication::Delegated`]): a token that does not parse or has expired | 0x05 | 401003 |
+//! | delegated: the runtime answers `Err(code)` | 0x05 | `code` |
+//! | delegated: no answer within the connect timeout | none, closed | 401003 |
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -42,7 +46,9 @@ use super::packet_ids::PacketIds;
 use super::subscription::Subscription;
 use super::topic;
 use super::username::Username;
-use crate::hub::{C2dQueue, HubConfig, HubEvent, HubState, Origin, StoreTicket};
+use crate::hub::{
+    AuthRequest, Authentication, C2dQueue, HubConfig, HubEvent, HubState, Origin, StoreTicket,
+};
 use crate::iothub::{
     Disposition, ErrorCode, Identity, LockToken, MethodRequest, MethodResponse, SasToken,
     TwinPatch, method,
@@ -116,7 +122,17 @@ pub(crate) struct MqttConnection {
 
 #[derive(Debug)]
 enum State {
-    AwaitingConnect { deadline: Timestamp },
+    AwaitingConnect {
+        deadline: Timestamp,
+    },
+    /// The CONNECT passed every check but the token's, which the runtime judges
+    /// ([`crate::hub::Authentication::Delegated`]); `deadline` is still the
+    /// connect timeout's. Input waits in `rx`.
+    AwaitingAuthentication {
+        deadline: Timestamp,
+        request: AuthRequest,
+        accepted: Box<Accepted>,
+    },
     Connected(Online),
     Closed,
 }
@@ -131,6 +147,17 @@ struct Online {
     silent_until: Timestamp,
     /// SAS expiry plus the allowed skew: IoT Hub closes connections whose token
     /// expires (spec file §4.1.3).
+    token_expiry: Timestamp,
+}
+
+/// A CONNECT that passed its checks, to accept once its token is judged.
+#[derive(Debug)]
+struct Accepted {
+    identity: Identity,
+    clean_session: bool,
+    will: Option<Will>,
+    keep_alive: u16,
+    /// SAS expiry plus the allowed skew.
     token_expiry: Timestamp,
 }
 
@@ -173,6 +200,16 @@ impl MqttConnection {
         }
         self.rx.extend_from_slice(bytes);
         loop {
+            if matches!(self.state, State::AwaitingAuthentication { .. }) {
+                // A client may send on before its CONNACK; that waits for the
+                // answer, within the bound on what a stranger may make the hub hold.
+                if self.rx.len() > self.connect_limits.max_remaining_length {
+                    let reason = String::from("too much input before the CONNACK");
+                    self.refuse_and_close(now, hub, ErrorCode::MESSAGE_TOO_LARGE, reason.clone());
+                    return Err(HubProtocolError::Forbidden(reason));
+                }
+                return Ok(());
+            }
             let limits = match self.state {
                 State::AwaitingConnect { .. } => &self.connect_limits,
                 _ => &self.limits,
@@ -270,10 +307,13 @@ impl MqttConnection {
     }
 
     fn handle_connect(&mut self, now: Timestamp, connect: Connect, hub: &mut HubState) {
-        let (identity, token) = match self.check_connect(&connect) {
+        let (identity, token, host_name) = match self.check_connect(&connect) {
             Ok(v) => v,
             Err(refusal) => return self.refuse_connect(hub, refusal),
         };
+        if hub.config.authentication == Authentication::Delegated {
+            return self.delegate(now, connect, identity, token, host_name, hub);
+        }
         if let Err(e) = hub.authenticate(&identity, &token, now) {
             let code = match e {
                 crate::hub::AuthError::Disabled => ConnectReturnCode::ServerUnavailable,
@@ -290,11 +330,107 @@ impl MqttConnection {
         // authenticate() parsed it already; the expiry bounds the connection.
         let token_expiry =
             SasToken::parse(&token).map(|t| t.expiry_time() + hub.config.sas_skew).unwrap_or(now);
+        let accepted = Accepted {
+            identity,
+            clean_session: connect.clean_session,
+            will: connect.will,
+            keep_alive: connect.keep_alive,
+            token_expiry,
+        };
+        self.accept(now, accepted, hub);
+    }
+
+    /// Under [`Authentication::Delegated`]: the token is checked for its form and
+    /// expiry here (a token that could never pass is not sent anywhere), then
+    /// judged by the runtime; the connection waits for [`Self::authenticated`].
+    fn delegate(
+        &mut self,
+        now: Timestamp,
+        connect: Connect,
+        identity: Identity,
+        token: String,
+        host_name: String,
+        hub: &mut HubState,
+    ) {
+        let skew = hub.config.sas_skew;
+        let token_expiry = match SasToken::parse(&token) {
+            Ok(t) if t.expiry_time() + skew > now => t.expiry_time() + skew,
+            parsed => {
+                let e = match parsed {
+                    Ok(_) => crate::hub::AuthError::Expired,
+                    Err(_) => crate::hub::AuthError::MalformedToken,
+                };
+                let refusal = Refusal {
+                    identity: Some(identity),
+                    connack: Some(ConnectReturnCode::NotAuthorized),
+                    code: e.code(),
+                    reason: e.reason().to_string(),
+                };
+                return self.refuse_connect(hub, refusal);
+            }
+        };
+        let State::AwaitingConnect { deadline } = self.state else { return };
+        let accepted = Box::new(Accepted {
+            identity: identity.clone(),
+            clean_session: connect.clean_session,
+            will: connect.will,
+            keep_alive: connect.keep_alive,
+            token_expiry,
+        });
+        let request = hub.request_authentication(self.id, identity, token, host_name);
+        self.state = State::AwaitingAuthentication { deadline, request, accepted };
+    }
+
+    /// The runtime judged the token of `request`: the CONNECT is accepted, or
+    /// refused with CONNACK 5 (spec file §4.1.3: IoT Hub answers every failed
+    /// authentication so). Returns whether this connection waited for it.
+    pub(crate) fn authenticated(
+        &mut self,
+        now: Timestamp,
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+        hub: &mut HubState,
+    ) -> bool {
+        let State::AwaitingAuthentication { request: waiting, .. } = &self.state else {
+            return false;
+        };
+        if *waiting != request {
+            return false;
+        }
+        let State::AwaitingAuthentication { accepted, .. } =
+            core::mem::replace(&mut self.state, State::Closed)
+        else {
+            return false;
+        };
+        match result {
+            Ok(()) => {
+                self.accept(now, *accepted, hub);
+                // What the client sent on after its CONNECT. A violation in it is
+                // answered (closed) already and reported as an event.
+                let _ = self.handle_input(now, &[], hub);
+            }
+            Err(code) => {
+                let refusal = Refusal {
+                    identity: Some(accepted.identity),
+                    connack: Some(ConnectReturnCode::NotAuthorized),
+                    code,
+                    reason: format!("the upstream hub refused the SAS token ({code})"),
+                };
+                self.refuse_connect(hub, refusal);
+            }
+        }
+        true
+    }
+
+    /// Accepts an authenticated CONNECT: binds the device, restores or starts its
+    /// session, sends CONNACK 0 and what its queue holds.
+    fn accept(&mut self, now: Timestamp, accepted: Accepted, hub: &mut HubState) {
+        let Accepted { identity, clean_session, will, keep_alive, token_expiry } = accepted;
         hub.bind(&identity.device_id, self.id);
         let Some(device) = hub.device_mut(&identity.device_id) else {
             return;
         };
-        if connect.clean_session {
+        if clean_session {
             // [MQTT-3.1.2-6]: a clean session starts empty and ends with the
             // connection.
             if let Some(old) = device.mqtt_session.as_mut() {
@@ -305,11 +441,11 @@ impl MqttConnection {
         // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3]
         let session_present = device.mqtt_session.is_some();
         device.mqtt_session.get_or_insert_with(Session::default);
-        let timeout = server_timeout(connect.keep_alive);
+        let timeout = server_timeout(keep_alive);
         self.state = State::Connected(Online {
             identity: identity.clone(),
-            clean_session: connect.clean_session,
-            will: connect.will,
+            clean_session,
+            will,
             timeout,
             silent_until: now + timeout,
             token_expiry,
@@ -319,8 +455,9 @@ impl MqttConnection {
         self.pump_c2d(now, hub);
     }
 
-    /// The CONNECT checks that need no registry: returns the identity and token.
-    fn check_connect(&self, connect: &Connect) -> Result<(Identity, String), Refusal> {
+    /// The CONNECT checks that need no registry: returns the identity, the token and
+    /// the user name's host name.
+    fn check_connect(&self, connect: &Connect) -> Result<(Identity, String, String), Refusal> {
         let refuse = |connack, code, reason: &str| Refusal {
             identity: None,
             connack,
@@ -362,7 +499,7 @@ impl MqttConnection {
                 "user name is not {host}/{device}[/{module}]/?api-version=...",
             )
         })?;
-        let identity = username.identity;
+        let Username { identity, host_name, .. } = username;
         if connect.client_id.as_str() != identity.to_string() {
             return Err(Refusal {
                 identity: Some(identity),
@@ -401,7 +538,7 @@ impl MqttConnection {
                 ));
             }
         }
-        Ok((identity.clone(), String::from(token)))
+        Ok((identity.clone(), String::from(token), host_name))
     }
 
     fn refuse_connect(&mut self, hub: &mut HubState, refusal: Refusal) {
@@ -629,6 +766,21 @@ impl MqttConnection {
             entry.2 = true;
         }
         self.send_due_acks();
+    }
+
+    /// The message of `ticket` was not kept: no PUBACK can say so [MQTT-4.3.2-2],
+    /// so the connection closes, and the device sends it again on its next one.
+    pub(crate) fn telemetry_refused(
+        &mut self,
+        now: Timestamp,
+        ticket: StoreTicket,
+        code: ErrorCode,
+        hub: &mut HubState,
+    ) {
+        if self.acks.iter().any(|(t, _, _)| *t == Some(ticket)) {
+            let reason = String::from("the telemetry could not be kept; closing unacknowledged");
+            self.refuse_and_close(now, hub, code, reason);
+        }
     }
 
     /// Sends the PUBACKs at the front of the queue whose PUBLISHes are done.
@@ -891,7 +1043,8 @@ impl MqttConnection {
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
         match &self.state {
-            State::AwaitingConnect { deadline } => Some(*deadline),
+            State::AwaitingConnect { deadline }
+            | State::AwaitingAuthentication { deadline, .. } => Some(*deadline),
             State::Connected(online) => Some(online.silent_until.min(online.token_expiry)),
             State::Closed => None,
         }
@@ -899,6 +1052,17 @@ impl MqttConnection {
 
     pub(crate) fn handle_timeout(&mut self, now: Timestamp, hub: &mut HubState) {
         match &self.state {
+            State::AwaitingAuthentication { deadline, accepted, .. } if now >= *deadline => {
+                hub.emit(HubEvent::Refused {
+                    connection: self.id,
+                    identity: Some(accepted.identity.clone()),
+                    code: ErrorCode::IOT_HUB_UNAUTHORIZED,
+                    reason: String::from("the SAS token was not judged within the connect timeout"),
+                });
+                self.state = State::Closed;
+                self.rx.clear();
+                self.outbox.push(Transmit::Close);
+            }
             State::AwaitingConnect { deadline } if now >= *deadline => {
                 hub.emit(HubEvent::Refused {
                     connection: self.id,

@@ -29,7 +29,9 @@ mod writer;
 pub use driver::ClientThread;
 pub use hub::HubThreads;
 pub use hubwire_runtime::listen::{BindError, Listen, listener_name};
-pub use hubwire_runtime::sync::{AddDeviceError, TelemetryError, TwinCallError};
+pub use hubwire_runtime::sync::{
+    AddDeviceError, GatewayConfig, GatewayEvent, TelemetryError, TwinCallError,
+};
 pub use hubwire_runtime::{
     ClientTransport, HubServerEvent, TransportChoice, TransportStatus, clock, dial,
 };
@@ -39,6 +41,9 @@ pub use hubwire_transports::{Listener, Transport};
 pub type DeviceClient = sync::DeviceClient<Threads>;
 /// Many devices over one AMQP connection, driven by one thread.
 pub type MultiplexedClient = sync::MultiplexedClient<Threads>;
+/// A field gateway: a local hub's threads downstream, one AMQP connection's
+/// thread upstream.
+pub type GatewayServer = sync::GatewayServer<Threads>;
 /// A local IoT Hub: a driver thread, an accept thread per listener, a reader and a
 /// writer thread per connection.
 pub type HubServer = sync::HubServer<Threads>;

@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hubwire_core::hub::{
-    D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
+    AuthRequest, D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
+    StoreTicket,
 };
+use hubwire_core::iothub::ErrorCode;
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
 use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
 use hubwire_store::Store;
@@ -53,8 +55,10 @@ pub enum HubServerEvent {
     /// A D2C message was stored (and its device acknowledged).
     Stored(D2cRecord),
     /// Any other hub event: `Connected`, `Refused`, `Disconnected`, `C2dSettled`,
-    /// `ReportedUpdated`, `MethodResult`. [`HubEvent::StoreTelemetry`] never appears
-    /// here; it becomes [`HubServerEvent::Stored`].
+    /// `ReportedUpdated`, `MethodResult`, `AuthenticationRequested`.
+    /// [`HubEvent::StoreTelemetry`] appears here only from a hub that forwards
+    /// its telemetry ([`ServedHub::forward_telemetry`]); otherwise it becomes
+    /// [`HubServerEvent::Stored`].
     Hub(HubEvent),
     /// The application did not read events fast enough: this many were dropped
     /// before this one ([`EVENT_BACKLOG`] wait at most). What they reported
@@ -183,6 +187,8 @@ pub struct ServedHub {
     /// The time of the last input, for the acknowledgements settled after it.
     now: Timestamp,
     events: VecDeque<HubServerEvent>,
+    /// D2C messages are passed on, not stored ([`ServedHub::forward_telemetry`]).
+    forwarding: bool,
 }
 
 impl ServedHub {
@@ -206,7 +212,44 @@ impl ServedHub {
             heard: Vec::new(),
             now: Timestamp::EPOCH,
             events: VecDeque::new(),
+            forwarding: false,
         }
+    }
+
+    /// From now on D2C messages are not stored: each is passed on as
+    /// [`HubServerEvent::Hub`] with [`HubEvent::StoreTelemetry`], and its device is
+    /// acknowledged when the application calls [`ServedHub::telemetry_stored`]. A
+    /// field gateway forwards them upstream so.
+    pub fn forward_telemetry(&mut self) {
+        self.forwarding = true;
+    }
+
+    /// The message of `ticket`, passed on by a forwarding hub, is kept where it
+    /// went: acknowledge it to its device (as [`Hub::telemetry_stored`]).
+    pub fn telemetry_stored(&mut self, now: Timestamp, ticket: StoreTicket) {
+        self.hub.telemetry_stored(now, ticket);
+        self.drain(now);
+    }
+
+    /// The message of `ticket`, passed on by a forwarding hub, was not kept where
+    /// it went: its device is told as its protocol can (as
+    /// [`Hub::telemetry_refused`]), with IoT Hub's `code`.
+    pub fn telemetry_refused(&mut self, now: Timestamp, ticket: StoreTicket, code: ErrorCode) {
+        self.hub.telemetry_refused(now, ticket, code);
+        self.drain(now);
+    }
+
+    /// Answers [`HubEvent::AuthenticationRequested`] (as [`Hub::authenticated`]);
+    /// returns whether a connection still waited for it.
+    pub fn authenticated(
+        &mut self,
+        now: Timestamp,
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+    ) -> bool {
+        let waited = self.hub.authenticated(now, request, result);
+        self.drain(now);
+        waited
     }
 
     /// The engine, to read.
@@ -516,13 +559,17 @@ impl ServedHub {
                 _ => None,
             })
             .collect();
-        let stored = records.is_empty() || {
+        let stored = records.is_empty() || self.forwarding || {
             let appended = self.store.append_d2c(&records);
             let count = records.len();
             self.report(appended, || format!("{count} D2C message(s)")).is_some()
         };
         for event in heard.drain(..) {
             match event {
+                HubEvent::StoreTelemetry { ticket, record } if self.forwarding => {
+                    let event = HubEvent::StoreTelemetry { ticket, record };
+                    self.events.push_back(HubServerEvent::Hub(event));
+                }
                 HubEvent::StoreTelemetry { ticket, record } => {
                     if stored {
                         self.hub.telemetry_stored(now, ticket);

@@ -730,3 +730,29 @@ fn a_content_type_that_is_not_ascii_is_refused_before_queueing() {
 }
 
 mod twin;
+
+#[test]
+fn telemetry_not_kept_by_the_hub_is_rejected_with_internal_error() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    pair.hold_stores = true;
+    let id = pair.send_telemetry(d, Message::new(&b"t"[..])).unwrap();
+    let held = core::mem::take(&mut pair.pending_stores);
+    let [HubEvent::StoreTelemetry { ticket, .. }] = held.as_slice() else {
+        panic!("one store expected: {held:?}");
+    };
+    let now = pair.now;
+    pair.hub.telemetry_refused(now, *ticket, crate::iothub::ErrorCode::THROTTLING);
+    pair.drive();
+    let events = &pair.devices[d].events;
+    assert!(!events.contains(&DeviceEvent::TelemetryAcknowledged(id)));
+    let rejected = events.iter().find_map(|e| match e {
+        DeviceEvent::TelemetryRejected { id: r, condition, .. } if *r == id => Some(condition),
+        _ => None,
+    });
+    assert_eq!(rejected.map(String::as_str), Some("amqp:internal-error"));
+    // The connection carries on.
+    assert_eq!(connected(events), 1);
+    assert_eq!(disconnected(events), 0);
+}

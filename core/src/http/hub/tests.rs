@@ -780,3 +780,22 @@ fn spec_3_c2d_properties_no_header_can_carry_are_refused_when_sent() {
     m.properties.set("unit", "°C");
     assert!(rest.pair.send_c2d("device1", m).is_ok(), "UTF-8 values are header values");
 }
+
+#[test]
+fn telemetry_not_kept_is_answered_with_the_codes_status() {
+    let mut rest = Rest::new();
+    rest.pair.hold_stores = true;
+    let request = rest.request("POST", &events_target(), &[], b"x");
+    rest.send(&request);
+    let held = core::mem::take(&mut rest.pair.pending_stores);
+    let [HubEvent::StoreTelemetry { ticket, .. }] = held.as_slice() else {
+        panic!("one store expected: {held:?}");
+    };
+    let now = rest.pair.now;
+    rest.pair.hub.telemetry_refused(now, *ticket, ErrorCode::THROTTLING);
+    rest.pair.drive();
+    let answers = rest.answers();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].0.status, 429);
+    assert!(rest.pair.stored.is_empty());
+}

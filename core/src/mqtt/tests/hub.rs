@@ -709,3 +709,29 @@ fn c2d_for_a_device_never_connected_expires_at_its_time_to_live() {
     );
     assert_eq!(pair.hub.poll_timeout(), None, "nothing left to wait for");
 }
+
+/// The held stores' tickets, in arrival order.
+fn held_tickets(pair: &mut Pair) -> Vec<crate::hub::StoreTicket> {
+    core::mem::take(&mut pair.pending_stores)
+        .into_iter()
+        .filter_map(|e| match e {
+            HubEvent::StoreTelemetry { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mqtt_4_3_2_2_telemetry_not_kept_closes_the_connection_without_its_puback() {
+    let (mut pair, r) = connected();
+    pair.hold_stores = true;
+    pair.raw_send_packet(r, &telemetry("dev1", QoS::AtLeastOnce, 7, b"t"));
+    let tickets = held_tickets(&mut pair);
+    assert_eq!(tickets.len(), 1);
+    let now = pair.now;
+    pair.hub.telemetry_refused(now, tickets[0], crate::iothub::ErrorCode::THROTTLING);
+    pair.drive();
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::Accepted)], "no PUBACK");
+    assert!(pair.raw[r].closed_by_hub);
+    assert_eq!(refused_code(&pair), Some(429001));
+}

@@ -1,5 +1,6 @@
 //! Device and hub sessions joined by the `Pair` harness in simulated time.
 
+mod delegated;
 mod device;
 mod hub;
 mod scenarios;

@@ -15,6 +15,7 @@
 
 mod backpressure;
 mod device;
+mod gateway;
 mod hub;
 mod multiplexed;
 
@@ -22,6 +23,14 @@ pub use backpressure::a_flooding_device_that_never_reads_is_paced_and_others_are
 pub use device::{
     c2d_over, forty_devices_at_once_lose_nothing, keep_alive_over, reject_and_abandon_over,
     restart_over, ten_messages_over, wrong_key_over,
+};
+pub use gateway::{
+    a_token_the_hub_refuses_gets_connack_5,
+    c2d_for_a_device_away_waits_in_the_hub_and_arrives_once,
+    c2d_redelivered_after_a_hub_restart_reaches_the_device_once,
+    mqtt_devices_share_one_upstream_connection,
+    no_acknowledged_message_is_lost_when_the_hub_restarts,
+    telemetry_the_hub_rejects_is_not_acknowledged_downstream,
 };
 pub use hub::{KEY, TestHub, record};
 pub use hubwire_transports::Transport;

@@ -11,9 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use hubwire_core::Timestamp;
 use hubwire_core::hub::{
-    D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
+    AuthRequest, D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
+    StoreTicket,
 };
-use hubwire_core::iothub::{Message, Twin, TwinPatch};
+use hubwire_core::iothub::{ErrorCode, Message, Twin, TwinPatch};
 use hubwire_store::{MemoryStore, Store};
 use hubwire_transports::Listener;
 
@@ -69,6 +70,46 @@ enum Command {
         timeout: Duration,
         reply: Sender<Result<MethodInvocation, HubError>>,
     },
+    /// For a forwarding hub (a gateway's downstream).
+    Authenticated {
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+    },
+    /// For a forwarding hub.
+    TelemetryStored {
+        ticket: StoreTicket,
+    },
+    /// For a forwarding hub.
+    TelemetryRefused {
+        ticket: StoreTicket,
+        code: ErrorCode,
+    },
+}
+
+impl HubCommand {
+    /// [`ServedHub::send_c2d`], answered on `reply`.
+    pub(crate) fn send_c2d(
+        device_id: String,
+        message: Message,
+        reply: Sender<Result<u64, HubError>>,
+    ) -> HubCommand {
+        HubCommand(Command::SendC2d { device_id, message, reply })
+    }
+
+    /// [`ServedHub::authenticated`].
+    pub(crate) fn authenticated(request: AuthRequest, result: Result<(), ErrorCode>) -> HubCommand {
+        HubCommand(Command::Authenticated { request, result })
+    }
+
+    /// [`ServedHub::telemetry_stored`].
+    pub(crate) fn telemetry_stored(ticket: StoreTicket) -> HubCommand {
+        HubCommand(Command::TelemetryStored { ticket })
+    }
+
+    /// [`ServedHub::telemetry_refused`].
+    pub(crate) fn telemetry_refused(ticket: StoreTicket, code: ErrorCode) -> HubCommand {
+        HubCommand(Command::TelemetryRefused { ticket, code })
+    }
 }
 
 impl HubCommand {
@@ -93,6 +134,11 @@ impl HubCommand {
             Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
                 let _ = reply.send(hub.invoke_method(now, &device_id, &name, payload, timeout));
             }
+            Command::Authenticated { request, result } => {
+                hub.authenticated(now, request, result);
+            }
+            Command::TelemetryStored { ticket } => hub.telemetry_stored(now, ticket),
+            Command::TelemetryRefused { ticket, code } => hub.telemetry_refused(now, ticket, code),
         }
     }
 }

@@ -20,10 +20,12 @@ use crate::listen::Listen;
 use crate::{Dialed, HubServerEvent, ServedHub, TransportStatus};
 
 mod device;
+mod gateway;
 mod hub;
 mod multiplexed;
 
 pub use device::{DeviceClient, TelemetryError, TwinCallError};
+pub use gateway::{GatewayConfig, GatewayEvent, GatewayServer};
 pub use hub::{HubCommand, HubServer};
 pub use multiplexed::{AddDeviceError, MultiplexedClient};
 #[cfg(feature = "async")]
