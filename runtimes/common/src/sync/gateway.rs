@@ -149,7 +149,9 @@ impl<S: Scheduler> GatewayServer<S> {
             listen::start(downstream, [], &listen, tls, Box::new(MemoryStore::new()))?;
         hub.forward_telemetry();
         let bound = listeners.iter().map(|(l, _)| *l).collect();
-        let (hub_events_tx, hub_events) = mpsc::channel();
+        // The gateway's own thread reads these as they come; beyond the backlog
+        // (a stalled gateway thread) they would be dropped and counted.
+        let (hub_events_tx, hub_events) = mpsc::sync_channel(crate::EVENT_BACKLOG);
         let hub = Arc::new(Mutex::new(S::start_hub(hub, listeners, hub_events_tx)?));
 
         let host = dial::split_port(&upstream.host_name);
