@@ -31,8 +31,8 @@ use hubwire_core::Timestamp;
 use hubwire_runtime::sync::{Client, ClientDriver, STOP_GRACE, publish_status};
 use hubwire_runtime::{Action, Dialed, TransportStatus, clock, dial};
 
-use crate::flow::{Chunk, Flow};
 use crate::reader;
+use hubwire_runtime::flow::{Chunk, Flow};
 
 /// What the driver waits for.
 #[derive(Debug)]

@@ -22,8 +22,8 @@ use hubwire_runtime::sync::{HubCommand, HubDriver};
 use hubwire_runtime::{EventSink, HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
 use hubwire_transports::Listener;
 
-use crate::flow::{Chunk, Flow};
 use crate::{reader, writer};
+use hubwire_runtime::flow::{Chunk, Flow};
 
 /// How long the accept thread pauses after an error that is not about one
 /// connection (out of file descriptors), which would otherwise repeat at once.

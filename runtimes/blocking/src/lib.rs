@@ -21,7 +21,6 @@ use hubwire_runtime::sync::{self, Client, Scheduler};
 use hubwire_runtime::{Dialed, ServedHub};
 
 mod driver;
-mod flow;
 mod hub;
 mod reader;
 mod writer;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::thread;
 
-use crate::flow::{Chunk, Flow};
+use hubwire_runtime::flow::{Chunk, Flow};
 
 /// Bytes read in one call, at most.
 const READ_BUFFER: usize = 16 * 1024;
@@ -28,7 +28,7 @@ pub(crate) fn spawn<M: Send + 'static>(
 ) -> io::Result<()> {
     thread::Builder::new().name(name).spawn(move || {
         let mut buffer = vec![0u8; READ_BUFFER];
-        while flow.wait_to_read() {
+        while flow.wait_to_read_blocking() {
             match (&*stream).read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => {

@@ -10,7 +10,7 @@ use std::thread;
 
 use hubwire_core::Transmit;
 
-use crate::flow::Flow;
+use hubwire_runtime::flow::Flow;
 
 /// Spawns a thread that writes each [`Transmit::Send`] to `stream` in order and
 /// shuts the socket down on [`Transmit::Close`], on a failed write, or when the

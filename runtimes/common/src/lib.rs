@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod dial;
 mod dialed;
+pub mod flow;
 pub mod listen;
 #[cfg(feature = "scenarios")]
 pub mod scenarios;

@@ -20,8 +20,8 @@ use async_channel::{Receiver, Sender};
 use hubwire_core::{Connection, Timestamp};
 use rand_core::{OsRng, RngCore};
 
-use super::flow::{Chunk, Flow};
 use super::{Runtime, Waited, oneshot, socket, timeout, wait};
+use crate::flow::{Chunk, Flow};
 use crate::sync::{Client, ClientDriver, STOP_GRACE, publish_status};
 use crate::{Action, ClientTransport, Dialed, TransportStatus, client_tls, clock, dial};
 

@@ -29,9 +29,9 @@ use hubwire_store::{MemoryStore, Store};
 use hubwire_transports::Listener;
 
 use super::driver::close;
-use super::flow::{Chunk, Flow};
 use super::socket::{self, Write};
 use super::{Runtime, Waited, oneshot, wait};
+use crate::flow::{Chunk, Flow};
 use crate::listen::{self, BindError, Listen};
 use crate::sync::{HubCommand, HubDriver};
 use crate::{EVENT_BACKLOG, EventQueue, EventSink, Offer};

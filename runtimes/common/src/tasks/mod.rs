@@ -28,7 +28,6 @@ use crate::{Dialed, HubServerEvent, ServedHub};
 
 mod device;
 mod driver;
-mod flow;
 mod hub;
 mod multiplexed;
 mod socket;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Runtime;
-use super::flow::{Chunk, Flow};
+use crate::flow::{Chunk, Flow};
 
 /// Bytes read in one call, at most.
 const READ_BUFFER: usize = 16 * 1024;

@@ -1,5 +1,7 @@
 //! Backpressure for one connection: its reader reads again only when the driver is
 //! done with the last chunk and the bytes waiting to be written to the peer are few.
+//! The blocking runtime's reader threads wait with [`Flow::wait_to_read_blocking`],
+//! the async runtimes' reader tasks with [`Flow::wait_to_read`].
 //!
 //! Without it, a peer that sends faster than the driver works (a flood of PINGREQs)
 //! fills the driver's queue and memory, and every other connection waits behind it;
@@ -9,13 +11,14 @@
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use event_listener::Event;
+use event_listener::{Event, Listener};
 
 /// Bytes queued for the peer and not yet written, above which its reader pauses.
-pub(crate) const MAX_UNWRITTEN: usize = 1024 * 1024;
+pub const MAX_UNWRITTEN: usize = 1024 * 1024;
 
+/// One connection's backpressure: shared by its reader, its writer and the driver.
 #[derive(Debug, Default)]
-pub(crate) struct Flow {
+pub struct Flow {
     state: Mutex<State>,
     changed: Event,
 }
@@ -32,7 +35,7 @@ struct State {
 
 impl Flow {
     /// Waits until the reader may read again; false once the connection is closed.
-    pub(crate) async fn wait_to_read(&self) -> bool {
+    pub async fn wait_to_read(&self) -> bool {
         loop {
             // Listening before looking, so a change in between is not missed.
             let changed = self.changed.listen();
@@ -49,8 +52,27 @@ impl Flow {
         }
     }
 
+    /// Blocks the reader's thread until it may read again; false once the
+    /// connection is closed.
+    pub fn wait_to_read_blocking(&self) -> bool {
+        loop {
+            // Listening before looking, so a change in between is not missed.
+            let changed = self.changed.listen();
+            {
+                let state = self.lock();
+                if state.closed {
+                    return false;
+                }
+                if !state.chunk_out && state.unwritten <= MAX_UNWRITTEN {
+                    return true;
+                }
+            }
+            changed.wait();
+        }
+    }
+
     /// Resolves once the connection is closed.
-    pub(crate) async fn closed(&self) {
+    pub async fn closed(&self) {
         loop {
             let changed = self.changed.listen();
             if self.lock().closed {
@@ -61,12 +83,12 @@ impl Flow {
     }
 
     /// The driver queued `n` bytes for the writer.
-    pub(crate) fn queued(&self, n: usize) {
+    pub fn queued(&self, n: usize) {
         self.lock().unwritten += n;
     }
 
     /// The writer wrote `n` bytes.
-    pub(crate) fn written(&self, n: usize) {
+    pub fn written(&self, n: usize) {
         let mut state = self.lock();
         state.unwritten = state.unwritten.saturating_sub(n);
         drop(state);
@@ -74,7 +96,7 @@ impl Flow {
     }
 
     /// The connection is over.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify(usize::MAX);
     }
@@ -88,14 +110,14 @@ impl Flow {
 /// (handled it, or ignored it because its connection is gone), lets the reader read
 /// again, so no reader waits forever on a chunk nobody will report.
 #[derive(Debug)]
-pub(crate) struct Chunk {
+pub struct Chunk {
     bytes: Vec<u8>,
     flow: Arc<Flow>,
 }
 
 impl Chunk {
     /// Marks a chunk as out with the driver.
-    pub(crate) fn new(bytes: Vec<u8>, flow: Arc<Flow>) -> Self {
+    pub fn new(bytes: Vec<u8>, flow: Arc<Flow>) -> Self {
         flow.lock().chunk_out = true;
         Chunk { bytes, flow }
     }
@@ -119,14 +141,40 @@ impl Drop for Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blocked_reader_thread_waits_for_the_chunk_and_is_released_by_a_close() {
+        let flow = Arc::new(Flow::default());
+        assert!(flow.wait_to_read_blocking());
+        let chunk = Chunk::new(vec![1], Arc::clone(&flow));
+        let reader = {
+            let flow = Arc::clone(&flow);
+            std::thread::spawn(move || flow.wait_to_read_blocking())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!reader.is_finished(), "a chunk is out");
+        drop(chunk);
+        assert_eq!(reader.join().ok(), Some(true));
+        let _chunk = Chunk::new(vec![2], Arc::clone(&flow));
+        let reader = {
+            let flow = Arc::clone(&flow);
+            std::thread::spawn(move || flow.wait_to_read_blocking())
+        };
+        flow.close();
+        assert_eq!(reader.join().ok(), Some(false));
+    }
+
+    #[cfg(feature = "async")]
     use futures_lite::future;
 
     /// Whether `wait_to_read` would resolve now.
+    #[cfg(feature = "async")]
     fn may_read(flow: &Flow) -> Option<bool> {
         future::block_on(future::poll_once(flow.wait_to_read()))
     }
 
     #[test]
+    #[cfg(feature = "async")]
     fn the_reader_waits_for_the_chunk_and_for_the_writer() {
         let flow = Arc::new(Flow::default());
         assert_eq!(may_read(&flow), Some(true));
@@ -140,6 +188,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "async")]
     fn closing_releases_a_waiting_reader() {
         let flow = Arc::new(Flow::default());
         let _chunk = Chunk::new(vec![1], Arc::clone(&flow));
