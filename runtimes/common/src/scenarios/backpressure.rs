@@ -2,7 +2,7 @@
 //! reads its answers is paced by TCP, while another device goes on as usual.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,10 @@ use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message, SasToken};
 use hubwire_core::mqtt::{Connect, Packet};
 
-/// A valid CONNECT for `device_id` on the hub at `addr`.
-fn connect_bytes(addr: SocketAddr, device_id: &str) -> BytesMut {
-    let host = format!("127.0.0.1:{}", addr.port());
+/// A valid MQTT CONNECT for `device_id` (with [`KEY`]) on the hub at
+/// `127.0.0.1:port`, for tests that speak raw MQTT.
+pub fn connect_bytes(port: u16, device_id: &str) -> BytesMut {
+    let host = format!("127.0.0.1:{port}");
     let token = SasToken::sign(
         &format!("{host}/devices/{device_id}"),
         KEY,
@@ -57,7 +58,7 @@ pub fn a_flooding_device_that_never_reads_is_paced_and_others_are_served<S: Sche
         Err(e) => panic!("{e}"),
     };
     let _ = flood.set_write_timeout(Some(Duration::from_secs(1)));
-    if let Err(e) = flood.write_all(&connect_bytes(addr, "flood")) {
+    if let Err(e) = flood.write_all(&connect_bytes(addr.port(), "flood")) {
         panic!("{e}");
     }
     let pings = [0xc0u8, 0x00].repeat(32 * 1024);

@@ -19,7 +19,9 @@ mod gateway;
 mod hub;
 mod multiplexed;
 
-pub use backpressure::a_flooding_device_that_never_reads_is_paced_and_others_are_served;
+pub use backpressure::{
+    a_flooding_device_that_never_reads_is_paced_and_others_are_served, connect_bytes,
+};
 pub use device::{
     c2d_over, forty_devices_at_once_lose_nothing, keep_alive_over, reject_and_abandon_over,
     restart_over, ten_messages_over, wrong_key_over,

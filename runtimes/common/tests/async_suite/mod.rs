@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hubwire_core::Protocol;
 use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{
@@ -26,14 +26,14 @@ use hubwire_core::device::{
 };
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, MethodOutcome, Outcome};
 use hubwire_core::iothub::{
-    Ack, ConnectionString, Disposition, Message, MethodResponse, Properties, SasToken, TwinPatch,
+    Ack, ConnectionString, Disposition, Message, MethodResponse, Properties, TwinPatch,
 };
-use hubwire_core::mqtt::{Connect, Packet};
 use hubwire_core::retry::Backoff;
 use hubwire_runtime::listen::Listen;
+use hubwire_runtime::scenarios::connect_bytes;
 use hubwire_runtime::sync::{TelemetryError, TwinCallError};
 use hubwire_runtime::tasks::{DeviceClient, HubServer, MultiplexedClient, Runtime};
-use hubwire_runtime::{ClientTransport, HubServerEvent, clock};
+use hubwire_runtime::{ClientTransport, HubServerEvent};
 use hubwire_transports::Transport;
 use hubwire_transports::tls::{self, local_ca};
 
@@ -499,33 +499,6 @@ pub(crate) async fn an_async_device_works_with_the_blocking_hub<R: Runtime>() {
         within::<R, _>("disconnect", device.disconnect()).await;
         hub.shutdown();
     }
-}
-
-/// A valid MQTT CONNECT for `device_id` on the hub at `port`.
-fn connect_bytes(port: u16, device_id: &str) -> BytesMut {
-    let host = format!("127.0.0.1:{port}");
-    let token = SasToken::sign(
-        &format!("{host}/devices/{device_id}"),
-        KEY,
-        clock::now() + Duration::from_secs(3600),
-        None,
-    );
-    let Ok(token) = token else { panic!("cannot sign") };
-    let connect = Packet::Connect(Connect {
-        protocol_name: "MQTT".into(),
-        protocol_level: 4,
-        clean_session: true,
-        keep_alive: 600,
-        client_id: device_id.into(),
-        will: None,
-        username: Some(format!("{host}/{device_id}/?api-version=2021-04-12").into()),
-        password: Some(Bytes::from(token.to_string().into_bytes())),
-    });
-    let mut out = BytesMut::new();
-    if let Err(e) = connect.encode(&mut out) {
-        panic!("{e}");
-    }
-    out
 }
 
 /// One connection cannot starve the others: a peer that floods the hub with
