@@ -77,6 +77,10 @@ pub(crate) struct HubArgs {
     /// holds the certificates only): for benchmarks and throwaway hubs
     #[arg(long)]
     in_memory: bool,
+    /// How many D2C messages the hub keeps, the oldest going first, as IoT Hub keeps
+    /// them for a retention time (default: 100000 in memory, 1000000 in --data-dir)
+    #[arg(long, value_name = "N")]
+    keep_messages: Option<u64>,
     /// Serve this certificate chain (PEM) instead of one from the local CA.
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -276,11 +280,18 @@ fn store(args: &HubArgs) -> Result<Box<dyn Store>, String> {
             "hubwire hub: keeping messages and queues in memory; pass --data-dir to keep \
              them across restarts"
         ));
-        return Ok(Box::new(MemoryStore::new()));
+        let store = match args.keep_messages {
+            Some(n) => MemoryStore::with_d2c_limit(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => MemoryStore::new(),
+        };
+        return Ok(Box::new(store));
     };
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
     let path = dir.join(STORE_FILE);
-    let store = RedbStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut store = RedbStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(n) = args.keep_messages {
+        store = store.with_d2c_limit(n);
+    }
     out::warn(format_args!(
         "hubwire hub: keeping devices, twins, messages and queues in {}",
         path.display()

@@ -36,9 +36,13 @@ const SEQUENCES: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("s
 
 /// A [`Store`] in a redb database file (`hubwire hub --data-dir`). Each call that
 /// changes it is one durable transaction: on `Ok` the change survives a SIGKILL or a
-/// power cut. A batch given to [`Store::append_d2c`] shares one fsync.
+/// power cut. A batch given to [`Store::append_d2c`] shares one fsync. The D2C log
+/// keeps the latest [`RedbStore::D2C_LIMIT`] messages (or the limit given with
+/// [`RedbStore::with_d2c_limit`]), as IoT Hub's built-in endpoint keeps messages for
+/// a retention time (spec file §3): one busy device must not fill the disk.
 pub struct RedbStore {
     db: Database,
+    d2c_limit: u64,
 }
 
 impl fmt::Debug for RedbStore {
@@ -93,7 +97,18 @@ impl RedbStore {
             txn.open_table(SEQUENCES)?;
         }
         txn.commit()?;
-        Ok(RedbStore { db })
+        Ok(RedbStore { db, d2c_limit: RedbStore::D2C_LIMIT })
+    }
+
+    /// D2C messages kept by default: the latest million (a few hundred MiB at IoT
+    /// Hub's typical message sizes).
+    pub const D2C_LIMIT: u64 = 1_000_000;
+
+    /// Keeps the latest `limit` D2C messages (at least one) from now on; older ones
+    /// go as new ones are appended.
+    pub fn with_d2c_limit(mut self, limit: u64) -> Self {
+        self.d2c_limit = limit.max(1);
+        self
     }
 
     /// Runs `f` in one write transaction and commits it durably.
@@ -170,6 +185,7 @@ impl Store for RedbStore {
         if records.is_empty() {
             return Ok(());
         }
+        let limit = self.d2c_limit;
         self.write(|txn| {
             let mut d2c = txn.open_table(D2C)?;
             let last = d2c.last()?.map(|(k, _)| k.value());
@@ -181,6 +197,12 @@ impl Store for RedbStore {
                 arrival = arrival.saturating_add(1);
                 let device_next = next.entry(record.identity.device_id.as_str()).or_insert(1);
                 *device_next = record.sequence_number.saturating_add(1).max(*device_next);
+            }
+            // The oldest beyond the limit go in the same transaction; the sequence
+            // numbers stay, so none is reused.
+            let keep_from = arrival.saturating_sub(limit);
+            if keep_from > 0 {
+                d2c.retain_in(..keep_from, |_, _| false)?;
             }
             let mut sequences = txn.open_table(SEQUENCES)?;
             for (device_id, d2c_next) in next {

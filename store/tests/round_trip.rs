@@ -221,3 +221,25 @@ fn an_empty_or_truncated_file_is_reported_damaged_and_left_alone() {
         assert_eq!(std::fs::metadata(&copy).unwrap().len(), cut, "the file was not touched");
     }
 }
+
+#[test]
+fn redb_keeps_the_latest_d2c_messages_and_their_numbering_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    {
+        let mut store = RedbStore::open(&path).unwrap().with_d2c_limit(3);
+        store.append_d2c(&[d2c("d1", None, 1), d2c("d1", None, 2)]).unwrap();
+        store.append_d2c(&[d2c("d1", None, 3), d2c("d2", None, 1), d2c("d1", None, 4)]).unwrap();
+        let kept: Vec<(String, u64)> = store
+            .d2c()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.identity.device_id, r.sequence_number))
+            .collect();
+        assert_eq!(kept, [("d1".into(), 3), ("d2".into(), 1), ("d1".into(), 4)]);
+    }
+    let mut reopened = RedbStore::open(&path).unwrap();
+    assert_eq!(reopened.d2c().unwrap().len(), 3, "what was dropped stays dropped");
+    let snapshot = reopened.load().unwrap();
+    assert_eq!(snapshot.sequences.get("d1").map(|s| s.d2c_next), Some(5));
+}
