@@ -34,112 +34,58 @@ pub struct HubServer<S: Scheduler> {
     events: Mutex<Receiver<HubServerEvent>>,
 }
 
-/// One service-side request for the driver, carried out with
-/// [`HubCommand::apply`].
-#[derive(Debug)]
-pub struct HubCommand(Command);
+/// One service-side request for the driver: what to do with the [`ServedHub`],
+/// answering its caller, carried out with [`HubCommand::apply`]. Every API (this
+/// one, and the async one of `tasks`) makes its requests this way, whatever its
+/// reply channel.
+pub struct HubCommand(Box<Request>);
 
-#[derive(Debug)]
-enum Command {
-    SendC2d {
-        device_id: String,
-        message: Message,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    AddDevice {
-        record: DeviceRecord,
-        reply: Sender<Result<(), RegistryError>>,
-    },
-    Stored {
-        reply: Sender<Vec<D2cRecord>>,
-    },
-    Twin {
-        device_id: String,
-        reply: Sender<Result<Twin, HubError>>,
-    },
-    UpdateDesired {
-        device_id: String,
-        patch: TwinPatch,
-        if_version: Option<u64>,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    InvokeMethod {
-        device_id: String,
-        name: String,
-        payload: Bytes,
-        timeout: Duration,
-        reply: Sender<Result<MethodInvocation, HubError>>,
-    },
-    /// For a forwarding hub (a gateway's downstream).
-    Authenticated {
-        request: AuthRequest,
-        result: Result<(), ErrorCode>,
-    },
-    /// For a forwarding hub.
-    TelemetryStored {
-        ticket: StoreTicket,
-    },
-    /// For a forwarding hub.
-    TelemetryRefused {
-        ticket: StoreTicket,
-        code: ErrorCode,
-    },
-}
+/// What a [`HubCommand`] does, given the hub and the time.
+type Request = dyn FnOnce(&mut ServedHub, Timestamp) + Send;
 
 impl HubCommand {
+    /// A request that does `request` on the driver's thread or task.
+    pub fn new(request: impl FnOnce(&mut ServedHub, Timestamp) + Send + 'static) -> HubCommand {
+        HubCommand(Box::new(request))
+    }
+
+    /// Carries out the request on `hub` and answers its caller.
+    pub fn apply(self, hub: &mut ServedHub, now: Timestamp) {
+        (self.0)(hub, now);
+    }
+
     /// [`ServedHub::send_c2d`], answered on `reply`.
     pub(crate) fn send_c2d(
         device_id: String,
         message: Message,
         reply: Sender<Result<u64, HubError>>,
     ) -> HubCommand {
-        HubCommand(Command::SendC2d { device_id, message, reply })
+        HubCommand::new(move |hub, now| {
+            let _ = reply.send(hub.send_c2d(now, &device_id, message));
+        })
     }
 
     /// [`ServedHub::authenticated`].
     pub(crate) fn authenticated(request: AuthRequest, result: Result<(), ErrorCode>) -> HubCommand {
-        HubCommand(Command::Authenticated { request, result })
+        HubCommand::new(move |hub, now| {
+            hub.authenticated(now, request, result);
+        })
     }
 
     /// [`ServedHub::telemetry_stored`].
     pub(crate) fn telemetry_stored(ticket: StoreTicket) -> HubCommand {
-        HubCommand(Command::TelemetryStored { ticket })
+        HubCommand::new(move |hub, now| hub.telemetry_stored(now, ticket))
     }
 
     /// [`ServedHub::telemetry_refused`].
     pub(crate) fn telemetry_refused(ticket: StoreTicket, code: ErrorCode) -> HubCommand {
-        HubCommand(Command::TelemetryRefused { ticket, code })
+        HubCommand::new(move |hub, now| hub.telemetry_refused(now, ticket, code))
     }
 }
 
-impl HubCommand {
-    /// Carries out the request on `hub` and answers its caller.
-    pub fn apply(self, hub: &mut ServedHub, now: Timestamp) {
-        match self.0 {
-            Command::SendC2d { device_id, message, reply } => {
-                let _ = reply.send(hub.send_c2d(now, &device_id, message));
-            }
-            Command::AddDevice { record, reply } => {
-                let _ = reply.send(hub.add_device(record));
-            }
-            Command::Stored { reply } => {
-                let _ = reply.send(hub.stored());
-            }
-            Command::Twin { device_id, reply } => {
-                let _ = reply.send(hub.twin(&device_id));
-            }
-            Command::UpdateDesired { device_id, patch, if_version, reply } => {
-                let _ = reply.send(hub.update_desired(now, &device_id, &patch, if_version));
-            }
-            Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
-                let _ = reply.send(hub.invoke_method(now, &device_id, &name, payload, timeout));
-            }
-            Command::Authenticated { request, result } => {
-                hub.authenticated(now, request, result);
-            }
-            Command::TelemetryStored { ticket } => hub.telemetry_stored(now, ticket),
-            Command::TelemetryRefused { ticket, code } => hub.telemetry_refused(now, ticket, code),
-        }
+impl std::fmt::Debug for HubCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubCommand")
     }
 }
 
@@ -205,14 +151,16 @@ impl<S: Scheduler> HubServer<S> {
     /// Errors: as [`hubwire_core::hub::Hub::send_c2d`]: an unknown device (404001),
     /// a full queue (403004), a message too large (413001).
     pub fn send_c2d(&self, device_id: &str, message: Message) -> Result<u64, HubError> {
-        self.ask(|reply| Command::SendC2d { device_id: String::from(device_id), message, reply })
+        let device_id = String::from(device_id);
+        self.ask(move |hub, now| hub.send_c2d(now, &device_id, message))
     }
 
     /// `device_id`'s twin (the service side's "read twin").
     ///
     /// Errors: as [`hubwire_core::hub::Hub::twin`]: an unknown device (404001).
     pub fn twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        self.ask(|reply| Command::Twin { device_id: String::from(device_id), reply })
+        let device_id = String::from(device_id);
+        self.ask(move |hub, _| hub.twin(&device_id))
     }
 
     /// Patches `device_id`'s desired properties; a connected device subscribed to
@@ -228,7 +176,7 @@ impl<S: Scheduler> HubServer<S> {
         if_version: Option<u64>,
     ) -> Result<u64, HubError> {
         let device_id = String::from(device_id);
-        self.ask(|reply| Command::UpdateDesired { device_id, patch, if_version, reply })
+        self.ask(move |hub, now| hub.update_desired(now, &device_id, &patch, if_version))
     }
 
     /// Invokes a direct method; [`hubwire_core::hub::HubEvent::MethodResult`] with
@@ -245,19 +193,19 @@ impl<S: Scheduler> HubServer<S> {
         timeout: Duration,
     ) -> Result<MethodInvocation, HubError> {
         let (device_id, name) = (String::from(device_id), String::from(name));
-        self.ask(|reply| Command::InvokeMethod { device_id, name, payload, timeout, reply })
+        self.ask(move |hub, now| hub.invoke_method(now, &device_id, &name, payload, timeout))
     }
 
     /// Registers a device while the hub runs.
     ///
     /// Errors: as [`hubwire_core::hub::Registry::add`].
     pub fn add_device(&self, record: DeviceRecord) -> Result<(), RegistryError> {
-        self.ask(|reply| Command::AddDevice { record, reply })
+        self.ask(move |hub, _| hub.add_device(record))
     }
 
     /// A copy of every stored D2C message, in arrival order.
     pub fn stored(&self) -> Vec<D2cRecord> {
-        self.ask(|reply| Command::Stored { reply })
+        self.ask(|hub, _| hub.stored())
     }
 
     /// The next event, waiting at most `timeout`; `None` when none came.
@@ -288,9 +236,15 @@ impl<S: Scheduler> HubServer<S> {
     ///
     /// Panics if the driver panicked: the server exists only while its driver runs,
     /// so there is nothing else to answer.
-    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
+    fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(&mut ServedHub, Timestamp) -> T + Send + 'static,
+    ) -> T {
         let (reply, answer) = mpsc::channel();
-        let _ = self.driver.command(HubCommand(command(reply)));
+        let command = HubCommand::new(move |hub, now| {
+            let _ = reply.send(request(hub, now));
+        });
+        let _ = self.driver.command(command);
         match answer.recv() {
             Ok(answer) => answer,
             Err(_) => panic!("the hub driver panicked"),

@@ -116,41 +116,10 @@ enum Input<S> {
 
 #[derive(Debug)]
 enum Command {
-    SendC2d {
-        device_id: String,
-        message: Message,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    AddDevice {
-        record: DeviceRecord,
-        reply: Sender<Result<(), RegistryError>>,
-    },
-    Stored {
-        reply: Sender<Vec<D2cRecord>>,
-    },
-    Twin {
-        device_id: String,
-        reply: Sender<Result<Twin, HubError>>,
-    },
-    UpdateDesired {
-        device_id: String,
-        patch: TwinPatch,
-        if_version: Option<u64>,
-        reply: Sender<Result<u64, HubError>>,
-    },
-    InvokeMethod {
-        device_id: String,
-        name: String,
-        payload: Bytes,
-        timeout: Duration,
-        reply: Sender<Result<MethodInvocation, HubError>>,
-    },
-    /// A command of the synchronous API ([`super::OnTasks`]).
-    Sync(HubCommand),
+    /// A service-side request, of either API.
+    Request(HubCommand),
     /// Close every connection and stop; answer once done (when someone waits).
-    Shutdown {
-        reply: Option<Sender<()>>,
-    },
+    Shutdown { reply: Option<Sender<()>> },
 }
 
 impl<R: Runtime> HubServer<R> {
@@ -217,7 +186,7 @@ impl<R: Runtime> HubServer<R> {
     /// a full queue (403004), a message too large (413001).
     pub async fn send_c2d(&self, device_id: &str, message: Message) -> Result<u64, HubError> {
         let device_id = String::from(device_id);
-        self.ask(|reply| Command::SendC2d { device_id, message, reply }).await
+        self.ask(move |hub, now| hub.send_c2d(now, &device_id, message)).await
     }
 
     /// `device_id`'s twin (the service side's "read twin").
@@ -225,7 +194,7 @@ impl<R: Runtime> HubServer<R> {
     /// Errors: as [`hubwire_core::hub::Hub::twin`]: an unknown device (404001).
     pub async fn twin(&self, device_id: &str) -> Result<Twin, HubError> {
         let device_id = String::from(device_id);
-        self.ask(|reply| Command::Twin { device_id, reply }).await
+        self.ask(move |hub, _| hub.twin(&device_id)).await
     }
 
     /// Patches `device_id`'s desired properties; a connected device subscribed to
@@ -241,7 +210,7 @@ impl<R: Runtime> HubServer<R> {
         if_version: Option<u64>,
     ) -> Result<u64, HubError> {
         let device_id = String::from(device_id);
-        self.ask(|reply| Command::UpdateDesired { device_id, patch, if_version, reply }).await
+        self.ask(move |hub, now| hub.update_desired(now, &device_id, &patch, if_version)).await
     }
 
     /// Invokes a direct method; [`hubwire_core::hub::HubEvent::MethodResult`] with
@@ -258,19 +227,19 @@ impl<R: Runtime> HubServer<R> {
         timeout: Duration,
     ) -> Result<MethodInvocation, HubError> {
         let (device_id, name) = (String::from(device_id), String::from(name));
-        self.ask(|reply| Command::InvokeMethod { device_id, name, payload, timeout, reply }).await
+        self.ask(move |hub, now| hub.invoke_method(now, &device_id, &name, payload, timeout)).await
     }
 
     /// Registers a device while the hub runs.
     ///
     /// Errors: as [`hubwire_core::hub::Registry::add`].
     pub async fn add_device(&self, record: DeviceRecord) -> Result<(), RegistryError> {
-        self.ask(|reply| Command::AddDevice { record, reply }).await
+        self.ask(move |hub, _| hub.add_device(record)).await
     }
 
     /// A copy of every stored D2C message, in arrival order.
     pub async fn stored(&self) -> Vec<D2cRecord> {
-        self.ask(|reply| Command::Stored { reply }).await
+        self.ask(|hub, _| hub.stored()).await
     }
 
     /// The next event; `None` only if the driver task has ended (it panicked) and
@@ -299,9 +268,15 @@ impl<R: Runtime> HubServer<R> {
     ///
     /// Panics if the driver task panicked: the server exists only while its driver
     /// runs, so there is nothing else to answer.
-    async fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
+    async fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(&mut ServedHub, Timestamp) -> T + Send + 'static,
+    ) -> T {
         let (reply, answer) = oneshot();
-        let _ = self.tasks.inputs.try_send(Input::Command(Box::new(command(reply))));
+        let command = HubCommand::new(move |hub, now| {
+            let _ = reply.try_send(request(hub, now));
+        });
+        let _ = self.tasks.inputs.try_send(Input::Command(Box::new(Command::Request(command))));
         match answer.recv().await {
             Ok(answer) => answer,
             Err(_) => panic!("the hub driver task panicked"),
@@ -358,7 +333,7 @@ impl<R: Runtime> HubTasks<R> {
 
 impl<R: Runtime> HubDriver for HubTasks<R> {
     fn command(&self, command: HubCommand) -> Option<()> {
-        self.inputs.try_send(Input::Command(Box::new(Command::Sync(command)))).ok()
+        self.inputs.try_send(Input::Command(Box::new(Command::Request(command)))).ok()
     }
 
     /// Blocks the calling thread until the hub has stopped: call it off the
@@ -495,27 +470,7 @@ impl<R: Runtime> Driver<R> {
     /// stop.
     fn command(&mut self, now: Timestamp, command: Command) -> ControlFlow<Option<Sender<()>>> {
         match command {
-            Command::SendC2d { device_id, message, reply } => {
-                let _ = reply.try_send(self.hub.send_c2d(now, &device_id, message));
-            }
-            Command::AddDevice { record, reply } => {
-                let _ = reply.try_send(self.hub.add_device(record));
-            }
-            Command::Stored { reply } => {
-                let _ = reply.try_send(self.hub.stored());
-            }
-            Command::Twin { device_id, reply } => {
-                let _ = reply.try_send(self.hub.twin(&device_id));
-            }
-            Command::UpdateDesired { device_id, patch, if_version, reply } => {
-                let updated = self.hub.update_desired(now, &device_id, &patch, if_version);
-                let _ = reply.try_send(updated);
-            }
-            Command::InvokeMethod { device_id, name, payload, timeout, reply } => {
-                let invoked = self.hub.invoke_method(now, &device_id, &name, payload, timeout);
-                let _ = reply.try_send(invoked);
-            }
-            Command::Sync(command) => command.apply(&mut self.hub, now),
+            Command::Request(command) => command.apply(&mut self.hub, now),
             Command::Shutdown { reply } => return ControlFlow::Break(reply),
         }
         ControlFlow::Continue(())
