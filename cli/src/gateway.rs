@@ -52,6 +52,11 @@ pub(crate) struct GatewayArgs {
     /// Port for MQTT over TLS downstream; 0 picks a free one, `off` serves none.
     #[arg(long, default_value = "8883", value_name = "PORT|off", value_parser = port)]
     mqtt_port: PortSetting,
+    /// Port for HTTPS devices downstream (IoT Hub's REST API) and MQTT over
+    /// WebSocket at /$iothub/websocket: IoT Hub's 443; 0 picks a free one, `off`
+    /// serves none. Ports below 1024 need root or CAP_NET_BIND_SERVICE.
+    #[arg(long, default_value = "443", value_name = "PORT|off", value_parser = port)]
+    https_port: PortSetting,
     /// Also serve MQTT over plain TCP downstream on this port, for development; 0
     /// picks a free one.
     #[arg(long, value_name = "PORT")]
@@ -103,6 +108,9 @@ fn start<S: Scheduler>(args: GatewayArgs) -> Result<ExitCode, String> {
     if let PortSetting(Some(port)) = args.mqtt_port {
         listen.push(Listen { listener: Listener::Tls(Protocol::Mqtt), address: at(port) });
     }
+    if let PortSetting(Some(port)) = args.https_port {
+        listen.push(Listen { listener: Listener::Web, address: at(port) });
+    }
     if let Some(port) = args.mqtt_tcp_port {
         listen.push(Listen { listener: Listener::Tcp(Protocol::Mqtt), address: at(port) });
     }
@@ -137,7 +145,7 @@ fn start<S: Scheduler>(args: GatewayArgs) -> Result<ExitCode, String> {
     let address = |listener| gateway.local_addr(listener).map(|a| a.to_string());
     let listening = Line::Listening {
         mqtt: address(Listener::Tls(Protocol::Mqtt)),
-        https: None,
+        https: address(Listener::Web),
         mqtt_tcp: address(Listener::Tcp(Protocol::Mqtt)),
         amqp: None,
         amqp_tcp: None,
