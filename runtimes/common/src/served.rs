@@ -68,9 +68,10 @@ pub enum HubServerEvent {
         count: u64,
     },
     /// The store refused a write: what was being stored, and why. D2C messages not
-    /// stored are not acknowledged (their devices send them again after
-    /// reconnecting); a C2D message, twin or device not stored is lost at the next
-    /// restart.
+    /// stored are refused with 500001 ServerError as each protocol can (MQTT: the
+    /// connection closes, having no negative PUBACK; AMQP: the delivery is rejected;
+    /// HTTP: 500), and their devices send them again; a C2D message, twin or device
+    /// not stored is lost at the next restart.
     StoreFailed {
         /// What was being stored, in words.
         what: String,
@@ -574,6 +575,9 @@ impl ServedHub {
                     if stored {
                         self.hub.telemetry_stored(now, ticket);
                         self.events.push_back(HubServerEvent::Stored(record));
+                    } else {
+                        // Told as its protocol can, the device sends it again.
+                        self.hub.telemetry_refused(now, ticket, ErrorCode::SERVER_ERROR);
                     }
                 }
                 HubEvent::C2dSettled(settled) => {
@@ -631,7 +635,10 @@ fn flush(output: &mut VecDeque<(PeerId, PeerOutput)>, id: PeerId, stack: &mut St
 mod tests {
     use std::sync::mpsc;
 
-    use hubwire_core::hub::HubEvent;
+    use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent, QueuedC2d, Settled};
+    use hubwire_core::iothub::SasToken;
+    use hubwire_core::mqtt::{Connect, Packet};
+    use hubwire_store::StoreError;
 
     use super::*;
 
@@ -642,6 +649,96 @@ mod tests {
             name: String::from("m"),
             outcome: hubwire_core::hub::MethodOutcome::TimedOut,
         })
+    }
+
+    /// A store that keeps everything but D2C messages.
+    #[derive(Debug)]
+    struct NoRoomForTelemetry(hubwire_store::MemoryStore);
+
+    impl Store for NoRoomForTelemetry {
+        fn load(&mut self) -> Result<hubwire_store::Snapshot, StoreError> {
+            self.0.load()
+        }
+        fn append_d2c(&mut self, _: &[D2cRecord]) -> Result<(), StoreError> {
+            Err(StoreError::Format { found: 0, expected: 1 })
+        }
+        fn d2c(&self) -> Result<Vec<D2cRecord>, StoreError> {
+            self.0.d2c()
+        }
+        fn put_devices(&mut self, records: &[DeviceRecord]) -> Result<(), StoreError> {
+            self.0.put_devices(records)
+        }
+        fn remove_device(&mut self, device_id: &str) -> Result<(), StoreError> {
+            self.0.remove_device(device_id)
+        }
+        fn put_twin(&mut self, device_id: &str, twin: &Twin) -> Result<(), StoreError> {
+            self.0.put_twin(device_id, twin)
+        }
+        fn put_c2d(&mut self, device_id: &str, queued: &QueuedC2d) -> Result<(), StoreError> {
+            self.0.put_c2d(device_id, queued)
+        }
+        fn settle_c2d(&mut self, settled: &Settled) -> Result<(), StoreError> {
+            self.0.settle_c2d(settled)
+        }
+    }
+
+    #[test]
+    fn telemetry_the_store_cannot_keep_is_refused_not_left_unanswered() {
+        // K1 of the spec file.
+        const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let now = Timestamp::from_unix_secs(1_700_000_000);
+        let mut hub = Hub::new(HubConfig::default(), 7);
+        let record = DeviceRecord {
+            device_id: String::from("d"),
+            primary_key: String::from(KEY),
+            secondary_key: String::new(),
+            enabled: true,
+        };
+        if let Err(e) = hub.registry_mut().add(record) {
+            panic!("{e}");
+        }
+        let store = Box::new(NoRoomForTelemetry(hubwire_store::MemoryStore::new()));
+        let mut served = ServedHub::new(hub, store, None);
+        let Some(peer) = served.accept(now, Listener::Tcp(Protocol::Mqtt), None) else {
+            panic!("plain TCP needs no certificate");
+        };
+        let expiry = now + hubwire_core::time::Duration::from_secs(3600);
+        let token = match SasToken::sign("localhost/devices/d", KEY, expiry, None) {
+            Ok(token) => token.to_string(),
+            Err(e) => panic!("{e}"),
+        };
+        let connect = Packet::Connect(Connect {
+            protocol_name: "MQTT".into(),
+            protocol_level: 4,
+            clean_session: true,
+            keep_alive: 60,
+            client_id: "d".into(),
+            will: None,
+            username: Some("localhost/d/?api-version=2021-04-12".into()),
+            password: Some(Bytes::from(token.into_bytes())),
+        });
+        let mut bytes = bytes::BytesMut::new();
+        if let Err(e) = connect.encode(&mut bytes) {
+            panic!("{e}");
+        }
+        served.handle_input(now, peer, &bytes);
+        // CONNACK, accepted.
+        let connack = served.poll_output();
+        assert_eq!(connack, Some((peer, PeerOutput::Bytes(Bytes::from_static(&[0x20, 2, 0, 0])))));
+        // PUBLISH QoS 1 to devices/d/messages/events/, packet id 1, payload "x".
+        let mut publish = vec![0x32, 31, 0, 26];
+        publish.extend_from_slice(b"devices/d/messages/events/");
+        publish.extend_from_slice(&[0, 1, b'x']);
+        served.handle_input(now, peer, &publish);
+        // No PUBACK: MQTT 3.1.1 has no negative one, so the connection closes and the
+        // device sends the message again after reconnecting.
+        assert_eq!(served.poll_output(), Some((peer, PeerOutput::Close)));
+        let events: Vec<_> = std::iter::from_fn(|| served.poll_event()).collect();
+        assert!(
+            events.iter().any(|e| matches!(e, HubServerEvent::StoreFailed { .. })),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, HubServerEvent::Stored(_))), "{events:?}");
     }
 
     #[test]
