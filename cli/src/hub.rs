@@ -81,6 +81,10 @@ pub(crate) struct HubArgs {
     /// them for a retention time (default: 100000 in memory, 1000000 in --data-dir)
     #[arg(long, value_name = "N")]
     keep_messages: Option<u64>,
+    /// How long the hub keeps a D2C message, seconds, judged against the latest
+    /// one: IoT Hub's default retention of one day; IoT Hub allows up to seven
+    #[arg(long, default_value = "86400", value_name = "SECONDS")]
+    retention_s: u64,
     /// Serve this certificate chain (PEM) instead of one from the local CA.
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -275,6 +279,7 @@ const STORE_FILE: &str = "hub.redb";
 /// Errors: the directory cannot be made, or the database cannot be opened (another
 /// hub has it open, or it is not a hub's store), in words.
 fn store(args: &HubArgs) -> Result<Box<dyn Store>, String> {
+    let retention = hubwire_core::time::Duration::from_secs(args.retention_s);
     let Some(dir) = args.data_dir.as_ref().filter(|_| !args.in_memory) else {
         out::warn(format_args!(
             "hubwire hub: keeping messages and queues in memory; pass --data-dir to keep \
@@ -284,11 +289,13 @@ fn store(args: &HubArgs) -> Result<Box<dyn Store>, String> {
             Some(n) => MemoryStore::with_d2c_limit(usize::try_from(n).unwrap_or(usize::MAX)),
             None => MemoryStore::new(),
         };
-        return Ok(Box::new(store));
+        return Ok(Box::new(store.with_d2c_retention(retention)));
     };
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
     let path = dir.join(STORE_FILE);
-    let mut store = RedbStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut store = RedbStore::open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .with_d2c_retention(retention);
     if let Some(n) = args.keep_messages {
         store = store.with_d2c_limit(n);
     }

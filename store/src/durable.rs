@@ -10,6 +10,7 @@ use std::path::Path;
 
 use hubwire_core::hub::{D2cRecord, DeviceRecord, Outcome, QueuedC2d, Settled};
 use hubwire_core::iothub::Twin;
+use hubwire_core::time::Duration;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,11 +39,14 @@ const SEQUENCES: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("s
 /// changes it is one durable transaction: on `Ok` the change survives a SIGKILL or a
 /// power cut. A batch given to [`Store::append_d2c`] shares one fsync. The D2C log
 /// keeps the latest [`RedbStore::D2C_LIMIT`] messages (or the limit given with
-/// [`RedbStore::with_d2c_limit`]), as IoT Hub's built-in endpoint keeps messages for
-/// a retention time (spec file §3): one busy device must not fill the disk.
+/// [`RedbStore::with_d2c_limit`]), none older than [`crate::D2C_RETENTION`] (or
+/// the retention given with [`RedbStore::with_d2c_retention`]), as IoT Hub's
+/// built-in endpoint keeps messages for a retention time: one busy device must not
+/// fill the disk.
 pub struct RedbStore {
     db: Database,
     d2c_limit: u64,
+    d2c_retention: Duration,
 }
 
 impl fmt::Debug for RedbStore {
@@ -97,7 +101,7 @@ impl RedbStore {
             txn.open_table(SEQUENCES)?;
         }
         txn.commit()?;
-        Ok(RedbStore { db, d2c_limit: RedbStore::D2C_LIMIT })
+        Ok(RedbStore { db, d2c_limit: RedbStore::D2C_LIMIT, d2c_retention: crate::D2C_RETENTION })
     }
 
     /// D2C messages kept by default: the latest million (a few hundred MiB at IoT
@@ -108,6 +112,13 @@ impl RedbStore {
     /// go as new ones are appended.
     pub fn with_d2c_limit(mut self, limit: u64) -> Self {
         self.d2c_limit = limit.max(1);
+        self
+    }
+
+    /// Keeps from now on only the D2C messages enqueued within `retention` of the
+    /// latest one stored; older ones go as new ones are appended.
+    pub fn with_d2c_retention(mut self, retention: Duration) -> Self {
+        self.d2c_retention = retention;
         self
     }
 
@@ -186,6 +197,11 @@ impl Store for RedbStore {
             return Ok(());
         }
         let limit = self.d2c_limit;
+        let keep_since = records
+            .iter()
+            .map(|r| r.enqueued_time)
+            .max()
+            .map(|latest| latest.saturating_sub(self.d2c_retention));
         self.write(|txn| {
             let mut d2c = txn.open_table(D2C)?;
             let last = d2c.last()?.map(|(k, _)| k.value());
@@ -203,6 +219,17 @@ impl Store for RedbStore {
             let keep_from = arrival.saturating_sub(limit);
             if keep_from > 0 {
                 d2c.retain_in(..keep_from, |_, _| false)?;
+            }
+            // Arrival order is enqueued order: the expired are a prefix, and
+            // usually none, one decode telling.
+            while let Some(keep_since) = keep_since {
+                let Some(oldest) = d2c.first()? else { break };
+                let (arrival, record) = (oldest.0.value(), decode::<D2cRecord>(oldest.1.value())?);
+                if record.enqueued_time >= keep_since {
+                    break;
+                }
+                drop(oldest);
+                d2c.remove(arrival)?;
             }
             let mut sequences = txn.open_table(SEQUENCES)?;
             for (device_id, d2c_next) in next {

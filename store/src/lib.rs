@@ -33,6 +33,14 @@ mod memory;
 mod snapshot;
 
 pub use durable::RedbStore;
+
+/// How long either store keeps a D2C message by default: one day, IoT Hub's
+/// default retention for its built-in endpoint, which may be raised to seven (IoT
+/// Hub developer guide, "Read device-to-cloud messages from the built-in
+/// endpoint"). Age is judged by the hub's `enqueued_time` stamps, against the
+/// latest message stored: old messages go as new ones are stored.
+pub const D2C_RETENTION: hubwire_core::time::Duration =
+    hubwire_core::time::Duration::from_secs(24 * 60 * 60);
 pub use memory::MemoryStore;
 pub use snapshot::{Sequences, Snapshot, restore};
 

@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 
 use hubwire_core::hub::{D2cLog, D2cRecord, DeviceRecord, Outcome, QueuedC2d, Settled};
 use hubwire_core::iothub::Twin;
+use hubwire_core::time::Duration;
 
 use crate::{Sequences, Snapshot, Store, StoreError};
 
 /// A [`Store`] in memory: the D2C log as a [`D2cLog`] (indexed by device), the rest
 /// as a [`Snapshot`] kept up to date. Never fails. The log keeps the latest
-/// [`MemoryStore::D2C_LIMIT`] messages, as IoT Hub's built-in endpoint keeps
-/// messages for a retention time only (spec file §3): a hub in memory must not grow
-/// without bound.
+/// [`MemoryStore::D2C_LIMIT`] messages, none older than [`crate::D2C_RETENTION`],
+/// as IoT Hub's built-in endpoint keeps messages for a retention time only: a hub
+/// in memory must not grow without bound.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     log: D2cLog,
@@ -38,14 +39,24 @@ impl MemoryStore {
     /// MiB at IoT Hub's typical message sizes).
     pub const D2C_LIMIT: usize = 100_000;
 
-    /// An empty store keeping the latest [`MemoryStore::D2C_LIMIT`] D2C messages.
+    /// An empty store keeping the latest [`MemoryStore::D2C_LIMIT`] D2C messages
+    /// of the last [`crate::D2C_RETENTION`].
     pub fn new() -> Self {
         MemoryStore::default()
     }
 
-    /// An empty store keeping the latest `limit` D2C messages (at least one).
+    /// An empty store keeping the latest `limit` D2C messages (at least one) of the
+    /// last [`crate::D2C_RETENTION`].
     pub fn with_d2c_limit(limit: usize) -> Self {
-        MemoryStore { log: D2cLog::with_limit(limit), kept: Kept::default() }
+        let log = D2cLog::with_limit(limit).with_retention(crate::D2C_RETENTION);
+        MemoryStore { log, kept: Kept::default() }
+    }
+
+    /// Keeps from now on only the D2C messages enqueued within `retention` of the
+    /// latest one stored.
+    pub fn with_d2c_retention(mut self, retention: Duration) -> Self {
+        self.log = self.log.with_retention(retention);
+        self
     }
 
     /// The D2C log, to read by device or sequence number without copying it.

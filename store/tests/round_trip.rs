@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use hubwire_core::hub::{D2cRecord, DeviceRecord, Outcome, QueuedC2d, Settled};
 use hubwire_core::iothub::{Ack, Identity, Message, Twin, TwinPatch};
-use hubwire_core::time::Timestamp;
+use hubwire_core::time::{Duration, Timestamp};
 use hubwire_store::{MemoryStore, RedbStore, Sequences, Snapshot, Store, StoreError};
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
@@ -242,4 +242,47 @@ fn redb_keeps_the_latest_d2c_messages_and_their_numbering_goes_on() {
     assert_eq!(reopened.d2c().unwrap().len(), 3, "what was dropped stays dropped");
     let snapshot = reopened.load().unwrap();
     assert_eq!(snapshot.sequences.get("d1").map(|s| s.d2c_next), Some(5));
+}
+
+/// A D2C record of `device_id` enqueued `seconds` after [`T0`].
+fn d2c_at(device_id: &str, sequence_number: u64, seconds: u64) -> D2cRecord {
+    let mut record = d2c(device_id, None, sequence_number);
+    record.enqueued_time = T0 + Duration::from_secs(seconds);
+    record
+}
+
+#[test]
+fn both_stores_forget_d2c_messages_older_than_the_retention_and_keep_the_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    let retention = Duration::from_secs(60);
+    let redb = RedbStore::open(&path).unwrap().with_d2c_retention(retention);
+    let stores: [Box<dyn Store>; 2] =
+        [Box::new(redb), Box::new(MemoryStore::new().with_d2c_retention(retention))];
+    for mut store in stores {
+        store.append_d2c(&[d2c_at("d1", 1, 0), d2c_at("d2", 1, 30)]).unwrap();
+        store.append_d2c(&[d2c_at("d1", 2, 60)]).unwrap();
+        assert_eq!(store.d2c().unwrap().len(), 3, "at 60 s the one of 0 s is still within");
+        store.append_d2c(&[d2c_at("d1", 3, 91), d2c_at("d1", 4, 95)]).unwrap();
+        let kept: Vec<(String, u64)> = store
+            .d2c()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.identity.device_id, r.sequence_number))
+            .collect();
+        assert_eq!(kept, [("d1".into(), 2), ("d1".into(), 3), ("d1".into(), 4)], "{store:?}");
+        assert_eq!(store.load().unwrap().sequences.get("d1").map(|s| s.d2c_next), Some(5));
+    }
+    let reopened = RedbStore::open(&path).unwrap();
+    assert_eq!(reopened.d2c().unwrap().len(), 3, "what expired stays gone");
+}
+
+#[test]
+fn by_default_a_day_of_d2c_messages_is_kept() {
+    let mut store = MemoryStore::new();
+    let day = u64::try_from(hubwire_store::D2C_RETENTION.as_millis() / 1000).unwrap();
+    store.append_d2c(&[d2c_at("d1", 1, 0), d2c_at("d1", 2, day)]).unwrap();
+    assert_eq!(store.d2c().unwrap().len(), 2);
+    store.append_d2c(&[d2c_at("d1", 3, day + 1)]).unwrap();
+    assert_eq!(store.d2c().unwrap().len(), 2);
 }

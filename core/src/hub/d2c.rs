@@ -8,7 +8,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 
 use crate::iothub::{Identity, Message};
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 
 /// One stored D2C message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +25,10 @@ pub struct D2cRecord {
 }
 
 /// D2C records in arrival order, indexed by device, optionally the latest ones
-/// only: IoT Hub's built-in endpoint keeps messages for a retention time, not for
-/// ever (spec file §3), and a log in memory must not grow without bound.
+/// only, by count or by age: IoT Hub's built-in endpoint keeps messages for its
+/// retention time, one day unless set longer, at most seven (IoT Hub developer
+/// guide, "Read device-to-cloud messages from the built-in endpoint"), and a log
+/// in memory must not grow without bound.
 #[derive(Clone, Debug, Default)]
 pub struct D2cLog {
     records: VecDeque<D2cRecord>,
@@ -34,6 +36,8 @@ pub struct D2cLog {
     first: usize,
     /// At most this many records are kept; the oldest go first.
     limit: Option<usize>,
+    /// Records enqueued longer than this before the latest one go.
+    retention: Option<Duration>,
     devices: BTreeMap<String, DeviceIndex>,
 }
 
@@ -58,16 +62,33 @@ impl D2cLog {
         D2cLog { limit: Some(limit.max(1)), ..D2cLog::default() }
     }
 
+    /// The same log, keeping from now on only the records enqueued at most
+    /// `retention` before the latest one appended. Age is judged by the hub's
+    /// `enqueued_time` stamps, the only clock a log has: old records go as new ones
+    /// arrive.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
     /// Appends a record as it is. A sequence number the record's device used before
-    /// stays in the log; [`get`](Self::get) then finds the later record.
+    /// stays in the log; [`get`](Self::get) then finds the later record. Records
+    /// past the limit or the retention go, oldest first.
     pub fn append(&mut self, record: D2cRecord) {
         let position = self.first + self.records.len();
         let index = self.devices.entry(record.identity.device_id.clone()).or_default();
         index.arrivals.push_back(position);
         index.by_sequence_number.insert(record.sequence_number, position);
+        let enqueued = record.enqueued_time;
         self.records.push_back(record);
         if self.limit.is_some_and(|limit| self.records.len() > limit) {
             self.drop_oldest();
+        }
+        if let Some(retention) = self.retention {
+            let keep_from = enqueued.saturating_sub(retention);
+            while self.records.front().is_some_and(|oldest| oldest.enqueued_time < keep_from) {
+                self.drop_oldest();
+            }
         }
     }
 
@@ -223,7 +244,50 @@ mod tests {
         assert_eq!(log.get("a", 3).map(|r| &r.message.body[..]), Some(&b"a3"[..]));
     }
 
+    #[test]
+    fn a_log_with_a_retention_forgets_what_is_older_than_it_as_new_records_arrive() {
+        // `record` stamps sequence number n at 10·n ms.
+        let mut log = D2cLog::new().with_retention(Duration::from_millis(20));
+        for n in 1..=3 {
+            log.append(record("a", None, n, "a"));
+        }
+        // At 30 ms the retention reaches back to 10 ms: all three stay.
+        assert_eq!(log.len(), 3);
+        log.append(record("b", None, 5, "b5"));
+        // At 50 ms, 30 ms: a1 (10 ms) and a2 (20 ms) go, from the index too.
+        assert_eq!(bodies(log.iter()), [&b"a"[..], b"b5"]);
+        assert_eq!(log.get("a", 1), None);
+        assert_eq!(log.device("a").map(|r| r.sequence_number).collect::<Vec<_>>(), [3]);
+        log.append(record("b", None, 100, "b100"));
+        assert_eq!(bodies(log.iter()), [&b"b100"[..]]);
+        assert_eq!(log.device("a").count(), 0);
+    }
+
     proptest! {
+        /// A log with a retention holds exactly the records of an unlimited one
+        /// enqueued within it of the latest.
+        #[test]
+        fn a_retained_log_is_the_recent_part_of_the_whole(
+            gaps in proptest::collection::vec(0u64..5, 1..60),
+            retention in 0u64..20,
+        ) {
+            let retention = Duration::from_millis(retention);
+            let (mut whole, mut recent) = (D2cLog::new(), D2cLog::new().with_retention(retention));
+            let mut seq = 0;
+            for gap in gaps {
+                seq += gap;
+                let r = record("d", None, seq, "x");
+                whole.append(r.clone());
+                recent.append(r);
+            }
+            let latest = Timestamp::from_millis(seq * 10);
+            let expected: Vec<&D2cRecord> = whole
+                .iter()
+                .filter(|r| r.enqueued_time >= latest.saturating_sub(retention))
+                .collect();
+            prop_assert_eq!(recent.iter().collect::<Vec<_>>(), expected);
+        }
+
         /// A limited log holds exactly the latest records of an unlimited one, and
         /// its index agrees with a scan.
         #[test]
