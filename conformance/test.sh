@@ -12,7 +12,12 @@ cd "$(dirname "$0")/.."
 conformance/install-peers.sh
 # The process-level tests in conformance/ run the program this builds.
 cargo build -p hubwire --locked
-cargo test --workspace --locked
+# The run's output is kept: the interop matrix below is read from it, not run again.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# Every real peer × transport × scenario, pass or fail (the interop tests above).
+cargo run -q -p hubwire-conformance --bin interop-matrix --locked -- --from "$log"
 # A constrained device builds core without std, MQTT only (DESIGN.md, features);
 # AMQP stays no_std too.
 cargo build -p hubwire-core --no-default-features --features mqtt --locked
