@@ -6,10 +6,10 @@
 //! (subprotocol AMQPWSB10 on 443) and `Http` (REST on 443, C2D by polling, spec file
 //! §6): the scenarios in `hubwire_conformance::sdk_interop`. The MQTT transports
 //! complete one C2D message; AMQP and HTTP complete, reject and abandon (spec file
-//! §5.5, §6.5). Over `Mqtt` and `Amqp` the SDK also gets its twin, reports
-//! properties, hears a desired update and answers a direct method.
+//! §5.5, §6.5). Over the MQTT and AMQP transports the SDK also gets its twin,
+//! reports properties, hears a desired update and answers a direct method.
 //!
-//! Each test has its own loopback address (127.0.0.31–37), so all run at once on
+//! Each test has its own loopback address (127.0.0.31–39), so all run at once on
 //! the standard ports; binding 443 needs root or CAP_NET_BIND_SERVICE, as on CI.
 
 use hubwire_conformance::{peers, sdk_interop};
@@ -47,4 +47,14 @@ fn node_sdk_over_mqtt_gets_its_twin_reports_hears_desired_and_answers_a_method()
 #[test]
 fn node_sdk_over_amqp_gets_its_twin_reports_hears_desired_and_answers_a_method() {
     sdk_interop::run_twin_and_methods("127.0.0.37", "amqp", peers::node_device);
+}
+
+#[test]
+fn node_sdk_over_mqtt_ws_gets_its_twin_reports_hears_desired_and_answers_a_method() {
+    sdk_interop::run_twin_and_methods("127.0.0.38", "mqtt-ws", peers::node_device);
+}
+
+#[test]
+fn node_sdk_over_amqp_ws_gets_its_twin_reports_hears_desired_and_answers_a_method() {
+    sdk_interop::run_twin_and_methods("127.0.0.39", "amqp-ws", peers::node_device);
 }
