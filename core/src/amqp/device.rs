@@ -505,7 +505,8 @@ impl Multiplexed {
     /// are ignored. Called right after [`Multiplexed::add_device`], it holds from
     /// the first attach on. On an attached link, switching to
     /// [`C2dCredit::OnFetch`] stops the top-ups but takes back no credit already
-    /// granted: the hub may still deliver that many messages unasked. Switching to
+    /// granted: the hub may still deliver that many messages unasked, until a
+    /// fetch replaces that credit with its one. Switching to
     /// [`C2dCredit::Standing`] grants the standing credit at once and ends a fetch
     /// asked for with [`DeviceEvent::C2dDrained`] (a message it brought comes as a
     /// standing delivery).
