@@ -288,6 +288,12 @@ pub enum DeviceEvent {
     },
     /// A C2D message arrived.
     C2d(C2dMessage),
+    /// A C2D fetch (AMQP `Multiplexed::fetch_c2d`: credit 1 with drain, AMQP 1.0
+    /// §2.6.7) ended without a message: the hub answered the drain with nothing
+    /// to send, or the fetch was lost with its link or connection (or its device
+    /// stopped), so the application never waits for it forever. A fetch that
+    /// brings a message ends in [`DeviceEvent::C2d`] instead.
+    C2dDrained,
     /// The hub refused the C2D subscription: no C2D message will arrive.
     C2dSubscriptionRefused,
     /// The twin [`Device::get_twin`] asked for (spec file §4.5, §5.6).

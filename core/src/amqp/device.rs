@@ -17,18 +17,25 @@
 //! | telemetry `rejected`, `released`, `modified` | [`DeviceEvent::TelemetryRejected`], not sent again (§5.4) |
 //! | a C2D delivery that is an IoT Hub message | [`DeviceEvent::C2d`], lock token = delivery tag (§5.5) |
 //! | a C2D delivery that is not | `rejected` with `amqp:decode-error` at once, as the C SDK does (§5.5) |
+//! | the hub answers a C2D fetch's drain with nothing ([`C2dCredit::OnFetch`]) | [`DeviceEvent::C2dDrained`] |
 //! | the hub detaches a device's link | that device puts its token and attaches again after backoff |
 //! | the connection is lost | every device re-authenticates on the next one, after backoff; unacknowledged telemetry is sent again (at least once) |
 //! | a twin response (correlation-id) | [`DeviceEvent::Twin`], [`DeviceEvent::ReportedPatched`] or [`DeviceEvent::TwinRequestFailed`] (§5.6) |
 //! | a twin message without correlation-id | [`DeviceEvent::DesiredUpdated`] (§5.6) |
 //! | a method request | [`DeviceEvent::MethodRequest`]; one that does not read is rejected with `amqp:decode-error`, as the C SDK does (§5.7) |
 //! | links or connection lost with twin requests unanswered | [`DeviceEvent::TwinRequestFailed`] without status; unanswered method requests are forgotten |
+//! | links or connection lost with a C2D fetch out | [`DeviceEvent::C2dDrained`]; a fetch asked for before its link attached waits for the next attach |
 //!
 //! Twin and method links (§5.3, §5.9 steps 6–7) are attached after the put-token,
 //! twin sender then receiver, methods sender then receiver: the twin links with
 //! [`DeviceConfig::receive_desired`] or on the first twin request, the method links
 //! with [`DeviceConfig::receive_methods`]. With `receive_desired` the device sends
 //! the PUT subscription once its twin links are up, on every connection.
+//!
+//! A device's C2D link gets credit as its [`C2dCredit`] says: a standing credit of
+//! 32 messages topped up at half (the default, as the SDKs), or one message per
+//! [`Multiplexed::fetch_c2d`] (credit 1 with drain, AMQP 1.0 §2.6.7), for a gateway
+//! that takes a C2D message from the hub only while answering its device's poll.
 //!
 //! Complete, reject and abandon are sent as settled `accepted`, `rejected` and
 //! `released` (§5.5). Heartbeats and the idle time-out are the connection's
@@ -74,6 +81,38 @@ const CBS_CREDIT: u32 = 16;
 /// Credit on a C2D receiver: messages the hub may deliver before the application
 /// settles them. Topped up at half, counting the ones not yet settled.
 const C2D_CREDIT: u32 = 32;
+
+/// How a device's C2D receiver gets credit, the hub's leave to deliver (AMQP 1.0
+/// §2.6.7). Set with [`Multiplexed::set_c2d_credit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum C2dCredit {
+    /// The hub may deliver up to 32 messages the application has not settled; the
+    /// credit is given at attach and topped up at half, as the SDKs do.
+    #[default]
+    Standing,
+    /// No credit until the application asks: each [`Multiplexed::fetch_c2d`] grants
+    /// credit 1 with drain, so the hub sends one message or gives the credit back
+    /// at once, and locks nothing while the application does not ask.
+    OnFetch,
+}
+
+/// Why [`Multiplexed::fetch_c2d`] was refused; nothing was sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum C2dFetchError {
+    /// The device is not of this connection, or has stopped (refused, removed,
+    /// closed).
+    #[error("the device is stopped or not of this connection")]
+    Stopped,
+    /// The device's C2D credit is [`C2dCredit::Standing`]: the hub delivers
+    /// without being asked.
+    #[error("the device's C2D credit is standing: there is nothing to fetch")]
+    Standing,
+    /// The device attaches no C2D receiver: `receive_c2d` is off, or it is a
+    /// module, which has no C2D queue (spec file §5.3).
+    #[error("the device receives no C2D messages")]
+    NoC2d,
+}
 
 /// The largest frame this side takes, bytes: 64 KiB, as the hub's own limit.
 const MAX_FRAME_SIZE: u32 = 64 * 1024;
@@ -214,6 +253,10 @@ struct Slot {
     in_flight: VecDeque<InFlight>,
     /// C2D deliveries shown to the application and not yet settled.
     locks: BTreeMap<LockToken, (LinkId, DeliveryNumber)>,
+    /// How its C2D link gets credit.
+    c2d_credit: C2dCredit,
+    /// Its C2D fetch, with [`C2dCredit::OnFetch`].
+    fetch: Fetch,
     /// Link losses since its last put-token succeeded.
     attempt: u32,
 }
@@ -239,6 +282,18 @@ impl Slot {
         .into_iter()
         .flatten()
     }
+}
+
+/// A device's C2D fetch ([`Multiplexed::fetch_c2d`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fetch {
+    /// None asked for.
+    Idle,
+    /// Asked for while its C2D link is not attached: granted at attach.
+    Waiting,
+    /// Credit 1 with drain is out on its C2D link: a message or the hub's drain
+    /// answer ends it.
+    Sent,
 }
 
 #[derive(Debug)]
@@ -329,6 +384,8 @@ impl Multiplexed {
                 queued: VecDeque::new(),
                 in_flight: VecDeque::new(),
                 locks: BTreeMap::new(),
+                c2d_credit: C2dCredit::Standing,
+                fetch: Fetch::Idle,
                 attempt: 0,
             },
         );
@@ -439,7 +496,64 @@ impl Multiplexed {
         if wire.engine.disposition(now, link, delivery_id, Some(state), true).is_err() {
             return Err(unknown);
         }
-        top_up_c2d(wire, now, link, slot.locks.len());
+        top_up_c2d(wire, now, link, slot);
+        self.after(now);
+        Ok(())
+    }
+
+    /// Sets how device `key`'s C2D link gets credit ([`C2dCredit`]); unknown keys
+    /// are ignored. Called right after [`Multiplexed::add_device`], it holds from
+    /// the first attach on. On an attached link, switching to
+    /// [`C2dCredit::OnFetch`] stops the top-ups but takes back no credit already
+    /// granted: the hub may still deliver that many messages unasked, until a
+    /// fetch replaces that credit with its one. Switching to
+    /// [`C2dCredit::Standing`] grants the standing credit at once and ends a fetch
+    /// asked for with [`DeviceEvent::C2dDrained`] (a message it brought comes as a
+    /// standing delivery).
+    pub fn set_c2d_credit(&mut self, now: Timestamp, key: DeviceKey, credit: C2dCredit) {
+        let Some(slot) = self.devices.get_mut(&key) else { return };
+        if core::mem::replace(&mut slot.c2d_credit, credit) == credit {
+            return;
+        }
+        if credit == C2dCredit::Standing {
+            end_fetch(slot, key, true, &mut self.events);
+            self.grant_c2d(now, key);
+            self.after(now);
+        }
+    }
+
+    /// Asks the hub for one C2D message for device `key`, whose credit is
+    /// [`C2dCredit::OnFetch`]: credit 1 with drain on its C2D link (AMQP 1.0
+    /// §2.6.7), so the hub sends its next message or gives the credit back at once.
+    /// It ends in exactly one event: [`DeviceEvent::C2d`] with the message, or
+    /// [`DeviceEvent::C2dDrained`] when the hub had none, or when the fetch was
+    /// lost with its link or connection (or the device stopped). While the link is
+    /// not attached (connecting, or reconnecting after a loss) the fetch waits and
+    /// is sent at attach. A fetch while one is out does nothing more.
+    ///
+    /// # Errors
+    ///
+    /// [`C2dFetchError::Stopped`] for a device stopped or not of this connection,
+    /// [`C2dFetchError::Standing`] for a device with standing credit,
+    /// [`C2dFetchError::NoC2d`] for one that attaches no C2D link.
+    pub fn fetch_c2d(&mut self, now: Timestamp, key: DeviceKey) -> Result<(), C2dFetchError> {
+        if matches!(self.state, State::Stopped) {
+            return Err(C2dFetchError::Stopped);
+        }
+        let Some(slot) = self.devices.get_mut(&key).filter(|s| s.auth != Auth::Stopped) else {
+            return Err(C2dFetchError::Stopped);
+        };
+        if slot.c2d_credit == C2dCredit::Standing {
+            return Err(C2dFetchError::Standing);
+        }
+        if !slot.wants_c2d() {
+            return Err(C2dFetchError::NoC2d);
+        }
+        if slot.fetch != Fetch::Idle {
+            return Ok(());
+        }
+        slot.fetch = Fetch::Waiting;
+        self.grant_c2d(now, key);
         self.after(now);
         Ok(())
     }
@@ -467,6 +581,7 @@ impl Multiplexed {
                 continue;
             }
             slot.auth = Auth::Stopped;
+            end_fetch(slot, *key, true, &mut self.events);
             self.events.push_back((
                 *key,
                 DeviceEvent::Disconnected { reason: DisconnectReason::Closed, reconnect_at: None },
@@ -716,7 +831,7 @@ impl Multiplexed {
                     let _ = wire.engine.flow(now, link, CBS_CREDIT, false);
                 }
                 Some(Owner::C2d(key)) => {
-                    let _ = wire.engine.flow(now, link, C2D_CREDIT, false);
+                    self.grant_c2d(now, key);
                     self.announce(key);
                 }
                 Some(Owner::Telemetry(key)) => {
@@ -816,7 +931,14 @@ impl Multiplexed {
                     self.on_outcome(now, key, link, delivery_id, state, settled);
                 }
             }
-            LinkEvent::Aborted { .. } | LinkEvent::Drained { .. } => {}
+            LinkEvent::Drained { link } => {
+                if let Some(Owner::C2d(key)) = wire.links.get(&link).copied()
+                    && let Some(slot) = self.devices.get_mut(&key)
+                {
+                    end_fetch(slot, key, false, &mut self.events);
+                }
+            }
+            LinkEvent::Aborted { .. } => {}
         }
     }
 
@@ -960,6 +1082,31 @@ impl Multiplexed {
         self.attach_methods(now, key);
     }
 
+    /// Gives the device's attached C2D link credit as its [`C2dCredit`] says:
+    /// standing, [`C2D_CREDIT`] less the messages it holds; on fetch, credit 1 with
+    /// drain for a fetch waiting (AMQP 1.0 §2.6.7), and nothing otherwise.
+    fn grant_c2d(&mut self, now: Timestamp, key: DeviceKey) {
+        let State::Open(wire) = &mut self.state else { return };
+        let Some(slot) = self.devices.get_mut(&key) else { return };
+        let Some(link) =
+            slot.c2d.filter(|l| wire.engine.links().state(*l) == Some(LinkState::Attached))
+        else {
+            return;
+        };
+        match slot.c2d_credit {
+            C2dCredit::Standing => {
+                let held = u32::try_from(slot.locks.len()).unwrap_or(u32::MAX);
+                let _ = wire.engine.flow(now, link, C2D_CREDIT.saturating_sub(held), false);
+            }
+            C2dCredit::OnFetch if slot.fetch == Fetch::Waiting => {
+                if wire.engine.flow(now, link, 1, true).is_ok() {
+                    slot.fetch = Fetch::Sent;
+                }
+            }
+            C2dCredit::OnFetch => {}
+        }
+    }
+
     /// Reports `Connected` once all of the device's links are attached.
     fn announce(&mut self, key: DeviceKey) {
         let State::Open(wire) = &self.state else { return };
@@ -1090,11 +1237,16 @@ impl Multiplexed {
             .map_err(|e| e.to_string())
             .and_then(|m| message::to_iothub(&m).map_err(|e| e.to_string()));
         let lock = message::lock_token_from_tag(&d.tag);
+        // The delivery ends a fetch: it used the fetch's one credit.
+        let fetched = slot.fetch == Fetch::Sent;
+        if fetched {
+            slot.fetch = Fetch::Idle;
+        }
         let message = match (decoded, lock) {
             (Ok((message, _)), _) if d.settled => {
                 self.events
                     .push_back((key, DeviceEvent::C2d(C2dMessage { lock_token: None, message })));
-                return top_up_c2d(wire, now, d.link, slot.locks.len());
+                return top_up_c2d(wire, now, d.link, slot);
             }
             (Ok((message, _)), Some(lock)) => (message, lock),
             (result, _) => {
@@ -1111,7 +1263,11 @@ impl Multiplexed {
                     let _ =
                         wire.engine.disposition(now, d.link, d.delivery_id, Some(state), settle);
                 }
-                return top_up_c2d(wire, now, d.link, slot.locks.len());
+                // Nothing for the application: its fetch ends empty.
+                if fetched {
+                    self.events.push_back((key, DeviceEvent::C2dDrained));
+                }
+                return top_up_c2d(wire, now, d.link, slot);
             }
         };
         let (message, lock) = message;
@@ -1150,6 +1306,7 @@ impl Multiplexed {
         }
         reset(slot, key, &mut self.events);
         slot.channels.fail_queued(key, &mut self.events);
+        end_fetch(slot, key, true, &mut self.events);
         slot.auth = Auth::Stopped;
         self.events.push_back((key, DeviceEvent::Disconnected { reason, reconnect_at: None }));
     }
@@ -1188,10 +1345,12 @@ struct C2dDelivery {
 }
 
 /// Forgets what lived on a lost link: telemetry in flight is to be sent again, C2D
-/// locks are void (the hub delivers those messages again), twin requests sent are
-/// failed and method requests forgotten (see [`twin::Channels::reset`]).
+/// locks are void (the hub delivers those messages again), a C2D fetch out ends
+/// empty, twin requests sent are failed and method requests forgotten (see
+/// [`twin::Channels::reset`]).
 fn reset(slot: &mut Slot, key: DeviceKey, events: &mut VecDeque<(DeviceKey, DeviceEvent)>) {
     slot.announced = false;
+    end_fetch(slot, key, false, events);
     slot.channels.reset(key, events);
     slot.locks.clear();
     for m in &mut slot.in_flight {
@@ -1199,10 +1358,27 @@ fn reset(slot: &mut Slot, key: DeviceKey, events: &mut VecDeque<(DeviceKey, Devi
     }
 }
 
-/// Gives a C2D link its credit back once half is used, counting the messages the
-/// application holds.
-fn top_up_c2d(wire: &mut Wire, now: Timestamp, link: LinkId, held: usize) {
-    let held = u32::try_from(held).unwrap_or(u32::MAX);
+/// Ends the device's C2D fetch with [`DeviceEvent::C2dDrained`] if one is out on
+/// its link or, with `waiting`, if one waits for the link to attach.
+fn end_fetch(
+    slot: &mut Slot,
+    key: DeviceKey,
+    waiting: bool,
+    events: &mut VecDeque<(DeviceKey, DeviceEvent)>,
+) {
+    if slot.fetch == Fetch::Sent || (waiting && slot.fetch == Fetch::Waiting) {
+        slot.fetch = Fetch::Idle;
+        events.push_back((key, DeviceEvent::C2dDrained));
+    }
+}
+
+/// Gives a standing C2D link its credit back once half is used, counting the
+/// messages the application holds; an on-fetch link gets credit only per fetch.
+fn top_up_c2d(wire: &mut Wire, now: Timestamp, link: LinkId, slot: &Slot) {
+    if slot.c2d_credit == C2dCredit::OnFetch {
+        return;
+    }
+    let held = u32::try_from(slot.locks.len()).unwrap_or(u32::MAX);
     let credit = wire.engine.links().flow_state(link).map_or(0, |f| f.link_credit);
     if credit.saturating_add(held) <= C2D_CREDIT / 2 {
         let _ = wire.engine.flow(now, link, C2D_CREDIT.saturating_sub(held), false);

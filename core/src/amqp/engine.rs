@@ -269,6 +269,13 @@ impl Engine {
         Ok(links.flow(&mut self.sessions, &mut self.connection, now, link, credit, drain)?)
     }
 
+    /// Answers the receiver's drain on a sender link with nothing to send: the
+    /// credit is used up by advancing the delivery-count ([`Links::drained`],
+    /// AMQP 1.0 §2.6.7).
+    pub fn drained(&mut self, now: Timestamp, link: LinkId) -> Result<(), CommandError> {
+        Ok(self.links.drained(&mut self.sessions, &mut self.connection, now, link)?)
+    }
+
     /// Sends a delivery on a sender link ([`Links::send`]).
     pub fn send(
         &mut self,

@@ -856,7 +856,10 @@ impl AmqpConnection {
         }
     }
 
-    /// Sends `device_id`'s queued C2D messages while its C2D link has credit.
+    /// Sends `device_id`'s queued C2D messages while its C2D link has credit; with
+    /// none left to send, answers the device's drain (AMQP 1.0 §2.6.7), so a device
+    /// asking for one message with credit 1 and drain gets it or an empty answer,
+    /// and no other message is locked for it.
     pub(crate) fn pump_c2d(&mut self, now: Timestamp, device_id: &str, hub: &mut HubState) {
         let Some(link) = self.links.iter().find_map(|(id, l)| match l {
             HubLink::C2d { identity, .. } if identity.device_id == device_id => Some(*id),
@@ -871,13 +874,13 @@ impl AmqpConnection {
             }
             let lock = hub.new_lock();
             let Some(device) = hub.device(device_id) else {
-                return;
+                break;
             };
             if device.connection != Some(self.id) {
-                return;
+                break;
             }
             let Some(delivery) = device.queue.lock_next(now, lock, None) else {
-                return;
+                break;
             };
             let stamps = HubStamps {
                 lock_token: Some(delivery.lock),
@@ -941,6 +944,17 @@ impl AmqpConnection {
                 }
             }
         }
+        self.answer_drain(now, link);
+    }
+
+    /// Gives back a sender link's credit when the device asked for a drain and the
+    /// hub has sent all it had: "the sender MUST advance delivery-count until
+    /// link-credit is zero, and send its updated flow state" (AMQP 1.0 §2.6.7).
+    fn answer_drain(&mut self, now: Timestamp, link: LinkId) {
+        let flow = self.engine.links().flow_state(link);
+        if flow.is_some_and(|f| f.drain && f.link_credit > 0) {
+            let _ = self.engine.drained(now, link);
+        }
     }
 
     /// Queues `message` for `identity`'s receiver of this kind (`twin` replies or
@@ -980,7 +994,8 @@ impl AmqpConnection {
     }
 
     /// Sends `link`'s waiting twin replies or method requests while it has credit:
-    /// settled when the device's attach allowed it (spec file §5.3).
+    /// settled when the device's attach allowed it (spec file §5.3). With none left,
+    /// answers the device's drain (AMQP 1.0 §2.6.7).
     fn pump_outgoing(&mut self, now: Timestamp, hub: &mut HubState, link: LinkId) {
         let (settled, identity) = match self.links.get(&link) {
             Some(HubLink::TwinReplies { settled, identity })
@@ -992,7 +1007,7 @@ impl AmqpConnection {
                 return;
             }
             let Some(message) = self.outgoing.get_mut(&link).and_then(VecDeque::pop_front) else {
-                return;
+                return self.answer_drain(now, link);
             };
             let Some(delivery) = hub_delivery(&message, settled, &mut self.next_pending) else {
                 // The hub built it from values it checked: it encodes.

@@ -335,6 +335,13 @@ impl MuxPair {
 
     /// Registers `device_id` with [`KEY`] and adds it with `key` as its credential.
     fn add(&mut self, device_id: &str, key: &str) -> DeviceKey {
+        let key = self.add_undriven(device_id, key);
+        self.drive();
+        key
+    }
+
+    /// [`MuxPair::add`] without moving a byte: the device has not attached yet.
+    fn add_undriven(&mut self, device_id: &str, key: &str) -> DeviceKey {
         let record = DeviceRecord {
             device_id: device_id.into(),
             primary_key: KEY.into(),
@@ -345,9 +352,7 @@ impl MuxPair {
         let mut config = DeviceConfig::new(Pair::connection_string(device_id));
         config.protocol = Protocol::Amqp;
         config.connection_string.authentication = Authentication::SharedAccessKey(key.into());
-        let key = self.mux.add_device(self.now, config).unwrap();
-        self.drive();
-        key
+        self.mux.add_device(self.now, config).unwrap()
     }
 
     fn drive(&mut self) {
@@ -729,6 +734,7 @@ fn a_content_type_that_is_not_ascii_is_refused_before_queueing() {
     assert_eq!(pair.devices[d].device.unacknowledged(), 0);
 }
 
+mod fetch;
 mod twin;
 
 #[test]

@@ -14,8 +14,8 @@ use crate::amqp::engine::{Engine, EngineEvent};
 use crate::amqp::link::{Delivery, LinkEvent, LinkId, LinkSpec};
 use crate::amqp::message::{self, Body, Message, MessageId};
 use crate::amqp::performative::{
-    AmqpError, MESSAGE_FORMAT_AMQP, MESSAGE_FORMAT_BATCH, Open, Role, Source, Target, Terminus,
-    condition,
+    AmqpError, Flow, MESSAGE_FORMAT_AMQP, MESSAGE_FORMAT_BATCH, Open, Role, Source, Target,
+    Terminus, condition,
 };
 use crate::amqp::sasl::PlainResponse;
 use crate::amqp::session::{SessionConfig, SessionId};
@@ -600,6 +600,101 @@ fn s5_5_c2d_waits_for_credit() {
     assert!(w.clients[c].deliveries(c2d).is_empty(), "no credit, no delivery");
     w.flow(c, c2d, 2);
     assert_eq!(w.clients[c].deliveries(c2d).len(), 2);
+}
+
+/// Client `c` asks for `credit` deliveries on `link` with drain (AMQP 1.0 §2.6.7);
+/// returns the link flows the hub answered with, decoded, after the client read them.
+fn drain(w: &mut World, c: usize, link: LinkId, credit: u32) -> Vec<Flow> {
+    use crate::amqp::frame::{self, FrameLimits};
+    use crate::amqp::performative::Performative;
+    let client = &mut w.clients[c];
+    client.engine.flow(w.now, link, credit, true).expect("flows");
+    while let Some(t) = client.engine.poll_transmit() {
+        if let Transmit::Send(bytes) = t {
+            w.hub.handle_input(w.now, client.id, &bytes).expect("the hub reads the flow");
+        }
+    }
+    let mut answer = BytesMut::new();
+    while let Some((id, t)) = w.hub.poll_transmit() {
+        if let (true, Transmit::Send(bytes)) = (id == client.id, t) {
+            answer.extend_from_slice(&bytes);
+        }
+    }
+    client.engine.handle_input(w.now, &answer).expect("the client reads the answer");
+    w.pump();
+    let mut flows = vec![];
+    while let Ok(Some(f)) = frame::decode(&mut answer, &FrameLimits { max_frame_size: u32::MAX }) {
+        if f.is_empty() {
+            continue;
+        }
+        let decoded = Performative::decode(&f.body, &crate::amqp::types::Limits::default());
+        if let Performative::Flow(flow) = decoded.expect("the hub's frames decode").0
+            && flow.handle.is_some()
+        {
+            flows.push(flow);
+        }
+    }
+    flows
+}
+
+fn drained(client: &Client, link: LinkId) -> usize {
+    let is_drained = |e: &&EngineEvent| matches!(e, EngineEvent::Link(LinkEvent::Drained { link: l }) if *l == link);
+    client.events.iter().filter(is_drained).count()
+}
+
+#[test]
+fn s2_6_7_drain_on_an_empty_c2d_link_advances_the_delivery_count_to_use_up_the_credit() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    w.device(c, &cbs, "d0");
+    let c2d = w.attach(c, "c2d", Role::Receiver, "/devices/d0/messages/devicebound");
+    let flows = drain(&mut w, c, c2d, 1);
+    // "The sender MUST advance delivery-count until link-credit is zero, and send
+    // its updated flow state": from its initial delivery-count 0, by the one credit.
+    let [flow] = flows.as_slice() else { panic!("one link flow expected: {flows:?}") };
+    assert_eq!(flow.delivery_count, Some(1));
+    assert_eq!(flow.link_credit, Some(0));
+    assert!(flow.drain, "the flow echoes the drain");
+    assert_eq!(drained(&w.clients[c], c2d), 1);
+    // The credit is gone: a message queued now waits for the next grant.
+    w.hub.send_c2d(w.now, "d0", iothub::Message::new(Bytes::from_static(b"m"))).expect("queued");
+    w.pump();
+    assert!(w.clients[c].deliveries(c2d).is_empty());
+    assert!(drain(&mut w, c, c2d, 1).is_empty(), "a message, not a drain answer");
+    assert_eq!(w.clients[c].deliveries(c2d).len(), 1);
+}
+
+#[test]
+fn s2_6_7_c2d_credit_one_with_drain_sends_one_message_and_locks_no_other() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    w.device(c, &cbs, "d0");
+    let c2d = w.attach(c, "c2d", Role::Receiver, "/devices/d0/messages/devicebound");
+    for body in [&b"one"[..], b"two"] {
+        w.hub.send_c2d(w.now, "d0", iothub::Message::new(Bytes::from_static(body))).expect("q");
+    }
+    w.pump();
+    assert!(w.clients[c].deliveries(c2d).is_empty(), "no credit, no delivery");
+    let bodies = |w: &World| -> Vec<Bytes> {
+        let deliveries = w.clients[c].deliveries(c2d);
+        let decode = |p: &Bytes| Message::decode(p, &Default::default()).expect("decodes");
+        let to_iothub = |m: Message| message::to_iothub(&m).expect("maps").0.body;
+        deliveries.iter().map(|(_, _, p)| to_iothub(decode(p))).collect()
+    };
+    // The one credit is used by a message: no drain answer is due.
+    assert!(drain(&mut w, c, c2d, 1).is_empty());
+    assert_eq!(bodies(&w), [&b"one"[..]]);
+    // "one" is held unsettled; "two" was not locked with it, so the next grant
+    // brings it.
+    assert!(drain(&mut w, c, c2d, 1).is_empty());
+    assert_eq!(bodies(&w), [&b"one"[..], b"two"]);
+    assert_eq!(drained(&w.clients[c], c2d), 0);
+    // Both are locked now: the next drain comes back empty.
+    assert_eq!(drain(&mut w, c, c2d, 1).len(), 1);
+    assert_eq!(drained(&w.clients[c], c2d), 1);
+    assert_eq!(bodies(&w).len(), 2);
 }
 
 #[test]

@@ -495,3 +495,18 @@ fn s5_6_subscribe_put_without_resource_reads_as_a_400() {
     assert_eq!(r.status, 400);
     let _ = DESIRED_NOTIFICATIONS;
 }
+
+#[test]
+fn s2_6_7_a_drain_on_an_idle_twin_or_method_receiver_gives_the_credit_back() {
+    let mut w = World::new(1);
+    let c = w.authenticated(&["d0"]);
+    for node in ["twin", "methods/devicebound"] {
+        let pair = w.node_links(c, "d0", node, SenderSettleMode::Settled);
+        // Nothing waits for the device: the 5 credits are used up by advancing the
+        // delivery-count from 0 (§2.6.7).
+        let flows = drain(&mut w, c, pair.receiver, 5);
+        let [flow] = flows.as_slice() else { panic!("{node}: one link flow: {flows:?}") };
+        assert_eq!((flow.delivery_count, flow.link_credit), (Some(5), Some(0)), "{node}");
+        assert_eq!(drained(&w.clients[c], pair.receiver), 1, "{node}");
+    }
+}
