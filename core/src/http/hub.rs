@@ -39,14 +39,14 @@
 //! A held request holds the connection as a send being stored does: the requests
 //! pipelined behind it wait in the buffer.
 //!
-//! [`Hub::authenticated`]: crate::hub::Hub::authenticated
-//! [`Hub::c2d_fetched`]: crate::hub::Hub::c2d_fetched
-//!
 //! IoT Hub errors carry `iothub-errorcode` and IoT Hub's JSON body
 //! ([`rest::error_body`]); plain HTTP errors (404 and 405 for paths and methods)
 //! carry a line of text. A connection closes after `Connection: close`, after an
 //! HTTP/1.0 request without `keep-alive`, after an answer that leaves the framing
 //! unknown, and when idle for [`HubConfig::http_idle_timeout`].
+//!
+//! [`Hub::authenticated`]: crate::hub::Hub::authenticated
+//! [`Hub::c2d_fetched`]: crate::hub::Hub::c2d_fetched
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
@@ -718,7 +718,7 @@ impl HttpConnection {
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Timestamp, hub: &mut HubState) {
-        if !self.poll_timeout().is_some_and(|deadline| now >= deadline) {
+        if self.poll_timeout().is_none_or(|deadline| now < deadline) {
             return;
         }
         let seconds = self.request_timeout.as_millis() / 1000;
