@@ -449,3 +449,24 @@ fn more_than_a_request_behind_a_held_one_is_dropped_and_the_answer_closes() {
     assert!(rest.closed());
     assert_eq!(auth_requests(&rest).len(), 1);
 }
+
+#[test]
+fn a_runtime_tells_a_polling_device_from_a_pushed_one_by_protocol() {
+    let mut rest = delegated();
+    let connect = rest.pair.connect_packet("device2");
+    let mqtt = rest.pair.raw_connect();
+    rest.pair.raw_send_packet(mqtt, &crate::mqtt::Packet::Connect(connect));
+    let post = request(&rest, "POST", &events_target(), b"x");
+    rest.send(&post);
+    let asked: Vec<(Identity, Protocol)> = auth_requests(&rest)
+        .into_iter()
+        .map(|(_, identity, _, _, protocol)| (identity, protocol))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            (Identity::device("device2"), Protocol::Mqtt),
+            (Identity::device("device1"), Protocol::Http)
+        ]
+    );
+}
