@@ -23,12 +23,32 @@
 //! | settle | 204 |
 //! | request not whole within `connect_timeout` of its first byte | 408, then close |
 //!
+//! Under [`Authentication::Delegated`] (a field gateway's downstream) the runtime
+//! judges every request's token, and a device's C2D queue holds only what the
+//! runtime fetched upstream:
+//!
+//! | Request | Answer |
+//! |---|---|
+//! | token that does not parse, or expired | 401 IotHubUnauthorized, the runtime not asked |
+//! | any other | held: [`HubEvent::AuthenticationRequested`], served after [`Hub::authenticated`] `Ok` |
+//! | refused by the runtime | 401, with the runtime's code in `iothub-errorcode` |
+//! | not judged within `connect_timeout` | 504 GatewayTimeout (504101) |
+//! | receive, nothing in the queue to take | held: [`HubEvent::C2dRequested`], answered as above after [`Hub::c2d_fetched`] |
+//! | receive, nothing fetched within `connect_timeout` | 204 |
+//!
+//! A held request holds the connection as a send being stored does: the requests
+//! pipelined behind it wait in the buffer.
+//!
 //! IoT Hub errors carry `iothub-errorcode` and IoT Hub's JSON body
 //! ([`rest::error_body`]); plain HTTP errors (404 and 405 for paths and methods)
 //! carry a line of text. A connection closes after `Connection: close`, after an
 //! HTTP/1.0 request without `keep-alive`, after an answer that leaves the framing
 //! unknown, and when idle for [`HubConfig::http_idle_timeout`].
+//!
+//! [`Hub::authenticated`]: crate::hub::Hub::authenticated
+//! [`Hub::c2d_fetched`]: crate::hub::Hub::c2d_fetched
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -42,8 +62,12 @@ use super::error::{HeadError, error_response, reason_phrase};
 use super::head::{Header, Limits, RequestHead, ResponseHead, parse_request};
 use super::message::{self, C2dHeaders};
 use super::rest::{self, ERROR_CODE_HEADER, Route, RouteError};
-use crate::hub::{HubConfig, HubEvent, HubState, Origin, StoreTicket};
-use crate::iothub::{Disposition, ErrorCode, Identity, LockToken};
+use crate::Protocol;
+use crate::hub::{
+    AuthError, AuthRequest, Authentication, C2dRequest, HubConfig, HubEvent, HubState, Origin,
+    StoreTicket,
+};
+use crate::iothub::{Disposition, ErrorCode, Identity, LockToken, SasToken};
 use crate::sansio::{ConnectionId, Outbox, Transmit};
 use crate::time::{Duration, Timestamp};
 
@@ -100,7 +124,47 @@ enum Phase {
         tickets: BTreeSet<StoreTicket>,
         persistence: Persistence,
     },
+    /// Under [`Authentication::Delegated`]: the request's token is with the
+    /// runtime. Served once judged; 504 at `deadline`.
+    Authenticating {
+        request: AuthRequest,
+        held: Box<Held>,
+        persistence: Persistence,
+        deadline: Timestamp,
+    },
+    /// Under [`Authentication::Delegated`]: a poll found nothing to take and the
+    /// runtime fetches upstream. Answered once it has; 204 at `deadline`.
+    Fetching {
+        request: C2dRequest,
+        device_id: String,
+        identity: Identity,
+        persistence: Persistence,
+        deadline: Timestamp,
+    },
     Closed,
+}
+
+impl Phase {
+    /// What happens after the answer of a request that waits for the runtime (a
+    /// store, a judgement, a fetch); the bytes after it wait in the buffer.
+    fn waiting(&mut self) -> Option<&mut Persistence> {
+        match self {
+            Phase::Storing { persistence, .. }
+            | Phase::Authenticating { persistence, .. }
+            | Phase::Fetching { persistence, .. } => Some(persistence),
+            Phase::Idle { .. } | Phase::Head { .. } | Phase::Body { .. } | Phase::Closed => None,
+        }
+    }
+}
+
+/// A routed request whose token the runtime judges: what serving it takes.
+#[derive(Debug)]
+struct Held {
+    route: Route,
+    identity: Identity,
+    /// A send reads its message's properties from the headers.
+    head: RequestHead,
+    body: Bytes,
 }
 
 /// What happens to the connection after an answer (RFC 9112 §9.3, §9.6).
@@ -134,6 +198,10 @@ enum Reply {
     Now(Answer),
     /// With 204 once the runtime has stored these messages.
     AfterStore(BTreeSet<StoreTicket>),
+    /// Once the runtime has judged the token ([`Authentication::Delegated`]).
+    AfterAuthentication(AuthRequest, Box<Held>),
+    /// Once the runtime has fetched for this poll ([`Authentication::Delegated`]).
+    AfterFetch { request: C2dRequest, device_id: String, identity: Identity },
 }
 
 struct Answer {
@@ -208,33 +276,34 @@ impl HttpConnection {
         bytes: &[u8],
         hub: &mut HubState,
     ) -> Result<(), HubProtocolError> {
-        match &mut self.phase {
-            Phase::Closed => return Ok(()),
+        if matches!(self.phase, Phase::Closed) {
+            return Ok(());
+        }
+        if let Some(persistence) = self.phase.waiting() {
             // After `Connection: close` nothing more is read (RFC 9112 §9.6).
-            Phase::Storing { persistence: Persistence::Close, .. } => return Ok(()),
-            Phase::Storing { persistence, .. } => {
-                // The next request waits for this answer; more than a whole request
-                // does not: it is dropped, and the connection closes after the
-                // answer, which a pipelining client takes as "send the rest again"
-                // (RFC 9112 §9.3.2).
-                let limit = self.limits.max_head_size
-                    + self.body_limits.max_body_size
-                    + self.body_limits.max_framing_size;
-                if self.rx.len().saturating_add(bytes.len()) > limit {
-                    *persistence = Persistence::Close;
-                    self.rx.clear();
-                } else {
-                    self.rx.extend_from_slice(bytes);
-                }
+            if *persistence == Persistence::Close {
                 return Ok(());
             }
-            _ => {}
+            // The next request waits for this answer; more than a whole request
+            // does not: it is dropped, and the connection closes after the
+            // answer, which a pipelining client takes as "send the rest again"
+            // (RFC 9112 §9.3.2).
+            let limit = self.limits.max_head_size
+                + self.body_limits.max_body_size
+                + self.body_limits.max_framing_size;
+            if self.rx.len().saturating_add(bytes.len()) > limit {
+                *persistence = Persistence::Close;
+                self.rx.clear();
+            } else {
+                self.rx.extend_from_slice(bytes);
+            }
+            return Ok(());
         }
         self.rx.extend_from_slice(bytes);
         self.advance(now, hub)
     }
 
-    /// Reads and answers requests until one is incomplete or waits for its stores.
+    /// Reads and answers requests until one is incomplete or waits for the runtime.
     fn advance(&mut self, now: Timestamp, hub: &mut HubState) -> Result<(), HubProtocolError> {
         loop {
             match &mut self.phase {
@@ -287,27 +356,40 @@ impl HttpConnection {
                         core::mem::replace(&mut self.phase, Phase::Closed)
                     {
                         let persistence = Persistence::of(&head, &decoder);
-                        self.serve(now, &head, body, persistence, hub);
+                        let reply = self.route(now, head, body, hub);
+                        self.reply(now, reply, persistence, hub);
                     }
                 }
-                Phase::Storing { .. } | Phase::Closed => return Ok(()),
+                Phase::Storing { .. }
+                | Phase::Authenticating { .. }
+                | Phase::Fetching { .. }
+                | Phase::Closed => return Ok(()),
             }
         }
     }
 
-    /// Routes a whole request, then answers it or waits for its stores.
-    fn serve(
+    /// Answers a request now, or waits for the runtime as `reply` says.
+    fn reply(
         &mut self,
         now: Timestamp,
-        head: &RequestHead,
-        body: Bytes,
+        reply: Result<Reply, Refusal>,
         persistence: Persistence,
         hub: &mut HubState,
     ) {
-        let answer = match self.route(now, head, body, hub) {
+        let deadline = now + self.request_timeout;
+        let answer = match reply {
             Ok(Reply::Now(answer)) => answer,
             Ok(Reply::AfterStore(tickets)) => {
                 self.phase = Phase::Storing { tickets, persistence };
+                return;
+            }
+            Ok(Reply::AfterAuthentication(request, held)) => {
+                self.phase = Phase::Authenticating { request, held, persistence, deadline };
+                return;
+            }
+            Ok(Reply::AfterFetch { request, device_id, identity }) => {
+                let phase = Phase::Fetching { request, device_id, identity, persistence, deadline };
+                self.phase = phase;
                 return;
             }
             Err(refusal) => self.refusal_answer(now, refusal, hub),
@@ -315,10 +397,11 @@ impl HttpConnection {
         self.answer(now, answer, persistence);
     }
 
+    /// Routes a whole request and authenticates it, or asks the runtime to.
     fn route(
         &mut self,
         now: Timestamp,
-        head: &RequestHead,
+        head: RequestHead,
         body: Bytes,
         hub: &mut HubState,
     ) -> Result<Reply, Refusal> {
@@ -332,18 +415,116 @@ impl HttpConnection {
             let reason = "no Authorization header with a SAS token";
             Refusal::hub(ErrorCode::IOT_HUB_UNAUTHORIZED, &identity, reason)
         })?;
+        if hub.config.authentication == Authentication::Delegated {
+            let refuse = |e: AuthError| Refusal::hub(e.code(), &identity, e.reason());
+            let parsed = hub.check_delegated(token, now).map_err(refuse)?;
+            let host_name = sr_host(&parsed).ok_or_else(|| refuse(AuthError::WrongAudience))?;
+            let token = String::from(token);
+            let request = hub.request_authentication(
+                self.id,
+                identity.clone(),
+                token,
+                host_name,
+                Protocol::Http,
+            );
+            let held = Box::new(Held { route, identity, head, body });
+            return Ok(Reply::AfterAuthentication(request, held));
+        }
         hub.authenticate(&identity, token, now)
             .map_err(|e| Refusal::hub(e.code(), &identity, e.reason()))?;
+        self.dispatch(now, route, &identity, &head, body, hub)
+    }
+
+    /// Serves an authenticated request.
+    fn dispatch(
+        &mut self,
+        now: Timestamp,
+        route: Route,
+        identity: &Identity,
+        head: &RequestHead,
+        body: Bytes,
+        hub: &mut HubState,
+    ) -> Result<Reply, Refusal> {
         match route {
-            Route::SendEvent { .. } => self.send_event(now, head, body, &identity, hub),
+            Route::SendEvent { .. } => self.send_event(now, head, body, identity, hub),
             Route::ReceiveC2d { device_id } => {
-                Ok(Reply::Now(receive_c2d(now, self.id, &device_id, &identity, hub)?))
+                if let Some(answer) = receive_c2d(now, self.id, &device_id, identity, hub)? {
+                    return Ok(Reply::Now(answer));
+                }
+                if hub.config.authentication != Authentication::Delegated {
+                    return Ok(Reply::Now(Answer::no_content()));
+                }
+                // The queue holds only what was fetched upstream: the runtime
+                // fetches before the poll is answered.
+                let request = hub.request_c2d(self.id, device_id.clone());
+                Ok(Reply::AfterFetch { request, device_id, identity: identity.clone() })
             }
             Route::Settle { device_id, lock, disposition } => {
-                settle(now, &device_id, &lock, disposition, &identity, hub)?;
+                settle(now, &device_id, &lock, disposition, identity, hub)?;
                 Ok(Reply::Now(Answer::no_content()))
             }
         }
+    }
+
+    /// The runtime judged the token of `request`: the held request is served, or
+    /// answered 401 with `code` (whatever the code: the device is not let in, as
+    /// MQTT answers CONNACK 5 to every refusal, spec file §4.1.3). The requests
+    /// that waited behind it are read then. Returns whether it waited for
+    /// `request`.
+    pub(crate) fn authenticated(
+        &mut self,
+        now: Timestamp,
+        request: AuthRequest,
+        result: Result<(), ErrorCode>,
+        hub: &mut HubState,
+    ) -> bool {
+        if !matches!(&self.phase, Phase::Authenticating { request: r, .. } if *r == request) {
+            return false;
+        }
+        let Phase::Authenticating { held, persistence, .. } =
+            core::mem::replace(&mut self.phase, Phase::Closed)
+        else {
+            return false;
+        };
+        let Held { route, identity, head, body } = *held;
+        let reply = match result {
+            Ok(()) => self.dispatch(now, route, &identity, &head, body, hub),
+            Err(code) => Err(Refusal {
+                status: 401,
+                code: Some(code),
+                identity: Some(identity),
+                reason: format!("the upstream hub refused the SAS token ({code})"),
+                allow: None,
+            }),
+        };
+        self.reply(now, reply, persistence, hub);
+        let _answered = self.advance(now, hub);
+        true
+    }
+
+    /// The runtime fetched for the poll of `request` and queued what it found:
+    /// the poll takes the next message it may, or is answered 204. The requests
+    /// that waited behind it are read then. Returns whether it waited for
+    /// `request`.
+    pub(crate) fn c2d_fetched(
+        &mut self,
+        now: Timestamp,
+        request: C2dRequest,
+        hub: &mut HubState,
+    ) -> bool {
+        if !matches!(&self.phase, Phase::Fetching { request: r, .. } if *r == request) {
+            return false;
+        }
+        let Phase::Fetching { device_id, identity, persistence, .. } =
+            core::mem::replace(&mut self.phase, Phase::Closed)
+        else {
+            return false;
+        };
+        let reply = receive_c2d(now, self.id, &device_id, &identity, hub)
+            .map(|answer| Reply::Now(answer.unwrap_or_else(Answer::no_content)));
+        self.reply(now, reply, persistence, hub);
+        let _answered = self.advance(now, hub);
+        true
     }
 
     /// One message from the headers and body (spec file §6.2), or a batch (§6.3,
@@ -527,22 +708,27 @@ impl HttpConnection {
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
         match &self.phase {
-            Phase::Idle { deadline } | Phase::Head { deadline } | Phase::Body { deadline, .. } => {
-                Some(*deadline)
-            }
+            Phase::Idle { deadline }
+            | Phase::Head { deadline }
+            | Phase::Body { deadline, .. }
+            | Phase::Authenticating { deadline, .. }
+            | Phase::Fetching { deadline, .. } => Some(*deadline),
             Phase::Storing { .. } | Phase::Closed => None,
         }
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Timestamp, hub: &mut HubState) {
-        match &self.phase {
+        if self.poll_timeout().is_none_or(|deadline| now < deadline) {
+            return;
+        }
+        let seconds = self.request_timeout.as_millis() / 1000;
+        match core::mem::replace(&mut self.phase, Phase::Closed) {
             // RFC 9112 §9.5: an idle connection may be closed at any time; no answer
             // is owed when no request has begun.
-            Phase::Idle { deadline } if now >= *deadline => self.close(),
-            Phase::Head { deadline } | Phase::Body { deadline, .. } if now >= *deadline => {
+            Phase::Idle { .. } => self.close(),
+            Phase::Head { .. } | Phase::Body { .. } => {
                 let reason = format!(
-                    "the request did not arrive whole within {} s of its first byte",
-                    self.request_timeout.as_millis() / 1000
+                    "the request did not arrive whole within {seconds} s of its first byte"
                 );
                 // RFC 9110 §15.5.9
                 let response = error_response(408, reason_phrase(408), &[], &reason);
@@ -551,7 +737,22 @@ impl HttpConnection {
                 hub.emit(HubEvent::Refused { connection: self.id, identity: None, code, reason });
                 self.close();
             }
-            _ => {}
+            Phase::Authenticating { request, held, persistence, .. } => {
+                hub.forget_authentication(request);
+                let reason = format!("the SAS token was not judged within {seconds} s");
+                let refusal = Refusal::hub(ErrorCode::GATEWAY_TIMEOUT, &held.identity, reason);
+                let answer = self.refusal_answer(now, refusal, hub);
+                self.answer(now, answer, persistence);
+                let _answered = self.advance(now, hub);
+            }
+            // Nothing was taken from the queue, so nothing is lost: what the runtime
+            // queues later waits for the next poll.
+            Phase::Fetching { request, persistence, .. } => {
+                hub.forget_c2d_request(request);
+                self.answer(now, Answer::no_content(), persistence);
+                let _answered = self.advance(now, hub);
+            }
+            phase @ (Phase::Storing { .. } | Phase::Closed) => self.phase = phase,
         }
     }
 
@@ -561,22 +762,23 @@ impl HttpConnection {
 }
 
 /// Locks the next deliverable message for the device and hands it out in a 200
-/// (spec file §6.4, TV-15), or answers 204 when there is none. The lock times out
-/// after the queue's `lock_timeout` (spec file §7).
+/// (spec file §6.4, TV-15); `None` when there is none, which is a 204 unless the
+/// runtime fetches first. The lock times out after the queue's `lock_timeout`
+/// (spec file §7).
 fn receive_c2d(
     now: Timestamp,
     connection: ConnectionId,
     device_id: &str,
     identity: &Identity,
     hub: &mut HubState,
-) -> Result<Answer, Refusal> {
+) -> Result<Option<Answer>, Refusal> {
     loop {
         let lock = hub.new_lock();
         let until = now + hub.config.c2d.lock_timeout;
         let not_found = || Refusal::hub(ErrorCode::DEVICE_NOT_FOUND, identity, "not registered");
         let device = hub.device_mut(device_id).ok_or_else(not_found)?;
         let Some(delivery) = device.queue.lock_next(now, lock, Some(until)) else {
-            return Ok(Answer::no_content());
+            return Ok(None);
         };
         let c2d = C2dHeaders {
             lock_token: delivery.lock,
@@ -585,7 +787,9 @@ fn receive_c2d(
         };
         let mut headers = Vec::new();
         match message::write_c2d(&c2d, &delivery.message, &mut headers) {
-            Ok(()) => return Ok(Answer { status: 200, headers, body: delivery.message.body }),
+            Ok(()) => {
+                return Ok(Some(Answer { status: 200, headers, body: delivery.message.body }));
+            }
             Err(e) => {
                 // A property HTTP cannot carry (MQTT and AMQP can): no HTTP device can
                 // ever take this message, so it is dead-lettered rather than left to
@@ -607,6 +811,16 @@ fn receive_c2d(
             }
         }
     }
+}
+
+/// The host of a token's `sr`, the hub the device addresses: `myhub.azure-devices.net`
+/// from `myhub.azure-devices.net/devices/d1`, a scheme in front (`https://`) skipped
+/// as IoT Hub's audience rules allow (spec file §2.3). `None` when it names none.
+fn sr_host(token: &SasToken) -> Option<String> {
+    let audience = token.audience();
+    let resource = audience.split_once("://").map_or(audience.as_str(), |(_, rest)| rest);
+    let host = resource.split('/').next().unwrap_or_default();
+    (!host.is_empty()).then(|| String::from(host))
 }
 
 /// Completes, rejects or abandons the message locked under the path's token (spec

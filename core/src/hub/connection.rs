@@ -12,7 +12,7 @@ use alloc::boxed::Box;
 
 use crate::amqp::hub::AmqpConnection;
 use crate::http::hub::HttpConnection;
-use crate::hub::{AuthRequest, HubState, StoreTicket};
+use crate::hub::{AuthRequest, C2dRequest, HubState, StoreTicket};
 use crate::iothub::{ErrorCode, MethodRequest, TwinPatch};
 use crate::mqtt::hub::MqttConnection;
 use crate::sansio::Transmit;
@@ -83,8 +83,24 @@ impl HubConnection {
     ) -> bool {
         match self {
             HubConnection::Mqtt(c) => c.authenticated(now, request, result, hub),
-            // They authenticate against the registry (`Authentication::Delegated`).
-            HubConnection::Amqp(_) | HubConnection::Http(_) => false,
+            HubConnection::Http(c) => c.authenticated(now, request, result, hub),
+            // It authenticates against the registry (`Authentication::Delegated`).
+            HubConnection::Amqp(_) => false,
+        }
+    }
+
+    /// The runtime fetched what there was for the C2D poll of `request`. Returns
+    /// whether this connection waited for it.
+    pub(crate) fn c2d_fetched(
+        &mut self,
+        now: Timestamp,
+        request: C2dRequest,
+        hub: &mut HubState,
+    ) -> bool {
+        match self {
+            HubConnection::Http(c) => c.c2d_fetched(now, request, hub),
+            // Pushed their messages: they never poll (spec file §4.4, §5.5).
+            HubConnection::Mqtt(_) | HubConnection::Amqp(_) => false,
         }
     }
 

@@ -96,9 +96,13 @@ pub enum Authentication {
     Registry,
     /// The hub checks only the token's form and expiry and asks the runtime with
     /// [`HubEvent::AuthenticationRequested`], holding the connection (no MQTT
-    /// CONNACK) until [`Hub::authenticated`] answers; a device the registry does not
-    /// know gets its C2D queue and twin when it is accepted. A field gateway hands
-    /// the token to the real hub, which judges it. MQTT only: AMQP and HTTP
+    /// CONNACK) or the HTTP request until [`Hub::authenticated`] answers; a device
+    /// the registry does not know gets its C2D queue and twin when it is accepted.
+    /// A field gateway hands the token to the real hub, which judges it. Every
+    /// HTTP request is judged, each carrying its own token (spec file §6.1), and a
+    /// poll that finds the device's queue empty asks the runtime to fetch with
+    /// [`HubEvent::C2dRequested`] before it is answered ([`Hub::c2d_fetched`]): the
+    /// queue holds only what the gateway fetched upstream. MQTT and HTTP only: AMQP
     /// connections are checked against the registry still.
     Delegated,
 }
@@ -107,6 +111,11 @@ pub enum Authentication {
 /// answers it. Never reused by a hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AuthRequest(pub u64);
+
+/// Names one [`HubEvent::C2dRequested`] until [`Hub::c2d_fetched`] answers it.
+/// Never reused by a hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct C2dRequest(pub u64);
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -168,20 +177,39 @@ pub enum HubEvent {
         record: D2cRecord,
     },
     /// Under [`Authentication::Delegated`]: judge `token` for `identity`, then call
-    /// [`Hub::authenticated`] with `request`. The connection waits, within the
-    /// connect timeout, without an answer.
+    /// [`Hub::authenticated`] with `request`. The connection (MQTT) or the request
+    /// (HTTP) waits, within the connect timeout, without an answer.
     AuthenticationRequested {
         /// What to hand back.
         request: AuthRequest,
         /// The connection waiting.
         connection: ConnectionId,
-        /// Who the device says it is (the MQTT user name's identity).
+        /// Who the device says it is (the MQTT user name's identity, the HTTP
+        /// path's).
         identity: Identity,
         /// The SAS token it presented, as it presented it.
         token: String,
-        /// The host name the device addressed in its user name (its hub's, not
-        /// this one's, when it connects through a gateway).
+        /// The host name the device addressed (its hub's, not this one's, when it
+        /// connects through a gateway): the MQTT user name's; for HTTP, which names
+        /// it nowhere else, the host of the token's `sr`
+        /// (`myhub.azure-devices.net` from `myhub.azure-devices.net/devices/d1`).
         host_name: String,
+        /// How the device speaks: an MQTT device is pushed its C2D messages, an
+        /// HTTP device polls for them ([`HubEvent::C2dRequested`]).
+        protocol: Protocol,
+    },
+    /// Under [`Authentication::Delegated`]: an HTTP device polled for a C2D message
+    /// (spec file §6.4) and its queue holds none it may take. Fetch at most one
+    /// from upstream, queue it with [`Hub::send_c2d`], then call
+    /// [`Hub::c2d_fetched`] with `request`, whether or not there was one. The poll
+    /// waits, within the connect timeout, without an answer.
+    C2dRequested {
+        /// What to hand back.
+        request: C2dRequest,
+        /// The connection waiting.
+        connection: ConnectionId,
+        /// Whose queue.
+        device_id: String,
     },
     /// A device authenticated.
     Connected {
@@ -350,6 +378,10 @@ pub(crate) struct HubState {
     /// waiting for each.
     pending_auth: BTreeMap<AuthRequest, ConnectionId>,
     next_auth: u64,
+    /// C2D fetches asked of the runtime and not answered, and the connection
+    /// waiting for each.
+    pending_c2d: BTreeMap<C2dRequest, ConnectionId>,
+    next_c2d: u64,
 }
 
 /// What the hub keeps per device between connections.
@@ -407,6 +439,25 @@ impl HubState {
             .map(|_| ())
     }
 
+    /// The checks a delegating hub makes itself ([`Authentication::Delegated`]):
+    /// a token that does not parse (TV-8) or has expired, the clock skew allowed,
+    /// could never pass upstream, so it is refused without asking. Returns the
+    /// parsed token.
+    ///
+    /// Errors: [`AuthError::MalformedToken`], [`AuthError::Expired`].
+    pub(crate) fn check_delegated(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<sas::SasToken, AuthError> {
+        let parsed = sas::SasToken::parse(token).map_err(|_| AuthError::MalformedToken)?;
+        if parsed.expiry_time() + self.config.sas_skew > now {
+            Ok(parsed)
+        } else {
+            Err(AuthError::Expired)
+        }
+    }
+
     /// Asks the runtime to judge `token` ([`Authentication::Delegated`]).
     pub(crate) fn request_authentication(
         &mut self,
@@ -414,6 +465,7 @@ impl HubState {
         identity: Identity,
         token: String,
         host_name: String,
+        protocol: Protocol,
     ) -> AuthRequest {
         let request = AuthRequest(self.next_auth);
         self.next_auth += 1;
@@ -424,8 +476,40 @@ impl HubState {
             identity,
             token,
             host_name,
+            protocol,
         });
         request
+    }
+
+    /// An authentication the runtime did not answer in time: its answer, when it
+    /// comes, finds nothing waiting.
+    pub(crate) fn forget_authentication(&mut self, request: AuthRequest) {
+        self.pending_auth.remove(&request);
+    }
+
+    /// Asks the runtime to fetch a C2D message for `device_id` from upstream
+    /// ([`Authentication::Delegated`]).
+    pub(crate) fn request_c2d(
+        &mut self,
+        connection: ConnectionId,
+        device_id: String,
+    ) -> C2dRequest {
+        let request = C2dRequest(self.next_c2d);
+        self.next_c2d += 1;
+        self.pending_c2d.insert(request, connection);
+        self.events.push_back(HubEvent::C2dRequested { request, connection, device_id });
+        request
+    }
+
+    /// A fetch the runtime did not answer in time.
+    pub(crate) fn forget_c2d_request(&mut self, request: C2dRequest) {
+        self.pending_c2d.remove(&request);
+    }
+
+    /// Drops every request `connection` waited for: it is gone.
+    fn forget_connection(&mut self, connection: ConnectionId) {
+        self.pending_auth.retain(|_, waiting| *waiting != connection);
+        self.pending_c2d.retain(|_, waiting| *waiting != connection);
     }
 
     /// Makes `connection` the device's one connection; an older one is evicted
@@ -594,6 +678,8 @@ impl Hub {
                 methods: Methods::default(),
                 pending_auth: BTreeMap::new(),
                 next_auth: 0,
+                pending_c2d: BTreeMap::new(),
+                next_c2d: 0,
             },
             connections: BTreeMap::new(),
             ready: BTreeSet::new(),
@@ -848,10 +934,13 @@ impl Hub {
 
     /// The runtime's answer to [`HubEvent::AuthenticationRequested`]: `Ok` accepts
     /// the connection (MQTT CONNACK 0, the device's state made if the registry does
-    /// not know it); `Err` refuses it with IoT Hub's code for the log (CONNACK 5,
-    /// not authorized, whatever the code, spec file §4.1.3; then closed). Returns
-    /// whether a connection still waited for `request`: false once it closed or
-    /// timed out, or for a request answered before.
+    /// not know it) or serves the HTTP request; `Err` refuses it with IoT Hub's
+    /// code for the log (MQTT: CONNACK 5, not authorized, whatever the code, spec
+    /// file §4.1.3, then closed; HTTP: 401 whatever the code, with the code in
+    /// `iothub-errorcode` and IoT Hub's error body). Returns whether a connection
+    /// still waited for `request`: false once it closed or timed out (an HTTP
+    /// request was answered 504101 GatewayTimeout then), or for a request answered
+    /// before.
     pub fn authenticated(
         &mut self,
         now: Timestamp,
@@ -864,6 +953,24 @@ impl Hub {
         let mut waited = false;
         self.with_connection(now, id, |conn, state| {
             waited = conn.authenticated(now, request, result, state);
+        });
+        waited
+    }
+
+    /// The runtime's answer to [`HubEvent::C2dRequested`]: it queued what it
+    /// fetched with [`send_c2d`](Self::send_c2d), or found nothing. The waiting
+    /// poll takes the next message the device's queue may hand out (200 with its
+    /// lock, spec file §6.4) or is answered 204. Returns whether a poll still
+    /// waited for `request`: false once its connection closed or the poll timed out
+    /// (answered 204 then; a message queued since waits for the next poll), or for
+    /// a request answered before.
+    pub fn c2d_fetched(&mut self, now: Timestamp, request: C2dRequest) -> bool {
+        let Some(id) = self.state.pending_c2d.remove(&request) else {
+            return false;
+        };
+        let mut waited = false;
+        self.with_connection(now, id, |conn, state| {
+            waited = conn.c2d_fetched(now, request, state);
         });
         waited
     }
@@ -970,7 +1077,7 @@ impl Endpoint for Hub {
 
     fn handle_close(&mut self, now: Timestamp, id: ConnectionId) {
         if let Some(mut conn) = self.connections.remove(&id) {
-            self.state.pending_auth.retain(|_, waiting| *waiting != id);
+            self.state.forget_connection(id);
             conn.handle_close(now, &mut self.state);
             self.ready.remove(&id);
             self.settle_connection_effects(now);
@@ -989,7 +1096,7 @@ impl Endpoint for Hub {
                     // The connection ended on this side; it has cleaned up already.
                     self.connections.remove(&id);
                     self.ready.remove(&id);
-                    self.state.pending_auth.retain(|_, waiting| *waiting != id);
+                    self.state.forget_connection(id);
                     self.timers.set(TimerKey::Connection(id), None);
                     return Some((id, Transmit::Close));
                 }

@@ -46,6 +46,7 @@ use super::packet_ids::PacketIds;
 use super::subscription::Subscription;
 use super::topic;
 use super::username::Username;
+use crate::Protocol;
 use crate::hub::{
     AuthRequest, Authentication, C2dQueue, HubConfig, HubEvent, HubState, Origin, StoreTicket,
 };
@@ -352,14 +353,9 @@ impl MqttConnection {
         host_name: String,
         hub: &mut HubState,
     ) {
-        let skew = hub.config.sas_skew;
-        let token_expiry = match SasToken::parse(&token) {
-            Ok(t) if t.expiry_time() + skew > now => t.expiry_time() + skew,
-            parsed => {
-                let e = match parsed {
-                    Ok(_) => crate::hub::AuthError::Expired,
-                    Err(_) => crate::hub::AuthError::MalformedToken,
-                };
+        let token_expiry = match hub.check_delegated(&token, now) {
+            Ok(t) => t.expiry_time() + hub.config.sas_skew,
+            Err(e) => {
                 let refusal = Refusal {
                     identity: Some(identity),
                     connack: Some(ConnectReturnCode::NotAuthorized),
@@ -377,7 +373,8 @@ impl MqttConnection {
             keep_alive: connect.keep_alive,
             token_expiry,
         });
-        let request = hub.request_authentication(self.id, identity, token, host_name);
+        let request =
+            hub.request_authentication(self.id, identity, token, host_name, Protocol::Mqtt);
         self.state = State::AwaitingAuthentication { deadline, request, accepted };
     }
 

@@ -799,3 +799,8 @@ fn telemetry_not_kept_is_answered_with_the_codes_status() {
     assert_eq!(answers[0].0.status, 429);
     assert!(rest.pair.stored.is_empty());
 }
+
+// ---------------------------------------------------------------------------------
+// Under Authentication::Delegated (a field gateway's downstream)
+
+mod delegated;

@@ -323,6 +323,7 @@ impl<H: HubDriver> Upstream<H> {
                 token,
                 host_name,
                 connection,
+                ..
             }) => self.authenticate(now, *request, *connection, identity, token, host_name),
             HubServerEvent::Hub(HubEvent::Connected { connection, identity, .. }) => {
                 if let Some(device) = self.devices.get_mut(&identity.device_id) {
