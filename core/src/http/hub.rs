@@ -67,7 +67,7 @@ use crate::hub::{
     AuthError, AuthRequest, Authentication, C2dRequest, HubConfig, HubEvent, HubState, Origin,
     StoreTicket,
 };
-use crate::iothub::{Disposition, ErrorCode, Identity, LockToken, SasToken};
+use crate::iothub::{Disposition, ErrorCode, Identity, LockToken};
 use crate::sansio::{ConnectionId, Outbox, Transmit};
 use crate::time::{Duration, Timestamp};
 
@@ -417,8 +417,7 @@ impl HttpConnection {
         })?;
         if hub.config.authentication == Authentication::Delegated {
             let refuse = |e: AuthError| Refusal::hub(e.code(), &identity, e.reason());
-            let parsed = hub.check_delegated(token, now).map_err(refuse)?;
-            let host_name = sr_host(&parsed).ok_or_else(|| refuse(AuthError::WrongAudience))?;
+            let (_, host_name) = hub.check_delegated(&identity, token, now).map_err(refuse)?;
             let token = String::from(token);
             let request = hub.request_authentication(
                 self.id,
@@ -811,16 +810,6 @@ fn receive_c2d(
             }
         }
     }
-}
-
-/// The host of a token's `sr`, the hub the device addresses: `myhub.azure-devices.net`
-/// from `myhub.azure-devices.net/devices/d1`, a scheme in front (`https://`) skipped
-/// as IoT Hub's audience rules allow (spec file §2.3). `None` when it names none.
-fn sr_host(token: &SasToken) -> Option<String> {
-    let audience = token.audience();
-    let resource = audience.split_once("://").map_or(audience.as_str(), |(_, rest)| rest);
-    let host = resource.split('/').next().unwrap_or_default();
-    (!host.is_empty()).then(|| String::from(host))
 }
 
 /// Completes, rejects or abandons the message locked under the path's token (spec

@@ -439,20 +439,32 @@ impl HubState {
             .map(|_| ())
     }
 
-    /// The checks a delegating hub makes itself ([`Authentication::Delegated`]):
-    /// a token that does not parse (TV-8) or has expired, the clock skew allowed,
-    /// could never pass upstream, so it is refused without asking. Returns the
-    /// parsed token.
+    /// The checks a delegating hub makes itself ([`Authentication::Delegated`])
+    /// before the runtime judges `token` for `identity`: a token that does not parse
+    /// (TV-8), names another device or a module, or has expired (the clock skew
+    /// allowed) could never pass upstream, or would make the runtime speak for this
+    /// device with another's token, so it is refused without asking. Any hub host
+    /// is taken: the runtime's hub judges that. Returns the parsed token and its
+    /// audience's host (with its port, if written), the hub the device addresses.
     ///
-    /// Errors: [`AuthError::MalformedToken`], [`AuthError::Expired`].
+    /// Errors: [`AuthError::MalformedToken`], [`AuthError::WrongAudience`],
+    /// [`AuthError::ModuleNotSupported`], [`AuthError::Expired`].
     pub(crate) fn check_delegated(
         &self,
+        identity: &Identity,
         token: &str,
         now: Timestamp,
-    ) -> Result<sas::SasToken, AuthError> {
+    ) -> Result<(sas::SasToken, String), AuthError> {
+        if identity.module_id.is_some() {
+            return Err(AuthError::ModuleNotSupported);
+        }
         let parsed = sas::SasToken::parse(token).map_err(|_| AuthError::MalformedToken)?;
+        let audience = parsed.audience();
+        let host = registry::audience_host(&audience, &identity.device_id)
+            .map(String::from)
+            .ok_or(AuthError::WrongAudience)?;
         if parsed.expiry_time() + self.config.sas_skew > now {
-            Ok(parsed)
+            Ok((parsed, host))
         } else {
             Err(AuthError::Expired)
         }

@@ -331,19 +331,26 @@ impl Registry {
 /// never lets one device's token open another device: the signature must still be
 /// made with the named device's key.
 fn audience_names_device(audience: &str, device_id: &str, host_names: &[String]) -> bool {
+    audience_host(audience, device_id).is_some_and(|host| {
+        let host = without_port(host);
+        host_names.iter().any(|name| without_port(name).eq_ignore_ascii_case(host))
+    })
+}
+
+/// The host (with its port, if written) of a token audience (the URL-decoded `sr`)
+/// that names exactly the device `device_id`, whatever the host: a field gateway
+/// does not know its devices' hub names, so it checks the device and passes the
+/// host on. `None` when the audience names another device, a module, or no device
+/// (spec file §2.3). The id matches as written or percent-decoded once more, as in
+/// [`audience_names_device`].
+pub(crate) fn audience_host<'a>(audience: &'a str, device_id: &str) -> Option<&'a str> {
     let resource = strip_prefix_ignore_ascii_case(audience, "amqps://")
         .or_else(|| strip_prefix_ignore_ascii_case(audience, "https://"))
         .unwrap_or(audience);
-    let Some((host, path)) = resource.split_once('/') else {
-        return false;
-    };
-    let Some(id) = strip_prefix_ignore_ascii_case(path, "devices/") else {
-        return false;
-    };
-    let host = without_port(host);
-    let host_known = host_names.iter().any(|name| without_port(name).eq_ignore_ascii_case(host));
+    let (host, path) = resource.split_once('/')?;
+    let id = strip_prefix_ignore_ascii_case(path, "devices/")?;
     let id_matches = id == device_id || percent_decode_str(id).eq(device_id.bytes());
-    host_known && !id.contains('/') && id_matches
+    (!host.is_empty() && !id.contains('/') && id_matches).then_some(host)
 }
 
 /// `s` without `prefix`, compared ignoring ASCII case.

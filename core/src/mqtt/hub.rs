@@ -353,8 +353,8 @@ impl MqttConnection {
         host_name: String,
         hub: &mut HubState,
     ) {
-        let token_expiry = match hub.check_delegated(&token, now) {
-            Ok(t) => t.expiry_time() + hub.config.sas_skew,
+        let token_expiry = match hub.check_delegated(&identity, &token, now) {
+            Ok((t, _)) => t.expiry_time() + hub.config.sas_skew,
             Err(e) => {
                 let refusal = Refusal {
                     identity: Some(identity),

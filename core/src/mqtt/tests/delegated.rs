@@ -144,3 +144,19 @@ fn delegated_expired_or_malformed_token_is_refused_without_asking() {
     assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::NotAuthorized)]);
     assert!(!pair.hub_events.iter().any(|e| matches!(e, HubEvent::AuthenticationRequested { .. })));
 }
+
+#[test]
+fn delegated_connect_with_another_devices_token_is_refused_without_asking() {
+    let mut pair = delegated();
+    let mut connect = pair.connect_packet("dev1");
+    connect.password = pair.connect_packet("dev2").password;
+    let r = pair.raw_connect();
+    pair.raw_send_packet(r, &Packet::Connect(connect));
+    assert!(
+        !pair.hub_events.iter().any(|e| matches!(e, HubEvent::AuthenticationRequested { .. })),
+        "{:?}",
+        pair.hub_events
+    );
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::NotAuthorized)]);
+    assert!(pair.raw[r].closed_by_hub);
+}

@@ -232,6 +232,22 @@ fn an_expired_or_malformed_token_is_401_without_asking_the_runtime() {
 }
 
 #[test]
+fn a_token_for_another_device_or_a_module_is_401_without_asking_the_runtime() {
+    let mut rest = delegated();
+    for resource in [
+        format!("{UPSTREAM}/devices/device2"),
+        format!("{UPSTREAM}/devices/device1/modules/m1"),
+        format!("{UPSTREAM}/devices"),
+    ] {
+        let token = upstream_token(&rest, &resource, hour());
+        let (head, body) = rest.exchange(&request_as("POST", &events_target(), &token, b"x"));
+        assert_hub_error(&head, &body, 401, ErrorCode::IOT_HUB_UNAUTHORIZED);
+    }
+    assert!(auth_requests(&rest).is_empty(), "{:?}", auth_requests(&rest));
+    assert!(rest.pair.stored.is_empty());
+}
+
+#[test]
 fn a_request_not_judged_within_the_request_timeout_is_504_and_a_late_answer_is_ignored() {
     let mut rest = delegated();
     let post = request(&rest, "POST", &events_target(), b"x");
