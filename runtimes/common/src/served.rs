@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hubwire_core::hub::{
-    AuthRequest, D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation, RegistryError,
-    StoreTicket,
+    AuthRequest, C2dRequest, D2cRecord, DeviceRecord, Hub, HubError, HubEvent, MethodInvocation,
+    RegistryError, StoreTicket,
 };
 use hubwire_core::iothub::ErrorCode;
 use hubwire_core::iothub::{Message, Twin, TwinPatch};
@@ -249,6 +249,14 @@ impl ServedHub {
         result: Result<(), ErrorCode>,
     ) -> bool {
         let waited = self.hub.authenticated(now, request, result);
+        self.drain(now);
+        waited
+    }
+
+    /// Answers [`HubEvent::C2dRequested`] (as [`Hub::c2d_fetched`]) once what was
+    /// fetched is queued; returns whether a poll still waited for it.
+    pub fn c2d_fetched(&mut self, now: Timestamp, request: C2dRequest) -> bool {
+        let waited = self.hub.c2d_fetched(now, request);
         self.drain(now);
         waited
     }

@@ -1,5 +1,5 @@
 //! The field gateway (DESIGN.md): downstream devices connect to a local hub over
-//! MQTT, each with its own SAS token; the gateway carries them all upstream over
+//! MQTT or HTTP, each with its own SAS token; the gateway carries them all upstream over
 //! one AMQP connection ([`Multiplexed`], spec file §5.10), each device putting its
 //! own token on `$cbs` (§5.2), so the upstream hub, not the gateway, judges it.
 //!
@@ -24,6 +24,14 @@
 //! | the message expires, is purged or dead-lettered downstream | `rejected` |
 //! | abandoned downstream | nothing: it is back in the downstream queue, the upstream lock stays held |
 //! | (the upstream link was lost: its locks are void) | the redelivery replaces the lock, or takes the settlement made meanwhile |
+//! | HTTP request held (each carries its token) | the first adds the device with its token: put-token; later ones with the same token are answered at once |
+//! | HTTP send answered 204 | only once the upstream hub accepted every message of it |
+//! | HTTP poll finding the downstream queue empty: held | credit 1 with drain on the device's C2D link (AMQP 1.0 §2.6.7) |
+//! | that poll answered 200 with the message, or 204 | the hub sent its next message (locked now, for this poll), or drained the credit |
+//!
+//! A device that polls over HTTP gets no standing credit upstream: the gateway
+//! takes a C2D message from the hub only while a poll waits for it, so no upstream
+//! lock waits in the gateway for a device that may poll again in 25 minutes.
 //!
 //! Nothing is acknowledged downstream that the upstream hub has not stored, so a
 //! lost upstream connection loses no acknowledged message: [`Multiplexed`] keeps
@@ -42,7 +50,9 @@
 //! one) the upstream device is removed and added again with it (a put-token cannot
 //! be renewed on behalf of a device that holds no key). Its telemetry not yet
 //! acknowledged upstream is then dropped upstream; it was not acknowledged
-//! downstream either, so its device sends it again.
+//! downstream either, so its device sends it again. HTTP binds no connection to a
+//! device: an HTTP device's upstream half stays for [`HTTP_LINGER`] after its last
+//! request.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -53,18 +63,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+use hubwire_core::amqp::device::{C2dCredit, DeviceKey, MultiplexConfig, Multiplexed};
 use hubwire_core::amqp::performative::condition as amqp_condition;
 use hubwire_core::device::{
     DeviceConfig, DeviceEvent, DisconnectReason, ProtocolError, SendError, TelemetryId,
 };
 use hubwire_core::hub::{
-    AuthRequest, Authentication, HubConfig, HubEvent, Outcome, Settled, StoreTicket,
+    AuthRequest, Authentication, C2dRequest, HubConfig, HubEvent, Outcome, Settled, StoreTicket,
 };
 use hubwire_core::iothub::{
     Authentication as Credential, ConnectionString, Disposition, ErrorCode, Identity, LockToken,
     Message,
 };
+use hubwire_core::time::{Duration as CoreDuration, earliest};
 use hubwire_core::{Connection, ConnectionId, Protocol, Timestamp, Transmit};
 use hubwire_store::MemoryStore;
 use hubwire_transports::Listener;
@@ -85,7 +96,8 @@ pub struct GatewayConfig {
     /// The upstream transport: `amqp` or `amqp-tcp` (or `amqp-ws`), and the CAs
     /// trusted.
     pub upstream_transport: ClientTransport,
-    /// The downstream listeners: MQTT over TLS or plain TCP.
+    /// The downstream listeners: MQTT over TLS or plain TCP, and IoT Hub's port
+    /// 443 (HTTPS, MQTT over WebSocket).
     pub listen: Vec<Listen>,
     /// The downstream server certificate's configuration, required by TLS
     /// listeners.
@@ -237,6 +249,11 @@ impl<S: Scheduler> Drop for GatewayServer<S> {
 /// dropped, and its redelivery is delivered downstream again.
 const MAX_ORPHANS: usize = 1024;
 
+/// How long an HTTP device's upstream half outlives its last request. HTTP has no
+/// connection to end it, and each request carries the token again: a device that
+/// sends and polls in bursts is put on `$cbs` once per burst, not once per request.
+const HTTP_LINGER: CoreDuration = CoreDuration::from_secs(300);
+
 /// A C2D message from upstream, queued downstream.
 #[derive(Debug)]
 struct Forwarded {
@@ -256,6 +273,16 @@ struct Orphan {
     disposition: Disposition,
 }
 
+/// A downstream request for a token to be judged.
+#[derive(Clone, Copy, Debug)]
+struct Judged {
+    request: AuthRequest,
+    /// The connection that asks.
+    connection: ConnectionId,
+    /// HTTP devices poll for C2D; MQTT devices are pushed to.
+    protocol: Protocol,
+}
+
 /// One downstream device's upstream half.
 #[derive(Debug)]
 struct Device {
@@ -271,6 +298,15 @@ struct Device {
     downstream: Option<ConnectionId>,
     /// That connection was accepted (CONNACK 0).
     online: bool,
+    /// How its C2D link upstream gets credit: standing for a device the hub
+    /// pushes to (MQTT), on fetch for one that polls (HTTP).
+    credit: C2dCredit,
+    /// Polls waiting for the upstream fetch (an HTTP device may poll on several
+    /// connections at once).
+    polls: Vec<C2dRequest>,
+    /// Its last HTTP request: a polling device's upstream half stays for
+    /// [`HTTP_LINGER`] after it.
+    last_request: Timestamp,
 }
 
 /// The upstream machine: the [`Multiplexed`] connection and the gateway's routes
@@ -292,6 +328,8 @@ struct Upstream<H> {
     /// first: they settle the message's redelivery.
     orphans: VecDeque<Orphan>,
     reports: VecDeque<GatewayEvent>,
+    /// When the next HTTP device's linger ends.
+    linger_ends: Option<Timestamp>,
 }
 
 impl<H: HubDriver> Upstream<H> {
@@ -306,6 +344,7 @@ impl<H: HubDriver> Upstream<H> {
             c2d: BTreeMap::new(),
             orphans: VecDeque::new(),
             reports: VecDeque::new(),
+            linger_ends: None,
         }
     }
 
@@ -323,8 +362,15 @@ impl<H: HubDriver> Upstream<H> {
                 token,
                 host_name,
                 connection,
-                ..
-            }) => self.authenticate(now, *request, *connection, identity, token, host_name),
+                protocol,
+            }) => {
+                let request =
+                    Judged { request: *request, connection: *connection, protocol: *protocol };
+                self.authenticate(now, request, identity, token, host_name);
+            }
+            HubServerEvent::Hub(HubEvent::C2dRequested { request, device_id, .. }) => {
+                self.fetch(now, *request, device_id);
+            }
             HubServerEvent::Hub(HubEvent::Connected { connection, identity, .. }) => {
                 if let Some(device) = self.devices.get_mut(&identity.device_id) {
                     device.online |= device.downstream == Some(*connection);
@@ -373,21 +419,36 @@ impl<H: HubDriver> Upstream<H> {
         self.reports.push_back(GatewayEvent::Downstream(event));
     }
 
-    /// A downstream CONNECT waits for its token to be judged upstream.
+    /// A downstream CONNECT or HTTP request waits for its token to be judged
+    /// upstream. A device already there with the same token is judged already: its
+    /// request is answered as soon as its links are up. Another token (a renewed
+    /// one) replaces the device upstream.
     fn authenticate(
         &mut self,
         now: Timestamp,
-        request: AuthRequest,
-        connection: ConnectionId,
+        judged: Judged,
         identity: &Identity,
         token: &str,
         host_name: &str,
     ) {
+        let Judged { request, connection, protocol } = judged;
         let device_id = &identity.device_id;
+        // HTTP binds no connection to a device: each request stands alone.
+        let downstream = (protocol != Protocol::Http).then_some(connection);
         if let Some(device) = self.devices.get_mut(device_id) {
             if device.token == token && !self.mux.is_stopped(device.key) {
-                device.downstream = Some(connection);
-                device.online = false;
+                if downstream.is_some() {
+                    device.downstream = downstream;
+                    device.online = false;
+                    // The same device over MQTT now: the hub pushes to it again.
+                    if device.credit == C2dCredit::OnFetch {
+                        device.credit = C2dCredit::Standing;
+                        self.mux.set_c2d_credit(now, device.key, C2dCredit::Standing);
+                    }
+                } else {
+                    device.last_request = now;
+                    self.linger_ends = earliest(self.linger_ends, Some(now + HTTP_LINGER));
+                }
                 if device.connected {
                     self.tell_hub(HubCommand::authenticated(request, Ok(())));
                 } else {
@@ -409,13 +470,27 @@ impl<H: HubDriver> Upstream<H> {
         let config = DeviceConfig::new(connection_string);
         match self.mux.add_device(now, config) {
             Ok(key) => {
+                // A polling device takes a C2D message upstream only while a poll
+                // waits for it: no lock expires in the gateway.
+                let credit = if protocol == Protocol::Http {
+                    C2dCredit::OnFetch
+                } else {
+                    C2dCredit::Standing
+                };
+                self.mux.set_c2d_credit(now, key, credit);
+                if downstream.is_none() {
+                    self.linger_ends = earliest(self.linger_ends, Some(now + HTTP_LINGER));
+                }
                 let device = Device {
                     key,
                     token: String::from(token),
                     connected: false,
                     waiting: vec![request],
-                    downstream: Some(connection),
+                    downstream,
                     online: false,
+                    credit,
+                    polls: Vec::new(),
+                    last_request: now,
                 };
                 self.devices.insert(device_id.clone(), device);
                 self.ids.insert(key, device_id.clone());
@@ -428,6 +503,55 @@ impl<H: HubDriver> Upstream<H> {
                 ));
             }
         }
+    }
+
+    /// A downstream poll found its device's queue empty: one message is fetched
+    /// upstream (credit 1 with drain), queued downstream, and the poll answered.
+    /// A device the hub pushes to has nothing to fetch: what the hub has is on its
+    /// way already.
+    fn fetch(&mut self, now: Timestamp, request: C2dRequest, device_id: &str) {
+        let Some(device) = self.devices.get_mut(device_id) else {
+            self.tell_hub(HubCommand::c2d_fetched(request));
+            return;
+        };
+        if device.credit == C2dCredit::Standing {
+            self.tell_hub(HubCommand::c2d_fetched(request));
+            return;
+        }
+        device.polls.push(request);
+        device.last_request = now;
+        if self.mux.fetch_c2d(now, device.key).is_err() {
+            self.polls_answered(device_id);
+        }
+    }
+
+    /// Answers the polls waiting for `device_id`'s fetch: whatever it brought is
+    /// queued downstream by now.
+    fn polls_answered(&mut self, device_id: &str) {
+        let Some(device) = self.devices.get_mut(device_id) else { return };
+        for request in std::mem::take(&mut device.polls) {
+            self.tell_hub(HubCommand::c2d_fetched(request));
+        }
+    }
+
+    /// Releases the polling devices whose linger is over, and sets when the next
+    /// one's ends.
+    fn end_lingers(&mut self, now: Timestamp) {
+        let polling: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.credit == C2dCredit::OnFetch)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for device_id in &polling {
+            self.release_if_idle(now, device_id);
+        }
+        self.linger_ends = self
+            .devices
+            .values()
+            .filter(|d| d.credit == C2dCredit::OnFetch)
+            .map(|d| d.last_request + HTTP_LINGER)
+            .min();
     }
 
     /// Removes a device's upstream half. Its C2D messages queued downstream stay
@@ -446,8 +570,12 @@ impl<H: HubDriver> Upstream<H> {
     /// in the gateway, whose locks would expire while the device is away.
     fn release_if_idle(&mut self, now: Timestamp, device_id: &str) {
         let Some(device) = self.devices.get(device_id) else { return };
+        let lingering =
+            device.credit == C2dCredit::OnFetch && now < device.last_request + HTTP_LINGER;
         if device.downstream.is_none()
             && device.waiting.is_empty()
+            && device.polls.is_empty()
+            && !lingering
             && self.mux.unacknowledged(device.key) == 0
         {
             let key = device.key;
@@ -512,7 +640,11 @@ impl<H: HubDriver> Upstream<H> {
                 }
                 self.release_if_idle(self.now, &device_id);
             }
-            DeviceEvent::C2d(c2d) => self.deliver(key, &device_id, c2d.lock_token, &c2d.message),
+            DeviceEvent::C2d(c2d) => {
+                self.deliver(key, &device_id, c2d.lock_token, &c2d.message);
+                self.polls_answered(&device_id);
+            }
+            DeviceEvent::C2dDrained => self.polls_answered(&device_id),
             _ => {}
         }
         self.reports.push_back(GatewayEvent::Upstream { device_id, event });
@@ -652,12 +784,15 @@ impl<H: HubDriver> Connection for Upstream<H> {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        self.mux.poll_timeout()
+        earliest(self.mux.poll_timeout(), self.linger_ends)
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
         self.mux.handle_timeout(now);
+        if self.linger_ends.is_some_and(|ends| now >= ends) {
+            self.end_lingers(now);
+        }
     }
 }
 

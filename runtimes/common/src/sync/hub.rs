@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use hubwire_core::Timestamp;
 use hubwire_core::hub::{
-    AuthRequest, D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation, RegistryError,
-    StoreTicket,
+    AuthRequest, C2dRequest, D2cRecord, DeviceRecord, HubConfig, HubError, MethodInvocation,
+    RegistryError, StoreTicket,
 };
 use hubwire_core::iothub::{ErrorCode, Message, Twin, TwinPatch};
 use hubwire_store::{MemoryStore, Store};
@@ -69,6 +69,13 @@ impl HubCommand {
     pub(crate) fn authenticated(request: AuthRequest, result: Result<(), ErrorCode>) -> HubCommand {
         HubCommand::new(move |hub, now| {
             hub.authenticated(now, request, result);
+        })
+    }
+
+    /// [`ServedHub::c2d_fetched`].
+    pub(crate) fn c2d_fetched(request: C2dRequest) -> HubCommand {
+        HubCommand::new(move |hub, now| {
+            hub.c2d_fetched(now, request);
         })
     }
 
