@@ -2,9 +2,10 @@
 //! each of hubwire's roles, or why the statement does not apply
 //! (conformance/statements/*.toml).
 //!
-//! [`Catalogue::parse`] reads and validates one statement file; [`TestList::parse`]
-//! reads what `cargo test -- --list` printed; [`Catalogue::check`] names every
-//! statement whose listed test is not in that list, or is ignored.
+//! [`Catalogue::parse`] reads and validates one statement file;
+//! [`TestList::from_outputs`] reads what `cargo test -- --list` printed;
+//! [`Catalogue::check`] names every statement whose listed test is not in that list,
+//! or is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
