@@ -354,3 +354,22 @@ fn mqtt_3_14_4_1_disconnect_is_the_last_packet_before_the_close() {
     wire.device.handle_timeout(now + crate::time::Duration::from_secs(600));
     assert_eq!(wire.device.poll_transmit(), None);
 }
+
+#[test]
+fn mqtt_2_3_1_7_a_suback_for_no_subscribe_closes() {
+    let mut wire = Wire::accepted(|_| {});
+    let subscribes: Vec<_> = wire
+        .packets()
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Subscribe(s) => Some(s.packet_id.get()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subscribes.len(), 1, "the C2D subscription");
+    let other = subscribes[0].wrapping_add(1).max(1);
+    let [hi, lo] = other.to_be_bytes();
+    // SUBACK granting QoS 1 under an identifier no SUBSCRIBE used.
+    wire.hub_sends(&[0x90, 0x03, hi, lo, 0x01]);
+    wire.assert_closed_for_a_violation("SUBACK for another identifier");
+}
