@@ -6,6 +6,7 @@
 //! however it ends. Interop tests never skip: a missing peer fails with the command
 //! that installs it.
 
+pub mod coverage;
 pub mod peers;
 pub mod process;
 pub mod sdk_interop;

@@ -978,3 +978,111 @@ fn more_topic_filters_than_the_limit_are_refused_before_they_are_collected() {
         Err(DecodeError::TooManyTopicFilters { max: 2 })
     );
 }
+
+#[test]
+fn mqtt_1_5_3_3_zero_width_no_break_space_is_kept() {
+    let bytes = [
+        0x30, 0x06, // PUBLISH, QoS 0, Remaining Length 6
+        0x00, 0x04, // Topic Name length 4
+        0xEF, 0xBB, 0xBF, // U+FEFF, which looks like a byte order mark
+        b'a', // the rest of the topic
+    ];
+    let Packet::Publish(publish) = decode_exactly(&bytes) else { panic!("not a PUBLISH") };
+    assert_eq!(publish.topic, "\u{FEFF}a");
+    assert!(publish.payload.is_empty());
+}
+
+/// A CONNECT with the Will Flag and no credentials whose Will Topic is `topic`.
+fn connect_with_will_topic(topic: &[u8]) -> Vec<u8> {
+    let mut bytes = [
+        &[0x10, 0x11 + topic.len() as u8][..], // CONNECT, Remaining Length
+        &[0x00, 0x04],                         // Protocol Name length 4
+        b"MQTT",
+        &[0x04],       // Protocol Level 4
+        &[0x06],       // flags: Will Flag, Clean Session
+        &[0x00, 0x00], // Keep Alive 0
+        &[0x00, 0x01], // Client Identifier length 1
+        b"c",
+        &[0x00, topic.len() as u8], // Will Topic length
+    ]
+    .concat();
+    bytes.extend_from_slice(topic);
+    bytes.extend_from_slice(&[0x00, 0x00]); // Will Message, empty
+    bytes
+}
+
+#[test]
+fn mqtt_3_1_3_10_will_topic_must_be_utf8() {
+    assert_eq!(
+        decode_bytes(&connect_with_will_topic(&[0xC3, 0x28])),
+        Err(DecodeError::InvalidUtf8)
+    );
+    let Ok(Some(Packet::Connect(connect))) = decode_bytes(&connect_with_will_topic(b"ab")) else {
+        panic!("the reference CONNECT does not decode");
+    };
+    assert_eq!(connect.will.map(|w| w.topic), Some(TopicName::new("ab").unwrap()));
+}
+
+/// A CONNECT with a User Name and no password.
+fn connect_with_user_name(name: &[u8]) -> Vec<u8> {
+    let mut bytes = [
+        &[0x10, 0x0F + name.len() as u8][..], // CONNECT, Remaining Length
+        &[0x00, 0x04],                        // Protocol Name length 4
+        b"MQTT",
+        &[0x04],       // Protocol Level 4
+        &[0x82],       // flags: User Name Flag, Clean Session
+        &[0x00, 0x00], // Keep Alive 0
+        &[0x00, 0x01], // Client Identifier length 1
+        b"c",
+        &[0x00, name.len() as u8], // User Name length
+    ]
+    .concat();
+    bytes.extend_from_slice(name);
+    bytes
+}
+
+#[test]
+fn mqtt_3_1_3_11_user_name_must_be_utf8() {
+    assert_eq!(decode_bytes(&connect_with_user_name(&[0xC3, 0x28])), Err(DecodeError::InvalidUtf8));
+    let Ok(Some(Packet::Connect(connect))) = decode_bytes(&connect_with_user_name(b"u")) else {
+        panic!("the reference CONNECT does not decode");
+    };
+    assert_eq!(connect.username, Some(Utf8Bytes::from_static("u")));
+}
+
+#[test]
+fn mqtt_3_8_3_1_subscribe_filter_must_be_utf8() {
+    let subscribe = |filter: &[u8]| {
+        let mut bytes = alloc::vec![
+            0x82,                      // SUBSCRIBE, flags 0010
+            0x05 + filter.len() as u8, // Remaining Length
+            0x00,
+            0x01, // Packet Identifier 1
+            0x00,
+            filter.len() as u8, // Topic Filter length
+        ];
+        bytes.extend_from_slice(filter);
+        bytes.push(0x01); // Requested QoS 1
+        bytes
+    };
+    assert_eq!(decode_bytes(&subscribe(&[0xC3, 0x28])), Err(DecodeError::InvalidUtf8));
+    assert!(matches!(decode_bytes(&subscribe(b"a/#")), Ok(Some(Packet::Subscribe(_)))));
+}
+
+#[test]
+fn mqtt_3_10_3_1_unsubscribe_filter_must_be_utf8() {
+    let unsubscribe = |filter: &[u8]| {
+        let mut bytes = alloc::vec![
+            0xA2,                      // UNSUBSCRIBE, flags 0010
+            0x04 + filter.len() as u8, // Remaining Length
+            0x00,
+            0x01, // Packet Identifier 1
+            0x00,
+            filter.len() as u8, // Topic Filter length
+        ];
+        bytes.extend_from_slice(filter);
+        bytes
+    };
+    assert_eq!(decode_bytes(&unsubscribe(&[0xC3, 0x28])), Err(DecodeError::InvalidUtf8));
+    assert!(matches!(decode_bytes(&unsubscribe(b"a/+")), Ok(Some(Packet::Unsubscribe(_)))));
+}

@@ -735,3 +735,217 @@ fn mqtt_4_3_2_2_telemetry_not_kept_closes_the_connection_without_its_puback() {
     assert!(pair.raw[r].closed_by_hub);
     assert_eq!(refused_code(&pair), Some(429001));
 }
+
+#[test]
+fn mqtt_1_5_3_2_a_null_character_closes_the_connection() {
+    // PUBLISH QoS 0 whose Topic Name "a\0b" holds U+0000.
+    assert_closes_and_keeps_what_it_acknowledged(&[0x30, 0x05, 0x00, 0x03, b'a', 0x00, b'b']);
+}
+
+#[test]
+fn mqtt_3_1_4_1_a_malformed_connect_closes_without_connack() {
+    for (flags, what) in [
+        (0xC1, "the reserved flag [MQTT-3.1.2-3]"),
+        (0xC8, "Will QoS 1 without the Will Flag [MQTT-3.1.2-13]"),
+        (0xE0, "Will Retain without the Will Flag [MQTT-3.1.2-15]"),
+    ] {
+        let mut pair = Pair::new(HubConfig::default());
+        pair.register("dev1");
+        let mut bytes = crate::testing::encode(&Packet::Connect(pair.connect_packet("dev1")));
+        // Fixed header: type, then a Remaining Length of one or two bytes.
+        let length_bytes = if bytes[1] & 0x80 == 0 { 1 } else { 2 };
+        // Protocol Name (2 + 4 bytes) and Protocol Level (1) come before the flags.
+        let flags_at = 1 + length_bytes + 7;
+        assert_eq!(bytes[flags_at], 0xC0, "user name and password, clean session 0");
+        bytes[flags_at] = flags;
+        let r = pair.raw_connect();
+        pair.raw_send(r, &bytes);
+        assert!(pair.raw[r].packets().is_empty(), "no CONNACK for {what}");
+        assert!(pair.raw[r].closed_by_hub, "{what}");
+    }
+}
+
+#[test]
+fn mqtt_3_1_2_12_without_a_will_nothing_is_published_when_the_transport_drops() {
+    let (mut pair, r) = connected();
+    pair.raw_close(r);
+    assert!(pair.stored.is_empty());
+    assert!(pair.hub_events.iter().any(|e| matches!(e, HubEvent::Disconnected { .. })));
+}
+
+#[test]
+fn mqtt_3_1_4_5_packets_after_a_refused_connect_are_not_processed() {
+    let mut pair = Pair::new(HubConfig::default());
+    pair.register("dev1");
+    let mut connect = pair.connect_packet("dev1");
+    connect.password = Some(Bytes::from_static(b"not a token"));
+    // The CONNECT and a telemetry PUBLISH arrive in one read.
+    let mut bytes = crate::testing::encode(&Packet::Connect(connect));
+    bytes.extend_from_slice(&crate::testing::encode(&telemetry("dev1", QoS::AtLeastOnce, 1, b"t")));
+    let r = pair.raw_connect();
+    pair.raw_send(r, &bytes);
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::NotAuthorized)]);
+    assert!(pair.raw[r].closed_by_hub);
+    assert!(pair.stored.is_empty(), "the PUBLISH after the refused CONNECT was stored");
+}
+
+/// The C2D PUBLISHes raw connection `r` received, in order.
+fn c2d_publishes(pair: &Pair, r: usize) -> Vec<Publish> {
+    pair.raw[r]
+        .packets()
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mqtt_3_3_1_9_c2d_goes_out_with_retain_0() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
+    let bytes = &pair.raw[r].received;
+    // CONNACK (4 bytes), SUBACK (5 bytes), then the PUBLISH's first byte.
+    assert_eq!(bytes[9], 0x32, "PUBLISH, DUP 0, QoS 1, RETAIN 0");
+    let publishes = c2d_publishes(&pair, r);
+    assert_eq!(publishes.len(), 1);
+    assert!(!publishes[0].retain);
+}
+
+#[test]
+fn mqtt_3_8_4_3_subscribing_again_replaces_the_subscription() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    pair.raw_send_packet(r, &subscribe(2, "devices/dev1/messages/devicebound/#", QoS::AtMostOnce));
+    let granted = |id, qos| {
+        Packet::SubAck(SubAck {
+            packet_id: pid(id),
+            return_codes: vec![SubscribeReturnCode::Success(qos)],
+        })
+    };
+    assert_eq!(
+        pair.raw[r].packets()[1..],
+        [granted(1, QoS::AtLeastOnce), granted(2, QoS::AtMostOnce)]
+    );
+    pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
+    let publishes = c2d_publishes(&pair, r);
+    assert_eq!(publishes.len(), 1, "one subscription, one delivery");
+    assert_eq!((publishes[0].qos, publishes[0].packet_id), (QoS::AtMostOnce, None));
+}
+
+#[test]
+fn mqtt_3_10_4_3_a_c2d_in_flight_is_completed_after_unsubscribe() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
+    let Some(Packet::Publish(p)) = pair.raw[r].packets().pop() else { panic!("no C2D") };
+    let unsubscribe = Unsubscribe {
+        packet_id: pid(2),
+        filters: vec!["devices/dev1/messages/devicebound/#".into()],
+    };
+    pair.raw_send_packet(r, &Packet::Unsubscribe(unsubscribe));
+    assert_eq!(pair.raw[r].packets().last(), Some(&Packet::UnsubAck(pid(2))));
+    pair.raw_send_packet(r, &Packet::PubAck(p.packet_id.unwrap()));
+    assert!(pair.hub_events.iter().any(|e| matches!(e,
+        HubEvent::C2dSettled(s) if s.outcome == Outcome::Completed)));
+}
+
+#[test]
+fn mqtt_3_10_4_5_unsubscribing_filters_not_held_gets_unsuback_and_deletes_nothing() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    // Neither is, character for character, the filter subscribed to.
+    let unsubscribe = Unsubscribe {
+        packet_id: pid(2),
+        filters: vec!["devices/dev1/messages/devicebound/".into(), "$iothub/twin/res/#".into()],
+    };
+    pair.raw_send_packet(r, &Packet::Unsubscribe(unsubscribe));
+    assert_eq!(pair.raw[r].packets().last(), Some(&Packet::UnsubAck(pid(2))));
+    pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
+    assert_eq!(c2d_publishes(&pair, r).len(), 1, "the subscription is still there");
+}
+
+#[test]
+fn mqtt_3_10_4_6_one_unsuback_answers_several_filters() {
+    let (mut pair, r) = connected();
+    let filters = vec![
+        ("devices/dev1/messages/devicebound/#".into(), QoS::AtLeastOnce),
+        ("$iothub/methods/POST/#".into(), QoS::AtMostOnce),
+    ];
+    pair.raw_send_packet(r, &Packet::Subscribe(Subscribe { packet_id: pid(1), filters }));
+    let unsubscribe = Unsubscribe {
+        packet_id: pid(2),
+        filters: vec![
+            "devices/dev1/messages/devicebound/#".into(),
+            "$iothub/methods/POST/#".into(),
+        ],
+    };
+    pair.raw_send_packet(r, &Packet::Unsubscribe(unsubscribe));
+    let after_suback = pair.raw[r].packets()[2..].to_vec();
+    assert_eq!(after_suback, [Packet::UnsubAck(pid(2))]);
+    pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
+    assert!(c2d_publishes(&pair, r).is_empty(), "both subscriptions are gone");
+}
+
+#[test]
+fn mqtt_4_1_0_2_a_clean_session_lasts_as_long_as_its_connection() {
+    let (mut pair, r) = connect_with(|c| c.clean_session = true);
+    assert_eq!(pair.raw[r].packets(), [connack(ConnectReturnCode::Accepted)]);
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    pair.advance(Duration::from_secs(30));
+    pair.raw_send_packet(r, &Packet::PingReq);
+    pair.send_c2d("dev1", Message::new(&b"x"[..])).unwrap();
+    assert_eq!(c2d_publishes(&pair, r).len(), 1, "the subscription holds while connected");
+}
+
+#[test]
+fn mqtt_4_3_2_2_a_packet_id_reused_after_its_puback_is_a_new_message() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &telemetry("dev1", QoS::AtLeastOnce, 1, b"first"));
+    let Packet::Publish(mut again) = telemetry("dev1", QoS::AtLeastOnce, 1, b"second") else {
+        unreachable!()
+    };
+    // Even with DUP set: the PUBACK ended the first one's exchange.
+    again.dup = true;
+    pair.raw_send_packet(r, &Packet::Publish(again));
+    assert_eq!(pair.raw[r].packets()[1..], [Packet::PubAck(pid(1)), Packet::PubAck(pid(1))]);
+    assert_eq!(
+        pair.stored_bodies("dev1"),
+        [Bytes::from_static(b"first"), Bytes::from_static(b"second")]
+    );
+}
+
+#[test]
+fn mqtt_4_6_0_1_unacknowledged_c2d_is_resent_in_its_original_order() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    for body in [&b"1"[..], b"2", b"3"] {
+        pair.send_c2d("dev1", Message::new(body)).unwrap();
+    }
+    let first = c2d_publishes(&pair, r);
+    assert_eq!(first.len(), 3);
+    pair.raw_close(r);
+    let connect = pair.connect_packet("dev1");
+    let again = pair.raw_connect();
+    pair.raw_send_packet(again, &Packet::Connect(connect));
+    let resent = c2d_publishes(&pair, again);
+    assert_eq!(resent.len(), 3);
+    for (before, after) in first.iter().zip(&resent) {
+        assert!(!before.dup && after.dup);
+        assert_eq!((&before.packet_id, &before.payload), (&after.packet_id, &after.payload));
+    }
+}
+
+#[test]
+fn mqtt_4_6_0_6_c2d_goes_out_in_the_order_it_was_sent() {
+    let (mut pair, r) = connected();
+    pair.raw_send_packet(r, &subscribe(1, "devices/dev1/messages/devicebound/#", QoS::AtLeastOnce));
+    let bodies: Vec<Bytes> = (0..5u8).map(|n| Bytes::from(vec![b'0' + n])).collect();
+    for body in &bodies {
+        pair.send_c2d("dev1", Message::new(body.clone())).unwrap();
+    }
+    let sent: Vec<Bytes> = c2d_publishes(&pair, r).into_iter().map(|p| p.payload).collect();
+    assert_eq!(sent, bodies);
+}

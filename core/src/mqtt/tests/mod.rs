@@ -2,6 +2,7 @@
 
 mod delegated;
 mod device;
+mod device_wire;
 mod hub;
 mod scenarios;
 mod twin;
