@@ -38,3 +38,8 @@ fn c2d_for_a_device_away_waits_in_the_hub_and_arrives_once() {
 fn c2d_redelivered_after_a_hub_restart_reaches_the_device_once() {
     scenarios::c2d_redelivered_after_a_hub_restart_reaches_the_device_once::<EventLoop>();
 }
+
+#[test]
+fn an_http_device_takes_c2d_upstream_only_while_it_polls() {
+    scenarios::an_http_device_takes_c2d_upstream_only_while_it_polls::<EventLoop>();
+}

@@ -1,4 +1,4 @@
-//! The field gateway ([`GatewayServer`]) between MQTT devices ([`DeviceClient`])
+//! The field gateway ([`GatewayServer`]) between MQTT and HTTP devices ([`DeviceClient`])
 //! and a real [`HubServer`] over loopback: the devices dial the gateway
 //! (`GatewayHostName`) with tokens for the hub (`HostName`), the gateway carries
 //! them over one AMQP connection, the hub judges every token.
@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use hubwire_core::mqtt::ConnectReturnCode;
 use hubwire_core::retry::Backoff;
 use hubwire_core::{ConnectionId, Protocol};
 use hubwire_store::RedbStore;
+use hubwire_transports::tls::{self, local_ca};
 use hubwire_transports::{Listener, Transport};
 
 use crate::listen::Listen;
@@ -462,4 +463,125 @@ pub fn c2d_redelivered_after_a_hub_restart_reaches_the_device_once<S: Scheduler>
         panic!("{e}");
     }
     assert_eq!(settled_outcome(&hub, id), Outcome::Completed);
+}
+
+/// A gateway in front of the hub at `upstream` serving HTTPS (IoT Hub's port 443
+/// listener, on an ephemeral port) with a certificate of a CA made in `dir`;
+/// returns it and the CA's path.
+fn https_gateway<S: Scheduler>(upstream: SocketAddr, dir: &Path) -> (GatewayServer<S>, PathBuf) {
+    let certificate = match local_ca::ensure(dir, &[String::from("127.0.0.1")]) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot make a certificate in {}: {e}", dir.display()),
+    };
+    let tls = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
+        .and_then(|(chain, key)| tls::server_config(chain, key));
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(e) => panic!("cannot load the certificate: {e}"),
+    };
+    let mut mux = MultiplexConfig::new(upstream.to_string());
+    mux.backoff = FAST;
+    let config = GatewayConfig {
+        upstream: mux,
+        upstream_transport: ClientTransport::new(Transport::AmqpTcp),
+        listen: vec![Listen {
+            listener: Listener::Web,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }],
+        tls: Some(tls),
+        downstream: HubConfig::default(),
+    };
+    match GatewayServer::<S>::start(config) {
+        Ok(gateway) => (gateway, certificate.ca_path),
+        Err(e) => panic!("gateway did not start: {e}"),
+    }
+}
+
+/// An HTTP device polls through the gateway: the gateway takes a C2D message from
+/// the hub only while a poll waits (credit 1 with drain, AMQP 1.0 §2.6.7), one per
+/// poll; the hub keeps the rest, and an empty poll drains the credit. Its telemetry
+/// is acknowledged (204) once the hub has it, and its completions reach the hub.
+pub fn an_http_device_takes_c2d_upstream_only_while_it_polls<S: Scheduler>() {
+    let ids = ids(1);
+    let id = &ids[0];
+    let (store, cleanup) = store_path();
+    let address = free_address();
+    let hub = hub::<S>(address, &ids, &store);
+    let (gateway, ca) = https_gateway::<S>(address, &cleanup.0);
+    let Some(through) = gateway.local_addr(Listener::Web) else { panic!("no HTTPS listener") };
+    let cs =
+        format!("HostName={address};DeviceId={id};SharedAccessKey={KEY};GatewayHostName={through}");
+    let Ok(cs) = ConnectionString::parse(&cs) else { panic!("bad connection string {cs}") };
+    let mut config = DeviceConfig::new(cs);
+    // It polls when told to (`poll_now`), not on a schedule.
+    config.c2d_poll_interval = hubwire_core::time::Duration::from_secs(3600);
+    let device =
+        match DeviceClient::<S>::connect(config, ClientTransport::with_ca(Transport::Http, &ca)) {
+            Ok(device) => device,
+            Err(e) => panic!("{id} did not start: {e}"),
+        };
+    let mut message = Message::new(b"over http".to_vec());
+    message.message_id = Some(String::from("h1"));
+    if let Err(e) = device.send_telemetry_timeout(message, WAIT) {
+        panic!("{e}");
+    }
+    let stored = drain_hub(
+        &hub,
+        |event| matches!(event, HubServerEvent::Stored(r) if r.message.message_id.as_deref() == Some("h1")),
+    );
+    assert!(stored, "the hub did not store the acknowledged message");
+
+    // Upstream C2D events the gateway reports within `wait`, up to `enough`: a
+    // message or a drain.
+    let upstream_c2d = |wait: Duration, enough: usize| {
+        let deadline = Instant::now() + wait;
+        let mut seen = Vec::new();
+        while seen.len() < enough {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(event) = gateway.recv_event(left) else { break };
+            if let GatewayEvent::Upstream {
+                event: e @ (DeviceEvent::C2d(_) | DeviceEvent::C2dDrained),
+                ..
+            } = event
+            {
+                seen.push(e);
+            }
+        }
+        seen
+    };
+    // The device polls once at start: nothing queued, the credit is drained.
+    let first_poll = upstream_c2d(WAIT, 1);
+    assert!(matches!(first_poll.as_slice(), [DeviceEvent::C2dDrained]), "{first_poll:?}");
+
+    for body in ["first", "second"] {
+        if let Err(e) = hub.send_c2d(id, Message::new(body.as_bytes().to_vec())) {
+            panic!("{e}");
+        }
+    }
+    let unasked = upstream_c2d(Duration::from_millis(500), usize::MAX);
+    assert!(unasked.is_empty(), "the gateway took C2D messages nobody polled for: {unasked:?}");
+
+    // One poll: after a 200 the device polls again at once until a 204 (spec file
+    // §6.6, as Node's `drain`), each GET taking one message upstream.
+    device.poll_now();
+    for body in ["first", "second"] {
+        let Some(c2d) = device.recv_c2d(WAIT) else { panic!("no {body} message for the poll") };
+        assert_eq!(c2d.message.body.as_ref(), body.as_bytes());
+        let Some(lock) = c2d.lock_token else { panic!("an HTTP delivery has an ETag") };
+        if let Err(e) = device.complete(&lock) {
+            panic!("{e}");
+        }
+        assert_eq!(settled_outcome(&hub, id), Outcome::Completed);
+    }
+    let taken = upstream_c2d(WAIT, 3);
+    let bodies: Vec<&[u8]> = taken
+        .iter()
+        .filter_map(|e| match e {
+            DeviceEvent::C2d(c2d) => Some(c2d.message.body.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, [&b"first"[..], b"second"], "{taken:?}");
+    assert!(matches!(taken.last(), Some(DeviceEvent::C2dDrained)), "{taken:?}");
+    assert!(device.recv_c2d(Duration::from_millis(500)).is_none(), "a message out of nowhere");
 }

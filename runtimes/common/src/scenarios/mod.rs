@@ -27,7 +27,7 @@ pub use device::{
     restart_over, ten_messages_over, wrong_key_over,
 };
 pub use gateway::{
-    a_token_the_hub_refuses_gets_connack_5,
+    a_token_the_hub_refuses_gets_connack_5, an_http_device_takes_c2d_upstream_only_while_it_polls,
     c2d_for_a_device_away_waits_in_the_hub_and_arrives_once,
     c2d_redelivered_after_a_hub_restart_reaches_the_device_once,
     mqtt_devices_share_one_upstream_connection,
