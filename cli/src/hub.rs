@@ -91,12 +91,14 @@ pub(crate) struct HubArgs {
     /// The private key (PEM) of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
-    /// Register a device with this id and generated keys.
+    /// Register a device with this id and generated keys (a device the --data-dir
+    /// store keeps already keeps its keys).
     #[arg(long = "device", value_name = "ID")]
     devices: Vec<String>,
     /// Register the devices of this JSON file: an array of
     /// {"deviceId","primaryKey","secondaryKey","enabled"}, keys generated when absent.
-    /// Without --device or --registry the hub registers `device1`.
+    /// Without --device or --registry the hub serves the devices its --data-dir
+    /// store keeps, or registers `device1` when there are none.
     #[arg(long, value_name = "FILE")]
     registry: Option<PathBuf>,
     /// Identities one AMQP connection may hold CBS tokens for: a put-token for one
@@ -130,18 +132,31 @@ impl OnRuntime for HubArgs {
 }
 
 fn run<S: Scheduler>(args: HubArgs) -> ExitCode {
+    let opened = store(&args).and_then(|mut store| {
+        let known = store.load().map_err(|e| format!("cannot read the store: {e}"))?.devices;
+        Ok((store, known))
+    });
+    let (store, known) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            out::warn(format_args!("hubwire hub: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
     let mut ids = args.devices.clone();
-    if ids.is_empty() && args.registry.is_none() {
+    // A hub that kept its registry serves it; a new one gets a device to start with.
+    if ids.is_empty() && args.registry.is_none() && known.is_empty() {
         ids.push(String::from("device1"));
     }
-    let records = match registry::load(args.registry.as_deref(), &ids) {
+    let records = match registry::load(args.registry.as_deref(), &ids, &known) {
+        Ok(records) if records.is_empty() => known,
         Ok(records) => records,
         Err(e) => {
             out::warn(format_args!("hubwire hub: {e}"));
             return ExitCode::from(2);
         }
     };
-    match start::<S>(&args, &records) {
+    match start::<S>(&args, &records, store) {
         Ok(code) => code,
         Err(e) => {
             out::warn(format_args!("hubwire hub: {e}"));
@@ -153,7 +168,11 @@ fn run<S: Scheduler>(args: HubArgs) -> ExitCode {
 /// Starts the hub and serves until stdout closes.
 ///
 /// Errors: what kept the hub from starting, in words.
-fn start<S: Scheduler>(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitCode, String> {
+fn start<S: Scheduler>(
+    args: &HubArgs,
+    records: &[DeviceRecord],
+    store: Box<dyn Store>,
+) -> Result<ExitCode, String> {
     let host = args.host_names.first().cloned().unwrap_or_else(|| host_of(args.bind));
     let host_names = if args.host_names.is_empty() {
         vec![host.clone(), String::from("localhost")]
@@ -186,7 +205,6 @@ fn start<S: Scheduler>(args: &HubArgs, records: &[DeviceRecord]) -> Result<ExitC
     // Every connection is a file descriptor: a hub takes what the hard limit allows
     // (the default soft limit, often 1024, would refuse connections long before).
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let store = store(args)?;
     let devices = records.iter().cloned();
     let server =
         HubServer::<S>::start_with_store(config, devices, &listen, Some(server_tls), store)

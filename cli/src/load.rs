@@ -129,7 +129,7 @@ const SWEEP: Duration = Duration::from_millis(10);
 /// Errors, in words: the registry cannot be read, too few file descriptors, a
 /// device that cannot be made.
 fn run<S: Scheduler>(args: &LoadArgs) -> Result<Report, String> {
-    let mut records = registry::load(Some(&args.registry), &[])?;
+    let mut records = registry::load(Some(&args.registry), &[], &[])?;
     if let Some(n) = args.devices {
         if n > records.len() {
             return Err(format!("--devices {n}: the registry has {} devices", records.len()));

@@ -32,11 +32,22 @@ pub(crate) fn generated(device_id: &str) -> Result<DeviceRecord, RegistryError> 
 }
 
 /// The devices of the registry file at `path` (if any) followed by `ids`, keys
-/// generated where absent.
+/// generated where absent, unless `known` (the devices a durable hub kept) has the
+/// device: then it keeps its keys, and its connection string stays valid.
 ///
 /// Errors, in words: the file cannot be read or is not a JSON array of entries, or
 /// an id is invalid.
-pub(crate) fn load(path: Option<&Path>, ids: &[String]) -> Result<Vec<DeviceRecord>, String> {
+pub(crate) fn load(
+    path: Option<&Path>,
+    ids: &[String],
+    known: &[DeviceRecord],
+) -> Result<Vec<DeviceRecord>, String> {
+    let existing = |id: &str| -> Result<DeviceRecord, String> {
+        match known.iter().find(|r| r.device_id == id) {
+            Some(record) => Ok(record.clone()),
+            None => generated(id).map_err(|e| e.to_string()),
+        }
+    };
     let mut records = Vec::new();
     if let Some(path) = path {
         let text = std::fs::read_to_string(path)
@@ -49,7 +60,7 @@ pub(crate) fn load(path: Option<&Path>, ids: &[String]) -> Result<Vec<DeviceReco
             )
         })?;
         for entry in entries {
-            let mut record = generated(&entry.device_id).map_err(|e| e.to_string())?;
+            let mut record = existing(&entry.device_id)?;
             if let Some(key) = entry.primary_key {
                 record.primary_key = key;
             }
@@ -61,7 +72,7 @@ pub(crate) fn load(path: Option<&Path>, ids: &[String]) -> Result<Vec<DeviceReco
         }
     }
     for id in ids {
-        records.push(generated(id).map_err(|e| e.to_string())?);
+        records.push(existing(id)?);
     }
     Ok(records)
 }
@@ -99,7 +110,7 @@ mod tests {
                 r#"[{{"deviceId":"a","primaryKey":"{key}"}},{{"deviceId":"b","enabled":false}}]"#
             ),
         );
-        let records = load(Some(&path), &["c".to_owned()]);
+        let records = load(Some(&path), &["c".to_owned()], &[]);
         let _ = std::fs::remove_file(&path);
         let Ok(records) = records else { panic!("{records:?}") };
         let ids: Vec<&str> = records.iter().map(|r| r.device_id.as_str()).collect();
@@ -113,10 +124,28 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_registry_is_refused_in_words() {
         let path = write("bad", r#"{"deviceId":"a"}"#);
-        let result = load(Some(&path), &[]);
+        let result = load(Some(&path), &[], &[]);
         let _ = std::fs::remove_file(&path);
         let Err(e) = result else { panic!("accepted") };
         assert!(e.contains("expected a JSON array"), "{e}");
-        assert!(load(None, &["no/slash".to_owned()]).is_err());
+        assert!(load(None, &["no/slash".to_owned()], &[]).is_err());
+    }
+
+    #[test]
+    fn a_device_the_store_kept_keeps_its_keys_unless_the_file_gives_others() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let Ok(kept) = generated("a") else { panic!("a is a valid id") };
+        let path = write(
+            "known",
+            &format!(r#"[{{"deviceId":"a"}},{{"deviceId":"b","primaryKey":"{key}"}}]"#),
+        );
+        let Ok(mut b) = generated("b") else { panic!("b is a valid id") };
+        b.primary_key = String::from("kept-b");
+        let records = load(Some(&path), &["a".to_owned()], &[kept.clone(), b]);
+        let _ = std::fs::remove_file(&path);
+        let Ok(records) = records else { panic!("{records:?}") };
+        assert_eq!(records[0], kept, "the file names a without keys: the kept ones");
+        assert_eq!(records[1].primary_key, key, "the file's key wins");
+        assert_eq!(records[2], kept, "--device a: the kept keys");
     }
 }

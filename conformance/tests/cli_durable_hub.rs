@@ -91,3 +91,44 @@ fn a_hub_killed_with_sigkill_keeps_acknowledged_telemetry_and_queued_c2d() {
     let stored: Value = next_of(&hub.out, &["telemetry"], WAIT);
     assert_eq!(stored["sequenceNumber"], 21, "20 were stored before the kill: {stored}");
 }
+
+/// A durable hub started again serves the devices it kept, with their keys: a
+/// device's connection string stays valid across restarts, and no `device1` joins
+/// a registry that has devices.
+#[test]
+fn a_durable_hub_keeps_its_devices_keys_across_restarts() {
+    let data_dir = TempDir::new("hubwire-durable-registry");
+    let dir = data_dir.0.display().to_string();
+    let off = ["--https-port", "off", "--amqp-port", "off"];
+    let with_device = ["hub", "--mqtt-port", "0", "--data-dir", &dir, "--device", "dev1"];
+    let args: Vec<&str> = with_device.iter().chain(&off).copied().collect();
+    // The key; the port changes with every start.
+    let key = |hub: &Hub| match ConnectionString::parse(&hub.connection_string) {
+        Ok(cs) => (cs.device_id, cs.authentication),
+        Err(e) => panic!("{e}"),
+    };
+    let first = start_hub_with(&args, data_dir);
+    let dev1 = key(&first);
+    let Hub { process, data_dir, .. } = first;
+    drop(process);
+    let again = start_hub_with(&args, data_dir);
+    assert_eq!(key(&again), dev1, "--device dev1 kept its key");
+    let Hub { process, data_dir, .. } = again;
+    drop(process);
+    let bare = ["hub", "--mqtt-port", "0", "--data-dir", &dir];
+    let args: Vec<&str> = bare.iter().chain(&off).copied().collect();
+    let served = start_hub_with(&args, data_dir);
+    assert_eq!(key(&served), dev1, "the kept dev1, not a new device1");
+    // And the device connects with it.
+    let Ok(cs) = ConnectionString::parse(&served.connection_string) else { panic!("bad string") };
+    let client = match DeviceClient::connect(
+        DeviceConfig::new(cs),
+        ClientTransport::with_ca(Transport::Mqtt, &served.ca),
+    ) {
+        Ok(client) => client,
+        Err(e) => panic!("{e}"),
+    };
+    if let Err(e) = client.send_telemetry_timeout(Message::new(&b"kept"[..]), WAIT) {
+        panic!("dev1 with its kept key: {e}");
+    }
+}
