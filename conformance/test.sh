@@ -35,3 +35,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 conformance/fuzz.sh "${FUZZ_SECONDS:-15}"
+# Each session target's corpus, grown by that run, reaches its message handlers.
+conformance/fuzz-coverage.sh

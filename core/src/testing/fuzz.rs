@@ -1565,7 +1565,7 @@ fn mqtt_hub_session_seeds() -> Vec<Vec<u8>> {
 
 /// Hub → device streams after the CONNACK: the SUBACK, PUBACKs for the three queued
 /// messages (ids 2, 3, 4), C2D messages at QoS 1 (one sent again with DUP) and QoS 0,
-/// PINGRESP.
+/// PINGRESP, and publishes on IoT Hub's `$iothub` topics (twin, methods).
 fn mqtt_device_session_seeds() -> Vec<Vec<u8>> {
     let c2d_topic = topic_name(concat!(
         "devices/dev1/messages/devicebound/%24.mid=6a1f0c2e-0000-4000-8000-000000000001",
@@ -1603,7 +1603,18 @@ fn mqtt_device_session_seeds() -> Vec<Vec<u8>> {
         c2d(QoS::AtLeastOnce, Some(2), b"2"),
         c2d(QoS::AtLeastOnce, Some(3), b"3"),
     ]);
-    with_schedules(&[full, refused, c2d_only])
+    // IoT Hub's own topics: a twin response, a desired update, a method request.
+    let iothub = |topic: &str, payload: &'static [u8]| {
+        publish(QoS::AtMostOnce, None, topic_name(topic), payload)
+    };
+    let twin_and_methods = encode_all(&[
+        suback(SubscribeReturnCode::Success(QoS::AtLeastOnce)),
+        iothub("$iothub/twin/res/200/?$rid=1", b"{\"desired\":{\"$version\":1},\"reported\":{}}"),
+        iothub("$iothub/twin/PATCH/properties/desired/?$version=2", b"{\"x\":1}"),
+        iothub("$iothub/methods/POST/reboot/?$rid=9", b"{\"delay\":1}"),
+        Packet::PubAck(pid(2)),
+    ]);
+    with_schedules(&[full, refused, c2d_only, twin_and_methods])
 }
 
 /// Runs every target of `targets` over its seeds and over `short` inputs (the empty

@@ -203,7 +203,8 @@ fn check_output(wire: &BytesMut) {
 }
 
 /// What a device sends once its links are up: telemetry (single, batched, too
-/// large for its properties), C2D outcomes, a renewed put-token, a detach, an end.
+/// large for its properties), C2D outcomes (one for every delivery so far), a
+/// renewed put-token, a detach, an end.
 pub(super) fn seeds() -> Vec<Vec<u8>> {
     let telemetry = |body: &'static [u8]| {
         let mut m = iothub::Message::new(Bytes::from_static(body));
@@ -219,6 +220,16 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
             role: Role::Receiver,
             first: 0,
             last: None,
+            settled: true,
+            state: Some(state),
+            batchable: false,
+        })
+    };
+    let settle_all = |state| {
+        Performative::Disposition(Disposition {
+            role: Role::Receiver,
+            first: 0,
+            last: Some(15),
             settled: true,
             state: Some(state),
             batchable: false,
@@ -269,6 +280,9 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
             ],
         ),
         seed([0x00, 0x00], &[amqp_frame_bytes(0, &disposition(DeliveryState::Released))]),
+        // One settlement for everything the hub has sent so far, its first C2D
+        // message among it.
+        seed([0x00, 0x00], &[amqp_frame_bytes(0, &settle_all(DeliveryState::Accepted))]),
         seed(
             [0x00, 0x00],
             &[amqp_frame_bytes(0, &disposition(DeliveryState::Rejected { error: None }))],
