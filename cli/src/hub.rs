@@ -7,7 +7,7 @@
 
 use std::io::{self, BufRead};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -19,6 +19,7 @@ use hubwire_blocking::{HubServerEvent, Listen, Listener, clock, listener_name};
 use hubwire_core::Protocol;
 use hubwire_core::hub::{DeviceRecord, HubConfig, HubEvent};
 use hubwire_core::iothub::{ErrorCode, TwinPatch};
+use hubwire_runtime::listen::Engine;
 use hubwire_runtime::sync::{HubServer, Scheduler};
 use hubwire_store::{MemoryStore, RedbStore, Store};
 use hubwire_transports::tls::{self, local_ca};
@@ -106,6 +107,19 @@ pub(crate) struct HubArgs {
     /// CBS token limit is about 1000 (spec file §5.2), the default.
     #[arg(long, value_name = "N", default_value_t = hubwire_core::amqp::cbs::MAX_TOKENS)]
     max_cbs_tokens: usize,
+    /// The seed of the hub's random numbers (AMQP lock tokens): the same seed, devices
+    /// and inputs at the same times give the same answers, byte for byte. Default: a
+    /// new one every run
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Write a transcript of the run to a new file in DIR (hub-<ms since the epoch>.txt):
+    /// the hub's seed, configuration and registry, then every connection's protocol
+    /// bytes both ways (below TLS and WebSocket), C2D messages queued and telemetry
+    /// acknowledgements, each with its time, for replay by
+    /// conformance/tests/transcripts.rs. Record with the store in memory (no
+    /// --data-dir, or --in-memory): a restored store is not in the transcript
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
 }
 
 /// A listener's port, or none for `off`.
@@ -206,10 +220,21 @@ fn start<S: Scheduler>(
     // (the default soft limit, often 1024, would refuse connections long before).
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let devices = records.iter().cloned();
-    let server =
-        HubServer::<S>::start_with_store(config, devices, &listen, Some(server_tls), store)
-            .map_err(|e| format!("cannot start: {e}"))?;
+    let (transcript, recording) = match &args.record {
+        Some(dir) => {
+            let (file, path) = transcript_file(dir)?;
+            (Some(file), Some(path))
+        }
+        None => (None, None),
+    };
+    let engine = Engine { seed: args.seed, transcript };
+    let tls = Some(server_tls);
+    let server = HubServer::<S>::start_with_engine(config, devices, &listen, tls, store, engine)
+        .map_err(|e| format!("cannot start: {e}"))?;
     let mut stderr = Stderr::spawn().map_err(|e| format!("cannot start: {e}"))?;
+    if let Some(path) = recording {
+        stderr.line(format!("hubwire hub: recording a transcript in {}", path.display()));
+    }
     for error in server.bind_errors() {
         let (flag, none) = match error.listen.listener {
             Listener::Web => ("--https-port", "--https-port off"),
@@ -286,6 +311,21 @@ fn certificate(
     let (chain, key) = tls::load_certificate(&cert, &key).map_err(|e| e.to_string())?;
     let config = tls::server_config(chain, key).map_err(|e| e.to_string())?;
     Ok((config, ca))
+}
+
+/// A new transcript file in `dir`, made if need be, named after the time.
+///
+/// Errors: the directory or the file cannot be made, in words.
+fn transcript_file(dir: &Path) -> Result<(Box<dyn io::Write + Send>, PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let path = dir.join(format!("hub-{}.txt", clock::now().as_millis()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("cannot make {}: {e}", path.display()))?;
+    // Line by line: what was said survives the hub being killed.
+    Ok((Box::new(io::LineWriter::new(file)), path))
 }
 
 /// The store's file in `--data-dir`.

@@ -20,6 +20,9 @@ per line, flushed as it happens:
 Usage: device.py --connection-string CS --ca FILE [--transport mqtt|mqtt-ws]
          [--properties JSON] [--body TEXT] [--message-id ID] [--c2d N] [--timeout-ms MS]
          [--twin] [--report JSON] [--desired N] [--method NAME=STATUS:JSON] [--methods N]
+         [--keep-alive S] [--linger-ms MS]
+--keep-alive sets the MQTT keep-alive (the SDK's default is 60 s); --linger-ms idles
+that long before closing, so a short keep-alive shows PINGREQ and PINGRESP.
 """
 
 import argparse
@@ -28,6 +31,7 @@ import os
 import queue
 import sys
 import threading
+import time
 
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 
@@ -67,6 +71,8 @@ def parse_args(argv):
     parser.add_argument("--desired", type=int, default=0)
     parser.add_argument("--method")
     parser.add_argument("--methods", type=int, default=0)
+    parser.add_argument("--keep-alive", type=int)
+    parser.add_argument("--linger-ms", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         args.properties = json.loads(args.properties)
@@ -130,11 +136,13 @@ def explain(error):
 def session(args, stage_done, received):
     """Runs on a worker thread: the sync client's calls have no deadline of their own."""
     global _stage
+    options = {} if args.keep_alive is None else {"keep_alive": args.keep_alive}
     client = IoTHubDeviceClient.create_from_connection_string(
         args.connection_string,
         server_verification_cert=args.ca,
         websockets=args.transport == "mqtt-ws",
         connection_retry=False,
+        **options,
     )
     # The handler goes in first: the SDK keeps messages that arrive before it in an
     # inbox the handler never reads, and a hub may deliver queued C2D messages right
@@ -176,6 +184,8 @@ def session(args, stage_done, received):
     for _ in range(args.methods):
         methods.get()
     stage_done.put("c2d")
+    # Idle, so that the keep-alive (--keep-alive) sends PINGREQs before the close.
+    time.sleep(args.linger_ms / 1000)
     client.shutdown()
     stage_done.put("closed")
 

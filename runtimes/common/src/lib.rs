@@ -26,6 +26,7 @@ mod served;
 pub mod sync;
 #[cfg(feature = "async")]
 pub mod tasks;
+pub mod transcript;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
 pub use served::{

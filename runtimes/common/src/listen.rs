@@ -11,7 +11,27 @@ use hubwire_core::hub::{DeviceRecord, Hub, HubConfig};
 use hubwire_store::Store;
 use hubwire_transports::Listener;
 
+use crate::transcript::{Header, Recorder};
 use crate::{ServedHub, clock};
+
+/// How a hub's engine starts, beyond its configuration.
+#[derive(Default)]
+pub struct Engine {
+    /// The seed of [`Hub::new`]; without one, a different seed every run.
+    pub seed: Option<u64>,
+    /// Where to write a transcript of the run ([`crate::transcript`]), from the
+    /// registry as it stands once `devices` are registered.
+    pub transcript: Option<Box<dyn std::io::Write + Send>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("seed", &self.seed)
+            .field("transcript", &self.transcript.is_some())
+            .finish()
+    }
+}
 
 /// A hub ready to serve: its engine with the devices registered, and the listeners
 /// bound.
@@ -30,18 +50,19 @@ pub struct Started {
 /// of the same id) and binds every listener it can of `listen`. `tls` is the server
 /// certificate's configuration, required when a TLS listener is asked for. A
 /// listener that cannot be bound is reported in [`Started::bind_errors`], and the
-/// hub serves on the others.
+/// hub serves on the others. `engine` gives the engine's seed and whether it records.
 ///
 /// Errors: `InvalidInput` when a device record is refused by the registry (its
 /// [`hubwire_core::hub::RegistryError`] in words) or a TLS listener has no `tls`;
 /// `InvalidData` when the store cannot be read or restored; the OS's error when no
-/// listener can be bound.
+/// listener can be bound; the transcript's error when its header cannot be written.
 pub fn start(
     config: HubConfig,
     devices: impl IntoIterator<Item = DeviceRecord>,
     listen: &[Listen],
     tls: Option<Arc<rustls::ServerConfig>>,
     mut store: Box<dyn Store>,
+    engine: Engine,
 ) -> io::Result<Started> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
     if tls.is_none() && listen.iter().any(|l| !matches!(l.listener, Listener::Tcp(_))) {
@@ -49,7 +70,7 @@ pub fn start(
     }
     // Lock tokens need no secrecy over MQTT (they are packet ids there); the seed
     // only keeps two runs from repeating each other.
-    let seed = RandomState::new().hash_one(clock::now());
+    let seed = engine.seed.unwrap_or_else(|| RandomState::new().hash_one(clock::now()));
     let mut hub = Hub::new(config, seed);
     let unreadable = |e: hubwire_store::StoreError| {
         io::Error::new(io::ErrorKind::InvalidData, format!("the hub's store: {e}"))
@@ -62,6 +83,19 @@ pub fn start(
         hub.registry_mut().add(record.clone()).map_err(|e| invalid(e.to_string()))?;
     }
     store.put_devices(&devices).map_err(unreadable)?;
+    let recorder = match engine.transcript {
+        Some(to) => {
+            let header = Header {
+                seed,
+                start: clock::now(),
+                host_names: hub.config().host_names.clone(),
+                max_cbs_tokens: hub.config().max_cbs_tokens,
+                devices: hub.registry().iter().cloned().collect(),
+            };
+            Some(Recorder::new(to, &header)?)
+        }
+        None => None,
+    };
     let mut listeners = Vec::new();
     let mut bind_errors = Vec::new();
     for &want in listen {
@@ -76,7 +110,11 @@ pub fn start(
         let kind = bind_errors.first().map_or(io::ErrorKind::InvalidInput, |e| e.error.kind());
         return Err(io::Error::new(kind, format!("no listener: {}", words.join("; "))));
     }
-    Ok(Started { hub: ServedHub::new(hub, store, tls), listeners, bind_errors })
+    let mut served = ServedHub::new(hub, store, tls);
+    if let Some(recorder) = recorder {
+        served.record(recorder);
+    }
+    Ok(Started { hub: served, listeners, bind_errors })
 }
 
 /// One listener a hub serves: what it speaks and where.

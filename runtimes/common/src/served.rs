@@ -30,6 +30,8 @@ use hubwire_core::{ConnectionId, Endpoint, Protocol, Timestamp, Transmit};
 use hubwire_store::Store;
 use hubwire_transports::{Listener, Stack};
 
+use crate::transcript::{Entry, Recorder};
+
 /// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
 /// and `AMQPWSB10`; any other request is IoT Hub's REST API, §6).
 const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp, Protocol::Http];
@@ -190,6 +192,8 @@ pub struct ServedHub {
     events: VecDeque<HubServerEvent>,
     /// D2C messages are passed on, not stored ([`ServedHub::forward_telemetry`]).
     forwarding: bool,
+    /// Where every engine call and output is written ([`ServedHub::record`]).
+    recorder: Option<Recorder>,
 }
 
 impl ServedHub {
@@ -214,6 +218,26 @@ impl ServedHub {
             now: Timestamp::EPOCH,
             events: VecDeque::new(),
             forwarding: false,
+            recorder: None,
+        }
+    }
+
+    /// From now on every call on the engine and everything it sends is written to
+    /// `recorder` (see [`crate::transcript`]); a write error ends the recording with
+    /// a [`HubServerEvent::StoreFailed`].
+    pub fn record(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// Writes what `entry` makes, if recording.
+    fn note(&mut self, now: Timestamp, entry: impl FnOnce() -> Entry) {
+        let Some(recorder) = &mut self.recorder else {
+            return;
+        };
+        if let Err(e) = recorder.write(now, &entry()) {
+            self.recorder = None;
+            let what = String::from("the transcript (recording stopped)");
+            self.events.push_back(HubServerEvent::StoreFailed { what, error: e.to_string() });
         }
     }
 
@@ -228,6 +252,7 @@ impl ServedHub {
     /// The message of `ticket`, passed on by a forwarding hub, is kept where it
     /// went: acknowledge it to its device (as [`Hub::telemetry_stored`]).
     pub fn telemetry_stored(&mut self, now: Timestamp, ticket: StoreTicket) {
+        self.note(now, || Entry::Stored(ticket.0));
         self.hub.telemetry_stored(now, ticket);
         self.drain(now);
     }
@@ -236,6 +261,7 @@ impl ServedHub {
     /// it went: its device is told as its protocol can (as
     /// [`Hub::telemetry_refused`]), with IoT Hub's `code`.
     pub fn telemetry_refused(&mut self, now: Timestamp, ticket: StoreTicket, code: ErrorCode) {
+        self.note(now, || Entry::Refused(ticket.0, code.code));
         self.hub.telemetry_refused(now, ticket, code);
         self.drain(now);
     }
@@ -248,6 +274,7 @@ impl ServedHub {
         request: AuthRequest,
         result: Result<(), ErrorCode>,
     ) -> bool {
+        self.note(now, || Entry::Unrecorded(String::from("authenticated")));
         let waited = self.hub.authenticated(now, request, result);
         self.drain(now);
         waited
@@ -256,6 +283,7 @@ impl ServedHub {
     /// Answers [`HubEvent::C2dRequested`] (as [`Hub::c2d_fetched`]) once what was
     /// fetched is queued; returns whether a poll still waited for it.
     pub fn c2d_fetched(&mut self, now: Timestamp, request: C2dRequest) -> bool {
+        self.note(now, || Entry::Unrecorded(String::from("c2d-fetched")));
         let waited = self.hub.c2d_fetched(now, request);
         self.drain(now);
         waited
@@ -316,6 +344,7 @@ impl ServedHub {
         flush(&mut self.output, id, &mut peer.stack);
         if let Some(connection) = connection {
             if !plain.is_empty() {
+                self.note(now, || Entry::In(connection, plain.clone()));
                 // A protocol violation is already answered (closed) by the engine and
                 // reported as an event.
                 let _ = self.hub.handle_input(now, connection, &plain);
@@ -347,6 +376,7 @@ impl ServedHub {
     /// harmless).
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if self.hub.poll_timeout().is_some_and(|t| t <= now) {
+            self.note(now, || Entry::Timeout);
             self.hub.handle_timeout(now);
         }
         while let Some(&(deadline, id)) = self.unrouted.first() {
@@ -393,6 +423,7 @@ impl ServedHub {
         device_id: &str,
         message: Message,
     ) -> Result<u64, HubError> {
+        self.note(now, || Entry::C2d(device_id.to_owned(), Box::new(message.clone())));
         let sent = self.hub.send_c2d(now, device_id, message);
         if let Ok(sequence_number) = sent {
             // Kept before its sender hears `Ok`; no settlement can come before this
@@ -424,6 +455,7 @@ impl ServedHub {
         patch: &TwinPatch,
         if_version: Option<u64>,
     ) -> Result<u64, HubError> {
+        self.note(now, || Entry::Unrecorded(String::from("update-desired")));
         let updated = match if_version {
             Some(expected) => self.hub.update_desired_if(now, device_id, patch, expected),
             None => self.hub.update_desired(now, device_id, patch),
@@ -447,6 +479,7 @@ impl ServedHub {
         payload: Bytes,
         timeout: std::time::Duration,
     ) -> Result<MethodInvocation, HubError> {
+        self.note(now, || Entry::Unrecorded(String::from("invoke-method")));
         let invoked = self.hub.invoke_method(now, device_id, name, payload, timeout);
         self.drain(now);
         invoked
@@ -458,6 +491,8 @@ impl ServedHub {
     pub fn add_device(&mut self, record: DeviceRecord) -> Result<(), RegistryError> {
         let put = self.store.put_devices(std::slice::from_ref(&record));
         self.report(put, || format!("device {}", record.device_id));
+        let now = self.now;
+        self.note(now, || Entry::Unrecorded(String::from("add-device")));
         self.hub.registry_mut().add(record)
     }
 
@@ -509,6 +544,7 @@ impl ServedHub {
             self.unrouted.remove(&(deadline, id));
         }
         self.by_connection.insert(connection, id);
+        self.note(now, || Entry::Accept(connection, protocol));
     }
 
     /// Ends a connection after the bytes queued for it, and tells the engine.
@@ -526,6 +562,7 @@ impl ServedHub {
         }
         if let Some(connection) = peer.connection {
             self.by_connection.remove(&connection);
+            self.note(now, || Entry::Close(connection));
             self.hub.handle_close(now, connection);
         }
     }
@@ -581,10 +618,12 @@ impl ServedHub {
                 }
                 HubEvent::StoreTelemetry { ticket, record } => {
                     if stored {
+                        self.note(now, || Entry::Stored(ticket.0));
                         self.hub.telemetry_stored(now, ticket);
                         self.events.push_back(HubServerEvent::Stored(record));
                     } else {
                         // Told as its protocol can, the device sends it again.
+                        self.note(now, || Entry::Refused(ticket.0, ErrorCode::SERVER_ERROR.code));
                         self.hub.telemetry_refused(now, ticket, ErrorCode::SERVER_ERROR);
                     }
                 }
@@ -607,6 +646,11 @@ impl ServedHub {
     }
 
     fn transmit(&mut self, connection: ConnectionId, transmit: Transmit) {
+        match &transmit {
+            Transmit::Send(bytes) => self.note(self.now, || Entry::Out(connection, bytes.clone())),
+            Transmit::Close => self.note(self.now, || Entry::Closed(connection)),
+            Transmit::Connect => {}
+        }
         let Some(&id) = self.by_connection.get(&connection) else {
             return;
         };

@@ -157,8 +157,9 @@ impl<S: Scheduler> GatewayServer<S> {
         }
         let client_tls = client_tls(&upstream_transport).map_err(|e| invalid(e.to_string()))?;
         downstream.authentication = Authentication::Delegated;
+        let store = Box::new(MemoryStore::new());
         let listen::Started { mut hub, listeners, bind_errors } =
-            listen::start(downstream, [], &listen, tls, Box::new(MemoryStore::new()))?;
+            listen::start(downstream, [], &listen, tls, store, listen::Engine::default())?;
         hub.forward_telemetry();
         let bound = listeners.iter().map(|(l, _)| *l).collect();
         // The gateway's own thread reads these as they come; beyond the backlog

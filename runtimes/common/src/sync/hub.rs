@@ -18,7 +18,7 @@ use hubwire_core::iothub::{ErrorCode, Message, Twin, TwinPatch};
 use hubwire_store::{MemoryStore, Store};
 use hubwire_transports::Listener;
 
-use crate::listen::{self, BindError, Listen};
+use crate::listen::{self, BindError, Engine, Listen};
 use crate::sync::{HubDriver, Scheduler};
 use crate::{EVENT_BACKLOG, HubServerEvent, ServedHub};
 
@@ -128,8 +128,24 @@ impl<S: Scheduler> HubServer<S> {
         tls: Option<Arc<rustls::ServerConfig>>,
         store: Box<dyn Store>,
     ) -> io::Result<Self> {
+        Self::start_with_engine(config, devices, listen, tls, store, Engine::default())
+    }
+
+    /// As [`start_with_store`](Self::start_with_store), the engine seeded and
+    /// recording as `engine` says.
+    ///
+    /// Errors: as [`start_with_store`](Self::start_with_store); the transcript's
+    /// error when its header cannot be written.
+    pub fn start_with_engine(
+        config: HubConfig,
+        devices: impl IntoIterator<Item = DeviceRecord>,
+        listen: &[Listen],
+        tls: Option<Arc<rustls::ServerConfig>>,
+        store: Box<dyn Store>,
+        engine: Engine,
+    ) -> io::Result<Self> {
         let listen::Started { hub, listeners, bind_errors } =
-            listen::start(config, devices, listen, tls, store)?;
+            listen::start(config, devices, listen, tls, store, engine)?;
         let bound = listeners.iter().map(|(l, _)| *l).collect();
         let (events_tx, events) = mpsc::sync_channel(EVENT_BACKLOG);
         let driver = S::start_hub(hub, listeners, events_tx)?;

@@ -155,7 +155,7 @@ impl<R: Runtime> HubServer<R> {
         store: Box<dyn Store>,
     ) -> io::Result<HubServer<R>> {
         let listen::Started { hub, listeners: bound, bind_errors } =
-            listen::start(config, devices, listen, tls, store)?;
+            listen::start(config, devices, listen, tls, store, listen::Engine::default())?;
         let listeners = bound.iter().map(|(l, _)| *l).collect();
         let (events_tx, events) = async_channel::bounded(EVENT_BACKLOG);
         let tasks = HubTasks::spawn(hub, bound, Events::Async(EventSink::new(events_tx)))?;
