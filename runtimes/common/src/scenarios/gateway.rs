@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,10 @@ use hubwire_core::mqtt::ConnectReturnCode;
 use hubwire_core::retry::Backoff;
 use hubwire_core::{ConnectionId, Protocol};
 use hubwire_store::RedbStore;
-use hubwire_transports::tls::{self, local_ca};
 use hubwire_transports::{Listener, Transport};
 
 use crate::listen::Listen;
+use crate::scenarios::hub::loopback_tls;
 use crate::scenarios::{KEY, record};
 use crate::sync::{DeviceClient, GatewayConfig, GatewayEvent, GatewayServer, HubServer, Scheduler};
 use crate::{ClientTransport, HubServerEvent};
@@ -90,16 +91,23 @@ impl Drop for Cleanup {
 
 /// A gateway in front of the hub at `upstream`, serving MQTT over plain TCP.
 fn gateway<S: Scheduler>(upstream: SocketAddr) -> GatewayServer<S> {
+    gateway_on(upstream, Listener::Tcp(Protocol::Mqtt), None)
+}
+
+/// A gateway in front of the hub at `upstream`, serving `listener` on an
+/// ephemeral loopback port, with `tls` for a TLS listener.
+fn gateway_on<S: Scheduler>(
+    upstream: SocketAddr,
+    listener: Listener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> GatewayServer<S> {
     let mut mux = MultiplexConfig::new(upstream.to_string());
     mux.backoff = FAST;
     let config = GatewayConfig {
         upstream: mux,
         upstream_transport: ClientTransport::new(Transport::AmqpTcp),
-        listen: vec![Listen {
-            listener: Listener::Tcp(Protocol::Mqtt),
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-        }],
-        tls: None,
+        listen: vec![Listen { listener, address: SocketAddr::from(([127, 0, 0, 1], 0)) }],
+        tls,
         downstream: HubConfig::default(),
     };
     match GatewayServer::<S>::start(config) {
@@ -465,38 +473,6 @@ pub fn c2d_redelivered_after_a_hub_restart_reaches_the_device_once<S: Scheduler>
     assert_eq!(settled_outcome(&hub, id), Outcome::Completed);
 }
 
-/// A gateway in front of the hub at `upstream` serving HTTPS (IoT Hub's port 443
-/// listener, on an ephemeral port) with a certificate of a CA made in `dir`;
-/// returns it and the CA's path.
-fn https_gateway<S: Scheduler>(upstream: SocketAddr, dir: &Path) -> (GatewayServer<S>, PathBuf) {
-    let certificate = match local_ca::ensure(dir, &[String::from("127.0.0.1")]) {
-        Ok(c) => c,
-        Err(e) => panic!("cannot make a certificate in {}: {e}", dir.display()),
-    };
-    let tls = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
-        .and_then(|(chain, key)| tls::server_config(chain, key));
-    let tls = match tls {
-        Ok(tls) => tls,
-        Err(e) => panic!("cannot load the certificate: {e}"),
-    };
-    let mut mux = MultiplexConfig::new(upstream.to_string());
-    mux.backoff = FAST;
-    let config = GatewayConfig {
-        upstream: mux,
-        upstream_transport: ClientTransport::new(Transport::AmqpTcp),
-        listen: vec![Listen {
-            listener: Listener::Web,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-        }],
-        tls: Some(tls),
-        downstream: HubConfig::default(),
-    };
-    match GatewayServer::<S>::start(config) {
-        Ok(gateway) => (gateway, certificate.ca_path),
-        Err(e) => panic!("gateway did not start: {e}"),
-    }
-}
-
 /// An HTTP device polls through the gateway: the gateway takes a C2D message from
 /// the hub only while a poll waits (credit 1 with drain, AMQP 1.0 §2.6.7), one per
 /// poll; the hub keeps the rest, and an empty poll drains the credit. Its telemetry
@@ -507,7 +483,9 @@ pub fn an_http_device_takes_c2d_upstream_only_while_it_polls<S: Scheduler>() {
     let (store, cleanup) = store_path();
     let address = free_address();
     let hub = hub::<S>(address, &ids, &store);
-    let (gateway, ca) = https_gateway::<S>(address, &cleanup.0);
+    // HTTPS downstream: IoT Hub's port-443 listener, on an ephemeral port.
+    let (tls, ca) = loopback_tls(&cleanup.0);
+    let gateway = gateway_on::<S>(address, Listener::Web, Some(tls));
     let Some(through) = gateway.local_addr(Listener::Web) else { panic!("no HTTPS listener") };
     let cs =
         format!("HostName={address};DeviceId={id};SharedAccessKey={KEY};GatewayHostName={through}");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hubwire_transports::Transport;
@@ -108,9 +109,9 @@ impl<S: Scheduler> Drop for TestHub<S> {
     }
 }
 
-/// A hub for `devices` on `listen`, with the certificate of the CA kept in `dir`
-/// (made on first use); returns it and the CA's path.
-fn serve<S: Scheduler>(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer<S>, PathBuf) {
+/// A server certificate for 127.0.0.1 from the CA kept in `dir` (made on first
+/// use): its TLS configuration and the CA's path.
+pub(crate) fn loopback_tls(dir: &Path) -> (Arc<rustls::ServerConfig>, PathBuf) {
     let names = [String::from("127.0.0.1")];
     let certificate = match local_ca::ensure(dir, &names) {
         Ok(c) => c,
@@ -118,15 +119,21 @@ fn serve<S: Scheduler>(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubS
     };
     let tls = tls::load_certificate(&certificate.cert_path, &certificate.key_path)
         .and_then(|(chain, key)| tls::server_config(chain, key));
-    let tls = match tls {
-        Ok(tls) => tls,
+    match tls {
+        Ok(tls) => (tls, certificate.ca_path),
         Err(e) => panic!("cannot load the certificate: {e}"),
-    };
+    }
+}
+
+/// A hub for `devices` on `listen`, with the certificate of the CA kept in `dir`
+/// (made on first use); returns it and the CA's path.
+fn serve<S: Scheduler>(dir: &Path, listen: &[Listen], devices: &[&str]) -> (HubServer<S>, PathBuf) {
+    let (tls, ca) = loopback_tls(dir);
     let config = HubConfig { host_names: vec!["127.0.0.1".into()], ..HubConfig::default() };
     let server =
         match HubServer::<S>::start(config, devices.iter().map(|d| record(d)), listen, Some(tls)) {
             Ok(hub) => hub,
             Err(e) => panic!("hub did not start on {listen:?}: {e}"),
         };
-    (server, certificate.ca_path)
+    (server, ca)
 }
