@@ -831,6 +831,47 @@ fn mqtt_100k_pingreqs_unread_leave_the_hub_serving_others_and_all_are_answered()
     assert_memory_bounded(&hub, before, 100);
 }
 
+#[test]
+fn mqtt_a_pingreq_flood_that_never_reads_is_paced_and_the_hubs_memory_stays_bounded() {
+    // 64 MiB of PINGREQs, written until the hub stops reading them.
+    const FLOOD: usize = 64 * 1024 * 1024;
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut flood = mqtt_connected(&hub, "dev1");
+    let Ok(mut writer) = flood.try_clone() else { panic!("cannot clone the socket") };
+    let flooder = thread::spawn(move || {
+        let _ = writer.set_write_timeout(Some(Duration::from_secs(1)));
+        let chunk = [0xc0u8, 0x00].repeat(32 * 1024);
+        let mut sent = 0;
+        while sent < FLOOD && writer.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let started = Instant::now();
+    assert_eq!(a_device_is_served(&hub, "dev2", "during-the-flood"), Vec::<String>::new());
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let Ok(sent) = flooder.join() else { panic!("flooder panicked") };
+    // The hub stops reading a peer that does not read its answers: what it took
+    // is the socket buffers and its bounded backlog, not the flood.
+    assert!(sent < FLOOD, "the hub read all {sent} bytes from a peer that never reads");
+    assert_memory_bounded(&hub, before, 100);
+
+    // The flooder reads at last: PINGRESPs, and nothing else [MQTT-3.12.4-1].
+    let _ = flood.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answers = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = flood.read(&mut buffer) {
+        answers.extend_from_slice(&buffer[..n]);
+    }
+    assert!(answers.len() >= 2, "no PINGRESP at all");
+    let whole = answers.len() - answers.len() % 2;
+    assert!(answers[..whole].chunks(2).all(|p| p == [0xd0, 0x00]), "not all PINGRESPs");
+    // Every PINGREQ written whole is answered, once the flooder reads (`sent`
+    // counts whole chunks only).
+    assert!(answers.len() >= sent, "{sent} bytes of PINGREQs, {} of answers", answers.len());
+}
+
 // ---------------------------------------------------------------------------------
 // 5. Thousands of links
 
