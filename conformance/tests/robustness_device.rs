@@ -1,17 +1,29 @@
-//! A hostile hub against `hubwire_blocking::DeviceClient` over MQTT on plain TCP
-//! (issue 7, item 5): the hub closes mid-CONNACK, closes before its PUBACK, sends
+//! A hostile hub against `hubwire_blocking::DeviceClient` (issue 7, item 5). Over
+//! MQTT on plain TCP the hub closes mid-CONNACK, closes before its PUBACK, sends
 //! its CONNACK a byte at a time, announces a 268 MB PUBLISH, floods PINGRESPs and
-//! PUBACKs for ids the device never used. The device stays up, reconnects after
-//! its backoff (a second CONNECT arrives), sends again what was not acknowledged
-//! [MQTT-4.4.0-1] and counts as acknowledged only what the hub acknowledged.
+//! PUBACKs for ids the device never used; over AMQP on plain TCP it closes before
+//! settling a transfer, cuts its `open` in half, announces a 1 GiB frame and
+//! sends its header and `open` a byte at a time. The device stays up, reconnects
+//! after its backoff (a second CONNECT or protocol header arrives), sends again
+//! what was not acknowledged [MQTT-4.4.0-1] (spec file §5.4) and counts as
+//! acknowledged only what the hub acknowledged.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use hubwire_blocking::{ClientTransport, DeviceClient, Transport};
+use hubwire_core::amqp::cbs::{PutToken, PutTokenResponse};
+use hubwire_core::amqp::delivery_state::DeliveryState;
+use hubwire_core::amqp::frame::{self, Frame, FrameKind, FrameLimits};
+use hubwire_core::amqp::message::Message as AmqpMessage;
+use hubwire_core::amqp::performative::{
+    Attach, Begin, Close, Disposition, Flow, Open, Performative, Role, Transfer, condition,
+};
+use hubwire_core::amqp::protocol_header::ProtocolHeader;
+use hubwire_core::amqp::types::Limits as AmqpLimits;
 use hubwire_core::device::{DeviceConfig, DeviceEvent, DisconnectReason, TelemetryId};
 use hubwire_core::iothub::{ConnectionString, Message};
 use hubwire_core::mqtt::{Limits, Packet, PacketId, Publish, codec};
@@ -53,9 +65,8 @@ impl HostileHub {
         }
     }
 
-    /// The device's next connection, whose first packet must be a CONNECT
-    /// [MQTT-3.1.0-1], within [`WAIT`].
-    fn accept_connect(&self) -> Accepted {
+    /// The device's next connection, within [`WAIT`].
+    fn accept(&self) -> TcpStream {
         let deadline = Instant::now() + WAIT;
         let stream = loop {
             match self.listener.accept() {
@@ -70,6 +81,13 @@ impl HostileHub {
         if let Err(e) = stream.set_nonblocking(false).and_then(|()| stream.set_nodelay(true)) {
             panic!("{e}");
         }
+        stream
+    }
+
+    /// The device's next connection, whose first packet must be a CONNECT
+    /// [MQTT-3.1.0-1], within [`WAIT`].
+    fn accept_connect(&self) -> Accepted {
+        let stream = self.accept();
         let mut accepted = Accepted { stream, rx: BytesMut::new() };
         let first = accepted.next_packet();
         assert!(matches!(first, Packet::Connect(_)), "{first:?}");
@@ -148,13 +166,18 @@ fn puback(id: PacketId) -> [u8; 4] {
 /// 100–200 ms, not subscribing to C2D (so its first packet after CONNACK is its
 /// telemetry).
 fn device(port: u16) -> DeviceClient {
+    device_over(port, Transport::MqttTcp)
+}
+
+/// [`device`] over `transport`.
+fn device_over(port: u16, transport: Transport) -> DeviceClient {
     let cs = format!("HostName=127.0.0.1:{port};DeviceId=dev1;SharedAccessKey={KEY}");
     let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
     let mut config = DeviceConfig::new(cs);
     config.receive_c2d = false;
     config.backoff =
         Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(400) };
-    match DeviceClient::connect(config, ClientTransport::new(Transport::MqttTcp)) {
+    match DeviceClient::connect(config, ClientTransport::new(transport)) {
         Ok(device) => device,
         Err(e) => panic!("{e}"),
     }
@@ -200,7 +223,7 @@ fn reported_a_reconnect(events: &[DeviceEvent]) -> bool {
 }
 
 #[test]
-fn a_hub_that_closes_mid_connack_gets_a_second_connect_and_the_message_after_it() {
+fn mqtt_a_hub_that_closes_mid_connack_gets_a_second_connect_and_the_message_after_it() {
     let hub = HostileHub::new();
     let device = device(hub.port());
     let id = send(&device, "m1");
@@ -219,7 +242,7 @@ fn a_hub_that_closes_mid_connack_gets_a_second_connect_and_the_message_after_it(
 }
 
 #[test]
-fn a_publish_the_hub_never_acknowledged_is_sent_again_after_the_reconnect() {
+fn mqtt_a_publish_the_hub_never_acknowledged_is_sent_again_after_the_reconnect() {
     let hub = HostileHub::new();
     let device = device(hub.port());
     let id = send(&device, "at-least-once");
@@ -244,7 +267,7 @@ fn a_publish_the_hub_never_acknowledged_is_sent_again_after_the_reconnect() {
 }
 
 #[test]
-fn a_connack_a_byte_at_a_time_connects_on_the_first_connection() {
+fn mqtt_a_connack_a_byte_at_a_time_connects_on_the_first_connection() {
     let hub = HostileHub::new();
     let device = device(hub.port());
     let id = send(&device, "slow-connack");
@@ -266,7 +289,7 @@ fn a_connack_a_byte_at_a_time_connects_on_the_first_connection() {
 }
 
 #[test]
-fn a_publish_of_268_mb_from_the_hub_is_refused_unread_and_the_message_sent_again() {
+fn mqtt_a_publish_of_268_mb_from_the_hub_is_refused_unread_and_the_message_sent_again() {
     let hub = HostileHub::new();
     let device = device(hub.port());
     let id = send(&device, "before-the-giant");
@@ -299,7 +322,7 @@ fn a_publish_of_268_mb_from_the_hub_is_refused_unread_and_the_message_sent_again
 }
 
 #[test]
-fn a_flood_of_pingresps_and_pubacks_for_unknown_ids_acknowledges_nothing() {
+fn mqtt_a_flood_of_pingresps_and_pubacks_for_unknown_ids_acknowledges_nothing() {
     const FLOOD: u16 = 10_000;
     let hub = HostileHub::new();
     let device = device(hub.port());
@@ -324,4 +347,361 @@ fn a_flood_of_pingresps_and_pubacks_for_unknown_ids_acknowledges_nothing() {
     assert!(!reported_a_reconnect(&events), "{events:?}");
     conn.write(&puback(packet_id));
     acknowledged(&device, id);
+}
+
+// ---------------------------------------------------------------------------------
+// AMQP
+
+/// One AMQP connection the device opened to the hostile hub, which plays IoT Hub
+/// as far as the test needs: open, begin, attaches with credit, put-token answered
+/// 200 (spec file §5.2, §5.9).
+struct AmqpConn {
+    stream: TcpStream,
+    rx: BytesMut,
+    /// The device's `begin`'s next-outgoing-id plus the transfers since: the
+    /// next-incoming-id of the hub's flows (§2.5.6).
+    next_incoming: u32,
+    /// The hub's next transfer id.
+    next_outgoing: u32,
+    /// Handles of the device's links: its `$cbs` sender, its `$cbs` receiver and
+    /// its telemetry sender.
+    cbs_requests: Option<u32>,
+    cbs_responses: Option<u32>,
+    telemetry: Option<u32>,
+}
+
+/// A telemetry delivery the device sent: its delivery id and body.
+struct Delivered {
+    id: u32,
+    body: Bytes,
+}
+
+impl HostileHub {
+    /// The device's next connection, its AMQP protocol header read (the Node SDK's
+    /// sequence: no SASL, spec file §5.9), within [`WAIT`].
+    fn accept_amqp(&self) -> AmqpConn {
+        let stream = self.accept();
+        let mut conn = AmqpConn {
+            stream,
+            rx: BytesMut::new(),
+            next_incoming: 0,
+            next_outgoing: 0,
+            cbs_requests: None,
+            cbs_responses: None,
+            telemetry: None,
+        };
+        conn.fill(8);
+        assert_eq!(ProtocolHeader::decode(&mut conn.rx), Ok(Some(ProtocolHeader::AMQP)));
+        conn
+    }
+}
+
+impl AmqpConn {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.stream.write_all(bytes) {
+            panic!("{e}");
+        }
+    }
+
+    /// Reads until `rx` holds `n` bytes, within [`WAIT`].
+    fn fill(&mut self, n: usize) {
+        let _ = self.stream.set_read_timeout(Some(WAIT));
+        let mut buffer = [0u8; 4096];
+        while self.rx.len() < n {
+            match self.stream.read(&mut buffer) {
+                Ok(0) => panic!("the device closed the connection"),
+                Ok(read) => self.rx.extend_from_slice(&buffer[..read]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The device's next performative and its payload, heartbeats skipped.
+    fn next(&mut self) -> (Performative, Bytes) {
+        let limits = FrameLimits { max_frame_size: u32::MAX };
+        loop {
+            match frame::decode(&mut self.rx, &limits) {
+                Ok(Some(f)) if f.is_empty() => {}
+                Ok(Some(f)) => match Performative::decode(&f.body, &AmqpLimits::default()) {
+                    Ok(decoded) => return decoded,
+                    Err(e) => panic!("the device sent a bad performative: {e}"),
+                },
+                Ok(None) => {
+                    let wanted = self.rx.len() + 1;
+                    self.fill(wanted);
+                }
+                Err(e) => panic!("the device sent a bad frame: {e}"),
+            }
+        }
+    }
+
+    fn send(&mut self, performative: Performative, payload: &[u8]) {
+        let bytes = amqp_frame(performative, payload);
+        self.write(&bytes);
+    }
+
+    /// The hub's answer to the device's `open`: its header and its own `open`.
+    fn answer_open(&mut self) {
+        let (open, _) = self.next();
+        assert!(matches!(open, Performative::Open(_)), "{open:?}");
+        self.write(&protocol_header(ProtocolHeader::AMQP));
+        self.send(Performative::Open(hub_open()), b"");
+    }
+
+    /// Plays IoT Hub until the device sends a telemetry transfer, and returns it.
+    fn serve_until_telemetry(&mut self) -> Delivered {
+        loop {
+            let (performative, payload) = self.next();
+            match performative {
+                Performative::Open(_) => {
+                    self.write(&protocol_header(ProtocolHeader::AMQP));
+                    self.send(Performative::Open(hub_open()), b"");
+                }
+                Performative::Begin(begin) => {
+                    self.next_incoming = begin.next_outgoing_id;
+                    let answer = Begin { remote_channel: Some(0), ..Begin::new(0, 5000, 5000) };
+                    self.send(Performative::Begin(answer), b"");
+                }
+                Performative::Attach(attach) => self.answer_attach(&attach),
+                Performative::Transfer(transfer) => {
+                    self.next_incoming = self.next_incoming.wrapping_add(1);
+                    let id = transfer.delivery_id.unwrap_or_default();
+                    if Some(transfer.handle) == self.telemetry {
+                        let message = match AmqpMessage::decode(&payload, &AmqpLimits::default()) {
+                            Ok(m) => m,
+                            Err(e) => panic!("the device sent a bad message: {e}"),
+                        };
+                        return Delivered { id, body: message.body.data().unwrap_or_default() };
+                    }
+                    if Some(transfer.handle) == self.cbs_requests {
+                        self.answer_put_token(id, &payload);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The attach the device asked for, mirrored; a device's sender gets credit.
+    fn answer_attach(&mut self, attach: &Attach) {
+        let address = match attach.role {
+            Role::Sender => attach.target.as_ref().and_then(|t| t.terminus.address.clone()),
+            Role::Receiver => attach.source.as_ref().and_then(|s| s.terminus.address.clone()),
+        };
+        let address = address.map(|a| a.as_str().to_owned()).unwrap_or_default();
+        match (attach.role, address.as_str()) {
+            (Role::Sender, "$cbs") => self.cbs_requests = Some(attach.handle),
+            (Role::Receiver, "$cbs") => self.cbs_responses = Some(attach.handle),
+            (Role::Sender, a) if a.ends_with("/messages/events") => {
+                self.telemetry = Some(attach.handle);
+            }
+            _ => {}
+        }
+        let mut answer = Attach::new(attach.name.clone(), attach.handle, Role::Sender);
+        answer.source = attach.source.clone();
+        answer.target = attach.target.clone();
+        if attach.role == Role::Sender {
+            answer.role = Role::Receiver;
+        } else {
+            answer.initial_delivery_count = Some(0);
+        }
+        self.send(Performative::Attach(Box::new(answer)), b"");
+        if attach.role == Role::Sender {
+            let flow = Flow {
+                next_incoming_id: Some(self.next_incoming),
+                incoming_window: 5000,
+                next_outgoing_id: self.next_outgoing,
+                outgoing_window: 5000,
+                handle: Some(attach.handle),
+                delivery_count: Some(0),
+                link_credit: Some(100),
+                ..Flow::default()
+            };
+            self.send(Performative::Flow(flow), b"");
+        }
+    }
+
+    /// 200 for the put-token in `payload`, on the device's `$cbs` receiver.
+    fn answer_put_token(&mut self, delivery_id: u32, payload: &Bytes) {
+        let request = match AmqpMessage::decode(payload, &AmqpLimits::default()) {
+            Ok(m) => m,
+            Err(e) => panic!("{e}"),
+        };
+        let put = match PutToken::from_message(&request) {
+            Ok(put) => put,
+            Err(e) => panic!("{e}"),
+        };
+        self.settle(delivery_id);
+        let Some(handle) = self.cbs_responses else { panic!("no $cbs receiver") };
+        let mut response = BytesMut::new();
+        if let Err(e) = PutTokenResponse::ok(put.message_id).to_message().encode(&mut response) {
+            panic!("{e}");
+        }
+        let id = self.next_outgoing;
+        self.next_outgoing = self.next_outgoing.wrapping_add(1);
+        let transfer = Transfer {
+            handle,
+            delivery_id: Some(id),
+            delivery_tag: Some(Bytes::from(id.to_be_bytes().to_vec())),
+            message_format: Some(0),
+            settled: Some(true),
+            ..Transfer::default()
+        };
+        self.send(Performative::Transfer(transfer), &response);
+    }
+
+    /// Settles the device's delivery `id` `accepted`: IoT Hub's acknowledgement
+    /// (spec file §5.4).
+    fn settle(&mut self, id: u32) {
+        let disposition = Disposition {
+            role: Role::Receiver,
+            first: id,
+            last: None,
+            settled: true,
+            state: Some(DeliveryState::Accepted),
+            batchable: false,
+        };
+        self.send(Performative::Disposition(disposition), b"");
+    }
+
+    /// Whether the device closed the connection within [`WAIT`]; returns the
+    /// performatives it sent meanwhile.
+    fn until_closed_by_device(&mut self) -> (bool, Vec<Performative>) {
+        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(100)));
+        let deadline = Instant::now() + WAIT;
+        let mut buffer = [0u8; 4096];
+        let mut sent = Vec::new();
+        let limits = FrameLimits { max_frame_size: u32::MAX };
+        while Instant::now() < deadline {
+            while let Ok(Some(f)) = frame::decode(&mut self.rx, &limits) {
+                if let Ok((p, _)) = Performative::decode(&f.body, &AmqpLimits::default()) {
+                    sent.push(p);
+                }
+            }
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return (true, sent),
+                Ok(n) => self.rx.extend_from_slice(&buffer[..n]),
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => return (true, sent),
+            }
+        }
+        (false, sent)
+    }
+}
+
+fn hub_open() -> Open {
+    Open { max_frame_size: 64 * 1024, ..Open::new("hostile-hub".into()) }
+}
+
+fn protocol_header(header: ProtocolHeader) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    header.encode(&mut out);
+    out.to_vec()
+}
+
+/// `performative` and `payload` as one frame on channel 0.
+fn amqp_frame(performative: Performative, payload: &[u8]) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    if let Err(e) = performative.encode(&mut body) {
+        panic!("{e}");
+    }
+    body.extend_from_slice(payload);
+    let frame = Frame { kind: FrameKind::Amqp { channel: 0 }, body: body.freeze() };
+    let mut out = BytesMut::new();
+    if let Err(e) = frame.encode(&FrameLimits { max_frame_size: u32::MAX }, &mut out) {
+        panic!("{e}");
+    }
+    out.to_vec()
+}
+
+#[test]
+fn amqp_a_transfer_the_hub_never_settled_is_sent_again_after_the_reconnect() {
+    let hub = HostileHub::new();
+    let device = device_over(hub.port(), Transport::AmqpTcp);
+    let id = send(&device, "at-least-once");
+    let mut first = hub.accept_amqp();
+    let original = first.serve_until_telemetry();
+    assert_eq!(&original.body[..], b"at-least-once");
+    drop(first);
+
+    let mut second = hub.accept_amqp();
+    let again = second.serve_until_telemetry();
+    assert_eq!(again.body, original.body, "the same message, sent again");
+    second.settle(again.id);
+    let events = acknowledged(&device, id);
+    assert!(reported_a_reconnect(&events), "{events:?}");
+}
+
+#[test]
+fn amqp_a_hub_that_closes_mid_open_gets_a_second_header_and_the_message_after_it() {
+    let hub = HostileHub::new();
+    let device = device_over(hub.port(), Transport::AmqpTcp);
+    let id = send(&device, "m1");
+    let mut first = hub.accept_amqp();
+    let (open, _) = first.next();
+    assert!(matches!(open, Performative::Open(_)), "{open:?}");
+    let answer =
+        [protocol_header(ProtocolHeader::AMQP), amqp_frame(Performative::Open(hub_open()), b"")]
+            .concat();
+    first.write(&answer[..answer.len() - 5]);
+    drop(first);
+
+    let mut second = hub.accept_amqp();
+    let delivered = second.serve_until_telemetry();
+    assert_eq!(&delivered.body[..], b"m1");
+    second.settle(delivered.id);
+    let events = acknowledged(&device, id);
+    assert!(reported_a_reconnect(&events), "{events:?}");
+}
+
+#[test]
+fn amqp_a_frame_of_1_gib_from_the_hub_is_closed_with_framing_error_and_the_device_reconnects() {
+    let hub = HostileHub::new();
+    let device = device_over(hub.port(), Transport::AmqpTcp);
+    let id = send(&device, "before-the-giant");
+    let mut first = hub.accept_amqp();
+    first.answer_open();
+    // §2.3.1: SIZE 0x40000000, DOFF 2, TYPE 0, channel 0; past the 64 KiB (or
+    // less) the device's `open` allows.
+    first.write(&[0x40, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]);
+    let _ = first.stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = first.stream.write_all(&vec![0x55; 1024 * 1024]);
+    let (closed, sent) = first.until_closed_by_device();
+    assert!(closed, "the device kept reading a 1 GiB frame");
+    // §2.7.1 (max-frame-size): "… the connection MUST be closed with a
+    // framing-error"; the device says so in its `close` before it goes.
+    let condition = sent.iter().find_map(|p| match p {
+        Performative::Close(Close { error: Some(error) }) => Some(error.condition.clone()),
+        _ => None,
+    });
+    assert_eq!(condition, Some(condition::CONNECTION_FRAMING_ERROR), "{sent:?}");
+
+    let mut second = hub.accept_amqp();
+    let delivered = second.serve_until_telemetry();
+    assert_eq!(&delivered.body[..], b"before-the-giant");
+    second.settle(delivered.id);
+    let events = acknowledged(&device, id);
+    assert!(reported_a_reconnect(&events), "{events:?}");
+}
+
+#[test]
+fn amqp_a_hub_header_and_open_a_byte_at_a_time_are_read_on_the_first_connection() {
+    let hub = HostileHub::new();
+    let device = device_over(hub.port(), Transport::AmqpTcp);
+    let id = send(&device, "slow-open");
+    let mut conn = hub.accept_amqp();
+    let (open, _) = conn.next();
+    assert!(matches!(open, Performative::Open(_)), "{open:?}");
+    let answer =
+        [protocol_header(ProtocolHeader::AMQP), amqp_frame(Performative::Open(hub_open()), b"")]
+            .concat();
+    for byte in answer {
+        conn.write(&[byte]);
+        thread::sleep(Duration::from_millis(2));
+    }
+    let delivered = conn.serve_until_telemetry();
+    assert_eq!(&delivered.body[..], b"slow-open");
+    conn.settle(delivered.id);
+    let events = acknowledged(&device, id);
+    assert!(!reported_a_reconnect(&events), "{events:?}");
 }
