@@ -7,13 +7,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hubwire_blocking::{ClientTransport, DeviceClient, Transport, clock};
-use hubwire_conformance::process::{Hub, TempDir, WAIT, next_of, start_hub_with};
+use hubwire_conformance::process::{self, Hub, TempDir, WAIT, next_of, start_hub_with};
 use hubwire_core::amqp::cbs::PutToken;
+use hubwire_core::amqp::delivery_state::DeliveryState;
 use hubwire_core::amqp::frame::{self, Frame, FrameKind, FrameLimits};
 use hubwire_core::amqp::message::{Body, MessageId};
 use hubwire_core::amqp::performative::{
@@ -41,6 +43,13 @@ const API: &str = "api-version=2021-04-12";
 /// AMQP on plain TCP, its store in memory.
 fn start_hub() -> Hub {
     let data_dir = TempDir::new("hubwire-robust");
+    let args = hub_args(&data_dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    start_hub_with(&args, data_dir)
+}
+
+/// The arguments of [`start_hub`], its registry written into `data_dir`.
+fn hub_args(data_dir: &TempDir) -> Vec<String> {
     let registry = serde_json::json!([
         { "deviceId": "dev1", "primaryKey": KEY },
         { "deviceId": "dev2", "primaryKey": KEY },
@@ -50,12 +59,58 @@ fn start_hub() -> Hub {
         panic!("{e}");
     }
     let (dir, file) = (data_dir.0.display().to_string(), registry_file.display().to_string());
-    let args = ["hub", "--mqtt-port", "off", "--amqp-port", "off", "--https-port", "0"]
+    ["hub", "--mqtt-port", "off", "--amqp-port", "off", "--https-port", "0"]
         .into_iter()
         .chain(["--mqtt-tcp-port", "0", "--amqp-tcp-port", "0", "--in-memory"])
         .chain(["--data-dir", &dir, "--registry", &file])
-        .collect::<Vec<_>>();
-    start_hub_with(&args, data_dir)
+        .map(String::from)
+        .collect()
+}
+
+/// [`start_hub`] with at most `descriptors` open file descriptors (`ulimit -n`).
+fn start_hub_with_descriptors(descriptors: u32) -> Hub {
+    let data_dir = TempDir::new("hubwire-robust");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
+        .arg(process::hubwire())
+        .args(hub_args(&data_dir));
+    let (process, stdin, out) = process::spawn(&mut command);
+    let (listening, connection_string) = process::registered(&out);
+    let field = |name: &str| listening[name].as_str().unwrap_or_default().to_owned();
+    Hub {
+        process,
+        stdin,
+        out,
+        mqtt: field("mqtt"),
+        https: field("https"),
+        mqtt_tcp: field("mqttTcp"),
+        amqp: field("amqp"),
+        amqp_tcp: field("amqpTcp"),
+        ca: field("ca"),
+        connection_string,
+        data_dir,
+    }
+}
+
+/// The CPU time the hub process has used, in clock ticks (`utime` + `stime` of
+/// `/proc/<pid>/stat`).
+fn cpu_ticks(hub: &Hub) -> u64 {
+    let path = format!("/proc/{}/stat", hub.process.child.id());
+    let stat = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    // Fields after the command name, which is in parentheses: state is field 3,
+    // utime 14 and stime 15.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<u64> =
+        after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+    match fields[..] {
+        [utime, stime] => utime + stime,
+        _ => panic!("no utime and stime in {path}: {stat}"),
+    }
 }
 
 /// The hub process's resident memory, KiB (`VmRSS` in `/proc/<pid>/status`).
@@ -803,6 +858,95 @@ fn http_a_content_length_of_1_gb_is_413_message_too_large_before_the_body() {
     assert_eq!(a_device_is_served(&hub, "dev2", "after-1-gb"), Vec::<String>::new());
 }
 
+#[test]
+fn http_a_chunk_of_1_gib_is_413_before_its_data() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut client = TlsClient::connect(&hub);
+    let head = format!(
+        "POST /devices/dev1/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n\
+         Authorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        token("dev1")
+    );
+    // RFC 9112 §7.1: a chunk-size line of 0x40000000 bytes, then none of them.
+    client.send(format!("{head}40000000\r\n").as_bytes());
+    let answer = client.response_head();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    client.wait_closed();
+    assert_memory_bounded(&hub, before, 50);
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-1-gib-chunk"), Vec::<String>::new());
+}
+
+#[test]
+fn amqp_a_telemetry_delivery_that_never_ends_is_refused_at_the_links_size_limit() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut peer = amqp_authenticated(&hub, "dev1");
+    // Frames of 60 KiB, each with `more` set (§2.7.5): one delivery of 6 MiB in
+    // all, far past the link's max-message-size.
+    let mut frames = Vec::new();
+    for n in 0..100u32 {
+        let transfer = Transfer {
+            handle: 2,
+            delivery_id: (n == 0).then_some(0),
+            delivery_tag: (n == 0).then(|| Bytes::from_static(b"endless")),
+            message_format: (n == 0).then_some(0),
+            settled: Some(false),
+            more: true,
+            ..Transfer::default()
+        };
+        frames.extend_from_slice(&amqp_frame(
+            0,
+            Performative::Transfer(transfer),
+            &[0x55; 60 * 1024],
+        ));
+    }
+    let writer = {
+        let Ok(mut stream) = peer.stream.try_clone() else { panic!("cannot clone") };
+        thread::spawn(move || {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.write_all(&frames);
+        })
+    };
+    let start = peer.received.len();
+    let refused = |r: &[Amqp]| {
+        r[start..].iter().any(|i| {
+            matches!(
+                i,
+                Amqp::Frame(
+                    _,
+                    Performative::Detach(_) | Performative::Close(_) | Performative::Disposition(_)
+                )
+            )
+        })
+    };
+    peer.read_until("an answer to the endless delivery", |r| refused(r));
+    let _ = writer.join();
+    // Spec file §5.4 / the hub's table: rejected, amqp:link:message-size-exceeded,
+    // as soon as the delivery passes the link's max-message-size.
+    let rejection = peer.received[start..].iter().find_map(|i| match i {
+        Amqp::Frame(_, Performative::Disposition(d)) => Some(d.clone()),
+        _ => None,
+    });
+    let Some(rejection) = rejection else { panic!("{:?}", &peer.received[start..]) };
+    assert_eq!((rejection.first, rejection.settled), (0, true), "{rejection:?}");
+    let Some(DeliveryState::Rejected { error: Some(error) }) = &rejection.state else {
+        panic!("{rejection:?}");
+    };
+    assert_eq!(error.condition, condition::LINK_MESSAGE_SIZE_EXCEEDED);
+    assert_memory_bounded(&hub, before, 50);
+
+    // The delivery ends (its last frame); the link carries the next one.
+    let last = Transfer { handle: 2, more: false, ..Transfer::default() };
+    peer.send(&amqp_frame(0, Performative::Transfer(last), b""));
+    peer.send(&transfer(2, 1, &data_message("same-link-after")));
+    peer.read_until("delivery 1 settled", |r| {
+        r.iter().any(|i| matches!(i, Amqp::Frame(_, Performative::Disposition(d)) if d.first == 1))
+    });
+    assert_eq!(stored_until(&hub, "same-link-after"), Vec::<String>::new());
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-endless"), Vec::<String>::new());
+}
+
 // ---------------------------------------------------------------------------------
 // 4. A PINGREQ flood
 
@@ -965,4 +1109,34 @@ fn amqp_5000_unauthorised_attaches_are_each_refused_and_the_hub_serves_on() {
     let _ = writer.join();
     assert_memory_bounded(&hub, before, 100);
     assert_eq!(a_device_is_served(&hub, "dev2", "after-5000-attaches"), Vec::<String>::new());
+}
+
+#[test]
+fn connections_past_the_hubs_descriptor_limit_wait_without_a_busy_loop_and_are_served_after() {
+    // 64 descriptors: the hub's own (listeners, poll, pipes) and some 50 more.
+    let hub = start_hub_with_descriptors(64);
+    let before = rss_kib(&hub);
+    // 200 connections that say nothing: the hub runs out of descriptors for them,
+    // and the rest wait in the listen backlog (or are not completed).
+    let address = match hub.mqtt_tcp.parse() {
+        Ok(a) => a,
+        Err(e) => panic!("{e}"),
+    };
+    let idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok())
+        .collect();
+    assert!(idle.len() > 64, "only {} connections", idle.len());
+    thread::sleep(Duration::from_millis(200));
+    let fd_dir = format!("/proc/{}/fd", hub.process.child.id());
+    let open = std::fs::read_dir(&fd_dir).map(Iterator::count).unwrap_or_default();
+    assert!(open >= 60, "the hub holds {open} descriptors: not at its limit");
+    // Out of descriptors, the hub pauses accepting instead of retrying at once.
+    let ticks = cpu_ticks(&hub);
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(&hub) - ticks;
+    assert!(used < 30, "the hub used {used} ticks of CPU in one second while saturated");
+    // They go; a device is served.
+    drop(idle);
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-the-siege"), Vec::<String>::new());
+    assert_memory_bounded(&hub, before, 50);
 }
