@@ -1,9 +1,13 @@
 //! Hostile peers against a `hubwire hub` process (issue 7, item 5): one that
 //! disappears mid-packet, one that sends a byte at a time, one that announces a
-//! gigabyte, one that floods PINGREQs, one that opens thousands of links. After
-//! each the hub has answered as the standard says, is still up (a real device has
-//! a message acknowledged and stored), kept every message it acknowledged before
-//! and stored nothing that was half sent, and its memory stayed bounded.
+//! gigabyte (MQTT Remaining Length, AMQP frame, SASL frame and delivery, HTTP
+//! Content-Length, chunk and head), one that floods PINGREQs, one that opens
+//! thousands of links or sessions, and a crowd that exhausts the hub's file
+//! descriptors. After each the hub has answered as the standard says, is still up
+//! (a real device has a message acknowledged and stored), kept every message it
+//! acknowledged before and stored nothing half sent, and its memory stayed
+//! bounded (`VmRSS`). The flood and the descriptor siege run on every runtime
+//! `hubwire hub --runtime` offers, since each paces and accepts in its own code.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -42,8 +46,14 @@ const API: &str = "api-version=2021-04-12";
 /// A hub with `dev1` and `dev2` (key [`KEY`]), HTTPS on a free port and MQTT and
 /// AMQP on plain TCP, its store in memory.
 fn start_hub() -> Hub {
+    start_hub_on("mio")
+}
+
+/// [`start_hub`] on `runtime` (`hubwire hub --runtime`).
+fn start_hub_on(runtime: &str) -> Hub {
     let data_dir = TempDir::new("hubwire-robust");
-    let args = hub_args(&data_dir);
+    let mut args = hub_args(&data_dir);
+    args.splice(1..1, [String::from("--runtime"), String::from(runtime)]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     start_hub_with(&args, data_dir)
 }
@@ -68,14 +78,15 @@ fn hub_args(data_dir: &TempDir) -> Vec<String> {
 }
 
 /// [`start_hub`] with at most `descriptors` open file descriptors (`ulimit -n`).
-fn start_hub_with_descriptors(descriptors: u32) -> Hub {
+fn start_hub_with_descriptors(runtime: &str, descriptors: u32) -> Hub {
     let data_dir = TempDir::new("hubwire-robust");
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
         .arg(process::hubwire())
-        .args(hub_args(&data_dir));
+        .args(["hub", "--runtime", runtime])
+        .args(&hub_args(&data_dir)[1..]);
     let (process, stdin, out) = process::spawn(&mut command);
     let (listening, connection_string) = process::registered(&out);
     let field = |name: &str| listening[name].as_str().unwrap_or_default().to_owned();
@@ -947,6 +958,55 @@ fn amqp_a_telemetry_delivery_that_never_ends_is_refused_at_the_links_size_limit(
     assert_eq!(a_device_is_served(&hub, "dev2", "after-endless"), Vec::<String>::new());
 }
 
+#[test]
+fn amqp_a_sasl_frame_of_1_gib_is_closed_unread() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut peer = AmqpPeer::dial(&hub);
+    // After the SASL header, a SASL frame (TYPE 1) announcing 0x40000000 bytes,
+    // past the 512 bytes part 5 §5.3.1 allows before authentication (64 KiB here).
+    let mut bytes = protocol_header(ProtocolHeader::SASL);
+    bytes.extend_from_slice(&[0x40, 0x00, 0x00, 0x00, 0x02, 0x01, 0x00, 0x00]);
+    peer.send(&bytes);
+    peer.read_until_closed();
+    // Its header and mechanisms came first; no outcome: a SASL layer has no error
+    // frame, so the connection just closes.
+    assert!(
+        matches!(
+            peer.received[..],
+            [Amqp::Header(ProtocolHeader::SASL), Amqp::Sasl(SaslFrame::Mechanisms(_))]
+        ),
+        "{:?}",
+        peer.received
+    );
+    assert_memory_bounded(&hub, before, 50);
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-sasl-1-gib"), Vec::<String>::new());
+}
+
+#[test]
+fn http_a_head_that_never_ends_is_431_at_16_kib() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut client = TlsClient::connect(&hub);
+    client.send(
+        format!("POST /devices/dev1/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n").as_bytes(),
+    );
+    let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
+    // Header lines, 16 KiB at a time, until the hub answers (at most 1 MiB).
+    for _ in 0..64 {
+        if client.closed || !client.plain.is_empty() {
+            break;
+        }
+        client.send(line.repeat(16).as_bytes());
+        client.read_some();
+    }
+    let head = client.response_head();
+    // RFC 6585 §5.
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    assert_memory_bounded(&hub, before, 50);
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-endless-head"), Vec::<String>::new());
+}
+
 // ---------------------------------------------------------------------------------
 // 4. A PINGREQ flood
 
@@ -977,9 +1037,28 @@ fn mqtt_100k_pingreqs_unread_leave_the_hub_serving_others_and_all_are_answered()
 
 #[test]
 fn mqtt_a_pingreq_flood_that_never_reads_is_paced_and_the_hubs_memory_stays_bounded() {
+    pingreq_flood_never_read("mio");
+}
+
+#[test]
+fn mqtt_a_pingreq_flood_that_never_reads_is_paced_on_the_blocking_runtime() {
+    pingreq_flood_never_read("blocking");
+}
+
+#[test]
+fn mqtt_a_pingreq_flood_that_never_reads_is_paced_on_the_smol_runtime() {
+    pingreq_flood_never_read("smol");
+}
+
+#[test]
+fn mqtt_a_pingreq_flood_that_never_reads_is_paced_on_the_async_std_runtime() {
+    pingreq_flood_never_read("async-std");
+}
+
+fn pingreq_flood_never_read(runtime: &str) {
     // 64 MiB of PINGREQs, written until the hub stops reading them.
     const FLOOD: usize = 64 * 1024 * 1024;
-    let hub = start_hub();
+    let hub = start_hub_on(runtime);
     let before = rss_kib(&hub);
     let mut flood = mqtt_connected(&hub, "dev1");
     let Ok(mut writer) = flood.try_clone() else { panic!("cannot clone the socket") };
@@ -1079,6 +1158,34 @@ fn amqp_thousands_of_links_on_one_session_end_in_a_framing_error_close_past_hand
 }
 
 #[test]
+fn amqp_a_17th_session_closes_the_connection_with_framing_error() {
+    let hub = start_hub();
+    let mut peer = AmqpPeer::dial(&hub);
+    // The hub's open allows channels 0-15: every one begins.
+    let mut bytes = amqp_open_and_begin();
+    for channel in 1..=15u16 {
+        let begin = Performative::Begin(Begin::new(0, 100, 100));
+        bytes.extend_from_slice(&amqp_frame(channel, begin, b""));
+    }
+    peer.send(&bytes);
+    let begun = |r: &[Amqp]| {
+        r.iter().filter(|i| matches!(i, Amqp::Frame(_, Performative::Begin(_)))).count()
+    };
+    peer.read_until("16 sessions", |r| begun(r) == 16);
+    // A 17th.
+    peer.send(&amqp_frame(16, Performative::Begin(Begin::new(0, 100, 100)), b""));
+    peer.read_until("close", |r| {
+        r.iter().any(|i| matches!(i, Amqp::Frame(_, Performative::Close(_))))
+    });
+    // §2.7.1 channel-max: "A peer that receives a channel number outside the
+    // supported range MUST close the connection with the framing-error error-code."
+    let Some(close) = peer.close_received() else { panic!("no close") };
+    let condition = close.error.as_ref().map(|e| e.condition.clone());
+    assert_eq!(condition, Some(condition::CONNECTION_FRAMING_ERROR));
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-17-sessions"), Vec::<String>::new());
+}
+
+#[test]
 fn amqp_5000_unauthorised_attaches_are_each_refused_and_the_hub_serves_on() {
     let hub = start_hub();
     let before = rss_kib(&hub);
@@ -1113,8 +1220,27 @@ fn amqp_5000_unauthorised_attaches_are_each_refused_and_the_hub_serves_on() {
 
 #[test]
 fn connections_past_the_hubs_descriptor_limit_wait_without_a_busy_loop_and_are_served_after() {
+    descriptor_siege("mio");
+}
+
+#[test]
+fn connections_past_the_descriptor_limit_wait_on_the_blocking_runtime() {
+    descriptor_siege("blocking");
+}
+
+#[test]
+fn connections_past_the_descriptor_limit_wait_on_the_smol_runtime() {
+    descriptor_siege("smol");
+}
+
+#[test]
+fn connections_past_the_descriptor_limit_wait_on_the_async_std_runtime() {
+    descriptor_siege("async-std");
+}
+
+fn descriptor_siege(runtime: &str) {
     // 64 descriptors: the hub's own (listeners, poll, pipes) and some 50 more.
-    let hub = start_hub_with_descriptors(64);
+    let hub = start_hub_with_descriptors(runtime, 64);
     let before = rss_kib(&hub);
     // 200 connections that say nothing: the hub runs out of descriptors for them,
     // and the rest wait in the listen backlog (or are not completed).
