@@ -1,12 +1,13 @@
 //! A hostile hub against `hubwire_blocking::DeviceClient` (issue 7, item 5). Over
 //! MQTT on plain TCP the hub closes mid-CONNACK, closes before its PUBACK, sends
 //! its CONNACK a byte at a time, announces a 268 MB PUBLISH, floods PINGRESPs and
-//! PUBACKs for ids the device never used; over AMQP on plain TCP it closes before
-//! settling a transfer, cuts its `open` in half, announces a 1 GiB frame and
-//! sends its header and `open` a byte at a time. The device stays up, reconnects
-//! after its backoff (a second CONNECT or protocol header arrives), sends again
-//! what was not acknowledged [MQTT-4.4.0-1] (spec file §5.4) and counts as
-//! acknowledged only what the hub acknowledged.
+//! PUBACKs for ids the device never used, or goes silent; over AMQP on plain TCP
+//! it closes before settling a transfer, cuts its `open` in half, announces a
+//! 1 GiB frame, sends its header and `open` a byte at a time, floods heartbeats and
+//! dispositions for deliveries the device never sent, or goes silent. The device
+//! stays up, reconnects after its backoff (a second CONNECT or protocol header
+//! arrives), sends again what was not acknowledged [MQTT-4.4.0-1] (spec file §5.4)
+//! and counts as acknowledged only what the hub acknowledged.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -704,4 +705,108 @@ fn amqp_a_hub_header_and_open_a_byte_at_a_time_are_read_on_the_first_connection(
     conn.settle(delivered.id);
     let events = acknowledged(&device, id);
     assert!(!reported_a_reconnect(&events), "{events:?}");
+}
+
+#[test]
+fn amqp_a_flood_of_heartbeats_and_dispositions_for_unknown_deliveries_settles_nothing() {
+    const FLOOD: u32 = 10_000;
+    let hub = HostileHub::new();
+    let device = device_over(hub.port(), Transport::AmqpTcp);
+    let id = send(&device, "only-its-own-disposition");
+    let mut conn = hub.accept_amqp();
+    let delivered = conn.serve_until_telemetry();
+    let mut flood = Vec::new();
+    for n in 1..=FLOOD {
+        // §2.3.1: an empty frame, 8 bytes, DOFF 2, channel 0: a heartbeat (§2.4.5).
+        flood.extend_from_slice(&[0x00, 0x00, 0x00, 0x08, 0x02, 0x00, 0x00, 0x00]);
+        let disposition = Disposition {
+            role: Role::Receiver,
+            first: delivered.id.wrapping_add(n),
+            last: None,
+            settled: true,
+            state: Some(DeliveryState::Accepted),
+            batchable: false,
+        };
+        flood.extend_from_slice(&amqp_frame(Performative::Disposition(disposition), b""));
+    }
+    conn.write(&flood);
+    let events = events_until(&device, Duration::from_secs(1), |_| false);
+    assert!(
+        !events.iter().any(|e| matches!(e, DeviceEvent::TelemetryAcknowledged(_))),
+        "settled by a disposition for another delivery: {events:?}"
+    );
+    assert!(!reported_a_reconnect(&events), "{events:?}");
+    conn.settle(delivered.id);
+    acknowledged(&device, id);
+}
+
+#[test]
+fn mqtt_a_hub_that_goes_silent_is_left_after_the_keep_alive_and_the_message_sent_again() {
+    let hub = HostileHub::new();
+    let cs = format!("HostName=127.0.0.1:{};DeviceId=dev1;SharedAccessKey={KEY}", hub.port());
+    let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
+    let mut config = DeviceConfig::new(cs);
+    config.receive_c2d = false;
+    config.keep_alive = Duration::from_secs(1);
+    config.response_timeout = Duration::from_secs(1);
+    config.backoff =
+        Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(400) };
+    let device = match DeviceClient::connect(config, ClientTransport::new(Transport::MqttTcp)) {
+        Ok(device) => device,
+        Err(e) => panic!("{e}"),
+    };
+    let id = send(&device, "to-a-silent-hub");
+    let mut first = hub.accept_connect();
+    first.write(&CONNACK_ACCEPTED);
+    let original = first.next_publish();
+    // The hub goes silent, the socket open: no PUBACK, no PINGRESP.
+    let started = Instant::now();
+    let mut second = hub.accept_connect();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "the device waited {waited:?} on a silent hub");
+    second.write(&CONNACK_ACCEPTED);
+    let again = second.next_publish();
+    assert_eq!(again.payload, original.payload);
+    let Some(packet_id) = again.packet_id else { panic!("QoS 0 telemetry: {again:?}") };
+    second.write(&puback(packet_id));
+    let events = acknowledged(&device, id);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            DeviceEvent::Disconnected { reason: DisconnectReason::KeepAliveTimeout, .. }
+        )),
+        "{events:?}"
+    );
+    drop(first);
+}
+
+#[test]
+fn amqp_a_hub_that_goes_silent_is_left_after_the_idle_time_out_and_the_transfer_sent_again() {
+    let hub = HostileHub::new();
+    let cs = format!("HostName=127.0.0.1:{};DeviceId=dev1;SharedAccessKey={KEY}", hub.port());
+    let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
+    let mut config = DeviceConfig::new(cs);
+    config.receive_c2d = false;
+    // The idle time-out the device announces in its open (§2.4.5): a hub that
+    // sends nothing for that long is gone.
+    config.keep_alive = Duration::from_secs(1);
+    config.backoff =
+        Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(400) };
+    let device = match DeviceClient::connect(config, ClientTransport::new(Transport::AmqpTcp)) {
+        Ok(device) => device,
+        Err(e) => panic!("{e}"),
+    };
+    let id = send(&device, "to-a-silent-hub");
+    let mut first = hub.accept_amqp();
+    let original = first.serve_until_telemetry();
+    let started = Instant::now();
+    let mut second = hub.accept_amqp();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "the device waited {waited:?} on a silent hub");
+    let again = second.serve_until_telemetry();
+    assert_eq!(again.body, original.body);
+    second.settle(again.id);
+    let events = acknowledged(&device, id);
+    assert!(reported_a_reconnect(&events), "{events:?}");
+    drop(first);
 }
