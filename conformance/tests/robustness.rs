@@ -1266,3 +1266,56 @@ fn descriptor_siege(runtime: &str) {
     assert_eq!(a_device_is_served(&hub, "dev2", "after-the-siege"), Vec::<String>::new());
     assert_memory_bounded(&hub, before, 50);
 }
+
+#[test]
+fn http_5000_pipelined_requests_are_each_answered_204_in_order_and_all_stored() {
+    const REQUESTS: usize = 5_000;
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut client = TlsClient::connect(&hub);
+    let mut all = Vec::new();
+    let bodies: Vec<String> = (0..REQUESTS).map(|n| format!("pipelined-{n:05}")).collect();
+    for body in &bodies {
+        all.extend_from_slice(http_post_head("dev1", body.len() as u64).as_bytes());
+        all.extend_from_slice(body.as_bytes());
+    }
+    // Every request at once, none of the answers read meanwhile (RFC 9112 §9.3.2).
+    client.send(&all);
+    for n in 0..REQUESTS {
+        let head = client.response_head();
+        assert!(head.starts_with("HTTP/1.1 204"), "answer {n}: {head}");
+    }
+    assert_memory_bounded(&hub, before, 50);
+    let Some((last, earlier)) = bodies.split_last() else { panic!("no requests") };
+    assert_eq!(stored_until(&hub, last), earlier, "all stored, in order");
+}
+
+#[test]
+fn mqtt_500_takeovers_of_one_device_close_each_old_connection_and_keep_every_acknowledged_message()
+{
+    const CONNECTIONS: usize = 500;
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut streams = Vec::new();
+    let mut bodies = Vec::new();
+    for n in 0..CONNECTIONS {
+        // Each connection of dev1 takes over from the one before, left open.
+        let mut stream = mqtt_connected(&hub, "dev1");
+        let body = format!("takeover-{n:03}");
+        write(&mut stream, &mqtt_telemetry("dev1", 1, body.as_bytes()));
+        assert_eq!(read_exactly(&mut stream, 4), puback(1), "connection {n}");
+        streams.push(stream);
+        bodies.push(body);
+    }
+    // The hub closed every connection but the newest (spec file §9: IoT Hub drops
+    // the older of two connections of one device).
+    let Some(mut newest) = streams.pop() else { panic!("no connections") };
+    for (n, stream) in streams.iter_mut().enumerate() {
+        assert_eq!(read_until_closed(stream), Vec::<u8>::new(), "connection {n}");
+    }
+    write(&mut newest, &mqtt(&Packet::PingReq));
+    assert_eq!(read_exactly(&mut newest, 2), [0xd0, 0x00], "the newest connection serves on");
+    assert_memory_bounded(&hub, before, 50);
+    let stored = a_device_is_served(&hub, "dev2", "after-500-takeovers");
+    assert_eq!(stored, bodies, "every acknowledged message, in order");
+}
