@@ -1098,20 +1098,20 @@ fn pingreq_flood_never_read(runtime: &str) {
 // ---------------------------------------------------------------------------------
 // 5. Thousands of links
 
-#[test]
-fn amqp_thousands_of_links_on_one_session_end_in_a_framing_error_close_past_handle_max() {
-    // --max-cbs-tokens 1000 (the default): 8 links per identity, 8,000 in all, so
-    // handle-max is 7,999 (core/src/amqp/hub.rs).
-    const HANDLE_MAX: u32 = 7_999;
-    let hub = start_hub();
-    let before = rss_kib(&hub);
-    let mut peer = amqp_authenticated(&hub, "dev1");
+/// handle-max of the hub's sessions with `--max-cbs-tokens 1000` (the default):
+/// 8 links per identity, 8,000 in all, handles 0-7,999 (core/src/amqp/hub.rs).
+const HANDLE_MAX: u32 = 7_999;
+
+/// dev1's connection ([`amqp_authenticated`]) with a telemetry sender on every
+/// handle of session 0 the hub allows, each attached.
+fn every_handle_attached(hub: &Hub) -> AmqpPeer {
+    let mut peer = amqp_authenticated(hub, "dev1");
     let begin = peer.received.iter().find_map(|i| match i {
         Amqp::Frame(_, Performative::Begin(b)) => Some(b.handle_max),
         _ => None,
     });
     assert_eq!(begin, Some(HANDLE_MAX), "the hub's begin announces its handle-max");
-    // Handles 3..=HANDLE_MAX: telemetry senders, every one the hub allows.
+    // Handles 3..=HANDLE_MAX after the two `$cbs` links and the first telemetry.
     let events = "/devices/dev1/messages/events";
     let mut attaches = Vec::new();
     for handle in 3..=HANDLE_MAX {
@@ -1139,22 +1139,59 @@ fn amqp_thousands_of_links_on_one_session_end_in_a_framing_error_close_past_hand
         })
         .count();
     assert_eq!(refused, 0, "links within the limit are not refused");
-    assert_memory_bounded(&hub, before, 100);
+    peer
+}
 
-    // One more: §2.7.2, a handle above handle-max is a framing error on the
-    // connection.
-    peer.send(&attach_sender("one-too-many", HANDLE_MAX + 1, events));
+/// The condition of the `close` the hub sends next; the client answers it and
+/// the hub closes the socket (§2.4.3).
+fn next_close_condition(peer: &mut AmqpPeer) -> Option<String> {
     peer.read_until("close", |r| {
         r.iter().any(|i| matches!(i, Amqp::Frame(_, Performative::Close(_))))
     });
-    let Some(close) = peer.close_received() else { panic!("no close") };
-    let condition = close.error.as_ref().map(|e| e.condition.as_str().to_owned());
-    assert_eq!(condition.as_deref(), Some(condition::CONNECTION_FRAMING_ERROR.as_str()));
-    // §2.4.3: the hub waits for the client's close, then closes the socket.
+    let condition = peer
+        .close_received()
+        .and_then(|close| close.error.as_ref())
+        .map(|e| e.condition.as_str().to_owned());
     peer.send(&amqp_frame(0, Performative::Close(Close::default()), b""));
     peer.read_until_closed();
+    condition
+}
+
+#[test]
+fn amqp_8000_links_on_one_session_are_attached_and_one_past_handle_max_is_a_framing_error() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut peer = every_handle_attached(&hub);
+    assert_memory_bounded(&hub, before, 100);
+    // §2.7.2: a handle above handle-max is a framing error on the connection.
+    let events = "/devices/dev1/messages/events";
+    peer.send(&attach_sender("one-too-many", HANDLE_MAX + 1, events));
+    let condition = next_close_condition(&mut peer);
+    assert_eq!(condition.as_deref(), Some(condition::CONNECTION_FRAMING_ERROR.as_str()));
     assert_memory_bounded(&hub, before, 100);
     assert_eq!(a_device_is_served(&hub, "dev2", "after-8000-links"), Vec::<String>::new());
+}
+
+#[test]
+fn amqp_a_link_past_the_connections_8000_on_a_second_session_is_resource_limit_exceeded() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut peer = every_handle_attached(&hub);
+    // A second session, then one link more than the connection may hold: the hub's
+    // table, "the connection closed, amqp:resource-limit-exceeded" (§2.8.15).
+    peer.send(&amqp_frame(1, Performative::Begin(Begin::new(0, u32::MAX, u32::MAX)), b""));
+    peer.read_until("the second begin", |r| {
+        r.iter().any(|i| matches!(i, Amqp::Frame(1, Performative::Begin(_))))
+    });
+    let mut attach = Attach::new("the-8001st".into(), 0, Role::Sender);
+    attach.source = Some(Source::default());
+    let address = "/devices/dev1/messages/events";
+    attach.target = Some(Target { terminus: Terminus::at(address.into()), ..Target::default() });
+    peer.send(&amqp_frame(1, Performative::Attach(Box::new(attach)), b""));
+    let condition = next_close_condition(&mut peer);
+    assert_eq!(condition.as_deref(), Some(condition::RESOURCE_LIMIT_EXCEEDED.as_str()));
+    assert_memory_bounded(&hub, before, 100);
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-8001-links"), Vec::<String>::new());
 }
 
 #[test]
