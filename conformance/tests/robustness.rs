@@ -31,7 +31,7 @@ use hubwire_core::amqp::sasl::{self, SaslFrame};
 use hubwire_core::amqp::types::Limits;
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message, SasToken};
-use hubwire_core::mqtt::{Connect, Packet, PacketId, Publish, QoS, TopicName};
+use hubwire_core::mqtt::{Connect, Packet, PacketId, Publish, QoS, Subscribe, TopicName};
 use hubwire_transports::tls::{self, Tls, Trust};
 
 /// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1): every device's key.
@@ -1355,4 +1355,22 @@ fn mqtt_500_takeovers_of_one_device_close_each_old_connection_and_keep_every_ack
     assert_memory_bounded(&hub, before, 50);
     let stored = a_device_is_served(&hub, "dev2", "after-500-takeovers");
     assert_eq!(stored, bodies, "every acknowledged message, in order");
+}
+
+#[test]
+fn mqtt_a_subscribe_of_5000_filters_is_closed_without_a_suback() {
+    let hub = start_hub();
+    let before = rss_kib(&hub);
+    let mut stream = mqtt_connected(&hub, "dev1");
+    // The device-bound filter, 5,000 times: each one a device may use, but past
+    // the 5 the hub's MQTT codec takes in one packet (`Limits::max_topic_filters`).
+    let filter = "devices/dev1/messages/devicebound/#";
+    let filters = (0..5_000).map(|_| (filter.into(), QoS::AtLeastOnce)).collect();
+    let Some(packet_id) = PacketId::new(9) else { panic!("packet id") };
+    write(&mut stream, &mqtt(&Packet::Subscribe(Subscribe { packet_id, filters })));
+    assert_eq!(read_until_closed(&mut stream), Vec::<u8>::new());
+    let refused = next_of(&hub.out, &["refused"], WAIT);
+    assert_eq!(refused["error"], "ArgumentInvalid", "{refused}");
+    assert_memory_bounded(&hub, before, 50);
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-5000-filters"), Vec::<String>::new());
 }
