@@ -369,6 +369,10 @@ struct AmqpConn {
     cbs_requests: Option<u32>,
     cbs_responses: Option<u32>,
     telemetry: Option<u32>,
+    /// Credit the device gave its `$cbs` receiver, and the put-token responses
+    /// waiting for it (§2.6.7: no transfer without credit).
+    cbs_credit: u32,
+    cbs_waiting: Vec<Bytes>,
 }
 
 /// A telemetry delivery the device sent: its delivery id and body.
@@ -390,6 +394,8 @@ impl HostileHub {
             cbs_requests: None,
             cbs_responses: None,
             telemetry: None,
+            cbs_credit: 0,
+            cbs_waiting: Vec::new(),
         };
         conn.fill(8);
         assert_eq!(ProtocolHeader::decode(&mut conn.rx), Ok(Some(ProtocolHeader::AMQP)));
@@ -478,6 +484,12 @@ impl AmqpConn {
                         self.answer_put_token(id, &payload);
                     }
                 }
+                Performative::Flow(flow)
+                    if flow.handle.is_some() && flow.handle == self.cbs_responses =>
+                {
+                    self.cbs_credit = flow.link_credit.unwrap_or_default();
+                    self.send_put_token_responses();
+                }
                 _ => {}
             }
         }
@@ -533,22 +545,32 @@ impl AmqpConn {
             Err(e) => panic!("{e}"),
         };
         self.settle(delivery_id);
-        let Some(handle) = self.cbs_responses else { panic!("no $cbs receiver") };
         let mut response = BytesMut::new();
         if let Err(e) = PutTokenResponse::ok(put.message_id).to_message().encode(&mut response) {
             panic!("{e}");
         }
-        let id = self.next_outgoing;
-        self.next_outgoing = self.next_outgoing.wrapping_add(1);
-        let transfer = Transfer {
-            handle,
-            delivery_id: Some(id),
-            delivery_tag: Some(Bytes::from(id.to_be_bytes().to_vec())),
-            message_format: Some(0),
-            settled: Some(true),
-            ..Transfer::default()
-        };
-        self.send(Performative::Transfer(transfer), &response);
+        self.cbs_waiting.push(response.freeze());
+        self.send_put_token_responses();
+    }
+
+    /// The put-token responses waiting, as far as the device's credit goes.
+    fn send_put_token_responses(&mut self) {
+        let Some(handle) = self.cbs_responses else { return };
+        while self.cbs_credit > 0 && !self.cbs_waiting.is_empty() {
+            let response = self.cbs_waiting.remove(0);
+            self.cbs_credit -= 1;
+            let id = self.next_outgoing;
+            self.next_outgoing = self.next_outgoing.wrapping_add(1);
+            let transfer = Transfer {
+                handle,
+                delivery_id: Some(id),
+                delivery_tag: Some(Bytes::from(id.to_be_bytes().to_vec())),
+                message_format: Some(0),
+                settled: Some(true),
+                ..Transfer::default()
+            };
+            self.send(Performative::Transfer(transfer), &response);
+        }
     }
 
     /// Settles the device's delivery `id` `accepted`: IoT Hub's acknowledgement
