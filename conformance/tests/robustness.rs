@@ -883,6 +883,7 @@ fn http_a_chunk_of_1_gib_is_413_before_its_data() {
     client.send(format!("{head}40000000\r\n").as_bytes());
     let answer = client.response_head();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("iothub-errorcode: messagetoolarge"), "{answer}");
     client.wait_closed();
     assert_memory_bounded(&hub, before, 50);
     assert_eq!(a_device_is_served(&hub, "dev2", "after-1-gib-chunk"), Vec::<String>::new());

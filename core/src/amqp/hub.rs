@@ -26,7 +26,8 @@
 //! | telemetry larger than the hub takes | rejected, `amqp:link:message-size-exceeded` |
 //! | its token expires | its links detached, `amqp:unauthorized-access`; a SASL PLAIN login's expiry closes the connection (spec file §5.1) |
 //! | the same device authenticates on another connection | its links here detached, `amqp:link:stolen` |
-//! | more links than 8 per identity the connection may hold (64 at least), or a session past channel 15 | the connection closed, `amqp:resource-limit-exceeded` (a handle above handle-max, `framing-error`) |
+//! | more links than 8 per identity the connection may hold (64 at least) | the connection closed, `amqp:resource-limit-exceeded` |
+//! | a session past channel-max 15, a handle above handle-max | the connection closed, `amqp:connection:framing-error` (§2.7.1, §2.7.2) |
 //!
 //! Every refusal is also a [`HubEvent::Refused`], since the SDKs hide the reason.
 
