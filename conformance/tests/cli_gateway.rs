@@ -136,7 +136,17 @@ fn read_lines(out: &Receiver<String>, event: &str) -> (BTreeSet<u64>, BTreeMap<S
 }
 
 #[test]
-fn two_hundred_mqtt_and_http_devices_reach_a_hub_killed_mid_run_over_one_connection() {
+fn two_hundred_mqtt_and_http_devices_reach_a_hub_killed_mid_run_over_one_connection_mio() {
+    through_a_gateway_on("mio");
+}
+
+#[test]
+fn two_hundred_mqtt_and_http_devices_reach_a_hub_killed_mid_run_over_one_connection_threads() {
+    through_a_gateway_on("blocking");
+}
+
+/// The run, with the gateway on `runtime` (the hub on its default).
+fn through_a_gateway_on(runtime: &str) {
     let data_dir = TempDir::new("hubwire-gateway-hub");
     let registry: Vec<Value> = (0..DEVICES)
         .map(|n| serde_json::json!({ "deviceId": device_id(n), "primaryKey": KEY }))
@@ -158,6 +168,8 @@ fn two_hundred_mqtt_and_http_devices_reach_a_hub_killed_mid_run_over_one_connect
     let gateway_data = gateway_dir.0.display().to_string();
     let (_gateway, _stdin, gateway_out) = start(&[
         "gateway",
+        "--runtime",
+        runtime,
         "--upstream",
         &upstream,
         "--upstream-transport",
@@ -269,7 +281,7 @@ fn two_hundred_mqtt_and_http_devices_reach_a_hub_killed_mid_run_over_one_connect
         );
     }
     eprintln!(
-        "{} messages acknowledged downstream ({before_kill} before the kill), {} stored, \
+        "gateway on {runtime}: {} messages acknowledged downstream ({before_kill} before the kill), {} stored, \
          all acknowledged ones among them; one upstream connection per hub process",
         acknowledged.len(),
         stored.len()
