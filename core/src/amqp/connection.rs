@@ -640,6 +640,11 @@ impl Connection {
     /// explaining why", and names no condition; resource-limit-exceeded ("the peer
     /// exceeded its resource allocation", §2.8.15) is the nearest, and what other
     /// brokers (IBM MQ's AMQP channel) send for a silent client.
+    ///
+    /// Called so late that this side sent nothing for twice the peer's
+    /// idle-time-out (a stalled host): `close` with `amqp:internal-error`, as
+    /// §2.4.5 asks of "a peer [that] exceeds the remote peer's idle timeout's
+    /// threshold", and the transport closes.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         match self.state {
             State::AwaitingOpen | State::Opened
@@ -649,6 +654,19 @@ impl Connection {
                     condition::RESOURCE_LIMIT_EXCEEDED,
                     Some(Utf8Bytes::from_static(
                         "nothing received within the idle timeout (AMQP 1.0 §2.4.5)",
+                    )),
+                );
+                self.write_close(now, &Close { error: Some(error.clone()) });
+                self.end(false, Some(error));
+                return;
+            }
+            // Called too late to have kept the peer's threshold (twice what it
+            // announced, §2.4.5): it may have given up on this side already.
+            State::Opened if self.peer_threshold().is_some_and(|deadline| now >= deadline) => {
+                let error = AmqpError::new(
+                    condition::INTERNAL_ERROR,
+                    Some(Utf8Bytes::from_static(
+                        "nothing sent within the peer's idle timeout (AMQP 1.0 §2.4.5)",
                     )),
                 );
                 self.write_close(now, &Close { error: Some(error.clone()) });
@@ -682,6 +700,13 @@ impl Connection {
         }
         let idle = self.remote.as_ref()?.idle_time_out.filter(|&ms| ms > 0)?;
         Some(self.last_sent.saturating_add(Duration::from_millis(u64::from(idle / 2).max(1))))
+    }
+
+    /// Twice the peer's idle-time-out after the last frame sent: past it, the peer
+    /// following §2.4.5 has closed, or may, for this side's silence.
+    fn peer_threshold(&self) -> Option<Timestamp> {
+        let idle = self.remote.as_ref()?.idle_time_out.filter(|&ms| ms > 0)?;
+        Some(self.last_sent.saturating_add(Duration::from_millis(2 * u64::from(idle))))
     }
 
     /// Twice this side's idle-time-out after the last frame received: §2.4.5 has

@@ -652,3 +652,21 @@ fn s2_4_5_no_empty_frame_follows_a_close() {
     assert_eq!(pair.client.wire.len(), written, "bytes written after close");
     assert_eq!(pair.client.heartbeats(), 0);
 }
+
+/// §2.4.5: a side woken so late that it sent nothing for twice the peer's
+/// idle-time-out (the peer's threshold) closes with an error saying why.
+#[test]
+fn s2_4_5_a_side_that_overran_the_peers_threshold_closes_with_an_error() {
+    let mut pair = Pair::new(open("c", None), open("s", Some(4_000)));
+    // Woken at 7.999 s, the client is late for its 2 s heartbeat but within the
+    // server's 8 s: it heartbeats.
+    pair.client.conn.handle_timeout(T0 + Duration::from_millis(7_999));
+    pair.client.drain();
+    assert_eq!(pair.client.heartbeats(), 1);
+    assert!(!pair.client.closed);
+    // Then stalled until 8 s past that heartbeat.
+    pair.client.conn.handle_timeout(T0 + Duration::from_millis(15_999));
+    pair.client.drain();
+    closed_with(&pair.client, false, Some(condition::INTERNAL_ERROR));
+    assert_eq!(sent_close(&pair.client, true), Some(Some(condition::INTERNAL_ERROR)));
+}
