@@ -670,3 +670,15 @@ fn s2_4_5_a_side_that_overran_the_peers_threshold_closes_with_an_error() {
     closed_with(&pair.client, false, Some(condition::INTERNAL_ERROR));
     assert_eq!(sent_close(&pair.client, true), Some(Some(condition::INTERNAL_ERROR)));
 }
+
+/// §2.7.9: a close for an error carries a description of its cause.
+#[test]
+fn s2_7_9_a_close_for_an_error_says_why() {
+    let server = opened_server(&frame_bytes(10, &begin())); // channel-max 9
+    let description = server.frames(true).into_iter().rev().find_map(|(_, p)| match p {
+        Some(Performative::Close(c)) => c.error.and_then(|e| e.description),
+        _ => None,
+    });
+    let description = description.expect("a description");
+    assert!(description.as_str().contains("10"), "{description:?}");
+}

@@ -69,6 +69,26 @@ fn single_device_opens_without_sasl_puts_its_token_and_attaches() {
     assert_eq!(occurrences(&end.wire_to_hub, b"put-token"), 1);
 }
 
+/// §2.7.1: the device's `open`, the first frame after its header, names no
+/// locale, so only en-US, and no capability: it uses no extension.
+#[test]
+fn s2_7_1_the_devices_open_claims_en_us_only_and_no_capability() {
+    use crate::amqp::frame::{self, FrameLimits};
+    use crate::amqp::performative::Performative;
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    let mut wire = bytes::BytesMut::from(&pair.devices[d].wire_to_hub[8..]);
+    let first = frame::decode(&mut wire, &FrameLimits::BEFORE_OPEN).unwrap().unwrap();
+    let Ok((Performative::Open(open), _)) = Performative::decode(&first.body, &Default::default())
+    else {
+        panic!("the first frame is not an open");
+    };
+    assert_eq!(open.hostname.as_ref().map(|h| h.as_str()), Some("localhost"));
+    assert!(open.outgoing_locales.is_empty() && open.incoming_locales.is_empty());
+    assert!(open.offered_capabilities.is_empty() && open.desired_capabilities.is_empty());
+}
+
 #[test]
 fn telemetry_with_properties_is_stored_and_acknowledged() {
     let mut pair = Pair::new(HubConfig::default());

@@ -1220,3 +1220,26 @@ fn s2_7_5_the_first_transfer_names_tag_format_and_settled_and_continuations_thei
         assert_ne!(t.settled, Some(true));
     }
 }
+
+/// §2.7.7 and §2.7.8: a detach or an end for an error carries a description of
+/// its cause.
+#[test]
+fn s2_7_7_and_s2_7_8_detach_and_end_errors_say_why() {
+    let mut pair = Pair::new();
+    pair.attach_with(spec("events", Role::Sender), |_| {});
+    // No credit was given: the receiver detaches.
+    let answers = pair.client_raw_answers(raw_transfer(0, b"t", false), b"m");
+    let detach = answers.iter().find_map(|p| match p {
+        Performative::Detach(d) => d.error.as_ref().and_then(|e| e.description.clone()),
+        _ => None,
+    });
+    assert!(detach.is_some_and(|d| !d.as_str().is_empty()), "{answers:?}");
+    // A flow for a link that does not exist: the session ends.
+    let flow = Flow { handle: Some(9), link_credit: Some(1), ..Flow::default() };
+    let answers = pair.client_raw_answers(Performative::Flow(flow), b"");
+    let end = answers.iter().find_map(|p| match p {
+        Performative::End(e) => e.error.as_ref().and_then(|e| e.description.clone()),
+        _ => None,
+    });
+    assert!(end.is_some_and(|d| !d.as_str().is_empty()), "{answers:?}");
+}
