@@ -682,3 +682,22 @@ fn s2_7_9_a_close_for_an_error_says_why() {
     let description = description.expect("a description");
     assert!(description.as_str().contains("10"), "{description:?}");
 }
+
+/// §2.4.6 DISCARDING: after a close for an error, frames that follow, even
+/// valid ones in the same read, are dropped: nothing more is handed up.
+#[test]
+fn s2_4_6_frames_after_a_close_for_an_error_are_discarded() {
+    let mut bytes = frame_bytes(10, &begin()); // channel-max 9: framing-error
+    bytes.extend(frame_bytes(0, &begin()));
+    bytes.extend(frame_bytes(0, &Performative::Close(Close::default())));
+    let mut server = opened_server(&bytes);
+    refused(&server, condition::CONNECTION_FRAMING_ERROR);
+    server.feed(T0, &frame_bytes(1, &begin()), usize::MAX);
+    server.drain();
+    assert!(
+        !server.events.iter().any(|e| matches!(e, ConnectionEvent::Frame { .. })),
+        "{:?}",
+        server.events
+    );
+    assert_eq!(server.errors.len(), 1);
+}
