@@ -139,14 +139,15 @@ impl fmt::Display for CatalogueError {
 
 impl std::error::Error for CatalogueError {}
 
-/// Whether `id` looks like `<LETTERS>-<n>.<n>.<n>-<n>`.
+/// Whether `id` looks like `<LETTERS>-<section>-<n>`, the section two to four
+/// numbers joined by dots: MQTT's `3.1.2`, AMQP's `2.2` or `5.3.3.2`.
 fn well_formed_id(id: &str) -> bool {
     let Some((prefix, rest)) = id.split_once('-') else { return false };
     let Some((section, number)) = rest.rsplit_once('-') else { return false };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     !prefix.is_empty()
         && prefix.bytes().all(|b| b.is_ascii_uppercase())
-        && section.split('.').count() == 3
+        && (2..=4).contains(&section.split('.').count())
         && section.split('.').all(digits)
         && digits(number)
 }
@@ -292,6 +293,47 @@ impl Catalogue {
         out.push('\n');
         out
     }
+}
+
+/// The totals over several catalogues, per role name (roles in order of first
+/// appearance): statements, tested, each reason, as [`Catalogue::table`] counts
+/// them for one.
+pub fn totals(catalogues: &[Catalogue]) -> String {
+    let mut roles: Vec<&str> = Vec::new();
+    for role in catalogues.iter().flat_map(|c| &c.roles) {
+        if !roles.contains(&role.as_str()) {
+            roles.push(role);
+        }
+    }
+    // How many statements of every catalogue give `role` a coverage matching `f`.
+    let count = |role: &str, f: &dyn Fn(&Coverage) -> bool| -> usize {
+        catalogues
+            .iter()
+            .filter_map(|c| c.roles.iter().position(|r| r == role).map(|i| (c, i)))
+            .map(|(c, i)| c.statements.iter().filter(|s| s.coverage.get(i).is_some_and(f)).count())
+            .sum()
+    };
+    let standards: Vec<&str> = catalogues.iter().map(|c| c.standard.as_str()).collect();
+    let statements: usize = catalogues.iter().map(|c| c.statements.len()).sum();
+    let mut out = format!("all standards ({}): {statements} statements\n", standards.join(", "));
+    let _ = write!(out, "{:24}", "");
+    for role in &roles {
+        let _ = write!(out, "{role:>8}");
+    }
+    out.push('\n');
+    let _ = write!(out, "{:24}", "tested");
+    for role in &roles {
+        let _ = write!(out, "{:>8}", count(role, &|c| matches!(c, Coverage::Tests(_))));
+    }
+    out.push('\n');
+    for reason in Reason::ALL {
+        let _ = write!(out, "{:24}", reason.name());
+        for role in &roles {
+            let _ = write!(out, "{:>8}", count(role, &|c| *c == Coverage::Reason(reason)));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The tests a `cargo test -- --list` run printed, as `<binary>::<path>`.
@@ -495,6 +537,47 @@ core/src/lib.rs - time::Duration (line 12): test
         assert_eq!(line("not-this-role"), Some(vec!["not-this-role", "1", "0"]));
         assert_eq!(line("feature-unused"), Some(vec!["feature-unused", "1", "0"]));
         assert_eq!(line("distinct tests"), Some(vec!["distinct", "tests", "0", "3"]));
+    }
+
+    #[test]
+    fn amqp_section_numbers_of_two_to_four_parts_are_identifiers() {
+        for id in ["AMQP-2.2-1", "AMQP-2.4.1-3", "AMQP-5.3.3.2-1"] {
+            assert!(well_formed_id(id), "{id}");
+        }
+        for id in ["AMQP-2-1", "AMQP-1.2.3.4.5-1", "AMQP-2.2", "amqp-2.2-1", "AMQP-2..2-1"] {
+            assert!(!well_formed_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_totals_add_up_every_standard_per_role() {
+        let mqtt = Catalogue::parse(FILE).unwrap();
+        let amqp = Catalogue::parse(
+            &FILE
+                .replace("MQTT 3.1.1", "AMQP 1.0")
+                .replace("MQTT-3.1.0-2", "AMQP-2.2-1")
+                .replace("MQTT-4.3.3-1", "AMQP-2.4.1-1")
+                .replace(
+                    "hub.tests = [\"hubwire_core::a\", \"interop_x::b\"]",
+                    "hub.reason = \"transport\"",
+                ),
+        )
+        .unwrap();
+        let totals = totals(&[mqtt, amqp]);
+        assert!(
+            totals.starts_with("all standards (MQTT 3.1.1, AMQP 1.0): 4 statements\n"),
+            "{totals}"
+        );
+        let line = |name: &str| {
+            totals
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        };
+        assert_eq!(line("tested"), Some(vec!["tested", "0", "3"]));
+        assert_eq!(line("not-this-role"), Some(vec!["not-this-role", "2", "0"]));
+        assert_eq!(line("feature-unused"), Some(vec!["feature-unused", "2", "0"]));
+        assert_eq!(line("transport"), Some(vec!["transport", "0", "1"]));
     }
 
     /// The real statement files parse, whatever run they are checked against.

@@ -1,5 +1,6 @@
-//! Prints the statement coverage of conformance/statements/*.toml and, with
-//! `--check`, fails when a test named there is not in a run's test list.
+//! Prints the statement coverage of conformance/statements/*.toml, one table per
+//! standard then the totals over all of them, and, with `--check`, fails when a
+//! test named there is not in a run's test list.
 //!
 //! ```text
 //! coverage [--statements DIR] [--check LIST [--ignored IGNORED]]
@@ -12,7 +13,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hubwire_conformance::coverage::{Catalogue, TestList, statement_files};
+use hubwire_conformance::coverage::{Catalogue, TestList, statement_files, totals};
 
 const USAGE: &str = "usage: coverage [--statements DIR] [--check LIST [--ignored IGNORED]]";
 
@@ -68,6 +69,7 @@ fn run() -> Result<bool, String> {
         None => None,
     };
     let mut covered = true;
+    let mut catalogues = Vec::with_capacity(files.len());
     for file in &files {
         let catalogue =
             Catalogue::parse(&read(file)?).map_err(|e| format!("{}:\n{e}", file.display()))?;
@@ -79,7 +81,9 @@ fn run() -> Result<bool, String> {
             }
             covered &= faults.is_empty();
         }
+        catalogues.push(catalogue);
     }
+    print!("{}", totals(&catalogues));
     Ok(covered)
 }
 

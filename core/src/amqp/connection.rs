@@ -305,8 +305,8 @@ impl Connection {
     /// and `local` (pipelined, §2.4.2).
     ///
     /// `local.max_frame_size` below 512 bytes is raised to 512 (§2.4.1: every peer
-    /// accepts frames of 512 bytes). Its idle-time-out (ms) is how long this side
-    /// waits for a frame before closing.
+    /// accepts frames of 512 bytes). Its idle-time-out (ms) is half of how long this
+    /// side waits for a frame before closing (§2.4.5).
     pub fn client(local: Open, now: Timestamp) -> Connection {
         let mut connection = Connection::new(Role::Client, local, now);
         connection.send_header(ProtocolHeader::AMQP);
@@ -615,7 +615,7 @@ impl Connection {
     }
 
     /// When to call [`Connection::handle_timeout`] next: the next heartbeat (half
-    /// the peer's idle-time-out after the last frame sent, §2.4.5), this side's
+    /// the peer's idle-time-out after the last frame sent, §2.4.5), twice this side's
     /// idle-time-out after the last frame received, or the end of the wait for the
     /// peer's `close`; `None` when none runs, as while waiting for a header and
     /// during a SASL exchange. Read again after every input and command.
@@ -625,22 +625,26 @@ impl Connection {
             State::AwaitingOpen | State::Opened => {
                 crate::time::earliest(self.heartbeat_deadline(), self.idle_deadline())
             }
-            State::CloseSent => {
-                crate::time::earliest(self.heartbeat_deadline(), self.close_deadline)
-            }
+            // §2.4.5: no empty frame follows a `close`.
+            State::CloseSent => self.close_deadline,
         }
     }
 
     /// A deadline from [`Connection::poll_timeout`] has passed (early calls do
     /// nothing).
     ///
-    /// Nothing received for this side's idle-time-out: `close` with
+    /// Nothing received for twice this side's idle-time-out: `close` with
     /// `amqp:resource-limit-exceeded`, and the transport closes without waiting for
     /// an answer from a peer already silent that long. §2.4.5 says the peer "SHOULD
     /// try to gracefully close the connection using a close frame with an error
     /// explaining why", and names no condition; resource-limit-exceeded ("the peer
     /// exceeded its resource allocation", §2.8.15) is the nearest, and what other
     /// brokers (IBM MQ's AMQP channel) send for a silent client.
+    ///
+    /// Called so late that this side sent nothing for twice the peer's
+    /// idle-time-out (a stalled host): `close` with `amqp:internal-error`, as
+    /// §2.4.5 asks of "a peer [that] exceeds the remote peer's idle timeout's
+    /// threshold", and the transport closes.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         match self.state {
             State::AwaitingOpen | State::Opened
@@ -650,6 +654,19 @@ impl Connection {
                     condition::RESOURCE_LIMIT_EXCEEDED,
                     Some(Utf8Bytes::from_static(
                         "nothing received within the idle timeout (AMQP 1.0 §2.4.5)",
+                    )),
+                );
+                self.write_close(now, &Close { error: Some(error.clone()) });
+                self.end(false, Some(error));
+                return;
+            }
+            // Called too late to have kept the peer's threshold (twice what it
+            // announced, §2.4.5): it may have given up on this side already.
+            State::Opened if self.peer_threshold().is_some_and(|deadline| now >= deadline) => {
+                let error = AmqpError::new(
+                    condition::INTERNAL_ERROR,
+                    Some(Utf8Bytes::from_static(
+                        "nothing sent within the peer's idle timeout (AMQP 1.0 §2.4.5)",
                     )),
                 );
                 self.write_close(now, &Close { error: Some(error.clone()) });
@@ -676,17 +693,28 @@ impl Connection {
     /// actual timeout threshold" is advice to the announcer; sending at half the
     /// announced value keeps either reading safe). A peer's 0 means no timeout.
     fn heartbeat_deadline(&self) -> Option<Timestamp> {
-        if !matches!(self.state, State::Opened | State::CloseSent) {
+        // §2.4.5: empty frames "MUST NOT be sent after the close frame has been
+        // sent", so heartbeats stop with `close`.
+        if self.state != State::Opened {
             return None;
         }
         let idle = self.remote.as_ref()?.idle_time_out.filter(|&ms| ms > 0)?;
         Some(self.last_sent.saturating_add(Duration::from_millis(u64::from(idle / 2).max(1))))
     }
 
-    /// This side's idle-time-out after the last frame received (§2.4.5).
+    /// Twice the peer's idle-time-out after the last frame sent: past it, the peer
+    /// following §2.4.5 has closed, or may, for this side's silence.
+    fn peer_threshold(&self) -> Option<Timestamp> {
+        let idle = self.remote.as_ref()?.idle_time_out.filter(|&ms| ms > 0)?;
+        Some(self.last_sent.saturating_add(Duration::from_millis(2 * u64::from(idle))))
+    }
+
+    /// Twice this side's idle-time-out after the last frame received: §2.4.5 has
+    /// the announced value be "half the peer's actual timeout threshold", so a
+    /// peer that sends a frame every announced period is never closed.
     fn idle_deadline(&self) -> Option<Timestamp> {
         let idle = self.local.idle_time_out.filter(|&ms| ms > 0)?;
-        Some(self.last_received.saturating_add(Duration::from_millis(u64::from(idle))))
+        Some(self.last_received.saturating_add(Duration::from_millis(2 * u64::from(idle))))
     }
 
     /// How long a `close` this side sent waits for the peer's: this side's

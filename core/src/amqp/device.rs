@@ -132,7 +132,8 @@ pub struct MultiplexConfig {
     /// spec file §5.1).
     pub host_name: String,
     /// The idle time-out announced in `open`, ms on the wire: the hub heartbeats at
-    /// half of it. 240 s, as the C SDK (spec file §5.1).
+    /// half of it, and a hub silent for twice it is closed (AMQP 1.0 §2.4.5). 240 s,
+    /// as the C SDK (spec file §5.1).
     pub idle_time_out: Duration,
     /// How long a put-token may go unanswered before its device retries. Default
     /// 30 s, the C SDK's CBS request time-out (spec file §5.2).

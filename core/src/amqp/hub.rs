@@ -68,7 +68,8 @@ pub struct HubProtocolError(#[from] pub EngineError);
 const MAX_FRAME_SIZE: u32 = 64 * 1024;
 
 /// The hub's idle time-out, ms: 4 min, as EDGE's server default (spec file §5.1;
-/// what IoT Hub advertises is unconfirmed). Peers send heartbeats at half of it.
+/// what IoT Hub advertises is unconfirmed). Peers send heartbeats at half of it;
+/// a peer silent for twice it is closed (AMQP 1.0 §2.4.5).
 const IDLE_TIME_OUT_MS: u32 = 240_000;
 
 /// Room for the AMQP sections around a message's body and properties, bytes: the

@@ -262,9 +262,10 @@ fn s2_4_5_first_heartbeat_comes_half_the_peer_timeout_after_the_last_frame() {
     pair.advance(Duration::from_millis(1));
     assert_eq!(pair.client.heartbeats(), 1);
     // The client announced no timeout: the server sends none, and its only timer
-    // is its own idle timeout, 4 s after the heartbeat it received at 3.999 s.
+    // is its own idle timeout, twice the 4 s it announced after the heartbeat it
+    // received at 3.999 s.
     assert_eq!(pair.server.heartbeats(), 0);
-    assert_eq!(pair.server.conn.poll_timeout(), Some(T0 + Duration::from_millis(7999)));
+    assert_eq!(pair.server.conn.poll_timeout(), Some(T0 + Duration::from_millis(11_999)));
 }
 
 #[test]
@@ -276,7 +277,8 @@ fn s2_4_5_silent_peer_is_closed_with_resource_limit_exceeded() {
     server.feed(T0, &hello, usize::MAX);
     server.drain();
     assert!(opened(&server.events).is_some());
-    let deadline = T0 + Duration::from_secs(4);
+    // Twice the 4 s announced (§2.4.5).
+    let deadline = T0 + Duration::from_secs(8);
     assert_eq!(server.conn.poll_timeout(), Some(deadline));
     server.conn.handle_timeout(deadline.saturating_sub(Duration::from_millis(1)));
     server.drain();
@@ -589,7 +591,8 @@ proptest! {
 #[test]
 fn s2_4_5_a_frame_trickled_a_byte_at_a_time_does_not_reset_the_idle_timeout() {
     // A peer that opens, then sends one byte of a frame that never ends every
-    // second (a slowloris): §2.4.5 counts frames, so the server closes at 4 s.
+    // second (a slowloris): §2.4.5 counts frames, so the server closes at 8 s,
+    // twice the 4 s it announced.
     let mut server = Side::new(Connection::server(open("s", Some(4_000)), T0));
     let mut client = Side::new(Connection::client(open("c", None), T0));
     let hello = client.drain();
@@ -603,9 +606,98 @@ fn s2_4_5_a_frame_trickled_a_byte_at_a_time_does_not_reset_the_idle_timeout() {
         server.conn.handle_timeout(now);
     }
     assert!(!server.closed);
-    let deadline = T0 + Duration::from_secs(4);
+    let deadline = T0 + Duration::from_secs(8);
     assert_eq!(server.conn.poll_timeout(), Some(deadline));
     server.conn.handle_timeout(deadline);
     server.drain();
     closed_with(&server, false, Some(condition::RESOURCE_LIMIT_EXCEEDED));
+}
+
+/// §2.4.5: the idle-time-out announced is half the threshold, so a peer that
+/// sends a frame once per announced period, never sooner, is not closed.
+#[test]
+fn s2_4_5_a_peer_sending_once_per_announced_idle_time_out_stays_open() {
+    let mut server = Side::new(Connection::server(open("s", Some(4_000)), T0));
+    let mut client = Side::new(Connection::client(open("c", None), T0));
+    let hello = client.drain();
+    server.feed(T0, &hello, usize::MAX);
+    server.drain();
+    // An empty frame on channel 0 every 4 s, for a minute.
+    for i in 1..=15 {
+        let now = T0 + Duration::from_secs(4 * i);
+        server.conn.handle_timeout(now);
+        server.feed(now, &[0, 0, 0, 8, 2, 0, 0, 0], usize::MAX);
+        server.drain();
+    }
+    assert!(server.errors.is_empty());
+    assert!(!server.closed && server.closed_event().is_none());
+}
+
+/// §2.4.3 and §2.4.5: the close is written on channel 0 and is the last thing
+/// written; no heartbeat follows it while the peer's close is awaited.
+#[test]
+fn s2_4_5_no_empty_frame_follows_a_close() {
+    // The server asks for a frame every 2 s (half of 4 s).
+    let mut pair = Pair::new(open("c", Some(60_000)), open("s", Some(4_000)));
+    pair.client.conn.close(pair.now, None);
+    pair.client.drain();
+    let written = pair.client.wire.len();
+    assert!(matches!(pair.client.frames(true).last(), Some((0, Some(Performative::Close(_))))));
+    // The server never answers; only the wait for its close is left to time.
+    assert_eq!(pair.client.conn.poll_timeout(), Some(pair.now + Duration::from_secs(60)));
+    for s in 1..60 {
+        pair.client.conn.handle_timeout(pair.now + Duration::from_secs(s));
+        pair.client.drain();
+    }
+    assert_eq!(pair.client.wire.len(), written, "bytes written after close");
+    assert_eq!(pair.client.heartbeats(), 0);
+}
+
+/// §2.4.5: a side woken so late that it sent nothing for twice the peer's
+/// idle-time-out (the peer's threshold) closes with an error saying why.
+#[test]
+fn s2_4_5_a_side_that_overran_the_peers_threshold_closes_with_an_error() {
+    let mut pair = Pair::new(open("c", None), open("s", Some(4_000)));
+    // Woken at 7.999 s, the client is late for its 2 s heartbeat but within the
+    // server's 8 s: it heartbeats.
+    pair.client.conn.handle_timeout(T0 + Duration::from_millis(7_999));
+    pair.client.drain();
+    assert_eq!(pair.client.heartbeats(), 1);
+    assert!(!pair.client.closed);
+    // Then stalled until 8 s past that heartbeat.
+    pair.client.conn.handle_timeout(T0 + Duration::from_millis(15_999));
+    pair.client.drain();
+    closed_with(&pair.client, false, Some(condition::INTERNAL_ERROR));
+    assert_eq!(sent_close(&pair.client, true), Some(Some(condition::INTERNAL_ERROR)));
+}
+
+/// §2.7.9: a close for an error carries a description of its cause.
+#[test]
+fn s2_7_9_a_close_for_an_error_says_why() {
+    let server = opened_server(&frame_bytes(10, &begin())); // channel-max 9
+    let description = server.frames(true).into_iter().rev().find_map(|(_, p)| match p {
+        Some(Performative::Close(c)) => c.error.and_then(|e| e.description),
+        _ => None,
+    });
+    let description = description.expect("a description");
+    assert!(description.as_str().contains("10"), "{description:?}");
+}
+
+/// §2.4.6 DISCARDING: after a close for an error, frames that follow, even
+/// valid ones in the same read, are dropped: nothing more is handed up.
+#[test]
+fn s2_4_6_frames_after_a_close_for_an_error_are_discarded() {
+    let mut bytes = frame_bytes(10, &begin()); // channel-max 9: framing-error
+    bytes.extend(frame_bytes(0, &begin()));
+    bytes.extend(frame_bytes(0, &Performative::Close(Close::default())));
+    let mut server = opened_server(&bytes);
+    refused(&server, condition::CONNECTION_FRAMING_ERROR);
+    server.feed(T0, &frame_bytes(1, &begin()), usize::MAX);
+    server.drain();
+    assert!(
+        !server.events.iter().any(|e| matches!(e, ConnectionEvent::Frame { .. })),
+        "{:?}",
+        server.events
+    );
+    assert_eq!(server.errors.len(), 1);
 }

@@ -69,6 +69,26 @@ fn single_device_opens_without_sasl_puts_its_token_and_attaches() {
     assert_eq!(occurrences(&end.wire_to_hub, b"put-token"), 1);
 }
 
+/// §2.7.1: the device's `open`, the first frame after its header, names no
+/// locale, so only en-US, and no capability: it uses no extension.
+#[test]
+fn s2_7_1_the_devices_open_claims_en_us_only_and_no_capability() {
+    use crate::amqp::frame::{self, FrameLimits};
+    use crate::amqp::performative::Performative;
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    let mut wire = bytes::BytesMut::from(&pair.devices[d].wire_to_hub[8..]);
+    let first = frame::decode(&mut wire, &FrameLimits::BEFORE_OPEN).unwrap().unwrap();
+    let Ok((Performative::Open(open), _)) = Performative::decode(&first.body, &Default::default())
+    else {
+        panic!("the first frame is not an open");
+    };
+    assert_eq!(open.hostname.as_ref().map(|h| h.as_str()), Some("localhost"));
+    assert!(open.outgoing_locales.is_empty() && open.incoming_locales.is_empty());
+    assert!(open.offered_capabilities.is_empty() && open.desired_capabilities.is_empty());
+}
+
 #[test]
 fn telemetry_with_properties_is_stored_and_acknowledged() {
     let mut pair = Pair::new(HubConfig::default());
@@ -319,6 +339,8 @@ struct MuxPair {
     now: Timestamp,
     events: Vec<(DeviceKey, DeviceEvent)>,
     stored: D2cLog,
+    /// Every byte the multiplexed connection sent the hub.
+    to_hub: Vec<u8>,
 }
 
 impl MuxPair {
@@ -330,6 +352,7 @@ impl MuxPair {
             now: START,
             events: Vec::new(),
             stored: D2cLog::default(),
+            to_hub: Vec::new(),
         }
     }
 
@@ -366,6 +389,7 @@ impl MuxPair {
                         self.mux.handle_connected(self.now);
                     }
                     Transmit::Send(bytes) => {
+                        self.to_hub.extend_from_slice(&bytes);
                         if let Some(id) = self.connection {
                             let _ = self.hub.handle_input(self.now, id, &bytes);
                         }
@@ -524,6 +548,35 @@ fn devices_are_added_and_removed_while_the_connection_stays_up() {
     let mut devices: Vec<DeviceKey> = pair.mux.devices().collect();
     devices.sort();
     assert_eq!(devices, [b, c]);
+}
+
+/// §2.6.1: link names are unique per direction on the connection, also for a
+/// device removed and added again while its old links may still be detaching.
+#[test]
+fn s2_6_1_link_names_stay_unique_when_a_device_attaches_again() {
+    use crate::amqp::frame::{self, FrameLimits};
+    use crate::amqp::performative::Performative;
+    let mut pair = MuxPair::new();
+    let a = pair.add("a", KEY);
+    pair.add("b", KEY);
+    assert!(pair.mux.remove_device(pair.now, a));
+    pair.add("a", KEY);
+    let mut wire = bytes::BytesMut::from(&pair.to_hub[8..]);
+    let limits = FrameLimits { max_frame_size: u32::MAX };
+    let mut names = alloc::collections::BTreeSet::new();
+    let mut attaches = 0;
+    while let Some(f) = frame::decode(&mut wire, &limits).unwrap() {
+        if let Ok((Performative::Attach(attach), _)) =
+            Performative::decode(&f.body, &Default::default())
+        {
+            attaches += 1;
+            let fresh =
+                names.insert((attach.name.as_str().to_string(), attach.role == Role::Sender));
+            assert!(fresh, "{} attached twice as {:?}", attach.name.as_str(), attach.role);
+        }
+    }
+    // CBS, then telemetry and C2D for a, b and a again.
+    assert!(attaches >= 8, "{attaches} attaches");
 }
 
 #[test]

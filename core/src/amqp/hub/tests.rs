@@ -366,6 +366,31 @@ fn s5_2_put_token_node_form_answered_200_with_the_request_id() {
         HubEvent::Connected { identity, .. } if identity.device_id == "d0")));
 }
 
+/// §2.7.1: a client that names no hostname in `open` is served by this hub, as
+/// if it had named it (the receiving peer picks a default).
+#[test]
+fn s2_7_1_an_open_without_hostname_is_served_as_this_hub() {
+    let mut w = World::new(1);
+    let c = w.connect_with(Connection::client(Open::new(Utf8Bytes::from_static("c")), w.now));
+    assert!(!w.clients[c].closed);
+    let cbs = w.cbs(c);
+    let expiry = w.now + Duration::from_secs(3600);
+    let response = w.put_token(c, &cbs, MessageId::Ulong(1), &token("d0", expiry));
+    assert_eq!(response.status_code, 200);
+}
+
+/// §2.7.1: the hub's `open` names no locale, so only en-US, which every peer
+/// supports, and no capability: it uses no extension its peer did not offer.
+#[test]
+fn s2_7_1_the_hubs_open_claims_en_us_only_and_no_capability() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let open = w.clients[c].engine.connection().remote_open().cloned().expect("the hub's open");
+    assert_eq!(open.container_id.as_str(), "hubwire");
+    assert!(open.outgoing_locales.is_empty() && open.incoming_locales.is_empty());
+    assert!(open.offered_capabilities.is_empty() && open.desired_capabilities.is_empty());
+}
+
 #[test]
 fn s5_2_put_token_c_form_ulong_id_keeps_its_type() {
     let mut w = World::new(1);

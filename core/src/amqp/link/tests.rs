@@ -1091,3 +1091,155 @@ fn s2_6_3_a_peer_attaching_tens_of_thousands_of_links_gets_the_lowest_free_handl
     }
     assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
 }
+
+/// The frames of `wire` as performatives, whatever their size.
+fn performatives(wire: &[u8]) -> Vec<Performative> {
+    let mut rx = BytesMut::from(wire);
+    let limits = crate::amqp::frame::FrameLimits { max_frame_size: u32::MAX };
+    let mut out = vec![];
+    while let Some(frame) = crate::amqp::frame::decode(&mut rx, &limits).unwrap() {
+        out.push(Performative::decode(&frame.body, &Default::default()).unwrap().0);
+    }
+    out
+}
+
+#[test]
+fn s2_7_2_no_link_is_attached_beyond_the_peers_handle_max() {
+    // Both sides announce handle-max 1: handles 0 and 1, then none.
+    let mut pair = Pair::with(4096, 1);
+    let (a, _) = pair.attach_with(spec("a", Role::Sender), |_| {});
+    let (b, _) = pair.attach_with(spec("b", Role::Sender), |_| {});
+    assert_eq!((a.handle, b.handle), (0, 1));
+    let c = &mut pair.client;
+    let r =
+        c.links.attach(&mut c.sessions, &mut c.conn, T0, pair.c_session, spec("c", Role::Sender));
+    assert_eq!(r, Err(CommandError::NoFreeHandle { session: pair.c_session, max: 1 }));
+    assert!(performatives(&pair.client.drain()).is_empty(), "an attach went out");
+}
+
+#[test]
+fn s2_7_3_a_sender_attach_names_its_initial_delivery_count_and_none_an_unsettled_map() {
+    let sender = spec("s", Role::Sender).attach(0);
+    assert_eq!(sender.initial_delivery_count, Some(0));
+    let receiver = spec("r", Role::Receiver).attach(1);
+    assert_eq!(receiver.initial_delivery_count, None);
+    // The answer to a receiver's attach is a sender's: it names its count too.
+    let answer = LinkSpec::answering(&receiver).attach(3);
+    assert_eq!((answer.role, answer.initial_delivery_count), (Role::Sender, Some(0)));
+    // No resumption: every attach, a reattach too, carries a null unsettled map.
+    for attach in [sender, receiver, answer] {
+        assert!(attach.unsettled.is_empty() && !attach.incomplete_unsettled, "{attach:?}");
+    }
+}
+
+#[test]
+fn s2_7_4_a_session_echo_is_answered_with_session_fields_only_and_no_echo() {
+    let mut pair = Pair::new();
+    let echo = Flow { echo: true, ..Flow::default() };
+    let answers = pair.client_raw_answers(Performative::Flow(echo), b"");
+    let [Performative::Flow(f)] = answers.as_slice() else { panic!("{answers:?}") };
+    // The server has the client's begin: next-incoming-id is set.
+    assert_eq!(f.next_incoming_id, Some(0));
+    assert_eq!(f.handle, None);
+    assert_eq!((f.delivery_count, f.link_credit, f.available, f.drain), (None, None, None, false));
+    assert!(!f.echo, "an echo answered with an echo can loop");
+}
+
+#[test]
+fn s2_7_4_a_link_echo_is_answered_with_the_senders_last_count_and_no_echo() {
+    let mut pair = Pair::new();
+    let (snd, _) = pair.telemetry(2);
+    pair.client_send(snd, delivery(b"1", false, Bytes::from_static(b"m"))).unwrap();
+    let flow =
+        Flow { handle: Some(snd.handle), delivery_count: Some(1), echo: true, ..Flow::default() };
+    let answers = pair.client_raw_answers(Performative::Flow(flow), b"");
+    let [Performative::Flow(f)] = answers.as_slice() else { panic!("{answers:?}") };
+    // The receiver's answer carries the count it last saw from the sender.
+    assert_eq!((f.handle, f.delivery_count, f.link_credit), (Some(0), Some(1), Some(1)));
+    assert!(!f.echo);
+}
+
+#[test]
+fn s2_7_4_a_receiver_gives_no_credit_before_the_senders_attach() {
+    let mut pair = Pair::new();
+    let c = &mut pair.client;
+    let rcv = c
+        .links
+        .attach(&mut c.sessions, &mut c.conn, T0, pair.c_session, spec("c2d", Role::Receiver))
+        .unwrap();
+    let _attach = pair.client.drain();
+    // The server has not answered: a flow would need a delivery-count not yet known.
+    let c = &mut pair.client;
+    let r = c.links.flow(&mut c.sessions, &mut c.conn, T0, rcv, 5, false);
+    assert!(matches!(r, Err(CommandError::State { .. })), "{r:?}");
+    assert!(performatives(&pair.client.drain()).is_empty(), "a flow went out");
+}
+
+#[test]
+fn s2_7_5_an_unset_settled_flag_reads_as_false_then_as_any_earlier_true() {
+    let mut pair = Pair::new();
+    let (snd, _) = pair.telemetry(3);
+    // One frame, settled unset: unsettled.
+    pair.client_raw(raw_transfer(snd.handle, b"a", false), b"one");
+    // Settled on the first frame only: settled.
+    let first =
+        Transfer { settled: Some(true), ..transfer_of(raw_transfer(snd.handle, b"b", true)) };
+    pair.client_raw(Performative::Transfer(first), b"tw");
+    let rest = Transfer { handle: snd.handle, ..Transfer::default() };
+    pair.client_raw(Performative::Transfer(rest), b"o");
+    assert_eq!(
+        pair.server.deliveries(),
+        vec![(0, Bytes::from_static(b"one"), false), (1, Bytes::from_static(b"two"), true)]
+    );
+    assert!(pair.server.errors.is_empty());
+}
+
+fn transfer_of(p: Performative) -> Transfer {
+    match p {
+        Performative::Transfer(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn s2_7_5_the_first_transfer_names_tag_format_and_settled_and_continuations_their_link() {
+    let mut pair = Pair::with(512, Begin::DEFAULT_HANDLE_MAX);
+    let (snd, _) = pair.telemetry(1);
+    let c = &mut pair.client;
+    let payload = Bytes::from(vec![1u8; 2000]);
+    c.links.send(&mut c.sessions, &mut c.conn, T0, snd, delivery(b"t", false, payload)).unwrap();
+    let transfers: Vec<Transfer> =
+        performatives(&pair.client.drain()).into_iter().map(transfer_of).collect();
+    let (first, rest) = transfers.split_first().unwrap();
+    assert_eq!(first.delivery_id, Some(0));
+    assert_eq!(first.delivery_tag.as_deref(), Some(&b"t"[..]));
+    assert_eq!((first.message_format, first.settled), (Some(0), Some(false)));
+    assert!(!rest.is_empty());
+    for t in rest {
+        assert_eq!((t.handle, t.delivery_tag.as_ref(), t.message_format), (snd.handle, None, None));
+        assert_ne!(t.settled, Some(true));
+    }
+}
+
+/// §2.7.7 and §2.7.8: a detach or an end for an error carries a description of
+/// its cause.
+#[test]
+fn s2_7_7_and_s2_7_8_detach_and_end_errors_say_why() {
+    let mut pair = Pair::new();
+    pair.attach_with(spec("events", Role::Sender), |_| {});
+    // No credit was given: the receiver detaches.
+    let answers = pair.client_raw_answers(raw_transfer(0, b"t", false), b"m");
+    let detach = answers.iter().find_map(|p| match p {
+        Performative::Detach(d) => d.error.as_ref().and_then(|e| e.description.clone()),
+        _ => None,
+    });
+    assert!(detach.is_some_and(|d| !d.as_str().is_empty()), "{answers:?}");
+    // A flow for a link that does not exist: the session ends.
+    let flow = Flow { handle: Some(9), link_credit: Some(1), ..Flow::default() };
+    let answers = pair.client_raw_answers(Performative::Flow(flow), b"");
+    let end = answers.iter().find_map(|p| match p {
+        Performative::End(e) => e.error.as_ref().and_then(|e| e.description.clone()),
+        _ => None,
+    });
+    assert!(end.is_some_and(|d| !d.as_str().is_empty()), "{answers:?}");
+}
