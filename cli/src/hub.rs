@@ -112,7 +112,7 @@ pub(crate) struct HubArgs {
     /// new one every run
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Write a transcript of the run to a new file in DIR (hub-<ms since the epoch>.txt):
+    /// Write a transcript of the run to a new file in DIR (`hub-<ms since the epoch>.txt`):
     /// the hub's seed, configuration and registry, then every connection's protocol
     /// bytes both ways (below TLS and WebSocket), C2D messages queued and telemetry
     /// acknowledgements, each with its time, for replay by

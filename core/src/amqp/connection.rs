@@ -643,8 +643,8 @@ impl Connection {
     ///
     /// Called so late that this side sent nothing for twice the peer's
     /// idle-time-out (a stalled host): `close` with `amqp:internal-error`, as
-    /// §2.4.5 asks of "a peer [that] exceeds the remote peer's idle timeout's
-    /// threshold", and the transport closes.
+    /// §2.4.5 asks of a side that overran its peer's threshold, and the transport
+    /// closes.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         match self.state {
             State::AwaitingOpen | State::Opened
