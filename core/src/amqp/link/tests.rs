@@ -527,6 +527,48 @@ fn s2_6_14_an_aborted_delivery_is_discarded() {
     assert_eq!(pair.server.links.flow_state(rcv).unwrap().link_credit, 0);
 }
 
+/// §2.6.14: deliveries on one link are not interleaved. A first frame of another
+/// delivery while one is still unfinished (`more` set) detaches the link.
+#[test]
+fn s2_6_14_a_delivery_begun_inside_an_unfinished_one_detaches_with_invalid_field() {
+    let mut pair = Pair::new();
+    let (_, rcv) = pair.telemetry(2);
+    for (id, tag, more) in [(0, &b"a"[..], true), (1, b"b", false)] {
+        let t = Transfer {
+            handle: 0,
+            delivery_id: Some(id),
+            delivery_tag: Some(Bytes::copy_from_slice(tag)),
+            message_format: Some(0),
+            more,
+            ..Transfer::default()
+        };
+        // Past the client's session, which would continue the open delivery.
+        let c = &mut pair.client;
+        c.conn.send(pair.now, pair.c_session.0, &Performative::Transfer(t), b"part").unwrap();
+        pair.pump();
+    }
+    assert!(pair.server.deliveries().is_empty());
+    assert_eq!(pair.server.detached(), vec![(rcv, false, true, Some(condition::INVALID_FIELD))]);
+}
+
+/// §2.6.7: a receiver's flow without a delivery-count is counted from the
+/// sender's initial delivery-count (its attach's), not from where the sender is
+/// now: 0 + 5 - 2 leaves 3.
+#[test]
+fn s2_6_7_a_flow_without_delivery_count_counts_from_the_initial_one() {
+    let mut pair = Pair::new();
+    let (snd, _) = pair.telemetry(5);
+    pair.client_send(snd, delivery(b"a", true, Bytes::new())).unwrap();
+    pair.client_send(snd, delivery(b"b", true, Bytes::new())).unwrap();
+    assert_eq!(pair.client.links.flow_state(snd).unwrap().link_credit, 3);
+    let flow = Flow { handle: Some(0), link_credit: Some(5), ..Flow::default() };
+    let s = &mut pair.server;
+    s.sessions.send(&mut s.conn, pair.now, pair.s_session, Performative::Flow(flow)).unwrap();
+    pair.pump();
+    let state = pair.client.links.flow_state(snd).unwrap();
+    assert_eq!((state.delivery_count, state.link_credit), (2, 3));
+}
+
 #[test]
 fn s2_6_12_a_presettled_delivery_is_forgotten_an_unsettled_one_kept() {
     let mut pair = Pair::new();

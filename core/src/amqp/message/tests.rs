@@ -105,6 +105,21 @@ fn s3_2_10_annotation_keys_are_symbols_or_ulongs() {
     assert!(ok.is_ok());
 }
 
+/// §3.2.10: an `x-opt-` annotation not understood is ignored: the message
+/// decodes and maps with its body.
+#[test]
+fn s3_2_10_an_x_opt_annotation_not_understood_is_ignored() {
+    let m = decode(&[
+        0x00, 0x53, 0x72, 0xc1, 0x0b, 0x02, // message-annotations, map8 size 11 count 2
+        0xa3, 0x07, b'x', b'-', b'o', b'p', b't', b'-', b'z', // key: sym8 "x-opt-z"
+        0x40, // value: null
+        0x00, 0x53, 0x75, 0xa0, 0x02, b'h', b'i', // data: vbin8 "hi"
+    ])
+    .expect("decodes");
+    let (mapped, _) = to_iothub(&m).expect("maps");
+    assert_eq!(&mapped.body[..], b"hi");
+}
+
 #[test]
 fn s3_2_5_application_property_keys_are_strings() {
     let e = decode(&[0x00, 0x53, 0x74, 0xc1, 0x05, 0x02, 0xa3, 0x01, b'k', 0x40]); // sym key
