@@ -109,6 +109,36 @@ fn telemetry_with_properties_is_stored_and_acknowledged() {
     assert_eq!(pair.devices[d].device.unacknowledged(), 0);
 }
 
+/// §2.6.12: every delivery the device sends names a tag of its own: no two on one
+/// link share one, whichever link (CBS, telemetry) carries them.
+#[test]
+fn s2_6_12_the_devices_delivery_tags_differ_on_each_link() {
+    use crate::amqp::frame::{self, FrameLimits};
+    use crate::amqp::performative::Performative;
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    for i in 0..3u8 {
+        pair.send_telemetry(d, Message::new(alloc::vec![i])).unwrap();
+    }
+    let mut wire = bytes::BytesMut::from(&pair.devices[d].wire_to_hub[8..]);
+    let limits = FrameLimits { max_frame_size: u32::MAX };
+    let mut tags = Vec::new();
+    while let Some(f) = frame::decode(&mut wire, &limits).unwrap() {
+        if let Ok((Performative::Transfer(t), _)) =
+            Performative::decode(&f.body, &Default::default())
+            && let Some(tag) = t.delivery_tag
+        {
+            tags.push((t.handle, tag));
+        }
+    }
+    assert!(tags.len() >= 4, "a put-token and three messages: {tags:?}");
+    let mut distinct = tags.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), tags.len(), "{tags:?}");
+}
+
 #[test]
 fn telemetry_waits_for_the_in_flight_window() {
     let mut pair = Pair::new(HubConfig::default());
