@@ -305,6 +305,25 @@ fn reconnect_after_a_broken_connection_resends_unacknowledged_telemetry() {
     assert_eq!(occurrences(&end.wire_to_hub, b"put-token"), 2, "a fresh put-token");
 }
 
+/// §3.5.2: telemetry the hub accepted is never sent again, not even by the
+/// reconnect that resends what was not acknowledged.
+#[test]
+fn s3_5_2_accepted_telemetry_is_not_resent_after_a_reconnect() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    let a = pair.send_telemetry(d, Message::new(&b"a"[..])).unwrap();
+    assert!(pair.devices[d].events.contains(&DeviceEvent::TelemetryAcknowledged(a)));
+    pair.hold_stores = true;
+    pair.send_telemetry(d, Message::new(&b"b"[..])).unwrap();
+    pair.break_connection(d);
+    pair.pending_stores.clear();
+    pair.hold_stores = false;
+    pair.advance(Duration::from_secs(120));
+    assert_eq!(connected(&pair.devices[d].events), 2);
+    assert_eq!(pair.stored_bodies("dev1"), [&b"a"[..], &b"b"[..]]);
+}
+
 #[test]
 fn c2d_locks_do_not_survive_a_lost_connection() {
     let mut pair = Pair::new(HubConfig::default());

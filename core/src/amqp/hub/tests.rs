@@ -598,6 +598,8 @@ fn s5_5_c2d_delivered_with_lock_tag_and_settled_by_outcome() {
         assert_eq!(stamps.delivery_count, Some(0));
         locks.push((lock, message.body));
     }
+    // §2.6.12: each delivery its own tag.
+    assert!(locks[0].0 != locks[1].0 && locks[1].0 != locks[2].0 && locks[0].0 != locks[2].0);
     let outcomes =
         [DeliveryState::Accepted, DeliveryState::Rejected { error: None }, DeliveryState::Released];
     for ((delivery_id, _, _), state) in deliveries.iter().zip(outcomes) {

@@ -373,6 +373,50 @@ fn s2_6_3_two_links_get_the_lowest_free_handles() {
     assert_eq!((a.handle, b.handle), (0, 1));
 }
 
+/// §2.6.2: each end picks its handle for a link itself. Both ends attach a link
+/// at once, each taking its handle 0; each answers the other's with handle 1, so
+/// every link has handle 0 at one end and 1 at the other.
+#[test]
+fn s2_6_2_the_two_ends_of_a_link_choose_their_handles_apart() {
+    let mut pair = Pair::new();
+    let c = &mut pair.client;
+    let mine = c.links.attach(
+        &mut c.sessions,
+        &mut c.conn,
+        T0,
+        pair.c_session,
+        spec("events", Role::Sender),
+    );
+    let s = &mut pair.server;
+    let yours =
+        s.links.attach(&mut s.sessions, &mut s.conn, T0, pair.s_session, spec("c2d", Role::Sender));
+    assert_eq!((mine.unwrap().handle, yours.unwrap().handle), (0, 0));
+    pair.pump();
+    for side in [&mut pair.client, &mut pair.server] {
+        let (link, remote) = match side.take_events().as_slice() {
+            [LinkEvent::AttachRequested { link, remote }] => (*link, remote.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(link.handle, 1);
+        let answer = LinkSpec::answering(&remote);
+        side.links.accept_attach(&mut side.sessions, &mut side.conn, T0, link, answer).unwrap();
+    }
+    pair.pump();
+    for side in [&mut pair.client, &mut pair.server] {
+        let mut handles: Vec<(Handle, Handle)> = side
+            .take_events()
+            .iter()
+            .filter_map(|e| match e {
+                LinkEvent::Attached { link, remote, .. } => Some((link.handle, remote.handle)),
+                _ => None,
+            })
+            .collect();
+        handles.sort();
+        // (ours, the peer's) for each link: never the same.
+        assert_eq!(handles, vec![(0, 1), (1, 0)]);
+    }
+}
+
 #[test]
 fn s2_6_3_refusal_is_an_attach_with_a_null_terminus_then_a_closing_detach() {
     let mut pair = Pair::new();
