@@ -109,6 +109,36 @@ fn telemetry_with_properties_is_stored_and_acknowledged() {
     assert_eq!(pair.devices[d].device.unacknowledged(), 0);
 }
 
+/// §2.6.12: every delivery the device sends names a tag of its own: no two on one
+/// link share one, whichever link (CBS, telemetry) carries them.
+#[test]
+fn s2_6_12_the_devices_delivery_tags_differ_on_each_link() {
+    use crate::amqp::frame::{self, FrameLimits};
+    use crate::amqp::performative::Performative;
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    for i in 0..3u8 {
+        pair.send_telemetry(d, Message::new(alloc::vec![i])).unwrap();
+    }
+    let mut wire = bytes::BytesMut::from(&pair.devices[d].wire_to_hub[8..]);
+    let limits = FrameLimits { max_frame_size: u32::MAX };
+    let mut tags = Vec::new();
+    while let Some(f) = frame::decode(&mut wire, &limits).unwrap() {
+        if let Ok((Performative::Transfer(t), _)) =
+            Performative::decode(&f.body, &Default::default())
+            && let Some(tag) = t.delivery_tag
+        {
+            tags.push((t.handle, tag));
+        }
+    }
+    assert!(tags.len() >= 4, "a put-token and three messages: {tags:?}");
+    let mut distinct = tags.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), tags.len(), "{tags:?}");
+}
+
 #[test]
 fn telemetry_waits_for_the_in_flight_window() {
     let mut pair = Pair::new(HubConfig::default());
@@ -273,6 +303,25 @@ fn reconnect_after_a_broken_connection_resends_unacknowledged_telemetry() {
     assert!(end.events.contains(&DeviceEvent::TelemetryAcknowledged(b)));
     assert_eq!(pair.stored_bodies("dev1"), [&b"a"[..], &b"b"[..]]);
     assert_eq!(occurrences(&end.wire_to_hub, b"put-token"), 2, "a fresh put-token");
+}
+
+/// §3.5.2: telemetry the hub accepted is never sent again, not even by the
+/// reconnect that resends what was not acknowledged.
+#[test]
+fn s3_5_2_accepted_telemetry_is_not_resent_after_a_reconnect() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = amqp_device(&mut pair, "dev1");
+    pair.drive();
+    let a = pair.send_telemetry(d, Message::new(&b"a"[..])).unwrap();
+    assert!(pair.devices[d].events.contains(&DeviceEvent::TelemetryAcknowledged(a)));
+    pair.hold_stores = true;
+    pair.send_telemetry(d, Message::new(&b"b"[..])).unwrap();
+    pair.break_connection(d);
+    pair.pending_stores.clear();
+    pair.hold_stores = false;
+    pair.advance(Duration::from_secs(120));
+    assert_eq!(connected(&pair.devices[d].events), 2);
+    assert_eq!(pair.stored_bodies("dev1"), [&b"a"[..], &b"b"[..]]);
 }
 
 #[test]

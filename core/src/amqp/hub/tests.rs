@@ -426,6 +426,25 @@ fn s5_4_telemetry_stored_with_properties_then_accepted() {
     assert_eq!(w.clients[c].outcomes(events), vec![Some(DeliveryState::Accepted)]);
 }
 
+/// §3.2.10: telemetry with an `x-opt-` annotation the hub does not know, and with
+/// a key without `x-` of the kind IoT Hub's clients send (the C SDK's
+/// `Diagnostic-Id`, spec file §5.4), is stored and accepted; the link stays.
+#[test]
+fn s3_2_10_unknown_annotations_on_telemetry_are_ignored() {
+    let mut w = World::new(1);
+    let c = w.connect();
+    let cbs = w.cbs(c);
+    let events = w.device(c, &cbs, "d0");
+    let mut m = telemetry(b"x");
+    let annotations = m.message_annotations.get_or_insert_with(message::Annotations::new);
+    annotations.insert(Symbol::from_static("x-opt-not-known"), crate::amqp::types::Value::Null);
+    annotations.insert(Symbol::from_static("Diagnostic-Id"), crate::amqp::types::Value::Null);
+    w.send(c, events, encode(&m), MESSAGE_FORMAT_AMQP);
+    assert_eq!(w.clients[c].detached(events), None);
+    assert_eq!(w.clients[c].outcomes(events), vec![Some(DeliveryState::Accepted)]);
+    assert_eq!(w.stored().len(), 1);
+}
+
 #[test]
 fn s5_4_c_sdk_batch_stored_message_by_message_and_accepted_once() {
     let mut w = World::new(1);
@@ -579,6 +598,8 @@ fn s5_5_c2d_delivered_with_lock_tag_and_settled_by_outcome() {
         assert_eq!(stamps.delivery_count, Some(0));
         locks.push((lock, message.body));
     }
+    // §2.6.12: each delivery its own tag.
+    assert!(locks[0].0 != locks[1].0 && locks[1].0 != locks[2].0 && locks[0].0 != locks[2].0);
     let outcomes =
         [DeliveryState::Accepted, DeliveryState::Rejected { error: None }, DeliveryState::Released];
     for ((delivery_id, _, _), state) in deliveries.iter().zip(outcomes) {

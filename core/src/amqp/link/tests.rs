@@ -373,6 +373,50 @@ fn s2_6_3_two_links_get_the_lowest_free_handles() {
     assert_eq!((a.handle, b.handle), (0, 1));
 }
 
+/// §2.6.2: each end picks its handle for a link itself. Both ends attach a link
+/// at once, each taking its handle 0; each answers the other's with handle 1, so
+/// every link has handle 0 at one end and 1 at the other.
+#[test]
+fn s2_6_2_the_two_ends_of_a_link_choose_their_handles_apart() {
+    let mut pair = Pair::new();
+    let c = &mut pair.client;
+    let mine = c.links.attach(
+        &mut c.sessions,
+        &mut c.conn,
+        T0,
+        pair.c_session,
+        spec("events", Role::Sender),
+    );
+    let s = &mut pair.server;
+    let yours =
+        s.links.attach(&mut s.sessions, &mut s.conn, T0, pair.s_session, spec("c2d", Role::Sender));
+    assert_eq!((mine.unwrap().handle, yours.unwrap().handle), (0, 0));
+    pair.pump();
+    for side in [&mut pair.client, &mut pair.server] {
+        let (link, remote) = match side.take_events().as_slice() {
+            [LinkEvent::AttachRequested { link, remote }] => (*link, remote.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(link.handle, 1);
+        let answer = LinkSpec::answering(&remote);
+        side.links.accept_attach(&mut side.sessions, &mut side.conn, T0, link, answer).unwrap();
+    }
+    pair.pump();
+    for side in [&mut pair.client, &mut pair.server] {
+        let mut handles: Vec<(Handle, Handle)> = side
+            .take_events()
+            .iter()
+            .filter_map(|e| match e {
+                LinkEvent::Attached { link, remote, .. } => Some((link.handle, remote.handle)),
+                _ => None,
+            })
+            .collect();
+        handles.sort();
+        // (ours, the peer's) for each link: never the same.
+        assert_eq!(handles, vec![(0, 1), (1, 0)]);
+    }
+}
+
 #[test]
 fn s2_6_3_refusal_is_an_attach_with_a_null_terminus_then_a_closing_detach() {
     let mut pair = Pair::new();
@@ -525,6 +569,48 @@ fn s2_6_14_an_aborted_delivery_is_discarded() {
         LinkEvent::Delivery { delivery_id: 1, payload, .. } if payload == &b"whole"[..]
     ));
     assert_eq!(pair.server.links.flow_state(rcv).unwrap().link_credit, 0);
+}
+
+/// §2.6.14: deliveries on one link are not interleaved. A first frame of another
+/// delivery while one is still unfinished (`more` set) detaches the link.
+#[test]
+fn s2_6_14_a_delivery_begun_inside_an_unfinished_one_detaches_with_invalid_field() {
+    let mut pair = Pair::new();
+    let (_, rcv) = pair.telemetry(2);
+    for (id, tag, more) in [(0, &b"a"[..], true), (1, b"b", false)] {
+        let t = Transfer {
+            handle: 0,
+            delivery_id: Some(id),
+            delivery_tag: Some(Bytes::copy_from_slice(tag)),
+            message_format: Some(0),
+            more,
+            ..Transfer::default()
+        };
+        // Past the client's session, which would continue the open delivery.
+        let c = &mut pair.client;
+        c.conn.send(pair.now, pair.c_session.0, &Performative::Transfer(t), b"part").unwrap();
+        pair.pump();
+    }
+    assert!(pair.server.deliveries().is_empty());
+    assert_eq!(pair.server.detached(), vec![(rcv, false, true, Some(condition::INVALID_FIELD))]);
+}
+
+/// §2.6.7: a receiver's flow without a delivery-count is counted from the
+/// sender's initial delivery-count (its attach's), not from where the sender is
+/// now: 0 + 5 - 2 leaves 3.
+#[test]
+fn s2_6_7_a_flow_without_delivery_count_counts_from_the_initial_one() {
+    let mut pair = Pair::new();
+    let (snd, _) = pair.telemetry(5);
+    pair.client_send(snd, delivery(b"a", true, Bytes::new())).unwrap();
+    pair.client_send(snd, delivery(b"b", true, Bytes::new())).unwrap();
+    assert_eq!(pair.client.links.flow_state(snd).unwrap().link_credit, 3);
+    let flow = Flow { handle: Some(0), link_credit: Some(5), ..Flow::default() };
+    let s = &mut pair.server;
+    s.sessions.send(&mut s.conn, pair.now, pair.s_session, Performative::Flow(flow)).unwrap();
+    pair.pump();
+    let state = pair.client.links.flow_state(snd).unwrap();
+    assert_eq!((state.delivery_count, state.link_credit), (2, 3));
 }
 
 #[test]

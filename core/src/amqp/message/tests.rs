@@ -105,6 +105,36 @@ fn s3_2_10_annotation_keys_are_symbols_or_ulongs() {
     assert!(ok.is_ok());
 }
 
+/// §3.2.10: an `x-opt-` annotation not understood is ignored: the message
+/// decodes and maps with its body.
+#[test]
+fn s3_2_10_an_x_opt_annotation_not_understood_is_ignored() {
+    let m = decode(&[
+        0x00, 0x53, 0x72, 0xc1, 0x0b, 0x02, // message-annotations, map8 size 11 count 2
+        0xa3, 0x07, b'x', b'-', b'o', b'p', b't', b'-', b'z', // key: sym8 "x-opt-z"
+        0x40, // value: null
+        0x00, 0x53, 0x75, 0xa0, 0x02, b'h', b'i', // data: vbin8 "hi"
+    ])
+    .expect("decodes");
+    let (mapped, _) = to_iothub(&m).expect("maps");
+    assert_eq!(&mapped.body[..], b"hi");
+}
+
+/// §3.2.4: content-type is set only when the application named one: an
+/// opaque body without it goes out with no content-type (nor content-encoding).
+#[test]
+fn s3_2_4_content_type_is_not_set_unless_the_application_set_it() {
+    let m = iothub::Message::new(Bytes::from_static(&[0xde, 0xad]));
+    let amqp = from_iothub(&m, &HubStamps::default()).unwrap();
+    if let Some(p) = &amqp.properties {
+        assert_eq!((&p.content_type, &p.content_encoding), (&None, &None));
+    }
+    let mut out = BytesMut::new();
+    amqp.encode(&mut out).unwrap();
+    let again = Message::decode(&out.freeze(), &Limits::default()).unwrap();
+    assert!(again.properties.is_none_or(|p| p.content_type.is_none()));
+}
+
 #[test]
 fn s3_2_5_application_property_keys_are_strings() {
     let e = decode(&[0x00, 0x53, 0x74, 0xc1, 0x05, 0x02, 0xa3, 0x01, b'k', 0x40]); // sym key

@@ -474,6 +474,28 @@ fn p1_1_4_multiple_fields_take_one_value_or_an_array() {
     assert_eq!(Source::from_composite(source.to_composite()), Ok(source));
 }
 
+/// §1.4: for a multiple field, null and an empty array (of the field's type)
+/// both say "no value" and read the same.
+#[test]
+fn p1_1_4_null_and_an_empty_array_are_the_same_absence() {
+    let open = |capabilities: &[u8]| {
+        let size = u8::try_from(1 + 3 + 6 + capabilities.len()).unwrap();
+        body(&[
+            &[0x00, 0x53, 0x10], // descriptor: smallulong 0x10, open
+            &[0xC0, size, 0x08], // list8: 8 fields
+            &[0xA1, 0x01, b'c'], // container-id: str8 "c"
+            &[0x40; 6],          // hostname .. incoming-locales: null
+            capabilities,        // offered-capabilities
+        ])
+    };
+    let null = decode(&open(&[0x40])).expect("decodes").0;
+    // array8: size 2, count 0, element constructor sym8
+    let empty = decode(&open(&[0xE0, 0x02, 0x00, 0xA3])).expect("decodes").0;
+    let Performative::Open(o) = &empty else { panic!("{empty:?}") };
+    assert!(o.offered_capabilities.is_empty());
+    assert_eq!(empty, null);
+}
+
 /// Each performative's descriptor is its code 0x10–0x18, written as smallulong.
 #[test]
 fn p2_2_7_descriptor_codes() {
