@@ -701,3 +701,22 @@ fn s2_4_6_frames_after_a_close_for_an_error_are_discarded() {
     );
     assert_eq!(server.errors.len(), 1);
 }
+
+/// §2.7.1: idle-time-out is the silence the announcer allows its partner, and 0
+/// means the same as leaving it unset: no heartbeats owed, none expected.
+#[test]
+fn s2_7_1_an_idle_time_out_of_zero_is_no_idle_time_out() {
+    let mut pair = Pair::new(open("c", Some(0)), open("s", Some(0)));
+    assert_eq!(pair.client.conn.poll_timeout(), None);
+    assert_eq!(pair.server.conn.poll_timeout(), None);
+    pair.advance(Duration::from_secs(3600));
+    assert!(!pair.client.closed && !pair.server.closed);
+    assert_eq!((pair.client.heartbeats(), pair.server.heartbeats()), (0, 0));
+    // One side announcing 4 s is owed a frame every 2 s; the side announcing 0
+    // still expects nothing.
+    let mut pair = Pair::new(open("c", Some(0)), open("s", Some(4_000)));
+    assert_eq!(pair.client.conn.poll_timeout(), Some(T0 + Duration::from_secs(2)));
+    pair.advance(Duration::from_secs(60));
+    assert!(!pair.client.closed && !pair.server.closed);
+    assert_eq!((pair.client.heartbeats(), pair.server.heartbeats()), (30, 0));
+}

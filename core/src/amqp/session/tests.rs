@@ -604,3 +604,35 @@ fn s2_5_1_every_channel_to_65535_begins_and_the_lowest_freed_is_reused() {
     assert!(client.errors.is_empty() && server.errors.is_empty());
     assert_eq!(server.begun().len(), 65_538);
 }
+
+/// The flows a session writes on its own (a window update, the answer to an
+/// echo) carry no handle, so §2.7.4 forbids them every link field, properties
+/// included; read back from the bytes written.
+#[test]
+fn s2_7_4_session_flows_carry_no_link_fields_and_no_properties() {
+    let mut pair = Pair::new(config(10), config(10));
+    let (ours, theirs) = pair.begin();
+    pair.server.sessions.set_incoming_window(&mut pair.server.conn, pair.now, theirs, 5).unwrap();
+    let echo = Flow { echo: true, ..Flow::default() };
+    pair.client.sessions.send(&mut pair.client.conn, pair.now, ours, Performative::Flow(echo)).unwrap();
+    pair.server.feed(pair.now, &pair.client.drain());
+    let mut wire = BytesMut::from(pair.server.drain().as_slice());
+    let limits = FrameLimits { max_frame_size: 4096 };
+    let mut flows = vec![];
+    while let Some(frame) = crate::amqp::frame::decode(&mut wire, &limits).unwrap() {
+        let (p, _) =
+            Performative::decode(&frame.body, &crate::amqp::types::Limits::default()).unwrap();
+        if let Performative::Flow(f) = p {
+            flows.push(f);
+        }
+    }
+    // The window update, then the echo's answer.
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert_eq!((flows[0].incoming_window, flows[1].incoming_window), (5, 5));
+    for f in &flows {
+        assert_eq!(f.handle, None);
+        assert_eq!((f.delivery_count, f.link_credit, f.available, f.drain), (None, None, None, false));
+        assert!(f.properties.is_empty(), "a session flow carries properties: {f:?}");
+        assert!(!f.echo);
+    }
+}
