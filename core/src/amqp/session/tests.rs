@@ -614,7 +614,10 @@ fn s2_7_4_session_flows_carry_no_link_fields_and_no_properties() {
     let (ours, theirs) = pair.begin();
     pair.server.sessions.set_incoming_window(&mut pair.server.conn, pair.now, theirs, 5).unwrap();
     let echo = Flow { echo: true, ..Flow::default() };
-    pair.client.sessions.send(&mut pair.client.conn, pair.now, ours, Performative::Flow(echo)).unwrap();
+    pair.client
+        .sessions
+        .send(&mut pair.client.conn, pair.now, ours, Performative::Flow(echo))
+        .unwrap();
     pair.server.feed(pair.now, &pair.client.drain());
     let mut wire = BytesMut::from(pair.server.drain().as_slice());
     let limits = FrameLimits { max_frame_size: 4096 };
@@ -631,7 +634,10 @@ fn s2_7_4_session_flows_carry_no_link_fields_and_no_properties() {
     assert_eq!((flows[0].incoming_window, flows[1].incoming_window), (5, 5));
     for f in &flows {
         assert_eq!(f.handle, None);
-        assert_eq!((f.delivery_count, f.link_credit, f.available, f.drain), (None, None, None, false));
+        assert_eq!(
+            (f.delivery_count, f.link_credit, f.available, f.drain),
+            (None, None, None, false)
+        );
         assert!(f.properties.is_empty(), "a session flow carries properties: {f:?}");
         assert!(!f.echo);
     }
