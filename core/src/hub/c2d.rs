@@ -35,6 +35,11 @@ pub struct C2dConfig {
     /// Largest message in bytes, counted with [`Message::size`]: 64 KB = 65 536 bytes
     /// (spec file §8, DOC-QUOTA).
     pub max_message_size: usize,
+    /// Whether an abandoned message goes back into the queue (IoT Hub's way, the
+    /// default) or leaves it, reported [`Outcome::Abandoned`] all the same: a field
+    /// gateway's queue hands it back to the hub it came from, which counts its
+    /// deliveries and sends it again.
+    pub keep_abandoned: bool,
 }
 
 impl Default for C2dConfig {
@@ -45,6 +50,7 @@ impl Default for C2dConfig {
             max_queue_depth: 50,
             lock_timeout: Duration::from_secs(60),
             max_message_size: 64 * 1024,
+            keep_abandoned: true,
         }
     }
 }
@@ -451,7 +457,7 @@ impl C2dQueue {
                 }
             }
         };
-        if let Outcome::Abandoned { .. } = outcome {
+        if let (Outcome::Abandoned { .. }, true) = (outcome, self.config.keep_abandoned) {
             entry.state = State::Enqueued;
             let settled = report(&self.device_id, now, entry, outcome);
             self.settled.push_back(settled);
@@ -616,6 +622,25 @@ mod tests {
 
     fn received_id(d: Option<Delivery>) -> Option<String> {
         d.and_then(|d| d.message.message_id)
+    }
+
+    #[test]
+    fn an_abandoned_message_leaves_a_queue_that_does_not_keep_it_and_is_reported() {
+        let config = C2dConfig { keep_abandoned: false, ..C2dConfig::default() };
+        let mut q = C2dQueue::new("dev1", config);
+        let now = Timestamp::from_unix_secs(1_700_000_000);
+        let Ok(seq) = q.enqueue(now, Message::new(&b"back to the hub"[..])) else {
+            panic!("the queue takes one message")
+        };
+        let lock = lock(7);
+        assert!(q.lock_next(now, lock, None).is_some());
+        assert_eq!(q.settle(now, &lock, Disposition::Abandon), Ok(()));
+        assert!(q.is_empty(), "gone from this queue");
+        let settled = q.poll_settled();
+        assert_eq!(
+            settled.map(|s| (s.sequence_number, s.outcome)),
+            Some((seq, Outcome::Abandoned { delivery_count: 1 }))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! | C2D message queued for the device | the upstream hub delivered it; its lock is kept |
 //! | the device completes (PUBACK) | `accepted` with that lock |
 //! | the message expires, is purged or dead-lettered downstream | `rejected` |
-//! | abandoned downstream | nothing: it is back in the downstream queue, the upstream lock stays held |
+//! | abandoned downstream (HTTP): the message leaves the downstream queue | `released` with that lock: the hub counts the delivery, dead-letters it past its maximum, and sends it again |
 //! | (the upstream link was lost: its locks are void) | the redelivery replaces the lock, or takes the settlement made meanwhile |
 //! | HTTP request held (each carries its token) | the first adds the device with its token: put-token; later ones with the same token are answered at once |
 //! | HTTP send answered 204 | only once the upstream hub accepted every message of it |
@@ -157,6 +157,9 @@ impl<S: Scheduler> GatewayServer<S> {
         }
         let client_tls = client_tls(&upstream_transport).map_err(|e| invalid(e.to_string()))?;
         downstream.authentication = Authentication::Delegated;
+        // The hub counts deliveries and decides when a message is dead: an abandoned
+        // message goes back to it, not into the downstream queue.
+        downstream.c2d.keep_abandoned = false;
         let store = Box::new(MemoryStore::new());
         let listen::Started { mut hub, listeners, bind_errors } =
             listen::start(downstream, [], &listen, tls, store, listen::Engine::default())?;
@@ -585,11 +588,9 @@ impl<H: HubDriver> Upstream<H> {
     }
 
     /// A C2D message was settled downstream: its upstream lock settles the same
-    /// way, unless it was abandoned (it is back in the downstream queue, which
-    /// delivers it again; the upstream lock stays held, so the hub does not deliver
-    /// it a second time).
+    /// way.
     fn settle(&mut self, now: Timestamp, settled: &Settled) {
-        let Some(disposition) = disposition(&settled.outcome) else { return };
+        let disposition = disposition(&settled.outcome);
         let entry = (settled.device_id.clone(), settled.sequence_number);
         let Some(Forwarded { key, lock, message }) = self.c2d.remove(&entry) else {
             return;
@@ -706,14 +707,14 @@ impl<H: HubDriver> Upstream<H> {
 }
 
 /// The upstream disposition for a downstream outcome: completed → complete;
-/// rejected, expired, dead-lettered after too many deliveries, purged → reject
-/// (spec file §7: each of those ends the message); abandoned → none (the message
-/// is back in the downstream queue).
-fn disposition(outcome: &Outcome) -> Option<Disposition> {
+/// abandoned → abandon (the downstream queue keeps no abandoned message: the hub
+/// counts the delivery, spec file §7); rejected, expired, purged → reject (each
+/// ends the message).
+fn disposition(outcome: &Outcome) -> Disposition {
     match outcome {
-        Outcome::Completed => Some(Disposition::Complete),
-        Outcome::Abandoned { .. } => None,
-        _ => Some(Disposition::Reject),
+        Outcome::Completed => Disposition::Complete,
+        Outcome::Abandoned { .. } => Disposition::Abandon,
+        _ => Disposition::Reject,
     }
 }
 
@@ -827,13 +828,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn downstream_outcomes_settle_upstream_as_the_hub_would_and_an_abandon_stays_local() {
-        assert_eq!(disposition(&Outcome::Completed), Some(Disposition::Complete));
-        assert_eq!(disposition(&Outcome::Abandoned { delivery_count: 1 }), None);
+    fn downstream_outcomes_settle_upstream_as_the_hub_would() {
+        assert_eq!(disposition(&Outcome::Completed), Disposition::Complete);
+        let abandoned = Outcome::Abandoned { delivery_count: 1 };
+        assert_eq!(disposition(&abandoned), Disposition::Abandon);
         for ended in
             [Outcome::Rejected, Outcome::Expired, Outcome::DeliveryCountExceeded, Outcome::Purged]
         {
-            assert_eq!(disposition(&ended), Some(Disposition::Reject), "{ended:?}");
+            assert_eq!(disposition(&ended), Disposition::Reject, "{ended:?}");
         }
     }
 
