@@ -1,5 +1,5 @@
-//! `hubwire gateway`: a field gateway. Devices connect to it over MQTT with their
-//! own connection strings (`GatewayHostName` naming the gateway, `HostName` their
+//! `hubwire gateway`: a field gateway. Devices connect to it over MQTT or HTTPS with
+//! their own connection strings (`GatewayHostName` naming the gateway, `HostName` their
 //! hub); it carries them all to the hub over one AMQP connection, each device's
 //! SAS token put on `$cbs` as it came, so the hub judges it
 //! ([`hubwire_runtime::sync::GatewayServer`]).
@@ -210,8 +210,14 @@ fn report_events<S: Scheduler>(gateway: &GatewayServer<S>, mut stderr: Stderr) -
                 event: DeviceEvent::Disconnected { reason, reconnect_at },
             } => {
                 let again = if reconnect_at.is_some() { "; reconnecting" } else { "" };
+                // The transport's own words (a certificate the gateway does not
+                // trust, a refused connection) say what to fix.
+                let cause = gateway
+                    .upstream_status()
+                    .last_error
+                    .map_or_else(String::new, |e| format!(" (upstream transport: {e})"));
                 stderr.line(format!(
-                    "hubwire gateway: {device_id} disconnected upstream: {reason}{again}"
+                    "hubwire gateway: {device_id} disconnected upstream: {reason}{cause}{again}"
                 ));
                 Ok(())
             }

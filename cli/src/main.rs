@@ -33,8 +33,9 @@ enum Command {
     Hub(hub::HubArgs),
     /// Run a device that sends telemetry and completes the C2D messages it gets.
     Device(device::DeviceArgs),
-    /// Run a field gateway: MQTT devices downstream, each with its own SAS token,
-    /// carried to their hub over one AMQP connection, the hub judging every token.
+    /// Run a field gateway: MQTT and HTTPS devices downstream, each with its own SAS
+    /// token, carried to their hub over one AMQP connection, the hub judging every
+    /// token.
     Gateway(gateway::GatewayArgs),
     /// Print the address, MQTT client id, user name and password (a SAS token) with
     /// which any MQTT client can act as a device.
