@@ -417,6 +417,70 @@ mod tests {
         assert_eq!(read.events[0].line, 11);
     }
 
+    fn entry() -> impl proptest::strategy::Strategy<Value = Entry> {
+        use proptest::prelude::*;
+        let connection = (0u64..4).prop_map(ConnectionId);
+        let bytes = proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
+        prop_oneof![
+            (
+                connection.clone(),
+                prop_oneof![Just(Protocol::Mqtt), Just(Protocol::Amqp), Just(Protocol::Http)]
+            )
+                .prop_map(|(c, p)| Entry::Accept(c, p)),
+            (connection.clone(), bytes.clone()).prop_map(|(c, b)| Entry::In(c, b)),
+            (connection.clone(), bytes).prop_map(|(c, b)| Entry::Out(c, b)),
+            connection.clone().prop_map(Entry::Close),
+            connection.prop_map(Entry::Closed),
+            Just(Entry::Timeout),
+            ("[a-z0-9-]{1,12}", proptest::collection::vec(any::<u8>(), 0..32))
+                .prop_map(|(d, body)| { Entry::C2d(d, Box::new(Message::new(body))) }),
+            any::<u64>().prop_map(Entry::Stored),
+            (any::<u64>(), any::<u32>()).prop_map(|(t, c)| Entry::Refused(t, c)),
+            "[a-z-]{1,16}".prop_map(Entry::Unrecorded),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a recorder writes reads back as the same entries at the same
+        /// times.
+        #[test]
+        fn recorded_entries_read_back_as_written(
+            entries in proptest::collection::vec(entry(), 0..16),
+        ) {
+            let header = Header {
+                seed: 1,
+                start: Timestamp::from_millis(1_000),
+                host_names: vec![String::from("localhost")],
+                max_cbs_tokens: 1,
+                devices: Vec::new(),
+            };
+            let shared = Shared::default();
+            let mut recorder = match Recorder::new(Box::new(shared.clone()), &header) {
+                Ok(recorder) => recorder,
+                Err(e) => panic!("{e}"),
+            };
+            for (i, entry) in entries.iter().enumerate() {
+                let now = Timestamp::from_millis(1_000 + i as u64);
+                proptest::prop_assert!(recorder.write(now, entry).is_ok());
+            }
+            let text = match shared.0.lock() {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => panic!("{e}"),
+            };
+            let read = Transcript::parse(&text);
+            proptest::prop_assert!(read.is_ok(), "{read:?}\n{text}");
+            let read: Vec<Entry> =
+                read.map(|t| t.events.into_iter().map(|e| e.entry).collect()).unwrap_or_default();
+            proptest::prop_assert_eq!(read, entries);
+        }
+
+        /// Any text is read or refused with a line number, never a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in "(hubwire-transcript 1\nstart-ms 0\nevents\n)?[ -~\n]{0,200}") {
+            let _ = Transcript::parse(&text);
+        }
+    }
+
     #[test]
     fn upper_case_or_odd_hex_is_refused_with_its_line() {
         let text = "hubwire-transcript 1\nstart-ms 0\nevents\n0 in 0 0A\n";
