@@ -10,5 +10,6 @@
 pub mod coverage;
 pub mod peers;
 pub mod process;
+pub mod raw;
 pub mod replay;
 pub mod sdk_interop;

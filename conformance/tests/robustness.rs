@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hubwire_blocking::{ClientTransport, DeviceClient, Transport, clock};
 use hubwire_conformance::process::{self, Hub, TempDir, WAIT, next_of, start_hub_with};
+use hubwire_conformance::raw::{TlsClient, read_until_closed};
 use hubwire_core::amqp::cbs::PutToken;
 use hubwire_core::amqp::delivery_state::DeliveryState;
 use hubwire_core::amqp::frame::{self, Frame, FrameKind, FrameLimits};
@@ -32,7 +33,6 @@ use hubwire_core::amqp::types::Limits;
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message, SasToken};
 use hubwire_core::mqtt::{Connect, Packet, PacketId, Publish, QoS, Subscribe, TopicName};
-use hubwire_transports::tls::{self, Tls, Trust};
 
 /// Base64 of the 32 bytes 0x00..0x1F (the spec file's K1): every device's key.
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -228,24 +228,6 @@ fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
 
 fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
-}
-
-/// What the peer sends until it closes the connection, which it must within
-/// [`WAIT`].
-fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let deadline = Instant::now() + WAIT;
-    let mut all = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    while Instant::now() < deadline {
-        match stream.read(&mut buffer) {
-            Ok(0) => return all,
-            Ok(n) => all.extend_from_slice(&buffer[..n]),
-            Err(e) if is_timeout(&e) => {}
-            Err(_) => return all,
-        }
-    }
-    panic!("the hub did not close the connection within {WAIT:?}; it sent {all:02x?}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -562,95 +544,6 @@ fn amqp_authenticated(hub: &Hub, device_id: &str) -> AmqpPeer {
 // ---------------------------------------------------------------------------------
 // HTTPS
 
-/// A TLS connection to the hub's port 443 listener, handshake done.
-struct TlsClient {
-    stream: TcpStream,
-    tls: Tls,
-    plain: BytesMut,
-    closed: bool,
-}
-
-impl TlsClient {
-    fn connect(hub: &Hub) -> TlsClient {
-        let trust = Trust { platform_roots: false, ca_files: vec![hub.ca.clone().into()] };
-        let config = match tls::client_config(&trust) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        };
-        let tls = match Tls::client(config, HOST) {
-            Ok(t) => t,
-            Err(e) => panic!("{e}"),
-        };
-        let stream = dial(&hub.https);
-        let mut client = TlsClient { stream, tls, plain: BytesMut::new(), closed: false };
-        client.flush();
-        let deadline = Instant::now() + WAIT;
-        while client.tls.is_handshaking() {
-            assert!(Instant::now() < deadline && !client.closed, "no TLS handshake");
-            client.read_some();
-        }
-        client
-    }
-
-    fn flush(&mut self) {
-        while let Some(bytes) = self.tls.poll_output() {
-            if self.stream.write_all(&bytes).is_err() {
-                self.closed = true;
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        if let Err(e) = self.tls.send(bytes) {
-            panic!("{e}");
-        }
-        self.flush();
-    }
-
-    fn read_some(&mut self) {
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buffer = [0u8; 16 * 1024];
-        match self.stream.read(&mut buffer) {
-            Ok(0) => self.closed = true,
-            Ok(n) => {
-                if let Err(e) = self.tls.handle_input(&buffer[..n], &mut self.plain) {
-                    panic!("TLS from the hub: {e}");
-                }
-                self.flush();
-                self.closed |= self.tls.is_closed();
-            }
-            Err(e) if is_timeout(&e) => {}
-            Err(_) => self.closed = true,
-        }
-    }
-
-    /// The head of the hub's next answer (up to the blank line), within [`WAIT`].
-    fn response_head(&mut self) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(end) = self.plain.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = self.plain.split_to(end + 4);
-                return String::from_utf8_lossy(&head).into_owned();
-            }
-            assert!(
-                Instant::now() < deadline && !self.closed,
-                "no answer; got {:?}",
-                String::from_utf8_lossy(&self.plain)
-            );
-            self.read_some();
-        }
-    }
-
-    /// Reads until the hub closes the connection, within [`WAIT`].
-    fn wait_closed(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        while !self.closed {
-            assert!(Instant::now() < deadline, "the hub kept the connection open");
-            self.read_some();
-        }
-    }
-}
-
 /// The head of a telemetry POST for `device_id` announcing `length` body bytes.
 fn http_post_head(device_id: &str, length: u64) -> String {
     format!(
@@ -697,7 +590,7 @@ fn amqp_a_transfer_cut_in_half_is_not_stored_and_the_one_accepted_before_is() {
 #[test]
 fn http_a_body_cut_short_is_not_stored_and_the_hub_serves_on() {
     let hub = start_hub();
-    let mut client = TlsClient::connect(&hub);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
     client.send(format!("{}0123456789", http_post_head("dev1", 100)).as_bytes());
     // Give the hub the ten bytes before the peer goes.
     thread::sleep(Duration::from_millis(200));
@@ -766,7 +659,7 @@ fn amqp_sasl_and_open_a_byte_at_a_time_are_answered() {
 #[test]
 fn http_a_request_a_byte_at_a_time_is_answered_204_and_stored() {
     let hub = start_hub();
-    let mut client = TlsClient::connect(&hub);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
     let request = format!("{}byte-by-byte", http_post_head("dev1", 12));
     for byte in request.as_bytes() {
         // One TLS record per byte.
@@ -858,7 +751,7 @@ fn amqp_a_frame_of_1_gib_is_closed_with_framing_error() {
 fn http_a_content_length_of_1_gb_is_413_message_too_large_before_the_body() {
     let hub = start_hub();
     let before = rss_kib(&hub);
-    let mut client = TlsClient::connect(&hub);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
     client.send(http_post_head("dev1", 1_000_000_000).as_bytes());
     // No body byte sent: the answer comes from the head alone.
     let head = client.response_head();
@@ -873,7 +766,7 @@ fn http_a_content_length_of_1_gb_is_413_message_too_large_before_the_body() {
 fn http_a_chunk_of_1_gib_is_413_before_its_data() {
     let hub = start_hub();
     let before = rss_kib(&hub);
-    let mut client = TlsClient::connect(&hub);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
     let head = format!(
         "POST /devices/dev1/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n\
          Authorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -988,14 +881,14 @@ fn amqp_a_sasl_frame_of_1_gib_is_closed_unread() {
 fn http_a_head_that_never_ends_is_431_at_16_kib() {
     let hub = start_hub();
     let before = rss_kib(&hub);
-    let mut client = TlsClient::connect(&hub);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
     client.send(
         format!("POST /devices/dev1/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n").as_bytes(),
     );
     let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
     // Header lines, 16 KiB at a time, until the hub answers (at most 1 MiB).
     for _ in 0..64 {
-        if client.closed || !client.plain.is_empty() {
+        if client.is_closed() || !client.received().is_empty() {
             break;
         }
         client.send(line.repeat(16).as_bytes());
@@ -1310,7 +1203,7 @@ fn http_5000_pipelined_requests_are_each_answered_204_in_order_and_all_stored() 
     const REQUESTS: usize = 5_000;
     let hub = start_hub();
     let before = rss_kib(&hub);
-    let mut client = TlsClient::connect(&hub);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
     let mut all = Vec::new();
     let bodies: Vec<String> = (0..REQUESTS).map(|n| format!("pipelined-{n:05}")).collect();
     for body in &bodies {

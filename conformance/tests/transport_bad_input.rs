@@ -2,139 +2,14 @@
 //! standard's answer (a TLS alert, an HTTP status, a WebSocket close code), the
 //! device gets words it can act on, and the hub serves on.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
-use hubwire_conformance::process::{Hub, TempDir, WAIT, next_event, start, start_hub};
+use hubwire_conformance::process::{Hub, TempDir, next_event, start, start_hub};
+use hubwire_conformance::raw::{TlsClient, read_until_closed};
 use hubwire_transports::tls::local_ca::{self, CertificateAuthority};
-use hubwire_transports::tls::{self, Tls, Trust};
 
-/// Reads what the peer sends until it closes or [`WAIT`] passes.
-fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let deadline = Instant::now() + WAIT;
-    let mut all = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while Instant::now() < deadline {
-        match stream.read(&mut buffer) {
-            Ok(0) => return all,
-            Ok(n) => all.extend_from_slice(&buffer[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return all,
-        }
-    }
-    panic!("the hub did not close the connection within {WAIT:?}; it sent {all:02x?}");
-}
-
-/// A TLS connection to `address` trusting the CA file `ca`, handshake done.
-struct TlsClient {
-    stream: TcpStream,
-    tls: Tls,
-    /// Plain bytes received and not yet taken.
-    plain: BytesMut,
-    closed: bool,
-}
-
-impl TlsClient {
-    fn connect(address: &str, ca: &str) -> TlsClient {
-        let trust = Trust { platform_roots: false, ca_files: vec![ca.into()] };
-        let config = match tls::client_config(&trust) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        };
-        let stream = match TcpStream::connect(address) {
-            Ok(s) => s,
-            Err(e) => panic!("cannot connect to {address}: {e}"),
-        };
-        let tls = match Tls::client(config, "127.0.0.1") {
-            Ok(t) => t,
-            Err(e) => panic!("{e}"),
-        };
-        let mut client = TlsClient { stream, tls, plain: BytesMut::new(), closed: false };
-        client.flush();
-        let deadline = Instant::now() + WAIT;
-        while client.tls.is_handshaking() {
-            assert!(Instant::now() < deadline, "no TLS handshake with {address}");
-            client.read_some();
-        }
-        client
-    }
-
-    fn flush(&mut self) {
-        while let Some(bytes) = self.tls.poll_output() {
-            if self.stream.write_all(&bytes).is_err() {
-                self.closed = true;
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        if let Err(e) = self.tls.send(bytes) {
-            panic!("{e}");
-        }
-        self.flush();
-    }
-
-    /// Reads one chunk (or times out after 200 ms).
-    fn read_some(&mut self) {
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buffer = [0u8; 4096];
-        match self.stream.read(&mut buffer) {
-            Ok(0) => self.closed = true,
-            Ok(n) => {
-                if let Err(e) = self.tls.handle_input(&buffer[..n], &mut self.plain) {
-                    panic!("TLS from the hub: {e}");
-                }
-                self.flush();
-                if self.tls.is_closed() {
-                    self.closed = true;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => self.closed = true,
-        }
-    }
-
-    /// Everything the hub sends until it closes the connection.
-    fn read_to_close(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
-        while !self.closed {
-            assert!(
-                Instant::now() < deadline,
-                "the hub kept the connection open; got {:?}",
-                self.plain
-            );
-            self.read_some();
-        }
-        self.plain.split().to_vec()
-    }
-
-    /// Plain bytes until `done` accepts them.
-    fn read_until(&mut self, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
-        while !done(&self.plain) {
-            assert!(
-                Instant::now() < deadline && !self.closed,
-                "got {:?}",
-                String::from_utf8_lossy(&self.plain)
-            );
-            self.read_some();
-        }
-        self.plain.split().to_vec()
-    }
-}
-
-/// A WebSocket upgrade request for `path` with these extra header lines.
 fn upgrade(path: &str, key: &str, protocol: &str, version: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
