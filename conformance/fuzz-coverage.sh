@@ -9,8 +9,8 @@
 # The inputs are the committed seeds (fuzz/corpus/<target>/) and, when there is one,
 # the corpus the last conformance/fuzz.sh run grew from them
 # (fuzz/target/fuzz-run/<target>.corpus). Needs rustup's llvm-tools (installed when
-# missing). SASL is left out of amqp_hub's handlers: its prelude opens without SASL
-# so that the fuzzer starts at the session (the SASL codec has its own targets).
+# missing). amqp_hub's prelude opens without SASL, so that its fuzzer starts at the
+# session; amqp_hub_sasl starts at the SASL layer and reaches the hub's SASL PLAIN.
 #
 # Usage: conformance/fuzz-coverage.sh [TARGET...]
 set -euo pipefail
@@ -35,6 +35,7 @@ sessions=(
     "mqtt_hub_session core/src/mqtt/hub.rs handle_connect handle_publish handle_iothub_publish telemetry_stored handle_subscribe handle_c2d_puback pump_c2d answer_twin"
     "mqtt_device_session core/src/mqtt/device.rs handle_connack handle_packet handle_publish handle_iothub_publish settle"
     "amqp_hub core/src/amqp/hub.rs on_attach on_put_token on_telemetry telemetry_stored pump_c2d on_c2d_disposition"
+    "amqp_hub_sasl core/src/amqp/hub.rs on_sasl_init plain_login on_attach on_telemetry"
     "amqp_device core/src/amqp/device.rs on_event on_put_token_response attach_device on_outcome on_c2d settle"
     "http_hub core/src/http/hub.rs route dispatch send_event telemetry_stored receive_c2d settle"
     "http_device core/src/http/device.rs next_request read_response handle_response succeeded settle"

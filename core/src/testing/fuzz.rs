@@ -60,7 +60,7 @@ pub use amqp_cbs::amqp_cbs;
 pub use amqp_connection::amqp_connection;
 pub use amqp_device::amqp_device;
 pub use amqp_frame::amqp_frame;
-pub use amqp_hub::amqp_hub;
+pub use amqp_hub::{amqp_hub, amqp_hub_sasl};
 pub use amqp_link::amqp_link;
 pub use amqp_message::amqp_message;
 pub use amqp_performative::amqp_performative;
@@ -130,6 +130,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "amqp_cbs", run: amqp_cbs, seeds: amqp_cbs::seeds },
     Target { name: "amqp_link", run: amqp_link, seeds: amqp_link::seeds },
     Target { name: "amqp_hub", run: amqp_hub, seeds: amqp_hub::seeds },
+    Target { name: "amqp_hub_sasl", run: amqp_hub_sasl, seeds: amqp_hub::sasl_seeds },
     Target { name: "amqp_device", run: amqp_device, seeds: amqp_device::seeds },
     Target { name: "amqp_twin", run: amqp_twin, seeds: amqp_twin::seeds },
     Target { name: "http_hub", run: http_hub, seeds: http_hub::seeds },

@@ -237,7 +237,7 @@ fn check_sasl_frames(rx: &mut BytesMut) {
 }
 
 /// `body` as one SASL frame (part 5 §5.3.1).
-fn sasl_frame_bytes(body: &SaslFrame) -> Vec<u8> {
+pub(super) fn sasl_frame_bytes(body: &SaslFrame) -> Vec<u8> {
     let mut encoded = BytesMut::new();
     if let Err(e) = body.encode(&mut encoded) {
         panic!("the harness built an unencodable {body:?}: {e}");
