@@ -172,12 +172,22 @@ fn device(port: u16) -> DeviceClient {
 
 /// [`device`] over `transport`.
 fn device_over(port: u16, transport: Transport) -> DeviceClient {
+    device_with(port, transport, |_| {})
+}
+
+/// [`device_over`], its configuration changed by `change` first.
+fn device_with(
+    port: u16,
+    transport: Transport,
+    change: impl FnOnce(&mut DeviceConfig),
+) -> DeviceClient {
     let cs = format!("HostName=127.0.0.1:{port};DeviceId=dev1;SharedAccessKey={KEY}");
     let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
     let mut config = DeviceConfig::new(cs);
     config.receive_c2d = false;
     config.backoff =
         Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(400) };
+    change(&mut config);
     match DeviceClient::connect(config, ClientTransport::new(transport)) {
         Ok(device) => device,
         Err(e) => panic!("{e}"),
@@ -765,18 +775,10 @@ fn amqp_a_flood_of_heartbeats_and_dispositions_for_unknown_deliveries_settles_no
 #[test]
 fn mqtt_a_hub_that_goes_silent_is_left_after_the_keep_alive_and_the_message_sent_again() {
     let hub = HostileHub::new();
-    let cs = format!("HostName=127.0.0.1:{};DeviceId=dev1;SharedAccessKey={KEY}", hub.port());
-    let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
-    let mut config = DeviceConfig::new(cs);
-    config.receive_c2d = false;
-    config.keep_alive = Duration::from_secs(1);
-    config.response_timeout = Duration::from_secs(1);
-    config.backoff =
-        Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(400) };
-    let device = match DeviceClient::connect(config, ClientTransport::new(Transport::MqttTcp)) {
-        Ok(device) => device,
-        Err(e) => panic!("{e}"),
-    };
+    let device = device_with(hub.port(), Transport::MqttTcp, |config| {
+        config.keep_alive = Duration::from_secs(1);
+        config.response_timeout = Duration::from_secs(1);
+    });
     let id = send(&device, "to-a-silent-hub");
     let mut first = hub.accept_connect();
     first.write(&CONNACK_ACCEPTED);
@@ -805,19 +807,11 @@ fn mqtt_a_hub_that_goes_silent_is_left_after_the_keep_alive_and_the_message_sent
 #[test]
 fn amqp_a_hub_that_goes_silent_is_left_after_the_idle_time_out_and_the_transfer_sent_again() {
     let hub = HostileHub::new();
-    let cs = format!("HostName=127.0.0.1:{};DeviceId=dev1;SharedAccessKey={KEY}", hub.port());
-    let Ok(cs) = ConnectionString::parse(&cs) else { panic!("{cs}") };
-    let mut config = DeviceConfig::new(cs);
-    config.receive_c2d = false;
     // The idle time-out the device announces in its open (§2.4.5): a hub that
     // sends nothing for that long is gone.
-    config.keep_alive = Duration::from_secs(1);
-    config.backoff =
-        Backoff { initial: Duration::from_millis(200), max: Duration::from_millis(400) };
-    let device = match DeviceClient::connect(config, ClientTransport::new(Transport::AmqpTcp)) {
-        Ok(device) => device,
-        Err(e) => panic!("{e}"),
-    };
+    let device = device_with(hub.port(), Transport::AmqpTcp, |config| {
+        config.keep_alive = Duration::from_secs(1);
+    });
     let id = send(&device, "to-a-silent-hub");
     let mut first = hub.accept_amqp();
     let original = first.serve_until_telemetry();

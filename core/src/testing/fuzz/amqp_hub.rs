@@ -91,27 +91,34 @@ fn transfer(handle: u32, delivery_id: u32, message: &message::Message) -> Vec<u8
     frame
 }
 
+/// The client's AMQP header, `open` and `begin` on channel 0, then `then`.
+fn opening(then: &[Performative]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    ProtocolHeader::AMQP.encode(&mut out);
+    let mut out = out.to_vec();
+    let open = Open {
+        hostname: Some(Utf8Bytes::from_static("localhost")),
+        ..Open::new(Utf8Bytes::from_static("fuzz-device"))
+    };
+    for p in [Performative::Open(open), Performative::Begin(Begin::new(0, 100, 100))] {
+        out.extend_from_slice(&amqp_frame_bytes(0, &p));
+    }
+    for p in then {
+        out.extend_from_slice(&amqp_frame_bytes(0, p));
+    }
+    out
+}
+
 /// The client's header, `open`, `begin`, CBS links with a valid put-token for
 /// `dev1`, and its telemetry and C2D links with credit: in three steps, each sent
 /// once the hub has answered the one before, as a client must (a transfer waits
 /// for the hub's credit, an attach for the token).
 fn device_hello() -> [Vec<u8>; 3] {
-    let mut header = BytesMut::new();
-    ProtocolHeader::AMQP.encode(&mut header);
-    let mut links = header.to_vec();
-    let open = Open {
-        hostname: Some(Utf8Bytes::from_static("localhost")),
-        ..Open::new(Utf8Bytes::from_static("fuzz-device"))
-    };
-    for p in [
-        Performative::Open(open),
-        Performative::Begin(Begin::new(0, 100, 100)),
+    let links = opening(&[
         attach("cbs-sender", CBS_REQUESTS, Role::Sender, "$cbs"),
         attach("cbs-receiver", CBS_RESPONSES, Role::Receiver, "$cbs"),
         flow(CBS_RESPONSES, 10),
-    ] {
-        links.extend_from_slice(&amqp_frame_bytes(0, &p));
-    }
+    ]);
     let expiry = START + Duration::from_secs(3600);
     let token = match SasToken::sign("localhost/devices/dev1", KEY, expiry, None) {
         Ok(t) => t,
@@ -208,19 +215,7 @@ pub(super) fn sasl_seeds() -> Vec<Vec<u8>> {
         response.extend_from_slice(token.as_bytes());
         response
     };
-    let mut amqp = BytesMut::new();
-    ProtocolHeader::AMQP.encode(&mut amqp);
-    let open = Open {
-        hostname: Some(Utf8Bytes::from_static("localhost")),
-        ..Open::new(Utf8Bytes::from_static("fuzz-device"))
-    };
-    for p in [
-        Performative::Open(open),
-        Performative::Begin(Begin::new(0, 100, 100)),
-        attach("events", EVENTS, Role::Sender, "/devices/dev1/messages/events"),
-    ] {
-        amqp.extend_from_slice(&amqp_frame_bytes(0, &p));
-    }
+    let amqp = opening(&[attach("events", EVENTS, Role::Sender, "/devices/dev1/messages/events")]);
     let telemetry = {
         let m = iothub::Message::new(Bytes::from_static(b"{\"t\":1}"));
         match message::from_iothub(&m, &HubStamps::default()) {
