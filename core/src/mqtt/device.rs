@@ -82,6 +82,11 @@ pub struct DeviceSession {
     in_flight: VecDeque<(TelemetryId, Publish)>,
     /// C2D deliveries shown to the application and not yet acknowledged.
     c2d: BTreeMap<PacketId, C2dState>,
+    /// QoS 1 PUBLISHes received on this connection and not yet acknowledged, in
+    /// arrival order, each with whether its PUBACK may go: PUBACKs go out in the
+    /// order their PUBLISHes arrived [MQTT-4.6.0-2], so a completed C2D message
+    /// waits for the ones that came before it.
+    pubacks: VecDeque<(PacketId, bool)>,
     /// SUBSCRIBEs sent and not yet answered: what each asks for.
     subscribing: BTreeMap<PacketId, Vec<Subscription>>,
     /// The subscriptions the hub holds in its session.
@@ -131,8 +136,9 @@ enum TwinRequest {
 enum C2dState {
     /// Shown to the application, which has not settled it.
     Delivered,
-    /// Completed while offline: the PUBACK goes out when the hub sends it again.
-    CompletedOffline,
+    /// Completed; its PUBACK waits for the PUBLISHes that arrived before it or,
+    /// when completed offline, for the hub to send it again.
+    Completed,
 }
 
 impl DeviceSession {
@@ -166,6 +172,7 @@ impl DeviceSession {
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
             c2d: BTreeMap::new(),
+            pubacks: VecDeque::new(),
             subscribing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
             last_twin_request: 0,
@@ -292,7 +299,8 @@ impl DeviceSession {
     }
 
     /// Settles a C2D delivery. Over MQTT only [`Disposition::Complete`] exists: it
-    /// sends the PUBACK [MQTT-4.3.2-2]; reject and abandon are refused.
+    /// sends the PUBACK [MQTT-4.3.2-2], once the PUBLISHes that arrived before this
+    /// one are acknowledged too [MQTT-4.6.0-2]; reject and abandon are refused.
     pub fn settle(
         &mut self,
         now: Timestamp,
@@ -302,16 +310,37 @@ impl DeviceSession {
         if disposition != Disposition::Complete {
             return Err(DispositionError::Unsupported { protocol: Protocol::Mqtt, disposition });
         }
-        let Some(id) = lock.packet_id().filter(|id| self.c2d.contains_key(id)) else {
+        let Some(id) = lock.packet_id().filter(|id| self.c2d.get(id) == Some(&C2dState::Delivered))
+        else {
             return Err(DispositionError::UnknownLockToken(*lock));
         };
-        if matches!(self.state, State::Connected { .. }) {
-            self.c2d.remove(&id);
-            self.send(now, &Packet::PubAck(id));
-        } else {
-            self.c2d.insert(id, C2dState::CompletedOffline);
+        self.c2d.insert(id, C2dState::Completed);
+        if let Some(entry) = self.pubacks.iter_mut().find(|(pending, _)| *pending == id) {
+            entry.1 = true;
+            self.send_pubacks(now);
         }
         Ok(())
+    }
+
+    /// Sends the PUBACKs that may go, in arrival order [MQTT-4.6.0-2]: the run of
+    /// ready ones at the front of the queue.
+    fn send_pubacks(&mut self, now: Timestamp) {
+        while let Some(&(id, true)) = self.pubacks.front() {
+            self.pubacks.pop_front();
+            if self.c2d.get(&id) == Some(&C2dState::Completed) {
+                self.c2d.remove(&id);
+            }
+            self.send(now, &Packet::PubAck(id));
+        }
+    }
+
+    /// A QoS 1 PUBLISH arrived: its PUBACK joins the queue, ready or waiting for
+    /// the application. One the hub sent again on this connection is already there.
+    fn received_qos1(&mut self, now: Timestamp, id: PacketId, ready: bool) {
+        if !self.pubacks.iter().any(|(pending, _)| *pending == id) {
+            self.pubacks.push_back((id, ready));
+        }
+        self.send_pubacks(now);
     }
 
     /// Sends DISCONNECT if connected, closes, and stops reconnecting. Telemetry not
@@ -638,7 +667,7 @@ impl DeviceSession {
     /// acknowledged at once; a topic only devices publish on is dropped.
     fn handle_iothub_publish(&mut self, now: Timestamp, topic: IotHubTopic, publish: Publish) {
         if let (QoS::AtLeastOnce, Some(id)) = (publish.qos, publish.packet_id) {
-            self.send(now, &Packet::PubAck(id));
+            self.received_qos1(now, id, true);
         }
         match topic {
             IotHubTopic::TwinResponse { status, rid, version } => {
@@ -678,13 +707,15 @@ impl DeviceSession {
         }
         if let Some(id) = lock {
             match self.c2d.get(&id) {
-                Some(C2dState::CompletedOffline) => {
-                    self.c2d.remove(&id);
-                    self.send(now, &Packet::PubAck(id));
+                Some(C2dState::Completed) => {
+                    self.received_qos1(now, id, true);
                     return Ok(());
                 }
                 // The hub sent it again before we settled it: shown once is enough.
-                Some(C2dState::Delivered) if publish.dup => return Ok(()),
+                Some(C2dState::Delivered) if publish.dup => {
+                    self.received_qos1(now, id, false);
+                    return Ok(());
+                }
                 _ => {}
             }
         }
@@ -703,13 +734,14 @@ impl DeviceSession {
                 // Not a C2D message for this device (a broker relaying other traffic):
                 // acknowledge so the sender's window moves, and drop it.
                 if let Some(id) = lock {
-                    self.send(now, &Packet::PubAck(id));
+                    self.received_qos1(now, id, true);
                 }
                 return Ok(());
             }
         };
         if let Some(id) = lock {
             self.c2d.insert(id, C2dState::Delivered);
+            self.received_qos1(now, id, false);
         }
         self.events.push_back(DeviceEvent::C2d(C2dMessage {
             lock_token: lock.map(LockToken::from_packet_id),
@@ -766,6 +798,9 @@ impl DeviceSession {
 
     fn connection_lost(&mut self, now: Timestamp, reason: DisconnectReason) {
         self.rx.clear();
+        // The order binds one connection's PUBLISHes; on the next one the hub sends
+        // again what was not acknowledged, and that order counts [MQTT-4.4.0-1].
+        self.pubacks.clear();
         self.subscribing.clear();
         if self.config.clean_session {
             self.subscribed.clear();

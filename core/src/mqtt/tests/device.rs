@@ -290,6 +290,71 @@ fn reject_and_abandon_are_refused_over_mqtt() {
     );
 }
 
+fn pubacks_sent(pair: &Pair, d: usize) -> Vec<crate::mqtt::PacketId> {
+    pair.devices[d]
+        .packets_to_hub()
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::PubAck(id) => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mqtt_4_6_0_2_c2d_pubacks_follow_arrival_order_whatever_order_the_application_completes_in() {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = pair.add_device("dev1", |_| {});
+    pair.drive();
+    for body in [&b"1"[..], b"2", b"3"] {
+        pair.send_c2d("dev1", Message::new(body)).unwrap();
+    }
+    let received = pair.c2d_received(d);
+    let locks: Vec<_> = received.iter().map(|m| m.lock_token.unwrap()).collect();
+    let ids: Vec<_> = locks.iter().map(|l| l.packet_id().unwrap()).collect();
+    assert_eq!(received.len(), 3);
+    pair.settle(d, &locks[2], Disposition::Complete).unwrap();
+    pair.settle(d, &locks[1], Disposition::Complete).unwrap();
+    pair.drive();
+    assert_eq!(pubacks_sent(&pair, d), [], "the first PUBLISH is not yet acknowledged");
+    assert_eq!(
+        pair.settle(d, &locks[2], Disposition::Complete),
+        Err(DispositionError::UnknownLockToken(locks[2])),
+        "completed once is enough, even while its PUBACK waits"
+    );
+    pair.settle(d, &locks[0], Disposition::Complete).unwrap();
+    pair.drive();
+    assert_eq!(pubacks_sent(&pair, d), ids, "PUBACKs in the order the PUBLISHes arrived");
+    let completed = pair.hub_events.iter().filter(
+        |e| matches!(e, HubEvent::C2dSettled(s) if s.outcome == crate::hub::Outcome::Completed),
+    );
+    assert_eq!(completed.count(), 3);
+}
+
+#[test]
+fn mqtt_4_6_0_2_a_c2d_message_held_by_the_application_holds_later_pubacks_until_the_connection_ends()
+ {
+    let mut pair = Pair::new(HubConfig::default());
+    let d = pair.add_device("dev1", |_| {});
+    pair.drive();
+    pair.send_c2d("dev1", Message::new(&b"held"[..])).unwrap();
+    pair.send_c2d("dev1", Message::new(&b"done"[..])).unwrap();
+    let locks: Vec<_> = pair.c2d_received(d).iter().map(|m| m.lock_token.unwrap()).collect();
+    pair.settle(d, &locks[1], Disposition::Complete).unwrap();
+    pair.drive();
+    assert_eq!(pubacks_sent(&pair, d), []);
+    // On the next connection the hub sends both again: the completed one is
+    // acknowledged behind the held one, in the new arrival order.
+    pair.break_connection(d);
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.c2d_received(d).len(), 2, "nothing shown twice");
+    assert_eq!(pubacks_sent(&pair, d), []);
+    pair.settle(d, &locks[0], Disposition::Complete).unwrap();
+    pair.drive();
+    let ids: Vec<_> = locks.iter().map(|l| l.packet_id().unwrap()).collect();
+    assert_eq!(pubacks_sent(&pair, d), ids);
+}
+
 #[test]
 fn c2d_completed_while_offline_is_acknowledged_when_the_hub_resends_it() {
     let mut pair = Pair::new(HubConfig::default());
