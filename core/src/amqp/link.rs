@@ -175,7 +175,8 @@ pub enum LinkState {
     /// Both `attach`es exchanged: transfers and flows move.
     Attached,
     /// This side's `detach` is sent, the peer's awaited; the peer's transfers and
-    /// flows are dropped meanwhile.
+    /// flows are dropped meanwhile, unless this side detached for the peer's error
+    /// on the link: then they end the session ([`LinkError::ErrantLink`]).
     DetachSent,
 }
 
@@ -352,6 +353,19 @@ pub enum LinkError {
         /// The peer's handle.
         handle: Handle,
     },
+    /// Input for a link this side detached for an error the peer made on it (a
+    /// transfer, a flow, a disposition of its deliveries, or a pipelined attach
+    /// of its name) before the peer's detach: "If any input (other than a detach)
+    /// related to the endpoint either via the input handle or delivery-ids be
+    /// received, the session MUST be terminated with an errant-link
+    /// session-error" (§2.6.5), and so must a pipelined attach.
+    #[error("{link}: {performative} for a link detached for the peer's error (AMQP 1.0 §2.6.5)")]
+    ErrantLink {
+        /// The link.
+        link: LinkId,
+        /// The performative's name.
+        performative: &'static str,
+    },
     /// A peer attach when no handle up to the peer's handle-max is free to answer
     /// it with: the session ends with `amqp:resource-limit-exceeded`.
     #[error("{session}: no handle left to answer the peer's attach")]
@@ -415,6 +429,7 @@ impl LinkError {
             LinkError::HandleOutOfRange { .. } => condition::CONNECTION_FRAMING_ERROR,
             LinkError::HandleInUse { .. } => condition::SESSION_HANDLE_IN_USE,
             LinkError::UnattachedHandle { .. } => condition::SESSION_UNATTACHED_HANDLE,
+            LinkError::ErrantLink { .. } => condition::SESSION_ERRANT_LINK,
             LinkError::NoFreeHandle { .. } => condition::RESOURCE_LIMIT_EXCEEDED,
             LinkError::TransferLimitExceeded { .. } => condition::LINK_TRANSFER_LIMIT_EXCEEDED,
             LinkError::TransferFromReceiver { .. } => condition::ILLEGAL_STATE,
@@ -429,6 +444,7 @@ impl LinkError {
             LinkError::HandleInUse { session, .. }
             | LinkError::UnattachedHandle { session, .. }
             | LinkError::NoFreeHandle { session } => Scope::Session(session),
+            LinkError::ErrantLink { link, .. } => Scope::Session(link.session),
             LinkError::TransferLimitExceeded { link }
             | LinkError::TransferFromReceiver { link }
             | LinkError::InvalidTransfer { link, .. } => Scope::Link(link),
@@ -619,6 +635,11 @@ struct SessionLinks {
     attaching: BTreeSet<Handle>,
     /// The peer's handle to this side's (§2.6.2).
     remote: BTreeMap<Handle, Handle>,
+    /// Links this side detached for the peer's error on them, until the peer's
+    /// detach: other input for them ends the session (§2.6.5). A link the
+    /// application detached with an error (stolen, unauthorized, refused) is not
+    /// one: the peer's frames sent before it saw that detach are dropped.
+    errant: BTreeSet<Handle>,
     /// Deliveries this side sent unsettled, by delivery-id: the link's handle.
     outgoing: BTreeMap<DeliveryNumber, Handle>,
     /// Deliveries this side received unsettled, by delivery-id: the link's handle
@@ -638,6 +659,7 @@ impl SessionLinks {
             unused: 0,
             attaching: BTreeSet::new(),
             remote: BTreeMap::new(),
+            errant: BTreeSet::new(),
             outgoing: BTreeMap::new(),
             incoming: BTreeMap::new(),
             ending: false,
@@ -663,6 +685,7 @@ impl SessionLinks {
         let link = self.links.remove(&handle)?;
         self.freed.insert(handle);
         self.attaching.remove(&handle);
+        self.errant.remove(&handle);
         if let Some(remote) = &link.remote {
             self.remote.remove(&remote.handle);
         }
@@ -1129,17 +1152,23 @@ impl Links {
                     s.unused = 0;
                     s.attaching.clear();
                     s.remote.clear();
+                    s.errant.clear();
                     s.outgoing.clear();
                     s.incoming.clear();
                 }
             }
             Scope::Link(link) => {
-                let _ = match self.state(link) {
+                let detached = match self.state(link) {
                     Some(LinkState::AttachReceived) => {
                         self.refuse_attach(sessions, conn, now, link, error)
                     }
                     _ => self.detach(sessions, conn, now, link, true, Some(error)),
                 };
+                if detached.is_ok()
+                    && let Some(s) = self.sessions.get_mut(&link.session)
+                {
+                    s.errant.insert(link.handle);
+                }
             }
             // Rejected where it was found, with the delivery at hand.
             Scope::Delivery => {}
@@ -1158,10 +1187,7 @@ impl Links {
         let name = performative.definition().name;
         let handle = match &performative {
             Performative::Attach(attach) => return self.on_attach(session, attach.clone()),
-            Performative::Disposition(d) => {
-                self.on_disposition(session, d);
-                return Ok(());
-            }
+            Performative::Disposition(d) => return self.on_disposition(session, d),
             Performative::Transfer(t) => t.handle,
             Performative::Detach(d) => d.handle,
             Performative::Flow(f) => match f.handle {
@@ -1176,6 +1202,9 @@ impl Links {
             return Err(LinkError::UnattachedHandle { session, performative: name, handle });
         };
         let link = LinkId { session, handle: ours };
+        if s.errant.contains(&ours) && !matches!(performative, Performative::Detach(_)) {
+            return Err(LinkError::ErrantLink { link, performative: name });
+        }
         match performative {
             Performative::Detach(detach) => {
                 self.on_detach(sessions, conn, now, link, detach);
@@ -1199,6 +1228,19 @@ impl Links {
             return Err(LinkError::HandleOutOfRange { session, handle, max });
         }
         let Some(s) = self.sessions.get_mut(&session) else { return Ok(()) };
+        // An attach of an errant link's name that resumes nothing (an empty
+        // unsettled map) is a pipelined attach (§2.6.5).
+        let pipelined = s.errant.iter().copied().find(|h| {
+            s.links
+                .get(h)
+                .and_then(|l| l.remote.as_ref())
+                .is_some_and(|remote| remote.name == attach.name && remote.role == attach.role)
+                && attach.unsettled.is_empty()
+        });
+        if let Some(ours) = pipelined {
+            let link = LinkId { session, handle: ours };
+            return Err(LinkError::ErrantLink { link, performative: "attach" });
+        }
         if s.remote.contains_key(&handle) {
             return Err(LinkError::HandleInUse { session, handle });
         }
@@ -1456,8 +1498,9 @@ impl Links {
     /// The peer's disposition (§2.7.6): its role names whose deliveries it covers
     /// (a receiver's, this side's sent ones); ids no unsettled delivery has are
     /// ignored, as the peer may settle what this side has already forgotten.
-    fn on_disposition(&mut self, session: SessionId, d: &Disposition) {
-        let Some(s) = self.sessions.get_mut(&session) else { return };
+    /// One covering a delivery of an errant link ends the session (§2.6.5).
+    fn on_disposition(&mut self, session: SessionId, d: &Disposition) -> Result<(), LinkError> {
+        let Some(s) = self.sessions.get_mut(&session) else { return Ok(()) };
         let last = d.last.unwrap_or(d.first);
         let covered: alloc::vec::Vec<(DeliveryNumber, Handle)> = match d.role {
             Role::Receiver => s
@@ -1473,6 +1516,10 @@ impl Links {
                 .map(|(id, (h, _))| (*id, *h))
                 .collect(),
         };
+        if let Some(&(_, handle)) = covered.iter().find(|(_, h)| s.errant.contains(h)) {
+            let link = LinkId { session, handle };
+            return Err(LinkError::ErrantLink { link, performative: "disposition" });
+        }
         for (delivery_id, handle) in covered {
             // Each direction numbers its deliveries on its own (§2.7.5 delivery-id):
             // the peer's receiver settles this side's outgoing ones, its sender the
@@ -1494,6 +1541,7 @@ impl Links {
                 settled: d.settled,
             });
         }
+        Ok(())
     }
 
     fn session(&mut self, session: SessionId) -> Result<&mut SessionLinks, CommandError> {

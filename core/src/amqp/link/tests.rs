@@ -289,12 +289,23 @@ impl Pair {
     /// As [`Pair::client_raw`], returning the performatives the server answers
     /// with (then handed to the client).
     fn client_raw_answers(&mut self, p: Performative, payload: &[u8]) -> Vec<Performative> {
+        self.client_raw_batch_answers(vec![(p, payload)])
+    }
+
+    /// As [`Pair::client_raw_answers`] with several frames in one read: frames the
+    /// client sent before it could see the server's answer to the first.
+    fn client_raw_batch_answers(
+        &mut self,
+        frames: Vec<(Performative, &[u8])>,
+    ) -> Vec<Performative> {
         let c = &mut self.client;
-        match p {
-            Performative::Transfer(t) => {
-                c.sessions.transfer(&mut c.conn, self.now, self.c_session, t, payload).unwrap();
+        for (p, payload) in frames {
+            match p {
+                Performative::Transfer(t) => {
+                    c.sessions.transfer(&mut c.conn, self.now, self.c_session, t, payload).unwrap();
+                }
+                p => c.sessions.send(&mut c.conn, self.now, self.c_session, p).unwrap(),
             }
-            p => c.sessions.send(&mut c.conn, self.now, self.c_session, p).unwrap(),
         }
         let to_server = self.client.drain();
         self.server.feed(self.now, &to_server);
@@ -815,6 +826,140 @@ fn s2_6_5_detach_with_error_is_answered_and_frees_the_handle() {
     // The handle is free again.
     let (again, _) = pair.attach_with(spec("events2", Role::Sender), |_| {});
     assert_eq!(again.handle, snd.handle);
+}
+
+/// The server's answers, by name, with the condition of each detach and end.
+fn answered(answers: &[Performative]) -> Vec<(&'static str, Option<Symbol>)> {
+    answers
+        .iter()
+        .map(|p| {
+            let condition = match p {
+                Performative::Detach(d) => d.error.as_ref().map(|e| e.condition.clone()),
+                Performative::End(e) => e.error.as_ref().map(|e| e.condition.clone()),
+                _ => None,
+            };
+            (p.definition().name, condition)
+        })
+        .collect()
+}
+
+/// A transfer without credit: the link's error, then `frame` from a client that
+/// has not yet seen the detach. Returns the server's answers.
+fn after_a_link_error(pair: &mut Pair, frame: Performative) -> Vec<(&'static str, Option<Symbol>)> {
+    let answers =
+        pair.client_raw_batch_answers(vec![(raw_transfer(0, b"t", false), b"m"), (frame, b"")]);
+    answered(&answers)
+}
+
+#[test]
+fn s2_6_5_a_transfer_for_a_link_detached_for_the_peers_error_ends_the_session_with_errant_link() {
+    let mut pair = Pair::new();
+    let (_, rcv) = pair.attach_with(spec("events", Role::Sender), |_| {});
+    let answers = after_a_link_error(&mut pair, raw_transfer(0, b"u", false));
+    let limit = condition::LINK_TRANSFER_LIMIT_EXCEEDED;
+    let errant = condition::SESSION_ERRANT_LINK;
+    assert_eq!(answers, vec![("detach", Some(limit.clone())), ("end", Some(errant.clone()))]);
+    assert_eq!(pair.server.error_conditions(), vec![limit, errant]);
+    assert!(pair.server.deliveries().is_empty());
+    assert!(pair.server.links.state(rcv).is_none(), "the session's links are gone");
+}
+
+#[test]
+fn s2_6_5_a_flow_for_a_link_detached_for_the_peers_error_ends_the_session_with_errant_link() {
+    let mut pair = Pair::new();
+    pair.attach_with(spec("events", Role::Sender), |_| {});
+    let flow = Flow {
+        handle: Some(0),
+        delivery_count: Some(1),
+        link_credit: Some(0),
+        next_incoming_id: Some(0),
+        ..Flow::default()
+    };
+    let answers = after_a_link_error(&mut pair, Performative::Flow(flow));
+    assert_eq!(answers.last(), Some(&("end", Some(condition::SESSION_ERRANT_LINK))));
+}
+
+#[test]
+fn s2_6_5_a_pipelined_attach_after_a_link_error_ends_the_session_with_errant_link() {
+    let mut pair = Pair::new();
+    pair.attach_with(spec("events", Role::Sender), |_| {});
+    let reattach = spec("events", Role::Sender).attach(1);
+    let answers = after_a_link_error(&mut pair, Performative::Attach(Box::new(reattach)));
+    assert_eq!(answers.last(), Some(&("end", Some(condition::SESSION_ERRANT_LINK))));
+    assert!(
+        !pair.server.events.iter().any(|e| matches!(e, LinkEvent::AttachRequested { .. })),
+        "the pipelined attach is not offered to the application"
+    );
+}
+
+#[test]
+fn s2_6_5_a_disposition_of_an_errant_links_delivery_ends_the_session_with_errant_link() {
+    let mut pair = Pair::new();
+    // The server sends on "c2d"; the client's receiver gives credit and gets one
+    // unsettled delivery.
+    let (rcv, snd) = pair.attach_with(spec("c2d", Role::Receiver), |_| {});
+    let c = &mut pair.client;
+    c.links.flow(&mut c.sessions, &mut c.conn, T0, rcv, 1, false).unwrap();
+    pair.pump();
+    let s = &mut pair.server;
+    let id =
+        s.links.send(&mut s.sessions, &mut s.conn, T0, snd, delivery(b"d", false, Bytes::new()));
+    let id = id.unwrap();
+    pair.pump();
+    // The client transfers on its receiver link (a link error the server finds),
+    // then settles the delivery before it sees the detach.
+    let settle = Disposition {
+        role: Role::Receiver,
+        first: id,
+        last: None,
+        settled: true,
+        state: Some(DeliveryState::Accepted),
+        batchable: false,
+    };
+    let answers = answered(&pair.client_raw_batch_answers(vec![
+        (raw_transfer(rcv.handle, b"t", false), b"m"),
+        (Performative::Disposition(settle), b""),
+    ]));
+    let errant = condition::SESSION_ERRANT_LINK;
+    assert_eq!(answers, vec![("detach", Some(condition::ILLEGAL_STATE)), ("end", Some(errant))]);
+}
+
+#[test]
+fn s2_6_5_a_detach_answering_a_link_error_frees_the_handle_and_the_session_goes_on() {
+    let mut pair = Pair::new();
+    let (snd, _) = pair.attach_with(spec("events", Role::Sender), |_| {});
+    pair.client_raw(raw_transfer(0, b"t", false), b"m");
+    assert_eq!(pair.server.error_conditions(), vec![condition::LINK_TRANSFER_LIMIT_EXCEEDED]);
+    pair.client.take_events();
+    pair.server.take_events();
+    let (again, theirs) = pair.attach_with(spec("events", Role::Sender), |_| {});
+    assert_eq!(again.handle, snd.handle);
+    pair.server_flow(theirs, 1, false);
+    pair.client_send(again, delivery(b"u", true, Bytes::from_static(b"m"))).unwrap();
+    assert_eq!(pair.server.deliveries().len(), 1);
+    assert_eq!(pair.server.error_conditions().len(), 1, "no errant-link");
+}
+
+/// A link the application detaches and says why (stolen, unauthorized) is not in
+/// error: what the peer sent before it saw the detach is dropped, and the
+/// session, carrying other devices' links, goes on.
+#[test]
+fn s2_6_5_frames_in_flight_for_a_link_the_application_detached_with_an_error_are_dropped() {
+    let mut pair = Pair::new();
+    let (snd, rcv) = pair.telemetry(5);
+    let (other, other_rcv) = pair.attach_with(spec("events2", Role::Sender), |_| {});
+    pair.server_flow(other_rcv, 1, false);
+    let s = &mut pair.server;
+    let stolen = Some(err(condition::LINK_STOLEN));
+    s.links.detach(&mut s.sessions, &mut s.conn, T0, rcv, true, stolen).unwrap();
+    // The client's transfer crosses the detach.
+    let t = raw_transfer(snd.handle, b"t", false);
+    let answers = answered(&pair.client_raw_batch_answers(vec![(t, b"m")]));
+    assert_eq!(answers, vec![("detach", Some(condition::LINK_STOLEN))]);
+    assert!(pair.server.errors.is_empty());
+    assert!(pair.server.deliveries().is_empty());
+    pair.client_send(other, delivery(b"o", true, Bytes::from_static(b"m"))).unwrap();
+    assert_eq!(pair.server.deliveries().len(), 1, "the session goes on");
 }
 
 #[test]
