@@ -493,6 +493,10 @@ fn enqueue_from_stdin<S: Scheduler>(server: &HubServer<S>) -> Result<(), StdoutC
         if line.trim().is_empty() {
             continue;
         }
+        // A request's answer line goes out before any event it causes (the
+        // method's result, the message's settlement): the event thread waits on
+        // stdout until this line is handled. The driver never writes to stdout.
+        let _answer_first = out::hold_stdout();
         let request = match ServiceRequest::parse(&line) {
             Ok(ServiceRequest::SendC2d(request)) => request,
             Ok(other) => {

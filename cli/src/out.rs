@@ -27,6 +27,12 @@ pub(crate) fn print(line: impl fmt::Display) -> Result<(), StdoutClosed> {
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|_| StdoutClosed)
 }
 
+/// Holds stdout for this thread until dropped: other threads' [`print`]s wait,
+/// this thread's go through (the lock is reentrant).
+pub(crate) fn hold_stdout() -> io::StdoutLock<'static> {
+    io::stdout().lock()
+}
+
 /// Writes `line` and a newline to stderr, at once. A failure is ignored: stderr is
 /// where failures would be reported.
 pub(crate) fn warn(line: impl fmt::Display) {

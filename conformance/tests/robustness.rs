@@ -24,7 +24,7 @@ use hubwire_core::amqp::delivery_state::DeliveryState;
 use hubwire_core::amqp::frame::{self, Frame, FrameKind, FrameLimits};
 use hubwire_core::amqp::message::{Body, MessageId};
 use hubwire_core::amqp::performative::{
-    Attach, Begin, Close, Detach, Flow, Open, Performative, Role, Source, Target, Terminus,
+    Attach, Begin, Close, Detach, End, Flow, Open, Performative, Role, Source, Target, Terminus,
     Transfer, condition,
 };
 use hubwire_core::amqp::protocol_header::ProtocolHeader;
@@ -1114,6 +1114,58 @@ fn amqp_a_17th_session_closes_the_connection_with_framing_error() {
     let condition = close.error.as_ref().map(|e| e.condition.clone());
     assert_eq!(condition, Some(condition::CONNECTION_FRAMING_ERROR));
     assert_eq!(a_device_is_served(&hub, "dev2", "after-17-sessions"), Vec::<String>::new());
+}
+
+/// §2.6.5: frames for a link the hub detached for the peer's error, sent before
+/// the peer saw the detach, end the session with errant-link; only the session:
+/// the connection goes on and begins another.
+#[test]
+fn amqp_frames_after_a_link_error_end_only_their_session_with_errant_link() {
+    let hub = start_hub();
+    let mut peer = amqp_authenticated(&hub, "dev1");
+    // A transfer on the `$cbs` receiver (handle 1) is the receiver sending: the
+    // hub detaches that link with illegal-state. The flow behind it is errant.
+    let flow = Flow {
+        next_incoming_id: Some(1),
+        incoming_window: u32::MAX,
+        outgoing_window: u32::MAX,
+        handle: Some(1),
+        delivery_count: Some(0),
+        link_credit: Some(10),
+        ..Flow::default()
+    };
+    let wrong_way = transfer(1, 1, &data_message("from the receiver"));
+    peer.send(&[wrong_way, amqp_frame(0, Performative::Flow(flow), b"")].concat());
+    peer.read_until("end", |r| r.iter().any(|i| matches!(i, Amqp::Frame(_, Performative::End(_)))));
+    let errors: Vec<(&str, String)> = peer
+        .received
+        .iter()
+        .filter_map(|i| match i {
+            Amqp::Frame(_, Performative::Detach(d)) => {
+                d.error.as_ref().map(|e| ("detach", e.condition.as_str().to_owned()))
+            }
+            Amqp::Frame(_, Performative::End(e)) => {
+                e.error.as_ref().map(|e| ("end", e.condition.as_str().to_owned()))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        ("detach", condition::ILLEGAL_STATE.as_str().to_owned()),
+        ("end", condition::SESSION_ERRANT_LINK.as_str().to_owned()),
+    ];
+    assert_eq!(errors, expected);
+    // The client ends its side and begins again on the same connection.
+    let begin = Performative::Begin(Begin::new(0, u32::MAX, u32::MAX));
+    let end = Performative::End(End::default());
+    peer.send(&[amqp_frame(0, end, b""), amqp_frame(1, begin, b"")].concat());
+    peer.read_until("a begin answering channel 1", |r| {
+        r.iter().any(
+            |i| matches!(i, Amqp::Frame(_, Performative::Begin(b)) if b.remote_channel == Some(1)),
+        )
+    });
+    assert!(peer.close_received().is_none(), "the connection is not closed");
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-errant-link"), Vec::<String>::new());
 }
 
 #[test]
