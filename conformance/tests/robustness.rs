@@ -782,6 +782,72 @@ fn http_a_chunk_of_1_gib_is_413_before_its_data() {
     assert_eq!(a_device_is_served(&hub, "dev2", "after-1-gib-chunk"), Vec::<String>::new());
 }
 
+/// A chunked POST whose chunk is past the hub's limit, its data still being sent
+/// after the 413 has started: the hub must close in stages (RFC 9112 §9.6: its
+/// answer, then close_notify and FIN, then read and discard until the peer closes)
+/// so that the client's writes are not refused and its reads end in an orderly
+/// close, not a TCP RST that could destroy the answer.
+fn a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset(runtime: &str) {
+    /// Body data written after the answer's head was read: far more than the
+    /// socket buffers take if the hub does not read it.
+    const AFTER_THE_ANSWER: usize = 4 * 1024 * 1024;
+    let hub = start_hub_on(runtime);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
+    let head = format!(
+        "POST /devices/dev1/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n\
+         Authorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        token("dev1")
+    );
+    // RFC 9112 §7.1: a chunk of 0x40000000 bytes, and the first of them.
+    let data = vec![0x55; 16 * 1024];
+    client.send(format!("{head}40000000\r\n").as_bytes());
+    client.send(&data);
+    let answer = client.response_head();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A client sending its body reads the answer only later, as curl does.
+    for written in (0..AFTER_THE_ANSWER).step_by(data.len()) {
+        if let Err(e) = client.try_send(&data) {
+            panic!("the hub refused the body after {written} bytes of it ({e}): a reset");
+        }
+    }
+    let body = client.read_to_close();
+    assert_eq!(client.broken(), None, "the connection broke instead of closing: {answer}");
+    let length = answer.lines().find_map(|line| {
+        line.to_ascii_lowercase().strip_prefix("content-length:")?.trim().parse().ok()
+    });
+    assert_eq!(
+        Some(body.len()),
+        length,
+        "the whole answer: {answer}{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let refused = next_of(&hub.out, &["refused", "transportError"], WAIT);
+    assert!(
+        refused.to_string().contains("413") || refused.to_string().contains("TooLarge"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("mio");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_closes_without_a_reset_on_the_blocking_runtime() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("blocking");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_closes_without_a_reset_on_the_smol_runtime() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("smol");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_closes_without_a_reset_on_the_async_std_runtime() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("async-std");
+}
+
 #[test]
 fn amqp_a_telemetry_delivery_that_never_ends_is_refused_at_the_links_size_limit() {
     let hub = start_hub();
