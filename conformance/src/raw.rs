@@ -100,11 +100,13 @@ impl TlsClient {
     /// Sends `bytes` as TLS records, and says how the socket refused them (a peer
     /// that reset the connection: `ConnectionReset` or `BrokenPipe`).
     ///
-    /// Errors: the socket's write error.
+    /// Errors: the socket's write error; `WouldBlock` or `TimedOut` when the hub
+    /// took nothing for [`WAIT`].
     pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if let Err(e) = self.tls.send(bytes) {
             panic!("{e}");
         }
+        self.stream.set_write_timeout(Some(WAIT))?;
         while let Some(records) = self.tls.poll_output() {
             self.stream.write_all(&records)?;
         }
