@@ -45,6 +45,9 @@ pub struct TlsClient {
     /// Plain bytes received and not yet taken.
     plain: BytesMut,
     closed: bool,
+    /// The read error that ended the connection, when it broke instead of closing
+    /// (`ConnectionReset`: the hub's kernel sent a TCP RST).
+    broken: Option<std::io::ErrorKind>,
 }
 
 impl TlsClient {
@@ -67,7 +70,8 @@ impl TlsClient {
             Ok(t) => t,
             Err(e) => panic!("{e}"),
         };
-        let mut client = TlsClient { stream, tls, plain: BytesMut::new(), closed: false };
+        let mut client =
+            TlsClient { stream, tls, plain: BytesMut::new(), closed: false, broken: None };
         client.flush();
         let deadline = Instant::now() + WAIT;
         while client.tls.is_handshaking() {
@@ -93,6 +97,22 @@ impl TlsClient {
         self.flush();
     }
 
+    /// Sends `bytes` as TLS records, and says how the socket refused them (a peer
+    /// that reset the connection: `ConnectionReset` or `BrokenPipe`).
+    ///
+    /// Errors: the socket's write error; `WouldBlock` or `TimedOut` when the hub
+    /// took nothing for [`WAIT`].
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Err(e) = self.tls.send(bytes) {
+            panic!("{e}");
+        }
+        self.stream.set_write_timeout(Some(WAIT))?;
+        while let Some(records) = self.tls.poll_output() {
+            self.stream.write_all(&records)?;
+        }
+        Ok(())
+    }
+
     /// Reads one chunk, or nothing within 200 ms.
     pub fn read_some(&mut self) {
         let _ = self.stream.set_read_timeout(Some(READ_TURN));
@@ -107,13 +127,22 @@ impl TlsClient {
                 self.closed |= self.tls.is_closed();
             }
             Err(e) if is_timeout(&e) => {}
-            Err(_) => self.closed = true,
+            Err(e) => {
+                self.closed = true;
+                self.broken = Some(e.kind());
+            }
         }
     }
 
     /// Whether the hub closed the connection (or it broke).
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// The read error that ended the connection, if it broke rather than closed
+    /// (a TCP RST reads as `ConnectionReset`).
+    pub fn broken(&self) -> Option<std::io::ErrorKind> {
+        self.broken
     }
 
     /// Plain bytes received and not yet taken.

@@ -9,7 +9,7 @@
 //! bounded (`VmRSS`). The flood and the descriptor siege run on every runtime
 //! `hubwire hub --runtime` offers, since each paces and accepts in its own code.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::thread;
@@ -553,6 +553,16 @@ fn http_post_head(device_id: &str, length: u64) -> String {
     )
 }
 
+/// The head of a telemetry POST for `device_id` with a chunked body (RFC 9112
+/// §7.1).
+fn chunked_post_head(device_id: &str) -> String {
+    format!(
+        "POST /devices/{device_id}/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n\
+         Authorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        token(device_id)
+    )
+}
+
 // ---------------------------------------------------------------------------------
 // 1. A peer that disappears mid-packet
 
@@ -767,11 +777,7 @@ fn http_a_chunk_of_1_gib_is_413_before_its_data() {
     let hub = start_hub();
     let before = rss_kib(&hub);
     let mut client = TlsClient::connect(&hub.https, &hub.ca);
-    let head = format!(
-        "POST /devices/dev1/messages/events?{API} HTTP/1.1\r\nHost: {HOST}\r\n\
-         Authorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
-        token("dev1")
-    );
+    let head = chunked_post_head("dev1");
     // RFC 9112 §7.1: a chunk-size line of 0x40000000 bytes, then none of them.
     client.send(format!("{head}40000000\r\n").as_bytes());
     let answer = client.response_head();
@@ -780,6 +786,97 @@ fn http_a_chunk_of_1_gib_is_413_before_its_data() {
     client.wait_closed();
     assert_memory_bounded(&hub, before, 50);
     assert_eq!(a_device_is_served(&hub, "dev2", "after-1-gib-chunk"), Vec::<String>::new());
+}
+
+/// A chunked POST whose chunk is past the hub's limit, its data still being sent
+/// after the 413 has started: the hub must close in stages (RFC 9112 §9.6: its
+/// answer, then close_notify and FIN, then read and discard until the peer closes)
+/// so that the client's writes are not refused and its reads end in an orderly
+/// close, not a TCP RST that could destroy the answer.
+fn a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset(runtime: &str) {
+    /// Body data written after the answer's head was read: far more than the
+    /// socket buffers take if the hub does not read it.
+    const AFTER_THE_ANSWER: usize = 4 * 1024 * 1024;
+    let hub = start_hub_on(runtime);
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
+    let head = chunked_post_head("dev1");
+    // RFC 9112 §7.1: a chunk of 0x40000000 bytes, and the first of them.
+    let data = vec![0x55; 16 * 1024];
+    client.send(format!("{head}40000000\r\n").as_bytes());
+    client.send(&data);
+    let answer = client.response_head();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A client sending its body reads the answer only later, as curl does.
+    for written in (0..AFTER_THE_ANSWER).step_by(data.len()) {
+        if let Err(e) = client.try_send(&data) {
+            panic!("the hub refused the body after {written} bytes of it ({e}): a reset");
+        }
+    }
+    let body = client.read_to_close();
+    assert_eq!(client.broken(), None, "the connection broke instead of closing: {answer}");
+    let length = answer.lines().find_map(|line| {
+        line.to_ascii_lowercase().strip_prefix("content-length:")?.trim().parse().ok()
+    });
+    assert_eq!(
+        Some(body.len()),
+        length,
+        "the whole answer: {answer}{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let refused = next_of(&hub.out, &["refused"], WAIT);
+    assert_eq!(refused["code"], 413001, "{refused}");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("mio");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_closes_without_a_reset_on_the_blocking_runtime() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("blocking");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_closes_without_a_reset_on_the_smol_runtime() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("smol");
+}
+
+#[test]
+fn http_a_413_to_a_body_still_being_sent_closes_without_a_reset_on_the_async_std_runtime() {
+    a_413_to_a_body_still_being_sent_is_read_whole_and_closed_without_a_reset("async-std");
+}
+
+#[test]
+fn http_a_body_sent_on_forever_after_a_413_is_cut_off_after_the_linger_on_every_runtime() {
+    let runtimes = ["mio", "blocking", "smol", "async-std"].map(|runtime| {
+        thread::spawn(move || {
+            let hub = start_hub_on(runtime);
+            let mut client = TlsClient::connect(&hub.https, &hub.ca);
+            client.send(format!("{}40000000\r\n", chunked_post_head("dev1")).as_bytes());
+            let answer = client.response_head();
+            assert!(answer.starts_with("HTTP/1.1 413"), "{runtime}: {answer}");
+            // The hub reads what follows only for a while (hubwire_runtime::LINGER,
+            // two seconds): a peer that never stops is cut off, its data unread.
+            let started = Instant::now();
+            let data = vec![0x55; 16 * 1024];
+            let cut = loop {
+                if let Err(e) = client.try_send(&data) {
+                    break e;
+                }
+                assert!(started.elapsed() < WAIT, "{runtime}: the hub read on for {WAIT:?}");
+            };
+            let reset = [ErrorKind::ConnectionReset, ErrorKind::BrokenPipe];
+            assert!(reset.contains(&cut.kind()), "{runtime}: {cut}");
+            let lingered = started.elapsed();
+            assert!(lingered > Duration::from_secs(1), "{runtime}: cut after {lingered:?}");
+        })
+    });
+    for runtime in runtimes {
+        if let Err(panic) = runtime.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 #[test]

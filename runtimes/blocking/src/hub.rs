@@ -277,14 +277,16 @@ impl Driver {
                         let _ = socket.writer.send(Transmit::Send(bytes));
                     }
                 }
-                // The writer closes the socket after the bytes queued before (or
-                // gives up on a peer that does not read, after [`WRITE_TIMEOUT`]);
-                // the reader, which may be paused until those bytes are written, is
-                // released now, and its close is ignored.
+                // The writer closes the socket in stages after the bytes queued
+                // before (or gives up on a peer that does not read, after
+                // [`WRITE_TIMEOUT`]), reading what the peer still sends itself; the
+                // reader, which may be paused until those bytes are written, is
+                // released now, and what it still reads and its close are ignored.
+                // No read shutdown: reads would end at once, and the writer's
+                // lingering with them.
                 PeerOutput::Close => {
                     if let Some(socket) = self.sockets.remove(&id) {
                         let _ = socket.writer.send(Transmit::Close);
-                        let _ = socket.stream.shutdown(Shutdown::Read);
                         socket.flow.close();
                     }
                 }

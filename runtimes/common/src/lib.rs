@@ -30,5 +30,6 @@ pub mod transcript;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
 pub use served::{
-    EVENT_BACKLOG, EventQueue, EventSink, HubServerEvent, Offer, PeerId, PeerOutput, ServedHub,
+    EVENT_BACKLOG, EventQueue, EventSink, HubServerEvent, LINGER, Offer, PeerId, PeerOutput,
+    ServedHub,
 };

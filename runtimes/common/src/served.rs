@@ -47,8 +47,21 @@ pub enum PeerOutput {
     /// Close the socket once the bytes given before are written. The hub has
     /// forgotten the peer: anything still read from it is ignored, and
     /// [`ServedHub::handle_close`] for it is not needed.
+    ///
+    /// The close goes in stages (RFC 9112 §9.6, "Tear-down"): the bytes given
+    /// before (a TLS connection's close_notify is among them), then a shutdown of
+    /// the socket's write side (TCP FIN), then reading and discarding what the peer
+    /// still sends until it closes too, fails, or [`LINGER`] passes, and only then
+    /// the socket is closed. Closed at once, a socket with unread input makes the
+    /// kernel send a TCP RST, which can destroy the answer before the peer reads
+    /// it (a 413 to a body still being sent).
     Close,
 }
+
+/// How long a closed connection goes on reading and discarding what its peer
+/// still sends after this side's FIN ([`PeerOutput::Close`]): time for the peer
+/// to read the answer and close its side. A peer that sends longer is cut off.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the hub tells its application.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use hubwire_core::Timestamp;
 use hubwire_core::time::Duration;
 use hubwire_runtime::listen::Listen;
 use hubwire_runtime::sync::{HubCommand, HubDriver};
-use hubwire_runtime::{EventSink, HubServerEvent, PeerId, PeerOutput, ServedHub, clock};
+use hubwire_runtime::{EventSink, HubServerEvent, LINGER, PeerId, PeerOutput, ServedHub, clock};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -37,7 +37,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// How long a closed connection's last bytes may wait for a peer that does not
 /// read before the socket is dropped regardless.
-const CLOSE_LINGER: Duration = Duration::from_secs(30);
+const LAST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Readiness events taken from the kernel per wait.
 const EVENTS: usize = 1024;
@@ -89,7 +89,7 @@ impl HubLoop {
             events: EventSink::new(events),
             conns: BTreeMap::new(),
             readable: BTreeSet::new(),
-            lingering: BTreeSet::new(),
+            closing: BTreeSet::new(),
             accept_again: None,
             buffer: vec![0; READ_BUFFER],
         };
@@ -127,9 +127,30 @@ struct Peer {
     /// Readiness to read not yet consumed: the socket is readable until a read
     /// says `WouldBlock` (edge-triggered).
     unread: bool,
-    /// The hub has forgotten it: it is dropped once its last bytes are written, or
-    /// at this deadline.
-    closing: Option<Timestamp>,
+    stage: Stage,
+}
+
+/// How far a peer is in its close ([`PeerOutput::Close`], RFC 9112 §9.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Served: what it sends goes to the hub.
+    Open,
+    /// The hub has forgotten it: its last bytes are being written, until this
+    /// deadline.
+    Flushing(Timestamp),
+    /// Its last bytes are written and its write side shut (FIN): what it still
+    /// sends is read and dropped until it closes, or this deadline.
+    Lingering(Timestamp),
+}
+
+impl Stage {
+    /// When the socket is dropped regardless.
+    fn deadline(self) -> Option<Timestamp> {
+        match self {
+            Stage::Open => None,
+            Stage::Flushing(deadline) | Stage::Lingering(deadline) => Some(deadline),
+        }
+    }
 }
 
 /// The loop thread's state.
@@ -142,8 +163,8 @@ struct Driver {
     conns: BTreeMap<PeerId, Peer>,
     /// Peers with input to read this turn, and not held back by their backlog.
     readable: BTreeSet<PeerId>,
-    /// Closed peers whose last bytes are still being written, by deadline.
-    lingering: BTreeSet<(Timestamp, PeerId)>,
+    /// Closing peers ([`Stage::Flushing`], [`Stage::Lingering`]), by deadline.
+    closing: BTreeSet<(Timestamp, PeerId)>,
     /// After an accept error, when to try again.
     accept_again: Option<Timestamp>,
     buffer: Vec<u8>,
@@ -205,8 +226,8 @@ impl Driver {
     }
 
     fn next_deadline(&self) -> Option<Timestamp> {
-        let linger = self.lingering.first().map(|&(deadline, _)| deadline);
-        let deadline = hubwire_core::time::earliest(self.hub.poll_timeout(), linger);
+        let closing = self.closing.first().map(|&(deadline, _)| deadline);
+        let deadline = hubwire_core::time::earliest(self.hub.poll_timeout(), closing);
         hubwire_core::time::earliest(deadline, self.accept_again)
     }
 
@@ -229,7 +250,7 @@ impl Driver {
                         self.hub.handle_close(now, id);
                         continue;
                     }
-                    let peer = Peer { conn: Conn::new(stream), unread: true, closing: None };
+                    let peer = Peer { conn: Conn::new(stream), unread: true, stage: Stage::Open };
                     self.conns.insert(id, peer);
                     self.readable.insert(id);
                 }
@@ -254,30 +275,41 @@ impl Driver {
     fn mark_readable(&mut self, id: PeerId) {
         if let Some(peer) = self.conns.get_mut(&id) {
             peer.unread = true;
-            if peer.closing.is_none() && !peer.conn.is_backlogged() {
+            let open = peer.stage == Stage::Open && !peer.conn.is_backlogged();
+            if open || matches!(peer.stage, Stage::Lingering(_)) {
                 self.readable.insert(id);
             }
         }
     }
 
-    /// Gives every readable peer one turn of reading.
+    /// Gives every readable peer one turn of reading: an open one's bytes go to
+    /// the hub, a lingering one's nowhere.
     fn read(&mut self, now: Timestamp) {
         for id in std::mem::take(&mut self.readable) {
             let Some(peer) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if peer.closing.is_some() || peer.conn.is_backlogged() {
-                continue;
-            }
+            let open = match peer.stage {
+                Stage::Open if !peer.conn.is_backlogged() => true,
+                Stage::Lingering(_) => false,
+                Stage::Open | Stage::Flushing(_) => continue,
+            };
             let hub = &mut self.hub;
-            match peer.conn.read_turn(&mut self.buffer, |bytes| hub.handle_input(now, id, bytes)) {
+            let turn = peer.conn.read_turn(&mut self.buffer, |bytes| {
+                if open {
+                    hub.handle_input(now, id, bytes);
+                }
+            });
+            match turn {
                 Turn::Drained => peer.unread = false,
                 Turn::More => {
                     self.readable.insert(id);
                 }
                 Turn::Closed => {
                     self.drop_peer(id);
-                    self.hub.handle_close(now, id);
+                    if open {
+                        self.hub.handle_close(now, id);
+                    }
                 }
             }
         }
@@ -285,11 +317,11 @@ impl Driver {
 
     fn timers(&mut self, now: Timestamp) {
         self.hub.handle_timeout(now);
-        while let Some(&(deadline, id)) = self.lingering.first() {
+        while let Some(&(deadline, id)) = self.closing.first() {
             if deadline > now {
                 break;
             }
-            self.lingering.pop_first();
+            self.closing.pop_first();
             self.drop_peer(id);
         }
         if self.accept_again.is_some_and(|t| t <= now) {
@@ -309,7 +341,9 @@ impl Driver {
             };
             match output {
                 PeerOutput::Bytes(bytes) => peer.conn.queue(bytes),
-                PeerOutput::Close => peer.closing = Some(clock::now() + CLOSE_LINGER),
+                PeerOutput::Close => {
+                    peer.stage = Stage::Flushing(clock::now() + LAST_BYTES_TIMEOUT);
+                }
             }
             touched.insert(id);
         }
@@ -322,39 +356,64 @@ impl Driver {
         }
     }
 
-    /// Writes what is queued for a peer; a closing peer is dropped once written.
+    /// Writes what is queued for a peer; a closing peer lingers once written.
     fn flush(&mut self, now: Timestamp, id: PeerId) {
         let Some(peer) = self.conns.get_mut(&id) else {
             return;
         };
+        if matches!(peer.stage, Stage::Lingering(_)) {
+            return;
+        }
         let was_backlogged = peer.conn.is_backlogged();
         if peer.conn.flush().is_err() {
-            let forgotten = peer.closing.is_some();
+            let open = peer.stage == Stage::Open;
             self.drop_peer(id);
-            if !forgotten {
+            if open {
                 self.hub.handle_close(now, id);
             }
             return;
         }
-        match peer.closing {
-            Some(_) if peer.conn.is_flushed() => self.drop_peer(id),
-            Some(deadline) => {
-                self.lingering.insert((deadline, id));
+        match peer.stage {
+            Stage::Flushing(_) if peer.conn.is_flushed() => self.linger(now, id),
+            Stage::Flushing(deadline) => {
+                self.closing.insert((deadline, id));
             }
-            None => {
+            Stage::Open => {
                 // Its answers drained: what it sent meanwhile is read now.
                 if was_backlogged && !peer.conn.is_backlogged() && peer.unread {
                     self.readable.insert(id);
                 }
             }
+            Stage::Lingering(_) => {}
+        }
+    }
+
+    /// A closing peer's last bytes are written: its write side is shut (FIN, after
+    /// a TLS connection's close_notify among those bytes) and what it still sends
+    /// is read and dropped, until it closes or [`LINGER`] passes.
+    fn linger(&mut self, now: Timestamp, id: PeerId) {
+        let Some(peer) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if peer.conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
+            return self.drop_peer(id);
+        }
+        if let Some(deadline) = peer.stage.deadline() {
+            self.closing.remove(&(deadline, id));
+        }
+        let deadline = now + LINGER;
+        peer.stage = Stage::Lingering(deadline);
+        self.closing.insert((deadline, id));
+        if peer.unread {
+            self.readable.insert(id);
         }
     }
 
     fn drop_peer(&mut self, id: PeerId) {
         if let Some(mut peer) = self.conns.remove(&id) {
             let _ = self.poll.registry().deregister(&mut peer.conn.stream);
-            if let Some(deadline) = peer.closing {
-                self.lingering.remove(&(deadline, id));
+            if let Some(deadline) = peer.stage.deadline() {
+                self.closing.remove(&(deadline, id));
             }
         }
         self.readable.remove(&id);

@@ -504,14 +504,14 @@ impl<R: Runtime> Driver<R> {
                         let _ = socket.writer.try_send(Write::Bytes(bytes));
                     }
                 }
-                // The writer closes the socket after the bytes queued before (or
-                // gives up on a peer that does not read); the reader, which may be
-                // paused until those bytes are written, is released now, and its
-                // close is ignored.
+                // The writer closes the socket in stages after the bytes queued
+                // before (or gives up on a peer that does not read), reading what
+                // the peer still sends itself; the reader, which may be paused until
+                // those bytes are written, stops now, and its close is ignored. No
+                // read shutdown: the writer still reads.
                 PeerOutput::Close => {
                     if let Some(socket) = self.sockets.remove(&id) {
                         let _ = socket.writer.try_send(Write::Close);
-                        R::shutdown(&socket.stream, Shutdown::Read);
                         socket.flow.close();
                     }
                 }

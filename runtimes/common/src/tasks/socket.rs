@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Runtime;
+use crate::LINGER;
 use crate::flow::{Chunk, Flow};
 
 /// Bytes read in one call, at most.
@@ -61,28 +62,58 @@ pub(crate) fn spawn_reader<R: Runtime, M: Send + 'static>(
 pub(crate) enum Write {
     /// Write these bytes after those given before.
     Bytes(Bytes),
-    /// Shut the socket down after the bytes given before.
+    /// Close the socket in stages after the bytes given before.
     Close,
 }
 
 /// Spawns a task that writes each [`Write::Bytes`] to `stream` in order, counting
-/// them off `flow`, and shuts the socket down on [`Write::Close`], on a failed or
-/// timed-out write, or when the returned sender is dropped. A failed write thus
-/// reaches the driver as the connection's reader seeing the shutdown.
+/// them off `flow`, and shuts the socket down on a failed or timed-out write, or
+/// when the returned sender is dropped. A failed write thus reaches the driver as
+/// the connection's reader seeing the shutdown. On [`Write::Close`] it closes in
+/// stages ([`linger`]).
 pub(crate) fn spawn_writer<R: Runtime>(stream: R::Stream, flow: Arc<Flow>) -> Sender<Write> {
     let (tx, rx) = async_channel::unbounded();
     R::spawn(async move {
         let mut stream = stream;
-        while let Ok(Write::Bytes(bytes)) = rx.recv().await {
-            if !write::<R>(&mut stream, &bytes).await {
-                break;
+        loop {
+            match rx.recv().await {
+                Ok(Write::Bytes(bytes)) => {
+                    if !write::<R>(&mut stream, &bytes).await {
+                        break;
+                    }
+                    flow.written(bytes.len());
+                }
+                Ok(Write::Close) => {
+                    linger::<R>(&mut stream).await;
+                    break;
+                }
+                Err(_) => break,
             }
-            flow.written(bytes.len());
         }
         R::shutdown(&stream, Shutdown::Both);
         flow.close();
     });
     tx
+}
+
+/// The middle stages of a close, once the last bytes are written (RFC 9112 §9.6,
+/// [`crate::PeerOutput::Close`]): FIN, then what the peer still sends is read and
+/// dropped until it closes, the socket fails, or [`LINGER`] passes. The bytes go
+/// nowhere: the connection's reader has stopped, and the hub forgot the peer.
+async fn linger<R: Runtime>(stream: &mut R::Stream) {
+    R::shutdown(stream, Shutdown::Write);
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let discard = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = super::timeout::<R, _>(LINGER, discard).await;
 }
 
 /// Writes `bytes` to `stream` within [`WRITE_TIMEOUT`]; false when it failed.
