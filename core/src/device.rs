@@ -558,7 +558,11 @@ impl Device {
         }
     }
 
-    /// Settles a C2D message: the hub removes it.
+    /// Settles a C2D message: the hub removes it. Over MQTT the completion is a
+    /// PUBACK, and PUBACKs go in the order the messages arrived [MQTT-4.6.0-2]: a
+    /// message completed before an earlier one is acknowledged with it, and one
+    /// the application never settles holds back the acknowledgement of every
+    /// message after it on that connection.
     pub fn complete(&mut self, now: Timestamp, lock: &LockToken) -> Result<(), DispositionError> {
         self.settle(now, lock, Disposition::Complete)
     }
