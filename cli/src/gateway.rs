@@ -136,7 +136,7 @@ fn start<S: Scheduler>(args: GatewayArgs) -> Result<ExitCode, String> {
     for listen in gateway.listeners() {
         stderr.line(format!(
             "hubwire gateway: {} on {}, upstream {} over {}",
-            listener_name(listen.listener),
+            downstream_listener_name(listen.listener),
             listen.address,
             args.upstream,
             args.upstream_transport.name()
@@ -197,7 +197,7 @@ fn report_events<S: Scheduler>(gateway: &GatewayServer<S>, mut stderr: Stderr) -
                 let who = peer.map_or_else(|| String::from("a peer"), |p| p.to_string());
                 stderr.line(format!(
                     "hubwire gateway: {who} on the {} listener: {error}",
-                    listener_name(*listener)
+                    downstream_listener_name(*listener)
                 ));
                 Ok(())
             }
@@ -226,5 +226,14 @@ fn report_events<S: Scheduler>(gateway: &GatewayServer<S>, mut stderr: Stderr) -
         if printed.is_err() {
             return ExitCode::SUCCESS;
         }
+    }
+}
+
+/// What a gateway listener serves, in words: on port 443 a gateway speaks MQTT
+/// over WebSocket and HTTPS, not AMQP (its devices use MQTT or HTTPS).
+fn downstream_listener_name(listener: Listener) -> &'static str {
+    match listener {
+        Listener::Web => "MQTT over WebSocket, HTTPS",
+        other => listener_name(other),
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use hubwire_blocking::{ClientTransport, DeviceClient, Transport};
 use hubwire_conformance::process::{Hub, TempDir, next_event, start, start_hub_with};
+use hubwire_conformance::raw::TlsClient;
 use hubwire_core::device::DeviceConfig;
 use hubwire_core::iothub::{ConnectionString, Message};
 use hubwire_store::{RedbStore, Store};
@@ -133,6 +134,48 @@ fn read_lines(out: &Receiver<String>, event: &str) -> (BTreeSet<u64>, BTreeMap<S
         }
     }
     (connections, lines)
+}
+
+/// A gateway takes devices over MQTT and HTTPS: on its port 443 a WebSocket
+/// upgrade to AMQP is answered 400 naming the subprotocol it does speak, where it
+/// used to be accepted and then refused every device as not registered.
+#[test]
+fn a_gateway_answers_an_amqp_websocket_upgrade_400_and_an_mqtt_one_101() {
+    let gateway_dir = TempDir::new("hubwire-gateway-ws");
+    let data = gateway_dir.0.display().to_string();
+    let upstream = format!("127.0.0.1:{}", free_port());
+    let (_gateway, _stdin, out) = start(&[
+        "gateway",
+        "--upstream",
+        &upstream,
+        "--mqtt-port",
+        "off",
+        "--https-port",
+        "0",
+        "--data-dir",
+        &data,
+    ]);
+    let listening = next_event(&out, "listening");
+    let (Some(https), Some(ca)) = (listening["https"].as_str(), listening["ca"].as_str()) else {
+        panic!("no https or ca in {listening}")
+    };
+    let upgrade = |subprotocol: &str| {
+        let mut client = TlsClient::connect(https, ca);
+        client.send(
+            format!(
+                "GET /$iothub/websocket HTTP/1.1\r\nHost: {https}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {subprotocol}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        client.response_head()
+    };
+    let amqp = upgrade("AMQPWSB10");
+    assert!(amqp.starts_with("HTTP/1.1 400 "), "{amqp}");
+    let mqtt = upgrade("mqtt");
+    assert!(mqtt.starts_with("HTTP/1.1 101 "), "{mqtt}");
+    assert!(mqtt.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{mqtt}");
 }
 
 #[test]

@@ -32,8 +32,9 @@ use hubwire_transports::{Listener, Stack};
 
 use crate::transcript::{Entry, Recorder};
 
-/// The protocols port 443 routes to (spec file §1: WebSocket subprotocols `mqtt`
-/// and `AMQPWSB10`; any other request is IoT Hub's REST API, §6).
+/// The protocols a hub serves: port 443 routes to each (spec file §1: WebSocket
+/// subprotocols `mqtt` and `AMQPWSB10`; any other request is IoT Hub's REST API,
+/// §6).
 const SERVES: &[Protocol] = &[Protocol::Mqtt, Protocol::Amqp, Protocol::Http];
 
 /// Names one accepted socket. Ids are never reused.
@@ -207,6 +208,8 @@ pub struct ServedHub {
     forwarding: bool,
     /// Where every engine call and output is written ([`ServedHub::record`]).
     recorder: Option<Recorder>,
+    /// What connections may speak ([`ServedHub::serve_only`]).
+    serves: &'static [Protocol],
 }
 
 impl ServedHub {
@@ -232,7 +235,16 @@ impl ServedHub {
             events: VecDeque::new(),
             forwarding: false,
             recorder: None,
+            serves: SERVES,
         }
+    }
+
+    /// From now on connections may speak only `protocols`: a WebSocket upgrade to
+    /// another's subprotocol is answered 400, and a request on port 443 that is no
+    /// upgrade is refused unless HTTP is among them. A field gateway, which takes
+    /// devices over MQTT and HTTPS only, serves so.
+    pub fn serve_only(&mut self, protocols: &'static [Protocol]) {
+        self.serves = protocols;
     }
 
     /// From now on every call on the engine and everything it sends is written to
@@ -315,7 +327,7 @@ impl ServedHub {
         listener: Listener,
         address: Option<SocketAddr>,
     ) -> Option<PeerId> {
-        let stack = Stack::server(listener, self.tls.clone(), SERVES).ok()?;
+        let stack = Stack::server(listener, self.tls.clone(), self.serves).ok()?;
         let id = self.next_peer;
         self.next_peer += 1;
         let mut peer = Peer { stack, connection: None, route_deadline: None, address, listener };

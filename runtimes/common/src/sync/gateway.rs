@@ -123,6 +123,10 @@ pub enum GatewayEvent {
     },
 }
 
+/// What devices speak to a gateway: an AMQP device has no need of one, as AMQP
+/// itself carries many devices on one connection.
+const DOWNSTREAM: &[Protocol] = &[Protocol::Mqtt, Protocol::Http];
+
 /// A running field gateway. See the module documentation.
 ///
 /// Dropping it shuts it down.
@@ -155,6 +159,16 @@ impl<S: Scheduler> GatewayServer<S> {
                  on one connection (spec file §5.10)"
             )));
         }
+        let amqp = |l: &&Listen| {
+            matches!(l.listener, Listener::Tls(Protocol::Amqp) | Listener::Tcp(Protocol::Amqp))
+        };
+        if let Some(amqp) = listen.iter().find(amqp) {
+            return Err(invalid(format!(
+                "{}: a field gateway takes its devices over MQTT and HTTPS; AMQP is its \
+                 upstream",
+                listen::listener_name(amqp.listener)
+            )));
+        }
         let client_tls = client_tls(&upstream_transport).map_err(|e| invalid(e.to_string()))?;
         downstream.authentication = Authentication::Delegated;
         // The hub counts deliveries and decides when a message is dead: an abandoned
@@ -164,6 +178,7 @@ impl<S: Scheduler> GatewayServer<S> {
         let listen::Started { mut hub, listeners, bind_errors } =
             listen::start(downstream, [], &listen, tls, store, listen::Engine::default())?;
         hub.forward_telemetry();
+        hub.serve_only(DOWNSTREAM);
         let bound = listeners.iter().map(|(l, _)| *l).collect();
         // The gateway's own thread reads these as they come; beyond the backlog
         // (a stalled gateway thread) they would be dropped and counted.
