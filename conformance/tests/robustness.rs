@@ -975,6 +975,25 @@ fn amqp_a_sasl_frame_of_1_gib_is_closed_unread() {
 }
 
 #[test]
+fn http_a_request_target_that_never_ends_is_414_at_16_kib() {
+    let hub = start_hub();
+    let mut client = TlsClient::connect(&hub.https, &hub.ca);
+    client.send(b"POST /devices/dev1/messages/events?");
+    // Target bytes, 16 KiB at a time, until the hub answers (at most 1 MiB).
+    for _ in 0..64 {
+        if client.is_closed() || !client.received().is_empty() {
+            break;
+        }
+        client.send("a".repeat(16 * 1024).as_bytes());
+        client.read_some();
+    }
+    let head = client.response_head();
+    // RFC 9112 §3: "MUST respond with a 414 (URI Too Long)".
+    assert!(head.starts_with("HTTP/1.1 414 URI Too Long"), "{head}");
+    assert_eq!(a_device_is_served(&hub, "dev2", "after-endless-target"), Vec::<String>::new());
+}
+
+#[test]
 fn http_a_head_that_never_ends_is_431_at_16_kib() {
     let hub = start_hub();
     let before = rss_kib(&hub);

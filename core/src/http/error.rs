@@ -28,6 +28,17 @@ pub enum HeadError {
         /// The configured limit, bytes.
         limit: usize,
     },
+    /// The request line has not ended within [`Limits::max_head_size`] bytes: its
+    /// target, the one part without a bound of its own, is longer than the server
+    /// parses, and "a server ... MUST respond with a 414 (URI Too Long)" (RFC 9112
+    /// §3).
+    ///
+    /// [`Limits::max_head_size`]: super::Limits::max_head_size
+    #[error("the request line is longer than {limit} bytes (RFC 9112 §3)")]
+    UriTooLong {
+        /// The configured limit, bytes.
+        limit: usize,
+    },
     /// The head has more than [`Limits::max_headers`] header fields (RFC 6585 §5).
     ///
     /// [`Limits::max_headers`]: super::Limits::max_headers
@@ -44,11 +55,13 @@ pub enum HeadError {
 
 impl HeadError {
     /// The status a server answers with: 400 Bad Request for a malformed head,
-    /// 431 Request Header Fields Too Large for one over a limit (RFC 6585 §5), 505
+    /// 414 URI Too Long for a request line over the limit (RFC 9112 §3), 431
+    /// Request Header Fields Too Large for a head over a limit (RFC 6585 §5), 505
     /// HTTP Version Not Supported for another version (RFC 9110 §15.6.6).
     pub fn status(&self) -> u16 {
         match self {
             HeadError::Malformed(_) => 400,
+            HeadError::UriTooLong { .. } => 414,
             HeadError::TooLarge { .. } | HeadError::TooManyHeaders { .. } => 431,
             HeadError::Version(_) => 505,
         }
@@ -71,6 +84,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         412 => "Precondition Failed",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -152,10 +166,11 @@ mod tests {
     #[test]
     fn statuses_follow_rfc_6585_and_9110() {
         assert_eq!(HeadError::Malformed("x").status(), 400);
+        assert_eq!(HeadError::UriTooLong { limit: 1 }.status(), 414);
         assert_eq!(HeadError::TooLarge { limit: 1 }.status(), 431);
         assert_eq!(HeadError::TooManyHeaders { limit: 1 }.status(), 431);
         assert_eq!(HeadError::Version(String::from("HTTP/2.0")).status(), 505);
-        for status in [400, 431, 505] {
+        for status in [400, 414, 431, 505] {
             assert!(!reason_phrase(status).is_empty());
         }
         assert_eq!(reason_phrase(299), "");

@@ -79,7 +79,8 @@ pub struct ResponseHead {
 /// bytes. `Ok(Some((head, used)))`: `used` bytes make the head, the body or the next
 /// protocol's bytes follow.
 ///
-/// Errors: [`HeadError::TooLarge`] once `max_head_size` bytes hold no complete head,
+/// Errors: [`HeadError::UriTooLong`] once `max_head_size` bytes hold no end of the
+/// request line, [`HeadError::TooLarge`] once they hold no complete head,
 /// [`HeadError::TooManyHeaders`], [`HeadError::Version`] for versions but HTTP/1.0
 /// and HTTP/1.1, [`HeadError::Malformed`] for the rest (non-UTF-8 values included).
 pub fn parse_request(
@@ -91,7 +92,12 @@ pub fn parse_request(
     let mut request = httparse::Request::new(&mut slots);
     let used = match request.parse(window) {
         Ok(httparse::Status::Complete(used)) => used,
-        Ok(httparse::Status::Partial) => return incomplete(buf, limits),
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_head_size && !window.contains(&b'\n') {
+                return Err(HeadError::UriTooLong { limit: limits.max_head_size });
+            }
+            return incomplete(buf, limits);
+        }
         Err(e) => return Err(parse_error(e, window, limits, VersionAt::RequestLine)),
     };
     let (Some(method), Some(target), Some(minor_version)) =
@@ -419,6 +425,20 @@ mod tests {
     }
 
     #[test]
+    fn rfc_9112_3_a_request_line_without_end_within_the_limit_is_414() {
+        let limits = Limits::default();
+        let mut endless = b"POST /devices/d1/messages/events?".to_vec();
+        endless.resize(limits.max_head_size, b'a');
+        let too_long = HeadError::UriTooLong { limit: limits.max_head_size };
+        assert_eq!(parse_request(&endless, &limits), Err(too_long));
+        assert_eq!(parse_request(&endless[..limits.max_head_size - 1], &limits), Ok(None));
+        // A request line that ended, then headers without end: the fields' fault.
+        let mut fields = b"GET / HTTP/1.1\r\nX-Filler: ".to_vec();
+        fields.resize(limits.max_head_size, b'a');
+        assert_eq!(parse_request(&fields, &limits), Err(HeadError::TooLarge { limit: 16 * 1024 }));
+    }
+
+    #[test]
     fn head_of_exactly_the_limit_parses() {
         let limits = Limits { max_head_size: UPGRADE.len(), max_headers: 6 };
         assert!(matches!(parse_request(UPGRADE, &limits), Ok(Some((_, n))) if n == UPGRADE.len()));
@@ -584,7 +604,7 @@ mod tests {
                 match result {
                     Ok(None) => prop_assert!(bytes.len() < max_head_size),
                     Ok(Some(used)) => prop_assert!(used <= max_head_size.min(bytes.len())),
-                    Err(e) => prop_assert!([400, 431, 505].contains(&e.status()), "{}", e.to_string()),
+                    Err(e) => prop_assert!([400, 414, 431, 505].contains(&e.status()), "{}", e.to_string()),
                 }
             }
         }

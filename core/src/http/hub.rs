@@ -9,7 +9,7 @@
 //!
 //! | Request | Answer |
 //! |---|---|
-//! | head that breaks RFC 9112, too large, other version | 400 / 431 / 505 ([`HeadError::status`]), then close |
+//! | head that breaks RFC 9112, request line too long, head too large, other version | 400 / 414 / 431 / 505 ([`HeadError::status`]), then close |
 //! | body whose framing breaks RFC 9112, too large, unknown coding | 400 / 413 / 501 ([`BodyError::status`]), then close |
 //! | unknown path, wrong method, bad id, no api-version | 404 / 405 + `Allow` / 400 / 400 InvalidProtocolVersion ([`RouteError`]) |
 //! | no `Authorization`, bad or foreign token | 401 IotHubUnauthorized |
