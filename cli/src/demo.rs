@@ -49,13 +49,13 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 100)]
     messages: usize,
     /// Also run every device over one AMQP connection (AMQP over TLS), each with
-    /// its own CBS token and links, as IoT Hub allows for up to about 1000 devices
-    /// (spec file §5.10); its row is `amqp (multiplexed, 1 connection)`.
+    /// its own CBS token and links, as IoT Hub allows for up to about 1000
+    /// devices; its row is `amqp (multiplexed, 1 connection)`.
     #[arg(long)]
     multiplex: bool,
     /// How often the HTTP devices poll for C2D messages, milliseconds. IoT Hub asks
-    /// production devices to poll at most every 25 minutes (spec file §6.6); the
-    /// demo polls faster to finish in seconds, and says so.
+    /// production devices to poll at most every 25 minutes (its guide to C2D
+    /// messaging); the demo polls faster to finish in seconds, and says so.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     http_poll_interval_ms: u64,
 }

@@ -75,8 +75,8 @@ pub(crate) struct DeviceArgs {
     #[arg(long, default_value_t = 0)]
     wait_c2d_ms: u64,
     /// Over HTTP, how often to poll for C2D messages, milliseconds. The default is
-    /// IoT Hub's guidance for production devices, 25 minutes (spec file §6.6); less
-    /// is for development and is warned about.
+    /// IoT Hub's guidance for production devices (its guide to C2D messaging), 25
+    /// minutes; less is for development and is warned about.
     #[arg(long, default_value_t = 25 * 60 * 1000, value_name = "MS")]
     c2d_poll_interval_ms: u64,
     /// Get the twin once connected and print it, and print every desired-property

@@ -104,7 +104,7 @@ pub(crate) struct HubArgs {
     registry: Option<PathBuf>,
     /// Identities one AMQP connection may hold CBS tokens for: a put-token for one
     /// more is refused with status 403 (IoT Hub's 403005). IoT Hub's per-connection
-    /// CBS token limit is about 1000 (spec file §5.2), the default.
+    /// CBS token limit is about 1000, the default.
     #[arg(long, value_name = "N", default_value_t = hubwire_core::amqp::cbs::MAX_TOKENS)]
     max_cbs_tokens: usize,
     /// The seed of the hub's random numbers (AMQP lock tokens): the same seed, devices
