@@ -27,7 +27,7 @@ pub(crate) fn print(line: impl fmt::Display) -> Result<(), StdoutClosed> {
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|_| StdoutClosed)
 }
 
-/// Holds stdout for this thread until dropped: other threads' [`print`]s wait,
+/// Holds stdout for this thread until dropped: other threads' [`print()`] calls wait,
 /// this thread's go through (the lock is reentrant).
 pub(crate) fn hold_stdout() -> io::StdoutLock<'static> {
     io::stdout().lock()
