@@ -15,7 +15,9 @@
 //! Apart from the clock, nothing here touches a socket, a thread or a timer: the
 //! runtimes do, through the sans-IO contract ([`hubwire_core::sansio`]).
 
+mod channels;
 pub mod clock;
+mod command;
 pub mod dial;
 mod dialed;
 pub mod flow;
@@ -27,6 +29,7 @@ pub mod sync;
 #[cfg(feature = "async")]
 pub mod tasks;
 pub mod transcript;
+mod waiters;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
 pub use served::{

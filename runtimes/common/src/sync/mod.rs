@@ -27,9 +27,9 @@ mod multiplexed;
 pub use device::{DeviceClient, TelemetryError, TwinCallError};
 pub use gateway::{GatewayConfig, GatewayEvent, GatewayServer};
 pub use hub::{HubCommand, HubServer};
-pub use multiplexed::{AddDeviceError, MultiplexedClient};
 #[cfg(feature = "async")]
-pub(crate) use multiplexed::{Mux, check_amqp};
+pub(crate) use multiplexed::check_amqp;
+pub use multiplexed::{AddDeviceError, MultiplexedClient};
 
 /// How a runtime drives the machines of the synchronous API: it starts a hub's
 /// driver over bound listeners, and a client's driver over a [`Dialed`] machine.

@@ -11,19 +11,18 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::Stream;
-use hubwire_core::Timestamp;
 use hubwire_core::device::{
-    C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, RequestError, SendError,
-    TelemetryId,
+    C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
 use rand_core::{OsRng, RngCore};
 
 use super::driver::{ClientTask, dialed};
-use super::waiters::{TwinAnswer, TwinReply, Waiters};
 use super::{Runtime, oneshot, timeout};
-use crate::sync::Client;
+use crate::channels::{Async, Deliver};
+use crate::command::{Command, DeviceDriver};
 use crate::sync::{TelemetryError, TwinCallError};
+use crate::waiters::TwinReply;
 use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 
 /// A device connected to its hub by a driver task of runtime `R`. Each runtime
@@ -32,7 +31,7 @@ use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 /// Every method takes `&self`: one task may send telemetry while another reads C2D
 /// messages. Dropping the client disconnects it, without waiting.
 pub struct DeviceClient<R> {
-    driver: ClientTask<Command>,
+    driver: ClientTask<Command<Async>>,
     events: Receiver<DeviceEvent>,
     c2d: Receiver<C2dMessage>,
     runtime: PhantomData<fn() -> R>,
@@ -42,37 +41,6 @@ impl<R> fmt::Debug for DeviceClient<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceClient").field("driver", &self.driver).finish_non_exhaustive()
     }
-}
-
-#[derive(Debug)]
-enum Command {
-    /// Queue a message and answer when the hub acknowledges it.
-    Send {
-        message: Message,
-        ack: Sender<Result<(), TelemetryError>>,
-    },
-    /// Queue a message and answer with its id at once.
-    SendNowait {
-        message: Message,
-        reply: Sender<Result<TelemetryId, SendError>>,
-    },
-    Settle {
-        lock: LockToken,
-        disposition: Disposition,
-        reply: Sender<Result<(), DispositionError>>,
-    },
-    PollNow,
-    GetTwin {
-        reply: Sender<TwinAnswer>,
-    },
-    PatchReported {
-        patch: TwinPatch,
-        reply: Sender<TwinAnswer>,
-    },
-    RespondMethod {
-        response: MethodResponse,
-        reply: Sender<Result<(), RequestError>>,
-    },
 }
 
 impl<R: Runtime> DeviceClient<R> {
@@ -106,7 +74,7 @@ impl<R: Runtime> DeviceClient<R> {
         let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
         let (events_tx, events) = async_channel::unbounded();
         let (c2d_tx, c2d) = async_channel::unbounded();
-        let client = DeviceDriver { events: events_tx, c2d: c2d_tx, waiting: Waiters::new() };
+        let client = DeviceDriver::<Async, _>::new(Inboxes { events: events_tx, c2d: c2d_tx });
         let driver = ClientTask::spawn::<R, _>(dialed(device, host, &transport)?, client);
         Ok(DeviceClient { driver, events, c2d, runtime: PhantomData })
     }
@@ -225,10 +193,7 @@ impl<R: Runtime> DeviceClient<R> {
     ///
     /// Errors: see [`TwinCallError`]; never [`TwinCallError::TimedOut`].
     pub async fn get_twin(&self) -> Result<Twin, TwinCallError> {
-        match self.twin_call(|reply| Command::GetTwin { reply }).await? {
-            TwinReply::Twin(twin) => Ok(twin),
-            TwinReply::Version(_) => Err(TwinCallError::Closed),
-        }
+        self.twin_call(None).await?.twin()
     }
 
     /// Patches the device's reported properties; resolves with the hub's answer:
@@ -236,18 +201,12 @@ impl<R: Runtime> DeviceClient<R> {
     ///
     /// Errors: see [`TwinCallError`]; never [`TwinCallError::TimedOut`].
     pub async fn patch_reported(&self, patch: TwinPatch) -> Result<u64, TwinCallError> {
-        match self.twin_call(|reply| Command::PatchReported { patch, reply }).await? {
-            TwinReply::Version(version) => Ok(version),
-            TwinReply::Twin(_) => Err(TwinCallError::Closed),
-        }
+        self.twin_call(Some(patch)).await?.version()
     }
 
-    async fn twin_call(
-        &self,
-        command: impl FnOnce(Sender<TwinAnswer>) -> Command,
-    ) -> Result<TwinReply, TwinCallError> {
+    async fn twin_call(&self, patch: Option<TwinPatch>) -> Result<TwinReply, TwinCallError> {
         let (reply, answer) = oneshot();
-        self.driver.command(command(reply)).ok_or(TwinCallError::Closed)?;
+        self.driver.command(Command::Twin { patch, reply }).ok_or(TwinCallError::Closed)?;
         answer.recv().await.unwrap_or(Err(TwinCallError::Closed))
     }
 
@@ -317,65 +276,18 @@ impl Stream for EventStream {
     }
 }
 
-/// The device's half of its driver: calls waiting for an answer, and the channels
-/// of C2D messages and events.
-struct DeviceDriver {
+/// Where the driver hands the events nobody waits for: C2D messages to their own
+/// channel ([`DeviceClient::c2d`]), the rest to [`DeviceClient::events`].
+struct Inboxes {
     events: Sender<DeviceEvent>,
     c2d: Sender<C2dMessage>,
-    waiting: Waiters<()>,
 }
 
-impl Client for DeviceDriver {
-    type Machine = Device;
-    type Command = Command;
-
-    fn command(&mut self, device: &mut Device, now: Timestamp, command: Command) {
-        match command {
-            Command::Send { message, ack } => match device.send_telemetry(now, message) {
-                Ok(id) => self.waiting.telemetry((), id, ack),
-                Err(e) => {
-                    let _ = ack.try_send(Err(TelemetryError::Refused(e)));
-                }
-            },
-            Command::SendNowait { message, reply } => {
-                let _ = reply.try_send(device.send_telemetry(now, message));
-            }
-            Command::Settle { lock, disposition, reply } => {
-                let _ = reply.try_send(device.settle(now, &lock, disposition));
-            }
-            Command::PollNow => device.poll_now(now),
-            Command::GetTwin { reply } => match device.get_twin(now) {
-                Ok(id) => self.waiting.twin((), id, reply),
-                Err(e) => {
-                    let _ = reply.try_send(Err(TwinCallError::Refused(e)));
-                }
-            },
-            Command::PatchReported { patch, reply } => match device.patch_reported(now, patch) {
-                Ok(id) => self.waiting.twin((), id, reply),
-                Err(e) => {
-                    let _ = reply.try_send(Err(TwinCallError::Refused(e)));
-                }
-            },
-            Command::RespondMethod { response, reply } => {
-                let _ = reply.try_send(device.respond_method(now, response));
-            }
-        }
-    }
-
-    fn stop(&mut self, device: &mut Device, now: Timestamp) {
-        device.disconnect(now);
-    }
-
-    fn event(&mut self, event: DeviceEvent) {
+impl Deliver<DeviceEvent> for Inboxes {
+    fn deliver(&self, event: DeviceEvent) -> bool {
         match event {
-            DeviceEvent::C2d(c2d) => {
-                let _ = self.c2d.try_send(c2d);
-            }
-            event => {
-                if !self.waiting.answer((), &event) {
-                    let _ = self.events.try_send(event);
-                }
-            }
+            DeviceEvent::C2d(c2d) => self.c2d.deliver(c2d),
+            event => self.events.deliver(event),
         }
     }
 }
