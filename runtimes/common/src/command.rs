@@ -4,15 +4,16 @@
 //! the synchronous one over `std::sync::mpsc` and the async one over
 //! `async_channel` ([`Channels`]); they differ only in how their callers wait.
 
+use hubwire_core::Timestamp;
 use hubwire_core::amqp::device::{DeviceKey, Multiplexed};
 use hubwire_core::device::{
-    ConfigError, Device, DeviceConfig, DeviceEvent, DispositionError, ProtocolError, RequestError,
-    SendError, TelemetryId, TwinRequestId,
+    ConfigError, Device, DeviceConfig, DeviceEvent, DispositionError, RequestError, SendError,
+    TelemetryId, TwinRequestId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, TwinPatch};
-use hubwire_core::{Connection, Timestamp, Transmit};
 
 use crate::channels::{Channels, Deliver};
+use crate::dialed::Mux;
 use crate::sync::{Client, TelemetryError, TwinCallError};
 use crate::waiters::{TwinAnswer, Waiters};
 
@@ -277,44 +278,6 @@ pub(crate) enum MuxCommand<C: Channels> {
         key: DeviceKey,
         command: Command<C>,
     },
-}
-
-/// [`Multiplexed`] as the driver drives it: a [`Connection`] whose events name
-/// their device.
-#[derive(Debug)]
-pub(crate) struct Mux(pub(crate) Multiplexed);
-
-impl Connection for Mux {
-    type Event = (DeviceKey, DeviceEvent);
-    type Error = ProtocolError;
-
-    fn handle_connected(&mut self, now: Timestamp) {
-        self.0.handle_connected(now);
-    }
-
-    fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
-        self.0.handle_input(now, bytes)
-    }
-
-    fn handle_close(&mut self, now: Timestamp) {
-        self.0.handle_close(now);
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.0.poll_transmit()
-    }
-
-    fn poll_event(&mut self) -> Option<(DeviceKey, DeviceEvent)> {
-        self.0.poll_event()
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.0.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        self.0.handle_timeout(now);
-    }
 }
 
 /// A multiplexed client's half of its driver: the calls waiting for the hub's

@@ -7,19 +7,20 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
+use crate::{ClientTransport, Dialed, TransportStatus};
 use hubwire_core::device::{
-    C2dMessage, Device, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
-    RequestError, SendError, TelemetryId,
+    C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, RequestError,
+    SendError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use rand_core::{OsRng, RngCore};
+
+#[cfg(doc)]
+use hubwire_core::device::Device;
 
 use crate::channels::Blocking;
 use crate::command::{Command, DeviceDriver};
 use crate::sync::{ClientDriver, Scheduler};
 use crate::waiters::TwinReply;
-use crate::{Dialed, client_tls};
 
 /// Why a telemetry message was not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -107,36 +108,21 @@ impl<S: Scheduler> DeviceClient<S> {
     /// Starts a device: its driver thread dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). The device speaks its transport's protocol
-    /// ([`hubwire_transports::Transport::protocol`]), whatever `config.protocol` says. The backoff's
-    /// jitter is seeded from `config.seed` mixed with the operating system's
-    /// randomness, so devices started together spread
-    /// their retries. Returns without waiting for the connection:
+    /// [`dial::target`](crate::dial::target)). The device speaks its transport's
+    /// protocol ([`hubwire_transports::Transport::protocol`]), whatever
+    /// `config.protocol` says. The backoff's jitter is seeded from `config.seed`
+    /// mixed with the operating system's randomness, so devices started together
+    /// spread their retries. Returns without waiting for the connection:
     /// [`DeviceEvent::Connected`] reports it.
     ///
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
     /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
     /// CA file); the OS's error when the thread cannot start.
     pub fn connect(config: DeviceConfig, transport: ClientTransport) -> io::Result<Self> {
-        let invalid =
-            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
         let name = format!("hubwire-device-{}", config.connection_string.device_id);
-        let host = dial::host(&config.connection_string);
-        let mut config = config;
-        // The fallback stays within the protocol (`websocket_fallback`), so one
-        // machine serves both transports.
-        config.protocol = match transport.choice {
-            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
-        };
-        // Devices started together (a fleet after a hub outage) must not retry in
-        // step: the jitter's seed takes the operating system's randomness.
-        config.seed ^= OsRng.next_u64();
-        let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
+        let dialed = Dialed::device(config, &transport)?;
         let (events_tx, events) = mpsc::channel();
-        let client = DeviceDriver::<Blocking, _>::new(events_tx);
-        let tls = client_tls(&transport).map_err(|e| invalid(&e))?;
-        let dialed = Dialed::new(device, host, transport.choice, tls, OsRng.next_u64());
-        let driver = S::start_client(name, dialed, client)?;
+        let driver = S::start_client(name, dialed, DeviceDriver::<Blocking, _>::new(events_tx))?;
         Ok(DeviceClient {
             driver,
             inbox: Mutex::new(Inbox { events, passed_over: VecDeque::new() }),

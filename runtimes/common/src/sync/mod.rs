@@ -27,8 +27,6 @@ mod multiplexed;
 pub use device::{DeviceClient, TelemetryError, TwinCallError};
 pub use gateway::{GatewayConfig, GatewayEvent, GatewayServer};
 pub use hub::{HubCommand, HubServer};
-#[cfg(feature = "async")]
-pub(crate) use multiplexed::check_amqp;
 pub use multiplexed::{AddDeviceError, MultiplexedClient};
 
 /// How a runtime drives the machines of the synchronous API: it starts a hub's

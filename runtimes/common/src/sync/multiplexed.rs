@@ -14,20 +14,19 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use hubwire_core::Protocol;
-use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+#[cfg(doc)]
+use hubwire_core::amqp::device::Multiplexed;
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{
     ConfigError, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
     TwinRequestId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, TwinPatch};
-use rand_core::{OsRng, RngCore};
 
 use crate::channels::Blocking;
-use crate::command::{Command, Mux, MuxCommand, MuxDriver};
+use crate::command::{Command, MuxCommand, MuxDriver};
 use crate::sync::{ClientDriver, Scheduler, TelemetryError};
-use crate::{ClientTransport, TransportChoice, TransportStatus};
-use crate::{Dialed, client_tls, dial};
+use crate::{ClientTransport, Dialed, TransportStatus};
 
 /// Why a device was not added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,24 +62,10 @@ impl<S: Scheduler> MultiplexedClient<S> {
     /// `amqp-tcp`: only AMQP multiplexes devices, spec file §5.10) or the trusted
     /// CAs cannot be loaded; the OS's error when the thread cannot start.
     pub fn connect(config: MultiplexConfig, transport: ClientTransport) -> io::Result<Self> {
-        check_amqp(&transport)?;
-        let host = dial::split_port(&config.host_name);
         let name = format!("hubwire-amqp-{}", config.host_name);
-        let mut config = config;
-        // Connections started together must not retry in step.
-        config.seed ^= OsRng.next_u64();
+        let dialed = Dialed::multiplexed(config, &transport)?;
         let (events_tx, events) = mpsc::channel();
-        let client = MuxDriver::<Blocking>::new(events_tx);
-        let tls = client_tls(&transport)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let dialed = Dialed::new(
-            Mux(Multiplexed::new(config)),
-            host,
-            transport.choice,
-            tls,
-            OsRng.next_u64(),
-        );
-        let driver = S::start_client(name, dialed, client)?;
+        let driver = S::start_client(name, dialed, MuxDriver::<Blocking>::new(events_tx))?;
         Ok(MultiplexedClient { driver, events: Mutex::new(events) })
     }
 
@@ -223,23 +208,4 @@ impl<S: Scheduler> MultiplexedClient<S> {
     pub fn transport_status(&self) -> TransportStatus {
         self.driver.transport_status()
     }
-}
-
-/// Refuses a transport that is not AMQP: only AMQP carries several devices on one
-/// connection (spec file §5.10).
-///
-/// Errors: `InvalidInput`, naming the transport and the AMQP ones.
-pub(crate) fn check_amqp(transport: &ClientTransport) -> io::Result<()> {
-    let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
-    if asked.protocol() == Protocol::Amqp {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "{asked} speaks {}: only AMQP carries several devices on one connection \
-             (amqp, amqp-ws, amqp-tcp)",
-            asked.protocol()
-        ),
-    ))
 }

@@ -12,18 +12,20 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use futures_lite::Stream;
 use hubwire_core::device::{
-    C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
+    C2dMessage, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use rand_core::{OsRng, RngCore};
 
-use super::driver::{ClientTask, dialed};
+#[cfg(doc)]
+use hubwire_core::device::Device;
+
+use super::driver::ClientTask;
 use super::{Runtime, oneshot, timeout};
 use crate::channels::{Async, Deliver};
 use crate::command::{Command, DeviceDriver};
 use crate::sync::{TelemetryError, TwinCallError};
 use crate::waiters::TwinReply;
-use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
+use crate::{ClientTransport, Dialed, TransportStatus};
 
 /// A device connected to its hub by a driver task of runtime `R`. Each runtime
 /// crate names it for its runtime (`hubwire_smol::DeviceClient`).
@@ -47,12 +49,12 @@ impl<R: Runtime> DeviceClient<R> {
     /// Starts a device: its driver task dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). The device speaks its transport's protocol
-    /// ([`hubwire_transports::Transport::protocol`]), whatever `config.protocol`
-    /// says. The backoff's jitter is seeded from `config.seed` mixed with the
-    /// operating system's randomness, so devices started together spread their
-    /// retries. Resolves once the driver runs, without waiting for the connection:
-    /// [`DeviceEvent::Connected`] reports it.
+    /// [`dial::target`](crate::dial::target)). The device speaks its transport's
+    /// protocol ([`hubwire_transports::Transport::protocol`]), whatever
+    /// `config.protocol` says. The backoff's jitter is seeded from `config.seed`
+    /// mixed with the operating system's randomness, so devices started together
+    /// spread their retries. Resolves once the driver runs, without waiting for the
+    /// connection: [`DeviceEvent::Connected`] reports it.
     ///
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
     /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
@@ -61,21 +63,11 @@ impl<R: Runtime> DeviceClient<R> {
         config: DeviceConfig,
         transport: ClientTransport,
     ) -> io::Result<DeviceClient<R>> {
-        let invalid =
-            |e: &dyn fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
-        let host = dial::host(&config.connection_string);
-        let mut config = config;
-        // The fallback stays within the protocol (`websocket_fallback`), so one
-        // machine serves both transports.
-        config.protocol = match transport.choice {
-            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
-        };
-        config.seed ^= OsRng.next_u64();
-        let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
+        let dialed = Dialed::device(config, &transport)?;
         let (events_tx, events) = async_channel::unbounded();
         let (c2d_tx, c2d) = async_channel::unbounded();
         let client = DeviceDriver::<Async, _>::new(Inboxes { events: events_tx, c2d: c2d_tx });
-        let driver = ClientTask::spawn::<R, _>(dialed(device, host, &transport)?, client);
+        let driver = ClientTask::spawn::<R, _>(dialed, client);
         Ok(DeviceClient { driver, events, c2d, runtime: PhantomData })
     }
 

@@ -18,20 +18,21 @@ use std::task::{Context, Poll};
 
 use async_channel::Receiver;
 use futures_lite::Stream;
-use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+#[cfg(doc)]
+use hubwire_core::amqp::device::Multiplexed;
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{
     DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use rand_core::{OsRng, RngCore};
 
-use super::driver::{ClientTask, dialed};
+use super::driver::ClientTask;
 use super::{Runtime, oneshot};
 use crate::channels::Async;
-use crate::command::{Command, Mux, MuxCommand, MuxDriver};
-use crate::sync::{AddDeviceError, TelemetryError, TwinCallError, check_amqp};
+use crate::command::{Command, MuxCommand, MuxDriver};
+use crate::sync::{AddDeviceError, TelemetryError, TwinCallError};
 use crate::waiters::TwinReply;
-use crate::{ClientTransport, TransportStatus, dial};
+use crate::{ClientTransport, Dialed, TransportStatus};
 
 /// An AMQP connection to a hub carrying many devices, driven by a task of runtime
 /// `R`. Each runtime crate names it for its runtime
@@ -65,15 +66,9 @@ impl<R: Runtime> MultiplexedClient<R> {
         config: MultiplexConfig,
         transport: ClientTransport,
     ) -> io::Result<MultiplexedClient<R>> {
-        check_amqp(&transport)?;
-        let host = dial::split_port(&config.host_name);
-        let mut config = config;
-        // Connections started together must not retry in step.
-        config.seed ^= OsRng.next_u64();
+        let dialed = Dialed::multiplexed(config, &transport)?;
         let (events_tx, events) = async_channel::unbounded();
-        let client = MuxDriver::<Async>::new(events_tx);
-        let machine = Mux(Multiplexed::new(config));
-        let driver = ClientTask::spawn::<R, _>(dialed(machine, host, &transport)?, client);
+        let driver = ClientTask::spawn::<R, _>(dialed, MuxDriver::<Async>::new(events_tx));
         Ok(MultiplexedClient { driver, events, runtime: PhantomData })
     }
 
