@@ -12,15 +12,20 @@
 //! words reach the application through [`TransportStatus`].
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hubwire_core::{Connection, Timestamp, Transmit};
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+use hubwire_core::device::{Device, DeviceConfig, DeviceEvent, ProtocolError};
+use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
 use hubwire_transports::tls::{self, TlsError, Trust};
 use hubwire_transports::{Stack, Transport};
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{OsRng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::{clock, dial};
 
 /// Which transport a device uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,5 +387,133 @@ impl<M: Connection> Dialed<M> {
             Some(port) if transport == self.native => port,
             _ => transport.default_port(),
         }
+    }
+}
+
+/// The machines the clients drive, as they start: made from their configuration,
+/// with the dialling plan of the transport asked for.
+impl<M: Connection> Dialed<M> {
+    /// `machine` with its dialling plan: it dials `host` (and `port`, when given,
+    /// for the transport asked for) over `transport`, seeding the WebSocket nonces
+    /// from the operating system's randomness.
+    ///
+    /// Errors: `InvalidInput` when the trusted CAs cannot be loaded (a missing CA
+    /// file).
+    fn over(
+        machine: M,
+        host: (String, Option<u16>),
+        transport: &ClientTransport,
+    ) -> io::Result<Dialed<M>> {
+        let tls = client_tls(transport).map_err(|e| invalid(&e))?;
+        Ok(Dialed::new(machine, host, transport.choice, tls, OsRng.next_u64()))
+    }
+}
+
+impl Dialed<Device> {
+    /// The device `config` describes, dialling its connection string's host (see
+    /// [`dial::target`]) over `transport`. The device speaks its transport's
+    /// protocol ([`Transport::protocol`]), whatever `config.protocol` says. The
+    /// backoff's jitter is seeded from `config.seed` mixed with the operating
+    /// system's randomness.
+    ///
+    /// Errors: `InvalidInput` when the configuration cannot make a device (a key
+    /// that is not base64, a zero limit) or the trusted CAs cannot be loaded (a
+    /// missing CA file).
+    pub(crate) fn device(
+        mut config: DeviceConfig,
+        transport: &ClientTransport,
+    ) -> io::Result<Dialed<Device>> {
+        let host = dial::host(&config.connection_string);
+        // The fallback stays within the protocol (`websocket_fallback`), so one
+        // machine serves both transports.
+        config.protocol = match transport.choice {
+            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
+        };
+        // Devices started together (a fleet after a hub outage) must not retry in
+        // step: the jitter's seed takes the operating system's randomness.
+        config.seed ^= OsRng.next_u64();
+        let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
+        Dialed::over(device, host, transport)
+    }
+}
+
+impl Dialed<Mux> {
+    /// An AMQP connection to `config.host_name` (a host, or `host:port`) over
+    /// `transport`, with no device yet. The backoff's jitter is seeded from
+    /// `config.seed` mixed with the operating system's randomness.
+    ///
+    /// Errors: `InvalidInput` when `transport` is not AMQP or the trusted CAs
+    /// cannot be loaded.
+    pub(crate) fn multiplexed(
+        mut config: MultiplexConfig,
+        transport: &ClientTransport,
+    ) -> io::Result<Dialed<Mux>> {
+        check_amqp(transport)?;
+        let host = dial::split_port(&config.host_name);
+        // Connections started together must not retry in step.
+        config.seed ^= OsRng.next_u64();
+        Dialed::over(Mux(Multiplexed::new(config)), host, transport)
+    }
+}
+
+/// An `InvalidInput` error in `e`'s words: a configuration that cannot start.
+fn invalid(e: &dyn std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// Refuses a transport that is not AMQP: only AMQP carries several devices on one
+/// connection (spec file §5.10).
+///
+/// Errors: `InvalidInput`, naming the transport and the AMQP ones.
+fn check_amqp(transport: &ClientTransport) -> io::Result<()> {
+    let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
+    if asked.protocol() == Protocol::Amqp {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{asked} speaks {}: only AMQP carries several devices on one connection \
+             (amqp, amqp-ws, amqp-tcp)",
+            asked.protocol()
+        ),
+    ))
+}
+
+/// [`Multiplexed`] as the driver drives it: a [`Connection`] whose events name
+/// their device.
+#[derive(Debug)]
+pub(crate) struct Mux(pub(crate) Multiplexed);
+
+impl Connection for Mux {
+    type Event = (DeviceKey, DeviceEvent);
+    type Error = ProtocolError;
+
+    fn handle_connected(&mut self, now: Timestamp) {
+        self.0.handle_connected(now);
+    }
+
+    fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
+        self.0.handle_input(now, bytes)
+    }
+
+    fn handle_close(&mut self, now: Timestamp) {
+        self.0.handle_close(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.0.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<(DeviceKey, DeviceEvent)> {
+        self.0.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.0.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.0.handle_timeout(now);
     }
 }

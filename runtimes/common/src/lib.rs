@@ -10,12 +10,17 @@
 //! - [`clock`]: the one place time is read;
 //! - [`sync`]: the synchronous API of the blocking and mio runtimes; with the
 //!   feature `async`, [`tasks`]: the same API as futures and streams, which the
-//!   smol and async-std runtimes name.
+//!   smol and async-std runtimes name. Both APIs' clients send one set of commands
+//!   to their drivers, which carry them out and keep their callers waiting for the
+//!   hub's answers in one way; only the channels differ (`std::sync::mpsc` or
+//!   `async_channel`).
 //!
 //! Apart from the clock, nothing here touches a socket, a thread or a timer: the
 //! runtimes do, through the sans-IO contract ([`hubwire_core::sansio`]).
 
+mod channels;
 pub mod clock;
+mod command;
 pub mod dial;
 mod dialed;
 pub mod flow;
@@ -27,6 +32,7 @@ pub mod sync;
 #[cfg(feature = "async")]
 pub mod tasks;
 pub mod transcript;
+mod waiters;
 
 pub use dialed::{Action, ClientTransport, Dialed, TransportChoice, TransportStatus, client_tls};
 pub use served::{

@@ -1,23 +1,26 @@
 //! A device client: a driver whose machine is one [`Device`], and whose application
 //! waits for telemetry acknowledgements and reads events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
-use hubwire_core::Timestamp;
+use crate::{ClientTransport, Dialed, TransportStatus};
 use hubwire_core::device::{
-    C2dMessage, Device, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError,
-    RequestError, SendError, TelemetryId, TwinRequestId,
+    C2dMessage, DeviceConfig, DeviceEvent, DisconnectReason, DispositionError, RequestError,
+    SendError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use rand_core::{OsRng, RngCore};
 
-use crate::sync::{Client, ClientDriver, Scheduler};
-use crate::{Dialed, client_tls};
+#[cfg(doc)]
+use hubwire_core::device::Device;
+
+use crate::channels::Blocking;
+use crate::command::{Command, DeviceDriver};
+use crate::sync::{ClientDriver, Scheduler};
+use crate::waiters::TwinReply;
 
 /// Why a telemetry message was not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,16 +78,6 @@ pub enum TwinCallError {
     Closed,
 }
 
-/// A twin request's answer, as its waiter receives it.
-type TwinAnswer = Result<TwinReply, TwinCallError>;
-
-/// What a twin request was answered with.
-#[derive(Debug)]
-enum TwinReply {
-    Twin(Twin),
-    Version(u64),
-}
-
 /// An outcome's condition and, when given, its description, in words.
 fn rejection(condition: &str, description: &str) -> String {
     if description.is_empty() {
@@ -100,7 +93,7 @@ fn rejection(condition: &str, description: &str) -> String {
 /// C2D messages. Dropping the client disconnects it.
 #[derive(Debug)]
 pub struct DeviceClient<S: Scheduler> {
-    driver: S::Client<Command>,
+    driver: S::Client<Command<Blocking>>,
     inbox: Mutex<Inbox>,
 }
 
@@ -111,72 +104,25 @@ struct Inbox {
     passed_over: VecDeque<DeviceEvent>,
 }
 
-#[derive(Debug)]
-enum Command {
-    /// Queue a message and answer when the hub acknowledges it.
-    Send {
-        message: Message,
-        ack: Sender<Result<(), TelemetryError>>,
-    },
-    /// Queue a message and answer with its id at once.
-    SendNowait {
-        message: Message,
-        reply: Sender<Result<TelemetryId, SendError>>,
-    },
-    Settle {
-        lock: LockToken,
-        disposition: Disposition,
-        reply: Sender<Result<(), DispositionError>>,
-    },
-    PollNow,
-    GetTwin {
-        reply: Sender<TwinAnswer>,
-    },
-    PatchReported {
-        patch: TwinPatch,
-        reply: Sender<TwinAnswer>,
-    },
-    RespondMethod {
-        response: MethodResponse,
-        reply: Sender<Result<(), RequestError>>,
-    },
-}
-
 impl<S: Scheduler> DeviceClient<S> {
     /// Starts a device: its driver thread dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). The device speaks its transport's protocol
-    /// ([`hubwire_transports::Transport::protocol`]), whatever `config.protocol` says. The backoff's
-    /// jitter is seeded from `config.seed` mixed with the operating system's
-    /// randomness, so devices started together spread
-    /// their retries. Returns without waiting for the connection:
+    /// [`dial::target`](crate::dial::target)). The device speaks its transport's
+    /// protocol ([`hubwire_transports::Transport::protocol`]), whatever
+    /// `config.protocol` says. The backoff's jitter is seeded from `config.seed`
+    /// mixed with the operating system's randomness, so devices started together
+    /// spread their retries. Returns without waiting for the connection:
     /// [`DeviceEvent::Connected`] reports it.
     ///
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
     /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
     /// CA file); the OS's error when the thread cannot start.
     pub fn connect(config: DeviceConfig, transport: ClientTransport) -> io::Result<Self> {
-        let invalid =
-            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
         let name = format!("hubwire-device-{}", config.connection_string.device_id);
-        let host = dial::host(&config.connection_string);
-        let mut config = config;
-        // The fallback stays within the protocol (`websocket_fallback`), so one
-        // machine serves both transports.
-        config.protocol = match transport.choice {
-            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
-        };
-        // Devices started together (a fleet after a hub outage) must not retry in
-        // step: the jitter's seed takes the operating system's randomness.
-        config.seed ^= OsRng.next_u64();
-        let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
+        let dialed = Dialed::device(config, &transport)?;
         let (events_tx, events) = mpsc::channel();
-        let client =
-            DeviceDriver { events: events_tx, waiting: BTreeMap::new(), twins: BTreeMap::new() };
-        let tls = client_tls(&transport).map_err(|e| invalid(&e))?;
-        let dialed = Dialed::new(device, host, transport.choice, tls, OsRng.next_u64());
-        let driver = S::start_client(name, dialed, client)?;
+        let driver = S::start_client(name, dialed, DeviceDriver::<Blocking, _>::new(events_tx))?;
         Ok(DeviceClient {
             driver,
             inbox: Mutex::new(Inbox { events, passed_over: VecDeque::new() }),
@@ -299,10 +245,7 @@ impl<S: Scheduler> DeviceClient<S> {
     ///
     /// Errors: see [`TwinCallError`].
     pub fn get_twin(&self, timeout: Duration) -> Result<Twin, TwinCallError> {
-        match self.twin_call(|reply| Command::GetTwin { reply }, timeout)? {
-            TwinReply::Twin(twin) => Ok(twin),
-            TwinReply::Version(_) => Err(TwinCallError::Closed),
-        }
+        self.twin_call(None, timeout)?.twin()
     }
 
     /// Patches the device's reported properties and waits up to `timeout` for the
@@ -314,19 +257,16 @@ impl<S: Scheduler> DeviceClient<S> {
         patch: TwinPatch,
         timeout: Duration,
     ) -> Result<u64, TwinCallError> {
-        match self.twin_call(|reply| Command::PatchReported { patch, reply }, timeout)? {
-            TwinReply::Version(version) => Ok(version),
-            TwinReply::Twin(_) => Err(TwinCallError::Closed),
-        }
+        self.twin_call(Some(patch), timeout)?.version()
     }
 
     fn twin_call(
         &self,
-        command: impl FnOnce(Sender<TwinAnswer>) -> Command,
+        patch: Option<TwinPatch>,
         timeout: Duration,
     ) -> Result<TwinReply, TwinCallError> {
         let (reply, answer) = mpsc::channel();
-        self.command(command(reply)).ok_or(TwinCallError::Closed)?;
+        self.command(Command::Twin { patch, reply }).ok_or(TwinCallError::Closed)?;
         match answer.recv_timeout(timeout) {
             Ok(answer) => answer,
             Err(RecvTimeoutError::Timeout) => Err(TwinCallError::TimedOut(timeout)),
@@ -372,119 +312,7 @@ impl<S: Scheduler> DeviceClient<S> {
     }
 
     /// Hands a command to the driver; `None` when the driver has stopped.
-    fn command(&self, command: Command) -> Option<()> {
+    fn command(&self, command: Command<Blocking>) -> Option<()> {
         self.driver.command(command)
-    }
-}
-
-/// The device's half of its driver: blocking sends waiting for their
-/// acknowledgement, and the channel of events.
-struct DeviceDriver {
-    events: Sender<DeviceEvent>,
-    waiting: BTreeMap<TelemetryId, Sender<Result<(), TelemetryError>>>,
-    /// Twin requests whose callers wait.
-    twins: BTreeMap<TwinRequestId, Sender<TwinAnswer>>,
-}
-
-impl Client for DeviceDriver {
-    type Machine = Device;
-    type Command = Command;
-
-    fn command(&mut self, device: &mut Device, now: Timestamp, command: Command) {
-        match command {
-            Command::Send { message, ack } => match device.send_telemetry(now, message) {
-                Ok(id) => {
-                    self.waiting.insert(id, ack);
-                }
-                Err(e) => {
-                    let _ = ack.send(Err(TelemetryError::Refused(e)));
-                }
-            },
-            Command::SendNowait { message, reply } => {
-                let _ = reply.send(device.send_telemetry(now, message));
-            }
-            Command::Settle { lock, disposition, reply } => {
-                let _ = reply.send(device.settle(now, &lock, disposition));
-            }
-            Command::PollNow => device.poll_now(now),
-            Command::GetTwin { reply } => match device.get_twin(now) {
-                Ok(id) => {
-                    self.twins.insert(id, reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(TwinCallError::Refused(e)));
-                }
-            },
-            Command::PatchReported { patch, reply } => match device.patch_reported(now, patch) {
-                Ok(id) => {
-                    self.twins.insert(id, reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(TwinCallError::Refused(e)));
-                }
-            },
-            Command::RespondMethod { response, reply } => {
-                let _ = reply.send(device.respond_method(now, response));
-            }
-        }
-    }
-
-    fn stop(&mut self, device: &mut Device, now: Timestamp) {
-        device.disconnect(now);
-    }
-
-    fn event(&mut self, event: DeviceEvent) {
-        match &event {
-            DeviceEvent::TelemetryAcknowledged(id) => {
-                if let Some(waiter) = self.waiting.remove(id) {
-                    if waiter.send(Ok(())).is_ok() {
-                        return;
-                    }
-                    // The caller gave up waiting: the acknowledgement becomes an
-                    // event.
-                }
-            }
-            DeviceEvent::TelemetryRejected { id, condition, description } => {
-                if let Some(waiter) = self.waiting.remove(id) {
-                    let rejected = TelemetryError::Rejected {
-                        condition: condition.clone(),
-                        description: description.clone(),
-                    };
-                    if waiter.send(Err(rejected)).is_ok() {
-                        return;
-                    }
-                }
-            }
-            DeviceEvent::Twin { request, twin } => {
-                if let Some(waiter) = self.twins.remove(request) {
-                    if waiter.send(Ok(TwinReply::Twin(twin.clone()))).is_ok() {
-                        return;
-                    }
-                }
-            }
-            DeviceEvent::ReportedPatched { request, version } => {
-                if let Some(waiter) = self.twins.remove(request) {
-                    if waiter.send(Ok(TwinReply::Version(*version))).is_ok() {
-                        return;
-                    }
-                }
-            }
-            DeviceEvent::TwinRequestFailed { request, status, description } => {
-                if let Some(waiter) = self.twins.remove(request) {
-                    let failed =
-                        TwinCallError::Failed { status: *status, description: description.clone() };
-                    if waiter.send(Err(failed)).is_ok() {
-                        return;
-                    }
-                }
-            }
-            DeviceEvent::Disconnected { reason, reconnect_at: None } => {
-                for (_, waiter) in std::mem::take(&mut self.waiting) {
-                    let _ = waiter.send(Err(TelemetryError::Stopped(reason.clone())));
-                }
-            }
-            _ => {}
-        }
-        let _ = self.events.send(event);
     }
 }

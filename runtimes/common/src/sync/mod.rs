@@ -28,8 +28,6 @@ pub use device::{DeviceClient, TelemetryError, TwinCallError};
 pub use gateway::{GatewayConfig, GatewayEvent, GatewayServer};
 pub use hub::{HubCommand, HubServer};
 pub use multiplexed::{AddDeviceError, MultiplexedClient};
-#[cfg(feature = "async")]
-pub(crate) use multiplexed::{Mux, check_amqp};
 
 /// How a runtime drives the machines of the synchronous API: it starts a hub's
 /// driver over bound listeners, and a client's driver over a [`Dialed`] machine.

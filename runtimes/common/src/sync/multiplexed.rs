@@ -10,22 +10,23 @@
 //! [`DisconnectReason::TokenRefused`], and its neighbours carry on.
 
 use std::io;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+#[cfg(doc)]
+use hubwire_core::amqp::device::Multiplexed;
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{
-    ConfigError, DeviceConfig, DeviceEvent, DispositionError, ProtocolError, RequestError,
-    TelemetryId, TwinRequestId,
+    ConfigError, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
+    TwinRequestId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, TwinPatch};
-use hubwire_core::{Connection, Protocol, Timestamp, Transmit};
-use rand_core::{OsRng, RngCore};
 
-use crate::sync::{Client, ClientDriver, Scheduler, TelemetryError};
-use crate::{ClientTransport, TransportChoice, TransportStatus};
-use crate::{Dialed, client_tls, dial};
+use crate::channels::Blocking;
+use crate::command::{Command, MuxCommand, MuxDriver};
+use crate::sync::{ClientDriver, Scheduler, TelemetryError};
+use crate::{ClientTransport, Dialed, TransportStatus};
 
 /// Why a device was not added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,42 +47,8 @@ pub enum AddDeviceError {
 /// Every method takes `&self`. Dropping the client closes the connection.
 #[derive(Debug)]
 pub struct MultiplexedClient<S: Scheduler> {
-    driver: S::Client<Command>,
+    driver: S::Client<MuxCommand<Blocking>>,
     events: Mutex<Receiver<(DeviceKey, DeviceEvent)>>,
-}
-
-#[derive(Debug)]
-enum Command {
-    Add {
-        config: DeviceConfig,
-        reply: Sender<Result<DeviceKey, ConfigError>>,
-    },
-    Remove {
-        key: DeviceKey,
-        reply: Sender<bool>,
-    },
-    Send {
-        key: DeviceKey,
-        message: Message,
-        reply: Sender<Result<TelemetryId, TelemetryError>>,
-    },
-    Settle {
-        key: DeviceKey,
-        lock: LockToken,
-        disposition: Disposition,
-        reply: Sender<Result<(), DispositionError>>,
-    },
-    /// A twin get (`patch` `None`) or reported patch.
-    Twin {
-        key: DeviceKey,
-        patch: Option<TwinPatch>,
-        reply: Sender<Result<TwinRequestId, RequestError>>,
-    },
-    RespondMethod {
-        key: DeviceKey,
-        response: MethodResponse,
-        reply: Sender<Result<(), RequestError>>,
-    },
 }
 
 impl<S: Scheduler> MultiplexedClient<S> {
@@ -95,24 +62,10 @@ impl<S: Scheduler> MultiplexedClient<S> {
     /// `amqp-tcp`: only AMQP multiplexes devices, spec file §5.10) or the trusted
     /// CAs cannot be loaded; the OS's error when the thread cannot start.
     pub fn connect(config: MultiplexConfig, transport: ClientTransport) -> io::Result<Self> {
-        check_amqp(&transport)?;
-        let host = dial::split_port(&config.host_name);
         let name = format!("hubwire-amqp-{}", config.host_name);
-        let mut config = config;
-        // Connections started together must not retry in step.
-        config.seed ^= OsRng.next_u64();
+        let dialed = Dialed::multiplexed(config, &transport)?;
         let (events_tx, events) = mpsc::channel();
-        let client = MultiplexDriver { events: events_tx };
-        let tls = client_tls(&transport)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let dialed = Dialed::new(
-            Mux(Multiplexed::new(config)),
-            host,
-            transport.choice,
-            tls,
-            OsRng.next_u64(),
-        );
-        let driver = S::start_client(name, dialed, client)?;
+        let driver = S::start_client(name, dialed, MuxDriver::<Blocking>::new(events_tx))?;
         Ok(MultiplexedClient { driver, events: Mutex::new(events) })
     }
 
@@ -128,7 +81,7 @@ impl<S: Scheduler> MultiplexedClient<S> {
     pub fn add_device(&self, config: DeviceConfig) -> Result<DeviceKey, AddDeviceError> {
         let (reply, answer) = mpsc::channel();
         self.driver
-            .command(Command::Add { config, reply })
+            .command(MuxCommand::Add { config, reply })
             .and_then(|()| answer.recv().ok())
             .ok_or(AddDeviceError::Closed)?
             .map_err(AddDeviceError::from)
@@ -139,7 +92,7 @@ impl<S: Scheduler> MultiplexedClient<S> {
     pub fn remove_device(&self, key: DeviceKey) -> bool {
         let (reply, answer) = mpsc::channel();
         self.driver
-            .command(Command::Remove { key, reply })
+            .command(MuxCommand::Remove { key, reply })
             .and_then(|()| answer.recv().ok())
             .unwrap_or(false)
     }
@@ -156,10 +109,9 @@ impl<S: Scheduler> MultiplexedClient<S> {
         message: Message,
     ) -> Result<TelemetryId, TelemetryError> {
         let (reply, answer) = mpsc::channel();
-        self.driver
-            .command(Command::Send { key, message, reply })
+        self.device(key, Command::SendNowait { message, reply })
             .and_then(|()| answer.recv().ok())
-            .unwrap_or(Err(TelemetryError::Closed))
+            .map_or(Err(TelemetryError::Closed), |sent| Ok(sent?))
     }
 
     /// Settles device `key`'s C2D message: complete, reject or abandon (spec file
@@ -174,8 +126,7 @@ impl<S: Scheduler> MultiplexedClient<S> {
         disposition: Disposition,
     ) -> Result<(), DispositionError> {
         let (reply, answer) = mpsc::channel();
-        self.driver
-            .command(Command::Settle { key, lock: *lock, disposition, reply })
+        self.device(key, Command::Settle { lock: *lock, disposition, reply })
             .and_then(|()| answer.recv().ok())
             .unwrap_or(Err(DispositionError::UnknownLockToken(*lock)))
     }
@@ -208,8 +159,7 @@ impl<S: Scheduler> MultiplexedClient<S> {
         patch: Option<TwinPatch>,
     ) -> Result<TwinRequestId, RequestError> {
         let (reply, answer) = mpsc::channel();
-        self.driver
-            .command(Command::Twin { key, patch, reply })
+        self.device(key, Command::TwinNowait { patch, reply })
             .and_then(|()| answer.recv().ok())
             .unwrap_or(Err(RequestError::Stopped))
     }
@@ -224,10 +174,15 @@ impl<S: Scheduler> MultiplexedClient<S> {
         response: MethodResponse,
     ) -> Result<(), RequestError> {
         let (reply, answer) = mpsc::channel();
-        self.driver
-            .command(Command::RespondMethod { key, response, reply })
+        self.device(key, Command::RespondMethod { response, reply })
             .and_then(|()| answer.recv().ok())
             .unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Hands device `key`'s command to the driver; `None` when the driver has
+    /// stopped.
+    fn device(&self, key: DeviceKey, command: Command<Blocking>) -> Option<()> {
+        self.driver.command(MuxCommand::Device { key, command })
     }
 
     /// The next event and the device it concerns, waiting at most `timeout`; `None`
@@ -252,109 +207,5 @@ impl<S: Scheduler> MultiplexedClient<S> {
     /// What the transport did last: see [`TransportStatus`].
     pub fn transport_status(&self) -> TransportStatus {
         self.driver.transport_status()
-    }
-}
-
-/// Refuses a transport that is not AMQP: only AMQP carries several devices on one
-/// connection (spec file §5.10).
-///
-/// Errors: `InvalidInput`, naming the transport and the AMQP ones.
-pub(crate) fn check_amqp(transport: &ClientTransport) -> io::Result<()> {
-    let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
-    if asked.protocol() == Protocol::Amqp {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "{asked} speaks {}: only AMQP carries several devices on one connection \
-             (amqp, amqp-ws, amqp-tcp)",
-            asked.protocol()
-        ),
-    ))
-}
-
-/// [`Multiplexed`] as the driver drives it: a [`Connection`] whose events name
-/// their device.
-#[derive(Debug)]
-pub(crate) struct Mux(pub(crate) Multiplexed);
-
-impl Connection for Mux {
-    type Event = (DeviceKey, DeviceEvent);
-    type Error = ProtocolError;
-
-    fn handle_connected(&mut self, now: Timestamp) {
-        self.0.handle_connected(now);
-    }
-
-    fn handle_input(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ProtocolError> {
-        self.0.handle_input(now, bytes)
-    }
-
-    fn handle_close(&mut self, now: Timestamp) {
-        self.0.handle_close(now);
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.0.poll_transmit()
-    }
-
-    fn poll_event(&mut self) -> Option<(DeviceKey, DeviceEvent)> {
-        self.0.poll_event()
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.0.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        self.0.handle_timeout(now);
-    }
-}
-
-/// The multiplexed client's half of its driver: the channel of events.
-struct MultiplexDriver {
-    events: Sender<(DeviceKey, DeviceEvent)>,
-}
-
-impl Client for MultiplexDriver {
-    type Machine = Mux;
-    type Command = Command;
-
-    fn command(&mut self, mux: &mut Mux, now: Timestamp, command: Command) {
-        let mux = &mut mux.0;
-        match command {
-            Command::Add { config, reply } => {
-                let _ = reply.send(mux.add_device(now, config));
-            }
-            Command::Remove { key, reply } => {
-                let _ = reply.send(mux.remove_device(now, key));
-            }
-            Command::Send { key, message, reply } => {
-                let sent = mux.send_telemetry(now, key, message).map_err(TelemetryError::from);
-                let _ = reply.send(sent);
-            }
-            Command::Settle { key, lock, disposition, reply } => {
-                let _ = reply.send(mux.settle(now, key, &lock, disposition));
-            }
-            Command::Twin { key, patch, reply } => {
-                let asked = match patch {
-                    Some(patch) => mux.patch_reported(now, key, patch),
-                    None => mux.get_twin(now, key),
-                };
-                let _ = reply.send(asked);
-            }
-            Command::RespondMethod { key, response, reply } => {
-                let _ = reply.send(mux.respond_method(now, key, response));
-            }
-        }
-    }
-
-    fn stop(&mut self, mux: &mut Mux, now: Timestamp) {
-        mux.0.close(now);
-    }
-
-    fn event(&mut self, event: (DeviceKey, DeviceEvent)) {
-        let _ = self.events.send(event);
     }
 }

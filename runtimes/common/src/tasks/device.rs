@@ -11,20 +11,21 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::Stream;
-use hubwire_core::Timestamp;
 use hubwire_core::device::{
-    C2dMessage, Device, DeviceConfig, DeviceEvent, DispositionError, RequestError, SendError,
-    TelemetryId,
+    C2dMessage, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use rand_core::{OsRng, RngCore};
 
-use super::driver::{ClientTask, dialed};
-use super::waiters::{TwinAnswer, TwinReply, Waiters};
+#[cfg(doc)]
+use hubwire_core::device::Device;
+
+use super::driver::ClientTask;
 use super::{Runtime, oneshot, timeout};
-use crate::sync::Client;
+use crate::channels::{Async, Deliver};
+use crate::command::{Command, DeviceDriver};
 use crate::sync::{TelemetryError, TwinCallError};
-use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
+use crate::waiters::TwinReply;
+use crate::{ClientTransport, Dialed, TransportStatus};
 
 /// A device connected to its hub by a driver task of runtime `R`. Each runtime
 /// crate names it for its runtime (`hubwire_smol::DeviceClient`).
@@ -32,7 +33,7 @@ use crate::{ClientTransport, TransportChoice, TransportStatus, clock, dial};
 /// Every method takes `&self`: one task may send telemetry while another reads C2D
 /// messages. Dropping the client disconnects it, without waiting.
 pub struct DeviceClient<R> {
-    driver: ClientTask<Command>,
+    driver: ClientTask<Command<Async>>,
     events: Receiver<DeviceEvent>,
     c2d: Receiver<C2dMessage>,
     runtime: PhantomData<fn() -> R>,
@@ -44,47 +45,16 @@ impl<R> fmt::Debug for DeviceClient<R> {
     }
 }
 
-#[derive(Debug)]
-enum Command {
-    /// Queue a message and answer when the hub acknowledges it.
-    Send {
-        message: Message,
-        ack: Sender<Result<(), TelemetryError>>,
-    },
-    /// Queue a message and answer with its id at once.
-    SendNowait {
-        message: Message,
-        reply: Sender<Result<TelemetryId, SendError>>,
-    },
-    Settle {
-        lock: LockToken,
-        disposition: Disposition,
-        reply: Sender<Result<(), DispositionError>>,
-    },
-    PollNow,
-    GetTwin {
-        reply: Sender<TwinAnswer>,
-    },
-    PatchReported {
-        patch: TwinPatch,
-        reply: Sender<TwinAnswer>,
-    },
-    RespondMethod {
-        response: MethodResponse,
-        reply: Sender<Result<(), RequestError>>,
-    },
-}
-
 impl<R: Runtime> DeviceClient<R> {
     /// Starts a device: its driver task dials the hub at once, and again after
     /// every lost connection, as the machine's backoff says, resolving the host name
     /// anew each time. The address is the connection string's (see
-    /// [`dial::target`]). The device speaks its transport's protocol
-    /// ([`hubwire_transports::Transport::protocol`]), whatever `config.protocol`
-    /// says. The backoff's jitter is seeded from `config.seed` mixed with the
-    /// operating system's randomness, so devices started together spread their
-    /// retries. Resolves once the driver runs, without waiting for the connection:
-    /// [`DeviceEvent::Connected`] reports it.
+    /// [`dial::target`](crate::dial::target)). The device speaks its transport's
+    /// protocol ([`hubwire_transports::Transport::protocol`]), whatever
+    /// `config.protocol` says. The backoff's jitter is seeded from `config.seed`
+    /// mixed with the operating system's randomness, so devices started together
+    /// spread their retries. Resolves once the driver runs, without waiting for the
+    /// connection: [`DeviceEvent::Connected`] reports it.
     ///
     /// Errors: `InvalidInput` when the configuration cannot make a device (a key that
     /// is not base64, a zero limit) or the trusted CAs cannot be loaded (a missing
@@ -93,21 +63,11 @@ impl<R: Runtime> DeviceClient<R> {
         config: DeviceConfig,
         transport: ClientTransport,
     ) -> io::Result<DeviceClient<R>> {
-        let invalid =
-            |e: &dyn fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
-        let host = dial::host(&config.connection_string);
-        let mut config = config;
-        // The fallback stays within the protocol (`websocket_fallback`), so one
-        // machine serves both transports.
-        config.protocol = match transport.choice {
-            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
-        };
-        config.seed ^= OsRng.next_u64();
-        let device = Device::new(clock::now(), config).map_err(|e| invalid(&e))?;
+        let dialed = Dialed::device(config, &transport)?;
         let (events_tx, events) = async_channel::unbounded();
         let (c2d_tx, c2d) = async_channel::unbounded();
-        let client = DeviceDriver { events: events_tx, c2d: c2d_tx, waiting: Waiters::new() };
-        let driver = ClientTask::spawn::<R, _>(dialed(device, host, &transport)?, client);
+        let client = DeviceDriver::<Async, _>::new(Inboxes { events: events_tx, c2d: c2d_tx });
+        let driver = ClientTask::spawn::<R, _>(dialed, client);
         Ok(DeviceClient { driver, events, c2d, runtime: PhantomData })
     }
 
@@ -225,10 +185,7 @@ impl<R: Runtime> DeviceClient<R> {
     ///
     /// Errors: see [`TwinCallError`]; never [`TwinCallError::TimedOut`].
     pub async fn get_twin(&self) -> Result<Twin, TwinCallError> {
-        match self.twin_call(|reply| Command::GetTwin { reply }).await? {
-            TwinReply::Twin(twin) => Ok(twin),
-            TwinReply::Version(_) => Err(TwinCallError::Closed),
-        }
+        self.twin_call(None).await?.twin()
     }
 
     /// Patches the device's reported properties; resolves with the hub's answer:
@@ -236,18 +193,12 @@ impl<R: Runtime> DeviceClient<R> {
     ///
     /// Errors: see [`TwinCallError`]; never [`TwinCallError::TimedOut`].
     pub async fn patch_reported(&self, patch: TwinPatch) -> Result<u64, TwinCallError> {
-        match self.twin_call(|reply| Command::PatchReported { patch, reply }).await? {
-            TwinReply::Version(version) => Ok(version),
-            TwinReply::Twin(_) => Err(TwinCallError::Closed),
-        }
+        self.twin_call(Some(patch)).await?.version()
     }
 
-    async fn twin_call(
-        &self,
-        command: impl FnOnce(Sender<TwinAnswer>) -> Command,
-    ) -> Result<TwinReply, TwinCallError> {
+    async fn twin_call(&self, patch: Option<TwinPatch>) -> Result<TwinReply, TwinCallError> {
         let (reply, answer) = oneshot();
-        self.driver.command(command(reply)).ok_or(TwinCallError::Closed)?;
+        self.driver.command(Command::Twin { patch, reply }).ok_or(TwinCallError::Closed)?;
         answer.recv().await.unwrap_or(Err(TwinCallError::Closed))
     }
 
@@ -317,65 +268,18 @@ impl Stream for EventStream {
     }
 }
 
-/// The device's half of its driver: calls waiting for an answer, and the channels
-/// of C2D messages and events.
-struct DeviceDriver {
+/// Where the driver hands the events nobody waits for: C2D messages to their own
+/// channel ([`DeviceClient::c2d`]), the rest to [`DeviceClient::events`].
+struct Inboxes {
     events: Sender<DeviceEvent>,
     c2d: Sender<C2dMessage>,
-    waiting: Waiters<()>,
 }
 
-impl Client for DeviceDriver {
-    type Machine = Device;
-    type Command = Command;
-
-    fn command(&mut self, device: &mut Device, now: Timestamp, command: Command) {
-        match command {
-            Command::Send { message, ack } => match device.send_telemetry(now, message) {
-                Ok(id) => self.waiting.telemetry((), id, ack),
-                Err(e) => {
-                    let _ = ack.try_send(Err(TelemetryError::Refused(e)));
-                }
-            },
-            Command::SendNowait { message, reply } => {
-                let _ = reply.try_send(device.send_telemetry(now, message));
-            }
-            Command::Settle { lock, disposition, reply } => {
-                let _ = reply.try_send(device.settle(now, &lock, disposition));
-            }
-            Command::PollNow => device.poll_now(now),
-            Command::GetTwin { reply } => match device.get_twin(now) {
-                Ok(id) => self.waiting.twin((), id, reply),
-                Err(e) => {
-                    let _ = reply.try_send(Err(TwinCallError::Refused(e)));
-                }
-            },
-            Command::PatchReported { patch, reply } => match device.patch_reported(now, patch) {
-                Ok(id) => self.waiting.twin((), id, reply),
-                Err(e) => {
-                    let _ = reply.try_send(Err(TwinCallError::Refused(e)));
-                }
-            },
-            Command::RespondMethod { response, reply } => {
-                let _ = reply.try_send(device.respond_method(now, response));
-            }
-        }
-    }
-
-    fn stop(&mut self, device: &mut Device, now: Timestamp) {
-        device.disconnect(now);
-    }
-
-    fn event(&mut self, event: DeviceEvent) {
+impl Deliver<DeviceEvent> for Inboxes {
+    fn deliver(&self, event: DeviceEvent) -> bool {
         match event {
-            DeviceEvent::C2d(c2d) => {
-                let _ = self.c2d.try_send(c2d);
-            }
-            event => {
-                if !self.waiting.answer((), &event) {
-                    let _ = self.events.try_send(event);
-                }
-            }
+            DeviceEvent::C2d(c2d) => self.c2d.deliver(c2d),
+            event => self.events.deliver(event),
         }
     }
 }

@@ -11,19 +11,17 @@
 //! application, is a [`Client`], as in the synchronous API.
 
 use std::fmt;
-use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_channel::{Receiver, Sender};
-use hubwire_core::{Connection, Timestamp};
-use rand_core::{OsRng, RngCore};
+use hubwire_core::Timestamp;
 
 use super::{Runtime, Waited, oneshot, socket, timeout, wait};
 use crate::flow::{Chunk, Flow};
 use crate::sync::{Client, ClientDriver, STOP_GRACE, publish_status};
-use crate::{Action, ClientTransport, Dialed, TransportStatus, client_tls, clock, dial};
+use crate::{Action, Dialed, TransportStatus, clock, dial};
 
 /// What the driver waits for.
 #[derive(Debug)]
@@ -54,21 +52,6 @@ impl<C> fmt::Debug for ClientTask<C> {
             .field("bytes_written", &self.bytes_written())
             .finish_non_exhaustive()
     }
-}
-
-/// `machine` with its dialling plan: it dials `host` (and `port`, when given, for
-/// the transport asked for) over `transport`.
-///
-/// Errors: `InvalidInput` when the trusted CAs cannot be loaded (a missing CA
-/// file).
-pub(super) fn dialed<M: Connection>(
-    machine: M,
-    host: (String, Option<u16>),
-    transport: &ClientTransport,
-) -> io::Result<Dialed<M>> {
-    let tls = client_tls(transport)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    Ok(Dialed::new(machine, host, transport.choice, tls, OsRng.next_u64()))
 }
 
 impl<C: Send + 'static> ClientTask<C> {

@@ -31,7 +31,6 @@ mod driver;
 mod hub;
 mod multiplexed;
 mod socket;
-mod waiters;
 
 pub use device::{C2dStream, DeviceClient, EventStream};
 pub use driver::ClientTask;

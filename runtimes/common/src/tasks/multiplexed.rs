@@ -16,22 +16,23 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, Sender};
+use async_channel::Receiver;
 use futures_lite::Stream;
-use hubwire_core::Timestamp;
-use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig, Multiplexed};
+#[cfg(doc)]
+use hubwire_core::amqp::device::Multiplexed;
+use hubwire_core::amqp::device::{DeviceKey, MultiplexConfig};
 use hubwire_core::device::{
-    ConfigError, DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
+    DeviceConfig, DeviceEvent, DispositionError, RequestError, TelemetryId,
 };
 use hubwire_core::iothub::{Disposition, LockToken, Message, MethodResponse, Twin, TwinPatch};
-use rand_core::{OsRng, RngCore};
 
-use super::driver::{ClientTask, dialed};
-use super::waiters::{TwinAnswer, TwinReply, Waiters};
+use super::driver::ClientTask;
 use super::{Runtime, oneshot};
-use crate::sync::Client;
-use crate::sync::{AddDeviceError, Mux, TelemetryError, TwinCallError, check_amqp};
-use crate::{ClientTransport, TransportStatus, dial};
+use crate::channels::Async;
+use crate::command::{Command, MuxCommand, MuxDriver};
+use crate::sync::{AddDeviceError, TelemetryError, TwinCallError};
+use crate::waiters::TwinReply;
+use crate::{ClientTransport, Dialed, TransportStatus};
 
 /// An AMQP connection to a hub carrying many devices, driven by a task of runtime
 /// `R`. Each runtime crate names it for its runtime
@@ -40,7 +41,7 @@ use crate::{ClientTransport, TransportStatus, dial};
 /// Every method takes `&self`. Dropping the client closes the connection, without
 /// waiting.
 pub struct MultiplexedClient<R> {
-    driver: ClientTask<Command>,
+    driver: ClientTask<MuxCommand<Async>>,
     events: Receiver<(DeviceKey, DeviceEvent)>,
     runtime: PhantomData<fn() -> R>,
 }
@@ -49,47 +50,6 @@ impl<R> fmt::Debug for MultiplexedClient<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MultiplexedClient").field("driver", &self.driver).finish_non_exhaustive()
     }
-}
-
-#[derive(Debug)]
-enum Command {
-    Add {
-        config: DeviceConfig,
-        reply: Sender<Result<DeviceKey, ConfigError>>,
-    },
-    Remove {
-        key: DeviceKey,
-        reply: Sender<bool>,
-    },
-    /// Queue a message and answer when the hub acknowledges it.
-    Send {
-        key: DeviceKey,
-        message: Message,
-        ack: Sender<Result<(), TelemetryError>>,
-    },
-    /// Queue a message and answer with its id at once.
-    SendNowait {
-        key: DeviceKey,
-        message: Message,
-        reply: Sender<Result<TelemetryId, TelemetryError>>,
-    },
-    Settle {
-        key: DeviceKey,
-        lock: LockToken,
-        disposition: Disposition,
-        reply: Sender<Result<(), DispositionError>>,
-    },
-    /// A twin get (`patch` `None`) or reported patch.
-    Twin {
-        key: DeviceKey,
-        patch: Option<TwinPatch>,
-        reply: Sender<TwinAnswer>,
-    },
-    RespondMethod {
-        key: DeviceKey,
-        response: MethodResponse,
-        reply: Sender<Result<(), RequestError>>,
-    },
 }
 
 impl<R: Runtime> MultiplexedClient<R> {
@@ -106,15 +66,9 @@ impl<R: Runtime> MultiplexedClient<R> {
         config: MultiplexConfig,
         transport: ClientTransport,
     ) -> io::Result<MultiplexedClient<R>> {
-        check_amqp(&transport)?;
-        let host = dial::split_port(&config.host_name);
-        let mut config = config;
-        // Connections started together must not retry in step.
-        config.seed ^= OsRng.next_u64();
+        let dialed = Dialed::multiplexed(config, &transport)?;
         let (events_tx, events) = async_channel::unbounded();
-        let client = MultiplexDriver { events: events_tx, waiting: Waiters::new() };
-        let machine = Mux(Multiplexed::new(config));
-        let driver = ClientTask::spawn::<R, _>(dialed(machine, host, &transport)?, client);
+        let driver = ClientTask::spawn::<R, _>(dialed, MuxDriver::<Async>::new(events_tx));
         Ok(MultiplexedClient { driver, events, runtime: PhantomData })
     }
 
@@ -129,7 +83,7 @@ impl<R: Runtime> MultiplexedClient<R> {
     /// [`AddDeviceError::Closed`] after [`close`](Self::close).
     pub async fn add_device(&self, config: DeviceConfig) -> Result<DeviceKey, AddDeviceError> {
         let (reply, answer) = oneshot();
-        self.driver.command(Command::Add { config, reply }).ok_or(AddDeviceError::Closed)?;
+        self.driver.command(MuxCommand::Add { config, reply }).ok_or(AddDeviceError::Closed)?;
         answer.recv().await.map_err(|_| AddDeviceError::Closed)?.map_err(AddDeviceError::from)
     }
 
@@ -138,7 +92,7 @@ impl<R: Runtime> MultiplexedClient<R> {
     /// Resolves with whether it was there.
     pub async fn remove_device(&self, key: DeviceKey) -> bool {
         let (reply, answer) = oneshot();
-        if self.driver.command(Command::Remove { key, reply }).is_none() {
+        if self.driver.command(MuxCommand::Remove { key, reply }).is_none() {
             return false;
         }
         answer.recv().await.unwrap_or(false)
@@ -159,7 +113,7 @@ impl<R: Runtime> MultiplexedClient<R> {
         message: Message,
     ) -> Result<(), TelemetryError> {
         let (ack, acknowledged) = oneshot();
-        self.driver.command(Command::Send { key, message, ack }).ok_or(TelemetryError::Closed)?;
+        self.device(key, Command::Send { message, ack }).ok_or(TelemetryError::Closed)?;
         acknowledged.recv().await.unwrap_or(Err(TelemetryError::Closed))
     }
 
@@ -174,10 +128,8 @@ impl<R: Runtime> MultiplexedClient<R> {
         message: Message,
     ) -> Result<TelemetryId, TelemetryError> {
         let (reply, answer) = oneshot();
-        self.driver
-            .command(Command::SendNowait { key, message, reply })
-            .ok_or(TelemetryError::Closed)?;
-        answer.recv().await.unwrap_or(Err(TelemetryError::Closed))
+        self.device(key, Command::SendNowait { message, reply }).ok_or(TelemetryError::Closed)?;
+        answer.recv().await.map_or(Err(TelemetryError::Closed), |sent| Ok(sent?))
     }
 
     /// Settles device `key`'s C2D message: complete, reject or abandon (spec file
@@ -193,8 +145,7 @@ impl<R: Runtime> MultiplexedClient<R> {
     ) -> Result<(), DispositionError> {
         let (reply, answer) = oneshot();
         let unknown = Err(DispositionError::UnknownLockToken(*lock));
-        let command = Command::Settle { key, lock: *lock, disposition, reply };
-        if self.driver.command(command).is_none() {
+        if self.device(key, Command::Settle { lock: *lock, disposition, reply }).is_none() {
             return unknown;
         }
         answer.recv().await.unwrap_or(unknown)
@@ -204,10 +155,7 @@ impl<R: Runtime> MultiplexedClient<R> {
     ///
     /// Errors: see [`TwinCallError`]; never [`TwinCallError::TimedOut`].
     pub async fn get_twin(&self, key: DeviceKey) -> Result<Twin, TwinCallError> {
-        match self.twin(key, None).await? {
-            TwinReply::Twin(twin) => Ok(twin),
-            TwinReply::Version(_) => Err(TwinCallError::Closed),
-        }
+        self.twin(key, None).await?.twin()
     }
 
     /// Patches device `key`'s reported properties; resolves with the reported
@@ -219,10 +167,7 @@ impl<R: Runtime> MultiplexedClient<R> {
         key: DeviceKey,
         patch: TwinPatch,
     ) -> Result<u64, TwinCallError> {
-        match self.twin(key, Some(patch)).await? {
-            TwinReply::Version(version) => Ok(version),
-            TwinReply::Twin(_) => Err(TwinCallError::Closed),
-        }
+        self.twin(key, Some(patch)).await?.version()
     }
 
     async fn twin(
@@ -231,7 +176,7 @@ impl<R: Runtime> MultiplexedClient<R> {
         patch: Option<TwinPatch>,
     ) -> Result<TwinReply, TwinCallError> {
         let (reply, answer) = oneshot();
-        self.driver.command(Command::Twin { key, patch, reply }).ok_or(TwinCallError::Closed)?;
+        self.device(key, Command::Twin { patch, reply }).ok_or(TwinCallError::Closed)?;
         answer.recv().await.unwrap_or(Err(TwinCallError::Closed))
     }
 
@@ -245,10 +190,16 @@ impl<R: Runtime> MultiplexedClient<R> {
         response: MethodResponse,
     ) -> Result<(), RequestError> {
         let (reply, answer) = oneshot();
-        if self.driver.command(Command::RespondMethod { key, response, reply }).is_none() {
+        if self.device(key, Command::RespondMethod { response, reply }).is_none() {
             return Err(RequestError::Stopped);
         }
         answer.recv().await.unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Hands device `key`'s command to the driver; `None` when the driver has
+    /// stopped.
+    fn device(&self, key: DeviceKey, command: Command<Async>) -> Option<()> {
+        self.driver.command(MuxCommand::Device { key, command })
     }
 
     /// The devices' events with the device each concerns, C2D messages among them,
@@ -294,68 +245,5 @@ impl Stream for MuxEventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.as_mut().poll_next(cx)
-    }
-}
-
-/// The multiplexed client's half of its driver: calls waiting for an answer, and
-/// the channel of events.
-struct MultiplexDriver {
-    events: Sender<(DeviceKey, DeviceEvent)>,
-    waiting: Waiters<DeviceKey>,
-}
-
-impl Client for MultiplexDriver {
-    type Machine = Mux;
-    type Command = Command;
-
-    fn command(&mut self, mux: &mut Mux, now: Timestamp, command: Command) {
-        let mux = &mut mux.0;
-        match command {
-            Command::Add { config, reply } => {
-                let _ = reply.try_send(mux.add_device(now, config));
-            }
-            Command::Remove { key, reply } => {
-                self.waiting.forget(key);
-                let _ = reply.try_send(mux.remove_device(now, key));
-            }
-            Command::Send { key, message, ack } => match mux.send_telemetry(now, key, message) {
-                Ok(id) => self.waiting.telemetry(key, id, ack),
-                Err(e) => {
-                    let _ = ack.try_send(Err(TelemetryError::Refused(e)));
-                }
-            },
-            Command::SendNowait { key, message, reply } => {
-                let sent = mux.send_telemetry(now, key, message).map_err(TelemetryError::from);
-                let _ = reply.try_send(sent);
-            }
-            Command::Settle { key, lock, disposition, reply } => {
-                let _ = reply.try_send(mux.settle(now, key, &lock, disposition));
-            }
-            Command::Twin { key, patch, reply } => {
-                let asked = match patch {
-                    Some(patch) => mux.patch_reported(now, key, patch),
-                    None => mux.get_twin(now, key),
-                };
-                match asked {
-                    Ok(id) => self.waiting.twin(key, id, reply),
-                    Err(e) => {
-                        let _ = reply.try_send(Err(TwinCallError::Refused(e)));
-                    }
-                }
-            }
-            Command::RespondMethod { key, response, reply } => {
-                let _ = reply.try_send(mux.respond_method(now, key, response));
-            }
-        }
-    }
-
-    fn stop(&mut self, mux: &mut Mux, now: Timestamp) {
-        mux.0.close(now);
-    }
-
-    fn event(&mut self, (key, event): (DeviceKey, DeviceEvent)) {
-        if !self.waiting.answer(key, &event) {
-            let _ = self.events.try_send((key, event));
-        }
     }
 }
