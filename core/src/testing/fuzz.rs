@@ -213,7 +213,7 @@ const SMALL_HEAD_LIMITS: http::Limits = http::Limits { max_head_size: 64, max_he
 /// Properties: "incomplete" only while fewer than `max_head_size` bytes have arrived
 /// (a head never buffers past its limit); a head uses at most `max_head_size` bytes
 /// and every strict prefix of it is incomplete; a parsed head encodes, and parsing
-/// the encoding gives it back, using every byte; every error maps to 400, 431 or 505.
+/// the encoding gives it back, using every byte; every error maps to 400, 414, 431 or 505.
 pub fn http_head(data: &[u8]) {
     for limits in [http::Limits::default(), SMALL_HEAD_LIMITS] {
         check_head(data, &limits, http::parse_request, http::RequestHead::encode);

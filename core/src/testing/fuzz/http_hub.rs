@@ -38,7 +38,8 @@ fn check_output(wire: &BytesMut) {
             other => panic!("the hub wrote an unreadable head: {other:?}"),
         };
         let _ = rx.split_to(used);
-        const SENT: [u16; 13] = [100, 200, 204, 400, 401, 404, 405, 408, 412, 413, 431, 501, 505];
+        const SENT: [u16; 14] =
+            [100, 200, 204, 400, 401, 404, 405, 408, 412, 413, 414, 431, 501, 505];
         assert!(SENT.contains(&head.status), "status {} is none the hub sends", head.status);
         let limits = BodyLimits { max_body_size: usize::MAX, ..BodyLimits::default() };
         let mut decoder = match BodyDecoder::for_response(&head, "POST", &limits) {
