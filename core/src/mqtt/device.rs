@@ -83,10 +83,13 @@ pub struct DeviceSession {
     /// C2D deliveries shown to the application and not yet acknowledged.
     c2d: BTreeMap<PacketId, C2dState>,
     /// QoS 1 PUBLISHes received on this connection and not yet acknowledged, in
-    /// arrival order, each with whether its PUBACK may go: PUBACKs go out in the
-    /// order their PUBLISHes arrived [MQTT-4.6.0-2], so a completed C2D message
-    /// waits for the ones that came before it.
-    pubacks: VecDeque<(PacketId, bool)>,
+    /// arrival order: PUBACKs go out in that order [MQTT-4.6.0-2], each once its
+    /// message is not the application's to complete (`c2d`), so a completed C2D
+    /// message waits for the ones that came before it.
+    pubacks: VecDeque<PacketId>,
+    /// The ids in `pubacks`: one the hub sends again on this connection is
+    /// queued once.
+    puback_ids: BTreeSet<PacketId>,
     /// SUBSCRIBEs sent and not yet answered: what each asks for.
     subscribing: BTreeMap<PacketId, Vec<Subscription>>,
     /// The subscriptions the hub holds in its session.
@@ -173,6 +176,7 @@ impl DeviceSession {
             in_flight: VecDeque::new(),
             c2d: BTreeMap::new(),
             pubacks: VecDeque::new(),
+            puback_ids: BTreeSet::new(),
             subscribing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
             last_twin_request: 0,
@@ -315,30 +319,34 @@ impl DeviceSession {
             return Err(DispositionError::UnknownLockToken(*lock));
         };
         self.c2d.insert(id, C2dState::Completed);
-        if let Some(entry) = self.pubacks.iter_mut().find(|(pending, _)| *pending == id) {
-            entry.1 = true;
+        if self.puback_ids.contains(&id) {
             self.send_pubacks(now);
         }
         Ok(())
     }
 
-    /// Sends the PUBACKs that may go, in arrival order [MQTT-4.6.0-2]: the run of
-    /// ready ones at the front of the queue.
+    /// Sends the PUBACKs that may go, in arrival order [MQTT-4.6.0-2]: those at
+    /// the front of the queue up to the first message the application holds.
     fn send_pubacks(&mut self, now: Timestamp) {
-        while let Some(&(id, true)) = self.pubacks.front() {
-            self.pubacks.pop_front();
-            if self.c2d.get(&id) == Some(&C2dState::Completed) {
-                self.c2d.remove(&id);
+        while let Some(&id) = self.pubacks.front() {
+            match self.c2d.get(&id) {
+                Some(C2dState::Delivered) => return,
+                Some(C2dState::Completed) => {
+                    self.c2d.remove(&id);
+                }
+                None => {}
             }
+            self.pubacks.pop_front();
+            self.puback_ids.remove(&id);
             self.send(now, &Packet::PubAck(id));
         }
     }
 
-    /// A QoS 1 PUBLISH arrived: its PUBACK joins the queue, ready or waiting for
-    /// the application. One the hub sent again on this connection is already there.
-    fn received_qos1(&mut self, now: Timestamp, id: PacketId, ready: bool) {
-        if !self.pubacks.iter().any(|(pending, _)| *pending == id) {
-            self.pubacks.push_back((id, ready));
+    /// A QoS 1 PUBLISH arrived: its PUBACK joins the queue, and goes when the
+    /// ones before it have and its message is not the application's to complete.
+    fn received_qos1(&mut self, now: Timestamp, id: PacketId) {
+        if self.puback_ids.insert(id) {
+            self.pubacks.push_back(id);
         }
         self.send_pubacks(now);
     }
@@ -667,7 +675,7 @@ impl DeviceSession {
     /// acknowledged at once; a topic only devices publish on is dropped.
     fn handle_iothub_publish(&mut self, now: Timestamp, topic: IotHubTopic, publish: Publish) {
         if let (QoS::AtLeastOnce, Some(id)) = (publish.qos, publish.packet_id) {
-            self.received_qos1(now, id, true);
+            self.received_qos1(now, id);
         }
         match topic {
             IotHubTopic::TwinResponse { status, rid, version } => {
@@ -706,17 +714,16 @@ impl DeviceSession {
             return Ok(());
         }
         if let Some(id) = lock {
-            match self.c2d.get(&id) {
-                Some(C2dState::Completed) => {
-                    self.received_qos1(now, id, true);
-                    return Ok(());
-                }
-                // The hub sent it again before we settled it: shown once is enough.
-                Some(C2dState::Delivered) if publish.dup => {
-                    self.received_qos1(now, id, false);
-                    return Ok(());
-                }
-                _ => {}
+            // The hub sent it again: completed already (its PUBACK goes in turn), or
+            // shown and not yet settled (shown once is enough).
+            let again = match self.c2d.get(&id) {
+                Some(C2dState::Completed) => true,
+                Some(C2dState::Delivered) => publish.dup,
+                None => false,
+            };
+            if again {
+                self.received_qos1(now, id);
+                return Ok(());
             }
         }
         let message = match topic::parse_c2d(
@@ -734,14 +741,14 @@ impl DeviceSession {
                 // Not a C2D message for this device (a broker relaying other traffic):
                 // acknowledge so the sender's window moves, and drop it.
                 if let Some(id) = lock {
-                    self.received_qos1(now, id, true);
+                    self.received_qos1(now, id);
                 }
                 return Ok(());
             }
         };
         if let Some(id) = lock {
             self.c2d.insert(id, C2dState::Delivered);
-            self.received_qos1(now, id, false);
+            self.received_qos1(now, id);
         }
         self.events.push_back(DeviceEvent::C2d(C2dMessage {
             lock_token: lock.map(LockToken::from_packet_id),
@@ -801,6 +808,7 @@ impl DeviceSession {
         // The order binds one connection's PUBLISHes; on the next one the hub sends
         // again what was not acknowledged, and that order counts [MQTT-4.4.0-1].
         self.pubacks.clear();
+        self.puback_ids.clear();
         self.subscribing.clear();
         if self.config.clean_session {
             self.subscribed.clear();
