@@ -258,7 +258,13 @@ impl AmqpConnection {
     ) -> Result<(), HubProtocolError> {
         let result = self.engine.handle_input(now, bytes);
         if let Err(e) = &result {
-            self.refuse(hub, None, ErrorCode::ARGUMENT_INVALID, format!("{e}"));
+            // A violation on a device's link is that device's.
+            let identity = match e {
+                EngineError::Link(e) => e.link().and_then(|link| self.links.get(&link)),
+                EngineError::Connection(_) | EngineError::Session(_) => None,
+            };
+            let identity = identity.and_then(HubLink::identity).cloned();
+            self.refuse(hub, identity, ErrorCode::ARGUMENT_INVALID, format!("{e}"));
         }
         self.process(now, hub);
         for device_id in core::mem::take(&mut self.window_blocked) {

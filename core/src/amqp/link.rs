@@ -438,6 +438,21 @@ impl LinkError {
         }
     }
 
+    /// The link the violation happened on, when it was on one.
+    pub fn link(&self) -> Option<LinkId> {
+        match *self {
+            LinkError::TransferLimitExceeded { link }
+            | LinkError::TransferFromReceiver { link }
+            | LinkError::InvalidTransfer { link, .. }
+            | LinkError::MessageSizeExceeded { link, .. }
+            | LinkError::ErrantLink { link, .. } => Some(link),
+            LinkError::HandleOutOfRange { .. }
+            | LinkError::HandleInUse { .. }
+            | LinkError::UnattachedHandle { .. }
+            | LinkError::NoFreeHandle { .. } => None,
+        }
+    }
+
     fn scope(&self) -> Scope {
         match *self {
             LinkError::HandleOutOfRange { .. } => Scope::Connection,

@@ -1132,6 +1132,15 @@ fn s2_6_7_transfer_beyond_credit_detaches_the_link() {
     w.pump();
     assert_eq!(attach_error(&w, c, events), condition::LINK_TRANSFER_LIMIT_EXCEEDED);
     assert_eq!(w.stored().len(), credit as usize, "every delivery within credit is stored");
+    let refused: Vec<Option<&str>> = w
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            HubEvent::Refused { identity, .. } => Some(identity.as_ref().map(|i| &*i.device_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [Some("d0")], "the violation is logged as the device's");
 }
 
 #[test]
