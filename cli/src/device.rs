@@ -181,9 +181,7 @@ impl OnRuntime for DeviceArgs {
 }
 
 fn run<S: Scheduler>(args: DeviceArgs) -> ExitCode {
-    let first = match args.transport {
-        TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t,
-    };
+    let first = args.transport.first();
     let (host, port) = hubwire_blocking::dial::target(&args.connection_string, first);
     let hub =
         if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };

@@ -39,6 +39,15 @@ pub enum TransportChoice {
     Auto(Transport),
 }
 
+impl TransportChoice {
+    /// The transport dialled first: the one chosen, before any fallback.
+    pub fn first(self) -> Transport {
+        match self {
+            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t,
+        }
+    }
+}
+
 /// How a device reaches its hub: the transport and what it trusts.
 #[derive(Clone, Debug)]
 pub struct ClientTransport {
@@ -426,9 +435,7 @@ impl Dialed<Device> {
         let host = dial::host(&config.connection_string);
         // The fallback stays within the protocol (`websocket_fallback`), so one
         // machine serves both transports.
-        config.protocol = match transport.choice {
-            TransportChoice::Fixed(t) | TransportChoice::Auto(t) => t.protocol(),
-        };
+        config.protocol = transport.choice.first().protocol();
         // Devices started together (a fleet after a hub outage) must not retry in
         // step: the jitter's seed takes the operating system's randomness.
         config.seed ^= OsRng.next_u64();
@@ -465,19 +472,16 @@ fn invalid(e: &dyn std::fmt::Display) -> io::Error {
 /// connection (spec file §5.10).
 ///
 /// Errors: `InvalidInput`, naming the transport and the AMQP ones.
-fn check_amqp(transport: &ClientTransport) -> io::Result<()> {
-    let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) = transport.choice;
+pub(crate) fn check_amqp(transport: &ClientTransport) -> io::Result<()> {
+    let asked = transport.choice.first();
     if asked.protocol() == Protocol::Amqp {
         return Ok(());
     }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "{asked} speaks {}: only AMQP carries several devices on one connection \
-             (amqp, amqp-ws, amqp-tcp)",
-            asked.protocol()
-        ),
-    ))
+    Err(invalid(&format_args!(
+        "{asked} speaks {}: only AMQP carries several devices on one connection \
+         (amqp, amqp-ws, amqp-tcp)",
+        asked.protocol()
+    )))
 }
 
 /// [`Multiplexed`] as the driver drives it: a [`Connection`] whose events name

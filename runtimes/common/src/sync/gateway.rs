@@ -83,7 +83,7 @@ use rand_core::{OsRng, RngCore};
 
 use crate::listen::{self, BindError, Listen};
 use crate::sync::{Client, ClientDriver, HubCommand, HubDriver, Scheduler};
-use crate::{ClientTransport, Dialed, HubServerEvent, TransportChoice, TransportStatus};
+use crate::{ClientTransport, Dialed, HubServerEvent, TransportStatus};
 use crate::{client_tls, dial};
 
 /// How a gateway listens downstream and reaches its hub upstream.
@@ -151,14 +151,7 @@ impl<S: Scheduler> GatewayServer<S> {
         let GatewayConfig { mut upstream, upstream_transport, listen, tls, mut downstream } =
             config;
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        let (TransportChoice::Fixed(asked) | TransportChoice::Auto(asked)) =
-            upstream_transport.choice;
-        if asked.protocol() != Protocol::Amqp {
-            return Err(invalid(format!(
-                "the upstream transport {asked} is not AMQP: only AMQP carries many devices \
-                 on one connection (spec file §5.10)"
-            )));
-        }
+        crate::dialed::check_amqp(&upstream_transport)?;
         let amqp = |l: &&Listen| {
             matches!(l.listener, Listener::Tls(Protocol::Amqp) | Listener::Tcp(Protocol::Amqp))
         };
