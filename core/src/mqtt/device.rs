@@ -672,7 +672,8 @@ impl DeviceSession {
 
     /// A PUBLISH on a `$iothub/` topic: a twin answer, a desired-property
     /// notification or a method request. QoS 1 (which the SDKs never ask for) is
-    /// acknowledged at once; a topic only devices publish on is dropped.
+    /// acknowledged in its turn, needing nothing of the application; a topic only
+    /// devices publish on is dropped.
     fn handle_iothub_publish(&mut self, now: Timestamp, topic: IotHubTopic, publish: Publish) {
         if let (QoS::AtLeastOnce, Some(id)) = (publish.qos, publish.packet_id) {
             self.received_qos1(now, id);
